@@ -1,0 +1,536 @@
+//! Bearer authentication: `Authorization: Bearer <token>` → a [`Principal`] in the request's
+//! extensions, through a [`TokenValidator`].
+//!
+//! Failures follow RFC 6750 §3 and Graph:
+//!
+//! | request                                     | status | `WWW-Authenticate`                          |
+//! |---------------------------------------------|--------|---------------------------------------------|
+//! | no `Authorization`, or another scheme        | 401    | `Bearer realm="..."` (no `error`)           |
+//! | `Bearer <token>` the validator refuses      | 401    | `Bearer realm="...", error="invalid_token", error_description="..."` |
+//! | `Bearer` with an empty or malformed token    | 401    | `... error="invalid_token"`                 |
+//! | `Authorization` sent twice                   | 400    | `... error="invalid_request"`               |
+//!
+//! The scheme is matched case-insensitively (`bearer` works); the token is passed on byte-exact.
+//! Every error body is Graph's `InvalidAuthenticationToken` envelope.
+//!
+//! ```
+//! use security_update::{AuthLayer, Principal, StaticTokens};
+//! use tower::{service_fn, Layer, ServiceExt};
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let tokens = StaticTokens::new().with_token("secret", Principal::delegated("t", "u"));
+//! let svc = AuthLayer::new(tokens).layer(service_fn(|req: http::Request<()>| async move {
+//!     let who = req.extensions().get::<Principal>().unwrap().object_id().to_owned();
+//!     Ok::<_, std::convert::Infallible>(http::Response::new(who))
+//! }));
+//! let ok = http::Request::get("/").header("authorization", "Bearer secret").body(()).unwrap();
+//! assert_eq!(svc.clone().oneshot(ok).await.unwrap().status(), 200);
+//! let bad = http::Request::get("/").header("authorization", "Bearer guess").body(()).unwrap();
+//! let response = svc.oneshot(bad).await.unwrap();
+//! assert_eq!(response.status(), 401);
+//! assert!(response.headers()["www-authenticate"].to_str().unwrap().contains("invalid_token"));
+//! # }
+//! ```
+//!
+//! # Security considerations
+//! Tokens never appear in errors, logs or `Debug` output from this crate. A missing principal
+//! downstream is a 401 from [`SecurityUpdateService`](crate::SecurityUpdateService), so
+//! forgetting this layer fails closed.
+
+mod policy;
+mod principal;
+mod validator;
+
+pub use policy::{Access, DefaultPolicy, GLOBAL_ADMINISTRATOR, Policy, SECURITY_ADMINISTRATOR};
+pub use principal::{Principal, PrincipalKind};
+pub use validator::{StaticTokens, TokenRejection, TokenValidator};
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker, ready};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Request, Response};
+use http_body_util::Full;
+use pin_project_lite::pin_project;
+use tower::{Layer, Service};
+
+use crate::body::{ResponseBody, polled_after_completion};
+use crate::error::{ErrorKind, GraphError};
+use crate::request_id::RequestIds;
+
+/// Authenticates bearer tokens; see the [module docs](self).
+#[must_use]
+#[derive(Debug)]
+pub struct AuthLayer<V> {
+    validator: Arc<V>,
+    realm: Arc<str>,
+}
+
+impl<V> Clone for AuthLayer<V> {
+    fn clone(&self) -> Self {
+        Self {
+            validator: self.validator.clone(),
+            realm: self.realm.clone(),
+        }
+    }
+}
+
+impl<V: TokenValidator> AuthLayer<V> {
+    /// Authenticates with `validator`, realm `security-update`.
+    pub fn new(validator: V) -> Self {
+        Self {
+            validator: Arc::new(validator),
+            realm: Arc::from("security-update"),
+        }
+    }
+
+    /// Sets the realm named in `WWW-Authenticate` (quotes and backslashes are dropped).
+    pub fn with_realm(mut self, realm: &str) -> Self {
+        self.realm = Arc::from(sanitize_quoted(realm));
+        self
+    }
+}
+
+impl<S, V> Layer<S> for AuthLayer<V> {
+    type Service = Auth<S, V>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Auth {
+            inner,
+            validator: self.validator.clone(),
+            realm: self.realm.clone(),
+        }
+    }
+}
+
+/// The service made by [`AuthLayer`].
+#[must_use]
+#[derive(Debug)]
+pub struct Auth<S, V> {
+    inner: S,
+    validator: Arc<V>,
+    realm: Arc<str>,
+}
+
+impl<S: Clone, V> Clone for Auth<S, V> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            validator: self.validator.clone(),
+            realm: self.realm.clone(),
+        }
+    }
+}
+
+impl<S, V, ReqBody, ResBody> Service<Request<ReqBody>> for Auth<S, V>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    V: TokenValidator,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, S::Future, V::Future, ReqBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let token = match bearer_token(request.headers()) {
+            Ok(token) => token,
+            Err(failure) => return self.reject(failure.into_error(&self.realm), &request),
+        };
+        let mut validation = self.validator.validate(token);
+        // Static and cached validators are ready at once: finish here and call the inner
+        // service directly, with no clone. A future polled with a no-op waker and found pending
+        // registers the real waker on its next poll, so handing it on below is sound.
+        let mut cx = Context::from_waker(Waker::noop());
+        match Pin::new(&mut validation).poll(&mut cx) {
+            Poll::Ready(Ok(principal)) => {
+                request.extensions_mut().insert(principal);
+                ResponseFuture::inner(self.inner.call(request))
+            }
+            Poll::Ready(Err(rejection)) => {
+                let error = AuthFailure::Rejected(rejection).into_error(&self.realm);
+                self.reject(error, &request)
+            }
+            Poll::Pending => {
+                // The future calls the inner service later, so it takes the service that was
+                // polled ready and leaves a clone here. See "Be careful when cloning inner
+                // services" in tower-service's docs (`tower-service/src/lib.rs`).
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                ResponseFuture {
+                    state: State::Validating {
+                        validation,
+                        inner: Some(inner),
+                        request: Some(request),
+                        realm: self.realm.clone(),
+                    },
+                }
+            }
+        }
+    }
+}
+
+impl<S, V> Auth<S, V> {
+    fn reject<F, Fut, B>(
+        &self,
+        error: GraphError,
+        request: &Request<B>,
+    ) -> ResponseFuture<S, F, Fut, B> {
+        ResponseFuture {
+            state: State::Rejected {
+                response: Some(error.into_response(&RequestIds::of(request))),
+            },
+        }
+    }
+}
+
+pin_project! {
+    /// Response future of [`Auth`].
+    pub struct ResponseFuture<S, F, Fut, B> {
+        #[pin]
+        state: State<S, F, Fut, B>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, F, Fut, B> {
+        Validating {
+            validation: Fut,
+            inner: Option<S>,
+            request: Option<Request<B>>,
+            realm: Arc<str>,
+        },
+        Inner { #[pin] future: F },
+        Rejected { response: Option<Response<Full<Bytes>>> },
+    }
+}
+
+impl<S, F, Fut, B> ResponseFuture<S, F, Fut, B> {
+    fn inner(future: F) -> Self {
+        Self {
+            state: State::Inner { future },
+        }
+    }
+}
+
+impl<S, F, Fut, B> std::fmt::Debug for ResponseFuture<S, F, Fut, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<S, Fut, B, ResBody> Future for ResponseFuture<S, S::Future, Fut, B>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+    Fut: Future<Output = Result<Principal, TokenRejection>> + Unpin,
+{
+    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let mut state = self.as_mut().project().state;
+            let next = match state.as_mut().project() {
+                StateProj::Inner { future } => {
+                    let response = ready!(future.poll(cx))?;
+                    return Poll::Ready(Ok(response.map(ResponseBody::inner)));
+                }
+                StateProj::Rejected { response } => {
+                    let response = response.take().unwrap_or_else(polled_after_completion);
+                    return Poll::Ready(Ok(response.map(ResponseBody::error)));
+                }
+                StateProj::Validating {
+                    validation,
+                    inner,
+                    request,
+                    realm,
+                } => {
+                    let outcome = ready!(Pin::new(validation).poll(cx));
+                    let (Some(mut inner), Some(mut request)) = (inner.take(), request.take())
+                    else {
+                        return Poll::Ready(Ok(polled_after_completion().map(ResponseBody::error)));
+                    };
+                    match outcome {
+                        Ok(principal) => {
+                            request.extensions_mut().insert(principal);
+                            State::Inner {
+                                future: inner.call(request),
+                            }
+                        }
+                        Err(rejection) => {
+                            let error = AuthFailure::Rejected(rejection).into_error(realm);
+                            State::Rejected {
+                                response: Some(error.into_response(&RequestIds::of(&request))),
+                            }
+                        }
+                    }
+                }
+            };
+            state.set(next);
+        }
+    }
+}
+
+/// Why a request did not get as far as a principal.
+#[derive(Debug)]
+enum AuthFailure {
+    /// No bearer credentials at all (RFC 6750: no `error` parameter).
+    Missing(&'static str),
+    /// The credentials are not a well-formed bearer token.
+    Malformed(&'static str),
+    /// `Authorization` was sent more than once.
+    Ambiguous,
+    /// The validator refused the token.
+    Rejected(TokenRejection),
+}
+
+impl AuthFailure {
+    fn into_error(self, realm: &str) -> GraphError {
+        let (kind, message, error, description): (_, std::borrow::Cow<'static, str>, _, _) =
+            match self {
+                Self::Missing(message) => (ErrorKind::MissingToken, message.into(), None, None),
+                Self::Malformed(message) => (
+                    ErrorKind::InvalidToken,
+                    message.into(),
+                    Some("invalid_token"),
+                    Some(message.to_owned()),
+                ),
+                Self::Ambiguous => (
+                    ErrorKind::InvalidAuthorizationRequest,
+                    "the Authorization header is sent more than once".into(),
+                    Some("invalid_request"),
+                    None,
+                ),
+                Self::Rejected(rejection) => {
+                    let description = rejection.description().to_owned();
+                    (
+                        ErrorKind::InvalidToken,
+                        format!("Access token validation failure: {description}").into(),
+                        Some("invalid_token"),
+                        Some(description),
+                    )
+                }
+            };
+        let mut challenge = format!("Bearer realm=\"{realm}\"");
+        if let Some(error) = error {
+            challenge.push_str(&format!(", error=\"{error}\""));
+        }
+        if let Some(description) = description {
+            let description = sanitize_quoted(&description);
+            challenge.push_str(&format!(", error_description=\"{description}\""));
+        }
+        let challenge =
+            HeaderValue::try_from(challenge).unwrap_or_else(|_| HeaderValue::from_static("Bearer"));
+        GraphError::new(kind, message).with_challenge(challenge)
+    }
+}
+
+/// The bearer token of `headers`, or why there is none.
+fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthFailure> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Err(AuthFailure::Missing("Access token is empty."));
+    };
+    if values.next().is_some() {
+        return Err(AuthFailure::Ambiguous);
+    }
+    let Ok(value) = value.to_str() else {
+        return Err(AuthFailure::Malformed(
+            "the Authorization header is not ASCII",
+        ));
+    };
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthFailure::Missing(
+            "the Authorization header does not carry a Bearer token",
+        ));
+    }
+    let token = rest.trim_start_matches(' ');
+    if token.is_empty() {
+        return Err(AuthFailure::Malformed("Access token is empty."));
+    }
+    if !is_token68(token) {
+        return Err(AuthFailure::Malformed(
+            "the bearer token is not well formed",
+        ));
+    }
+    Ok(token)
+}
+
+/// RFC 7235 `token68`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+fn is_token68(token: &str) -> bool {
+    let body = token.trim_end_matches('=');
+    !body.is_empty()
+        && body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
+}
+
+/// Text safe inside a quoted-string: printable ASCII without `"` or `\`.
+fn sanitize_quoted(text: &str) -> String {
+    text.chars()
+        .filter(|c| c.is_ascii() && !c.is_ascii_control() && *c != '"' && *c != '\\')
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::convert::Infallible;
+    use std::future::Ready;
+    use tower::{ServiceExt, service_fn};
+
+    async fn who(request: Request<()>) -> Result<Response<String>, Infallible> {
+        let principal = request.extensions().get::<Principal>().cloned();
+        Ok(Response::new(
+            principal.map_or("nobody".to_owned(), |p| p.object_id().to_owned()),
+        ))
+    }
+
+    fn tokens() -> StaticTokens {
+        StaticTokens::new().with_token("good.token", Principal::delegated("t", "alice"))
+    }
+
+    async fn send(headers: &[(&str, &str)]) -> Response<ResponseBody<String>> {
+        let mut builder = Request::get("/me/security");
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        AuthLayer::new(tokens())
+            .layer(service_fn(who))
+            .oneshot(builder.body(()).unwrap())
+            .await
+            .unwrap()
+    }
+
+    fn challenge(response: &Response<ResponseBody<String>>) -> &str {
+        response.headers()["www-authenticate"].to_str().unwrap()
+    }
+
+    #[tokio::test]
+    async fn valid_token_puts_principal_in_extensions() {
+        let response = send(&[("authorization", "Bearer good.token")]).await;
+        assert_eq!(response.status(), 200);
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap();
+        assert_eq!(&body.to_bytes()[..], b"alice");
+    }
+
+    #[tokio::test]
+    async fn bearer_scheme_is_case_insensitive() {
+        for scheme in ["bearer", "BEARER", "BeArEr"] {
+            let response = send(&[("authorization", &format!("{scheme} good.token"))]).await;
+            assert_eq!(response.status(), 200, "{scheme}");
+        }
+    }
+
+    #[tokio::test]
+    async fn token_is_byte_exact() {
+        let response = send(&[("authorization", "Bearer GOOD.TOKEN")]).await;
+        assert_eq!(response.status(), 401);
+    }
+
+    #[tokio::test]
+    async fn missing_credentials_get_a_challenge_without_error() {
+        for headers in [vec![], vec![("authorization", "Basic dXNlcjpwYXNz")]] {
+            let response = send(&headers).await;
+            assert_eq!(response.status(), 401);
+            assert_eq!(challenge(&response), "Bearer realm=\"security-update\"");
+        }
+    }
+
+    #[tokio::test]
+    async fn bad_credentials_get_invalid_token() {
+        for value in [
+            "Bearer wrong",
+            "Bearer ",
+            "Bearer",
+            "Bearer a b",
+            "Bearer ===",
+            "Bearer a\"b",
+        ] {
+            let response = send(&[("authorization", value)]).await;
+            assert_eq!(response.status(), 401, "{value}");
+            assert!(
+                challenge(&response).contains("error=\"invalid_token\""),
+                "{value}"
+            );
+            assert!(
+                !challenge(&response).contains("wrong"),
+                "token leaked: {value}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn duplicate_authorization_is_invalid_request() {
+        let response = send(&[
+            ("authorization", "Bearer good.token"),
+            ("authorization", "Bearer good.token"),
+        ])
+        .await;
+        assert_eq!(response.status(), 400);
+        assert!(challenge(&response).contains("error=\"invalid_request\""));
+    }
+
+    #[tokio::test]
+    async fn error_body_is_graph_envelope() {
+        let response = send(&[("authorization", "Bearer wrong")]).await;
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&body.to_bytes()).unwrap();
+        assert_eq!(json["error"]["code"], "InvalidAuthenticationToken");
+        assert!(json["error"]["innerError"]["request-id"].is_string());
+    }
+
+    /// A validator that answers only after yielding once, to drive the pending path.
+    struct Slow;
+
+    impl TokenValidator for Slow {
+        type Future = Pin<Box<dyn Future<Output = Result<Principal, TokenRejection>> + Send>>;
+        fn validate(&self, token: &str) -> Self::Future {
+            let ok = token == "slow";
+            Box::pin(async move {
+                tokio::task::yield_now().await;
+                if ok {
+                    Ok(Principal::delegated("t", "slowpoke"))
+                } else {
+                    Err(TokenRejection::new("no"))
+                }
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn asynchronous_validators_work() {
+        let svc = AuthLayer::new(Slow).layer(service_fn(who));
+        let ok = Request::get("/")
+            .header("authorization", "Bearer slow")
+            .body(())
+            .unwrap();
+        let response = svc.clone().oneshot(ok).await.unwrap();
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap();
+        assert_eq!(&body.to_bytes()[..], b"slowpoke");
+        let bad = Request::get("/")
+            .header("authorization", "Bearer fast")
+            .body(())
+            .unwrap();
+        assert_eq!(svc.oneshot(bad).await.unwrap().status(), 401);
+    }
+
+    #[test]
+    fn ready_future_is_unpin() {
+        fn unpin<T: Unpin>() {}
+        unpin::<Ready<Result<Principal, TokenRejection>>>();
+    }
+}

@@ -1,0 +1,304 @@
+//! Content-type enforcement: a request with a body must be JSON, in UTF-8.
+//!
+//! Graph's update operations require `Content-Type: application/json`; RFC 7396 names
+//! `application/merge-patch+json`. Both are accepted, with any parameters (OData clients send
+//! `odata.metadata=...`), as long as a `charset`, if present, is UTF-8 in any case. Anything else
+//! is `415 Unsupported Media Type` with `Accept-Patch` listing what would be accepted; a
+//! `Content-Type` sent twice is `400`, since no single media type can be trusted.
+//!
+//! A request "has a body" when its method is `PATCH`, `POST` or `PUT`, or it announces one with
+//! a non-zero `Content-Length` or a `Transfer-Encoding`. Requests that pass get a
+//! [`JsonContentType`] marker in their extensions, which [`SecurityUpdateService`] looks for so
+//! that forgetting this layer fails closed.
+//!
+//! | request                                   | status |
+//! |-------------------------------------------|--------|
+//! | `PATCH`, `application/json`               | passed on |
+//! | `PATCH`, `application/json; charset=latin1` | 415 |
+//! | `PATCH`, no `Content-Type`                | 415 |
+//! | `PATCH`, two `Content-Type` headers       | 400 |
+//! | `GET`, no body                            | passed on |
+//!
+//! ```
+//! use security_update::ContentTypeLayer;
+//! use tower::{service_fn, Layer, ServiceExt};
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let svc = ContentTypeLayer::new().layer(service_fn(|_req: http::Request<()>| async {
+//!     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Empty::<bytes::Bytes>::new()))
+//! }));
+//! let request = http::Request::patch("/me/security")
+//!     .header("content-type", "text/plain")
+//!     .body(())
+//!     .unwrap();
+//! let response = svc.oneshot(request).await.unwrap();
+//! assert_eq!(response.status(), 415);
+//! assert_eq!(response.headers()["accept-patch"], "application/json, application/merge-patch+json");
+//! # }
+//! ```
+//!
+//! [`SecurityUpdateService`]: crate::SecurityUpdateService
+
+use std::task::{Context, Poll};
+
+use http::header::{self, HeaderMap};
+use http::{Method, Request, Response};
+use tower::{Layer, Service};
+
+use crate::body::{ResponseBody, ResponseFuture};
+use crate::error::{ErrorKind, GraphError};
+use crate::request_id::RequestIds;
+
+/// Marker in request extensions: the body's media type was checked and is JSON in UTF-8.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct JsonContentType;
+
+/// Rejects requests whose body is not JSON; see the [module docs](self).
+#[must_use]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ContentTypeLayer {
+    _priv: (),
+}
+
+impl ContentTypeLayer {
+    /// Accepts `application/json` and `application/merge-patch+json`, UTF-8 or no charset.
+    pub fn new() -> Self {
+        Self { _priv: () }
+    }
+}
+
+impl<S> Layer<S> for ContentTypeLayer {
+    type Service = ContentType<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ContentType { inner }
+    }
+}
+
+/// The service made by [`ContentTypeLayer`].
+#[must_use]
+#[derive(Debug, Clone)]
+pub struct ContentType<S> {
+    inner: S,
+}
+
+impl<S> ContentType<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S) -> Self {
+        Self { inner }
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ContentType<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        if has_body(&request) {
+            if let Err(error) = check_json_content_type(request.headers()) {
+                return ResponseFuture::rejected(error.into_response(&RequestIds::of(&request)));
+            }
+            request.extensions_mut().insert(JsonContentType);
+        }
+        ResponseFuture::inner(self.inner.call(request))
+    }
+}
+
+/// Whether `request` carries (or must carry) a body whose media type matters.
+pub(crate) fn has_body<B>(request: &Request<B>) -> bool {
+    let method = request.method();
+    if method == Method::PATCH || method == Method::POST || method == Method::PUT {
+        return true;
+    }
+    let headers = request.headers();
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|length| length.as_bytes() != b"0")
+}
+
+/// Checks the `Content-Type` of a request with a body.
+///
+/// # Errors
+/// 415 when it is absent, not JSON, unparseable or not UTF-8; 400 when sent more than once.
+pub(crate) fn check_json_content_type(headers: &HeaderMap) -> Result<(), GraphError> {
+    let mut values = headers.get_all(header::CONTENT_TYPE).iter();
+    let Some(value) = values.next() else {
+        return Err(unsupported(
+            "the request has a body but no Content-Type; send application/json",
+        ));
+    };
+    if values.next().is_some() {
+        return Err(GraphError::new(
+            ErrorKind::BadRequest,
+            "Content-Type is sent more than once",
+        ));
+    }
+    // The overwhelmingly common case, without parsing.
+    let bytes = value.as_bytes();
+    if bytes.eq_ignore_ascii_case(b"application/json")
+        || bytes.eq_ignore_ascii_case(b"application/merge-patch+json")
+    {
+        return Ok(());
+    }
+    let Ok(text) = value.to_str() else {
+        return Err(unsupported("Content-Type is not valid ASCII"));
+    };
+    let Ok(mime) = text.parse::<mime::Mime>() else {
+        return Err(unsupported(format!(
+            "Content-Type '{text}' cannot be parsed"
+        )));
+    };
+    let essence_ok = mime.type_() == mime::APPLICATION
+        && (mime.subtype() == mime::JSON
+            || (mime.subtype() == "merge-patch" && mime.suffix() == Some(mime::JSON)));
+    if !essence_ok {
+        return Err(unsupported(format!(
+            "Content-Type '{}' is not supported; send application/json or application/merge-patch+json",
+            mime.essence_str()
+        )));
+    }
+    match mime.get_param(mime::CHARSET) {
+        None => Ok(()),
+        Some(charset) if charset.as_str().eq_ignore_ascii_case("utf-8") => Ok(()),
+        Some(charset) => Err(unsupported(format!(
+            "charset '{charset}' is not supported; JSON must be UTF-8"
+        ))),
+    }
+}
+
+fn unsupported(message: impl Into<std::borrow::Cow<'static, str>>) -> GraphError {
+    GraphError::new(ErrorKind::UnsupportedMediaType, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::convert::Infallible;
+    use tower::{ServiceExt, service_fn};
+
+    async fn echo_marker(request: Request<()>) -> Result<Response<String>, Infallible> {
+        let marked = request.extensions().get::<JsonContentType>().is_some();
+        Ok(Response::new(format!("marked={marked}")))
+    }
+
+    async fn status_for(method: Method, content_types: &[&str]) -> (u16, Option<String>) {
+        let mut builder = Request::builder().method(method).uri("/me/security");
+        for value in content_types {
+            builder = builder.header("content-type", *value);
+        }
+        let response = ContentTypeLayer::new()
+            .layer(service_fn(echo_marker))
+            .oneshot(builder.body(()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let accept_patch = response
+            .headers()
+            .get("accept-patch")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (status, accept_patch)
+    }
+
+    #[tokio::test]
+    async fn json_content_types() {
+        let cases: &[(&str, u16)] = &[
+            ("application/json", 200),
+            ("APPLICATION/JSON", 200),
+            ("application/json; charset=utf-8", 200),
+            ("application/json; charset=UTF-8", 200),
+            ("application/json;charset=\"utf-8\"", 200),
+            ("application/json;odata.metadata=minimal", 200),
+            ("application/merge-patch+json", 200),
+            ("application/merge-patch+json; charset=utf-8", 200),
+            ("application/json; charset=latin1", 415),
+            ("application/json; charset=utf-16", 415),
+            ("text/json", 415),
+            ("text/plain", 415),
+            ("application/xml", 415),
+            ("application/jsonx", 415),
+            ("application/json-patch+json", 415),
+            ("application/", 415),
+            ("not a media type", 415),
+            (";;;", 415),
+        ];
+        for (content_type, expected) in cases {
+            let (status, accept_patch) = status_for(Method::PATCH, &[content_type]).await;
+            assert_eq!(status, *expected, "Content-Type: {content_type}");
+            if *expected == 415 {
+                assert_eq!(
+                    accept_patch.as_deref(),
+                    Some("application/json, application/merge-patch+json"),
+                    "Accept-Patch for {content_type}"
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn missing_content_type_on_patch_is_415() {
+        assert_eq!(status_for(Method::PATCH, &[]).await.0, 415);
+    }
+
+    #[tokio::test]
+    async fn duplicate_content_type_is_400() {
+        let status = status_for(Method::PATCH, &["application/json", "application/json"]).await;
+        assert_eq!(status.0, 400);
+    }
+
+    #[tokio::test]
+    async fn get_without_body_passes_unmarked() {
+        let response = ContentTypeLayer::new()
+            .layer(service_fn(echo_marker))
+            .oneshot(Request::get("/me/security").body(()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(&body[..], b"marked=false");
+    }
+
+    #[tokio::test]
+    async fn get_with_announced_body_is_checked() {
+        let request = Request::get("/me/security")
+            .header("content-length", "5")
+            .body(())
+            .unwrap();
+        let response = ContentTypeLayer::new()
+            .layer(service_fn(echo_marker))
+            .oneshot(request)
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 415);
+    }
+
+    #[tokio::test]
+    async fn accepted_request_is_marked() {
+        let request = Request::patch("/me/security")
+            .header("content-type", "application/json")
+            .body(())
+            .unwrap();
+        let response = ContentTypeLayer::new()
+            .layer(service_fn(echo_marker))
+            .oneshot(request)
+            .await
+            .unwrap();
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(&body[..], b"marked=true");
+    }
+}

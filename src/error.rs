@@ -1,0 +1,282 @@
+//! Graph's error envelope: every failure any layer or the service produces is rendered here.
+//!
+//! Microsoft Graph answers errors as
+//!
+//! ```json
+//! {"error":{"code":"InvalidAuthenticationToken","message":"...",
+//!           "innerError":{"date":"2026-11-29T01:02:03","request-id":"...","client-request-id":"..."}}}
+//! ```
+//!
+//! with `Content-Type: application/json`. [`GraphError`] is the typed form of that envelope. A
+//! rejection response carries its `GraphError` in its extensions, so an outer layer can re-render
+//! it in another format without parsing JSON.
+//!
+//! ```
+//! use security_update::{ErrorKind, GraphError};
+//!
+//! let error = GraphError::new(ErrorKind::PreconditionFailed, "the ETag does not match");
+//! assert_eq!(error.status(), http::StatusCode::PRECONDITION_FAILED);
+//! assert_eq!(error.code(), "preconditionFailed");
+//! ```
+
+use std::borrow::Cow;
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+use http_body_util::Full;
+
+use crate::request_id::RequestIds;
+
+/// What went wrong, at the granularity that decides the status code and Graph error code.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// 401: no bearer credentials were sent.
+    MissingToken,
+    /// 401: the bearer token was rejected (malformed, expired, bad signature, ...).
+    InvalidToken,
+    /// 400: the `Authorization` header is malformed beyond a bad token (e.g. sent twice).
+    InvalidAuthorizationRequest,
+    /// 403: the token is valid but lacks the permission the operation needs.
+    InsufficientScope,
+    /// 403: the caller may not reach this user's object.
+    AccessDenied,
+    /// 400: the request is malformed (bad JSON, schema violation, bad header, ...).
+    BadRequest,
+    /// 404: no such path or no such user.
+    NotFound,
+    /// 405: the path exists but not with this method.
+    MethodNotAllowed,
+    /// 412: `If-Match` did not match the current ETag.
+    PreconditionFailed,
+    /// 413: the body is larger than the configured limit.
+    PayloadTooLarge,
+    /// 415: the body is not JSON.
+    UnsupportedMediaType,
+    /// 429: the caller exceeded its rate limit.
+    TooManyRequests,
+    /// 503: the store is unreachable or too contended; try again later.
+    ServiceUnavailable,
+    /// 500: a bug or an unexpected store failure.
+    Internal,
+}
+
+impl ErrorKind {
+    /// The HTTP status this kind is answered with.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::MissingToken | Self::InvalidToken => StatusCode::UNAUTHORIZED,
+            Self::InsufficientScope | Self::AccessDenied => StatusCode::FORBIDDEN,
+            Self::InvalidAuthorizationRequest | Self::BadRequest => StatusCode::BAD_REQUEST,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            Self::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The Graph error `code` string for this kind.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::MissingToken | Self::InvalidToken => "InvalidAuthenticationToken",
+            Self::InvalidAuthorizationRequest => "InvalidAuthenticationToken",
+            Self::InsufficientScope => "Authorization_RequestDenied",
+            Self::AccessDenied => "accessDenied",
+            Self::BadRequest => "BadRequest",
+            Self::NotFound => "Request_ResourceNotFound",
+            Self::MethodNotAllowed => "Request_BadRequest",
+            Self::PreconditionFailed => "preconditionFailed",
+            Self::PayloadTooLarge => "RequestEntityTooLarge",
+            Self::UnsupportedMediaType => "UnsupportedMediaType",
+            Self::TooManyRequests => "activityLimitReached",
+            Self::ServiceUnavailable => "serviceNotAvailable",
+            Self::Internal => "generalException",
+        }
+    }
+}
+
+/// A Graph-style error: a kind, a precise human message, and the headers its status requires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphError {
+    kind: ErrorKind,
+    message: Cow<'static, str>,
+    challenge: Option<HeaderValue>,
+    retry_after_secs: Option<u32>,
+}
+
+/// The media types a PATCH body may have, as advertised in `Accept-Patch`.
+pub(crate) const ACCEPT_PATCH: &str = "application/json, application/merge-patch+json";
+/// The methods the two routes answer, as advertised in `Allow`.
+pub(crate) const ALLOW: &str = "GET, PATCH";
+
+impl GraphError {
+    /// An error of `kind` with a message for the caller.
+    pub fn new(kind: ErrorKind, message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            challenge: None,
+            retry_after_secs: None,
+        }
+    }
+
+    /// Sets the `WWW-Authenticate` challenge (401 and 403 responses).
+    pub fn with_challenge(mut self, challenge: HeaderValue) -> Self {
+        self.challenge = Some(challenge);
+        self
+    }
+
+    /// Sets `Retry-After`, in seconds (429 and 503 responses).
+    pub fn with_retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after_secs = Some(seconds);
+        self
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The HTTP status of the response.
+    pub fn status(&self) -> StatusCode {
+        self.kind.status()
+    }
+
+    /// The Graph error code.
+    pub fn code(&self) -> &'static str {
+        self.kind.code()
+    }
+
+    /// The message for the caller.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The `WWW-Authenticate` challenge, if any.
+    pub fn challenge(&self) -> Option<&HeaderValue> {
+        self.challenge.as_ref()
+    }
+
+    /// Renders the error as Graph does, stamping the request's ids into `innerError` and the
+    /// `request-id` / `client-request-id` headers.
+    pub fn into_response(self, ids: &RequestIds) -> Response<Full<Bytes>> {
+        let body = serde_json::json!({
+            "error": {
+                "code": self.code(),
+                "message": &*self.message,
+                "innerError": {
+                    "date": utc_timestamp(SystemTime::now()),
+                    "request-id": ids.request_id_str(),
+                    "client-request-id": ids.client_request_id_str(),
+                }
+            }
+        });
+        let bytes = serde_json::to_vec(&body).map_or_else(|_| Bytes::new(), Bytes::from);
+        let mut response = Response::new(Full::new(bytes));
+        *response.status_mut() = self.status();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        ids.stamp(headers);
+        match self.kind {
+            ErrorKind::MissingToken
+            | ErrorKind::InvalidToken
+            | ErrorKind::InvalidAuthorizationRequest
+            | ErrorKind::InsufficientScope => {
+                let challenge = self
+                    .challenge
+                    .clone()
+                    .unwrap_or_else(|| HeaderValue::from_static("Bearer"));
+                headers.insert(header::WWW_AUTHENTICATE, challenge);
+            }
+            ErrorKind::MethodNotAllowed => {
+                headers.insert(header::ALLOW, HeaderValue::from_static(ALLOW));
+            }
+            ErrorKind::UnsupportedMediaType => {
+                headers.insert("accept-patch", HeaderValue::from_static(ACCEPT_PATCH));
+            }
+            _ => {}
+        }
+        if let Some(seconds) = self.retry_after_secs {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+impl fmt::Display for GraphError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({}): {}", self.status(), self.code(), self.message)
+    }
+}
+
+impl std::error::Error for GraphError {}
+
+/// Formats `time` as Graph's `innerError.date`: UTC, seconds precision, no zone suffix.
+pub(crate) fn utc_timestamp(time: SystemTime) -> String {
+    let secs = time
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs());
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian (year, month, day); Howard Hinnant's algorithm.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn timestamp_is_utc_without_zone_suffix() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_795_914_123); // 2026-11-29T01:02:03Z
+        assert_eq!(utc_timestamp(t), "2026-11-29T01:02:03");
+        assert_eq!(utc_timestamp(UNIX_EPOCH), "1970-01-01T00:00:00");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(utc_timestamp(leap), "2000-02-29T00:00:00");
+    }
+
+    #[test]
+    fn error_response_has_graph_envelope_and_headers() {
+        let ids = RequestIds::generate(Some(HeaderValue::from_static("client-1")));
+        let response = GraphError::new(ErrorKind::MethodNotAllowed, "no").into_response(&ids);
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(response.headers()["allow"], "GET, PATCH");
+        assert_eq!(response.headers()["client-request-id"], "client-1");
+        assert_eq!(
+            response.headers()["request-id"].to_str().unwrap(),
+            ids.request_id_str()
+        );
+        assert!(response.extensions().get::<GraphError>().is_some());
+    }
+}

@@ -1,0 +1,67 @@
+//! RFC 7396 JSON merge patch, applied in place.
+
+use serde_json::{Map, Value};
+
+/// Applies the RFC 7396 merge `patch` to `target`, in place.
+///
+/// A non-object patch replaces the target. An object patch turns a non-object target into `{}`
+/// first, then for each member: `null` removes it, anything else is merged recursively. The patch
+/// is taken by value so that its leaves move into the target instead of being cloned, and
+/// members already present are updated through `get_mut` without re-inserting their key.
+/// Member order is kept when serde_json's `preserve_order` is on (`shift_remove`).
+///
+/// Recursion follows the patch's depth; patches parsed by [`MergePatchLayer`] are depth-bounded.
+///
+/// ```
+/// use serde_json::json;
+///
+/// let mut target = json!({"title": "Goodbye!", "author": {"givenName": "John", "familyName": "Doe"}});
+/// security_update::merge_patch::apply(
+///     &mut target,
+///     json!({"title": "Hello!", "author": {"familyName": null}, "tags": ["x"]}),
+/// );
+/// assert_eq!(target, json!({"title": "Hello!", "author": {"givenName": "John"}, "tags": ["x"]}));
+/// ```
+///
+/// [`MergePatchLayer`]: crate::MergePatchLayer
+pub fn apply(target: &mut Value, patch: Value) {
+    match patch {
+        Value::Object(patch) => {
+            if let Value::Object(map) = target {
+                apply_to_object(map, patch);
+            } else {
+                let mut map = Map::new();
+                apply_to_object(&mut map, patch);
+                *target = Value::Object(map);
+            }
+        }
+        other => *target = other,
+    }
+}
+
+/// Applies an object `patch` to an object `target`, in place: the common case of [`apply`]
+/// without wrapping either side in a [`Value`].
+pub fn apply_to_object(target: &mut Map<String, Value>, patch: Map<String, Value>) {
+    for (key, value) in patch {
+        if value.is_null() {
+            target.shift_remove(&key);
+        } else if let Some(existing) = target.get_mut(&key) {
+            apply(existing, value);
+        } else {
+            target.insert(key, without_nulls(value));
+        }
+    }
+}
+
+/// A patch value landing where nothing was: RFC 7396 merges it into `null`, which for an
+/// object means "the object with its `null` members dropped, recursively".
+fn without_nulls(value: Value) -> Value {
+    match value {
+        Value::Object(patch) => {
+            let mut map = Map::new();
+            apply_to_object(&mut map, patch);
+            Value::Object(map)
+        }
+        other => other,
+    }
+}

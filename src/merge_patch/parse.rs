@@ -1,0 +1,163 @@
+//! JSON parsing for patches: depth-bounded, duplicate keys rejected, trailing data rejected.
+//!
+//! `serde_json::Value`'s own deserializer keeps the last of two equal keys and only stops at a
+//! fixed recursion limit of 128. A patch with `{"id":"a","id":"b"}` is ambiguous (which one did
+//! the caller mean?) and so is rejected here, and the nesting bound is ours to configure.
+
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
+
+/// serde_json's own recursion limit; a deeper bound could never be reached.
+pub(crate) const SERDE_JSON_DEPTH_LIMIT: usize = 128;
+
+/// Parses `bytes` as one JSON value nested at most `max_depth` containers deep.
+///
+/// # Errors
+/// serde_json's error, whose message names the problem and its line and column.
+pub(crate) fn parse_value(bytes: &[u8], max_depth: usize) -> Result<Value, serde_json::Error> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = BoundedValue {
+        depth_left: max_depth,
+    }
+    .deserialize(&mut deserializer)?;
+    deserializer.end()?;
+    Ok(value)
+}
+
+/// A `Value` seed that allows `depth_left` more levels of arrays and objects.
+#[derive(Clone, Copy)]
+struct BoundedValue {
+    depth_left: usize,
+}
+
+impl BoundedValue {
+    fn enter<E: de::Error>(self) -> Result<Self, E> {
+        match self.depth_left.checked_sub(1) {
+            Some(depth_left) => Ok(Self { depth_left }),
+            None => Err(E::custom("the JSON is nested too deeply")),
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for BoundedValue {
+    type Value = Value;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BoundedValue {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        serde_json::Number::from_f64(v)
+            .map(Value::Number)
+            .ok_or_else(|| E::custom("number is not finite"))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let child = self.enter()?;
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+        while let Some(item) = seq.next_element_seed(child)? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
+        let child = self.enter()?;
+        let mut map = Map::new();
+        while let Some(key) = access.next_key::<String>()? {
+            match map.entry(key) {
+                serde_json::map::Entry::Vacant(slot) => {
+                    slot.insert(access.next_value_seed(child)?);
+                }
+                serde_json::map::Entry::Occupied(slot) => {
+                    return Err(de::Error::custom(format_args!(
+                        "duplicate member {:?}",
+                        slot.key()
+                    )));
+                }
+            }
+        }
+        Ok(Value::Object(map))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn parses_what_serde_json_parses() {
+        let text = br#"{"a":[1,-2,3.5,true,null,"x\u00e9"],"b":{"c":{}}}"#;
+        let ours = parse_value(text, 8).unwrap();
+        let theirs: Value = serde_json::from_slice(text).unwrap();
+        assert_eq!(ours, theirs);
+    }
+
+    #[test]
+    fn duplicate_keys_are_rejected_with_the_key_named() {
+        let err = parse_value(br#"{"a":1,"b":{"x":1,"x":2}}"#, 8).unwrap_err();
+        assert!(err.to_string().contains("duplicate member \"x\""), "{err}");
+    }
+
+    #[test]
+    fn depth_bound_counts_containers() {
+        assert!(parse_value(br#"{"a":{"b":[1]}}"#, 3).is_ok());
+        let err = parse_value(br#"{"a":{"b":[1]}}"#, 2).unwrap_err();
+        assert!(err.to_string().contains("nested too deeply"), "{err}");
+        assert_eq!(parse_value(b"7", 0).unwrap(), json!(7));
+    }
+
+    #[test]
+    fn trailing_data_is_rejected() {
+        assert!(parse_value(br#"{"a":1} x"#, 8).is_err());
+        assert!(parse_value(br#"{"a":1}{}"#, 8).is_err());
+        assert!(parse_value(b"{\"a\":1}  \n", 8).is_ok());
+    }
+
+    #[test]
+    fn hostile_scalars_are_rejected() {
+        assert!(parse_value(br#"{"a":1e400}"#, 8).is_err());
+        assert!(parse_value(br#"{"a":"\ud800"}"#, 8).is_err());
+        assert!(parse_value(b"\xef\xbb\xbf{}", 8).is_err());
+        assert!(parse_value(b"{\"a\":\"\xff\"}", 8).is_err());
+    }
+}

@@ -1,0 +1,298 @@
+//! The resource schema: what a merged security object may look like.
+//!
+//! Graph's `microsoft.graph.security.security` has the key `id` and one navigation property,
+//! `informationProtection`, and is not an open type. So [`ResourceSchema::graph`] (the default)
+//! accepts only `@odata.type` (which must stay `#microsoft.graph.security.security`) and `id`
+//! (read-only: absent from the patch or unchanged), and rejects anything else, naming the
+//! property. Deployments that add properties supply a JSON Schema of their own with
+//! [`ResourceSchema::from_json_schema`]; the `@odata.type` and `id` rules hold for them too.
+//!
+//! | patch                                              | default schema |
+//! |----------------------------------------------------|----------------|
+//! | `{"@odata.type": "#microsoft.graph.security.security"}` | 200 |
+//! | `{"id": "<the same id>"}`                          | 200 |
+//! | `{"id": "other"}` or `{"id": null}`                 | 400, `id` is read-only |
+//! | `{"@odata.type": "#microsoft.graph.user"}`          | 400 |
+//! | `{"informationProtection": {}}`                    | 400, navigation property |
+//! | `{"displayName": "x"}`                             | 400, names `displayName` |
+//!
+//! ```
+//! use security_update::ResourceSchema;
+//! use serde_json::json;
+//!
+//! let schema = ResourceSchema::from_json_schema(&json!({
+//!     "type": "object",
+//!     "properties": {"riskLevel": {"enum": ["low", "high"]}}
+//! }))
+//! .unwrap();
+//! # let _ = schema;
+//! ```
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use crate::error::{ErrorKind, GraphError};
+
+/// The `@odata.type` of every security object.
+pub const ODATA_TYPE: &str = "#microsoft.graph.security.security";
+const ODATA_TYPE_KEY: &str = "@odata.type";
+const ID_KEY: &str = "id";
+const NAVIGATION_PROPERTIES: &[&str] = &["informationProtection"];
+
+/// Validates patched objects; see the [module docs](self). Cheap to clone.
+#[derive(Clone)]
+pub struct ResourceSchema {
+    kind: SchemaKind,
+    read_only: Arc<[Box<str>]>,
+}
+
+#[derive(Clone)]
+enum SchemaKind {
+    Graph,
+    #[cfg(feature = "json-schema")]
+    Custom(Arc<jsonschema::Validator>),
+}
+
+impl std::fmt::Debug for ResourceSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.kind {
+            SchemaKind::Graph => "graph",
+            #[cfg(feature = "json-schema")]
+            SchemaKind::Custom(_) => "custom",
+        };
+        f.debug_struct("ResourceSchema")
+            .field("kind", &kind)
+            .field("read_only", &self.read_only)
+            .finish()
+    }
+}
+
+impl Default for ResourceSchema {
+    fn default() -> Self {
+        Self::graph()
+    }
+}
+
+/// A JSON Schema that could not be compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaError {
+    message: String,
+}
+
+impl std::fmt::Display for SchemaError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invalid JSON Schema: {}", self.message)
+    }
+}
+
+impl std::error::Error for SchemaError {}
+
+impl ResourceSchema {
+    /// Strictly Graph's type: `@odata.type` and a read-only `id`, nothing else.
+    pub fn graph() -> Self {
+        Self {
+            kind: SchemaKind::Graph,
+            read_only: Arc::from([]),
+        }
+    }
+
+    /// A deployment's own JSON Schema for the whole object (it sees `@odata.type` and `id`
+    /// too). Compiled once, here.
+    ///
+    /// # Errors
+    /// When `schema` is not a valid JSON Schema.
+    #[cfg(feature = "json-schema")]
+    pub fn from_json_schema(schema: &Value) -> Result<Self, SchemaError> {
+        let validator = jsonschema::validator_for(schema).map_err(|error| SchemaError {
+            message: error.to_string(),
+        })?;
+        Ok(Self {
+            kind: SchemaKind::Custom(Arc::new(validator)),
+            read_only: Arc::from([]),
+        })
+    }
+
+    /// Top-level properties that a patch may not change (besides `id`, always read-only).
+    pub fn with_read_only<I: IntoIterator<Item = S>, S: AsRef<str>>(mut self, names: I) -> Self {
+        self.read_only = names.into_iter().map(|n| Box::from(n.as_ref())).collect();
+        self
+    }
+
+    /// Checks a patch before it touches any stored object: the rules that do not depend on
+    /// the current object.
+    ///
+    /// # Errors
+    /// 400 naming the first offending property.
+    pub(crate) fn check_patch(&self, patch: &Map<String, Value>) -> Result<(), GraphError> {
+        for (key, value) in patch {
+            match key.as_str() {
+                ODATA_TYPE_KEY => match value {
+                    Value::String(t) if t == ODATA_TYPE => {}
+                    Value::Null => return Err(invalid(ODATA_TYPE_KEY, "cannot be removed")),
+                    _ => {
+                        return Err(invalid(ODATA_TYPE_KEY, format!("must be \"{ODATA_TYPE}\"")));
+                    }
+                },
+                ID_KEY => {
+                    if !value.is_string() {
+                        return Err(invalid(ID_KEY, "is read-only and cannot be changed"));
+                    }
+                }
+                _ if matches!(self.kind, SchemaKind::Graph) => {
+                    return Err(undeclared(key));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a merged object against the object it was patched from.
+    ///
+    /// # Errors
+    /// 400 naming the first offending property.
+    pub(crate) fn check_merged(
+        &self,
+        merged: &mut Map<String, Value>,
+        current: &Map<String, Value>,
+    ) -> Result<(), GraphError> {
+        if merged.get(ID_KEY) != current.get(ID_KEY) {
+            return Err(invalid(ID_KEY, "is read-only and cannot be changed"));
+        }
+        if merged.get(ODATA_TYPE_KEY).and_then(Value::as_str) != Some(ODATA_TYPE) {
+            return Err(invalid(ODATA_TYPE_KEY, format!("must be \"{ODATA_TYPE}\"")));
+        }
+        for name in self.read_only.iter() {
+            if merged.get(&**name) != current.get(&**name) {
+                return Err(invalid(name, "is read-only and cannot be changed"));
+            }
+        }
+        match &self.kind {
+            SchemaKind::Graph => {
+                if let Some(key) = merged.keys().find(|k| *k != ID_KEY && *k != ODATA_TYPE_KEY) {
+                    return Err(undeclared(key));
+                }
+                Ok(())
+            }
+            #[cfg(feature = "json-schema")]
+            SchemaKind::Custom(validator) => {
+                // jsonschema validates a `Value`; move the map in and back out, no copy.
+                let instance = Value::Object(std::mem::take(merged));
+                let outcome = validator.validate(&instance).map_err(|error| {
+                    let path = error.instance_path().to_string();
+                    let property = path.trim_start_matches('/');
+                    let property = if property.is_empty() {
+                        "(object)"
+                    } else {
+                        property
+                    };
+                    invalid(property, error.to_string())
+                });
+                if let Value::Object(map) = instance {
+                    *merged = map;
+                }
+                outcome
+            }
+        }
+    }
+}
+
+fn invalid(property: &str, problem: impl Into<Cow<'static, str>>) -> GraphError {
+    let problem = problem.into();
+    GraphError::new(
+        ErrorKind::BadRequest,
+        format!("Invalid value for property '{property}': {problem}"),
+    )
+}
+
+fn undeclared(property: &str) -> GraphError {
+    let message = if NAVIGATION_PROPERTIES.contains(&property) {
+        format!(
+            "Property '{property}' is a navigation property of microsoft.graph.security.security and cannot be set inline."
+        )
+    } else {
+        format!(
+            "Property '{property}' does not exist as a declared property or extension property on type microsoft.graph.security.security."
+        )
+    };
+    GraphError::new(ErrorKind::BadRequest, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn object(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            _ => unreachable!("test objects are objects"),
+        }
+    }
+
+    fn current() -> Map<String, Value> {
+        object(json!({"@odata.type": ODATA_TYPE, "id": "abc"}))
+    }
+
+    fn message(result: Result<(), GraphError>) -> String {
+        result.unwrap_err().message().to_owned()
+    }
+
+    #[test]
+    fn graph_schema_names_undeclared_and_navigation_properties() {
+        let schema = ResourceSchema::graph();
+        assert!(
+            message(schema.check_patch(&object(json!({"displayName": "x"}))))
+                .contains("'displayName'")
+        );
+        assert!(
+            message(schema.check_patch(&object(json!({"informationProtection": {}}))))
+                .contains("navigation")
+        );
+        assert!(
+            schema
+                .check_patch(&object(json!({"@odata.type": ODATA_TYPE, "id": "abc"})))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn odata_type_and_id_are_guarded() {
+        let schema = ResourceSchema::graph();
+        assert!(
+            message(schema.check_patch(&object(json!({"@odata.type": "#microsoft.graph.user"}))))
+                .contains("@odata.type")
+        );
+        assert!(
+            message(schema.check_patch(&object(json!({"@odata.type": null}))))
+                .contains("cannot be removed")
+        );
+        assert!(message(schema.check_patch(&object(json!({"id": null})))).contains("read-only"));
+        let mut changed = object(json!({"@odata.type": ODATA_TYPE, "id": "other"}));
+        assert!(message(schema.check_merged(&mut changed, &current())).contains("'id'"));
+        let mut same = current();
+        assert!(schema.check_merged(&mut same, &current()).is_ok());
+    }
+
+    #[cfg(feature = "json-schema")]
+    #[test]
+    fn custom_schema_validates_and_names_the_property() {
+        let schema = ResourceSchema::from_json_schema(&json!({
+            "type": "object",
+            "properties": {"riskLevel": {"enum": ["low", "high"]}}
+        }))
+        .unwrap()
+        .with_read_only(["createdBy"]);
+        let mut ok = object(json!({"@odata.type": ODATA_TYPE, "id": "abc", "riskLevel": "low"}));
+        assert!(schema.check_merged(&mut ok, &current()).is_ok());
+        assert_eq!(ok["riskLevel"], "low", "the object survives validation");
+        let mut bad = object(json!({"@odata.type": ODATA_TYPE, "id": "abc", "riskLevel": "mid"}));
+        assert!(message(schema.check_merged(&mut bad, &current())).contains("'riskLevel'"));
+        let mut read_only =
+            object(json!({"@odata.type": ODATA_TYPE, "id": "abc", "createdBy": "me"}));
+        assert!(message(schema.check_merged(&mut read_only, &current())).contains("'createdBy'"));
+        assert!(ResourceSchema::from_json_schema(&json!({"type": 12})).is_err());
+    }
+}

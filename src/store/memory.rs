@@ -1,0 +1,122 @@
+//! An in-memory store: sharded maps, so writers to different objects rarely share a lock.
+
+use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::sync::{Arc, RwLock};
+
+use super::{ObjectKey, SecurityStore, Snapshot, StoreError, SwapOutcome};
+
+/// Power of two, comfortably above the core counts this runs on.
+const SHARDS: usize = 64;
+
+/// Keeps objects in memory; nothing survives the process. For tests, benches and embedding.
+///
+/// Objects are spread over 64 independently locked shards; a lock is held only to read or swap
+/// one `Arc`, never while a patch is merged or validated, and never across an `.await`.
+///
+/// ```
+/// use security_update::{MemoryStore, ObjectKey, SecurityStore, Snapshot, SwapOutcome};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let store = MemoryStore::new();
+/// let key = ObjectKey::new("tenant", "user");
+/// let first = Snapshot::new(1, serde_json::Map::new()).unwrap();
+/// assert_eq!(store.compare_and_swap(&key, 0, first.clone()).await.unwrap(), SwapOutcome::Swapped);
+/// // A second writer that also started from "absent" loses, and learns what is current.
+/// let late = store.compare_and_swap(&key, 0, first.clone()).await.unwrap();
+/// assert_eq!(late, SwapOutcome::Conflict { current: Some(first) });
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct MemoryStore {
+    shared: Arc<Shards>,
+}
+
+#[derive(Debug)]
+struct Shards {
+    hasher: RandomState,
+    shards: Box<[RwLock<HashMap<ObjectKey, Snapshot>>]>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self {
+            shared: Arc::new(Shards {
+                hasher: RandomState::new(),
+                shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            }),
+        }
+    }
+
+    /// How many objects are stored.
+    pub fn len(&self) -> usize {
+        self.shared
+            .shards
+            .iter()
+            .map(|shard| {
+                shard
+                    .read()
+                    .map_or_else(|p| p.into_inner().len(), |s| s.len())
+            })
+            .sum()
+    }
+
+    /// Whether nothing is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn shard(&self, key: &ObjectKey) -> &RwLock<HashMap<ObjectKey, Snapshot>> {
+        let hash = self.shared.hasher.hash_one(key) as usize;
+        &self.shared.shards[hash % SHARDS]
+    }
+
+    fn load_now(&self, key: &ObjectKey) -> Option<Snapshot> {
+        // A poisoned lock only means another thread panicked mid-read or mid-swap; the map
+        // itself is always consistent (swaps are single inserts), so keep serving.
+        let shard = self.shard(key).read().unwrap_or_else(|p| p.into_inner());
+        shard.get(key).cloned()
+    }
+
+    fn swap_now(&self, key: &ObjectKey, expected_version: u64, new: Snapshot) -> SwapOutcome {
+        let mut shard = self.shard(key).write().unwrap_or_else(|p| p.into_inner());
+        // `get_mut` first: an existing object is swapped without cloning its key.
+        match shard.get_mut(key) {
+            Some(current) if current.version() == expected_version => {
+                *current = new;
+                SwapOutcome::Swapped
+            }
+            Some(current) => SwapOutcome::Conflict {
+                current: Some(current.clone()),
+            },
+            None if expected_version == 0 => {
+                shard.insert(key.clone(), new);
+                SwapOutcome::Swapped
+            }
+            None => SwapOutcome::Conflict { current: None },
+        }
+    }
+}
+
+impl SecurityStore for MemoryStore {
+    async fn load(&self, key: &ObjectKey) -> Result<Option<Snapshot>, StoreError> {
+        Ok(self.load_now(key))
+    }
+
+    async fn compare_and_swap(
+        &self,
+        key: &ObjectKey,
+        expected_version: u64,
+        new: Snapshot,
+    ) -> Result<SwapOutcome, StoreError> {
+        Ok(self.swap_now(key, expected_version, new))
+    }
+}

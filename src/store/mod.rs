@@ -1,0 +1,226 @@
+//! Where security objects live: one async, versioned compare-and-swap trait and its stores.
+//!
+//! Every object has a version, starting at 1 when first saved (0 means "never saved"). A write
+//! names the version it was computed from; the store saves it only if that is still the current
+//! version, and otherwise answers with what is current, so the service can re-apply the patch
+//! to the newer object. No update is ever lost, and no store-wide lock is held while a patch is
+//! merged or validated.
+
+mod memory;
+
+pub use memory::MemoryStore;
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::HeaderValue;
+use serde_json::{Map, Value};
+
+use crate::error::{ErrorKind, GraphError};
+
+/// Which object: a user of a tenant. Both ids are kept ASCII-lowercase, so GUIDs compare
+/// case-insensitively.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectKey {
+    tenant_id: Box<str>,
+    user_id: Box<str>,
+}
+
+impl ObjectKey {
+    /// The key of `user_id`'s object in `tenant_id`.
+    pub fn new(tenant_id: &str, user_id: &str) -> Self {
+        Self {
+            tenant_id: tenant_id.to_ascii_lowercase().into(),
+            user_id: user_id.to_ascii_lowercase().into(),
+        }
+    }
+
+    /// The tenant id, lowercase.
+    pub fn tenant_id(&self) -> &str {
+        &self.tenant_id
+    }
+
+    /// The user's object id, lowercase.
+    pub fn user_id(&self) -> &str {
+        &self.user_id
+    }
+}
+
+/// One version of an object: the document and its serialized JSON, shared, never mutated.
+///
+/// Keeping the JSON next to the document means a `GET` answers with bytes already made, and a
+/// `PATCH` serializes once for both the store and the response.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    version: u64,
+    document: Arc<Map<String, Value>>,
+    json: Bytes,
+}
+
+impl Snapshot {
+    /// A snapshot of `document` at `version`.
+    ///
+    /// # Errors
+    /// When `document` cannot be serialized (never, for documents made of JSON values).
+    pub fn new(version: u64, document: Map<String, Value>) -> Result<Self, serde_json::Error> {
+        let json = Bytes::from(serde_json::to_vec(&document)?);
+        Ok(Self {
+            version,
+            document: Arc::new(document),
+            json,
+        })
+    }
+
+    /// A snapshot read back from stored JSON.
+    ///
+    /// # Errors
+    /// When `json` is not a JSON object.
+    pub fn from_json(version: u64, json: Bytes) -> Result<Self, serde_json::Error> {
+        let document: Map<String, Value> = serde_json::from_slice(&json)?;
+        Ok(Self {
+            version,
+            document: Arc::new(document),
+            json,
+        })
+    }
+
+    /// The version: 1 for the first save, one more for each later one; 0 for never saved.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The document.
+    pub fn document(&self) -> &Map<String, Value> {
+        &self.document
+    }
+
+    /// The document serialized as JSON.
+    pub fn json(&self) -> &Bytes {
+        &self.json
+    }
+
+    /// The strong ETag of this version.
+    pub fn etag(&self) -> HeaderValue {
+        etag_of(self.version)
+    }
+}
+
+pub(crate) fn etag_of(version: u64) -> HeaderValue {
+    HeaderValue::try_from(format!("\"{version}\""))
+        .unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
+}
+
+/// The outcome of [`SecurityStore::compare_and_swap`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum SwapOutcome {
+    /// The new snapshot is now current.
+    Swapped,
+    /// Another writer got there first; this is what is current now.
+    Conflict {
+        /// The current snapshot (`None` if the object is, after all, absent).
+        current: Option<Snapshot>,
+    },
+}
+
+/// Why a store could not answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreError {
+    kind: StoreErrorKind,
+    message: String,
+}
+
+/// The kind of a [`StoreError`].
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    /// The store is unreachable for now; the request may be retried (503).
+    Unavailable,
+    /// Stored data could not be read back (500).
+    Corrupt,
+    /// Anything else (500).
+    Other,
+}
+
+impl StoreError {
+    /// An error of `kind`; the message is logged, not shown to callers.
+    pub fn new(kind: StoreErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// The kind.
+    pub fn kind(&self) -> StoreErrorKind {
+        self.kind
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub(crate) fn into_graph_error(self) -> GraphError {
+        match self.kind {
+            StoreErrorKind::Unavailable => GraphError::new(
+                ErrorKind::ServiceUnavailable,
+                "The service is temporarily unavailable; retry later.",
+            )
+            .with_retry_after(1),
+            StoreErrorKind::Corrupt | StoreErrorKind::Other => GraphError::new(
+                ErrorKind::Internal,
+                "The store failed to complete the request.",
+            ),
+        }
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}: {}", self.kind, self.message)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// A versioned store of security objects.
+///
+/// Implementations must make `compare_and_swap` atomic: of any number of concurrent calls with
+/// the same `expected_version`, at most one returns [`SwapOutcome::Swapped`]. Everything else
+/// (retrying, merging, validating) is the service's job.
+pub trait SecurityStore: Send + Sync + 'static {
+    /// The current snapshot of `key`, or `None` if it was never saved.
+    fn load(
+        &self,
+        key: &ObjectKey,
+    ) -> impl Future<Output = Result<Option<Snapshot>, StoreError>> + Send;
+
+    /// Saves `new` (whose version is `expected_version + 1`) if the current version is
+    /// `expected_version` (0: the object must be absent); otherwise reports what is current.
+    fn compare_and_swap(
+        &self,
+        key: &ObjectKey,
+        expected_version: u64,
+        new: Snapshot,
+    ) -> impl Future<Output = Result<SwapOutcome, StoreError>> + Send;
+}
+
+impl<S: SecurityStore> SecurityStore for Arc<S> {
+    fn load(
+        &self,
+        key: &ObjectKey,
+    ) -> impl Future<Output = Result<Option<Snapshot>, StoreError>> + Send {
+        (**self).load(key)
+    }
+
+    fn compare_and_swap(
+        &self,
+        key: &ObjectKey,
+        expected_version: u64,
+        new: Snapshot,
+    ) -> impl Future<Output = Result<SwapOutcome, StoreError>> + Send {
+        (**self).compare_and_swap(key, expected_version, new)
+    }
+}
