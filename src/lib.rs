@@ -74,8 +74,8 @@ mod service;
 pub mod store;
 
 pub use auth::{
-    Access, AuthLayer, DefaultPolicy, Policy, Principal, PrincipalKind, StaticTokens,
-    TokenRejection, TokenValidator,
+    Access, AuthLayer, DefaultPolicy, GLOBAL_ADMINISTRATOR, Policy, Principal, PrincipalKind,
+    SECURITY_ADMINISTRATOR, StaticTokens, TokenRejection, TokenValidator,
 };
 pub use body::ResponseBody;
 pub use content_type::{ContentTypeLayer, JsonContentType};

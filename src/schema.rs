@@ -135,11 +135,10 @@ impl ResourceSchema {
                         return Err(invalid(ODATA_TYPE_KEY, format!("must be \"{ODATA_TYPE}\"")));
                     }
                 },
-                ID_KEY => {
-                    if !value.is_string() {
-                        return Err(invalid(ID_KEY, "is read-only and cannot be changed"));
-                    }
+                ID_KEY if !value.is_string() => {
+                    return Err(invalid(ID_KEY, "is read-only and cannot be changed"));
                 }
+                ID_KEY => {}
                 _ if matches!(self.kind, SchemaKind::Graph) => {
                     return Err(undeclared(key));
                 }

@@ -69,6 +69,25 @@ impl MemoryStore {
             .sum()
     }
 
+    /// Every stored object, sorted by key: a consistent-enough view for tests and tools
+    /// (each shard is read atomically, not the whole store).
+    pub fn entries(&self) -> Vec<(ObjectKey, Snapshot)> {
+        let mut all: Vec<_> = self
+            .shared
+            .shards
+            .iter()
+            .flat_map(|shard| {
+                let shard = shard.read().unwrap_or_else(|p| p.into_inner());
+                shard
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
     /// Whether nothing is stored.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

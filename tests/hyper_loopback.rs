@@ -1,0 +1,101 @@
+//! The stack served by hyper over a real loopback socket, HTTP/1.1 and HTTP/2.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use common::*;
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::service::TowerToHyperService;
+use security_update::{MemoryStore, MergePatchLayer, SecurityUpdateService, stack_with, AuthLayer};
+
+async fn serve(limit: usize) -> (SocketAddr, MemoryStore) {
+    let store = MemoryStore::new();
+    let service = SecurityUpdateService::new(store.clone()).with_path_prefix("/beta");
+    let app = stack_with(service, AuthLayer::new(tokens()), MergePatchLayer::new().with_limit(limit));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            let app = TowerToHyperService::new(app.clone());
+            tokio::spawn(async move {
+                let _ = Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), app)
+                    .await;
+            });
+        }
+    });
+    (addr, store)
+}
+
+fn seed_request(body: impl Into<Bytes>) -> Request<Full<Bytes>> {
+    Request::patch("/beta/me/security")
+        .header("host", "graph.microsoft.com")
+        .header("content-type", "application/json")
+        .header("authorization", "Bearer alice")
+        .body(Full::new(body.into()))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn seed_example_over_http1() {
+    let (addr, store) = serve(1024).await;
+    let reply = send_http1(addr, seed_request(r##"{"@odata.type": "#microsoft.graph.security.security"}"##)).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json()["@odata.type"], "#microsoft.graph.security.security");
+    assert_eq!(store.len(), 1);
+}
+
+#[tokio::test]
+async fn chunked_bodies_are_read_and_bounded() {
+    let (addr, store) = serve(64).await;
+    let chunks = ["{\"@odata.", "type\": \"#microsoft.graph", ".security.security\"}"];
+    let request = Request::patch("/beta/me/security")
+        .header("content-type", "application/json")
+        .header("authorization", "Bearer alice")
+        .body(Chunked(chunks.iter().map(|c| Bytes::from_static(c.as_bytes())).collect()))
+        .unwrap();
+    assert_eq!(send_http1(addr, request).await.status, 200);
+
+    let big: std::collections::VecDeque<Bytes> = (0..100).map(|_| Bytes::from_static(b"xxxxxxxxxxxxxxxx")).collect();
+    let request = Request::patch("/beta/me/security")
+        .header("content-type", "application/json")
+        .header("authorization", "Bearer alice")
+        .body(Chunked(big))
+        .unwrap();
+    let reply = send_http1(addr, request).await;
+    assert_eq!(reply.status, 413);
+    assert!(reply.error_message().contains("limit of 64 bytes"));
+    assert_eq!(store.entries()[0].1.version(), 1, "the 413 changed nothing");
+}
+
+#[tokio::test]
+async fn declared_oversize_is_413_before_reading() {
+    let (addr, _) = serve(64).await;
+    let reply = send_http1(addr, seed_request(vec![b' '; 1000])).await;
+    assert_eq!(reply.status, 413);
+}
+
+#[tokio::test]
+async fn seed_example_over_http2() {
+    let (addr, _) = serve(1024).await;
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let mut request = seed_request(r##"{"@odata.type": "#microsoft.graph.security.security"}"##);
+    *request.uri_mut() = format!("http://{addr}/beta/me/security").parse().unwrap();
+    request.headers_mut().remove("host");
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    assert_eq!(response.status(), 200);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json["@odata.type"], "#microsoft.graph.security.security");
+}

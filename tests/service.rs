@@ -1,0 +1,356 @@
+//! The full stack, in process: every status of the contract, and that refusals change nothing.
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use http::{Method, Request, StatusCode};
+use http_body_util::Full;
+use security_update::{MemoryStore, ODATA_TYPE, ObjectKey, SecurityStore, SecurityUpdateService};
+use serde_json::{Value, json};
+
+const ODATA_JSON: &str = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8";
+
+/// The seed's example request, byte for byte (its Content-length counts the body as written
+/// on the page; we send the real length, as any client would).
+#[tokio::test]
+async fn seed_example_request_gets_the_seed_example_response_shape() {
+    let (app, store) = app();
+    let body = "{\n  \"@odata.type\": \"#microsoft.graph.security.security\"\n}";
+    let request = Request::patch("/me/security")
+        .header("content-type", "application/json")
+        .header("content-length", body.len())
+        .header("authorization", "Bearer alice")
+        .body(Full::from(body))
+        .unwrap();
+    let reply = send(app, request).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.header("content-type"), ODATA_JSON);
+    assert_eq!(reply.header("odata-version"), "4.0");
+    let json = reply.json();
+    assert_eq!(json["@odata.type"], "#microsoft.graph.security.security");
+    let id = json["id"].as_str().unwrap();
+    assert_eq!(id.len(), 36, "a GUID id like the seed's: {id}");
+    assert_eq!(json.as_object().unwrap().len(), 2, "{json}");
+    assert_eq!(store.len(), 1);
+}
+
+#[tokio::test]
+async fn id_is_stable_across_requests_and_distinct_per_user() {
+    let (app, _) = app();
+    let first = get(&app, "/me/security", "alice").await.json();
+    let second = patch(&app, "/me/security", "alice", "{}").await.json();
+    let third = get(&app, &format!("/users/{ALICE}/security"), "alice").await.json();
+    assert_eq!(first["id"], second["id"]);
+    assert_eq!(first["id"], third["id"]);
+    let bob = get(&app, "/me/security", "bob").await.json();
+    assert_ne!(first["id"], bob["id"]);
+}
+
+#[tokio::test]
+async fn get_answers_the_object_without_storing_it() {
+    let (app, store) = app();
+    let reply = get(&app, "/me/security", "reader").await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json()["@odata.type"], ODATA_TYPE);
+    assert_eq!(reply.header("etag"), "\"0\"");
+    assert!(store.is_empty());
+}
+
+#[tokio::test]
+async fn etag_changes_with_each_write_and_matches_get() {
+    let (app, _) = app();
+    let first = patch(&app, "/me/security", "alice", "{}").await;
+    let second = patch(&app, "/me/security", "alice", "{}").await;
+    assert_eq!(first.header("etag"), "\"1\"");
+    assert_eq!(second.header("etag"), "\"2\"");
+    assert_eq!(get(&app, "/me/security", "alice").await.header("etag"), "\"2\"");
+}
+
+#[tokio::test]
+async fn prefer_return_minimal_is_204_with_etag() {
+    let (app, _) = app();
+    let request = request(Method::PATCH, "/me/security", Some("alice"))
+        .header("prefer", "return=minimal")
+        .body(Full::from("{}"))
+        .unwrap();
+    let reply = send(app, request).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    assert!(reply.body.is_empty());
+    assert_eq!(reply.header("etag"), "\"1\"");
+    assert_eq!(reply.header("preference-applied"), "return=minimal");
+}
+
+async fn patch_if_match(app: &App, if_match: &str) -> common::Reply {
+    let request = request(Method::PATCH, "/me/security", Some("alice"))
+        .header("if-match", if_match)
+        .body(Full::from("{}"))
+        .unwrap();
+    send(app.clone(), request).await
+}
+
+#[tokio::test]
+async fn if_match_is_strong_and_checked_against_the_current_version() {
+    let (app, store) = app();
+    patch(&app, "/me/security", "alice", "{}").await;
+    let before = store.entries();
+    for stale in ["\"0\"", "\"2\"", "W/\"1\"", "\"1 \"", "\"x\", \"7\""] {
+        let reply = patch_if_match(&app, stale).await;
+        assert_eq!(reply.status, StatusCode::PRECONDITION_FAILED, "If-Match: {stale}");
+        assert!(reply.error_message().contains("\"1\""));
+        assert_eq!(store.entries(), before, "a 412 changed the store");
+    }
+    assert_eq!(patch_if_match(&app, "\"1\"").await.status, 200);
+    assert_eq!(patch_if_match(&app, "\"9\", \"2\"").await.status, 200);
+    assert_eq!(patch_if_match(&app, "*").await.status, 200);
+    let reply = patch_if_match(&app, "nonsense").await;
+    assert_eq!(reply.status, 400);
+    assert!(reply.error_message().contains("If-Match"));
+}
+
+#[tokio::test]
+async fn if_match_is_checked_after_body_validity() {
+    let (app, _) = app();
+    let request = request(Method::PATCH, "/me/security", Some("alice"))
+        .header("if-match", "\"42\"")
+        .body(Full::from(r#"{"displayName":"x"}"#))
+        .unwrap();
+    assert_eq!(send(app.clone(), request).await.status, 400);
+    let mut request = common::request(Method::PATCH, "/me/security", Some("alice"))
+        .header("if-match", "\"42\"")
+        .body(Full::from("{}"))
+        .unwrap();
+    request.headers_mut().insert("content-type", "text/plain".parse().unwrap());
+    assert_eq!(send(app, request).await.status, 415);
+}
+
+#[tokio::test]
+async fn request_id_is_on_every_response_and_client_request_id_echoed() {
+    let (app, _) = app();
+    let cases = [
+        request(Method::GET, "/me/security", Some("alice")),
+        request(Method::GET, "/nowhere", Some("alice")),
+        request(Method::GET, "/me/security", None),
+        request(Method::DELETE, "/me/security", Some("alice")),
+        request(Method::PATCH, "/me/security", Some("alice")),
+    ];
+    for builder in cases {
+        let request = builder
+            .header("client-request-id", "7f0c1f4e-client")
+            .body(Full::from("not json"))
+            .unwrap();
+        let reply = send(app.clone(), request).await;
+        assert_eq!(reply.header("request-id").len(), 36, "{:?}", reply.status);
+        assert_eq!(reply.header("client-request-id"), "7f0c1f4e-client");
+        if !reply.status.is_success() {
+            reply.error_message();
+        }
+    }
+}
+
+#[tokio::test]
+async fn unknown_paths_are_404_and_other_methods_405() {
+    let (app, _) = app();
+    for path in ["/", "/me", "/me/security/", "/me/securityx", "/users/security", "/beta/me/security"] {
+        let reply = get(&app, path, "alice").await;
+        assert_eq!(reply.status, 404, "{path}");
+        reply.error_message();
+    }
+    for method in [Method::POST, Method::PUT, Method::DELETE, Method::HEAD, Method::OPTIONS] {
+        let request = request(method.clone(), "/me/security", Some("alice"))
+            .header("content-type", "application/json")
+            .body(Full::from("{}"))
+            .unwrap();
+        let reply = send(app.clone(), request).await;
+        assert_eq!(reply.status, 405, "{method}");
+        assert_eq!(reply.header("allow"), "GET, PATCH");
+    }
+}
+
+#[tokio::test]
+async fn missing_or_bad_tokens_are_401_with_challenge() {
+    let (app, store) = app();
+    let reply = send(app.clone(), request(Method::PATCH, "/me/security", None).body(Full::from("{}")).unwrap()).await;
+    assert_eq!(reply.status, 401);
+    assert_eq!(reply.header("www-authenticate"), "Bearer realm=\"security-update\"");
+    assert!(reply.error_message().contains("empty"));
+    let reply = patch(&app, "/me/security", "mallory", "{}").await;
+    assert_eq!(reply.status, 401);
+    assert!(reply.header("www-authenticate").contains("error=\"invalid_token\""));
+    assert_eq!(reply.json()["error"]["code"], "InvalidAuthenticationToken");
+    assert!(store.is_empty());
+}
+
+#[tokio::test]
+async fn permissions_and_ownership_are_enforced() {
+    let (app, store) = app();
+    let bob_path = format!("/users/{BOB}/security");
+    let cases = [
+        ("reader", Method::PATCH, "/me/security".to_owned(), 403),
+        ("noscope", Method::GET, "/me/security".to_owned(), 403),
+        ("alice", Method::PATCH, bob_path.clone(), 403),
+        ("alice", Method::GET, bob_path.clone(), 403),
+        ("app", Method::PATCH, "/me/security".to_owned(), 400),
+    ];
+    for (token, method, path, status) in cases {
+        let request = request(method.clone(), &path, Some(token)).body(Full::from("{}")).unwrap();
+        let reply = send(app.clone(), request).await;
+        assert_eq!(reply.status, status, "{token} {method} {path}");
+        reply.error_message();
+    }
+    assert!(store.is_empty(), "a refused request stored something");
+
+    assert_eq!(patch(&app, &bob_path, "admin", "{}").await.status, 200);
+    assert_eq!(patch(&app, &bob_path.to_uppercase().replace("/USERS/", "/users/").replace("/SECURITY", "/security"), "app", "{}").await.status, 200);
+    assert_eq!(get(&app, "/users/alice@contoso.com/security", "alice").await.status, 200);
+    assert_eq!(get(&app, "/users/ALICE%40contoso.com/security", "alice").await.status, 200);
+    let reply = get(&app, "/users/bob@contoso.com/security", "admin").await;
+    assert_eq!(reply.status, 404);
+}
+
+#[tokio::test]
+async fn tenants_do_not_share_objects() {
+    let (app, store) = app();
+    let path = format!("/users/{ALICE}/security");
+    assert_eq!(patch(&app, &path, "app", "{}").await.status, 200);
+    assert_eq!(patch(&app, &path, "foreign-app", "{}").await.status, 200);
+    let keys: Vec<_> = store.entries().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(keys.len(), 2);
+    assert!(keys.contains(&ObjectKey::new(TENANT, ALICE)));
+    assert!(keys.contains(&ObjectKey::new(OTHER_TENANT, ALICE)));
+}
+
+#[tokio::test]
+async fn guid_case_does_not_split_objects() {
+    let (app, store) = app();
+    let upper = format!("/users/{}/security", BOB.to_uppercase());
+    let lower = format!("/users/{BOB}/security");
+    assert_eq!(patch(&app, &upper, "app", "{}").await.status, 200);
+    assert_eq!(patch(&app, &lower, "app", "{}").await.header("etag"), "\"2\"");
+    assert_eq!(store.len(), 1);
+}
+
+#[tokio::test]
+async fn bodies_are_bounded_typed_and_parsed() {
+    let (app, store) = app();
+    let big = format!("{{\"a\":\"{}\"}}", "x".repeat(2 * 1024 * 1024));
+    let cases: Vec<(Option<&str>, String, u16, &str)> = vec![
+        (Some("text/plain"), "{}".into(), 415, "text/plain"),
+        (None, "{}".into(), 415, "Content-Type"),
+        (Some("application/json"), big, 413, "limit"),
+        (Some("application/json"), "".into(), 400, "empty"),
+        (Some("application/json"), "[]".into(), 400, "JSON object"),
+        (Some("application/json"), "{\"a\":".into(), 400, "ends before"),
+        (Some("application/json"), "{} {}".into(), 400, "not valid JSON"),
+        (Some("application/json"), "{\"id\":1,\"id\":2}".into(), 400, "duplicate"),
+        (Some("application/json"), format!("{}1{}", "{\"a\":".repeat(100), "}".repeat(100)), 400, "deeply"),
+    ];
+    for (content_type, body, status, needle) in cases {
+        let mut builder = Request::patch("/me/security").header("authorization", "Bearer alice");
+        if let Some(content_type) = content_type {
+            builder = builder.header("content-type", content_type);
+        }
+        let reply = send(app.clone(), builder.body(Full::from(body)).unwrap()).await;
+        assert_eq!(reply.status, status, "{needle}");
+        let message = reply.error_message();
+        assert!(message.contains(needle), "{message} lacks {needle}");
+        if status == 415 {
+            assert_eq!(reply.header("accept-patch"), "application/json, application/merge-patch+json");
+        }
+    }
+    assert!(store.is_empty(), "a refused body stored something");
+}
+
+#[tokio::test]
+async fn merge_patch_content_type_is_accepted() {
+    let (app, _) = app();
+    let request = Request::patch("/me/security")
+        .header("authorization", "Bearer alice")
+        .header("content-type", "application/merge-patch+json; charset=UTF-8")
+        .body(Full::from("{}"))
+        .unwrap();
+    assert_eq!(send(app, request).await.status, 200);
+}
+
+/// Graph-specific cases, as data: each names its case, and a refused one changes nothing.
+#[tokio::test]
+async fn graph_cases_from_data() {
+    let cases: Vec<Value> = serde_json::from_str(include_str!("data/graph_cases.json")).unwrap();
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let (app, store) = app();
+        let id = patch(&app, "/me/security", "alice", "{}").await.json()["id"].clone();
+        let before = store.entries();
+        let body = case["patch"].to_string().replace("$ID", id.as_str().unwrap());
+        let reply = patch(&app, "/me/security", "alice", &body).await;
+        assert_eq!(reply.status.as_u16(), case["status"].as_u64().unwrap() as u16, "case {name}");
+        if reply.status == 200 {
+            assert_eq!(reply.json(), json!({"@odata.type": ODATA_TYPE, "id": id}), "case {name}");
+        } else {
+            let message = reply.error_message();
+            let needle = case["message"].as_str().unwrap();
+            assert!(message.contains(needle), "case {name}: {message} lacks {needle}");
+            assert_eq!(store.entries(), before, "case {name} changed the store");
+        }
+    }
+}
+
+/// Without the layers, the service fails closed: 401 without a principal, 415 without a
+/// checked content type, 400 without a parsed patch.
+#[tokio::test]
+async fn bare_service_fails_closed() {
+    let store = MemoryStore::new();
+    let service = SecurityUpdateService::new(store.clone());
+    let reply = send(service.clone(), Request::get("/me/security").body(Full::<Bytes>::default()).unwrap()).await;
+    assert_eq!(reply.status, 401);
+    assert_eq!(reply.header("www-authenticate"), "Bearer");
+
+    let principal = security_update::Principal::delegated(TENANT, ALICE).with_scopes([WRITE]);
+    let mut request = Request::patch("/me/security").body(Full::from("{}")).unwrap();
+    request.extensions_mut().insert(principal.clone());
+    assert_eq!(send(service.clone(), request).await.status, 415);
+
+    let mut request = Request::patch("/me/security")
+        .header("content-type", "application/json")
+        .body(Full::from("{}"))
+        .unwrap();
+    request.extensions_mut().insert(principal);
+    let reply = send(service, request).await;
+    assert_eq!(reply.status, 400);
+    assert!(reply.error_message().contains("MergePatchLayer"));
+    assert!(store.is_empty());
+}
+
+#[tokio::test]
+async fn path_prefix_mounts_under_beta() {
+    let store = MemoryStore::new();
+    let app = security_update::stack(
+        SecurityUpdateService::new(store).with_path_prefix("/beta/"),
+        tokens(),
+    );
+    assert_eq!(get(&app, "/beta/me/security", "alice").await.status, 200);
+    assert_eq!(get(&app, "/me/security", "alice").await.status, 404);
+    assert_eq!(get(&app, "/betame/security", "alice").await.status, 404);
+}
+
+#[tokio::test]
+async fn store_failures_are_graph_errors_not_panics() {
+    #[derive(Debug)]
+    struct Down;
+    impl SecurityStore for Down {
+        async fn load(&self, _: &ObjectKey) -> Result<Option<security_update::Snapshot>, security_update::StoreError> {
+            Err(security_update::StoreError::new(security_update::store::StoreErrorKind::Unavailable, "down"))
+        }
+        async fn compare_and_swap(&self, _: &ObjectKey, _: u64, _: security_update::Snapshot) -> Result<security_update::SwapOutcome, security_update::StoreError> {
+            Err(security_update::StoreError::new(security_update::store::StoreErrorKind::Unavailable, "down"))
+        }
+    }
+    let app = security_update::stack(SecurityUpdateService::new(Down), tokens());
+    let reply = send(app.clone(), request(Method::GET, "/me/security", Some("alice")).body(Full::default()).unwrap()).await;
+    assert_eq!(reply.status, 503);
+    assert_eq!(reply.header("retry-after"), "1");
+    assert_eq!(reply.json()["error"]["code"], "serviceNotAvailable");
+    let reply = send(app, request(Method::PATCH, "/me/security", Some("alice")).body(Full::from("{}")).unwrap()).await;
+    assert_eq!(reply.status, 503);
+}
+
