@@ -26,7 +26,10 @@ async fn main() -> std::io::Result<()> {
     );
     let app = Router::new()
         .route("/health", axum::routing::get(|| async { "ok" }))
-        .nest_service("/beta", stack(SecurityUpdateService::new(MemoryStore::new()), tokens))
+        .nest_service(
+            "/beta",
+            stack(SecurityUpdateService::new(MemoryStore::new()), tokens),
+        )
         .layer(TraceLayer::new_for_http());
 
     let addr = std::env::var("LISTEN").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());

@@ -73,6 +73,8 @@ pub mod schema;
 mod service;
 pub mod store;
 
+#[cfg(feature = "jwt")]
+pub use auth::JwtValidator;
 pub use auth::{
     Access, AuthLayer, DefaultPolicy, GLOBAL_ADMINISTRATOR, Policy, Principal, PrincipalKind,
     SECURITY_ADMINISTRATOR, StaticTokens, TokenRejection, TokenValidator,
@@ -85,6 +87,8 @@ pub use request_id::{RequestIdLayer, RequestIds};
 pub use route::Target;
 pub use schema::{ODATA_TYPE, ResourceSchema, SchemaError};
 pub use service::{ResponseFuture, SecurityUpdateService};
+#[cfg(feature = "redb")]
+pub use store::RedbStore;
 pub use store::{MemoryStore, ObjectKey, SecurityStore, Snapshot, StoreError, SwapOutcome};
 
 use tower::Layer;

@@ -16,7 +16,10 @@ async fn nested_under_beta_with_trace_layer() {
     let store = MemoryStore::new();
     let app = Router::new()
         .route("/health", axum::routing::get(|| async { "ok" }))
-        .nest_service("/beta", stack(SecurityUpdateService::new(store.clone()), tokens()))
+        .nest_service(
+            "/beta",
+            stack(SecurityUpdateService::new(store.clone()), tokens()),
+        )
         .layer(TraceLayer::new_for_http());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -25,18 +28,35 @@ async fn nested_under_beta_with_trace_layer() {
     let request = Request::patch("/beta/me/security")
         .header("content-type", "application/json")
         .header("authorization", "Bearer alice")
-        .body(Full::from(r##"{"@odata.type": "#microsoft.graph.security.security"}"##))
+        .body(Full::from(
+            r##"{"@odata.type": "#microsoft.graph.security.security"}"##,
+        ))
         .unwrap();
     let reply = send_http1(addr, request).await;
     assert_eq!(reply.status, 200);
-    assert_eq!(reply.json()["@odata.type"], "#microsoft.graph.security.security");
+    assert_eq!(
+        reply.json()["@odata.type"],
+        "#microsoft.graph.security.security"
+    );
     assert_eq!(reply.header("etag"), "\"1\"");
     assert_eq!(store.len(), 1);
 
-    let reply = send_http1(addr, Request::get("/beta/me/security").body(Full::<Bytes>::default()).unwrap()).await;
+    let reply = send_http1(
+        addr,
+        Request::get("/beta/me/security")
+            .body(Full::<Bytes>::default())
+            .unwrap(),
+    )
+    .await;
     assert_eq!(reply.status, 401);
     reply.error_message();
 
-    let reply = send_http1(addr, Request::get("/health").body(Full::<Bytes>::default()).unwrap()).await;
+    let reply = send_http1(
+        addr,
+        Request::get("/health")
+            .body(Full::<Bytes>::default())
+            .unwrap(),
+    )
+    .await;
     assert_eq!(reply.status, 200, "the rest of the router still routes");
 }

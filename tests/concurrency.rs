@@ -3,7 +3,9 @@
 mod common;
 
 use common::*;
-use security_update::{MemoryStore, ObjectKey, ResourceSchema, SecurityStore, SecurityUpdateService, stack};
+use security_update::{
+    MemoryStore, ObjectKey, ResourceSchema, SecurityStore, SecurityUpdateService, stack,
+};
 use serde_json::json;
 
 const WRITERS: usize = 64;
@@ -11,7 +13,13 @@ const WRITERS: usize = 64;
 fn open_app() -> (App, MemoryStore) {
     let open = ResourceSchema::from_json_schema(&json!({"type": "object"})).unwrap();
     let store = MemoryStore::new();
-    (stack(SecurityUpdateService::new(store.clone()).with_schema(open), tokens()), store)
+    (
+        stack(
+            SecurityUpdateService::new(store.clone()).with_schema(open),
+            tokens(),
+        ),
+        store,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -29,10 +37,22 @@ async fn concurrent_patches_to_one_object_all_land() {
     for task in tasks {
         assert_eq!(task.await.unwrap(), 200);
     }
-    let stored = store.load(&ObjectKey::new(TENANT, ALICE)).await.unwrap().unwrap();
-    assert_eq!(stored.version(), WRITERS as u64, "one version per acknowledged write");
+    let stored = store
+        .load(&ObjectKey::new(TENANT, ALICE))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored.version(),
+        WRITERS as u64,
+        "one version per acknowledged write"
+    );
     for i in 0..WRITERS {
-        assert_eq!(stored.document()[&format!("p{i}")], json!({"writer": i}), "p{i} lost");
+        assert_eq!(
+            stored.document()[&format!("p{i}")],
+            json!({"writer": i}),
+            "p{i} lost"
+        );
     }
 }
 
@@ -45,7 +65,9 @@ async fn concurrent_patches_to_many_objects_land_separately() {
             tokio::spawn(async move {
                 let user = format!("00000000-0000-4000-8000-{i:012}");
                 let body = json!({ "n": i }).to_string();
-                patch(&app, &format!("/users/{user}/security"), "app", &body).await.status
+                patch(&app, &format!("/users/{user}/security"), "app", &body)
+                    .await
+                    .status
             })
         })
         .collect();
@@ -68,7 +90,10 @@ struct RacingStore {
 }
 
 impl SecurityStore for RacingStore {
-    async fn load(&self, key: &ObjectKey) -> Result<Option<security_update::Snapshot>, security_update::StoreError> {
+    async fn load(
+        &self,
+        key: &ObjectKey,
+    ) -> Result<Option<security_update::Snapshot>, security_update::StoreError> {
         self.inner.load(key).await
     }
 
@@ -94,15 +119,31 @@ impl SecurityStore for RacingStore {
 async fn a_lost_race_is_retried_on_the_winners_object() {
     let open = ResourceSchema::from_json_schema(&json!({"type": "object"})).unwrap();
     let store = MemoryStore::new();
-    let racing = RacingStore { inner: store.clone(), raced: Default::default() };
-    let app = stack(SecurityUpdateService::new(racing).with_schema(open), tokens());
-    let reply = patch(&app, "/me/security", "alice", r#"{"mine":{"a":1,"b":null}}"#).await;
+    let racing = RacingStore {
+        inner: store.clone(),
+        raced: Default::default(),
+    };
+    let app = stack(
+        SecurityUpdateService::new(racing).with_schema(open),
+        tokens(),
+    );
+    let reply = patch(
+        &app,
+        "/me/security",
+        "alice",
+        r#"{"mine":{"a":1,"b":null}}"#,
+    )
+    .await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.header("etag"), "\"2\"");
     let json = reply.json();
     assert_eq!(json["rival"], true, "the rival's write was lost: {json}");
     assert_eq!(json["mine"], json!({"a": 1}), "{json}");
-    let stored = store.load(&ObjectKey::new(TENANT, ALICE)).await.unwrap().unwrap();
+    let stored = store
+        .load(&ObjectKey::new(TENANT, ALICE))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.document(), json.as_object().unwrap());
 }
 
@@ -111,15 +152,25 @@ async fn a_lost_race_is_retried_on_the_winners_object() {
 async fn a_lost_race_under_if_match_is_412() {
     let open = ResourceSchema::from_json_schema(&json!({"type": "object"})).unwrap();
     let store = MemoryStore::new();
-    let racing = RacingStore { inner: store.clone(), raced: Default::default() };
-    let app = stack(SecurityUpdateService::new(racing).with_schema(open), tokens());
+    let racing = RacingStore {
+        inner: store.clone(),
+        raced: Default::default(),
+    };
+    let app = stack(
+        SecurityUpdateService::new(racing).with_schema(open),
+        tokens(),
+    );
     let request = request(http::Method::PATCH, "/me/security", Some("alice"))
         .header("if-match", "\"0\"")
         .body(http_body_util::Full::from(r#"{"mine":1}"#))
         .unwrap();
     let reply = send(app, request).await;
     assert_eq!(reply.status, 412);
-    let stored = store.load(&ObjectKey::new(TENANT, ALICE)).await.unwrap().unwrap();
+    let stored = store
+        .load(&ObjectKey::new(TENANT, ALICE))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(stored.document().get("mine").is_none());
     assert_eq!(stored.version(), 1, "only the rival's write landed");
 }

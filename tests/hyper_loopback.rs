@@ -11,17 +11,23 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
-use security_update::{MemoryStore, MergePatchLayer, SecurityUpdateService, stack_with, AuthLayer};
+use security_update::{AuthLayer, MemoryStore, MergePatchLayer, SecurityUpdateService, stack_with};
 
 async fn serve(limit: usize) -> (SocketAddr, MemoryStore) {
     let store = MemoryStore::new();
     let service = SecurityUpdateService::new(store.clone()).with_path_prefix("/beta");
-    let app = stack_with(service, AuthLayer::new(tokens()), MergePatchLayer::new().with_limit(limit));
+    let app = stack_with(
+        service,
+        AuthLayer::new(tokens()),
+        MergePatchLayer::new().with_limit(limit),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             let app = TowerToHyperService::new(app.clone());
             tokio::spawn(async move {
                 let _ = Builder::new(TokioExecutor::new())
@@ -45,24 +51,42 @@ fn seed_request(body: impl Into<Bytes>) -> Request<Full<Bytes>> {
 #[tokio::test]
 async fn seed_example_over_http1() {
     let (addr, store) = serve(1024).await;
-    let reply = send_http1(addr, seed_request(r##"{"@odata.type": "#microsoft.graph.security.security"}"##)).await;
+    let reply = send_http1(
+        addr,
+        seed_request(r##"{"@odata.type": "#microsoft.graph.security.security"}"##),
+    )
+    .await;
     assert_eq!(reply.status, 200);
-    assert_eq!(reply.json()["@odata.type"], "#microsoft.graph.security.security");
+    assert_eq!(
+        reply.json()["@odata.type"],
+        "#microsoft.graph.security.security"
+    );
     assert_eq!(store.len(), 1);
 }
 
 #[tokio::test]
 async fn chunked_bodies_are_read_and_bounded() {
     let (addr, store) = serve(64).await;
-    let chunks = ["{\"@odata.", "type\": \"#microsoft.graph", ".security.security\"}"];
+    let chunks = [
+        "{\"@odata.",
+        "type\": \"#microsoft.graph",
+        ".security.security\"}",
+    ];
     let request = Request::patch("/beta/me/security")
         .header("content-type", "application/json")
         .header("authorization", "Bearer alice")
-        .body(Chunked(chunks.iter().map(|c| Bytes::from_static(c.as_bytes())).collect()))
+        .body(Chunked(
+            chunks
+                .iter()
+                .map(|c| Bytes::from_static(c.as_bytes()))
+                .collect(),
+        ))
         .unwrap();
     assert_eq!(send_http1(addr, request).await.status, 200);
 
-    let big: std::collections::VecDeque<Bytes> = (0..100).map(|_| Bytes::from_static(b"xxxxxxxxxxxxxxxx")).collect();
+    let big: std::collections::VecDeque<Bytes> = (0..100)
+        .map(|_| Bytes::from_static(b"xxxxxxxxxxxxxxxx"))
+        .collect();
     let request = Request::patch("/beta/me/security")
         .header("content-type", "application/json")
         .header("authorization", "Bearer alice")
@@ -85,9 +109,10 @@ async fn declared_oversize_is_413_before_reading() {
 async fn seed_example_over_http2() {
     let (addr, _) = serve(1024).await;
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-        .await
-        .unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
     tokio::spawn(connection);
     let mut request = seed_request(r##"{"@odata.type": "#microsoft.graph.security.security"}"##);
     *request.uri_mut() = format!("http://{addr}/beta/me/security").parse().unwrap();

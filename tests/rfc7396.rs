@@ -45,14 +45,20 @@ async fn object_vectors_through_the_http_stack() {
             continue;
         };
         let store = MemoryStore::new();
-        let app = stack(SecurityUpdateService::new(store.clone()).with_schema(open.clone()), tokens());
+        let app = stack(
+            SecurityUpdateService::new(store.clone()).with_schema(open.clone()),
+            tokens(),
+        );
         let id = get(&app, "/me/security", "alice").await.json()["id"].clone();
         let mut seeded = Map::new();
         seeded.insert("@odata.type".into(), ODATA_TYPE.into());
         seeded.insert("id".into(), id.clone());
         seeded.extend(target.clone());
         let key = ObjectKey::new(TENANT, ALICE);
-        store.compare_and_swap(&key, 0, Snapshot::new(1, seeded).unwrap()).await.unwrap();
+        store
+            .compare_and_swap(&key, 0, Snapshot::new(1, seeded).unwrap())
+            .await
+            .unwrap();
 
         let request = request(Method::PATCH, "/me/security", Some("alice"))
             .body(Full::from(Value::Object(patch.clone()).to_string()))
@@ -81,7 +87,10 @@ async fn non_object_patches_are_refused_over_http() {
         let (app, store) = app();
         let reply = patch(&app, "/me/security", "alice", &case["patch"].to_string()).await;
         assert_eq!(reply.status, 400, "{name}");
-        assert!(reply.error_message().contains("must be a JSON object"), "{name}");
+        assert!(
+            reply.error_message().contains("must be a JSON object"),
+            "{name}"
+        );
         assert!(store.is_empty(), "{name}");
     }
 }

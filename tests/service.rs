@@ -40,7 +40,9 @@ async fn id_is_stable_across_requests_and_distinct_per_user() {
     let (app, _) = app();
     let first = get(&app, "/me/security", "alice").await.json();
     let second = patch(&app, "/me/security", "alice", "{}").await.json();
-    let third = get(&app, &format!("/users/{ALICE}/security"), "alice").await.json();
+    let third = get(&app, &format!("/users/{ALICE}/security"), "alice")
+        .await
+        .json();
     assert_eq!(first["id"], second["id"]);
     assert_eq!(first["id"], third["id"]);
     let bob = get(&app, "/me/security", "bob").await.json();
@@ -64,7 +66,10 @@ async fn etag_changes_with_each_write_and_matches_get() {
     let second = patch(&app, "/me/security", "alice", "{}").await;
     assert_eq!(first.header("etag"), "\"1\"");
     assert_eq!(second.header("etag"), "\"2\"");
-    assert_eq!(get(&app, "/me/security", "alice").await.header("etag"), "\"2\"");
+    assert_eq!(
+        get(&app, "/me/security", "alice").await.header("etag"),
+        "\"2\""
+    );
 }
 
 #[tokio::test]
@@ -96,7 +101,11 @@ async fn if_match_is_strong_and_checked_against_the_current_version() {
     let before = store.entries();
     for stale in ["\"0\"", "\"2\"", "W/\"1\"", "\"1 \"", "\"x\", \"7\""] {
         let reply = patch_if_match(&app, stale).await;
-        assert_eq!(reply.status, StatusCode::PRECONDITION_FAILED, "If-Match: {stale}");
+        assert_eq!(
+            reply.status,
+            StatusCode::PRECONDITION_FAILED,
+            "If-Match: {stale}"
+        );
         assert!(reply.error_message().contains("\"1\""));
         assert_eq!(store.entries(), before, "a 412 changed the store");
     }
@@ -120,7 +129,9 @@ async fn if_match_is_checked_after_body_validity() {
         .header("if-match", "\"42\"")
         .body(Full::from("{}"))
         .unwrap();
-    request.headers_mut().insert("content-type", "text/plain".parse().unwrap());
+    request
+        .headers_mut()
+        .insert("content-type", "text/plain".parse().unwrap());
     assert_eq!(send(app, request).await.status, 415);
 }
 
@@ -151,12 +162,25 @@ async fn request_id_is_on_every_response_and_client_request_id_echoed() {
 #[tokio::test]
 async fn unknown_paths_are_404_and_other_methods_405() {
     let (app, _) = app();
-    for path in ["/", "/me", "/me/security/", "/me/securityx", "/users/security", "/beta/me/security"] {
+    for path in [
+        "/",
+        "/me",
+        "/me/security/",
+        "/me/securityx",
+        "/users/security",
+        "/beta/me/security",
+    ] {
         let reply = get(&app, path, "alice").await;
         assert_eq!(reply.status, 404, "{path}");
         reply.error_message();
     }
-    for method in [Method::POST, Method::PUT, Method::DELETE, Method::HEAD, Method::OPTIONS] {
+    for method in [
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::HEAD,
+        Method::OPTIONS,
+    ] {
         let request = request(method.clone(), "/me/security", Some("alice"))
             .header("content-type", "application/json")
             .body(Full::from("{}"))
@@ -170,13 +194,26 @@ async fn unknown_paths_are_404_and_other_methods_405() {
 #[tokio::test]
 async fn missing_or_bad_tokens_are_401_with_challenge() {
     let (app, store) = app();
-    let reply = send(app.clone(), request(Method::PATCH, "/me/security", None).body(Full::from("{}")).unwrap()).await;
+    let reply = send(
+        app.clone(),
+        request(Method::PATCH, "/me/security", None)
+            .body(Full::from("{}"))
+            .unwrap(),
+    )
+    .await;
     assert_eq!(reply.status, 401);
-    assert_eq!(reply.header("www-authenticate"), "Bearer realm=\"security-update\"");
+    assert_eq!(
+        reply.header("www-authenticate"),
+        "Bearer realm=\"security-update\""
+    );
     assert!(reply.error_message().contains("empty"));
     let reply = patch(&app, "/me/security", "mallory", "{}").await;
     assert_eq!(reply.status, 401);
-    assert!(reply.header("www-authenticate").contains("error=\"invalid_token\""));
+    assert!(
+        reply
+            .header("www-authenticate")
+            .contains("error=\"invalid_token\"")
+    );
     assert_eq!(reply.json()["error"]["code"], "InvalidAuthenticationToken");
     assert!(store.is_empty());
 }
@@ -193,7 +230,9 @@ async fn permissions_and_ownership_are_enforced() {
         ("app", Method::PATCH, "/me/security".to_owned(), 400),
     ];
     for (token, method, path, status) in cases {
-        let request = request(method.clone(), &path, Some(token)).body(Full::from("{}")).unwrap();
+        let request = request(method.clone(), &path, Some(token))
+            .body(Full::from("{}"))
+            .unwrap();
         let reply = send(app.clone(), request).await;
         assert_eq!(reply.status, status, "{token} {method} {path}");
         reply.error_message();
@@ -201,9 +240,32 @@ async fn permissions_and_ownership_are_enforced() {
     assert!(store.is_empty(), "a refused request stored something");
 
     assert_eq!(patch(&app, &bob_path, "admin", "{}").await.status, 200);
-    assert_eq!(patch(&app, &bob_path.to_uppercase().replace("/USERS/", "/users/").replace("/SECURITY", "/security"), "app", "{}").await.status, 200);
-    assert_eq!(get(&app, "/users/alice@contoso.com/security", "alice").await.status, 200);
-    assert_eq!(get(&app, "/users/ALICE%40contoso.com/security", "alice").await.status, 200);
+    assert_eq!(
+        patch(
+            &app,
+            &bob_path
+                .to_uppercase()
+                .replace("/USERS/", "/users/")
+                .replace("/SECURITY", "/security"),
+            "app",
+            "{}"
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        get(&app, "/users/alice@contoso.com/security", "alice")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        get(&app, "/users/ALICE%40contoso.com/security", "alice")
+            .await
+            .status,
+        200
+    );
     let reply = get(&app, "/users/bob@contoso.com/security", "admin").await;
     assert_eq!(reply.status, 404);
 }
@@ -226,7 +288,10 @@ async fn guid_case_does_not_split_objects() {
     let upper = format!("/users/{}/security", BOB.to_uppercase());
     let lower = format!("/users/{BOB}/security");
     assert_eq!(patch(&app, &upper, "app", "{}").await.status, 200);
-    assert_eq!(patch(&app, &lower, "app", "{}").await.header("etag"), "\"2\"");
+    assert_eq!(
+        patch(&app, &lower, "app", "{}").await.header("etag"),
+        "\"2\""
+    );
     assert_eq!(store.len(), 1);
 }
 
@@ -240,10 +305,30 @@ async fn bodies_are_bounded_typed_and_parsed() {
         (Some("application/json"), big, 413, "limit"),
         (Some("application/json"), "".into(), 400, "empty"),
         (Some("application/json"), "[]".into(), 400, "JSON object"),
-        (Some("application/json"), "{\"a\":".into(), 400, "ends before"),
-        (Some("application/json"), "{} {}".into(), 400, "not valid JSON"),
-        (Some("application/json"), "{\"id\":1,\"id\":2}".into(), 400, "duplicate"),
-        (Some("application/json"), format!("{}1{}", "{\"a\":".repeat(100), "}".repeat(100)), 400, "deeply"),
+        (
+            Some("application/json"),
+            "{\"a\":".into(),
+            400,
+            "ends before",
+        ),
+        (
+            Some("application/json"),
+            "{} {}".into(),
+            400,
+            "not valid JSON",
+        ),
+        (
+            Some("application/json"),
+            "{\"id\":1,\"id\":2}".into(),
+            400,
+            "duplicate",
+        ),
+        (
+            Some("application/json"),
+            format!("{}1{}", "{\"a\":".repeat(100), "}".repeat(100)),
+            400,
+            "deeply",
+        ),
     ];
     for (content_type, body, status, needle) in cases {
         let mut builder = Request::patch("/me/security").header("authorization", "Bearer alice");
@@ -255,7 +340,10 @@ async fn bodies_are_bounded_typed_and_parsed() {
         let message = reply.error_message();
         assert!(message.contains(needle), "{message} lacks {needle}");
         if status == 415 {
-            assert_eq!(reply.header("accept-patch"), "application/json, application/merge-patch+json");
+            assert_eq!(
+                reply.header("accept-patch"),
+                "application/json, application/merge-patch+json"
+            );
         }
     }
     assert!(store.is_empty(), "a refused body stored something");
@@ -266,7 +354,10 @@ async fn merge_patch_content_type_is_accepted() {
     let (app, _) = app();
     let request = Request::patch("/me/security")
         .header("authorization", "Bearer alice")
-        .header("content-type", "application/merge-patch+json; charset=UTF-8")
+        .header(
+            "content-type",
+            "application/merge-patch+json; charset=UTF-8",
+        )
         .body(Full::from("{}"))
         .unwrap();
     assert_eq!(send(app, request).await.status, 200);
@@ -281,15 +372,28 @@ async fn graph_cases_from_data() {
         let (app, store) = app();
         let id = patch(&app, "/me/security", "alice", "{}").await.json()["id"].clone();
         let before = store.entries();
-        let body = case["patch"].to_string().replace("$ID", id.as_str().unwrap());
+        let body = case["patch"]
+            .to_string()
+            .replace("$ID", id.as_str().unwrap());
         let reply = patch(&app, "/me/security", "alice", &body).await;
-        assert_eq!(reply.status.as_u16(), case["status"].as_u64().unwrap() as u16, "case {name}");
+        assert_eq!(
+            reply.status.as_u16(),
+            case["status"].as_u64().unwrap() as u16,
+            "case {name}"
+        );
         if reply.status == 200 {
-            assert_eq!(reply.json(), json!({"@odata.type": ODATA_TYPE, "id": id}), "case {name}");
+            assert_eq!(
+                reply.json(),
+                json!({"@odata.type": ODATA_TYPE, "id": id}),
+                "case {name}"
+            );
         } else {
             let message = reply.error_message();
             let needle = case["message"].as_str().unwrap();
-            assert!(message.contains(needle), "case {name}: {message} lacks {needle}");
+            assert!(
+                message.contains(needle),
+                "case {name}: {message} lacks {needle}"
+            );
             assert_eq!(store.entries(), before, "case {name} changed the store");
         }
     }
@@ -301,12 +405,20 @@ async fn graph_cases_from_data() {
 async fn bare_service_fails_closed() {
     let store = MemoryStore::new();
     let service = SecurityUpdateService::new(store.clone());
-    let reply = send(service.clone(), Request::get("/me/security").body(Full::<Bytes>::default()).unwrap()).await;
+    let reply = send(
+        service.clone(),
+        Request::get("/me/security")
+            .body(Full::<Bytes>::default())
+            .unwrap(),
+    )
+    .await;
     assert_eq!(reply.status, 401);
     assert_eq!(reply.header("www-authenticate"), "Bearer");
 
     let principal = security_update::Principal::delegated(TENANT, ALICE).with_scopes([WRITE]);
-    let mut request = Request::patch("/me/security").body(Full::from("{}")).unwrap();
+    let mut request = Request::patch("/me/security")
+        .body(Full::from("{}"))
+        .unwrap();
     request.extensions_mut().insert(principal.clone());
     assert_eq!(send(service.clone(), request).await.status, 415);
 
@@ -338,19 +450,44 @@ async fn store_failures_are_graph_errors_not_panics() {
     #[derive(Debug)]
     struct Down;
     impl SecurityStore for Down {
-        async fn load(&self, _: &ObjectKey) -> Result<Option<security_update::Snapshot>, security_update::StoreError> {
-            Err(security_update::StoreError::new(security_update::store::StoreErrorKind::Unavailable, "down"))
+        async fn load(
+            &self,
+            _: &ObjectKey,
+        ) -> Result<Option<security_update::Snapshot>, security_update::StoreError> {
+            Err(security_update::StoreError::new(
+                security_update::store::StoreErrorKind::Unavailable,
+                "down",
+            ))
         }
-        async fn compare_and_swap(&self, _: &ObjectKey, _: u64, _: security_update::Snapshot) -> Result<security_update::SwapOutcome, security_update::StoreError> {
-            Err(security_update::StoreError::new(security_update::store::StoreErrorKind::Unavailable, "down"))
+        async fn compare_and_swap(
+            &self,
+            _: &ObjectKey,
+            _: u64,
+            _: security_update::Snapshot,
+        ) -> Result<security_update::SwapOutcome, security_update::StoreError> {
+            Err(security_update::StoreError::new(
+                security_update::store::StoreErrorKind::Unavailable,
+                "down",
+            ))
         }
     }
     let app = security_update::stack(SecurityUpdateService::new(Down), tokens());
-    let reply = send(app.clone(), request(Method::GET, "/me/security", Some("alice")).body(Full::default()).unwrap()).await;
+    let reply = send(
+        app.clone(),
+        request(Method::GET, "/me/security", Some("alice"))
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
     assert_eq!(reply.status, 503);
     assert_eq!(reply.header("retry-after"), "1");
     assert_eq!(reply.json()["error"]["code"], "serviceNotAvailable");
-    let reply = send(app, request(Method::PATCH, "/me/security", Some("alice")).body(Full::from("{}")).unwrap()).await;
+    let reply = send(
+        app,
+        request(Method::PATCH, "/me/security", Some("alice"))
+            .body(Full::from("{}"))
+            .unwrap(),
+    )
+    .await;
     assert_eq!(reply.status, 503);
 }
-

@@ -37,9 +37,14 @@
 //! downstream is a 401 from [`SecurityUpdateService`](crate::SecurityUpdateService), so
 //! forgetting this layer fails closed.
 
+#[cfg(feature = "jwt")]
+pub mod jwt;
 mod policy;
 mod principal;
 mod validator;
+
+#[cfg(feature = "jwt")]
+pub use jwt::{EphemeralSigner, JwtValidator};
 
 pub use policy::{Access, DefaultPolicy, GLOBAL_ADMINISTRATOR, Policy, SECURITY_ADMINISTRATOR};
 pub use principal::{Principal, PrincipalKind};

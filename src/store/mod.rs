@@ -7,7 +7,11 @@
 //! merged or validated.
 
 mod memory;
+#[cfg(feature = "redb")]
+mod redb;
 
+#[cfg(feature = "redb")]
+pub use self::redb::{RedbOpenError, RedbStore};
 pub use memory::MemoryStore;
 
 use std::fmt;

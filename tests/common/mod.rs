@@ -5,8 +5,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use security_update::{
-    GLOBAL_ADMINISTRATOR, MemoryStore, Principal, SecurityUpdateService, Stack, StaticTokens,
-    stack,
+    GLOBAL_ADMINISTRATOR, MemoryStore, Principal, SecurityUpdateService, Stack, StaticTokens, stack,
 };
 use serde_json::Value;
 use tower::ServiceExt;
@@ -31,16 +30,28 @@ pub fn tokens() -> StaticTokens {
                 .with_upn("alice@contoso.com")
                 .with_scopes([WRITE]),
         )
-        .with_token("bob", Principal::delegated(TENANT, BOB).with_scopes([WRITE]))
-        .with_token("reader", Principal::delegated(TENANT, ALICE).with_scopes([READ]))
-        .with_token("noscope", Principal::delegated(TENANT, ALICE).with_scopes(["User.Read"]))
+        .with_token(
+            "bob",
+            Principal::delegated(TENANT, BOB).with_scopes([WRITE]),
+        )
+        .with_token(
+            "reader",
+            Principal::delegated(TENANT, ALICE).with_scopes([READ]),
+        )
+        .with_token(
+            "noscope",
+            Principal::delegated(TENANT, ALICE).with_scopes(["User.Read"]),
+        )
         .with_token(
             "admin",
             Principal::delegated(TENANT, ADMIN)
                 .with_scopes([WRITE])
                 .with_role_template_ids([GLOBAL_ADMINISTRATOR]),
         )
-        .with_token("app", Principal::application(TENANT, APP).with_roles([WRITE]))
+        .with_token(
+            "app",
+            Principal::application(TENANT, APP).with_roles([WRITE]),
+        )
         .with_token(
             "foreign-app",
             Principal::application(OTHER_TENANT, APP).with_roles([WRITE]),
@@ -52,7 +63,10 @@ pub type App = Stack<MemoryStore, StaticTokens>;
 /// The full stack over a fresh memory store, and the store.
 pub fn app() -> (App, MemoryStore) {
     let store = MemoryStore::new();
-    (stack(SecurityUpdateService::new(store.clone()), tokens()), store)
+    (
+        stack(SecurityUpdateService::new(store.clone()), tokens()),
+        store,
+    )
 }
 
 #[derive(Debug)]
@@ -83,7 +97,11 @@ impl Reply {
         assert!(error["code"].is_string(), "no error.code in {json}");
         let inner = &error["innerError"];
         assert_eq!(inner["request-id"], self.header("request-id"), "{json}");
-        assert_eq!(inner["client-request-id"], self.header("client-request-id"), "{json}");
+        assert_eq!(
+            inner["client-request-id"],
+            self.header("client-request-id"),
+            "{json}"
+        );
         assert_eq!(inner["date"].as_str().map(str::len), Some(19), "{json}");
         assert!(self.header("content-type").starts_with("application/json"));
         error["message"].as_str().unwrap().to_owned()
@@ -176,6 +194,10 @@ impl http_body::Body for Chunked {
         mut self: std::pin::Pin<&mut Self>,
         _: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
-        std::task::Poll::Ready(self.0.pop_front().map(|chunk| Ok(http_body::Frame::data(chunk))))
+        std::task::Poll::Ready(
+            self.0
+                .pop_front()
+                .map(|chunk| Ok(http_body::Frame::data(chunk))),
+        )
     }
 }

@@ -1,0 +1,33 @@
+//! The store chosen on the command line.
+
+use security_update::{
+    MemoryStore, ObjectKey, RedbStore, SecurityStore, Snapshot, StoreError, SwapOutcome,
+};
+
+/// One of the stores the server can run on.
+#[derive(Debug, Clone)]
+pub(crate) enum AnyStore {
+    Memory(MemoryStore),
+    Redb(RedbStore),
+}
+
+impl SecurityStore for AnyStore {
+    async fn load(&self, key: &ObjectKey) -> Result<Option<Snapshot>, StoreError> {
+        match self {
+            Self::Memory(store) => store.load(key).await,
+            Self::Redb(store) => store.load(key).await,
+        }
+    }
+
+    async fn compare_and_swap(
+        &self,
+        key: &ObjectKey,
+        expected_version: u64,
+        new: Snapshot,
+    ) -> Result<SwapOutcome, StoreError> {
+        match self {
+            Self::Memory(store) => store.compare_and_swap(key, expected_version, new).await,
+            Self::Redb(store) => store.compare_and_swap(key, expected_version, new).await,
+        }
+    }
+}

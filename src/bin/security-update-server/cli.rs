@@ -1,0 +1,74 @@
+//! The command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// Microsoft Graph beta "Update security" (PATCH /beta/me/security and
+/// /beta/users/{id}/security), standalone.
+///
+/// Without --jwks the server runs in DEV MODE: it signs its own tokens with an ephemeral key
+/// and prints one ready to use. Never expose a dev-mode server.
+#[derive(Debug, Parser)]
+#[command(name = "security-update-server", version)]
+pub(crate) struct Cli {
+    /// Address to listen on; ":PORT" means 127.0.0.1:PORT, and port 0 picks a free one.
+    #[arg(long, default_value = "127.0.0.1:8080", value_parser = parse_listen, env = "SECURITY_UPDATE_LISTEN")]
+    pub(crate) listen: SocketAddr,
+
+    /// Directory of the embedded persistent store (the default store).
+    #[arg(
+        long,
+        default_value = "./security-update-data",
+        conflicts_with = "memory",
+        env = "SECURITY_UPDATE_DATA"
+    )]
+    pub(crate) data: PathBuf,
+
+    /// Keep objects in memory only: everything is lost when the server stops.
+    #[arg(long)]
+    pub(crate) memory: bool,
+
+    /// JWKS file with the token signing keys (production mode; needs --issuer and --audience).
+    #[arg(long, requires_all = ["issuer", "audience"], env = "SECURITY_UPDATE_JWKS")]
+    pub(crate) jwks: Option<PathBuf>,
+
+    /// Accepted token issuer (`iss`); repeat for several.
+    #[arg(long, requires = "jwks", env = "SECURITY_UPDATE_ISSUER")]
+    pub(crate) issuer: Vec<String>,
+
+    /// Accepted token audience (`aud`); repeat for several.
+    #[arg(long, requires = "jwks", env = "SECURITY_UPDATE_AUDIENCE")]
+    pub(crate) audience: Vec<String>,
+
+    /// Clock skew tolerated on token `exp` and `nbf`, in seconds.
+    #[arg(long, default_value_t = 60)]
+    pub(crate) leeway: u64,
+
+    /// JSON Schema of the security object, for deployments that add properties.
+    #[arg(long, env = "SECURITY_UPDATE_SCHEMA")]
+    pub(crate) schema: Option<PathBuf>,
+
+    /// Largest accepted request body, in bytes.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    pub(crate) max_body: usize,
+
+    /// Seconds a client may take to send its request headers before the connection is closed.
+    #[arg(long, default_value_t = 30)]
+    pub(crate) header_read_timeout: u64,
+
+    /// Seconds to let in-flight requests finish after SIGTERM/SIGINT.
+    #[arg(long, default_value_t = 30)]
+    pub(crate) shutdown_timeout: u64,
+}
+
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    let full = if text.starts_with(':') {
+        format!("127.0.0.1{text}")
+    } else {
+        text.to_owned()
+    };
+    full.parse()
+        .map_err(|_| format!("'{text}' is not an address like 127.0.0.1:8080 or :0"))
+}

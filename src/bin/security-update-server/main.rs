@@ -1,0 +1,237 @@
+//! `security-update-server`: Microsoft Graph beta "Update security" served standalone under
+//! `/beta`, HTTP/1.1 and HTTP/2, on the embedded durable store by default.
+//!
+//! Run `security-update-server --help` for the flags. Exit codes: 0 after a clean shutdown,
+//! 2 for a bad flag or an unreadable file, 1 when the server cannot start (address or data
+//! directory in use).
+
+mod access_log;
+mod any_store;
+mod cli;
+mod dev;
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use security_update::{
+    AuthLayer, JwtValidator, MemoryStore, MergePatchLayer, RedbStore, ResourceSchema,
+    SecurityUpdateService, stack_with,
+};
+use tracing_subscriber::EnvFilter;
+
+use access_log::AccessLog;
+use any_store::AnyStore;
+use cli::Cli;
+
+/// Exit code for usage errors, as clap uses.
+const USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(1, &format!("cannot start the runtime: {error}")),
+    };
+    runtime.block_on(run(cli))
+}
+
+fn fail(code: u8, message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(code)
+}
+
+fn read_file(flag: &str, path: &std::path::Path) -> Result<String, ExitCode> {
+    std::fs::read_to_string(path).map_err(|error| {
+        fail(
+            USAGE,
+            &format!("cannot read {flag} {}: {error}", path.display()),
+        )
+    })
+}
+
+async fn run(cli: Cli) -> ExitCode {
+    let leeway = Duration::from_secs(cli.leeway);
+    let (validator, dev_token) = match &cli.jwks {
+        Some(path) => {
+            let json = match read_file("--jwks", path) {
+                Ok(json) => json,
+                Err(code) => return code,
+            };
+            match JwtValidator::from_jwks_json(&json, cli.issuer.clone(), cli.audience.clone()) {
+                Ok(validator) => (validator.with_leeway(leeway), None),
+                Err(error) => return fail(USAGE, &format!("--jwks {}: {error}", path.display())),
+            }
+        }
+        None => match dev::start(leeway) {
+            Ok(dev) => (dev.validator, Some(dev.token)),
+            Err(error) => return fail(1, &format!("dev mode: {error}")),
+        },
+    };
+    let schema = match &cli.schema {
+        None => ResourceSchema::graph(),
+        Some(path) => {
+            let text = match read_file("--schema", path) {
+                Ok(text) => text,
+                Err(code) => return code,
+            };
+            let parsed = serde_json::from_str(&text)
+                .map_err(|e| e.to_string())
+                .and_then(|json| {
+                    ResourceSchema::from_json_schema(&json).map_err(|e| e.to_string())
+                });
+            match parsed {
+                Ok(schema) => schema,
+                Err(error) => return fail(USAGE, &format!("--schema {}: {error}", path.display())),
+            }
+        }
+    };
+    let store = if cli.memory {
+        AnyStore::Memory(MemoryStore::new())
+    } else {
+        match RedbStore::open(&cli.data) {
+            Ok(store) => AnyStore::Redb(store),
+            Err(error) => return fail(1, &error.to_string()),
+        }
+    };
+
+    let service = SecurityUpdateService::new(store)
+        .with_schema(schema)
+        .with_path_prefix("/beta");
+    let app = AccessLog::new(stack_with(
+        service,
+        AuthLayer::new(validator),
+        MergePatchLayer::new().with_limit(cli.max_body),
+    ));
+
+    let listener = match tokio::net::TcpListener::bind(cli.listen).await {
+        Ok(listener) => listener,
+        Err(error) => return fail(1, &format!("cannot listen on {}: {error}", cli.listen)),
+    };
+    let addr = match listener.local_addr() {
+        Ok(addr) => addr,
+        Err(error) => return fail(1, &format!("cannot read the bound address: {error}")),
+    };
+    announce(addr, dev_token.as_deref(), &cli);
+
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .header_read_timeout(Duration::from_secs(cli.header_read_timeout.max(1)));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Duration::from_secs(20));
+    let graceful = GracefulShutdown::new();
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let connection = builder
+                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()))
+                    .into_owned();
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    if let Err(error) = connection.await {
+                        tracing::debug!(%error, "connection ended with an error");
+                    }
+                });
+            }
+            signal = &mut shutdown => {
+                tracing::info!(signal, "shutting down: no new connections, draining in-flight requests");
+                break;
+            }
+        }
+    }
+    drop(listener);
+    let drained = tokio::time::timeout(
+        Duration::from_secs(cli.shutdown_timeout),
+        graceful.shutdown(),
+    )
+    .await;
+    if drained.is_err() {
+        tracing::warn!("shutdown timeout reached; closing the remaining connections");
+    }
+    // The last reference to the store goes here: redb closes its file cleanly.
+    drop(app);
+    tracing::info!("store closed; bye");
+    ExitCode::SUCCESS
+}
+
+fn announce(addr: std::net::SocketAddr, dev_token: Option<&str>, cli: &Cli) {
+    let mut out = std::io::stdout().lock();
+    if let Some(token) = dev_token {
+        let _ = writeln!(
+            out,
+            "WARNING: dev mode (no --jwks): tokens are signed by an ephemeral key that dies with \
+             this process. Do not expose this server; give --jwks, --issuer and --audience in production."
+        );
+        let _ = writeln!(
+            out,
+            "token for tenant {} user {} (scope SecurityEvents.ReadWrite.All, valid 1 hour):",
+            dev::TENANT,
+            dev::USER
+        );
+        let _ = writeln!(out, "{token}");
+        let _ = writeln!(
+            out,
+            "try: curl -i -X PATCH http://{addr}/beta/me/security -H 'Authorization: Bearer {token}' \
+             -H 'Content-Type: application/json' -d '{{\"@odata.type\": \"#microsoft.graph.security.security\"}}'"
+        );
+    }
+    let store = if cli.memory {
+        "memory (nothing is kept)".to_owned()
+    } else {
+        format!("embedded, in {}", cli.data.display())
+    };
+    let _ = writeln!(out, "store: {store}");
+    let _ = writeln!(out, "listening on {addr}");
+    let _ = out.flush();
+}
+
+/// Resolves with the name of the first of SIGTERM or SIGINT.
+async fn shutdown_signal() -> &'static str {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = terminate => "SIGTERM",
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+    }
+}

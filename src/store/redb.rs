@@ -1,0 +1,206 @@
+//! [`RedbStore`]: the embedded, durable default store of the server.
+//!
+//! One redb file in a data directory. Every save is one write transaction, committed with
+//! redb's default immediate durability (fsync) before the service answers, so an acknowledged
+//! PATCH survives `kill -9` and power loss. redb allows one writer process per file: a second
+//! server on the same directory fails to start with [`RedbOpenError::InUse`].
+//!
+//! Writes run on tokio's blocking pool (they wait for the disk); reads are short and run
+//! inline. Both need a tokio runtime.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use super::{ObjectKey, SecurityStore, Snapshot, StoreError, StoreErrorKind, SwapOutcome};
+
+/// (tenant, user) → (version, document JSON).
+const OBJECTS: TableDefinition<(&str, &str), (u64, &[u8])> = TableDefinition::new("objects");
+/// Store metadata; `format` is the layout version, for future migrations.
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const FORMAT: u64 = 1;
+const FILE_NAME: &str = "security-update.redb";
+
+/// Why a data directory could not be opened.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum RedbOpenError {
+    /// Another process (another server) has the data directory open.
+    InUse(PathBuf),
+    /// The directory or file could not be created or read.
+    Io(PathBuf, std::io::Error),
+    /// The file is not a store of this crate, or of a newer layout.
+    Incompatible(PathBuf, String),
+}
+
+impl std::fmt::Display for RedbOpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::InUse(path) => write!(
+                f,
+                "data directory {} is in use by another security-update-server process",
+                path.display()
+            ),
+            Self::Io(path, error) => {
+                write!(f, "cannot open data directory {}: {error}", path.display())
+            }
+            Self::Incompatible(path, why) => {
+                write!(
+                    f,
+                    "data directory {} holds an incompatible store: {why}",
+                    path.display()
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for RedbOpenError {}
+
+/// A durable store in one redb file; see the [module docs](self). Cheap to clone.
+#[derive(Clone)]
+pub struct RedbStore {
+    db: Arc<Database>,
+    path: Arc<Path>,
+}
+
+impl std::fmt::Debug for RedbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl RedbStore {
+    /// Opens (creating if needed) the store in directory `dir`.
+    ///
+    /// # Errors
+    /// [`RedbOpenError::InUse`] when another process holds it; I/O and layout errors otherwise.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self, RedbOpenError> {
+        let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir).map_err(|e| RedbOpenError::Io(dir.clone(), e))?;
+        let file = dir.join(FILE_NAME);
+        let db = Database::create(&file).map_err(|error| match error {
+            redb::DatabaseError::DatabaseAlreadyOpen => RedbOpenError::InUse(dir.clone()),
+            redb::DatabaseError::Storage(redb::StorageError::Io(io)) => {
+                RedbOpenError::Io(dir.clone(), io)
+            }
+            other => RedbOpenError::Incompatible(dir.clone(), other.to_string()),
+        })?;
+        migrate(&db).map_err(|why| RedbOpenError::Incompatible(dir.clone(), why))?;
+        Ok(Self {
+            db: Arc::new(db),
+            path: Arc::from(dir),
+        })
+    }
+
+    /// The data directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn load_now(&self, key: &ObjectKey) -> Result<Option<Snapshot>, StoreError> {
+        let read = self.db.begin_read().map_err(storage)?;
+        let table = read.open_table(OBJECTS).map_err(storage)?;
+        let Some(entry) = table
+            .get((key.tenant_id(), key.user_id()))
+            .map_err(storage)?
+        else {
+            return Ok(None);
+        };
+        let (version, json) = entry.value();
+        Snapshot::from_json(version, Bytes::copy_from_slice(json))
+            .map(Some)
+            .map_err(|e| {
+                StoreError::new(
+                    StoreErrorKind::Corrupt,
+                    format!("stored object is not JSON: {e}"),
+                )
+            })
+    }
+
+    fn swap_now(
+        &self,
+        key: &ObjectKey,
+        expected: u64,
+        new: &Snapshot,
+    ) -> Result<SwapOutcome, StoreError> {
+        let write = self.db.begin_write().map_err(storage)?;
+        let outcome = {
+            let mut table = write.open_table(OBJECTS).map_err(storage)?;
+            let id = (key.tenant_id(), key.user_id());
+            let current = table.get(id).map_err(storage)?.map(|entry| {
+                let (version, json) = entry.value();
+                (version, Bytes::copy_from_slice(json))
+            });
+            let current_version = current.as_ref().map_or(0, |(version, _)| *version);
+            if current_version == expected {
+                table
+                    .insert(id, (new.version(), new.json().as_ref()))
+                    .map_err(storage)?;
+                SwapOutcome::Swapped
+            } else {
+                let current = current
+                    .map(|(version, json)| Snapshot::from_json(version, json))
+                    .transpose()
+                    .map_err(|e| StoreError::new(StoreErrorKind::Corrupt, e.to_string()))?;
+                SwapOutcome::Conflict { current }
+            }
+        };
+        match outcome {
+            SwapOutcome::Swapped => write.commit().map_err(storage)?,
+            SwapOutcome::Conflict { .. } => write.abort().map_err(storage)?,
+        }
+        Ok(outcome)
+    }
+}
+
+fn migrate(db: &Database) -> Result<(), String> {
+    let write = db.begin_write().map_err(|e| e.to_string())?;
+    {
+        let mut meta = write.open_table(META).map_err(|e| e.to_string())?;
+        let format = meta
+            .get("format")
+            .map_err(|e| e.to_string())?
+            .map(|v| v.value());
+        match format {
+            None => {
+                meta.insert("format", FORMAT).map_err(|e| e.to_string())?;
+            }
+            Some(FORMAT) => {}
+            Some(other) => {
+                return Err(format!("layout version {other}, this build reads {FORMAT}"));
+            }
+        }
+        write.open_table(OBJECTS).map_err(|e| e.to_string())?;
+    }
+    write.commit().map_err(|e| e.to_string())
+}
+
+fn storage(error: impl std::fmt::Display) -> StoreError {
+    StoreError::new(StoreErrorKind::Unavailable, format!("redb: {error}"))
+}
+
+impl SecurityStore for RedbStore {
+    async fn load(&self, key: &ObjectKey) -> Result<Option<Snapshot>, StoreError> {
+        self.load_now(key)
+    }
+
+    async fn compare_and_swap(
+        &self,
+        key: &ObjectKey,
+        expected_version: u64,
+        new: Snapshot,
+    ) -> Result<SwapOutcome, StoreError> {
+        let this = self.clone();
+        let key = key.clone();
+        tokio::task::spawn_blocking(move || this.swap_now(&key, expected_version, &new))
+            .await
+            .map_err(|e| {
+                StoreError::new(StoreErrorKind::Other, format!("write task failed: {e}"))
+            })?
+    }
+}
