@@ -1,6 +1,8 @@
 //! Shared test fixtures: a tenant, its users, their tokens, and a way to send requests.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod process;
+
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
