@@ -31,15 +31,20 @@ pub(crate) struct Cli {
     pub(crate) memory: bool,
 
     /// JWKS file with the token signing keys (production mode; needs --issuer and --audience).
-    #[arg(long, requires_all = ["issuer", "audience"], env = "SECURITY_UPDATE_JWKS")]
+    #[arg(long, requires_all = ["issuer", "audience"], conflicts_with = "jwks_url", env = "SECURITY_UPDATE_JWKS")]
     pub(crate) jwks: Option<PathBuf>,
 
+    /// JWKS URL of the identity provider (e.g. https://login.microsoftonline.com/common/discovery/v2.0/keys),
+    /// refreshed hourly and when a token names an unknown key.
+    #[arg(long, requires_all = ["issuer", "audience"], env = "SECURITY_UPDATE_JWKS_URL")]
+    pub(crate) jwks_url: Option<String>,
+
     /// Accepted token issuer (`iss`); repeat for several.
-    #[arg(long, requires = "jwks", env = "SECURITY_UPDATE_ISSUER")]
+    #[arg(long, env = "SECURITY_UPDATE_ISSUER")]
     pub(crate) issuer: Vec<String>,
 
     /// Accepted token audience (`aud`); repeat for several.
-    #[arg(long, requires = "jwks", env = "SECURITY_UPDATE_AUDIENCE")]
+    #[arg(long, env = "SECURITY_UPDATE_AUDIENCE")]
     pub(crate) audience: Vec<String>,
 
     /// Clock skew tolerated on token `exp` and `nbf`, in seconds.

@@ -67,8 +67,22 @@ fn read_file(flag: &str, path: &std::path::Path) -> Result<String, ExitCode> {
 
 async fn run(cli: Cli) -> ExitCode {
     let leeway = Duration::from_secs(cli.leeway);
-    let (validator, dev_token) = match &cli.jwks {
-        Some(path) => {
+    let (validator, dev_token) = match (&cli.jwks, &cli.jwks_url) {
+        (_, Some(url)) => {
+            let refresh = security_update::auth::jwt::JwksRefresh::default();
+            match JwtValidator::from_jwks_url(
+                url,
+                cli.issuer.clone(),
+                cli.audience.clone(),
+                refresh,
+            )
+            .await
+            {
+                Ok(validator) => (validator.with_leeway(leeway), None),
+                Err(error) => return fail(1, &format!("--jwks-url: {error}")),
+            }
+        }
+        (Some(path), None) => {
             let json = match read_file("--jwks", path) {
                 Ok(json) => json,
                 Err(code) => return code,
@@ -78,7 +92,7 @@ async fn run(cli: Cli) -> ExitCode {
                 Err(error) => return fail(USAGE, &format!("--jwks {}: {error}", path.display())),
             }
         }
-        None => match dev::start(leeway) {
+        (None, None) => match dev::start(leeway) {
             Ok(dev) => (dev.validator, Some(dev.token)),
             Err(error) => return fail(1, &format!("dev mode: {error}")),
         },

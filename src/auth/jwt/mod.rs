@@ -19,13 +19,21 @@
 //! token expires, in a bounded cache that is emptied whenever the keys change.
 
 use std::collections::HashMap;
-use std::future::{Ready, ready};
+use std::future::{Future, ready};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
+
+#[cfg(feature = "jwks-url")]
+mod remote;
+#[cfg(feature = "jwks-url")]
+pub use remote::JwksRefresh;
 
 use super::{Principal, TokenRejection, TokenValidator};
 
@@ -74,8 +82,10 @@ struct Shared {
     keys: RwLock<Arc<KeySet>>,
     issuers: Vec<String>,
     audiences: Vec<String>,
-    leeway: Duration,
+    leeway_secs: AtomicU64,
     cache: TokenCache,
+    #[cfg(feature = "jwks-url")]
+    remote: Option<remote::Remote>,
 }
 
 impl std::fmt::Debug for JwtValidator {
@@ -84,7 +94,7 @@ impl std::fmt::Debug for JwtValidator {
             .field("kids", &self.keys().kids())
             .field("issuers", &self.shared.issuers)
             .field("audiences", &self.shared.audiences)
-            .field("leeway", &self.shared.leeway)
+            .field("leeway_secs", &self.leeway_secs())
             .finish_non_exhaustive()
     }
 }
@@ -151,6 +161,27 @@ impl JwtValidator {
         A: IntoIterator,
         A::Item: Into<String>,
     {
+        Self::build(
+            jwks,
+            issuers,
+            audiences,
+            #[cfg(feature = "jwks-url")]
+            None,
+        )
+    }
+
+    fn build<I, A>(
+        jwks: &JwkSet,
+        issuers: I,
+        audiences: A,
+        #[cfg(feature = "jwks-url")] remote: Option<remote::Remote>,
+    ) -> Result<Self, JwtConfigError>
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+        A: IntoIterator,
+        A::Item: Into<String>,
+    {
         let issuers: Vec<String> = issuers.into_iter().map(Into::into).collect();
         let audiences: Vec<String> = audiences.into_iter().map(Into::into).collect();
         if issuers.is_empty() || audiences.is_empty() {
@@ -161,8 +192,10 @@ impl JwtValidator {
                 keys: RwLock::new(Arc::new(KeySet::from_jwks(jwks)?)),
                 issuers,
                 audiences,
-                leeway: DEFAULT_LEEWAY,
+                leeway_secs: AtomicU64::new(DEFAULT_LEEWAY.as_secs()),
                 cache: TokenCache::new(DEFAULT_CACHE_CAPACITY),
+                #[cfg(feature = "jwks-url")]
+                remote,
             }),
         })
     }
@@ -187,32 +220,28 @@ impl JwtValidator {
         Self::new(&jwks, issuers, audiences)
     }
 
-    /// Sets the clock skew allowed on `exp` and `nbf` (whole seconds).
-    ///
-    /// # Panics
-    /// Never; but call it before sharing the validator, as it rebuilds the shared state.
+    /// Sets the clock skew allowed on `exp` and `nbf` (whole seconds), for this validator and
+    /// its clones.
     pub fn with_leeway(self, leeway: Duration) -> Self {
-        self.rebuild(|shared| shared.leeway = leeway)
+        self.shared
+            .leeway_secs
+            .store(leeway.as_secs(), Ordering::Relaxed);
+        self
     }
 
-    /// Sets how many validated tokens are remembered (0 disables the cache).
+    /// Sets how many validated tokens are remembered (0 disables the cache), for this
+    /// validator and its clones.
     pub fn with_cache_capacity(self, capacity: usize) -> Self {
-        self.rebuild(|shared| shared.cache = TokenCache::new(capacity))
+        self.shared
+            .cache
+            .capacity
+            .store(capacity, Ordering::Relaxed);
+        self.shared.cache.clear();
+        self
     }
 
-    fn rebuild(self, change: impl FnOnce(&mut Shared)) -> Self {
-        let keys = self.keys();
-        let mut shared = Shared {
-            keys: RwLock::new(keys),
-            issuers: self.shared.issuers.clone(),
-            audiences: self.shared.audiences.clone(),
-            leeway: self.shared.leeway,
-            cache: TokenCache::new(self.shared.cache.capacity),
-        };
-        change(&mut shared);
-        Self {
-            shared: Arc::new(shared),
-        }
+    fn leeway_secs(&self) -> u64 {
+        self.shared.leeway_secs.load(Ordering::Relaxed)
     }
 
     /// Replaces the keys (a JWKS refresh) and forgets every cached token.
@@ -235,40 +264,70 @@ impl JwtValidator {
     }
 
     /// Validates `token` fully (no cache), returning the principal and its expiry.
-    fn verify(&self, token: &str) -> Result<(Principal, u64, u64), TokenRejection> {
+    fn verify(&self, token: &str) -> Result<(Principal, u64, u64), Unverified> {
         let header = jsonwebtoken::decode_header(token)
-            .map_err(|_| TokenRejection::new("the token is not a well-formed JWT"))?;
+            .map_err(|_| reject("the token is not a well-formed JWT"))?;
         if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256) {
-            return Err(TokenRejection::new(format!(
+            return Err(Unverified::Rejected(TokenRejection::new(format!(
                 "the token's algorithm {:?} is not accepted",
                 header.alg
-            )));
+            ))));
         }
         let kid = header
             .kid
-            .ok_or_else(|| TokenRejection::new("the token names no signing key (kid)"))?;
+            .ok_or_else(|| reject("the token names no signing key (kid)"))?;
         let keys = self.keys();
-        let (algorithm, key) = keys
-            .keys
-            .get(&kid)
-            .ok_or_else(|| TokenRejection::new("the token's signing key (kid) is unknown"))?;
+        let (algorithm, key) = keys.keys.get(&kid).ok_or(Unverified::UnknownKid)?;
         if *algorithm != header.alg {
-            return Err(TokenRejection::new(
+            return Err(reject(
                 "the token's algorithm does not match its signing key",
             ));
         }
         let mut validation = Validation::new(*algorithm);
-        validation.leeway = self.shared.leeway.as_secs();
+        validation.leeway = self.leeway_secs();
         validation.validate_nbf = true;
         validation.set_issuer(&self.shared.issuers);
         validation.set_audience(&self.shared.audiences);
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-        let data = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(describe)?;
+        let data = jsonwebtoken::decode::<Claims>(token, key, &validation)
+            .map_err(|e| Unverified::Rejected(describe(e)))?;
         let claims = data.claims;
         let exp = claims.exp;
         let nbf = claims.nbf.unwrap_or(0);
-        Ok((claims.into_principal()?, exp, nbf))
+        Ok((
+            claims.into_principal().map_err(Unverified::Rejected)?,
+            exp,
+            nbf,
+        ))
     }
+
+    /// Verifies and caches; the final answer for a token whose key is known.
+    fn verify_and_remember(&self, token: &str) -> Result<Principal, Unverified> {
+        self.verify(token).map(|(principal, exp, nbf)| {
+            self.shared.cache.insert(token, &principal, exp, nbf);
+            principal
+        })
+    }
+}
+
+/// Why [`JwtValidator::verify`] did not produce a principal.
+enum Unverified {
+    /// The `kid` is not among the keys: a refreshed JWKS might know it.
+    UnknownKid,
+    Rejected(TokenRejection),
+}
+
+impl Unverified {
+    fn into_rejection(self) -> TokenRejection {
+        match self {
+            Self::UnknownKid => TokenRejection::new("the token's signing key (kid) is unknown"),
+            Self::Rejected(rejection) => rejection,
+        }
+    }
+}
+
+fn reject(description: &'static str) -> Unverified {
+    Unverified::Rejected(TokenRejection::new(description))
 }
 
 fn describe(error: jsonwebtoken::errors::Error) -> TokenRejection {
@@ -286,18 +345,82 @@ fn describe(error: jsonwebtoken::errors::Error) -> TokenRejection {
 }
 
 impl TokenValidator for JwtValidator {
-    type Future = Ready<Result<Principal, TokenRejection>>;
+    type Future = JwtFuture;
 
     fn validate(&self, token: &str) -> Self::Future {
         let now = unix_now();
-        let leeway = self.shared.leeway.as_secs();
-        if let Some(principal) = self.shared.cache.get(token, now, leeway) {
-            return ready(Ok(principal));
+        if let Some(principal) = self.shared.cache.get(token, now, self.leeway_secs()) {
+            return JwtFuture::ready(Ok(principal));
         }
-        ready(self.verify(token).map(|(principal, exp, nbf)| {
-            self.shared.cache.insert(token, &principal, exp, nbf);
-            principal
-        }))
+        match self.verify_and_remember(token) {
+            Ok(principal) => JwtFuture::ready(Ok(principal)),
+            #[cfg(feature = "jwks-url")]
+            Err(Unverified::UnknownKid) if self.shared.remote.is_some() => {
+                JwtFuture::refreshing(self.clone(), token.to_owned())
+            }
+            Err(unverified) => JwtFuture::ready(Err(unverified.into_rejection())),
+        }
+    }
+}
+
+type Verdict = Result<Principal, TokenRejection>;
+
+/// The future of [`JwtValidator::validate`]: ready at once, unless an unknown `kid` sends it
+/// to refresh the keys from their URL first.
+pub struct JwtFuture {
+    kind: JwtFutureKind,
+}
+
+enum JwtFutureKind {
+    Ready(std::future::Ready<Verdict>),
+    #[cfg(feature = "jwks-url")]
+    Refreshing(Pin<Box<dyn Future<Output = Verdict> + Send>>),
+}
+
+impl JwtFuture {
+    fn ready(verdict: Verdict) -> Self {
+        Self {
+            kind: JwtFutureKind::Ready(ready(verdict)),
+        }
+    }
+
+    #[cfg(feature = "jwks-url")]
+    fn refreshing(validator: JwtValidator, token: String) -> Self {
+        Self {
+            kind: JwtFutureKind::Refreshing(Box::pin(async move {
+                validator.refresh_for_unknown_kid().await;
+                validator
+                    .verify_and_remember(&token)
+                    .map_err(Unverified::into_rejection)
+            })),
+        }
+    }
+
+    /// The verdict, if it needed no waiting (used by tests and synchronous callers).
+    pub fn now(self) -> Option<Verdict> {
+        match self.kind {
+            JwtFutureKind::Ready(ready) => Some(ready.into_inner()),
+            #[cfg(feature = "jwks-url")]
+            JwtFutureKind::Refreshing(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Debug for JwtFuture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtFuture").finish_non_exhaustive()
+    }
+}
+
+impl Future for JwtFuture {
+    type Output = Verdict;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Verdict> {
+        match &mut self.kind {
+            JwtFutureKind::Ready(ready) => Pin::new(ready).poll(cx),
+            #[cfg(feature = "jwks-url")]
+            JwtFutureKind::Refreshing(future) => future.as_mut().poll(cx),
+        }
     }
 }
 
@@ -345,7 +468,7 @@ impl Claims {
 /// Principals of validated tokens, until each token expires. Bounded: when full, expired
 /// entries go first, then everything (the next request for each token re-verifies it).
 struct TokenCache {
-    capacity: usize,
+    capacity: AtomicUsize,
     entries: RwLock<HashMap<Box<str>, Cached>>,
 }
 
@@ -358,13 +481,13 @@ struct Cached {
 impl TokenCache {
     fn new(capacity: usize) -> Self {
         Self {
-            capacity,
+            capacity: AtomicUsize::new(capacity),
             entries: RwLock::new(HashMap::new()),
         }
     }
 
     fn get(&self, token: &str, now: u64, leeway: u64) -> Option<Principal> {
-        if self.capacity == 0 {
+        if self.capacity.load(Ordering::Relaxed) == 0 {
             return None;
         }
         let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
@@ -375,14 +498,15 @@ impl TokenCache {
     }
 
     fn insert(&self, token: &str, principal: &Principal, exp: u64, nbf: u64) {
-        if self.capacity == 0 {
+        let capacity = self.capacity.load(Ordering::Relaxed);
+        if capacity == 0 {
             return;
         }
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
-        if entries.len() >= self.capacity {
+        if entries.len() >= capacity {
             let now = unix_now();
             entries.retain(|_, cached| cached.exp > now);
-            if entries.len() >= self.capacity {
+            if entries.len() >= capacity {
                 entries.clear();
             }
         }
@@ -516,7 +640,8 @@ mod tests {
     fn check(validator: &JwtValidator, token: &str) -> Result<Principal, String> {
         validator
             .validate(token)
-            .into_inner()
+            .now()
+            .expect("a file-based validator answers at once")
             .map_err(|r| r.description().to_owned())
     }
 
@@ -573,6 +698,7 @@ mod tests {
             .unwrap();
         assert!(check(&validator, &token).is_ok());
         let strict = validator.with_leeway(Duration::ZERO);
+        assert_eq!(strict.leeway_secs(), 0);
         assert!(check(&strict, &token).is_err());
     }
 
