@@ -87,6 +87,8 @@ pub use request_id::{RequestIdLayer, RequestIds};
 pub use route::Target;
 pub use schema::{ODATA_TYPE, ResourceSchema, SchemaError};
 pub use service::{ResponseFuture, SecurityUpdateService};
+#[cfg(feature = "postgres")]
+pub use store::PostgresStore;
 #[cfg(feature = "redb")]
 pub use store::RedbStore;
 pub use store::{MemoryStore, ObjectKey, SecurityStore, Snapshot, StoreError, SwapOutcome};

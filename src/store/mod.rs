@@ -7,9 +7,13 @@
 //! merged or validated.
 
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "redb")]
 mod redb;
 
+#[cfg(feature = "postgres")]
+pub use self::postgres::{PostgresOptions, PostgresStore};
 #[cfg(feature = "redb")]
 pub use self::redb::{RedbOpenError, RedbStore};
 pub use memory::MemoryStore;

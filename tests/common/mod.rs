@@ -1,6 +1,7 @@
 //! Shared test fixtures: a tenant, its users, their tokens, and a way to send requests.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod pg;
 pub mod process;
 
 use bytes::Bytes;

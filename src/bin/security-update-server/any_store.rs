@@ -1,7 +1,8 @@
 //! The store chosen on the command line.
 
 use security_update::{
-    MemoryStore, ObjectKey, RedbStore, SecurityStore, Snapshot, StoreError, SwapOutcome,
+    MemoryStore, ObjectKey, PostgresStore, RedbStore, SecurityStore, Snapshot, StoreError,
+    SwapOutcome,
 };
 
 /// One of the stores the server can run on.
@@ -9,6 +10,7 @@ use security_update::{
 pub(crate) enum AnyStore {
     Memory(MemoryStore),
     Redb(RedbStore),
+    Postgres(PostgresStore),
 }
 
 impl SecurityStore for AnyStore {
@@ -16,6 +18,7 @@ impl SecurityStore for AnyStore {
         match self {
             Self::Memory(store) => store.load(key).await,
             Self::Redb(store) => store.load(key).await,
+            Self::Postgres(store) => store.load(key).await,
         }
     }
 
@@ -28,6 +31,7 @@ impl SecurityStore for AnyStore {
         match self {
             Self::Memory(store) => store.compare_and_swap(key, expected_version, new).await,
             Self::Redb(store) => store.compare_and_swap(key, expected_version, new).await,
+            Self::Postgres(store) => store.compare_and_swap(key, expected_version, new).await,
         }
     }
 }

@@ -27,8 +27,20 @@ pub(crate) struct Cli {
     pub(crate) data: PathBuf,
 
     /// Keep objects in memory only: everything is lost when the server stops.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "postgres")]
     pub(crate) memory: bool,
+
+    /// PostgreSQL URL (postgres://user@host:port/db): one database for several servers.
+    #[arg(long, conflicts_with = "data", env = "SECURITY_UPDATE_POSTGRES")]
+    pub(crate) postgres: Option<String>,
+
+    /// Most PostgreSQL connections this process opens.
+    #[arg(long, default_value_t = 16)]
+    pub(crate) postgres_pool_size: usize,
+
+    /// Longest a PostgreSQL statement may run, in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    pub(crate) postgres_statement_timeout_ms: u64,
 
     /// JWKS file with the token signing keys (production mode; needs --issuer and --audience).
     #[arg(long, requires_all = ["issuer", "audience"], conflicts_with = "jwks_url", env = "SECURITY_UPDATE_JWKS")]

@@ -20,8 +20,8 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use security_update::{
-    AuthLayer, JwtValidator, MemoryStore, MergePatchLayer, RedbStore, ResourceSchema,
-    SecurityUpdateService, stack_with,
+    AuthLayer, JwtValidator, MemoryStore, MergePatchLayer, PostgresStore, RedbStore,
+    ResourceSchema, SecurityUpdateService, stack_with, store::PostgresOptions,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -117,6 +117,16 @@ async fn run(cli: Cli) -> ExitCode {
     };
     let store = if cli.memory {
         AnyStore::Memory(MemoryStore::new())
+    } else if let Some(url) = &cli.postgres {
+        let options = PostgresOptions {
+            max_connections: cli.postgres_pool_size,
+            statement_timeout: Duration::from_millis(cli.postgres_statement_timeout_ms),
+            ..PostgresOptions::default()
+        };
+        match PostgresStore::connect(url, options).await {
+            Ok(store) => AnyStore::Postgres(store),
+            Err(error) => return fail(1, &format!("cannot use PostgreSQL: {}", error.message())),
+        }
     } else {
         match RedbStore::open(&cli.data) {
             Ok(store) => AnyStore::Redb(store),
@@ -223,6 +233,8 @@ fn announce(addr: std::net::SocketAddr, dev_token: Option<&str>, cli: &Cli) {
     }
     let store = if cli.memory {
         "memory (nothing is kept)".to_owned()
+    } else if cli.postgres.is_some() {
+        "PostgreSQL".to_owned()
     } else {
         format!("embedded, in {}", cli.data.display())
     };

@@ -1,0 +1,293 @@
+//! [`PostgresStore`]: one PostgreSQL database shared by several server processes.
+//!
+//! One row per object — `(tenant_id, user_id)` → `(version, document jsonb)` — and a
+//! compare-and-swap that is a single statement: `INSERT ... ON CONFLICT DO NOTHING` for the
+//! first save, `UPDATE ... WHERE version = $expected` after. PostgreSQL's row locking makes
+//! each statement atomic, so of several processes racing from the same version exactly one
+//! wins and the others re-apply their patch to the winner's object: no lost update, and
+//! versions (hence ETags) agree across processes.
+//!
+//! The table is created at start by a versioned, idempotent migration, run under an advisory
+//! lock so several processes starting together do not trip over each other.
+//!
+//! A database that goes away makes requests fail fast with a 503 (pool wait and statement
+//! timeouts bound every call); broken connections are dropped on recycle, so service resumes
+//! by itself when the database is back. Connections are plain TCP (`NoTls`): put TLS in front
+//! (a local proxy or a service mesh) when the database is remote.
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use serde_json::{Map, Value};
+use tokio_postgres::NoTls;
+
+use super::{ObjectKey, SecurityStore, Snapshot, StoreError, StoreErrorKind, SwapOutcome};
+
+/// Each migration, in order; the index + 1 is its version.
+const MIGRATIONS: &[&str] = &["CREATE TABLE IF NOT EXISTS security_objects (
+        tenant_id  text        NOT NULL,
+        user_id    text        NOT NULL,
+        version    bigint      NOT NULL CHECK (version > 0),
+        document   jsonb       NOT NULL,
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (tenant_id, user_id)
+    )"];
+/// Arbitrary, fixed key of the advisory lock that serializes migrations.
+const MIGRATION_LOCK: i64 = 0x005e_c0b1_ec75;
+
+const LOAD: &str =
+    "SELECT version, document::text FROM security_objects WHERE tenant_id = $1 AND user_id = $2";
+const INSERT_FIRST: &str = "INSERT INTO security_objects (tenant_id, user_id, version, document)
+     VALUES ($1, $2, $3, $4::text::jsonb) ON CONFLICT (tenant_id, user_id) DO NOTHING";
+const UPDATE_IF_VERSION: &str = "UPDATE security_objects
+     SET version = $3, document = $4::text::jsonb, updated_at = now()
+     WHERE tenant_id = $1 AND user_id = $2 AND version = $5";
+
+/// Pool and timeout settings of a [`PostgresStore`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PostgresOptions {
+    /// Most connections held open.
+    pub max_connections: usize,
+    /// Longest one statement may run (PostgreSQL's `statement_timeout`).
+    pub statement_timeout: Duration,
+    /// Longest to wait for a connection, new or from the pool.
+    pub connect_timeout: Duration,
+}
+
+impl Default for PostgresOptions {
+    /// 16 connections, 5 s statements, 3 s to get a connection.
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            statement_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+/// A store in PostgreSQL; see the [module docs](self). Cheap to clone.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let status = self.pool.status();
+        f.debug_struct("PostgresStore")
+            .field("max_connections", &status.max_size)
+            .field("open_connections", &status.size)
+            .finish()
+    }
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user@host:port/db`), and creates or migrates the table.
+    ///
+    /// # Errors
+    /// When the URL is invalid, the database is unreachable, or the migration fails.
+    pub async fn connect(url: &str, options: PostgresOptions) -> Result<Self, StoreError> {
+        let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
+            StoreError::new(
+                StoreErrorKind::Other,
+                format!("invalid PostgreSQL URL: {e}"),
+            )
+        })?;
+        let timeout_ms = options.statement_timeout.as_millis();
+        config
+            .options(format!("-c statement_timeout={timeout_ms}"))
+            .connect_timeout(options.connect_timeout)
+            .application_name("security-update");
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.max_connections.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(options.connect_timeout))
+            .create_timeout(Some(options.connect_timeout))
+            .recycle_timeout(Some(options.connect_timeout))
+            .build()
+            .map_err(|e| StoreError::new(StoreErrorKind::Other, format!("connection pool: {e}")))?;
+        let store = Self { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut client = self.pool.get().await.map_err(pool_error)?;
+        let tx = client.transaction().await.map_err(db_error)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(db_error)?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS security_update_migrations (
+                version    integer     PRIMARY KEY,
+                applied_at timestamptz NOT NULL DEFAULT now()
+            )",
+        )
+        .await
+        .map_err(db_error)?;
+        let applied: i32 = tx
+            .query_one(
+                "SELECT coalesce(max(version), 0) FROM security_update_migrations",
+                &[],
+            )
+            .await
+            .map_err(db_error)?
+            .get(0);
+        let known = MIGRATIONS.len() as i32;
+        if applied > known {
+            return Err(StoreError::new(
+                StoreErrorKind::Other,
+                format!("the database is at migration {applied}, newer than this build's {known}"),
+            ));
+        }
+        for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
+            tx.batch_execute(sql).await.map_err(db_error)?;
+            tx.execute(
+                "INSERT INTO security_update_migrations (version) VALUES ($1)",
+                &[&(index as i32 + 1)],
+            )
+            .await
+            .map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)
+    }
+
+    /// The migration version the database is at after [`connect`](Self::connect).
+    ///
+    /// # Errors
+    /// When the database cannot be reached.
+    pub async fn migration_version(&self) -> Result<i32, StoreError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let row = client
+            .query_one("SELECT max(version) FROM security_update_migrations", &[])
+            .await
+            .map_err(db_error)?;
+        Ok(row.get::<_, Option<i32>>(0).unwrap_or(0))
+    }
+
+    async fn load_with(
+        client: &deadpool_postgres::Client,
+        key: &ObjectKey,
+    ) -> Result<Option<Snapshot>, StoreError> {
+        let statement = client.prepare_cached(LOAD).await.map_err(db_error)?;
+        let Some(row) = client
+            .query_opt(&statement, &[&key.tenant_id(), &key.user_id()])
+            .await
+            .map_err(db_error)?
+        else {
+            return Ok(None);
+        };
+        let version: i64 = row.get(0);
+        let text: String = row.get(1);
+        snapshot_from_jsonb(version, &text).map(Some)
+    }
+}
+
+/// jsonb keeps its own key order (shortest first); put Graph's `@odata.type` and `id` back in
+/// front so every store answers the same bytes for the same object.
+fn snapshot_from_jsonb(version: i64, text: &str) -> Result<Snapshot, StoreError> {
+    let corrupt = |why: String| StoreError::new(StoreErrorKind::Corrupt, why);
+    let version =
+        u64::try_from(version).map_err(|_| corrupt(format!("negative version {version}")))?;
+    let mut stored: Map<String, Value> = serde_json::from_str(text)
+        .map_err(|e| corrupt(format!("stored object is not a JSON object: {e}")))?;
+    let mut document = Map::with_capacity(stored.len());
+    for key in ["@odata.type", "id"] {
+        if let Some(value) = stored.shift_remove(key) {
+            document.insert(key.to_owned(), value);
+        }
+    }
+    document.extend(stored);
+    Snapshot::new(version, document).map_err(|e| corrupt(e.to_string()))
+}
+
+fn pool_error(error: PoolError) -> StoreError {
+    StoreError::new(
+        StoreErrorKind::Unavailable,
+        format!("PostgreSQL: {}", with_causes(&error)),
+    )
+}
+
+/// An error and its sources, "a: b: c", so "connection refused" is not hidden behind
+/// "error connecting to server".
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+fn db_error(error: tokio_postgres::Error) -> StoreError {
+    // A closed connection, an I/O error or a timeout means "try again later"; a statement the
+    // database refused for its content would be a bug, but is not the caller's fault either.
+    let transient = error.is_closed()
+        || error.code().is_none()
+        || error.code() == Some(&tokio_postgres::error::SqlState::QUERY_CANCELED);
+    let kind = if transient {
+        StoreErrorKind::Unavailable
+    } else {
+        StoreErrorKind::Other
+    };
+    StoreError::new(kind, format!("PostgreSQL: {}", with_causes(&error)))
+}
+
+impl SecurityStore for PostgresStore {
+    async fn load(&self, key: &ObjectKey) -> Result<Option<Snapshot>, StoreError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        Self::load_with(&client, key).await
+    }
+
+    async fn compare_and_swap(
+        &self,
+        key: &ObjectKey,
+        expected_version: u64,
+        new: Snapshot,
+    ) -> Result<SwapOutcome, StoreError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let version = i64::try_from(new.version())
+            .map_err(|_| StoreError::new(StoreErrorKind::Other, "version out of range"))?;
+        let expected = i64::try_from(expected_version)
+            .map_err(|_| StoreError::new(StoreErrorKind::Other, "version out of range"))?;
+        let json = std::str::from_utf8(new.json())
+            .map_err(|_| StoreError::new(StoreErrorKind::Other, "document is not UTF-8"))?;
+        let (tenant, user) = (key.tenant_id(), key.user_id());
+        let changed = if expected_version == 0 {
+            let statement = client
+                .prepare_cached(INSERT_FIRST)
+                .await
+                .map_err(db_error)?;
+            client
+                .execute(&statement, &[&tenant, &user, &version, &json])
+                .await
+                .map_err(db_error)?
+        } else {
+            let statement = client
+                .prepare_cached(UPDATE_IF_VERSION)
+                .await
+                .map_err(db_error)?;
+            client
+                .execute(&statement, &[&tenant, &user, &version, &json, &expected])
+                .await
+                .map_err(db_error)?
+        };
+        if changed == 1 {
+            return Ok(SwapOutcome::Swapped);
+        }
+        let current = Self::load_with(&client, key).await?;
+        Ok(SwapOutcome::Conflict { current })
+    }
+}

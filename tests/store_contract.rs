@@ -1,0 +1,273 @@
+//! One contract, every store: memory, embedded (redb) and PostgreSQL behave the same.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::pg::TestDb;
+use common::process::TempDir;
+use security_update::store::PostgresOptions;
+use security_update::{
+    MemoryStore, ObjectKey, PostgresStore, RedbStore, SecurityStore, Snapshot, SwapOutcome,
+};
+use serde_json::{Map, Value, json};
+
+fn doc(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        other => panic!("not an object: {other}"),
+    }
+}
+
+fn snapshot(version: u64, value: Value) -> Snapshot {
+    Snapshot::new(version, doc(value)).unwrap()
+}
+
+/// The whole contract, against one store.
+async fn contract<S: SecurityStore>(store: Arc<S>, name: &str) {
+    let key = ObjectKey::new("Tenant-A", "User-1");
+    assert_eq!(
+        store.load(&key).await.unwrap(),
+        None,
+        "{name}: absent at first"
+    );
+
+    // First save only from "absent".
+    let first = snapshot(1, json!({"@odata.type": "#t", "id": "x", "n": 1}));
+    let outcome = store
+        .compare_and_swap(&key, 5, first.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        SwapOutcome::Conflict { current: None },
+        "{name}: swap from a version that never was"
+    );
+    assert_eq!(
+        store
+            .compare_and_swap(&key, 0, first.clone())
+            .await
+            .unwrap(),
+        SwapOutcome::Swapped,
+        "{name}"
+    );
+    let loaded = store.load(&key).await.unwrap().unwrap();
+    assert_eq!(
+        (loaded.version(), loaded.document()),
+        (1, first.document()),
+        "{name}"
+    );
+    assert_eq!(
+        loaded.json(),
+        first.json(),
+        "{name}: same bytes back, @odata.type and id first"
+    );
+
+    // A writer that also started from "absent" loses and learns what is current.
+    let late = snapshot(1, json!({"@odata.type": "#t", "id": "x", "late": true}));
+    match store.compare_and_swap(&key, 0, late).await.unwrap() {
+        SwapOutcome::Conflict {
+            current: Some(current),
+        } => assert_eq!(current.version(), 1, "{name}"),
+        other => panic!("{name}: {other:?}"),
+    }
+
+    // Versioned updates.
+    let second = snapshot(2, json!({"@odata.type": "#t", "id": "x", "n": 2}));
+    assert_eq!(
+        store
+            .compare_and_swap(&key, 1, second.clone())
+            .await
+            .unwrap(),
+        SwapOutcome::Swapped,
+        "{name}"
+    );
+    let stale = snapshot(2, json!({"@odata.type": "#t", "id": "x", "n": 99}));
+    match store.compare_and_swap(&key, 1, stale).await.unwrap() {
+        SwapOutcome::Conflict {
+            current: Some(current),
+        } => {
+            assert_eq!(current.version(), 2, "{name}");
+            assert_eq!(
+                current.document()["n"],
+                2,
+                "{name}: a stale swap changed the object"
+            );
+        }
+        other => panic!("{name}: {other:?}"),
+    }
+
+    // Keys: case-normalized, and tenants apart.
+    let same = ObjectKey::new("tenant-a", "USER-1");
+    assert_eq!(
+        store.load(&same).await.unwrap().unwrap().version(),
+        2,
+        "{name}: keys ignore ASCII case"
+    );
+    let other_tenant = ObjectKey::new("tenant-b", "user-1");
+    assert_eq!(
+        store.load(&other_tenant).await.unwrap(),
+        None,
+        "{name}: tenants are apart"
+    );
+
+    // Documents round-trip whatever JSON they hold.
+    let rich = json!({
+        "@odata.type": "#t", "id": "y",
+        "nested": {"deep": {"deeper": [1, 2.5, -3, true, null, "é✓\u{1F600}"]}},
+        "null": null, "big": 9007199254740993u64, "neg": -9007199254740993i64, "float": 1.0e-7,
+        "quote\"key": "line\nbreak", "empty": {}, "list": []
+    });
+    let rich_key = ObjectKey::new("tenant-a", "user-2");
+    store
+        .compare_and_swap(&rich_key, 0, snapshot(1, rich.clone()))
+        .await
+        .unwrap();
+    let back = store.load(&rich_key).await.unwrap().unwrap();
+    assert_eq!(
+        Value::Object(back.document().clone()),
+        rich,
+        "{name}: document changed in the store"
+    );
+
+    // Racing writers from the same version: exactly one wins.
+    let race_key = ObjectKey::new("tenant-a", "user-3");
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let store = store.clone();
+            let key = race_key.clone();
+            tokio::spawn(async move {
+                let mine = snapshot(1, json!({"@odata.type": "#t", "id": "z", "winner": i}));
+                store.compare_and_swap(&key, 0, mine).await.unwrap() == SwapOutcome::Swapped
+            })
+        })
+        .collect();
+    let mut winners = 0;
+    for task in tasks {
+        winners += usize::from(task.await.unwrap());
+    }
+    assert_eq!(winners, 1, "{name}: {winners} writers won the same version");
+
+    // Load-modify-swap loops from many tasks never lose an increment.
+    let counter = ObjectKey::new("tenant-a", "counter");
+    let (tasks_n, rounds) = (4, 10);
+    let tasks: Vec<_> = (0..tasks_n)
+        .map(|_| {
+            let store = store.clone();
+            let key = counter.clone();
+            tokio::spawn(async move {
+                for _ in 0..rounds {
+                    loop {
+                        let current = store.load(&key).await.unwrap();
+                        let (version, n) = current.as_ref().map_or((0, 0), |s| {
+                            (s.version(), s.document()["n"].as_u64().unwrap())
+                        });
+                        let next = snapshot(
+                            version + 1,
+                            json!({"@odata.type": "#t", "id": "c", "n": n + 1}),
+                        );
+                        if store.compare_and_swap(&key, version, next).await.unwrap()
+                            == SwapOutcome::Swapped
+                        {
+                            break;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let total = store.load(&counter).await.unwrap().unwrap();
+    assert_eq!(
+        total.document()["n"],
+        tasks_n * rounds,
+        "{name}: lost increments"
+    );
+    assert_eq!(total.version(), (tasks_n * rounds) as u64, "{name}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memory_store_keeps_the_contract() {
+    contract(Arc::new(MemoryStore::new()), "memory").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redb_store_keeps_the_contract() {
+    let dir = TempDir::new("contract-redb");
+    contract(Arc::new(RedbStore::open(&dir.0).unwrap()), "redb").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redb_store_keeps_data_across_reopen() {
+    let dir = TempDir::new("contract-redb-reopen");
+    let key = ObjectKey::new("t", "u");
+    {
+        let store = RedbStore::open(&dir.0).unwrap();
+        store
+            .compare_and_swap(&key, 0, snapshot(1, json!({"n": 1})))
+            .await
+            .unwrap();
+    }
+    let store = RedbStore::open(&dir.0).unwrap();
+    assert_eq!(store.load(&key).await.unwrap().unwrap().document()["n"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_store_keeps_the_contract() {
+    let Some(db) = TestDb::create("postgres_store_keeps_the_contract").await else {
+        return;
+    };
+    let store = PostgresStore::connect(&db.url, PostgresOptions::default())
+        .await
+        .unwrap();
+    contract(Arc::new(store), "postgres").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_migration_is_versioned_and_idempotent() {
+    let Some(db) = TestDb::create("postgres_migration_is_versioned_and_idempotent").await else {
+        return;
+    };
+    let first = PostgresStore::connect(&db.url, PostgresOptions::default())
+        .await
+        .unwrap();
+    let key = ObjectKey::new("t", "u");
+    first
+        .compare_and_swap(&key, 0, snapshot(1, json!({"kept": true})))
+        .await
+        .unwrap();
+    // Several processes starting at once each run the migration: all succeed, data stays.
+    let starts: Vec<_> = (0..4)
+        .map(|_| {
+            let url = db.url.clone();
+            tokio::spawn(
+                async move { PostgresStore::connect(&url, PostgresOptions::default()).await },
+            )
+        })
+        .collect();
+    for start in starts {
+        let store = start.await.unwrap().unwrap();
+        assert_eq!(store.migration_version().await.unwrap(), 1);
+    }
+    assert_eq!(
+        first.load(&key).await.unwrap().unwrap().document()["kept"],
+        true
+    );
+}
+
+#[tokio::test]
+async fn postgres_down_at_start_is_a_clear_error() {
+    let error = PostgresStore::connect(
+        "postgres://postgres@127.0.0.1:1/test",
+        PostgresOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        error.kind(),
+        security_update::store::StoreErrorKind::Unavailable
+    );
+    assert!(error.message().contains("onnect"), "{}", error.message());
+}
