@@ -6,8 +6,8 @@
 //! is `415 Unsupported Media Type` with `Accept-Patch` listing what would be accepted; a
 //! `Content-Type` sent twice is `400`, since no single media type can be trusted.
 //!
-//! A request "has a body" when its method is `PATCH`, `POST` or `PUT`, or it announces one with
-//! a non-zero `Content-Length` or a `Transfer-Encoding`. Requests that pass get a
+//! A request "has a body" when its method is `PATCH`, or it announces one with a non-zero
+//! `Content-Length` or a `Transfer-Encoding`. Requests that pass get a
 //! [`JsonContentType`] marker in their extensions, which [`SecurityUpdateService`] looks for so
 //! that forgetting this layer fails closed.
 //!
@@ -113,10 +113,10 @@ where
     }
 }
 
-/// Whether `request` carries (or must carry) a body whose media type matters.
+/// Whether `request` carries (or, being a `PATCH`, must carry) a body whose media type
+/// matters. A bare `POST` or `DELETE` is not checked, so the service can answer 405.
 pub(crate) fn has_body<B>(request: &Request<B>) -> bool {
-    let method = request.method();
-    if method == Method::PATCH || method == Method::POST || method == Method::PUT {
+    if request.method() == Method::PATCH {
         return true;
     }
     let headers = request.headers();

@@ -52,6 +52,8 @@ pub enum ErrorKind {
     MethodNotAllowed,
     /// 412: `If-Match` did not match the current ETag.
     PreconditionFailed,
+    /// 408: the request (its body, say) took longer than the server allows.
+    RequestTimeout,
     /// 413: the body is larger than the configured limit.
     PayloadTooLarge,
     /// 415: the body is not JSON.
@@ -74,6 +76,7 @@ impl ErrorKind {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
@@ -93,6 +96,7 @@ impl ErrorKind {
             Self::NotFound => "Request_ResourceNotFound",
             Self::MethodNotAllowed => "Request_BadRequest",
             Self::PreconditionFailed => "preconditionFailed",
+            Self::RequestTimeout => "requestTimeout",
             Self::PayloadTooLarge => "RequestEntityTooLarge",
             Self::UnsupportedMediaType => "UnsupportedMediaType",
             Self::TooManyRequests => "activityLimitReached",
@@ -109,6 +113,7 @@ pub struct GraphError {
     message: Cow<'static, str>,
     challenge: Option<HeaderValue>,
     retry_after_secs: Option<u32>,
+    detail: Option<std::sync::Arc<str>>,
 }
 
 /// The media types a PATCH body may have, as advertised in `Accept-Patch`.
@@ -124,7 +129,20 @@ impl GraphError {
             message: message.into(),
             challenge: None,
             retry_after_secs: None,
+            detail: None,
         }
+    }
+
+    /// Attaches an operator-facing detail (say, why the store failed). It is never sent to
+    /// the caller; it rides in the response's extensions for logs.
+    pub fn with_detail(mut self, detail: impl Into<std::sync::Arc<str>>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// The operator-facing detail, if any.
+    pub fn detail(&self) -> Option<&str> {
+        self.detail.as_deref()
     }
 
     /// Sets the `WWW-Authenticate` challenge (401 and 403 responses).

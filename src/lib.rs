@@ -5,10 +5,10 @@
 //! The pieces, outermost first, each usable alone around any inner service:
 //!
 //! ```text
-//! RequestIdLayer ─▶ AuthLayer ─▶ ContentTypeLayer ─▶ MergePatchLayer ─▶ SecurityUpdateService ─▶ SecurityStore
-//! request-id        bearer →      415 unless JSON     body → MergePatch   route, authorize,          memory | ...
-//! client-request-id Principal                         (413 / 400)         If-Match, merge, validate,
-//!                   (401)                                                 compare-and-swap
+//! RequestIdLayer ─▶ AuthLayer ─▶ PreflightLayer ─▶ ContentTypeLayer ─▶ MergePatchLayer ─▶ SecurityUpdateService ─▶ SecurityStore
+//! request-id        bearer →      route+authorize   415 unless JSON     body → MergePatch   If-Match, merge,         memory | redb
+//! client-request-id Principal     before the body   (415)               (413 / 400)         validate, compare-and-   | postgres
+//!                   (401)         (404/405/403)                                             swap
 //! ```
 //!
 //! [`stack`] puts them together with defaults. Every failure is a Graph error response
@@ -86,7 +86,7 @@ pub use merge_patch::{MergePatch, MergePatchLayer};
 pub use request_id::{RequestIdLayer, RequestIds};
 pub use route::Target;
 pub use schema::{ODATA_TYPE, ResourceSchema, SchemaError};
-pub use service::{ResponseFuture, SecurityUpdateService};
+pub use service::{Preflight, PreflightLayer, ResponseFuture, SecurityUpdateService};
 #[cfg(feature = "postgres")]
 pub use store::PostgresStore;
 #[cfg(feature = "redb")]
@@ -95,10 +95,13 @@ pub use store::{MemoryStore, ObjectKey, SecurityStore, Snapshot, StoreError, Swa
 
 use tower::Layer;
 
-/// The whole pipeline of [`stack`]: request ids, auth, content type, merge patch, service.
+/// The whole pipeline of [`stack`]: request ids, auth, preflight (route and authorize before the
+/// body is read), content type, merge patch, service.
 pub type Stack<S, V> = request_id::RequestId<
     auth::Auth<
-        content_type::ContentType<merge_patch::MergePatchService<SecurityUpdateService<S>>>,
+        Preflight<
+            content_type::ContentType<merge_patch::MergePatchService<SecurityUpdateService<S>>>,
+        >,
         V,
     >,
 >;
@@ -123,8 +126,10 @@ where
     S: SecurityStore,
     V: TokenValidator,
 {
+    let preflight = service.preflight_layer();
     let inner = merge_patch.layer(service);
     let inner = ContentTypeLayer::new().layer(inner);
+    let inner = preflight.layer(inner);
     let inner = auth.layer(inner);
     RequestIdLayer::new().layer(inner)
 }

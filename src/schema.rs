@@ -157,8 +157,17 @@ impl ResourceSchema {
         merged: &mut Map<String, Value>,
         current: &Map<String, Value>,
     ) -> Result<(), GraphError> {
-        if merged.get(ID_KEY) != current.get(ID_KEY) {
-            return Err(invalid(ID_KEY, "is read-only and cannot be changed"));
+        match (merged.get_mut(ID_KEY), current.get(ID_KEY)) {
+            (Some(new), Some(old)) if new == old => {}
+            // The same GUID in another case is the same id (GUIDs compare case-insensitively):
+            // accept it, and keep the stored spelling.
+            (Some(Value::String(new)), Some(Value::String(old)))
+                if crate::route::is_guid(new) && new.eq_ignore_ascii_case(old) =>
+            {
+                new.clone_from(old);
+            }
+            (None, None) => {}
+            _ => return Err(invalid(ID_KEY, "is read-only and cannot be changed")),
         }
         if merged.get(ODATA_TYPE_KEY).and_then(Value::as_str) != Some(ODATA_TYPE) {
             return Err(invalid(ODATA_TYPE_KEY, format!("must be \"{ODATA_TYPE}\"")));
@@ -273,6 +282,11 @@ mod tests {
         assert!(message(schema.check_merged(&mut changed, &current())).contains("'id'"));
         let mut same = current();
         assert!(schema.check_merged(&mut same, &current()).is_ok());
+        let guid = "9ac7fb1c-d094-9ddd-a004-f7e8be5b32ca";
+        let stored = object(json!({"@odata.type": ODATA_TYPE, "id": guid}));
+        let mut upper = object(json!({"@odata.type": ODATA_TYPE, "id": guid.to_uppercase()}));
+        assert!(schema.check_merged(&mut upper, &stored).is_ok());
+        assert_eq!(upper["id"], guid, "the stored spelling is kept");
     }
 
     #[cfg(feature = "json-schema")]

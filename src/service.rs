@@ -75,6 +75,38 @@ struct Config {
     max_attempts: u32,
 }
 
+impl Config {
+    /// Routing, method, principal and policy: what decides 404 / 405 / 401 / 403 / 400 before
+    /// any body is read.
+    fn authorize<B>(&self, request: &Request<B>) -> Result<(Access, ObjectKey), GraphError> {
+        let path = request.uri().path();
+        let path = match &self.path_prefix {
+            Some(prefix) => path.strip_prefix(&**prefix).ok_or_else(no_route)?,
+            None => path,
+        };
+        let target = parse_path(path).ok_or_else(no_route)?;
+        let access = match *request.method() {
+            Method::GET => Access::Read,
+            Method::PATCH => Access::Write,
+            _ => {
+                return Err(GraphError::new(
+                    ErrorKind::MethodNotAllowed,
+                    format!(
+                        "The method {} is not allowed on this resource.",
+                        request.method()
+                    ),
+                ));
+            }
+        };
+        let principal = request
+            .extensions()
+            .get::<Principal>()
+            .ok_or_else(|| GraphError::new(ErrorKind::MissingToken, "Access token is empty."))?;
+        let key = self.policy.authorize(principal, access, &target)?;
+        Ok((access, key))
+    }
+}
+
 impl<S> Clone for SecurityUpdateService<S> {
     fn clone(&self) -> Self {
         Self {
@@ -132,6 +164,80 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
     /// The store.
     pub fn store(&self) -> &S {
         &self.store
+    }
+
+    /// A layer that routes and authorizes requests exactly as this service will, before any
+    /// body is read: `PATCH /nowhere` is 404 and a caller without the write permission is 403
+    /// without uploading a megabyte first. [`stack`](crate::stack) mounts it between the auth
+    /// and content-type layers. The service repeats the checks itself, so it stays fail-closed
+    /// without it.
+    pub fn preflight_layer(&self) -> PreflightLayer {
+        PreflightLayer {
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// Routes and authorizes before the body is read; see
+/// [`SecurityUpdateService::preflight_layer`].
+#[must_use]
+#[derive(Clone)]
+pub struct PreflightLayer {
+    config: Arc<Config>,
+}
+
+impl fmt::Debug for PreflightLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PreflightLayer").finish_non_exhaustive()
+    }
+}
+
+impl<S> tower::Layer<S> for PreflightLayer {
+    type Service = Preflight<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Preflight {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// The service made by [`PreflightLayer`].
+#[must_use]
+#[derive(Clone)]
+pub struct Preflight<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S: fmt::Debug> fmt::Debug for Preflight<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Preflight")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, B, ResBody> Service<Request<B>> for Preflight<S>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+{
+    type Response = Response<crate::body::ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = crate::body::ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        match self.config.authorize(&request) {
+            Ok(_) => crate::body::ResponseFuture::inner(self.inner.call(request)),
+            Err(error) => crate::body::ResponseFuture::rejected(
+                error.into_response(&RequestIds::of(&request)),
+            ),
+        }
     }
 }
 
@@ -191,31 +297,7 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
     /// syntax and the patch-only schema rules: everything that needs no store.
     fn prepare<B>(&self, request: &mut Request<B>) -> Result<Operation, GraphError> {
         let config = &*self.config;
-        let path = request.uri().path();
-        let path = match &config.path_prefix {
-            Some(prefix) => path.strip_prefix(&**prefix).ok_or_else(no_route)?,
-            None => path,
-        };
-        let target = parse_path(path).ok_or_else(no_route)?;
-        let access = match *request.method() {
-            Method::GET => Access::Read,
-            Method::PATCH => Access::Write,
-            _ => {
-                return Err(GraphError::new(
-                    ErrorKind::MethodNotAllowed,
-                    format!(
-                        "The method {} is not allowed on this resource.",
-                        request.method()
-                    ),
-                ));
-            }
-        };
-        let principal = request
-            .extensions()
-            .get::<Principal>()
-            .ok_or_else(|| GraphError::new(ErrorKind::MissingToken, "Access token is empty."))?;
-        let key = config.policy.authorize(principal, access, &target)?;
-        drop(target);
+        let (access, key) = config.authorize(request)?;
         if access == Access::Read {
             return Ok(Operation::Read { key });
         }

@@ -98,11 +98,30 @@ async fn chunked_bodies_are_read_and_bounded() {
     assert_eq!(store.entries()[0].1.version(), 1, "the 413 changed nothing");
 }
 
+/// `Content-Length` past the limit is refused from the headers alone: no body is ever sent,
+/// and the 413 still comes back.
 #[tokio::test]
 async fn declared_oversize_is_413_before_reading() {
-    let (addr, _) = serve(64).await;
-    let reply = send_http1(addr, seed_request(vec![b' '; 1000])).await;
-    assert_eq!(reply.status, 413);
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (addr, store) = serve(64).await;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(
+            b"PATCH /beta/me/security HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer alice\r\n\
+              Content-Type: application/json\r\nContent-Length: 1000000\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut head = vec![0u8; 12];
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        stream.read_exact(&mut head),
+    )
+    .await
+    .expect("an answer without sending the body")
+    .unwrap();
+    assert_eq!(&head, b"HTTP/1.1 413");
+    assert!(store.is_empty());
 }
 
 #[tokio::test]

@@ -212,7 +212,7 @@ async fn request_id_layer_around_an_axum_router() {
 }
 
 #[tokio::test]
-async fn layers_compose_in_any_order_with_axum_layers() {
+async fn layers_compose_with_axum_and_tower_http_layers() {
     // Router::layer applies our layers like any tower layer, in axum's own order.
     let router = Router::new()
         .route(

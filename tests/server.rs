@@ -392,6 +392,24 @@ async fn a_client_that_stalls_mid_headers_is_disconnected() {
 }
 
 #[tokio::test]
+async fn a_client_that_stalls_mid_body_gets_408() {
+    let dir = TempDir::new("stall-body");
+    let server = Server::start(&["--memory", "--request-timeout", "1"], &dir.0);
+    let token = server.dev_token();
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let head = format!(
+        "PATCH /beta/me/security HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"a\":"
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    assert!(response.contains("requestTimeout"), "{response}");
+}
+
+#[tokio::test]
 async fn http2_prior_knowledge_is_served() {
     let dir = TempDir::new("h2");
     let server = Server::start(&["--memory"], &dir.0);

@@ -388,7 +388,6 @@ fn sanitize_quoted(text: &str) -> String {
 mod tests {
     use super::*;
     use std::convert::Infallible;
-    use std::future::Ready;
     use tower::{ServiceExt, service_fn};
 
     async fn who(request: Request<()>) -> Result<Response<String>, Infallible> {
@@ -534,8 +533,10 @@ mod tests {
     }
 
     #[test]
-    fn ready_future_is_unpin() {
+    fn shipped_validator_futures_are_unpin() {
         fn unpin<T: Unpin>() {}
-        unpin::<Ready<Result<Principal, TokenRejection>>>();
+        unpin::<<StaticTokens as TokenValidator>::Future>();
+        #[cfg(feature = "jwt")]
+        unpin::<<crate::JwtValidator as TokenValidator>::Future>();
     }
 }

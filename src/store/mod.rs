@@ -171,7 +171,7 @@ impl StoreError {
     }
 
     pub(crate) fn into_graph_error(self) -> GraphError {
-        match self.kind {
+        let error = match self.kind {
             StoreErrorKind::Unavailable => GraphError::new(
                 ErrorKind::ServiceUnavailable,
                 "The service is temporarily unavailable; retry later.",
@@ -181,7 +181,8 @@ impl StoreError {
                 ErrorKind::Internal,
                 "The store failed to complete the request.",
             ),
-        }
+        };
+        error.with_detail(self.message)
     }
 }
 

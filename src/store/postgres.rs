@@ -184,9 +184,40 @@ impl PostgresStore {
         else {
             return Ok(None);
         };
-        let version: i64 = row.get(0);
-        let text: String = row.get(1);
+        let corrupt = |e: tokio_postgres::Error| {
+            StoreError::new(
+                StoreErrorKind::Corrupt,
+                format!("unexpected column type: {e}"),
+            )
+        };
+        let version: i64 = row.try_get(0).map_err(corrupt)?;
+        let text: String = row.try_get(1).map_err(corrupt)?;
         snapshot_from_jsonb(version, &text).map(Some)
+    }
+}
+
+impl PostgresStore {
+    /// The write was sent but its answer was lost (connection cut, timeout): it may or may not
+    /// have committed. Look: if the row now holds exactly our version and document, it did, and
+    /// the caller must hear "saved" rather than a 503 for a change that happened.
+    async fn settle_ambiguous_write(
+        &self,
+        key: &ObjectKey,
+        new: &Snapshot,
+        error: tokio_postgres::Error,
+    ) -> Result<SwapOutcome, StoreError> {
+        let original = db_error(error);
+        let Ok(client) = self.pool.get().await else {
+            return Err(original);
+        };
+        match Self::load_with(&client, key).await {
+            Ok(Some(current))
+                if current.version() == new.version() && current.document() == new.document() =>
+            {
+                Ok(SwapOutcome::Swapped)
+            }
+            _ => Err(original),
+        }
     }
 }
 
@@ -265,24 +296,31 @@ impl SecurityStore for PostgresStore {
         let json = std::str::from_utf8(new.json())
             .map_err(|_| StoreError::new(StoreErrorKind::Other, "document is not UTF-8"))?;
         let (tenant, user) = (key.tenant_id(), key.user_id());
-        let changed = if expected_version == 0 {
-            let statement = client
-                .prepare_cached(INSERT_FIRST)
-                .await
-                .map_err(db_error)?;
-            client
-                .execute(&statement, &[&tenant, &user, &version, &json])
-                .await
-                .map_err(db_error)?
+        let sent = if expected_version == 0 {
+            match client.prepare_cached(INSERT_FIRST).await {
+                Ok(statement) => {
+                    client
+                        .execute(&statement, &[&tenant, &user, &version, &json])
+                        .await
+                }
+                Err(error) => return Err(db_error(error)),
+            }
         } else {
-            let statement = client
-                .prepare_cached(UPDATE_IF_VERSION)
-                .await
-                .map_err(db_error)?;
-            client
-                .execute(&statement, &[&tenant, &user, &version, &json, &expected])
-                .await
-                .map_err(db_error)?
+            match client.prepare_cached(UPDATE_IF_VERSION).await {
+                Ok(statement) => {
+                    client
+                        .execute(&statement, &[&tenant, &user, &version, &json, &expected])
+                        .await
+                }
+                Err(error) => return Err(db_error(error)),
+            }
+        };
+        let changed = match sent {
+            Ok(changed) => changed,
+            Err(error) => {
+                drop(client);
+                return self.settle_ambiguous_write(key, &new, error).await;
+            }
         };
         if changed == 1 {
             return Ok(SwapOutcome::Swapped);

@@ -180,8 +180,15 @@ fn migrate(db: &Database) -> Result<(), String> {
     write.commit().map_err(|e| e.to_string())
 }
 
-fn storage(error: impl std::fmt::Display) -> StoreError {
-    StoreError::new(StoreErrorKind::Unavailable, format!("redb: {error}"))
+/// I/O trouble (a full or failing disk) may pass: 503. Anything else from redb is a 500.
+fn storage(error: impl Into<redb::Error>) -> StoreError {
+    let error: redb::Error = error.into();
+    let kind = match &error {
+        redb::Error::Io(_) => StoreErrorKind::Unavailable,
+        redb::Error::Corrupted(_) => StoreErrorKind::Corrupt,
+        _ => StoreErrorKind::Other,
+    };
+    StoreError::new(kind, format!("redb: {error}"))
 }
 
 impl SecurityStore for RedbStore {

@@ -251,6 +251,8 @@ impl JwtValidator {
     pub fn replace_keys(&self, jwks: &JwkSet) -> Result<(), JwtConfigError> {
         let keys = Arc::new(KeySet::from_jwks(jwks)?);
         *self.shared.keys.write().unwrap_or_else(|p| p.into_inner()) = keys;
+        // After the swap: an insert that checked the old keys under the cache lock is cleared
+        // here; one that checks after the swap sees new keys and skips.
         self.shared.cache.clear();
         Ok(())
     }
@@ -263,8 +265,9 @@ impl JwtValidator {
             .clone()
     }
 
-    /// Validates `token` fully (no cache), returning the principal and its expiry.
-    fn verify(&self, token: &str) -> Result<(Principal, u64, u64), Unverified> {
+    /// Validates `token` fully (no cache), returning the principal, its expiry and not-before,
+    /// and the key set that verified it.
+    fn verify(&self, token: &str) -> Result<(Principal, u64, u64, Arc<KeySet>), Unverified> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| reject("the token is not a well-formed JWT"))?;
         if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256) {
@@ -294,17 +297,20 @@ impl JwtValidator {
         let claims = data.claims;
         let exp = claims.exp;
         let nbf = claims.nbf.unwrap_or(0);
-        Ok((
-            claims.into_principal().map_err(Unverified::Rejected)?,
-            exp,
-            nbf,
-        ))
+        let principal = claims.into_principal().map_err(Unverified::Rejected)?;
+        Ok((principal, exp, nbf, keys))
     }
 
     /// Verifies and caches; the final answer for a token whose key is known.
     fn verify_and_remember(&self, token: &str) -> Result<Principal, Unverified> {
-        self.verify(token).map(|(principal, exp, nbf)| {
-            self.shared.cache.insert(token, &principal, exp, nbf);
+        self.verify(token).map(|(principal, exp, nbf, keys)| {
+            // Cache only if those keys are still current: a token verified by a key that was
+            // rotated out meanwhile must not outlive the rotation in the cache.
+            self.shared
+                .cache
+                .insert_if(token, &principal, exp, nbf, || {
+                    Arc::ptr_eq(&keys, &self.keys())
+                });
             principal
         })
     }
@@ -497,12 +503,23 @@ impl TokenCache {
         valid.then(|| cached.principal.clone())
     }
 
-    fn insert(&self, token: &str, principal: &Principal, exp: u64, nbf: u64) {
+    /// Inserts unless `still_valid`, checked under the cache lock, says no.
+    fn insert_if(
+        &self,
+        token: &str,
+        principal: &Principal,
+        exp: u64,
+        nbf: u64,
+        still_valid: impl FnOnce() -> bool,
+    ) {
         let capacity = self.capacity.load(Ordering::Relaxed);
         if capacity == 0 {
             return;
         }
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        if !still_valid() {
+            return;
+        }
         if entries.len() >= capacity {
             let now = unix_now();
             entries.retain(|_, cached| cached.exp > now);

@@ -64,6 +64,13 @@ where
         let this = self.project();
         let result = ready!(this.inner.poll(cx));
         if let Ok(response) = &result {
+            if let Some(detail) = response
+                .extensions()
+                .get::<security_update::GraphError>()
+                .and_then(|error| error.detail())
+            {
+                tracing::warn!(path = %this.path, detail, "request failed in the store");
+            }
             let request_id = response
                 .headers()
                 .get("request-id")

@@ -31,7 +31,13 @@ pub(crate) struct Cli {
     pub(crate) memory: bool,
 
     /// PostgreSQL URL (postgres://user@host:port/db): one database for several servers.
-    #[arg(long, conflicts_with = "data", env = "SECURITY_UPDATE_POSTGRES")]
+    /// Prefer the environment variable (or PGPASSWORD) to keep a password out of `ps`.
+    #[arg(
+        long,
+        conflicts_with = "data",
+        env = "SECURITY_UPDATE_POSTGRES",
+        hide_env_values = true
+    )]
     pub(crate) postgres: Option<String>,
 
     /// Most PostgreSQL connections this process opens.
@@ -74,6 +80,11 @@ pub(crate) struct Cli {
     /// Seconds a client may take to send its request headers before the connection is closed.
     #[arg(long, default_value_t = 30)]
     pub(crate) header_read_timeout: u64,
+
+    /// Seconds a request may take in all, body upload included (408 past it), so a client that
+    /// stalls mid-body does not hold the connection forever.
+    #[arg(long, default_value_t = 60)]
+    pub(crate) request_timeout: u64,
 
     /// Seconds to let in-flight requests finish after SIGTERM/SIGINT.
     #[arg(long, default_value_t = 30)]

@@ -9,6 +9,7 @@ mod access_log;
 mod any_store;
 mod cli;
 mod dev;
+mod timeout;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -28,6 +29,7 @@ use tracing_subscriber::EnvFilter;
 use access_log::AccessLog;
 use any_store::AnyStore;
 use cli::Cli;
+use timeout::RequestTimeout;
 
 /// Exit code for usage errors, as clap uses.
 const USAGE: u8 = 2;
@@ -137,10 +139,13 @@ async fn run(cli: Cli) -> ExitCode {
     let service = SecurityUpdateService::new(store)
         .with_schema(schema)
         .with_path_prefix("/beta");
-    let app = AccessLog::new(stack_with(
-        service,
-        AuthLayer::new(validator),
-        MergePatchLayer::new().with_limit(cli.max_body),
+    let app = AccessLog::new(RequestTimeout::new(
+        stack_with(
+            service,
+            AuthLayer::new(validator),
+            MergePatchLayer::new().with_limit(cli.max_body),
+        ),
+        Duration::from_secs(cli.request_timeout.max(1)),
     ));
 
     let listener = match tokio::net::TcpListener::bind(cli.listen).await {

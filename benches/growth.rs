@@ -1,0 +1,142 @@
+//! Cost growth: per-request cost with 1, 10^4 and 10^6 stored objects, and with 1 KB against
+//! 64 KB objects; memory per stored object (resident set growth while filling the store,
+//! printed once, not timed).
+
+mod support;
+
+use std::time::Duration;
+
+use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
+use security_update::{
+    MemoryStore, ObjectKey, SecurityStore, SecurityUpdateService, Snapshot, stack,
+};
+use serde_json::{Map, Value, json};
+use support::*;
+
+fn base(user_id: &str) -> Map<String, Value> {
+    let mut map = Map::new();
+    map.insert(
+        "@odata.type".into(),
+        json!("#microsoft.graph.security.security"),
+    );
+    map.insert("id".into(), json!(user_id));
+    map
+}
+
+/// Stores `count` small objects, directly through the store (setup, not timed).
+fn fill(rt: &tokio::runtime::Runtime, store: &MemoryStore, count: usize) {
+    rt.block_on(async {
+        for n in 0..count {
+            let id = user(n);
+            let snapshot = Snapshot::new(1, base(&id)).unwrap();
+            store
+                .compare_and_swap(&ObjectKey::new(TENANT, &id), 0, snapshot)
+                .await
+                .unwrap();
+        }
+    });
+}
+
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+fn stored_objects(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("stored_objects");
+    for count in [1usize, 10_000, 1_000_000] {
+        let store = MemoryStore::new();
+        let before = resident_bytes();
+        fill(&rt, &store, count);
+        if let (Some(before), Some(after), true) = (before, resident_bytes(), count >= 10_000) {
+            println!(
+                "memory: {count} stored objects grew the resident set by {} bytes, {} bytes per object",
+                after.saturating_sub(before),
+                after.saturating_sub(before) / count as u64
+            );
+        }
+        let app = stack(
+            SecurityUpdateService::new(store).with_schema(schema()),
+            static_tokens(),
+        );
+        // Requests walk over the stored objects, so lookups are not all one cached slot.
+        let paths: Vec<String> = (0..count.min(4096))
+            .map(|n| {
+                format!(
+                    "/users/{}/security",
+                    user(n * (count / count.min(4096)).max(1))
+                )
+            })
+            .collect();
+        let (status, body) = rt.block_on(answer(&app, patch_request(&paths[0], TOKEN, PATCH_BODY)));
+        assert_merged("security_update", status, &body);
+        let next = std::cell::Cell::new(0usize);
+        group.bench_function(BenchmarkId::new("patch", count), |b| {
+            b.iter_batched(
+                || {
+                    let i = next.get();
+                    next.set((i + 1) % paths.len());
+                    patch_request(&paths[i], TOKEN, PATCH_BODY)
+                },
+                |request| rt.block_on(answer(&app, request)),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+fn object_size(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("object_size");
+    for (label, bytes) in [("1KB", 1024usize), ("64KB", 64 * 1024)] {
+        let store = MemoryStore::new();
+        let mut document = base(USER);
+        let mut i = 0;
+        while serde_json::to_vec(&document).unwrap().len() < bytes {
+            document.insert(format!("note{i}"), json!("x".repeat(100)));
+            i += 1;
+        }
+        let key = ObjectKey::new(TENANT, USER);
+        rt.block_on(store.compare_and_swap(&key, 0, Snapshot::new(1, document).unwrap()))
+            .unwrap();
+        // An open schema: these objects carry many extra members.
+        let open =
+            security_update::ResourceSchema::from_json_schema(&json!({"type": "object"})).unwrap();
+        let app = stack(
+            SecurityUpdateService::new(store).with_schema(open),
+            static_tokens(),
+        );
+        let (status, body) = rt.block_on(answer(
+            &app,
+            patch_request("/me/security", TOKEN, PATCH_BODY),
+        ));
+        assert_merged("security_update", status, &body);
+        group.bench_function(BenchmarkId::new("patch", label), |b| {
+            b.iter_batched(
+                || patch_request("/me/security", TOKEN, PATCH_BODY),
+                |request| rt.block_on(answer(&app, request)),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(50)
+}
+
+criterion_group! { name = benches; config = config(); targets = stored_objects, object_size }
+criterion_main!(benches);

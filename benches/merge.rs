@@ -1,0 +1,89 @@
+//! RFC 7396 `apply` (in place, moving the patch's leaves) against `json_patch::merge` (which
+//! clones every leaf), on 1 KB and 64 KB objects. Targets and patches are built outside the
+//! timed part; both contenders are checked to produce the same object first.
+
+use std::time::Duration;
+
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use serde_json::{Map, Value, json};
+
+/// An object of about `bytes` serialized bytes: groups of nested members.
+fn object(bytes: usize) -> Value {
+    let mut map = Map::new();
+    let mut i = 0;
+    while serde_json::to_vec(&Value::Object(map.clone()))
+        .unwrap()
+        .len()
+        < bytes
+    {
+        map.insert(
+            format!("group{i}"),
+            json!({"name": format!("member {i}"), "enabled": i % 2 == 0, "score": i, "tags": ["a", "b"]}),
+        );
+        i += 1;
+    }
+    Value::Object(map)
+}
+
+/// A patch touching about a tenth of the groups: changes, removals (null) and additions.
+fn patch_for(target: &Value) -> Value {
+    let groups = target.as_object().unwrap().len();
+    let mut patch = Map::new();
+    for i in (0..groups).step_by(10) {
+        patch.insert(
+            format!("group{i}"),
+            json!({"score": -1, "tags": null, "note": "reviewed"}),
+        );
+    }
+    patch.insert("group1".into(), Value::Null);
+    patch.insert("added".into(), json!({"nested": {"deep": [1, 2, 3]}}));
+    Value::Object(patch)
+}
+
+fn merge(c: &mut Criterion) {
+    let mut group = c.benchmark_group("merge");
+    for (label, size) in [("1KB", 1024), ("64KB", 64 * 1024)] {
+        let target = object(size);
+        let patch = patch_for(&target);
+        let mut ours = target.clone();
+        security_update::merge_patch::apply(&mut ours, patch.clone());
+        let mut theirs = target.clone();
+        json_patch::merge(&mut theirs, &patch);
+        assert_eq!(ours, theirs, "contenders disagree on {label}");
+
+        group.throughput(Throughput::Bytes(
+            serde_json::to_vec(&target).unwrap().len() as u64,
+        ));
+        group.bench_with_input(BenchmarkId::new("apply", label), &(), |b, _| {
+            b.iter_batched(
+                || (target.clone(), patch.clone()),
+                |(mut target, patch)| {
+                    security_update::merge_patch::apply(&mut target, patch);
+                    target
+                },
+                BatchSize::SmallInput,
+            )
+        });
+        group.bench_with_input(BenchmarkId::new("json_patch_merge", label), &(), |b, _| {
+            b.iter_batched(
+                || (target.clone(), patch.clone()),
+                |(mut target, patch)| {
+                    json_patch::merge(&mut target, &patch);
+                    (target, patch)
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(50)
+}
+
+criterion_group! { name = benches; config = config(); targets = merge }
+criterion_main!(benches);
