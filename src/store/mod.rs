@@ -116,8 +116,34 @@ impl Snapshot {
 }
 
 pub(crate) fn etag_of(version: u64) -> HeaderValue {
-    HeaderValue::try_from(format!("\"{version}\""))
-        .unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
+    // `"<decimal>"` written by hand into a stack buffer: no `format!` on every response.
+    let mut buffer = [0u8; 22];
+    let mut at = buffer.len() - 1;
+    buffer[at] = b'"';
+    let mut rest = version;
+    loop {
+        at -= 1;
+        buffer[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    at -= 1;
+    buffer[at] = b'"';
+    HeaderValue::from_bytes(&buffer[at..]).unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etags_are_quoted_decimal_versions() {
+        for version in [0, 1, 9, 10, 12345, u64::MAX] {
+            assert_eq!(etag_of(version).to_str().unwrap(), format!("\"{version}\""));
+        }
+    }
 }
 
 /// The outcome of [`SecurityStore::compare_and_swap`].
