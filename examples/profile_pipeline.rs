@@ -18,7 +18,10 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let contender = args.next().unwrap_or_else(|| "ours".to_owned());
     let count: usize = args.next().and_then(|n| n.parse().ok()).unwrap_or(10_000);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let request = || patch_request("/me/security", TOKEN, PATCH_BODY);
     match contender.as_str() {
         "floor" => {

@@ -377,12 +377,16 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
                         minimal,
                     });
                 }
-                Ok(SwapOutcome::Conflict {
-                    current: Some(newer),
-                }) => current = newer,
-                Ok(SwapOutcome::Conflict { current: None }) => current = default_snapshot(&key)?,
+                Ok(SwapOutcome::Conflict { .. }) => {}
                 Err(error) => return Err(error.into_graph_error()),
             }
+            // Lost a race: let the other tasks on this thread run, then start again from what
+            // is current by then. Retrying at once starves: the loser keeps its thread, its
+            // siblings never write, and every write from other threads lands inside its next
+            // attempt (the contention bench saw 64 straight losses, then 503). The winner's
+            // snapshot from the conflict is stale after yielding, so read afresh.
+            yield_now().await;
+            current = self.load_or_default(&key).await?;
         }
         Err(GraphError::new(
             ErrorKind::ServiceUnavailable,
@@ -433,6 +437,29 @@ fn no_route() -> GraphError {
         ErrorKind::NotFound,
         "Resource not found for the segment; the routes are /me/security and /users/{id}/security.",
     )
+}
+
+/// Goes to the back of the scheduler's queue. Under tokio, tokio's own yield: a task that wakes
+/// itself lands in tokio's LIFO slot and is polled again at once, which yields nothing.
+#[cfg(feature = "tokio")]
+fn yield_now() -> impl Future<Output = ()> {
+    tokio::task::yield_now()
+}
+
+/// Returns `Pending` once after waking itself: "go to the back of the queue" on runtimes
+/// that queue self-woken tasks behind the others.
+#[cfg(not(feature = "tokio"))]
+fn yield_now() -> impl Future<Output = ()> {
+    let mut yielded = false;
+    std::future::poll_fn(move |cx| {
+        if yielded {
+            Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
 }
 
 /// `If-Match`, compared strongly (RFC 9110 §13.1.1).

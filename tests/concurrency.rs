@@ -174,3 +174,38 @@ async fn a_lost_race_under_if_match_is_412() {
     assert!(stored.document().get("mine").is_none());
     assert_eq!(stored.version(), 1, "only the rival's write landed");
 }
+
+/// Several writers per thread, each sending one PATCH after another to one object: a loser
+/// must not keep its thread (starving its siblings) while the other thread wins every race.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writers_sharing_threads_do_not_starve() {
+    let (app, store) = open_app();
+    const TASKS: usize = 16;
+    const EACH: usize = 100;
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|t| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                for n in 0..EACH {
+                    let body = json!({ format!("t{t}n{n}"): true }).to_string();
+                    let reply = patch(&app, "/me/security", "alice", &body).await;
+                    assert_eq!(
+                        reply.status,
+                        200,
+                        "{}",
+                        String::from_utf8_lossy(&reply.body)
+                    );
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let stored = store
+        .load(&ObjectKey::new(TENANT, ALICE))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.version(), (TASKS * EACH) as u64);
+}

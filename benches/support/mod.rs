@@ -76,19 +76,20 @@ pub struct Floor {
 }
 
 impl Floor {
-    pub fn service(
+    /// The floor as a service over any request body.
+    pub fn service<B>(
         &self,
-    ) -> impl Service<
-        Request<Full<Bytes>>,
-        Response = Response<Full<Bytes>>,
-        Error = Infallible,
-        Future: Send,
-    > + Clone
+    ) -> impl Service<Request<B>, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send>
+    + Clone
     + Send
     + Sync
-    + 'static {
+    + 'static
+    where
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+    {
         let objects = self.objects.clone();
-        tower::service_fn(move |request: Request<Full<Bytes>>| {
+        tower::service_fn(move |request: Request<B>| {
             let objects = objects.clone();
             async move { Ok::<_, Infallible>(floor(&objects, request).await) }
         })

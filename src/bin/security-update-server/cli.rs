@@ -86,6 +86,10 @@ pub(crate) struct Cli {
     #[arg(long, default_value_t = 60)]
     pub(crate) request_timeout: u64,
 
+    /// Worker threads serving requests (default: one per core).
+    #[arg(long)]
+    pub(crate) worker_threads: Option<usize>,
+
     /// Seconds to let in-flight requests finish after SIGTERM/SIGINT.
     #[arg(long, default_value_t = 30)]
     pub(crate) shutdown_timeout: u64,
