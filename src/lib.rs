@@ -62,6 +62,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod auth;
 mod body;
 pub mod content_type;
@@ -73,6 +74,8 @@ mod route;
 pub mod schema;
 mod service;
 pub mod store;
+#[cfg(feature = "tokio")]
+mod write_gate;
 
 #[cfg(feature = "jwt")]
 pub use auth::JwtValidator;

@@ -43,7 +43,7 @@ const MAX_BUCKETS_PER_SHARD: usize = 4096;
 #[must_use]
 #[derive(Debug, Clone)]
 pub struct RateLimitLayer {
-    limiter: Arc<Limiter>,
+    limiter: Option<Arc<Limiter>>,
 }
 
 #[derive(Debug)]
@@ -71,20 +71,29 @@ impl RateLimitLayer {
         Self::build(rate, f64::from(requests.max(1)))
     }
 
+    /// A layer that lets everything through: one type for "limit on" and "limit off", so a
+    /// stack can switch it by configuration.
+    pub fn unlimited() -> Self {
+        Self { limiter: None }
+    }
+
     fn build(rate: f64, burst: f64) -> Self {
         Self {
-            limiter: Arc::new(Limiter {
+            limiter: Some(Arc::new(Limiter {
                 rate,
                 burst,
                 shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
                 hasher: std::collections::hash_map::RandomState::new(),
-            }),
+            })),
         }
     }
 
     /// Sets how many requests a principal may send at once after being idle.
     pub fn with_burst(self, burst: u32) -> Self {
-        Self::build(self.limiter.rate, f64::from(burst.max(1)))
+        match &self.limiter {
+            Some(limiter) => Self::build(limiter.rate, f64::from(burst.max(1))),
+            None => self,
+        }
     }
 }
 
@@ -104,7 +113,7 @@ impl<S> Layer<S> for RateLimitLayer {
 #[derive(Debug, Clone)]
 pub struct RateLimit<S> {
     inner: S,
-    limiter: Arc<Limiter>,
+    limiter: Option<Arc<Limiter>>,
 }
 
 impl<S, B, ResBody> Service<Request<B>> for RateLimit<S>
@@ -120,8 +129,9 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        if let Some(principal) = request.extensions().get::<Principal>()
-            && let Err(wait) = self.limiter.take(principal, Instant::now())
+        if let Some(limiter) = &self.limiter
+            && let Some(principal) = request.extensions().get::<Principal>()
+            && let Err(wait) = limiter.take(principal, Instant::now())
         {
             let seconds = wait.as_secs_f64().ceil().max(1.0) as u32;
             let error = GraphError::new(
@@ -181,7 +191,7 @@ mod tests {
     #[test]
     fn bucket_allows_burst_then_refills_at_rate() {
         let layer = RateLimitLayer::new(2, Duration::from_secs(1)).with_burst(3);
-        let limiter = &layer.limiter;
+        let limiter = layer.limiter.as_ref().unwrap();
         let start = Instant::now();
         for _ in 0..3 {
             assert!(limiter.take(&alice(), start).is_ok());
@@ -230,24 +240,26 @@ mod tests {
         assert_eq!(json["error"]["code"], "activityLimitReached");
         // No principal: not this layer's business.
         assert_eq!(svc.oneshot(Request::new(())).await.unwrap().status(), 200);
+        let open = RateLimitLayer::unlimited().layer(service_fn(|_req: Request<()>| async {
+            Ok::<_, Infallible>(Response::new(String::new()))
+        }));
+        for _ in 0..100 {
+            assert_eq!(open.clone().oneshot(request()).await.unwrap().status(), 200);
+        }
     }
 
     #[test]
     fn idle_buckets_are_dropped_when_a_shard_fills() {
         let layer = RateLimitLayer::new(1000, Duration::from_secs(1));
+        let limiter = layer.limiter.as_ref().unwrap();
         let start = Instant::now();
         for i in 0..(SHARDS * MAX_BUCKETS_PER_SHARD * 2) {
-            let _ = layer.limiter.take(
+            let _ = limiter.take(
                 &Principal::delegated("t", &i.to_string()),
                 start + Duration::from_secs(i as u64),
             );
         }
-        let total: usize = layer
-            .limiter
-            .shards
-            .iter()
-            .map(|s| s.lock().unwrap().len())
-            .sum();
+        let total: usize = limiter.shards.iter().map(|s| s.lock().unwrap().len()).sum();
         assert!(
             total <= SHARDS * MAX_BUCKETS_PER_SHARD,
             "{total} buckets kept"

@@ -32,12 +32,13 @@ use http_body_util::Full;
 use serde_json::{Map, Value};
 use tower::Service;
 
+use crate::audit::{AuditOutcome, AuditRecord, AuditSink, TracingAudit};
 use crate::auth::{Access, DefaultPolicy, Policy, Principal};
 use crate::content_type::{JsonContentType, check_json_content_type};
 use crate::error::{ErrorKind, GraphError};
 use crate::merge_patch::{MergePatch, apply_to_object};
 use crate::request_id::RequestIds;
-use crate::route::parse_path;
+use crate::route::{Target, parse_path};
 use crate::schema::{ODATA_TYPE, ResourceSchema};
 use crate::store::{ObjectKey, SecurityStore, Snapshot, SwapOutcome};
 
@@ -69,6 +70,9 @@ pub struct SecurityUpdateService<S> {
 
 #[derive(Clone)]
 struct Config {
+    #[cfg(feature = "tokio")]
+    gates: Arc<crate::write_gate::WriteGates>,
+    audit: Arc<dyn AuditSink>,
     policy: Arc<dyn Policy>,
     schema: ResourceSchema,
     path_prefix: Option<Box<str>>,
@@ -102,7 +106,25 @@ impl Config {
             .extensions()
             .get::<Principal>()
             .ok_or_else(|| GraphError::new(ErrorKind::MissingToken, "Access token is empty."))?;
-        let key = self.policy.authorize(principal, access, &target)?;
+        let key = self
+            .policy
+            .authorize(principal, access, &target)
+            .inspect_err(|error| {
+                // Refused attempts at a user object by id are audited; `/me` is always the caller.
+                if let Target::User(user) = &target
+                    && error.status() == StatusCode::FORBIDDEN
+                {
+                    self.audit.record(&AuditRecord::new(
+                        principal,
+                        principal.tenant_id(),
+                        &user.to_ascii_lowercase(),
+                        AuditOutcome::Denied {
+                            status: error.status().as_u16(),
+                            reason: error.message().to_owned(),
+                        },
+                    ));
+                }
+            })?;
         Ok((access, key))
     }
 }
@@ -132,6 +154,9 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
         Self {
             store: Arc::new(store),
             config: Arc::new(Config {
+                #[cfg(feature = "tokio")]
+                gates: Arc::new(crate::write_gate::WriteGates::new()),
+                audit: Arc::new(TracingAudit),
                 policy: Arc::new(DefaultPolicy::new()),
                 schema: ResourceSchema::graph(),
                 path_prefix: None,
@@ -143,6 +168,12 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
     /// Replaces the authorization policy.
     pub fn with_policy(mut self, policy: impl Policy) -> Self {
         Arc::make_mut(&mut self.config).policy = Arc::new(policy);
+        self
+    }
+
+    /// Replaces the audit sink (default: [`TracingAudit`]).
+    pub fn with_audit(mut self, audit: Arc<dyn AuditSink>) -> Self {
+        Arc::make_mut(&mut self.config).audit = audit;
         self
     }
 
@@ -281,6 +312,7 @@ enum Operation {
 
 struct Write {
     key: ObjectKey,
+    actor: Principal,
     patch: MergePatch,
     precondition: Precondition,
     minimal: bool,
@@ -315,8 +347,14 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
             })?;
         config.schema.check_patch(patch.document())?;
         let headers = request.headers();
+        let actor = request
+            .extensions()
+            .get::<Principal>()
+            .cloned()
+            .ok_or_else(|| GraphError::new(ErrorKind::MissingToken, "Access token is empty."))?;
         Ok(Operation::Write(Write {
             key,
+            actor,
             patch,
             precondition: Precondition::parse(headers)?,
             minimal: prefers_minimal(headers),
@@ -345,12 +383,20 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
     async fn write(&self, write: Write) -> Result<Reply, GraphError> {
         let Write {
             key,
+            actor,
             patch,
             precondition,
             minimal,
         } = write;
         let raw = patch.raw().clone();
         let mut patch = Some(patch.into_document());
+        // Queue behind writers already queueing for this object (see `write_gate`).
+        #[cfg(feature = "tokio")]
+        let mut gate = if self.config.gates.is_busy(&key) {
+            Some(self.config.gates.enter(&key).await)
+        } else {
+            None
+        };
         let mut current = self.load_or_default(&key).await?;
         for _ in 0..self.config.max_attempts {
             let document = match patch.take() {
@@ -372,6 +418,13 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
                 .await
             {
                 Ok(SwapOutcome::Swapped) => {
+                    self.config.audit.record(&AuditRecord::accepted(
+                        &actor,
+                        &key,
+                        etag_text(&current),
+                        etag_text(&next),
+                        String::from_utf8_lossy(&raw).into_owned(),
+                    ));
                     return Ok(Reply {
                         snapshot: next,
                         minimal,
@@ -380,11 +433,16 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
                 Ok(SwapOutcome::Conflict { .. }) => {}
                 Err(error) => return Err(error.into_graph_error()),
             }
-            // Lost a race: let the other tasks on this thread run, then start again from what
-            // is current by then. Retrying at once starves: the loser keeps its thread, its
-            // siblings never write, and every write from other threads lands inside its next
-            // attempt (the contention bench saw 64 straight losses, then 503). The winner's
-            // snapshot from the conflict is stale after yielding, so read afresh.
+            // Lost a race. Queue at the object's gate (once) so that retries are fair, or at
+            // least let the other tasks on this thread run; then start again from what is
+            // current by then.
+            #[cfg(feature = "tokio")]
+            if gate.is_none() {
+                gate = Some(self.config.gates.enter(&key).await);
+            } else {
+                yield_now().await;
+            }
+            #[cfg(not(feature = "tokio"))]
             yield_now().await;
             current = self.load_or_default(&key).await?;
         }
@@ -419,6 +477,10 @@ impl Reply {
         ids.stamp(headers);
         response
     }
+}
+
+fn etag_text(snapshot: &Snapshot) -> String {
+    snapshot.etag().to_str().unwrap_or_default().to_owned()
 }
 
 /// A user's object before its first save: version 0, its type and its stable id.

@@ -86,6 +86,15 @@ pub(crate) struct Cli {
     #[arg(long, default_value_t = 60)]
     pub(crate) request_timeout: u64,
 
+    /// Requests per second allowed to each caller (tenant + object id); 0 turns the limit off.
+    /// Over it: 429 with Retry-After.
+    #[arg(long, default_value_t = 50)]
+    pub(crate) rate_limit: u32,
+
+    /// Requests a caller may send at once after an idle spell (default: twice --rate-limit).
+    #[arg(long)]
+    pub(crate) rate_limit_burst: Option<u32>,
+
     /// Worker threads serving requests (default: one per core).
     #[arg(long)]
     pub(crate) worker_threads: Option<usize>,

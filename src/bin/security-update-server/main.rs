@@ -21,9 +21,11 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use security_update::{
-    AuthLayer, JwtValidator, MemoryStore, MergePatchLayer, PostgresStore, RedbStore,
-    ResourceSchema, SecurityUpdateService, stack_with, store::PostgresOptions,
+    AuthLayer, ContentTypeLayer, JwtValidator, MemoryStore, MergePatchLayer, PostgresStore,
+    RateLimitLayer, RedbStore, RequestIdLayer, ResourceSchema, SecurityUpdateService,
+    store::PostgresOptions,
 };
+use tower::ServiceBuilder;
 use tracing_subscriber::EnvFilter;
 
 use access_log::AccessLog;
@@ -139,12 +141,27 @@ async fn run(cli: Cli) -> ExitCode {
     let service = SecurityUpdateService::new(store)
         .with_schema(schema)
         .with_path_prefix("/beta");
+    // The stack of `security_update::stack`, with the rate limit inside the auth layer (it
+    // needs the principal) and before anything reads the body.
+    let rate_limit = if cli.rate_limit == 0 {
+        RateLimitLayer::unlimited()
+    } else {
+        RateLimitLayer::new(cli.rate_limit, Duration::from_secs(1)).with_burst(
+            cli.rate_limit_burst
+                .unwrap_or(cli.rate_limit.saturating_mul(2)),
+        )
+    };
+    let preflight = service.preflight_layer();
+    let stack = ServiceBuilder::new()
+        .layer(RequestIdLayer::new())
+        .layer(AuthLayer::new(validator))
+        .layer(rate_limit)
+        .layer(preflight)
+        .layer(ContentTypeLayer::new())
+        .layer(MergePatchLayer::new().with_limit(cli.max_body))
+        .service(service);
     let app = AccessLog::new(RequestTimeout::new(
-        stack_with(
-            service,
-            AuthLayer::new(validator),
-            MergePatchLayer::new().with_limit(cli.max_body),
-        ),
+        stack,
         Duration::from_secs(cli.request_timeout.max(1)),
     ));
 

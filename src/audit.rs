@@ -1,0 +1,163 @@
+//! The audit trail: one record for every accepted change, and one for every refused attempt at
+//! another user's object, through a pluggable [`AuditSink`]. [`TracingAudit`] (the default)
+//! writes them as `tracing` events with target `security_update::audit`.
+//!
+//! A record says who (tenant, object id, app id), when, which object, what (the patch as the
+//! caller sent it) and the ETag before and after. It never holds the token.
+//!
+//! ```
+//! use std::sync::{Arc, Mutex};
+//! use security_update::audit::{AuditRecord, AuditSink};
+//!
+//! #[derive(Debug, Default)]
+//! struct Collect(Mutex<Vec<AuditRecord>>);
+//!
+//! impl AuditSink for Collect {
+//!     fn record(&self, record: &AuditRecord) {
+//!         self.0.lock().unwrap().push(record.clone());
+//!     }
+//! }
+//!
+//! let service = security_update::SecurityUpdateService::new(security_update::MemoryStore::new())
+//!     .with_audit(Arc::new(Collect::default()));
+//! # let _ = service;
+//! ```
+
+use std::fmt::Debug;
+use std::time::SystemTime;
+
+use crate::auth::{Principal, PrincipalKind};
+use crate::store::ObjectKey;
+
+/// What happened.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditOutcome {
+    /// The change was saved.
+    Accepted {
+        /// The object's ETag before the change.
+        etag_before: String,
+        /// Its ETag after.
+        etag_after: String,
+        /// The merge patch, as the caller sent it.
+        patch: String,
+    },
+    /// The caller was refused access to this object.
+    Denied {
+        /// The status answered (403, ...).
+        status: u16,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// One audited event.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// When it happened.
+    pub at: SystemTime,
+    /// The caller's tenant.
+    pub actor_tenant_id: String,
+    /// The caller's object id (a user, or an application's service principal).
+    pub actor_object_id: String,
+    /// The caller's application id, when the token named one.
+    pub actor_app_id: Option<String>,
+    /// Delegated user or application.
+    pub actor_kind: PrincipalKind,
+    /// The object acted on, or attempted: its tenant.
+    pub target_tenant_id: String,
+    /// The object acted on, or attempted: its user, as requested (lowercased when a GUID).
+    pub target_user: String,
+    /// What happened.
+    pub outcome: AuditOutcome,
+}
+
+impl AuditRecord {
+    pub(crate) fn new(
+        actor: &Principal,
+        target_tenant_id: &str,
+        target_user: &str,
+        outcome: AuditOutcome,
+    ) -> Self {
+        Self {
+            at: SystemTime::now(),
+            actor_tenant_id: actor.tenant_id().to_owned(),
+            actor_object_id: actor.object_id().to_owned(),
+            actor_app_id: actor.app_id().map(str::to_owned),
+            actor_kind: actor.kind(),
+            target_tenant_id: target_tenant_id.to_owned(),
+            target_user: target_user.to_owned(),
+            outcome,
+        }
+    }
+
+    pub(crate) fn accepted(
+        actor: &Principal,
+        key: &ObjectKey,
+        before: String,
+        after: String,
+        patch: String,
+    ) -> Self {
+        Self::new(
+            actor,
+            key.tenant_id(),
+            key.user_id(),
+            AuditOutcome::Accepted {
+                etag_before: before,
+                etag_after: after,
+                patch,
+            },
+        )
+    }
+}
+
+/// Where audit records go. Called synchronously on the request path: keep it quick (hand off
+/// to a channel for slow sinks).
+pub trait AuditSink: Debug + Send + Sync + 'static {
+    /// Records one event.
+    fn record(&self, record: &AuditRecord);
+}
+
+/// Audit records as `tracing` events (target `security_update::audit`, level INFO).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TracingAudit;
+
+impl AuditSink for TracingAudit {
+    fn record(&self, record: &AuditRecord) {
+        let at = crate::error::utc_timestamp(record.at);
+        match &record.outcome {
+            AuditOutcome::Accepted {
+                etag_before,
+                etag_after,
+                patch,
+            } => tracing::info!(
+                target: "security_update::audit",
+                outcome = "accepted",
+                at,
+                actor_tenant = %record.actor_tenant_id,
+                actor = %record.actor_object_id,
+                actor_app = record.actor_app_id.as_deref().unwrap_or("-"),
+                target_tenant = %record.target_tenant_id,
+                target_user = %record.target_user,
+                etag_before = %etag_before,
+                etag_after = %etag_after,
+                patch = %patch,
+                "audit"
+            ),
+            AuditOutcome::Denied { status, reason } => tracing::info!(
+                target: "security_update::audit",
+                outcome = "denied",
+                at,
+                actor_tenant = %record.actor_tenant_id,
+                actor = %record.actor_object_id,
+                actor_app = record.actor_app_id.as_deref().unwrap_or("-"),
+                target_tenant = %record.target_tenant_id,
+                target_user = %record.target_user,
+                status,
+                reason = %reason,
+                "audit"
+            ),
+        }
+    }
+}

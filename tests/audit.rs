@@ -1,0 +1,100 @@
+//! The audit trail: one record per accepted change, one per refused attempt at another user's
+//! object, never a token.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use common::*;
+use security_update::audit::{AuditOutcome, AuditRecord, AuditSink};
+use security_update::{MemoryStore, PrincipalKind, SecurityUpdateService, stack};
+
+#[derive(Debug, Default)]
+struct Collect(Mutex<Vec<AuditRecord>>);
+
+impl AuditSink for Collect {
+    fn record(&self, record: &AuditRecord) {
+        self.0.lock().unwrap().push(record.clone());
+    }
+}
+
+fn audited() -> (App, Arc<Collect>) {
+    let sink = Arc::new(Collect::default());
+    let service = SecurityUpdateService::new(MemoryStore::new()).with_audit(sink.clone());
+    (stack(service, tokens()), sink)
+}
+
+#[tokio::test]
+async fn accepted_changes_are_recorded_with_etags_and_patch() {
+    let (app, sink) = audited();
+    let body = r##"{"@odata.type": "#microsoft.graph.security.security"}"##;
+    assert_eq!(patch(&app, "/me/security", "alice", body).await.status, 200);
+    assert_eq!(patch(&app, "/me/security", "alice", "{}").await.status, 200);
+    let records = sink.0.lock().unwrap().clone();
+    assert_eq!(records.len(), 2);
+    let first = &records[0];
+    assert_eq!(first.actor_tenant_id, TENANT);
+    assert_eq!(first.actor_object_id, ALICE);
+    assert_eq!(first.actor_kind, PrincipalKind::Delegated);
+    assert_eq!(
+        (first.target_tenant_id.as_str(), first.target_user.as_str()),
+        (TENANT, ALICE)
+    );
+    assert_eq!(
+        first.outcome,
+        AuditOutcome::Accepted {
+            etag_before: "\"0\"".into(),
+            etag_after: "\"1\"".into(),
+            patch: body.into()
+        }
+    );
+    match &records[1].outcome {
+        AuditOutcome::Accepted {
+            etag_before,
+            etag_after,
+            ..
+        } => {
+            assert_eq!(
+                (etag_before.as_str(), etag_after.as_str()),
+                ("\"1\"", "\"2\"")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let debug = format!("{records:?}");
+    assert!(
+        !debug.contains("Bearer") && !debug.contains("\"alice\""),
+        "a token in the audit: {debug}"
+    );
+}
+
+#[tokio::test]
+async fn refused_attempts_at_another_users_object_are_recorded() {
+    let (app, sink) = audited();
+    let bob = format!("/users/{}/security", BOB.to_uppercase());
+    assert_eq!(patch(&app, &bob, "alice", "{}").await.status, 403);
+    assert_eq!(get(&app, &bob, "alice").await.status, 403);
+    let records = sink.0.lock().unwrap().clone();
+    assert_eq!(records.len(), 2, "{records:?}");
+    for record in &records {
+        assert_eq!(record.actor_object_id, ALICE);
+        assert_eq!(record.target_user, BOB);
+        assert!(
+            matches!(record.outcome, AuditOutcome::Denied { status: 403, .. }),
+            "{record:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn rejected_bodies_and_reads_are_not_changes() {
+    let (app, sink) = audited();
+    assert_eq!(
+        patch(&app, "/me/security", "alice", r#"{"displayName":"x"}"#)
+            .await
+            .status,
+        400
+    );
+    assert_eq!(get(&app, "/me/security", "alice").await.status, 200);
+    assert!(sink.0.lock().unwrap().is_empty());
+}
