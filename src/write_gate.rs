@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::store::ObjectKey;
@@ -22,6 +23,8 @@ type Gate = Arc<tokio::sync::Mutex<()>>;
 /// The gates of objects that writers are queueing for.
 #[derive(Debug)]
 pub(crate) struct WriteGates {
+    /// How many gates exist: when none do (the common case), no lookup is needed.
+    open: AtomicUsize,
     hasher: RandomState,
     shards: Box<[Mutex<HashMap<ObjectKey, Gate>>]>,
 }
@@ -31,12 +34,13 @@ pub(crate) struct GateGuard<'a> {
     gates: &'a WriteGates,
     key: ObjectKey,
     gate: Gate,
-    _held: tokio::sync::OwnedMutexGuard<()>,
+    held: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl WriteGates {
     pub(crate) fn new() -> Self {
         Self {
+            open: AtomicUsize::new(0),
             hasher: RandomState::new(),
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
         }
@@ -48,6 +52,9 @@ impl WriteGates {
 
     /// Whether writers are queueing for `key` (then a new writer should queue too).
     pub(crate) fn is_busy(&self, key: &ObjectKey) -> bool {
+        if self.open.load(Ordering::Acquire) == 0 {
+            return false;
+        }
         let shard = self.shard(key).lock().unwrap_or_else(|p| p.into_inner());
         shard.contains_key(key)
     }
@@ -56,28 +63,54 @@ impl WriteGates {
     pub(crate) async fn enter(&self, key: &ObjectKey) -> GateGuard<'_> {
         let gate = {
             let mut shard = self.shard(key).lock().unwrap_or_else(|p| p.into_inner());
-            shard.entry(key.clone()).or_default().clone()
+            shard
+                .entry(key.clone())
+                .or_insert_with(|| {
+                    self.open.fetch_add(1, Ordering::AcqRel);
+                    Gate::default()
+                })
+                .clone()
         };
         let held = gate.clone().lock_owned().await;
         GateGuard {
             gates: self,
             key: key.clone(),
             gate,
-            _held: held,
+            held: Some(held),
         }
     }
 }
 
 impl Drop for GateGuard<'_> {
     fn drop(&mut self) {
+        // Release the gate first: its guard holds a reference to the gate too.
+        drop(self.held.take());
         let mut shard = self
             .gates
             .shard(&self.key)
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         // The map's reference and ours: nobody else holds or waits for this gate.
-        if Arc::strong_count(&self.gate) == 2 {
-            shard.remove(&self.key);
+        if Arc::strong_count(&self.gate) == 2 && shard.remove(&self.key).is_some() {
+            self.gates.open.fetch_sub(1, Ordering::AcqRel);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn gates_exist_only_while_writers_queue() {
+        let gates = WriteGates::new();
+        let key = ObjectKey::new("t", "u");
+        assert!(!gates.is_busy(&key));
+        let first = gates.enter(&key).await;
+        assert!(gates.is_busy(&key));
+        assert!(!gates.is_busy(&ObjectKey::new("t", "other")));
+        drop(first);
+        assert!(!gates.is_busy(&key), "the gate outlived its last writer");
+        assert_eq!(gates.open.load(Ordering::Acquire), 0);
     }
 }
