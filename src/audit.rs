@@ -117,6 +117,11 @@ impl AuditRecord {
 pub trait AuditSink: Debug + Send + Sync + 'static {
     /// Records one event.
     fn record(&self, record: &AuditRecord);
+
+    /// Whether records are wanted at all; when not, none is even built.
+    fn enabled(&self) -> bool {
+        true
+    }
 }
 
 /// Audit records as `tracing` events (target `security_update::audit`, level INFO).
@@ -124,6 +129,10 @@ pub trait AuditSink: Debug + Send + Sync + 'static {
 pub struct TracingAudit;
 
 impl AuditSink for TracingAudit {
+    fn enabled(&self) -> bool {
+        tracing::enabled!(target: "security_update::audit", tracing::Level::INFO)
+    }
+
     fn record(&self, record: &AuditRecord) {
         let at = crate::error::utc_timestamp(record.at);
         match &record.outcome {

@@ -418,13 +418,15 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
                 .await
             {
                 Ok(SwapOutcome::Swapped) => {
-                    self.config.audit.record(&AuditRecord::accepted(
-                        &actor,
-                        &key,
-                        etag_text(&current),
-                        etag_text(&next),
-                        String::from_utf8_lossy(&raw).into_owned(),
-                    ));
+                    if self.config.audit.enabled() {
+                        self.config.audit.record(&AuditRecord::accepted(
+                            &actor,
+                            &key,
+                            etag_text(&current),
+                            etag_text(&next),
+                            String::from_utf8_lossy(&raw).into_owned(),
+                        ));
+                    }
                     return Ok(Reply {
                         snapshot: next,
                         minimal,

@@ -80,6 +80,12 @@ async fn dev_mode_prints_a_working_token_and_logs_without_it() {
             assert!(line.contains(field), "{field} missing in {line}");
         }
     }
+    assert!(
+        logs.lines().any(|l| l.contains("security_update::audit")
+            && l.contains("outcome=\"accepted\"")
+            && l.contains("etag_after=\"1\"")),
+        "no audit record of the accepted change:\n{logs}"
+    );
     assert!(!logs.contains(&token), "the token reached the log");
     assert!(
         !logs.contains("not-a-token"),

@@ -369,12 +369,22 @@ fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthFailure> {
 }
 
 /// RFC 7235 `token68`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+/// A table lookup per byte: bearer tokens are ~1-2 KB and this runs on every request.
 fn is_token68(token: &str) -> bool {
+    const fn table() -> [bool; 256] {
+        let mut table = [false; 256];
+        let mut b = 0;
+        while b < 256 {
+            let c = b as u8;
+            table[b] =
+                c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+            b += 1;
+        }
+        table
+    }
+    static TOKEN68: [bool; 256] = table();
     let body = token.trim_end_matches('=');
-    !body.is_empty()
-        && body.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
-        })
+    !body.is_empty() && body.bytes().all(|b| TOKEN68[usize::from(b)])
 }
 
 /// Text safe inside a quoted-string: printable ASCII without `"` or `\`.

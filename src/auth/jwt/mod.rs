@@ -475,10 +475,17 @@ impl Claims {
 /// entries go first, then everything (the next request for each token re-verifies it).
 struct TokenCache {
     capacity: AtomicUsize,
-    entries: RwLock<HashMap<Box<str>, Cached>>,
+    /// Entries by a keyed hash of the token's last 64 bytes (inside the signature, so as
+    /// varied as a hash needs); each entry keeps the whole token and is compared in full.
+    /// SipHash over a whole 1-2 KB token on every request cost more than everything else in
+    /// the lookup. Only verified tokens are inserted, so nobody can fill a bucket at will.
+    entries: RwLock<HashMap<u64, Vec<Cached>>>,
+    hasher: std::collections::hash_map::RandomState,
+    len: AtomicUsize,
 }
 
 struct Cached {
+    token: Box<str>,
     principal: Principal,
     exp: u64,
     nbf: u64,
@@ -489,15 +496,25 @@ impl TokenCache {
         Self {
             capacity: AtomicUsize::new(capacity),
             entries: RwLock::new(HashMap::new()),
+            hasher: std::collections::hash_map::RandomState::new(),
+            len: AtomicUsize::new(0),
         }
+    }
+
+    fn bucket_of(&self, token: &str) -> u64 {
+        use std::hash::BuildHasher;
+        let bytes = token.as_bytes();
+        self.hasher
+            .hash_one(&bytes[bytes.len().saturating_sub(64)..])
     }
 
     fn get(&self, token: &str, now: u64, leeway: u64) -> Option<Principal> {
         if self.capacity.load(Ordering::Relaxed) == 0 {
             return None;
         }
+        let bucket = self.bucket_of(token);
         let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
-        let cached = entries.get(token)?;
+        let cached = entries.get(&bucket)?.iter().find(|c| &*c.token == token)?;
         let valid =
             now < cached.exp.saturating_add(leeway) && now.saturating_add(leeway) >= cached.nbf;
         valid.then(|| cached.principal.clone())
@@ -516,25 +533,38 @@ impl TokenCache {
         if capacity == 0 {
             return;
         }
+        let bucket = self.bucket_of(token);
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
         if !still_valid() {
             return;
         }
-        if entries.len() >= capacity {
+        if self.len.load(Ordering::Relaxed) >= capacity {
             let now = unix_now();
-            entries.retain(|_, cached| cached.exp > now);
-            if entries.len() >= capacity {
+            entries.retain(|_, cached| {
+                cached.retain(|c| c.exp > now);
+                !cached.is_empty()
+            });
+            let mut len: usize = entries.values().map(Vec::len).sum();
+            if len >= capacity {
                 entries.clear();
+                len = 0;
             }
+            self.len.store(len, Ordering::Relaxed);
         }
-        entries.insert(
-            token.into(),
-            Cached {
-                principal: principal.clone(),
-                exp,
-                nbf,
-            },
-        );
+        let slot = entries.entry(bucket).or_default();
+        if let Some(existing) = slot.iter_mut().find(|c| &*c.token == token) {
+            existing.exp = exp;
+            existing.nbf = nbf;
+            existing.principal = principal.clone();
+            return;
+        }
+        slot.push(Cached {
+            token: token.into(),
+            principal: principal.clone(),
+            exp,
+            nbf,
+        });
+        self.len.fetch_add(1, Ordering::Relaxed);
     }
 
     fn clear(&self) {
@@ -542,6 +572,12 @@ impl TokenCache {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
+        self.len.store(0, Ordering::Relaxed);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
     }
 }
 
@@ -750,7 +786,7 @@ mod tests {
                 .sign(&claims(json!({"oid": format!("o{i}")})))
                 .unwrap();
             assert!(check(&validator, &token).is_ok());
-            let len = validator.shared.cache.entries.read().unwrap().len();
+            let len = validator.shared.cache.len();
             assert!(len <= 4, "cache grew to {len}");
         }
     }

@@ -1,0 +1,307 @@
+//! A bounded load and soak run against the real server binary over loopback.
+//!
+//! It starts `security-update-server` (JWT mode, with a JWKS it makes, so it can mint a token
+//! for each of many users), then for a fixed time drives many keep-alive connections: half of
+//! them write one shared object, the rest each write their own. Every writer sets its own
+//! member to a counter, so the last acknowledged value of every writer must be in the object
+//! at the end; anything else is a lost update. It reports requests/s, latency percentiles,
+//! status counts (5xx must be 0), lost updates (must be 0) and the server's memory growth,
+//! then stops the server and exits non-zero if an invariant broke.
+//!
+//! ```text
+//! cargo build --release --bin security-update-server --example soak
+//! target/release/examples/soak --seconds 20 --connections 64            # memory store
+//! target/release/examples/soak --seconds 20 --connections 64 --durable  # embedded store
+//! ```
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use security_update::auth::EphemeralSigner;
+use serde_json::{Value, json};
+
+const ISS: &str = "https://soak.invalid/";
+const AUD: &str = "api://soak";
+const TENANT: &str = "50a50a50-0000-4000-8000-000000000000";
+
+struct Options {
+    seconds: u64,
+    connections: usize,
+    durable: bool,
+    server: String,
+}
+
+fn options() -> Options {
+    let mut options = Options {
+        seconds: 20,
+        connections: 64,
+        durable: false,
+        server: "target/release/security-update-server".to_owned(),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--seconds" => options.seconds = args.next().and_then(|v| v.parse().ok()).unwrap_or(20),
+            "--connections" => {
+                options.connections = args.next().and_then(|v| v.parse().ok()).unwrap_or(64)
+            }
+            "--durable" => options.durable = true,
+            "--server" => options.server = args.next().unwrap_or(options.server),
+            other => {
+                eprintln!("unknown argument {other}");
+                std::process::exit(2);
+            }
+        }
+    }
+    options
+}
+
+fn user(n: usize) -> String {
+    format!("50a50a50-0000-4000-8000-{n:012}")
+}
+
+fn token(signer: &EphemeralSigner, user: &str) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    signer
+        .sign(
+            &json!({"iss": ISS, "aud": AUD, "exp": now + 3600, "nbf": now - 5, "tid": TENANT,
+            "oid": user, "scp": "SecurityEvents.ReadWrite.All"}),
+        )
+        .unwrap()
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::main]
+async fn main() {
+    let options = options();
+    let dir = std::env::temp_dir().join(format!("security-update-soak-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let signer = EphemeralSigner::generate().unwrap();
+    let jwks = dir.join("jwks.json");
+    std::fs::write(&jwks, serde_json::to_string(signer.jwks()).unwrap()).unwrap();
+    let schema = dir.join("schema.json");
+    std::fs::write(&schema, r#"{"type":"object"}"#).unwrap();
+
+    let mut command = Command::new(&options.server);
+    command.args([
+        "--listen",
+        ":0",
+        "--jwks",
+        jwks.to_str().unwrap(),
+        "--issuer",
+        ISS,
+        "--audience",
+        AUD,
+    ]);
+    command.args(["--schema", schema.to_str().unwrap(), "--rate-limit", "0"]);
+    if options.durable {
+        command.args(["--data", dir.join("data").to_str().unwrap()]);
+    } else {
+        command.arg("--memory");
+    }
+    let mut server = command
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start {}: {e} (build it with cargo build --release)",
+                options.server
+            )
+        });
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let addr: SocketAddr = loop {
+        let line = lines
+            .next()
+            .expect("the server printed its address")
+            .unwrap();
+        if let Some(addr) = line.strip_prefix("listening on ") {
+            break addr.parse().unwrap();
+        }
+    };
+    let pid = server.id();
+
+    // Half the connections share one user's object; the others each have their own.
+    let shared_user = user(0);
+    let writers: Vec<(usize, String)> = (0..options.connections)
+        .map(|i| {
+            (
+                i,
+                if i % 2 == 0 {
+                    shared_user.clone()
+                } else {
+                    user(i + 1)
+                },
+            )
+        })
+        .collect();
+    let warmup_rss = rss_kib(pid);
+    let deadline = Instant::now() + Duration::from_secs(options.seconds);
+    let statuses: Arc<std::sync::Mutex<BTreeMap<u16, u64>>> = Arc::default();
+    let errors = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = writers
+        .iter()
+        .cloned()
+        .map(|(writer, user)| {
+            let token = token(&signer, &user);
+            let statuses = statuses.clone();
+            let errors = errors.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut last_acknowledged: Option<u64> = None;
+                let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+                let _ = stream.set_nodelay(true);
+                let (mut sender, connection) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                        .await
+                        .unwrap();
+                tokio::spawn(connection);
+                let mut n = 0u64;
+                while Instant::now() < deadline {
+                    n += 1;
+                    let body = json!({ format!("w{writer}"): n }).to_string();
+                    let request = Request::patch("/beta/me/security")
+                        .header("authorization", format!("Bearer {token}"))
+                        .header("content-type", "application/json")
+                        .body(Full::new(Bytes::from(body)))
+                        .unwrap();
+                    let sent = Instant::now();
+                    let Ok(response) = sender.send_request(request).await else {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    };
+                    let status = response.status().as_u16();
+                    let _ = response.into_body().collect().await;
+                    latencies.push(sent.elapsed().as_micros() as u64);
+                    *statuses.lock().unwrap().entry(status).or_default() += 1;
+                    if status == 200 {
+                        last_acknowledged = Some(n);
+                    }
+                }
+                (writer, user, last_acknowledged, latencies)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    let mut expected: Vec<(usize, String, u64)> = Vec::new();
+    for task in tasks {
+        let (writer, user, last, mut lat) = task.await.unwrap();
+        latencies.append(&mut lat);
+        if let Some(last) = last {
+            expected.push((writer, user, last));
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let end_rss = rss_kib(pid);
+
+    // Every writer's last acknowledged value must be what the object holds.
+    let mut lost = 0;
+    for (writer, user, last) in &expected {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let request = Request::get("/beta/me/security")
+            .header("authorization", format!("Bearer {}", token(&signer, user)))
+            .body(Full::<Bytes>::default())
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let object: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        if object[format!("w{writer}")] != json!(last) {
+            lost += 1;
+            eprintln!(
+                "lost update: writer {writer} acknowledged {last}, object has {}",
+                object[format!("w{writer}")]
+            );
+        }
+    }
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+
+    latencies.sort_unstable();
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
+    let statuses = statuses.lock().unwrap().clone();
+    let total: u64 = statuses.values().sum();
+    let server_errors: u64 = statuses
+        .iter()
+        .filter(|(s, _)| **s >= 500)
+        .map(|(_, c)| c)
+        .sum();
+    println!(
+        "store: {}",
+        if options.durable {
+            "embedded (redb, fsync per write)"
+        } else {
+            "memory"
+        }
+    );
+    println!(
+        "connections: {} ({} on one shared object, {} on their own), {elapsed:.1} s",
+        options.connections,
+        options.connections.div_ceil(2),
+        options.connections / 2
+    );
+    println!(
+        "requests: {total}, {:.0} requests/s",
+        total as f64 / elapsed
+    );
+    println!(
+        "latency: p50 {} us, p90 {} us, p99 {} us, max {} us",
+        pct(0.50),
+        pct(0.90),
+        pct(0.99),
+        latencies.last().copied().unwrap_or(0)
+    );
+    println!(
+        "statuses: {statuses:?}; transport errors: {}",
+        errors.load(Ordering::Relaxed)
+    );
+    println!("5xx: {server_errors}");
+    println!(
+        "lost updates: {lost} (of {} writers checked)",
+        expected.len()
+    );
+    println!(
+        "server memory: {warmup_rss} KiB at start, {end_rss} KiB at end, growth {} KiB",
+        end_rss.saturating_sub(warmup_rss)
+    );
+    if server_errors > 0 || lost > 0 || errors.load(Ordering::Relaxed) > 0 {
+        std::process::exit(1);
+    }
+}
