@@ -174,6 +174,9 @@ fn catalog() -> Vec<Case> {
         case("very long string", 400).body(long_string),
         case("over the body limit", 413).body(vec![b' '; 1024 * 1024 + 1]),
         case("Content-Length over the limit", 413).set("content-length", "10485760"),
+        case("Content-Length with Transfer-Encoding", 400)
+            .set("content-length", "2")
+            .set("transfer-encoding", "chunked"),
         case("NUL in a member name", 400).body(r#"{"id\u0000":1}"#),
         // The object's own rules.
         case("@odata.type of another type", 400)
@@ -240,5 +243,146 @@ async fn every_hostile_request_gets_its_status_and_changes_nothing() {
             .map(|(key, snapshot)| (key, snapshot.version(), snapshot.json().clone()))
             .collect();
         assert_eq!(after, before, "{} changed the store", case.name);
+    }
+}
+
+/// Framing attacks need a real socket: hyper parses them before our stack sees anything.
+mod over_the_wire {
+    use super::*;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::service::TowerToHyperService;
+    use security_update::{MemoryStore, SecurityUpdateService, stack};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn serve() -> (std::net::SocketAddr, MemoryStore) {
+        let store = MemoryStore::new();
+        let app = stack(SecurityUpdateService::new(store.clone()), tokens());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let app = TowerToHyperService::new(app.clone());
+                tokio::spawn(async move {
+                    let _ = Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), app)
+                        .await;
+                });
+            }
+        });
+        (addr, store)
+    }
+
+    /// Sends raw bytes, half-closes, and returns whatever the server answered before closing.
+    async fn raw(addr: std::net::SocketAddr, bytes: &[u8]) -> String {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let _ = stream.write_all(bytes).await;
+        let _ = stream.shutdown().await;
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            stream.read_to_end(&mut answer),
+        )
+        .await;
+        assert!(read.is_ok(), "the server neither answered nor closed");
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
+    fn head(extra: &str) -> String {
+        format!(
+            "PATCH /me/security HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer alice\r\n\
+             Content-Type: application/json\r\n{extra}"
+        )
+    }
+
+    #[tokio::test]
+    async fn framing_attacks_get_errors_and_change_nothing() {
+        let (addr, store) = serve().await;
+        let big_header = format!("X-Junk: {}\r\n", "a".repeat(1024 * 1024));
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            (
+                "oversized header",
+                format!("{}{big_header}Content-Length: 2\r\n\r\n{{}}", head("")).into_bytes(),
+            ),
+            (
+                "Content-Length shorter than the body",
+                format!("{}Content-Length: 5\r\n\r\n{{\"id\":\"x\"}}", head("")).into_bytes(),
+            ),
+            (
+                "Content-Length longer than the body",
+                format!("{}Content-Length: 100\r\n\r\n{{}}", head("")).into_bytes(),
+            ),
+            (
+                "chunk longer than its data",
+                format!(
+                    "{}Transfer-Encoding: chunked\r\n\r\n40\r\n{{}}\r\n",
+                    head("")
+                )
+                .into_bytes(),
+            ),
+            (
+                "chunk size not hex",
+                format!(
+                    "{}Transfer-Encoding: chunked\r\n\r\nzz\r\n{{}}\r\n0\r\n\r\n",
+                    head("")
+                )
+                .into_bytes(),
+            ),
+            (
+                "two different Content-Lengths",
+                format!(
+                    "{}Content-Length: 2\r\nContent-Length: 3\r\n\r\n{{}}",
+                    head("")
+                )
+                .into_bytes(),
+            ),
+        ];
+        for (name, bytes) in cases {
+            let answer = raw(addr, &bytes).await;
+            assert!(
+                !answer.starts_with("HTTP/1.1 200") && !answer.starts_with("HTTP/1.1 204"),
+                "{name}: {answer:.200}"
+            );
+            assert!(store.is_empty(), "{name} stored something");
+        }
+        // Both framings: RFC 9112 §6.3 lets a server go by Transfer-Encoding alone if it then
+        // closes the connection, which hyper does (it also drops the Content-Length before our
+        // layers could see it). Check the close: nothing can be smuggled after this request.
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let smuggle = format!(
+            "{}Content-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{{}}\r\n0\r\n\r\n{}Content-Length: 2\r\n\r\n{{}}",
+            head(""),
+            head("")
+        );
+        stream.write_all(smuggle.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            stream.read_to_end(&mut answer),
+        )
+        .await
+        .expect("the server closed the connection after the ambiguous request")
+        .unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert_eq!(
+            answer.matches("HTTP/1.1 ").count(),
+            1,
+            "a second, smuggled request was answered: {answer}"
+        );
+
+        // The server is still fine afterwards.
+        let answer = raw(
+            addr,
+            format!(
+                "{}Content-Length: 2\r\nConnection: close\r\n\r\n{{}}",
+                head("")
+            )
+            .as_bytes(),
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer:.200}");
     }
 }

@@ -190,6 +190,13 @@ where
             return ResponseFuture::inner(future);
         }
         let (parts, body) = request.into_parts();
+        // Both framings at once is how request smuggling starts (RFC 9112 §6.3): refuse.
+        if parts.headers.contains_key(header::TRANSFER_ENCODING)
+            && parts.headers.contains_key(header::CONTENT_LENGTH)
+        {
+            let error = bad_request("Content-Length and Transfer-Encoding are both present");
+            return ResponseFuture::rejected(error, &parts);
+        }
         if let Some(length) = declared_length(&parts)
             && length > self.limit as u64
         {
