@@ -125,6 +125,9 @@ pub trait AuditSink: Debug + Send + Sync + 'static {
 }
 
 /// Audit records as `tracing` events (target `security_update::audit`, level INFO).
+///
+/// Caller-controlled text (the patch, the requested user) is logged with `Debug` escaping,
+/// so a newline in it cannot forge a second log line.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TracingAudit;
 
@@ -148,10 +151,10 @@ impl AuditSink for TracingAudit {
                 actor = %record.actor_object_id,
                 actor_app = record.actor_app_id.as_deref().unwrap_or("-"),
                 target_tenant = %record.target_tenant_id,
-                target_user = %record.target_user,
+                target_user = ?record.target_user,
                 etag_before = %etag_before,
                 etag_after = %etag_after,
-                patch = %patch,
+                patch = ?patch,
                 "audit"
             ),
             AuditOutcome::Denied { status, reason } => tracing::info!(
@@ -162,9 +165,9 @@ impl AuditSink for TracingAudit {
                 actor = %record.actor_object_id,
                 actor_app = record.actor_app_id.as_deref().unwrap_or("-"),
                 target_tenant = %record.target_tenant_id,
-                target_user = %record.target_user,
+                target_user = ?record.target_user,
                 status,
-                reason = %reason,
+                reason = ?reason,
                 "audit"
             ),
         }

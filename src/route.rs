@@ -51,7 +51,12 @@ fn percent_decode(segment: &str) -> Option<Cow<'_, str>> {
             i += 1;
         }
     }
-    String::from_utf8(out).ok().map(Cow::Owned)
+    let decoded = String::from_utf8(out).ok()?;
+    // No user id holds control characters; refusing them keeps them out of logs and audit.
+    if decoded.chars().any(char::is_control) {
+        return None;
+    }
+    Some(Cow::Owned(decoded))
 }
 
 fn hex(b: u8) -> Option<u8> {

@@ -294,7 +294,7 @@ where
         ResponseFuture::pending(Box::pin(async move {
             let outcome = match operation {
                 Operation::Read { key } => this.read(&key).await,
-                Operation::Write(write) => this.write(write).await,
+                Operation::Write(write) => this.write_to_the_end(write).await,
             };
             Ok(match outcome {
                 Ok(reply) => reply.into_response(&ids),
@@ -359,6 +359,27 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
             precondition: Precondition::parse(headers)?,
             minimal: prefers_minimal(headers),
         }))
+    }
+
+    /// Runs a write to its end even if the request goes away (client gone, timeout, stream
+    /// reset): a save that has started (redb's blocking commit, a statement sent to
+    /// PostgreSQL) may land anyway, and then it must be audited like any other. Under tokio
+    /// the write runs as its own task; dropping its handle does not cancel it.
+    async fn write_to_the_end(&self, write: Write) -> Result<Reply, GraphError> {
+        #[cfg(feature = "tokio")]
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let this = self.clone();
+            return runtime
+                .spawn(async move { this.write(write).await })
+                .await
+                .unwrap_or_else(|_| {
+                    Err(GraphError::new(
+                        ErrorKind::Internal,
+                        "the write task failed",
+                    ))
+                });
+        }
+        self.write(write).await
     }
 
     async fn read(&self, key: &ObjectKey) -> Result<Reply, GraphError> {

@@ -71,13 +71,16 @@ impl WriteGates {
                 })
                 .clone()
         };
-        let held = gate.clone().lock_owned().await;
-        GateGuard {
+        // The guard exists before the wait, so a writer cancelled while queueing still runs
+        // the cleanup in `drop`.
+        let mut guard = GateGuard {
             gates: self,
             key: key.clone(),
-            gate,
-            held: Some(held),
-        }
+            gate: gate.clone(),
+            held: None,
+        };
+        guard.held = Some(gate.lock_owned().await);
+        guard
     }
 }
 
@@ -91,7 +94,7 @@ impl Drop for GateGuard<'_> {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         // The map's reference and ours: nobody else holds or waits for this gate.
-        if Arc::strong_count(&self.gate) == 2 && shard.remove(&self.key).is_some() {
+        if Arc::strong_count(&self.gate) <= 2 && shard.remove(&self.key).is_some() {
             self.gates.open.fetch_sub(1, Ordering::AcqRel);
         }
     }
@@ -100,6 +103,7 @@ impl Drop for GateGuard<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::future::Future;
 
     #[tokio::test]
     async fn gates_exist_only_while_writers_queue() {
@@ -111,6 +115,27 @@ mod tests {
         assert!(!gates.is_busy(&ObjectKey::new("t", "other")));
         drop(first);
         assert!(!gates.is_busy(&key), "the gate outlived its last writer");
+        assert_eq!(gates.open.load(Ordering::Acquire), 0);
+    }
+
+    #[tokio::test]
+    async fn a_writer_cancelled_while_queueing_leaves_no_gate() {
+        let gates = WriteGates::new();
+        let key = ObjectKey::new("t", "u");
+        let first = gates.enter(&key).await;
+        // A second writer starts waiting; the first leaves (the gate stays: someone waits);
+        // then the waiter is cancelled before it ever runs again.
+        let mut waiting = Box::pin(gates.enter(&key));
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        assert!(waiting.as_mut().poll(&mut cx).is_pending());
+        drop(first);
+        assert!(gates.is_busy(&key));
+        drop(waiting);
+        assert!(
+            !gates.is_busy(&key),
+            "a cancelled waiter left the gate behind"
+        );
         assert_eq!(gates.open.load(Ordering::Acquire), 0);
     }
 }

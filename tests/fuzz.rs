@@ -127,7 +127,24 @@ proptest! {
 fn validator() -> (EphemeralSigner, JwtValidator) {
     let signer = EphemeralSigner::generate().unwrap();
     let validator = JwtValidator::new(signer.jwks(), ["iss"], ["aud"]).unwrap();
+    // The validator must accept a good token, or "refused" below would prove nothing.
+    assert!(
+        !refused(&validator, &good_token(&signer)),
+        "a valid token was refused"
+    );
     (signer, validator)
+}
+
+fn good_token(signer: &EphemeralSigner) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    signer
+        .sign(&serde_json::json!({
+            "iss": "iss", "aud": "aud", "exp": now + 600, "tid": "t", "oid": "o", "scp": "x"
+        }))
+        .unwrap()
 }
 
 fn refused(validator: &JwtValidator, token: &str) -> bool {
@@ -158,10 +175,8 @@ proptest! {
     #[test]
     fn any_change_to_a_valid_token_is_refused(position in 0usize..1000, replacement in "[A-Za-z0-9_.-]") {
         let (signer, validator) = validator();
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
-        let token = signer.sign(&serde_json::json!({
-            "iss": "iss", "aud": "aud", "exp": now + 600, "tid": "t", "oid": "o", "scp": "x"
-        })).unwrap();
+        let token = good_token(&signer);
+        prop_assert!(!refused(&validator, &token));
         let position = position % token.len();
         let mut mutated = token.clone().into_bytes();
         mutated[position] = replacement.as_bytes()[0];

@@ -133,6 +133,11 @@ fn catalog() -> Vec<Case> {
         case("unicode look-alike of a GUID", 404)
             .path(cyrillic_lookalike)
             .token("admin"),
+        case("newline in a user id (log forging)", 404)
+            .path("/users/x%0A%7B%22outcome%22/security"),
+        case("carriage return in a user id", 404)
+            .path("/users/%0D/security")
+            .token("admin"),
         case("GUID with a trailing space", 404)
             .path(format!("/users/{ALICE}%20/security"))
             .token("admin"),

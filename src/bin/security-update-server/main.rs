@@ -44,10 +44,16 @@ fn main() -> ExitCode {
     let (writer, _flush_on_exit) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .finish(std::io::stderr());
+    // The audit trail stays on whatever RUST_LOG quiets, unless RUST_LOG names it itself.
+    let filter_text = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned());
+    let mut filter = EnvFilter::try_new(&filter_text).unwrap_or_else(|_| EnvFilter::new("info"));
+    if !filter_text.contains("security_update::audit")
+        && let Ok(directive) = "security_update::audit=info".parse()
+    {
+        filter = filter.add_directive(directive);
+    }
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(filter)
         .with_writer(writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
