@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::time::Duration;
-
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use support::*;
 use tower::Service;
@@ -91,10 +89,7 @@ fn contention(c: &mut Criterion) {
 }
 
 fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(20)
+    criterion_config(2, 20)
 }
 
 criterion_group! { name = benches; config = config(); targets = contention }

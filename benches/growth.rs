@@ -4,8 +4,6 @@
 
 mod support;
 
-use std::time::Duration;
-
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
 use security_update::{
     MemoryStore, ObjectKey, SecurityStore, SecurityUpdateService, Snapshot, stack,
@@ -132,10 +130,7 @@ fn object_size(c: &mut Criterion) {
 }
 
 fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(50)
+    criterion_config(3, 50)
 }
 
 criterion_group! { name = benches; config = config(); targets = stored_objects, object_size }

@@ -2,7 +2,7 @@
 //! clones every leaf), on 1 KB and 64 KB objects. Targets and patches are built outside the
 //! timed part; both contenders are checked to produce the same object first.
 
-use std::time::Duration;
+mod support;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::{Map, Value, json};
@@ -79,10 +79,7 @@ fn merge(c: &mut Criterion) {
 }
 
 fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(50)
+    support::criterion_config(3, 50)
 }
 
 criterion_group! { name = benches; config = config(); targets = merge }

@@ -4,8 +4,6 @@
 
 mod support;
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use http::Request;
@@ -202,10 +200,7 @@ fn other_paths(c: &mut Criterion) {
 }
 
 fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(50)
+    criterion_config(3, 50)
 }
 
 criterion_group! { name = benches; config = config(); targets = patch_contenders, other_paths }

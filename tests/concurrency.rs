@@ -115,8 +115,11 @@ impl SecurityStore for RacingStore {
     }
 }
 
-#[tokio::test]
-async fn a_lost_race_is_retried_on_the_winners_object() {
+/// The stack over a [`RacingStore`], and the memory store underneath.
+fn racing_app() -> (
+    security_update::Stack<RacingStore, security_update::StaticTokens>,
+    MemoryStore,
+) {
     let open = ResourceSchema::from_json_schema(&json!({"type": "object"})).unwrap();
     let store = MemoryStore::new();
     let racing = RacingStore {
@@ -127,6 +130,12 @@ async fn a_lost_race_is_retried_on_the_winners_object() {
         SecurityUpdateService::new(racing).with_schema(open),
         tokens(),
     );
+    (app, store)
+}
+
+#[tokio::test]
+async fn a_lost_race_is_retried_on_the_winners_object() {
+    let (app, store) = racing_app();
     let reply = patch(
         &app,
         "/me/security",
@@ -150,16 +159,7 @@ async fn a_lost_race_is_retried_on_the_winners_object() {
 /// With `If-Match`, a lost race means the precondition no longer holds: 412, not a blind retry.
 #[tokio::test]
 async fn a_lost_race_under_if_match_is_412() {
-    let open = ResourceSchema::from_json_schema(&json!({"type": "object"})).unwrap();
-    let store = MemoryStore::new();
-    let racing = RacingStore {
-        inner: store.clone(),
-        raced: Default::default(),
-    };
-    let app = stack(
-        SecurityUpdateService::new(racing).with_schema(open),
-        tokens(),
-    );
+    let (app, store) = racing_app();
     let request = request(http::Method::PATCH, "/me/security", Some("alice"))
         .header("if-match", "\"0\"")
         .body(http_body_util::Full::from(r#"{"mine":1}"#))

@@ -254,31 +254,13 @@ async fn every_hostile_request_gets_its_status_and_changes_nothing() {
 /// Framing attacks need a real socket: hyper parses them before our stack sees anything.
 mod over_the_wire {
     use super::*;
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    use hyper_util::server::conn::auto::Builder;
-    use hyper_util::service::TowerToHyperService;
     use security_update::{MemoryStore, SecurityUpdateService, stack};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     async fn serve() -> (std::net::SocketAddr, MemoryStore) {
         let store = MemoryStore::new();
         let app = stack(SecurityUpdateService::new(store.clone()), tokens());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let app = TowerToHyperService::new(app.clone());
-                tokio::spawn(async move {
-                    let _ = Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), app)
-                        .await;
-                });
-            }
-        });
-        (addr, store)
+        (serve_on_loopback(app).await, store)
     }
 
     /// Sends raw bytes, half-closes, and returns whatever the server answered before closing.

@@ -9,8 +9,6 @@ use common::*;
 use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder;
-use hyper_util::service::TowerToHyperService;
 use security_update::{AuthLayer, MemoryStore, MergePatchLayer, SecurityUpdateService, stack_with};
 
 async fn serve(limit: usize) -> (SocketAddr, MemoryStore) {
@@ -21,22 +19,7 @@ async fn serve(limit: usize) -> (SocketAddr, MemoryStore) {
         AuthLayer::new(tokens()),
         MergePatchLayer::new().with_limit(limit),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let app = TowerToHyperService::new(app.clone());
-            tokio::spawn(async move {
-                let _ = Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), app)
-                    .await;
-            });
-        }
-    });
-    (addr, store)
+    (serve_on_loopback(app).await, store)
 }
 
 fn seed_request(body: impl Into<Bytes>) -> Request<Full<Bytes>> {

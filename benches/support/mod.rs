@@ -21,6 +21,15 @@ use security_update::{
 use serde_json::{Value, json};
 use tower::{Service, ServiceExt};
 
+/// Criterion settings shared by every bench: short enough that `cargo bench` stays a few
+/// minutes on two cores, long enough for stable medians.
+pub fn criterion_config(measurement_secs: u64, samples: usize) -> criterion::Criterion {
+    criterion::Criterion::default()
+        .warm_up_time(std::time::Duration::from_secs(1))
+        .measurement_time(std::time::Duration::from_secs(measurement_secs))
+        .sample_size(samples)
+}
+
 pub const TOKEN: &str = "bench-token-0123456789abcdef";
 pub const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 pub const USER: &str = "aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa";

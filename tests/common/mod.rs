@@ -204,3 +204,36 @@ impl http_body::Body for Chunked {
         )
     }
 }
+
+/// Serves `app` with hyper (HTTP/1.1 and HTTP/2) on a fresh loopback port, for the rest of
+/// the test.
+pub async fn serve_on_loopback<S, B>(app: S) -> std::net::SocketAddr
+where
+    S: tower::Service<Request<hyper::body::Incoming>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let app = hyper_util::service::TowerToHyperService::new(app.clone());
+            tokio::spawn(async move {
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), app)
+                .await;
+            });
+        }
+    });
+    addr
+}
