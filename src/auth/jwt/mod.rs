@@ -154,13 +154,11 @@ impl JwtValidator {
     ///
     /// # Errors
     /// When the JWKS has no usable key, or no issuer or audience is given.
-    pub fn new<I, A>(jwks: &JwkSet, issuers: I, audiences: A) -> Result<Self, JwtConfigError>
-    where
-        I: IntoIterator,
-        I::Item: Into<String>,
-        A: IntoIterator,
-        A::Item: Into<String>,
-    {
+    pub fn new(
+        jwks: &JwkSet,
+        issuers: impl IntoIterator<Item = impl Into<String>>,
+        audiences: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Result<Self, JwtConfigError> {
         Self::build(
             jwks,
             issuers,
@@ -170,18 +168,12 @@ impl JwtValidator {
         )
     }
 
-    fn build<I, A>(
+    fn build(
         jwks: &JwkSet,
-        issuers: I,
-        audiences: A,
+        issuers: impl IntoIterator<Item = impl Into<String>>,
+        audiences: impl IntoIterator<Item = impl Into<String>>,
         #[cfg(feature = "jwks-url")] remote: Option<remote::Remote>,
-    ) -> Result<Self, JwtConfigError>
-    where
-        I: IntoIterator,
-        I::Item: Into<String>,
-        A: IntoIterator,
-        A::Item: Into<String>,
-    {
+    ) -> Result<Self, JwtConfigError> {
         let issuers: Vec<String> = issuers.into_iter().map(Into::into).collect();
         let audiences: Vec<String> = audiences.into_iter().map(Into::into).collect();
         if issuers.is_empty() || audiences.is_empty() {
@@ -204,17 +196,11 @@ impl JwtValidator {
     ///
     /// # Errors
     /// When the text is not a JWKS, or as for [`new`](Self::new).
-    pub fn from_jwks_json<I, A>(
+    pub fn from_jwks_json(
         json: &str,
-        issuers: I,
-        audiences: A,
-    ) -> Result<Self, JwtConfigError>
-    where
-        I: IntoIterator,
-        I::Item: Into<String>,
-        A: IntoIterator,
-        A::Item: Into<String>,
-    {
+        issuers: impl IntoIterator<Item = impl Into<String>>,
+        audiences: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Result<Self, JwtConfigError> {
         let jwks: JwkSet = serde_json::from_str(json)
             .map_err(|e| config_error(format!("not a JWKS document: {e}")))?;
         Self::new(&jwks, issuers, audiences)

@@ -56,18 +56,12 @@ impl JwtValidator {
     ///
     /// # Errors
     /// When the URL is invalid or the first fetch fails or yields no usable key.
-    pub async fn from_jwks_url<I, A>(
+    pub async fn from_jwks_url(
         url: &str,
-        issuers: I,
-        audiences: A,
+        issuers: impl IntoIterator<Item = impl Into<String>>,
+        audiences: impl IntoIterator<Item = impl Into<String>>,
         refresh: JwksRefresh,
-    ) -> Result<Self, JwtConfigError>
-    where
-        I: IntoIterator,
-        I::Item: Into<String>,
-        A: IntoIterator,
-        A::Item: Into<String>,
-    {
+    ) -> Result<Self, JwtConfigError> {
         let uri: Uri = url
             .parse()
             .map_err(|e| config_error(format!("JWKS URL {url:?} is invalid: {e}")))?;
