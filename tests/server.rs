@@ -440,10 +440,20 @@ async fn http2_prior_knowledge_is_served() {
 
 #[test]
 fn bad_flags_and_unreadable_files_are_one_line_and_exit_2() {
-    let (code, _, err) = run_to_exit(&["--no-such-flag"]);
-    assert_eq!(code, Some(2), "{err}");
-    let (code, _, err) = run_to_exit(&["--listen", "nowhere"]);
-    assert_eq!(code, Some(2), "{err}");
+    for args in [
+        &["--no-such-flag"][..],
+        &["--listen", "nowhere"],
+        &["--memory", "--postgres", "x"],
+    ] {
+        let (code, _, err) = run_to_exit(args);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert_eq!(
+            err.trim().lines().count(),
+            1,
+            "{args:?}: not one line: {err}"
+        );
+        assert!(err.starts_with("error: "), "{args:?}: {err}");
+    }
     let (code, _, err) = run_to_exit(&[
         "--memory",
         "--jwks",

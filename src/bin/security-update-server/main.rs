@@ -37,7 +37,17 @@ use timeout::RequestTimeout;
 const USAGE: u8 = 2;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version print in full; a usage error is its first line, exit code 2.
+        Err(error) if !error.use_stderr() => error.exit(),
+        Err(error) => {
+            let text = error.to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            eprintln!("{} (see --help)", first.trim());
+            return ExitCode::from(USAGE);
+        }
+    };
     // Log lines go to stderr from a background thread, so a request does not wait for a write
     // system call. Not lossy: audit lines must not be dropped, so a full buffer applies
     // back-pressure instead. The guard flushes what is left when `main` returns.
