@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use common::*;
 use security_update::audit::{AuditOutcome, AuditRecord, AuditSink};
-use security_update::{MemoryStore, PrincipalKind, SecurityUpdateService, stack};
+use security_update::{MemoryStore, PrincipalKind, SecurityStore, SecurityUpdateService, stack};
 
 #[derive(Debug, Default)]
 struct Collect(Mutex<Vec<AuditRecord>>);
@@ -97,4 +97,74 @@ async fn rejected_bodies_and_reads_are_not_changes() {
     );
     assert_eq!(get(&app, "/me/security", "alice").await.status, 200);
     assert!(sink.0.lock().unwrap().is_empty());
+}
+
+/// A store whose saves wait until the test lets them through, so a request can be cancelled
+/// while its save is under way.
+#[derive(Debug)]
+struct SlowSaves {
+    inner: MemoryStore,
+    started: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+}
+
+impl SecurityStore for SlowSaves {
+    async fn load(
+        &self,
+        key: &security_update::ObjectKey,
+    ) -> Result<Option<security_update::Snapshot>, security_update::StoreError> {
+        self.inner.load(key).await
+    }
+
+    async fn compare_and_swap(
+        &self,
+        key: &security_update::ObjectKey,
+        expected: u64,
+        new: security_update::Snapshot,
+    ) -> Result<security_update::SwapOutcome, security_update::StoreError> {
+        self.started.notify_one();
+        self.release.notified().await;
+        self.inner.compare_and_swap(key, expected, new).await
+    }
+}
+
+/// A client that gives up (or a timeout) while the save is under way must not leave a saved
+/// change without its audit record: the write finishes on its own task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_that_outlives_its_request_is_still_audited() {
+    let sink = Arc::new(Collect::default());
+    let memory = MemoryStore::new();
+    let store = Arc::new(SlowSaves {
+        inner: memory.clone(),
+        started: tokio::sync::Notify::new(),
+        release: tokio::sync::Notify::new(),
+    });
+    let service = SecurityUpdateService::new(store.clone()).with_audit(sink.clone());
+    let app = stack(service, tokens());
+    let request = tokio::spawn(async move { patch(&app, "/me/security", "alice", "{}").await });
+    store.started.notified().await;
+    request.abort();
+    assert!(request.await.unwrap_err().is_cancelled());
+    assert!(
+        sink.0.lock().unwrap().is_empty(),
+        "audited before the save landed"
+    );
+    store.release.notify_one();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while sink.0.lock().unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the save was never audited"
+        );
+        tokio::task::yield_now().await;
+    }
+    let saved = memory
+        .load(&security_update::ObjectKey::new(TENANT, ALICE))
+        .await
+        .unwrap();
+    assert_eq!(saved.map(|s| s.version()), Some(1), "the save landed");
+    assert!(matches!(
+        sink.0.lock().unwrap()[0].outcome,
+        AuditOutcome::Accepted { .. }
+    ));
 }
