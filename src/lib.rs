@@ -72,7 +72,7 @@ pub mod rate_limit;
 pub mod request_id;
 mod route;
 pub mod schema;
-mod service;
+pub mod service;
 pub mod store;
 #[cfg(feature = "tokio")]
 mod write_gate;

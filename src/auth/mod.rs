@@ -39,7 +39,7 @@
 
 #[cfg(feature = "jwt")]
 pub mod jwt;
-mod policy;
+pub mod policy;
 mod principal;
 mod validator;
 

@@ -6,11 +6,11 @@
 //! to the newer object. No update is ever lost, and no store-wide lock is held while a patch is
 //! merged or validated.
 
-mod memory;
+pub mod memory;
 #[cfg(feature = "postgres")]
-mod postgres;
+pub mod postgres;
 #[cfg(feature = "redb")]
-mod redb;
+pub mod redb;
 
 #[cfg(feature = "postgres")]
 pub use self::postgres::{PostgresOptions, PostgresStore};

@@ -52,7 +52,7 @@ pub(crate) struct Cli {
     #[arg(long, requires_all = ["issuer", "audience"], conflicts_with = "jwks_url", env = "SECURITY_UPDATE_JWKS")]
     pub(crate) jwks: Option<PathBuf>,
 
-    /// JWKS URL of the identity provider (e.g. https://login.microsoftonline.com/common/discovery/v2.0/keys),
+    /// JWKS URL of the identity provider (for Entra: `https://login.microsoftonline.com/common/discovery/v2.0/keys`),
     /// refreshed hourly and when a token names an unknown key.
     #[arg(long, requires_all = ["issuer", "audience"], env = "SECURITY_UPDATE_JWKS_URL")]
     pub(crate) jwks_url: Option<String>,
