@@ -291,16 +291,17 @@ where
             Err(error) => return ResponseFuture::ready(error.into_response(&ids)),
         };
         let this = self.clone();
-        ResponseFuture::pending(Box::pin(async move {
+        let future: BoxFuture = Box::pin(async move {
             let outcome = match operation {
                 Operation::Read { key } => this.read(&key).await,
-                Operation::Write(write) => this.write_to_the_end(write).await,
+                Operation::Write(write) => this.write(write).await,
             };
             Ok(match outcome {
                 Ok(reply) => reply.into_response(&ids),
                 Err(error) => error.into_response(&ids),
             })
-        }))
+        });
+        ResponseFuture::run_to_the_end(future)
     }
 }
 
@@ -359,38 +360,6 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
             precondition: Precondition::parse(headers)?,
             minimal: prefers_minimal(headers),
         }))
-    }
-
-    /// Runs a write to its end even if the request goes away (client gone, timeout, stream
-    /// reset): a save that has started (redb's blocking commit, a statement sent to
-    /// PostgreSQL) may land anyway, and then it must be audited like any other. Under tokio
-    /// the write runs as its own task; dropping its handle does not cancel it.
-    async fn write_to_the_end(&self, write: Write) -> Result<Reply, GraphError> {
-        #[cfg(feature = "tokio")]
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let this = self.clone();
-            let mut writing = Box::pin(async move { this.write(write).await });
-            // Stores that answer at once (the memory store) finish here, on the first poll:
-            // nothing to protect from cancellation and no task to spawn (a spawn per write
-            // cost 18% in the pipeline bench). A write that has to wait moves to its own task.
-            if let Some(outcome) = std::future::poll_fn(|cx| {
-                Poll::Ready(match writing.as_mut().poll(cx) {
-                    Poll::Ready(outcome) => Some(outcome),
-                    Poll::Pending => None,
-                })
-            })
-            .await
-            {
-                return outcome;
-            }
-            return runtime.spawn(writing).await.unwrap_or_else(|_| {
-                Err(GraphError::new(
-                    ErrorKind::Internal,
-                    "the write task failed",
-                ))
-            });
-        }
-        self.write(write).await
     }
 
     async fn read(&self, key: &ObjectKey) -> Result<Reply, GraphError> {
@@ -652,6 +621,8 @@ type BoxFuture = Pin<Box<dyn Future<Output = Result<Response<Full<Bytes>>, Infal
 enum FutureKind {
     Ready(Option<Response<Full<Bytes>>>),
     Pending(BoxFuture),
+    #[cfg(feature = "tokio")]
+    Spawned(tokio::task::JoinHandle<Result<Response<Full<Bytes>>, Infallible>>),
 }
 
 impl ResponseFuture {
@@ -661,7 +632,26 @@ impl ResponseFuture {
         }
     }
 
-    fn pending(future: BoxFuture) -> Self {
+    /// Runs the operation so that it finishes even if the request goes away (client gone,
+    /// timeout, stream reset): a save that has started (redb's blocking commit, a statement
+    /// sent to PostgreSQL) may land anyway, and then it must be audited like any other.
+    ///
+    /// Stores that answer at once (the memory store) finish on a first poll right here, with
+    /// nothing to protect and no task to spawn. Under tokio, an operation that has to wait
+    /// moves to its own task, which dropping this future does not cancel. (A future polled
+    /// with a no-op waker registers the real one on its next poll, so handing it on is sound.)
+    fn run_to_the_end(mut future: BoxFuture) -> Self {
+        #[cfg(feature = "tokio")]
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            return match future.as_mut().poll(&mut cx) {
+                Poll::Ready(Ok(response)) => Self::ready(response),
+                Poll::Ready(Err(never)) => match never {},
+                Poll::Pending => Self {
+                    kind: FutureKind::Spawned(runtime.spawn(future)),
+                },
+            };
+        }
         Self {
             kind: FutureKind::Pending(future),
         }
@@ -683,6 +673,15 @@ impl Future for ResponseFuture {
                 .take()
                 .unwrap_or_else(crate::body::polled_after_completion))),
             FutureKind::Pending(future) => future.as_mut().poll(cx),
+            #[cfg(feature = "tokio")]
+            FutureKind::Spawned(task) => Pin::new(task).poll(cx).map(|joined| {
+                joined.unwrap_or_else(|_| {
+                    Ok(
+                        GraphError::new(ErrorKind::Internal, "the request's task failed")
+                            .into_response(&RequestIds::generate(None)),
+                    )
+                })
+            }),
         }
     }
 }
