@@ -6,7 +6,7 @@ mod support;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
 use security_update::{
-    MemoryStore, ObjectKey, SecurityStore, SecurityUpdateService, Snapshot, stack,
+    MemoryStore, ObjectKey, SecurityStore, SecurityUpdateService, Snapshot, StackBuilder, stack,
 };
 use serde_json::{Map, Value, json};
 use support::*;
@@ -59,7 +59,9 @@ fn stored_objects(c: &mut Criterion) {
             );
         }
         let app = stack(
-            SecurityUpdateService::new(store).with_schema(schema()),
+            StackBuilder::new(store)
+                .with_schema(schema())
+                .into_service(),
             static_tokens(),
         );
         // Requests walk over the stored objects, so lookups are not all one cached slot.
@@ -110,7 +112,7 @@ fn object_size(c: &mut Criterion) {
         let open =
             security_update::ResourceSchema::from_json_schema(&json!({"type": "object"})).unwrap();
         let app = stack(
-            SecurityUpdateService::new(store).with_schema(open),
+            StackBuilder::new(store).with_schema(open).into_service(),
             static_tokens(),
         );
         let (status, body) = rt.block_on(answer(

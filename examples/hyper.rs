@@ -10,7 +10,7 @@
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
-use security_update::{MemoryStore, Principal, SecurityUpdateService, StaticTokens, stack};
+use security_update::{MemoryStore, Principal, StackBuilder, StaticTokens, stack};
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
@@ -22,7 +22,9 @@ async fn main() -> std::io::Result<()> {
         )
         .with_scopes(["SecurityEvents.ReadWrite.All"]),
     );
-    let service = SecurityUpdateService::new(MemoryStore::new()).with_path_prefix("/beta");
+    let service = StackBuilder::new(MemoryStore::new())
+        .with_path_prefix("/beta")
+        .into_service();
     let app = stack(service, tokens);
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3001").await?;

@@ -18,8 +18,9 @@
 //!     }
 //! }
 //!
-//! let service = security_update::SecurityUpdateService::new(security_update::MemoryStore::new())
-//!     .with_audit(Arc::new(Collect::default()));
+//! let service = security_update::StackBuilder::new(security_update::MemoryStore::new())
+//!     .with_audit(Arc::new(Collect::default()))
+//!     .into_service();
 //! # let _ = service;
 //! ```
 

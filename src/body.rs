@@ -1,9 +1,12 @@
-//! The response body of every layer: the inner service's body, or a Graph error of our own.
+//! The one two-way body of the crate, and the one "inner or rejected" future.
 //!
 //! A layer that rejects a request must answer with a JSON error body without knowing the inner
 //! service's body type. Rather than demanding `ResBody: From<Bytes>` or boxing every response,
-//! each layer answers `ResponseBody<ResBody>`, which delegates to the inner body and costs
-//! nothing on the happy path (the shape of tower-http's `limit::ResponseBody`).
+//! each layer answers [`ResponseBody<ResBody>`](ResponseBody), which delegates to the inner body
+//! and costs nothing on the happy path (the shape of tower-http's `limit::ResponseBody`). The
+//! merge-patch layer hands its inner service the same type as its request body
+//! ([`RequestBody`](crate::merge_patch::RequestBody)): the untouched body, or the bytes it has
+//! already read.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -17,7 +20,9 @@ use http_body_util::Full;
 use pin_project_lite::pin_project;
 
 pin_project! {
-    /// A layer's response body: the inner service's body or a Graph error rendered by the layer.
+    /// A body that is either the inner one or bytes of our own: a layer's response body (the
+    /// inner service's body or a Graph error rendered by the layer), and the merge-patch
+    /// layer's request body (the untouched body or the patch bytes already read).
     #[derive(Debug)]
     pub struct ResponseBody<B> {
         #[pin]
@@ -47,6 +52,11 @@ impl<B> ResponseBody<B> {
         Self {
             kind: Kind::Error { body },
         }
+    }
+
+    /// A body holding `bytes` already in memory.
+    pub fn bytes(bytes: Bytes) -> Self {
+        Self::error(Full::new(bytes))
     }
 }
 

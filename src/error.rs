@@ -29,6 +29,7 @@ use http::{Response, StatusCode};
 use http_body_util::Full;
 
 use crate::request_id::RequestIds;
+use crate::store::{StoreError, StoreErrorKind};
 
 /// What went wrong, at the granularity that decides the status code and Graph error code.
 #[non_exhaustive]
@@ -241,6 +242,26 @@ impl fmt::Display for GraphError {
 impl std::error::Error for GraphError {}
 
 /// Formats `time` as Graph's `innerError.date`: UTC, seconds precision, no zone suffix.
+/// How a store failure looks to a Graph client: 503 with `Retry-After` while the store is
+/// unreachable, 500 otherwise. The store's own message is kept as the error's detail (for logs),
+/// never shown to the caller. The store layer knows nothing of HTTP; this is the one mapping.
+impl From<StoreError> for GraphError {
+    fn from(error: StoreError) -> Self {
+        let graph = match error.kind() {
+            StoreErrorKind::Unavailable => GraphError::new(
+                ErrorKind::ServiceUnavailable,
+                "The service is temporarily unavailable; retry later.",
+            )
+            .with_retry_after(1),
+            _ => GraphError::new(
+                ErrorKind::Internal,
+                "The store failed to complete the request.",
+            ),
+        };
+        graph.with_detail(error.into_message())
+    }
+}
+
 pub(crate) fn utc_timestamp(time: SystemTime) -> String {
     let secs = time
         .duration_since(UNIX_EPOCH)

@@ -5,13 +5,14 @@
 //! The pieces, outermost first, each usable alone around any inner service:
 //!
 //! ```text
-//! RequestIdLayer ─▶ AuthLayer ─▶ PreflightLayer ─▶ ContentTypeLayer ─▶ MergePatchLayer ─▶ SecurityUpdateService ─▶ SecurityStore
-//! request-id        bearer →      route+authorize   415 unless JSON     body → MergePatch   If-Match, merge,         memory | redb
-//! client-request-id Principal     before the body   (415)               (413 / 400)         validate, compare-and-   | postgres
-//!                   (401)         (404/405/403)                                             swap
+//! RequestIdLayer ─▶ TimeoutLayer ─▶ AuthLayer ─▶ RateLimitLayer ─▶ PreflightLayer ─▶ ContentTypeLayer ─▶ MergePatchLayer ─▶ SecurityUpdateService ─▶ SecurityStore
+//! request-id        408 with the    bearer →      per caller       route+authorize   415 unless JSON     body → MergePatch   If-Match, merge,         memory | redb
+//! client-request-id request's ids   Principal     (429)            before the body   (415)               (413 / 400)         validate, compare-and-   | postgres
+//!                   (off by default) (401)         (off by default) (404/405/403)                                             swap
 //! ```
 //!
-//! [`stack`] puts them together with defaults. Every failure is a Graph error response
+//! [`StackBuilder`] owns the configuration and puts them together in that order; [`stack`]
+//! does it with defaults. Every failure is a Graph error response
 //! (`{"error":{"code","message","innerError":{...}}}`); the service's error type is
 //! `Infallible`.
 //!
@@ -37,12 +38,13 @@
 //! use hyper_util::rt::{TokioExecutor, TokioIo};
 //! use hyper_util::server::conn::auto::Builder;
 //! use hyper_util::service::TowerToHyperService;
-//! use security_update::{stack, MemoryStore, SecurityUpdateService, StaticTokens};
+//! use security_update::{MemoryStore, StackBuilder, StaticTokens};
 //!
 //! # #[tokio::main]
 //! # async fn main() -> std::io::Result<()> {
-//! let service = SecurityUpdateService::new(MemoryStore::new()).with_path_prefix("/beta");
-//! let app = stack(service, StaticTokens::new());
+//! let app = StackBuilder::new(MemoryStore::new())
+//!     .with_path_prefix("/beta")
+//!     .build(StaticTokens::new());
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! loop {
 //!     let (stream, _) = listener.accept().await?;
@@ -56,11 +58,24 @@
 //! # }
 //! ```
 //!
+//! # Features
+//!
+//! | feature | adds |
+//! |---|---|
+//! | `jwt` (default) | [`JwtValidator`], [`EphemeralSigner`], [`JwkSet`] |
+//! | `jwks-url` | `JwtValidator::from_jwks_url`: keys fetched over HTTPS and refreshed |
+//! | `json-schema` | `ResourceSchema::from_json_schema`: deployment schemas |
+//! | `redb` | `RedbStore`: the embedded durable store |
+//! | `postgres` | `PostgresStore`: one database for several processes |
+//!
+//! Features only add pieces; none changes how a request is handled.
+//!
 //! # Security considerations
 //! Forgetting a layer fails closed (401 / 415 / 400). Bodies are bounded before and while
 //! reading. Tokens never reach logs or error messages. A rejected request changes nothing.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod audit;
 pub mod auth;
@@ -73,12 +88,13 @@ pub mod request_id;
 mod route;
 pub mod schema;
 pub mod service;
+mod stack;
 pub mod store;
-#[cfg(feature = "tokio")]
-mod write_gate;
+pub mod timeout;
 
 #[cfg(feature = "jwt")]
-pub use auth::JwtValidator;
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub use auth::jwt::{EphemeralSigner, JwkSet, JwtValidator};
 pub use auth::{
     Access, AuthLayer, DefaultPolicy, GLOBAL_ADMINISTRATOR, Policy, Principal, PrincipalKind,
     SECURITY_ADMINISTRATOR, StaticTokens, TokenRejection, TokenValidator,
@@ -92,52 +108,15 @@ pub use request_id::{RequestIdLayer, RequestIds};
 pub use route::Target;
 pub use schema::{ODATA_TYPE, ResourceSchema, SchemaError};
 pub use service::{Preflight, PreflightLayer, ResponseFuture, SecurityUpdateService};
+pub use stack::{Stack, StackBuilder, stack};
 #[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use store::PostgresStore;
 #[cfg(feature = "redb")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redb")))]
 pub use store::RedbStore;
 pub use store::{MemoryStore, ObjectKey, SecurityStore, Snapshot, StoreError, SwapOutcome};
-
-use tower::Layer;
-
-/// The whole pipeline of [`stack`]: request ids, auth, preflight (route and authorize before the
-/// body is read), content type, merge patch, service.
-pub type Stack<S, V> = request_id::RequestId<
-    auth::Auth<
-        Preflight<
-            content_type::ContentType<merge_patch::MergePatchService<SecurityUpdateService<S>>>,
-        >,
-        V,
-    >,
->;
-
-/// Wraps `service` in the default layers, authenticating with `validator`.
-pub fn stack<S, V>(service: SecurityUpdateService<S>, validator: V) -> Stack<S, V>
-where
-    S: SecurityStore,
-    V: TokenValidator,
-{
-    stack_with(service, AuthLayer::new(validator), MergePatchLayer::new())
-}
-
-/// Like [`stack`], with a configured auth layer (realm) and merge-patch layer (body limit,
-/// depth bound).
-pub fn stack_with<S, V>(
-    service: SecurityUpdateService<S>,
-    auth: AuthLayer<V>,
-    merge_patch: MergePatchLayer,
-) -> Stack<S, V>
-where
-    S: SecurityStore,
-    V: TokenValidator,
-{
-    let preflight = service.preflight_layer();
-    let inner = merge_patch.layer(service);
-    let inner = ContentTypeLayer::new().layer(inner);
-    let inner = preflight.layer(inner);
-    let inner = auth.layer(inner);
-    RequestIdLayer::new().layer(inner)
-}
+pub use timeout::{TimeoutLayer, WriteDeadline};
 
 #[cfg(test)]
 mod tests {
@@ -151,6 +130,7 @@ mod tests {
         assert_send_sync_clone::<ContentTypeLayer>();
         assert_send_sync_clone::<MergePatchLayer>();
         assert_send_sync_clone::<RateLimitLayer>();
+        assert_send_sync_clone::<TimeoutLayer>();
         assert_send_sync_clone::<PreflightLayer>();
         assert_send_sync_clone::<AuthLayer<StaticTokens>>();
         assert_send_sync_clone::<SecurityUpdateService<MemoryStore>>();

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use common::*;
 use security_update::audit::{AuditOutcome, AuditRecord, AuditSink};
-use security_update::{MemoryStore, PrincipalKind, SecurityStore, SecurityUpdateService, stack};
+use security_update::{MemoryStore, PrincipalKind, SecurityStore, StackBuilder, stack};
 
 #[derive(Debug, Default)]
 struct Collect(Mutex<Vec<AuditRecord>>);
@@ -20,7 +20,9 @@ impl AuditSink for Collect {
 
 fn audited() -> (App, Arc<Collect>) {
     let sink = Arc::new(Collect::default());
-    let service = SecurityUpdateService::new(MemoryStore::new()).with_audit(sink.clone());
+    let service = StackBuilder::new(MemoryStore::new())
+        .with_audit(sink.clone())
+        .into_service();
     (stack(service, tokens()), sink)
 }
 
@@ -139,7 +141,9 @@ async fn a_save_that_outlives_its_request_is_still_audited() {
         started: tokio::sync::Notify::new(),
         release: tokio::sync::Notify::new(),
     });
-    let service = SecurityUpdateService::new(store.clone()).with_audit(sink.clone());
+    let service = StackBuilder::new(store.clone())
+        .with_audit(sink.clone())
+        .into_service();
     let app = stack(service, tokens());
     let request = tokio::spawn(async move { patch(&app, "/me/security", "alice", "{}").await });
     store.started.notified().await;

@@ -3,9 +3,7 @@
 mod common;
 
 use common::*;
-use security_update::{
-    MemoryStore, ObjectKey, ResourceSchema, SecurityStore, SecurityUpdateService, stack,
-};
+use security_update::{MemoryStore, ObjectKey, ResourceSchema, SecurityStore, StackBuilder, stack};
 use serde_json::json;
 
 const WRITERS: usize = 64;
@@ -15,7 +13,9 @@ fn open_app() -> (App, MemoryStore) {
     let store = MemoryStore::new();
     (
         stack(
-            SecurityUpdateService::new(store.clone()).with_schema(open),
+            StackBuilder::new(store.clone())
+                .with_schema(open)
+                .into_service(),
             tokens(),
         ),
         store,
@@ -127,7 +127,7 @@ fn racing_app() -> (
         raced: Default::default(),
     };
     let app = stack(
-        SecurityUpdateService::new(racing).with_schema(open),
+        StackBuilder::new(racing).with_schema(open).into_service(),
         tokens(),
     );
     (app, store)

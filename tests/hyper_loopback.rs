@@ -9,16 +9,14 @@ use common::*;
 use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use security_update::{AuthLayer, MemoryStore, MergePatchLayer, SecurityUpdateService, stack_with};
+use security_update::{MemoryStore, StackBuilder};
 
 async fn serve(limit: usize) -> (SocketAddr, MemoryStore) {
     let store = MemoryStore::new();
-    let service = SecurityUpdateService::new(store.clone()).with_path_prefix("/beta");
-    let app = stack_with(
-        service,
-        AuthLayer::new(tokens()),
-        MergePatchLayer::new().with_limit(limit),
-    );
+    let app = StackBuilder::new(store.clone())
+        .with_path_prefix("/beta")
+        .with_body_limit(limit)
+        .build(tokens());
     (serve_on_loopback(app).await, store)
 }
 

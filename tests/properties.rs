@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use proptest::prelude::*;
 use security_update::merge_patch::apply;
-use security_update::{MemoryStore, ResourceSchema, SecurityUpdateService, stack};
+use security_update::{MemoryStore, ResourceSchema, StackBuilder, stack};
 use serde_json::{Map, Value, json};
 
 /// RFC 7396 section 2, transcribed: clone-based, recursive, obviously right.
@@ -79,7 +79,9 @@ fn guarded_app() -> (App, MemoryStore) {
     let store = MemoryStore::new();
     (
         stack(
-            SecurityUpdateService::new(store.clone()).with_schema(schema),
+            StackBuilder::new(store.clone())
+                .with_schema(schema)
+                .into_service(),
             tokens(),
         ),
         store,

@@ -8,8 +8,8 @@ use http::Method;
 use http_body_util::Full;
 use security_update::merge_patch::apply;
 use security_update::{
-    MemoryStore, ODATA_TYPE, ObjectKey, ResourceSchema, SecurityStore, SecurityUpdateService,
-    Snapshot, stack,
+    MemoryStore, ODATA_TYPE, ObjectKey, ResourceSchema, SecurityStore, Snapshot, StackBuilder,
+    stack,
 };
 use serde_json::{Map, Value, json};
 
@@ -46,7 +46,9 @@ async fn object_vectors_through_the_http_stack() {
         };
         let store = MemoryStore::new();
         let app = stack(
-            SecurityUpdateService::new(store.clone()).with_schema(open.clone()),
+            StackBuilder::new(store.clone())
+                .with_schema(open.clone())
+                .into_service(),
             tokens(),
         );
         let id = get(&app, "/me/security", "alice").await.json()["id"].clone();

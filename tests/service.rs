@@ -6,7 +6,9 @@ use bytes::Bytes;
 use common::*;
 use http::{Method, Request, StatusCode};
 use http_body_util::Full;
-use security_update::{MemoryStore, ODATA_TYPE, ObjectKey, SecurityStore, SecurityUpdateService};
+use security_update::{
+    MemoryStore, ODATA_TYPE, ObjectKey, SecurityStore, SecurityUpdateService, StackBuilder,
+};
 use serde_json::{Value, json};
 
 const ODATA_JSON: &str = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8";
@@ -528,7 +530,9 @@ async fn bare_service_fails_closed() {
 async fn path_prefix_mounts_under_beta() {
     let store = MemoryStore::new();
     let app = security_update::stack(
-        SecurityUpdateService::new(store).with_path_prefix("/beta/"),
+        StackBuilder::new(store)
+            .with_path_prefix("/beta/")
+            .into_service(),
         tokens(),
     );
     assert_eq!(get(&app, "/beta/me/security", "alice").await.status, 200);

@@ -15,8 +15,8 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use security_update::{
-    MemoryStore, Principal, ResourceSchema, SecurityUpdateService, Stack, StaticTokens,
-    TokenValidator, stack,
+    MemoryStore, Principal, ResourceSchema, Stack, StackBuilder, StaticTokens, TokenValidator,
+    stack,
 };
 use serde_json::{Value, json};
 use tower::{Service, ServiceExt};
@@ -192,7 +192,9 @@ pub fn axum_baseline() -> Router {
 /// `security_update`: our full stack on the in-memory store with `validator`.
 pub fn ours<V: TokenValidator>(validator: V) -> (Stack<MemoryStore, V>, MemoryStore) {
     let store = MemoryStore::new();
-    let service = SecurityUpdateService::new(store.clone()).with_schema(schema());
+    let service = StackBuilder::new(store.clone())
+        .with_schema(schema())
+        .into_service();
     (stack(service, validator), store)
 }
 

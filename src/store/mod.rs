@@ -26,8 +26,6 @@ use bytes::Bytes;
 use http::HeaderValue;
 use serde_json::{Map, Value};
 
-use crate::error::{ErrorKind, GraphError};
-
 /// Which object: a user of a tenant. Both ids are kept ASCII-lowercase, so GUIDs compare
 /// case-insensitively.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -196,19 +194,9 @@ impl StoreError {
         &self.message
     }
 
-    pub(crate) fn into_graph_error(self) -> GraphError {
-        let error = match self.kind {
-            StoreErrorKind::Unavailable => GraphError::new(
-                ErrorKind::ServiceUnavailable,
-                "The service is temporarily unavailable; retry later.",
-            )
-            .with_retry_after(1),
-            StoreErrorKind::Corrupt | StoreErrorKind::Other => GraphError::new(
-                ErrorKind::Internal,
-                "The store failed to complete the request.",
-            ),
-        };
-        error.with_detail(self.message)
+    /// The message, by value.
+    pub fn into_message(self) -> String {
+        self.message
     }
 }
 

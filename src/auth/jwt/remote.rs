@@ -3,7 +3,7 @@
 //! made-up `kid`s cannot make us hammer the identity provider.
 
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Uri};
@@ -14,7 +14,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use jsonwebtoken::jwk::JwkSet;
 
-use super::{JwtConfigError, JwtValidator, Shared, config_error};
+use super::{JwtConfigError, JwtValidator, KeySource, Refetch, Shared, config_error};
 
 /// Largest JWKS document accepted.
 const MAX_JWKS_BYTES: usize = 1024 * 1024;
@@ -40,13 +40,20 @@ impl Default for JwksRefresh {
     }
 }
 
-pub(super) struct Remote {
+/// Keys fetched from a URL.
+struct UrlKeySource {
     uri: Uri,
     client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
-    min_refetch: Duration,
-    /// When the last unknown-`kid` refetch started; the lock also makes concurrent requests
-    /// with the new `kid` wait for one fetch instead of starting their own.
-    last_refetch: tokio::sync::Mutex<Option<Instant>>,
+}
+
+impl KeySource for UrlKeySource {
+    fn fetch(
+        &self,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<JwkSet, JwtConfigError>> + Send + '_>,
+    > {
+        Box::pin(fetch(&self.client, &self.uri))
+    }
 }
 
 impl JwtValidator {
@@ -75,44 +82,17 @@ impl JwtValidator {
             .build();
         let client = Client::builder(TokioExecutor::new()).build(connector);
         let jwks = fetch(&client, &uri).await?;
-        let remote = Remote {
-            uri,
-            client,
+        let source = Refetch {
+            source: Box::new(UrlKeySource { uri, client }),
             min_refetch: refresh.unknown_kid_at_most_every,
             last_refetch: tokio::sync::Mutex::new(None),
         };
-        let validator = Self::build(&jwks, issuers, audiences, Some(remote))?;
+        let validator = Self::build(&jwks, issuers, audiences, Some(source))?;
         tokio::spawn(refresh_periodically(
             Arc::downgrade(&validator.shared),
             refresh.every,
         ));
         Ok(validator)
-    }
-
-    /// Fetches the keys from the URL now and replaces them (and forgets cached tokens).
-    ///
-    /// # Errors
-    /// When this validator has no URL, or the fetch fails; the old keys then stay.
-    pub async fn refresh(&self) -> Result<(), JwtConfigError> {
-        let Some(remote) = &self.shared.remote else {
-            return Err(config_error("this validator's keys do not come from a URL"));
-        };
-        let jwks = fetch(&remote.client, &remote.uri).await?;
-        self.replace_keys(&jwks)
-    }
-
-    /// Called with a token whose `kid` is unknown: refetch, unless one was done too recently.
-    pub(super) async fn refresh_for_unknown_kid(&self) {
-        let Some(remote) = &self.shared.remote else {
-            return;
-        };
-        let mut last = remote.last_refetch.lock().await;
-        if last.is_some_and(|at| at.elapsed() < remote.min_refetch) {
-            return;
-        }
-        *last = Some(Instant::now());
-        // A failed refetch keeps the old keys; the token is then refused as unknown.
-        let _ = self.refresh().await;
     }
 }
 

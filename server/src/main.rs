@@ -9,7 +9,6 @@ mod access_log;
 mod any_store;
 mod cli;
 mod dev;
-mod timeout;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -21,17 +20,14 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use security_update::{
-    AuthLayer, ContentTypeLayer, JwtValidator, MemoryStore, MergePatchLayer, PostgresStore,
-    RateLimitLayer, RedbStore, RequestIdLayer, ResourceSchema, SecurityUpdateService,
-    store::PostgresOptions,
+    JwtValidator, MemoryStore, PostgresStore, RateLimitLayer, RedbStore, ResourceSchema,
+    StackBuilder, store::PostgresOptions,
 };
-use tower::ServiceBuilder;
 use tracing_subscriber::EnvFilter;
 
 use access_log::AccessLog;
 use any_store::AnyStore;
 use cli::Cli;
-use timeout::RequestTimeout;
 
 /// Exit code for usage errors, as clap uses.
 const USAGE: u8 = 2;
@@ -161,11 +157,6 @@ async fn run(cli: Cli) -> ExitCode {
         }
     };
 
-    let service = SecurityUpdateService::new(store)
-        .with_schema(schema)
-        .with_path_prefix("/beta");
-    // The stack of `security_update::stack`, with the rate limit inside the auth layer (it
-    // needs the principal) and before anything reads the body.
     let rate_limit = if cli.rate_limit == 0 {
         RateLimitLayer::unlimited()
     } else {
@@ -174,19 +165,14 @@ async fn run(cli: Cli) -> ExitCode {
                 .unwrap_or(cli.rate_limit.saturating_mul(2)),
         )
     };
-    let preflight = service.preflight_layer();
-    let stack = ServiceBuilder::new()
-        .layer(RequestIdLayer::new())
-        .layer(AuthLayer::new(validator))
-        .layer(rate_limit)
-        .layer(preflight)
-        .layer(ContentTypeLayer::new())
-        .layer(MergePatchLayer::new().with_limit(cli.max_body))
-        .service(service);
-    let app = AccessLog::new(RequestTimeout::new(
-        stack,
-        Duration::from_secs(cli.request_timeout.max(1)),
-    ));
+    let stack = StackBuilder::new(store)
+        .with_schema(schema)
+        .with_path_prefix("/beta")
+        .with_body_limit(cli.max_body)
+        .with_rate_limit(rate_limit)
+        .with_timeout(Duration::from_secs(cli.request_timeout.max(1)))
+        .build(validator);
+    let app = AccessLog::new(stack);
 
     let listener = match tokio::net::TcpListener::bind(cli.listen).await {
         Ok(listener) => listener,

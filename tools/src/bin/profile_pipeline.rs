@@ -9,7 +9,7 @@
 //!
 //! Contenders: `floor`, `axum`, `ours`.
 
-#[path = "../benches/support/mod.rs"]
+#[path = "../../../benches/support/mod.rs"]
 mod support;
 
 use support::*;

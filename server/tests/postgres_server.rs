@@ -6,8 +6,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::binary::Server;
 use common::pg::{Proxy, TestDb};
-use common::process::{Server, TempDir};
+use common::process::TempDir;
 use common::send_http1;
 use http::Request;
 use http_body_util::Full;

@@ -7,7 +7,7 @@
 //! cargo run --release --example bench_servers -- axum  127.0.0.1:8092 1
 //! ```
 
-#[path = "../benches/support/mod.rs"]
+#[path = "../../../benches/support/mod.rs"]
 mod support;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};

@@ -8,7 +8,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 
 use bytes::Bytes;
-use common::process::{PATIENCE, Server, TempDir, base64url, run_to_exit};
+use common::binary::{Server, run_to_exit};
+use common::process::{PATIENCE, TempDir, base64url};
 use common::send_http1;
 use http::Request;
 use http_body_util::Full;

@@ -1,0 +1,8 @@
+//! The library's test fixtures, plus a way to start the real server binary.
+#![allow(dead_code, unreachable_pub)]
+
+pub mod binary;
+#[path = "../../../tests/common/mod.rs"]
+mod library;
+
+pub use library::*;

@@ -1,0 +1,119 @@
+//! The principal cache: each token's signature is checked once, and its principal remembered
+//! until the token expires. Bounded; emptied whenever the keys change.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::unix_now;
+use crate::auth::Principal;
+
+/// Principals of validated tokens, until each token expires. Bounded: when full, expired
+/// entries go first, then everything (the next request for each token re-verifies it).
+pub(super) struct TokenCache {
+    pub(super) capacity: AtomicUsize,
+    /// Entries by a keyed hash of the token's last 64 bytes (inside the signature, so as
+    /// varied as a hash needs); each entry keeps the whole token and is compared in full.
+    /// SipHash over a whole 1-2 KB token on every request cost more than everything else in
+    /// the lookup. Only verified tokens are inserted, so nobody can fill a bucket at will.
+    entries: RwLock<HashMap<u64, Vec<Cached>>>,
+    hasher: std::collections::hash_map::RandomState,
+    len: AtomicUsize,
+}
+
+struct Cached {
+    token: Box<str>,
+    principal: Principal,
+    exp: u64,
+    nbf: u64,
+}
+
+impl TokenCache {
+    pub(super) fn new(capacity: usize) -> Self {
+        Self {
+            capacity: AtomicUsize::new(capacity),
+            entries: RwLock::new(HashMap::new()),
+            hasher: std::collections::hash_map::RandomState::new(),
+            len: AtomicUsize::new(0),
+        }
+    }
+
+    fn bucket_of(&self, token: &str) -> u64 {
+        use std::hash::BuildHasher;
+        let bytes = token.as_bytes();
+        self.hasher
+            .hash_one(&bytes[bytes.len().saturating_sub(64)..])
+    }
+
+    pub(super) fn get(&self, token: &str, now: u64, leeway: u64) -> Option<Principal> {
+        if self.capacity.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let bucket = self.bucket_of(token);
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        let cached = entries.get(&bucket)?.iter().find(|c| &*c.token == token)?;
+        let valid =
+            now < cached.exp.saturating_add(leeway) && now.saturating_add(leeway) >= cached.nbf;
+        valid.then(|| cached.principal.clone())
+    }
+
+    /// Inserts unless `still_valid`, checked under the cache lock, says no.
+    pub(super) fn insert_if(
+        &self,
+        token: &str,
+        principal: &Principal,
+        exp: u64,
+        nbf: u64,
+        still_valid: impl FnOnce() -> bool,
+    ) {
+        let capacity = self.capacity.load(Ordering::Relaxed);
+        if capacity == 0 {
+            return;
+        }
+        let bucket = self.bucket_of(token);
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        if !still_valid() {
+            return;
+        }
+        if self.len.load(Ordering::Relaxed) >= capacity {
+            let now = unix_now();
+            entries.retain(|_, cached| {
+                cached.retain(|c| c.exp > now);
+                !cached.is_empty()
+            });
+            let mut len: usize = entries.values().map(Vec::len).sum();
+            if len >= capacity {
+                entries.clear();
+                len = 0;
+            }
+            self.len.store(len, Ordering::Relaxed);
+        }
+        let slot = entries.entry(bucket).or_default();
+        if let Some(existing) = slot.iter_mut().find(|c| &*c.token == token) {
+            existing.exp = exp;
+            existing.nbf = nbf;
+            existing.principal = principal.clone();
+            return;
+        }
+        slot.push(Cached {
+            token: token.into(),
+            principal: principal.clone(),
+            exp,
+            nbf,
+        });
+        self.len.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn clear(&self) {
+        self.entries
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        self.len.store(0, Ordering::Relaxed);
+    }
+
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,61 @@
+//! The claims we read from an access token, and how they become a [`Principal`]; and how a
+//! validation failure is described to the caller (never echoing the token).
+
+use serde::Deserialize;
+
+use crate::auth::{Principal, TokenRejection};
+
+/// The claims we read from an access token.
+#[derive(Deserialize)]
+pub(super) struct Claims {
+    pub(super) exp: u64,
+    pub(super) nbf: Option<u64>,
+    tid: Option<String>,
+    oid: Option<String>,
+    scp: Option<String>,
+    #[serde(default)]
+    roles: Vec<String>,
+    #[serde(default)]
+    wids: Vec<String>,
+    upn: Option<String>,
+    preferred_username: Option<String>,
+    appid: Option<String>,
+    azp: Option<String>,
+}
+
+impl Claims {
+    pub(super) fn into_principal(self) -> Result<Principal, TokenRejection> {
+        let (Some(tid), Some(oid)) = (self.tid, self.oid) else {
+            return Err(TokenRejection::new(
+                "the token names no tenant (tid) or object (oid)",
+            ));
+        };
+        let mut principal = match self.scp {
+            Some(scp) => Principal::delegated(&tid, &oid)
+                .with_scopes(scp.split(' ').filter(|s| !s.is_empty()))
+                .with_role_template_ids(&self.wids),
+            None => Principal::application(&tid, &oid).with_roles(&self.roles),
+        };
+        if let Some(upn) = self.upn.or(self.preferred_username) {
+            principal = principal.with_upn(&upn);
+        }
+        if let Some(app_id) = self.appid.or(self.azp) {
+            principal = principal.with_app_id(&app_id);
+        }
+        Ok(principal)
+    }
+}
+
+pub(super) fn describe(error: jsonwebtoken::errors::Error) -> TokenRejection {
+    use jsonwebtoken::errors::ErrorKind as Kind;
+    TokenRejection::new(match error.kind() {
+        Kind::ExpiredSignature => "the token has expired",
+        Kind::ImmatureSignature => "the token is not valid yet",
+        Kind::InvalidAudience => "the token is for another audience",
+        Kind::InvalidIssuer => "the token is from another issuer",
+        Kind::InvalidSignature => "the token's signature is invalid",
+        Kind::MissingRequiredClaim(_) => "the token lacks a required claim (exp, iss, aud)",
+        Kind::InvalidAlgorithm => "the token's algorithm does not match its signing key",
+        _ => "the token is not a well-formed JWT",
+    })
+}

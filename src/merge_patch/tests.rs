@@ -1,0 +1,141 @@
+//! Unit tests of the merge-patch layer: what reaches the inner service, and every refusal.
+
+use super::*;
+use http::{Request, Response};
+use http_body::{Body, Frame};
+use http_body_util::BodyExt;
+use http_body_util::Full;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tower::Layer;
+use tower::{ServiceExt, service_fn};
+
+type Inner = RequestBody<Full<Bytes>>;
+
+async fn echo_patch(request: Request<Inner>) -> Result<Response<String>, Infallible> {
+    let text = match request.extensions().get::<MergePatch>() {
+        Some(patch) => serde_json::to_string(patch.document()).unwrap(),
+        None => "no patch".to_owned(),
+    };
+    Ok(Response::new(text))
+}
+
+async fn send(layer: MergePatchLayer, request: Request<Full<Bytes>>) -> (u16, String) {
+    let response = layer
+        .layer(service_fn(echo_patch))
+        .oneshot(request)
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+fn patch(body: &'static str) -> Request<Full<Bytes>> {
+    Request::patch("/me/security")
+        .body(Full::from(body))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn object_patch_reaches_the_inner_service_parsed() {
+    let (status, body) = send(MergePatchLayer::new(), patch(r#"{"a":{"b":null}}"#)).await;
+    assert_eq!((status, body.as_str()), (200, r#"{"a":{"b":null}}"#));
+}
+
+#[tokio::test]
+async fn non_patch_methods_pass_through_unparsed() {
+    let request = Request::get("/me/security").body(Full::from("[]")).unwrap();
+    let (status, body) = send(MergePatchLayer::new(), request).await;
+    assert_eq!((status, body.as_str()), (200, "no patch"));
+}
+
+#[tokio::test]
+async fn bad_bodies_are_400_with_a_precise_message() {
+    let cases = [
+        ("", "empty"),
+        ("   ", "empty"),
+        ("[1,2]", "not an array"),
+        ("null", "not null"),
+        ("\"x\"", "not a string"),
+        ("{\"a\":", "ends before"),
+        ("{\"a\":1} trailing", "not valid JSON"),
+        ("{\"a\":1,\"a\":2}", r#"duplicate member \"a\""#),
+        ("{nope}", "not valid JSON"),
+    ];
+    for (body, needle) in cases {
+        let (status, text) = send(MergePatchLayer::new(), patch(body)).await;
+        assert_eq!(status, 400, "body {body:?}");
+        assert!(text.contains(needle), "body {body:?} gave {text}");
+        assert!(text.contains("\"innerError\""), "{text}");
+    }
+}
+
+#[tokio::test]
+async fn too_deep_is_400() {
+    let deep = format!("{}{}", "{\"a\":".repeat(5), "1}}}}}");
+    let request = Request::patch("/").body(Full::from(deep)).unwrap();
+    let (status, text) = send(MergePatchLayer::new().with_max_depth(4), request).await;
+    assert_eq!(status, 400);
+    assert!(text.contains("nested too deeply"), "{text}");
+}
+
+#[tokio::test]
+async fn over_limit_by_content_length_is_413() {
+    let request = Request::patch("/")
+        .header("content-length", "100")
+        .body(Full::from("{}"))
+        .unwrap();
+    let (status, text) = send(MergePatchLayer::new().with_limit(10), request).await;
+    assert_eq!(status, 413);
+    assert!(text.contains("limit of 10 bytes"), "{text}");
+}
+
+/// A chunked body that never ends, or fails on its first read.
+enum TestBody {
+    Endless,
+    Failing,
+}
+
+impl Body for TestBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        Poll::Ready(Some(match *self {
+            Self::Endless => Ok(Frame::data(Bytes::from_static(
+                b"{\"a\":\"xxxxxxxxxxxxxxxx",
+            ))),
+            Self::Failing => Err(std::io::Error::other("connection reset")),
+        }))
+    }
+}
+
+async fn status_of(layer: MergePatchLayer, body: TestBody) -> u16 {
+    let svc = layer.layer(service_fn(|_req: Request<RequestBody<TestBody>>| async {
+        Ok::<_, Infallible>(Response::new(String::new()))
+    }));
+    let response = svc
+        .oneshot(Request::patch("/").body(body).unwrap())
+        .await
+        .unwrap();
+    response.status().as_u16()
+}
+
+#[tokio::test]
+async fn over_limit_chunked_body_is_413_without_reading_it_all() {
+    // An endless stream: the layer must stop at the limit instead of buffering forever.
+    let layer = MergePatchLayer::new().with_limit(1024);
+    assert_eq!(status_of(layer, TestBody::Endless).await, 413);
+}
+
+#[tokio::test]
+async fn body_read_error_is_400_not_an_empty_patch() {
+    assert_eq!(
+        status_of(MergePatchLayer::new(), TestBody::Failing).await,
+        400
+    );
+}

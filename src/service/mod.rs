@@ -1,0 +1,246 @@
+//! [`SecurityUpdateService`]: the leaf service that routes, authorizes, checks preconditions,
+//! merges, validates and saves.
+//!
+//! It expects the layers of [`stack`](crate::stack) outside it and fails closed without them:
+//! no [`Principal`] is 401, a `PATCH` whose content type was not checked is checked here (415),
+//! and a `PATCH` without a parsed [`MergePatch`] is 400.
+//!
+//! | request                                        | status |
+//! |------------------------------------------------|--------|
+//! | `GET /me/security`                              | 200, the object, `ETag` |
+//! | `PATCH /me/security`, valid patch               | 200, the updated object, `ETag` |
+//! | ... with `Prefer: return=minimal`               | 204, `ETag` |
+//! | ... with a stale `If-Match`                     | 412 |
+//! | ... with an undeclared property                 | 400, names it |
+//! | `DELETE /me/security`                           | 405, `Allow: GET, PATCH` |
+//! | `GET /elsewhere`                                | 404 |
+//! | no principal in extensions                      | 401 |
+//!
+//! Every failure is a Graph error response: `Error = Infallible`.
+
+mod conditional;
+mod endpoint;
+mod future;
+mod preflight;
+mod reply;
+mod write;
+mod write_gate;
+
+pub use future::ResponseFuture;
+pub use preflight::{Preflight, PreflightLayer};
+
+use std::convert::Infallible;
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use tower::Service;
+
+use crate::audit::{AuditSink, TracingAudit};
+use crate::auth::{Access, DefaultPolicy, Policy, Principal};
+use crate::content_type::{JsonContentType, check_json_content_type};
+use crate::error::{ErrorKind, GraphError};
+use crate::merge_patch::MergePatch;
+use crate::request_id::RequestIds;
+use crate::schema::ResourceSchema;
+use crate::store::{ObjectKey, SecurityStore, Snapshot};
+use crate::timeout::WriteDeadline;
+use conditional::{Precondition, prefers_minimal};
+use endpoint::missing_principal;
+use future::BoxFuture;
+use reply::{Reply, default_snapshot};
+use write::Write;
+
+/// Compare-and-swap attempts before answering 503; each lost race means another write landed.
+pub(crate) const DEFAULT_MAX_ATTEMPTS: u32 = 64;
+
+/// The Graph "Update security" operation as a `tower::Service`; see the [module docs](self).
+///
+/// Cheap to clone (two reference counts) and always ready, as hyper and axum want. Its
+/// configuration is fixed when it is made: [`SecurityUpdateService::new`] for the defaults,
+/// [`StackBuilder`](crate::StackBuilder) for anything else, so a [`PreflightLayer`] taken from
+/// it always agrees with it.
+///
+/// ```
+/// use security_update::{DefaultPolicy, MemoryStore, SecurityUpdateService, StackBuilder};
+///
+/// let service: SecurityUpdateService<MemoryStore> = StackBuilder::new(MemoryStore::new())
+///     .with_policy(DefaultPolicy::new().with_write_permissions(["Custom.Write"]))
+///     .with_path_prefix("/beta")
+///     .into_service();
+/// # let _ = service;
+/// ```
+pub struct SecurityUpdateService<S> {
+    store: Arc<S>,
+    config: Arc<Config>,
+}
+
+/// What the service and its preflight decide with; fixed once built.
+pub(crate) struct Config {
+    pub(crate) gates: write_gate::WriteGates,
+    pub(crate) audit: Arc<dyn AuditSink>,
+    pub(crate) policy: Arc<dyn Policy>,
+    pub(crate) schema: ResourceSchema,
+    pub(crate) path_prefix: Option<Box<str>>,
+    pub(crate) max_attempts: u32,
+}
+
+impl Config {
+    pub(crate) fn new() -> Self {
+        Self {
+            gates: write_gate::WriteGates::new(),
+            audit: Arc::new(TracingAudit),
+            policy: Arc::new(DefaultPolicy::new()),
+            schema: ResourceSchema::graph(),
+            path_prefix: None,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+        }
+    }
+}
+
+impl<S> Clone for SecurityUpdateService<S> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            config: self.config.clone(),
+        }
+    }
+}
+
+impl<S> fmt::Debug for SecurityUpdateService<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecurityUpdateService")
+            .field("policy", &self.config.policy)
+            .field("schema", &self.config.schema)
+            .field("path_prefix", &self.config.path_prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: SecurityStore> SecurityUpdateService<S> {
+    /// The service over `store`, with the default policy, Graph's schema, the tracing audit
+    /// sink and no path prefix. [`StackBuilder`](crate::StackBuilder) changes any of these.
+    pub fn new(store: S) -> Self {
+        Self::from_parts(Arc::new(store), Config::new())
+    }
+
+    pub(crate) fn from_parts(store: Arc<S>, config: Config) -> Self {
+        Self {
+            store,
+            config: Arc::new(config),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// A layer that routes and authorizes requests exactly as this service will, before any
+    /// body is read: `PATCH /nowhere` is 404 and a caller without the write permission is 403
+    /// without uploading a megabyte first. [`stack`](crate::stack) mounts it between the auth
+    /// and content-type layers. The service repeats the checks itself, so it stays fail-closed
+    /// without it.
+    pub fn preflight_layer(&self) -> PreflightLayer {
+        PreflightLayer {
+            config: self.config.clone(),
+        }
+    }
+}
+
+impl<S, B> Service<Request<B>> for SecurityUpdateService<S>
+where
+    S: SecurityStore,
+{
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let ids = RequestIds::of(&request);
+        let operation = match self.prepare(&mut request) {
+            Ok(operation) => operation,
+            Err(error) => return ResponseFuture::ready(error.into_response(&ids)),
+        };
+        let this = self.clone();
+        let future: BoxFuture = Box::pin(async move {
+            let outcome = match operation {
+                Operation::Read { key } => this.read(&key).await,
+                Operation::Write(write) => this.write(write).await,
+            };
+            Ok(match outcome {
+                Ok(reply) => reply.into_response(&ids),
+                Err(error) => error.into_response(&ids),
+            })
+        });
+        ResponseFuture::run_to_the_end(future)
+    }
+}
+
+/// What a request asks for, once everything that needs no store has been checked.
+enum Operation {
+    Read { key: ObjectKey },
+    Write(Write),
+}
+
+impl<S: SecurityStore> SecurityUpdateService<S> {
+    /// Routing, authentication, authorization, content type, patch presence, `If-Match`
+    /// syntax and the patch-only schema rules: everything that needs no store.
+    fn prepare<B>(&self, request: &mut Request<B>) -> Result<Operation, GraphError> {
+        let config = &*self.config;
+        let (access, key) = config.authorize(request)?;
+        if access == Access::Read {
+            return Ok(Operation::Read { key });
+        }
+        if request.extensions().get::<JsonContentType>().is_none() {
+            check_json_content_type(request.headers())?;
+        }
+        let patch = request
+            .extensions_mut()
+            .remove::<MergePatch>()
+            .ok_or_else(|| {
+                GraphError::new(
+                    ErrorKind::BadRequest,
+                    "The request body was not read as a merge patch (is MergePatchLayer mounted?).",
+                )
+            })?;
+        config.schema.check_patch(patch.document())?;
+        let headers = request.headers();
+        let actor = request
+            .extensions()
+            .get::<Principal>()
+            .cloned()
+            .ok_or_else(missing_principal)?;
+        Ok(Operation::Write(Write {
+            key,
+            actor,
+            patch,
+            precondition: Precondition::parse(headers)?,
+            minimal: prefers_minimal(headers),
+            deadline: request.extensions().get::<WriteDeadline>().cloned(),
+        }))
+    }
+
+    async fn read(&self, key: &ObjectKey) -> Result<Reply, GraphError> {
+        let snapshot = self.load_or_default(key).await?;
+        Ok(Reply {
+            snapshot,
+            minimal: false,
+        })
+    }
+
+    pub(crate) async fn load_or_default(&self, key: &ObjectKey) -> Result<Snapshot, GraphError> {
+        match self.store.load(key).await {
+            Ok(Some(snapshot)) => Ok(snapshot),
+            Ok(None) => default_snapshot(key),
+            Err(error) => Err(error.into()),
+        }
+    }
+}

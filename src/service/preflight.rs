@@ -1,0 +1,93 @@
+//! [`PreflightLayer`]: routes and authorizes a request exactly as the service will, before any
+//! body is read, so `PATCH /nowhere` is 404 and a caller without the write permission is 403
+//! without uploading a megabyte first. The service repeats the checks itself (fail closed).
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tower::Service;
+
+use super::Config;
+use crate::body::{ResponseBody, ResponseFuture};
+use crate::request_id::RequestIds;
+
+/// Routes and authorizes before the body is read; made by
+/// [`SecurityUpdateService::preflight_layer`](super::SecurityUpdateService::preflight_layer)
+/// from the service's own configuration.
+#[must_use]
+#[derive(Clone)]
+pub struct PreflightLayer {
+    pub(super) config: Arc<Config>,
+}
+
+impl fmt::Debug for PreflightLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PreflightLayer").finish_non_exhaustive()
+    }
+}
+
+impl<S> tower::Layer<S> for PreflightLayer {
+    type Service = Preflight<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Preflight {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// The service made by [`PreflightLayer`].
+#[must_use]
+#[derive(Clone)]
+pub struct Preflight<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S> Preflight<S> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, by value.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for Preflight<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Preflight")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, B, ResBody> Service<Request<B>> for Preflight<S>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        match self.config.authorize(&request) {
+            Ok(_) => ResponseFuture::inner(self.inner.call(request)),
+            Err(error) => ResponseFuture::rejected(error.into_response(&RequestIds::of(&request))),
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! What a successful request answers: the object as Graph renders it (its content type,
+//! `OData-Version`, `ETag`), or 204 for `Prefer: return=minimal`; and the object a user has
+//! before their first save.
+
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Response, StatusCode};
+use http_body_util::Full;
+use serde_json::{Map, Value};
+
+use crate::error::{ErrorKind, GraphError};
+use crate::request_id::RequestIds;
+use crate::schema::ODATA_TYPE;
+use crate::store::{ObjectKey, Snapshot};
+
+/// The content type Graph answers objects with.
+const ODATA_JSON: &str = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8";
+const ODATA_VERSION: HeaderName = HeaderName::from_static("odata-version");
+const PREFERENCE_APPLIED: HeaderName = HeaderName::from_static("preference-applied");
+/// Namespace of the deterministic (v5) object ids: the same user gets the same id everywhere.
+const ID_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x5e6c_0d1e_7a4b_4c2e_9f0a_3b1d_2c4e_6f80);
+
+/// A successful answer.
+pub(crate) struct Reply {
+    pub(crate) snapshot: Snapshot,
+    pub(crate) minimal: bool,
+}
+
+impl Reply {
+    pub(crate) fn into_response(self, ids: &RequestIds) -> Response<Full<Bytes>> {
+        let mut response = if self.minimal {
+            let mut response = Response::new(Full::new(Bytes::new()));
+            *response.status_mut() = StatusCode::NO_CONTENT;
+            response.headers_mut().insert(
+                PREFERENCE_APPLIED,
+                HeaderValue::from_static("return=minimal"),
+            );
+            response
+        } else {
+            let mut response = Response::new(Full::new(self.snapshot.json().clone()));
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(ODATA_JSON));
+            response
+        };
+        let headers = response.headers_mut();
+        headers.insert(ODATA_VERSION, HeaderValue::from_static("4.0"));
+        headers.insert(header::ETAG, self.snapshot.etag());
+        ids.stamp(headers);
+        response
+    }
+}
+
+/// A user's object before its first save: version 0, its type and its stable id.
+pub(crate) fn default_snapshot(key: &ObjectKey) -> Result<Snapshot, GraphError> {
+    let name = format!("{}/{}", key.tenant_id(), key.user_id());
+    let id = uuid::Uuid::new_v5(&ID_NAMESPACE, name.as_bytes());
+    let mut document = Map::new();
+    document.insert("@odata.type".to_owned(), Value::from(ODATA_TYPE));
+    document.insert("id".to_owned(), Value::from(id.to_string()));
+    Snapshot::new(0, document).map_err(|_| serialization_failed())
+}
+
+pub(crate) fn serialization_failed() -> GraphError {
+    GraphError::new(ErrorKind::Internal, "the object could not be serialized")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_ids_are_stable_and_distinct() {
+        let a = default_snapshot(&ObjectKey::new("T", "A")).unwrap();
+        let again = default_snapshot(&ObjectKey::new("t", "a")).unwrap();
+        let b = default_snapshot(&ObjectKey::new("t", "b")).unwrap();
+        assert_eq!(a.document()["id"], again.document()["id"]);
+        assert_ne!(a.document()["id"], b.document()["id"]);
+        assert_eq!(a.version(), 0);
+    }
+}

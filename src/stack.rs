@@ -1,0 +1,207 @@
+//! [`StackBuilder`]: the one place that owns the configuration and writes down the order of the
+//! layers. [`stack`](crate::stack), the server binary and the benches all build through it.
+//!
+//! ```text
+//! RequestId ─▶ Timeout ─▶ Auth ─▶ RateLimit ─▶ Preflight ─▶ ContentType ─▶ MergePatch ─▶ SecurityUpdateService
+//! ids first,   408 with    bearer  per caller   route and    415 unless     body → typed    If-Match, merge,
+//! so every     the         → (401) (429; off    authorize    JSON           patch (413 /    validate, compare-
+//! answer has   request's   Principal by default) (404/405/                  400)            and-swap
+//! them         ids (off by default)              403)
+//! ```
+//!
+//! Configuration is fixed when [`build`](StackBuilder::build) (or
+//! [`into_service`](StackBuilder::into_service)) is called: the preflight and the service are
+//! made from the same configuration, so they cannot disagree.
+//!
+//! ```
+//! use std::time::Duration;
+//! use security_update::{DefaultPolicy, MemoryStore, RateLimitLayer, StackBuilder, StaticTokens};
+//!
+//! let app = StackBuilder::new(MemoryStore::new())
+//!     .with_policy(DefaultPolicy::new().with_write_permissions(["Custom.Write"]))
+//!     .with_path_prefix("/beta")
+//!     .with_body_limit(64 * 1024)
+//!     .with_rate_limit(RateLimitLayer::new(50, Duration::from_secs(1)))
+//!     .with_timeout(Duration::from_secs(30))
+//!     .build(StaticTokens::new());
+//! # let _ = app;
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tower::Layer;
+
+use crate::audit::AuditSink;
+use crate::auth::{Auth, AuthLayer, Policy, TokenValidator};
+use crate::content_type::{ContentType, ContentTypeLayer};
+use crate::merge_patch::{MergePatchLayer, MergePatchService};
+use crate::rate_limit::{RateLimit, RateLimitLayer};
+use crate::request_id::{RequestId, RequestIdLayer};
+use crate::schema::ResourceSchema;
+use crate::service::{Config, Preflight, SecurityUpdateService};
+use crate::store::SecurityStore;
+use crate::timeout::{Timeout, TimeoutLayer};
+
+/// The whole pipeline, outermost first; see the [module docs](self).
+pub type Stack<S, V> = RequestId<
+    Timeout<
+        Auth<RateLimit<Preflight<ContentType<MergePatchService<SecurityUpdateService<S>>>>>, V>,
+    >,
+>;
+
+/// Builds the service and the stack around it; see the [module docs](self).
+#[must_use]
+pub struct StackBuilder<S> {
+    store: Arc<S>,
+    config: Config,
+    realm: Option<String>,
+    merge_patch: MergePatchLayer,
+    rate_limit: RateLimitLayer,
+    timeout: TimeoutLayer,
+}
+
+impl<S> std::fmt::Debug for StackBuilder<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StackBuilder")
+            .field("policy", &self.config.policy)
+            .field("schema", &self.config.schema)
+            .field("path_prefix", &self.config.path_prefix)
+            .field("merge_patch", &self.merge_patch)
+            .field("rate_limit", &self.rate_limit)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: SecurityStore> StackBuilder<S> {
+    /// Defaults: Graph's schema, [`DefaultPolicy`](crate::DefaultPolicy), the tracing audit
+    /// sink, no path prefix, a 1 MiB body limit, no rate limit, no timeout.
+    pub fn new(store: S) -> Self {
+        Self {
+            store: Arc::new(store),
+            config: Config::new(),
+            realm: None,
+            merge_patch: MergePatchLayer::new(),
+            rate_limit: RateLimitLayer::unlimited(),
+            timeout: TimeoutLayer::disabled(),
+        }
+    }
+
+    /// Replaces the authorization policy (used by the preflight and the service alike).
+    pub fn with_policy(mut self, policy: impl Policy) -> Self {
+        self.config.policy = Arc::new(policy);
+        self
+    }
+
+    /// Replaces the audit sink (default: [`TracingAudit`](crate::audit::TracingAudit)).
+    pub fn with_audit(mut self, audit: Arc<dyn AuditSink>) -> Self {
+        self.config.audit = audit;
+        self
+    }
+
+    /// Replaces the resource schema.
+    pub fn with_schema(mut self, schema: ResourceSchema) -> Self {
+        self.config.schema = schema;
+        self
+    }
+
+    /// Serves the routes under `prefix` (e.g. `/beta`) when mounted directly in hyper.
+    /// Not needed under axum's `nest_service`, which strips the prefix itself.
+    pub fn with_path_prefix(mut self, prefix: &str) -> Self {
+        let prefix = prefix.trim_end_matches('/');
+        self.config.path_prefix = (!prefix.is_empty()).then(|| Box::from(prefix));
+        self
+    }
+
+    /// Sets the realm named in `WWW-Authenticate`.
+    pub fn with_realm(mut self, realm: &str) -> Self {
+        self.realm = Some(realm.to_owned());
+        self
+    }
+
+    /// Sets the body limit in bytes (default 1 MiB); longer bodies are answered 413.
+    pub fn with_body_limit(mut self, limit: usize) -> Self {
+        self.merge_patch = self.merge_patch.with_limit(limit);
+        self
+    }
+
+    /// Sets how deep a patch may nest (default 64).
+    pub fn with_max_depth(mut self, max_depth: usize) -> Self {
+        self.merge_patch = self.merge_patch.with_max_depth(max_depth);
+        self
+    }
+
+    /// Limits each caller's request rate (default: unlimited).
+    pub fn with_rate_limit(mut self, rate_limit: RateLimitLayer) -> Self {
+        self.rate_limit = rate_limit;
+        self
+    }
+
+    /// Answers 408 to requests not done within `limit` (default: no deadline).
+    pub fn with_timeout(mut self, limit: Duration) -> Self {
+        self.timeout = TimeoutLayer::new(limit);
+        self
+    }
+
+    /// Sets how many compare-and-swap attempts a write makes before answering 503 (default 64).
+    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
+        self.config.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// The leaf service alone, for users who compose the layers themselves.
+    pub fn into_service(self) -> SecurityUpdateService<S> {
+        SecurityUpdateService::from_parts(self.store, self.config)
+    }
+
+    /// The whole stack, authenticating with `validator`.
+    pub fn build<V: TokenValidator>(self, validator: V) -> Stack<S, V> {
+        let mut auth = AuthLayer::new(validator);
+        if let Some(realm) = &self.realm {
+            auth = auth.with_realm(realm);
+        }
+        let Self {
+            merge_patch,
+            rate_limit,
+            timeout,
+            ..
+        } = self;
+        let service = SecurityUpdateService::from_parts(self.store, self.config);
+        assemble(service, auth, merge_patch, rate_limit, timeout)
+    }
+}
+
+/// The layer order, written once.
+fn assemble<S: SecurityStore, V: TokenValidator>(
+    service: SecurityUpdateService<S>,
+    auth: AuthLayer<V>,
+    merge_patch: MergePatchLayer,
+    rate_limit: RateLimitLayer,
+    timeout: TimeoutLayer,
+) -> Stack<S, V> {
+    let preflight = service.preflight_layer();
+    let inner = merge_patch.layer(service);
+    let inner = ContentTypeLayer::new().layer(inner);
+    let inner = preflight.layer(inner);
+    let inner = rate_limit.layer(inner);
+    let inner = auth.layer(inner);
+    let inner = timeout.layer(inner);
+    RequestIdLayer::new().layer(inner)
+}
+
+/// Wraps an already built `service` in the default layers, authenticating with `validator`:
+/// no rate limit, no timeout, 1 MiB bodies.
+pub fn stack<S, V>(service: SecurityUpdateService<S>, validator: V) -> Stack<S, V>
+where
+    S: SecurityStore,
+    V: TokenValidator,
+{
+    assemble(
+        service,
+        AuthLayer::new(validator),
+        MergePatchLayer::new(),
+        RateLimitLayer::unlimited(),
+        TimeoutLayer::disabled(),
+    )
+}

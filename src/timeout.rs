@@ -1,0 +1,234 @@
+//! [`TimeoutLayer`]: a whole-request deadline. A client that stalls mid-body (or any request
+//! that hangs) gets a Graph-style 408 instead of holding its connection and task forever.
+//!
+//! A write has one point of no return: the first compare-and-swap. The layer hands the service
+//! a [`WriteDeadline`] in the request's extensions; the deadline and the write race for it once,
+//! atomically. If the deadline wins, the write never starts and the caller gets 408; if the
+//! write wins, it finishes, is audited and is answered with its real outcome, however long the
+//! store takes — a write that was applied is never reported as timed out.
+//!
+//! | request                                         | status |
+//! |-------------------------------------------------|--------|
+//! | answered within the limit                       | the inner service's |
+//! | not answered within the limit, no write started | 408 `requestTimeout`, the request's ids |
+//! | a write started before the limit                | the write's own answer |
+//!
+//! Mount it inside [`RequestIdLayer`](crate::RequestIdLayer) so the 408 carries the request's
+//! ids; [`StackBuilder`](crate::StackBuilder) does.
+//!
+//! ```
+//! use std::time::Duration;
+//! use security_update::TimeoutLayer;
+//! use tower::{service_fn, Layer, ServiceExt};
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let slow = TimeoutLayer::new(Duration::from_millis(10)).layer(service_fn(|_req: http::Request<()>| async {
+//!     std::future::pending::<()>().await;
+//!     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+//! }));
+//! let response = slow.oneshot(http::Request::new(())).await.unwrap();
+//! assert_eq!(response.status(), 408);
+//! # }
+//! ```
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tower::{Layer, Service};
+
+use crate::body::ResponseBody;
+use crate::error::{ErrorKind, GraphError};
+use crate::request_id::RequestIds;
+
+const OPEN: u8 = 0;
+const WRITING: u8 = 1;
+const TIMED_OUT: u8 = 2;
+
+/// The race between a request's deadline and its write; see the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct WriteDeadline {
+    state: Arc<AtomicU8>,
+    limit: Duration,
+}
+
+impl WriteDeadline {
+    fn new(limit: Duration) -> Self {
+        Self {
+            state: Arc::new(AtomicU8::new(OPEN)),
+            limit,
+        }
+    }
+
+    /// Claims the request for its write. Called right before the first compare-and-swap.
+    ///
+    /// # Errors
+    /// 408 when the deadline has already passed: the write must not start.
+    pub fn begin_write(&self) -> Result<(), GraphError> {
+        match self
+            .state
+            .compare_exchange(OPEN, WRITING, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) | Err(WRITING) => Ok(()),
+            Err(_) => Err(timed_out(self.limit)),
+        }
+    }
+
+    /// Claims the request for the deadline; false when a write has already started.
+    fn expire(&self) -> bool {
+        self.state
+            .compare_exchange(OPEN, TIMED_OUT, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+}
+
+fn timed_out(limit: Duration) -> GraphError {
+    GraphError::new(
+        ErrorKind::RequestTimeout,
+        format!(
+            "The request was not completed within {} seconds; send it again.",
+            limit.as_secs_f64()
+        ),
+    )
+}
+
+/// Answers 408 when a request takes longer than its limit; see the [module docs](self).
+#[must_use]
+#[derive(Debug, Clone, Copy)]
+pub struct TimeoutLayer {
+    limit: Option<Duration>,
+}
+
+impl TimeoutLayer {
+    /// A deadline of `limit` per request.
+    pub fn new(limit: Duration) -> Self {
+        Self { limit: Some(limit) }
+    }
+
+    /// No deadline: requests pass through untouched.
+    pub fn disabled() -> Self {
+        Self { limit: None }
+    }
+}
+
+impl<S> Layer<S> for TimeoutLayer {
+    type Service = Timeout<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Timeout {
+            inner,
+            limit: self.limit,
+        }
+    }
+}
+
+/// The service made by [`TimeoutLayer`].
+#[must_use]
+#[derive(Debug, Clone)]
+pub struct Timeout<S> {
+    inner: S,
+    limit: Option<Duration>,
+}
+
+impl<S> Timeout<S> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, by value.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, B, ResBody> Service<Request<B>> for Timeout<S>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let Some(limit) = self.limit else {
+            return ResponseFuture {
+                inner: self.inner.call(request),
+                sleep: None,
+                deadline: None,
+                ids: None,
+            };
+        };
+        let deadline = WriteDeadline::new(limit);
+        request.extensions_mut().insert(deadline.clone());
+        let ids = RequestIds::of(&request);
+        ResponseFuture {
+            inner: self.inner.call(request),
+            sleep: Some(tokio::time::sleep(limit)),
+            deadline: Some(deadline),
+            ids: Some(ids),
+        }
+    }
+}
+
+pin_project! {
+    /// Response future of [`Timeout`].
+    #[derive(Debug)]
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        #[pin]
+        sleep: Option<tokio::time::Sleep>,
+        deadline: Option<WriteDeadline>,
+        ids: Option<RequestIds>,
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<ResponseBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Poll::Ready(result) = this.inner.poll(cx) {
+            return Poll::Ready(result.map(|response| response.map(ResponseBody::inner)));
+        }
+        let Some(sleep) = this.sleep.as_mut().as_pin_mut() else {
+            return Poll::Pending;
+        };
+        if sleep.poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        // The deadline passed. If a write already started, it wins: wait for it, with no
+        // further deadline (the store's own timeouts bound it).
+        this.sleep.set(None);
+        let Some(deadline) = this.deadline.take() else {
+            return Poll::Pending;
+        };
+        if !deadline.expire() {
+            return Poll::Pending;
+        }
+        let ids = this
+            .ids
+            .take()
+            .unwrap_or_else(|| RequestIds::generate(None));
+        let error = timed_out(deadline.limit);
+        Poll::Ready(Ok(error.into_response(&ids).map(ResponseBody::error)))
+    }
+}
