@@ -75,13 +75,13 @@ fn contention(c: &mut Criterion) {
         for (kind, shared) in [("distinct", false), ("shared", true)] {
             let label = format!("{tasks}_tasks_{kind}");
             group.bench_function(BenchmarkId::new("floor", &label), |b| {
-                b.iter(|| run(&rt, &floor, tasks, shared))
+                b.iter(|| run(&rt, &floor, tasks, shared));
             });
             group.bench_function(BenchmarkId::new("axum_baseline", &label), |b| {
-                b.iter(|| run(&rt, &axum, tasks, shared))
+                b.iter(|| run(&rt, &axum, tasks, shared));
             });
             group.bench_function(BenchmarkId::new("security_update", &label), |b| {
-                b.iter(|| run(&rt, &ours, tasks, shared))
+                b.iter(|| run(&rt, &ours, tasks, shared));
             });
         }
     }

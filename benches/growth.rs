@@ -5,9 +5,7 @@
 mod support;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
-use security_update::{
-    MemoryStore, ObjectKey, SecurityStore, SecurityUpdateService, Snapshot, StackBuilder, stack,
-};
+use security_update::{MemoryStore, ObjectKey, SecurityStore, Snapshot, StackBuilder, stack};
 use serde_json::{Map, Value, json};
 use support::*;
 
@@ -85,7 +83,7 @@ fn stored_objects(c: &mut Criterion) {
                 },
                 |request| rt.block_on(answer(&app, request)),
                 BatchSize::SmallInput,
-            )
+            );
         });
     }
     group.finish();
@@ -125,7 +123,7 @@ fn object_size(c: &mut Criterion) {
                 || patch_request("/me/security", TOKEN, PATCH_BODY),
                 |request| rt.block_on(answer(&app, request)),
                 BatchSize::SmallInput,
-            )
+            );
         });
     }
     group.finish();

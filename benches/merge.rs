@@ -62,7 +62,7 @@ fn merge(c: &mut Criterion) {
                     target
                 },
                 BatchSize::SmallInput,
-            )
+            );
         });
         group.bench_with_input(BenchmarkId::new("json_patch_merge", label), &(), |b, _| {
             b.iter_batched(
@@ -72,7 +72,7 @@ fn merge(c: &mut Criterion) {
                     (target, patch)
                 },
                 BatchSize::SmallInput,
-            )
+            );
         });
     }
     group.finish();

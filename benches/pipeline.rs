@@ -43,7 +43,7 @@ fn contender<S, B>(
             &make,
             |request| rt.block_on(answer(&service, request)),
             BatchSize::SmallInput,
-        )
+        );
     });
 }
 

@@ -3,7 +3,7 @@
 //! writes them as `tracing` events with target `security_update::audit`.
 //!
 //! A record says who (tenant, object id, app id), when, which object, what (the patch as the
-//! caller sent it) and the ETag before and after. It never holds the token.
+//! caller sent it) and the `ETag` before and after. It never holds the token.
 //!
 //! ```
 //! use std::sync::{Arc, Mutex};
@@ -36,9 +36,9 @@ use crate::store::ObjectKey;
 pub enum AuditOutcome {
     /// The change was saved.
     Accepted {
-        /// The object's ETag before the change.
+        /// The object's `ETag` before the change.
         etag_before: String,
-        /// Its ETag after.
+        /// Its `ETag` after.
         etag_after: String,
         /// The merge patch, as the caller sent it.
         patch: String,

@@ -1,7 +1,7 @@
 //! Content-type enforcement: a request with a body must be JSON, in UTF-8.
 //!
 //! Graph's update operations require `Content-Type: application/json`; RFC 7396 names
-//! `application/merge-patch+json`. Both are accepted, with any parameters (OData clients send
+//! `application/merge-patch+json`. Both are accepted, with any parameters (`OData` clients send
 //! `odata.metadata=...`), as long as a `charset`, if present, is UTF-8 in any case. Anything else
 //! is `415 Unsupported Media Type` with `Accept-Patch` listing what would be accepted; a
 //! `Content-Type` sent twice is `400`, since no single media type can be trusted.
@@ -87,6 +87,21 @@ impl<S> ContentType<S> {
     /// Wraps `inner`.
     pub fn new(inner: S) -> Self {
         Self { inner }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, by value.
+    pub fn into_inner(self) -> S {
+        self.inner
     }
 }
 

@@ -51,7 +51,7 @@ pub enum ErrorKind {
     NotFound,
     /// 405: the path exists but not with this method.
     MethodNotAllowed,
-    /// 412: `If-Match` did not match the current ETag.
+    /// 412: `If-Match` did not match the current `ETag`.
     PreconditionFailed,
     /// 408: the request (its body, say) took longer than the server allows.
     RequestTimeout,
@@ -69,6 +69,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// The HTTP status this kind is answered with.
+    #[must_use]
     pub fn status(self) -> StatusCode {
         match self {
             Self::MissingToken | Self::InvalidToken => StatusCode::UNAUTHORIZED,
@@ -87,6 +88,7 @@ impl ErrorKind {
     }
 
     /// The Graph error `code` string for this kind.
+    #[must_use]
     pub fn code(self) -> &'static str {
         match self {
             Self::MissingToken | Self::InvalidToken => "InvalidAuthenticationToken",
@@ -136,6 +138,7 @@ impl GraphError {
 
     /// Attaches an operator-facing detail (say, why the store failed). It is never sent to
     /// the caller; it rides in the response's extensions for logs.
+    #[must_use]
     pub fn with_detail(mut self, detail: impl Into<std::sync::Arc<str>>) -> Self {
         self.detail = Some(detail.into());
         self
@@ -147,12 +150,14 @@ impl GraphError {
     }
 
     /// Sets the `WWW-Authenticate` challenge (401 and 403 responses).
+    #[must_use]
     pub fn with_challenge(mut self, challenge: HeaderValue) -> Self {
         self.challenge = Some(challenge);
         self
     }
 
     /// Sets `Retry-After`, in seconds (429 and 503 responses).
+    #[must_use]
     pub fn with_retry_after(mut self, seconds: u32) -> Self {
         self.retry_after_secs = Some(seconds);
         self

@@ -62,7 +62,7 @@
 //!
 //! | feature | adds |
 //! |---|---|
-//! | `jwt` (default) | [`JwtValidator`], [`EphemeralSigner`], [`JwkSet`] |
+//! | `jwt` (default) | `JwtValidator`, `EphemeralSigner`, `JwkSet` |
 //! | `jwks-url` | `JwtValidator::from_jwks_url`: keys fetched over HTTPS and refreshed |
 //! | `json-schema` | `ResourceSchema::from_json_schema`: deployment schemas |
 //! | `redb` | `RedbStore`: the embedded durable store |

@@ -116,6 +116,23 @@ pub struct RateLimit<S> {
     limiter: Option<Arc<Limiter>>,
 }
 
+impl<S> RateLimit<S> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, by value.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
 impl<S, B, ResBody> Service<Request<B>> for RateLimit<S>
 where
     S: Service<Request<B>, Response = Response<ResBody>>,
@@ -154,7 +171,7 @@ impl Limiter {
             .hash_one((principal.tenant_id(), principal.object_id()));
         let mut shard = self.shards[key as usize % SHARDS]
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if shard.len() >= MAX_BUCKETS_PER_SHARD && !shard.contains_key(&key) {
             // Buckets that have refilled completely carry no information: drop them.
             let (rate, burst) = (self.rate, self.burst);

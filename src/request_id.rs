@@ -139,6 +139,21 @@ impl<S> RequestId<S> {
     pub fn new(inner: S) -> Self {
         Self { inner }
     }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, by value.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RequestId<S>
@@ -200,7 +215,7 @@ fn is_echoable(value: &HeaderValue) -> bool {
     let bytes = value.as_bytes();
     !bytes.is_empty()
         && bytes.len() <= MAX_CLIENT_REQUEST_ID
-        && bytes.iter().all(|b| b.is_ascii_graphic())
+        && bytes.iter().all(u8::is_ascii_graphic)
 }
 
 /// A GUID-shaped id, unique within the process and unpredictable across processes: a random

@@ -5,7 +5,7 @@
 //! accepts only `@odata.type` (which must stay `#microsoft.graph.security.security`) and `id`
 //! (read-only: absent from the patch or unchanged), and rejects anything else, naming the
 //! property. Deployments that add properties supply a JSON Schema of their own with
-//! [`ResourceSchema::from_json_schema`]; the `@odata.type` and `id` rules hold for them too.
+//! `ResourceSchema::from_json_schema` (feature `json-schema`); the `@odata.type` and `id` rules hold for them too.
 //!
 //! | patch                                              | default schema |
 //! |----------------------------------------------------|----------------|
@@ -91,6 +91,7 @@ impl std::error::Error for SchemaError {}
 
 impl ResourceSchema {
     /// Strictly Graph's type: `@odata.type` and a read-only `id`, nothing else.
+    #[must_use]
     pub fn graph() -> Self {
         Self {
             kind: SchemaKind::Graph,
@@ -115,6 +116,7 @@ impl ResourceSchema {
     }
 
     /// Top-level properties that a patch may not change (besides `id`, always read-only).
+    #[must_use]
     pub fn with_read_only<I: IntoIterator<Item = S>, S: AsRef<str>>(mut self, names: I) -> Self {
         self.read_only = names.into_iter().map(|n| Box::from(n.as_ref())).collect();
         self

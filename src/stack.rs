@@ -1,31 +1,4 @@
-//! [`StackBuilder`]: the one place that owns the configuration and writes down the order of the
-//! layers. [`stack`](crate::stack), the server binary and the benches all build through it.
-//!
-//! ```text
-//! RequestId ─▶ Timeout ─▶ Auth ─▶ RateLimit ─▶ Preflight ─▶ ContentType ─▶ MergePatch ─▶ SecurityUpdateService
-//! ids first,   408 with    bearer  per caller   route and    415 unless     body → typed    If-Match, merge,
-//! so every     the         → (401) (429; off    authorize    JSON           patch (413 /    validate, compare-
-//! answer has   request's   Principal by default) (404/405/                  400)            and-swap
-//! them         ids (off by default)              403)
-//! ```
-//!
-//! Configuration is fixed when [`build`](StackBuilder::build) (or
-//! [`into_service`](StackBuilder::into_service)) is called: the preflight and the service are
-//! made from the same configuration, so they cannot disagree.
-//!
-//! ```
-//! use std::time::Duration;
-//! use security_update::{DefaultPolicy, MemoryStore, RateLimitLayer, StackBuilder, StaticTokens};
-//!
-//! let app = StackBuilder::new(MemoryStore::new())
-//!     .with_policy(DefaultPolicy::new().with_write_permissions(["Custom.Write"]))
-//!     .with_path_prefix("/beta")
-//!     .with_body_limit(64 * 1024)
-//!     .with_rate_limit(RateLimitLayer::new(50, Duration::from_secs(1)))
-//!     .with_timeout(Duration::from_secs(30))
-//!     .build(StaticTokens::new());
-//! # let _ = app;
-//! ```
+//! The stack builder: one place owns the configuration and the order of the layers.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,14 +16,41 @@ use crate::service::{Config, Preflight, SecurityUpdateService};
 use crate::store::SecurityStore;
 use crate::timeout::{Timeout, TimeoutLayer};
 
-/// The whole pipeline, outermost first; see the [module docs](self).
+/// The whole pipeline, outermost first, as [`StackBuilder`] assembles it.
 pub type Stack<S, V> = RequestId<
     Timeout<
         Auth<RateLimit<Preflight<ContentType<MergePatchService<SecurityUpdateService<S>>>>>, V>,
     >,
 >;
 
-/// Builds the service and the stack around it; see the [module docs](self).
+/// [`StackBuilder`]: the one place that owns the configuration and writes down the order of the
+/// layers. [`stack`](crate::stack), the server binary and the benches all build through it.
+///
+/// ```text
+/// RequestId ─▶ Timeout ─▶ Auth ─▶ RateLimit ─▶ Preflight ─▶ ContentType ─▶ MergePatch ─▶ SecurityUpdateService
+/// ids first,   408 with    bearer  per caller   route and    415 unless     body → typed    If-Match, merge,
+/// so every     the         → (401) (429; off    authorize    JSON           patch (413 /    validate, compare-
+/// answer has   request's   Principal by default) (404/405/                  400)            and-swap
+/// them         ids (off by default)              403)
+/// ```
+///
+/// Configuration is fixed when [`build`](StackBuilder::build) (or
+/// [`into_service`](StackBuilder::into_service)) is called: the preflight and the service are
+/// made from the same configuration, so they cannot disagree.
+///
+/// ```
+/// use std::time::Duration;
+/// use security_update::{DefaultPolicy, MemoryStore, RateLimitLayer, StackBuilder, StaticTokens};
+///
+/// let app = StackBuilder::new(MemoryStore::new())
+///     .with_policy(DefaultPolicy::new().with_write_permissions(["Custom.Write"]))
+///     .with_path_prefix("/beta")
+///     .with_body_limit(64 * 1024)
+///     .with_rate_limit(RateLimitLayer::new(50, Duration::from_secs(1)))
+///     .with_timeout(Duration::from_secs(30))
+///     .build(StaticTokens::new());
+/// # let _ = app;
+/// ```
 #[must_use]
 pub struct StackBuilder<S> {
     store: Arc<S>,

@@ -232,3 +232,30 @@ where
         Poll::Ready(Ok(error.into_response(&ids).map(ResponseBody::error)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_that_claims_first_is_never_timed_out() {
+        let deadline = WriteDeadline::new(Duration::from_secs(1));
+        assert!(deadline.begin_write().is_ok());
+        assert!(
+            !deadline.expire(),
+            "the deadline must yield to a started write"
+        );
+        assert!(
+            deadline.begin_write().is_ok(),
+            "retries of a started write go on"
+        );
+    }
+
+    #[test]
+    fn a_write_after_the_deadline_never_starts() {
+        let deadline = WriteDeadline::new(Duration::from_secs(1));
+        assert!(deadline.expire());
+        let error = deadline.begin_write().unwrap_err();
+        assert_eq!(error.status(), http::StatusCode::REQUEST_TIMEOUT);
+    }
+}

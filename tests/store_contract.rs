@@ -1,4 +1,4 @@
-//! One contract, every store: memory, embedded (redb) and PostgreSQL behave the same.
+//! One contract, every store: memory, embedded (redb) and `PostgreSQL` behave the same.
 
 mod common;
 

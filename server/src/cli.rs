@@ -30,7 +30,7 @@ pub(crate) struct Cli {
     #[arg(long, conflicts_with = "postgres")]
     pub(crate) memory: bool,
 
-    /// PostgreSQL URL (postgres://user@host:port/db): one database for several servers.
+    /// `PostgreSQL` URL (postgres://user@host:port/db): one database for several servers.
     /// Prefer the environment variable (or PGPASSWORD) to keep a password out of `ps`.
     #[arg(
         long,
@@ -40,11 +40,11 @@ pub(crate) struct Cli {
     )]
     pub(crate) postgres: Option<String>,
 
-    /// Most PostgreSQL connections this process opens.
+    /// Most `PostgreSQL` connections this process opens.
     #[arg(long, default_value_t = 16)]
     pub(crate) postgres_pool_size: usize,
 
-    /// Longest a PostgreSQL statement may run, in milliseconds.
+    /// Longest a `PostgreSQL` statement may run, in milliseconds.
     #[arg(long, default_value_t = 5000)]
     pub(crate) postgres_statement_timeout_ms: u64,
 

@@ -36,6 +36,8 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         // --help and --version print in full; a usage error is its first line, exit code 2.
+        // clap prints --help / --version itself and exits 0.
+        #[allow(clippy::exit)]
         Err(error) if !error.use_stderr() => error.exit(),
         Err(error) => {
             let text = error.to_string();

@@ -1,4 +1,4 @@
-//! Several real server processes on one PostgreSQL database: no lost update, If-Match across
+//! Several real server processes on one `PostgreSQL` database: no lost update, If-Match across
 //! processes, and an outage (a proxy the test cuts) answered with 503 and recovered from.
 
 mod common;

@@ -333,9 +333,8 @@ async fn a_data_directory_in_use_is_refused_clearly() {
     let data = dir.0.join("data");
     let args = ["--data", data.to_str().unwrap()];
     let _first = Server::start(&args, &dir.0);
-    let (status, log) = match Server::try_start(&args, &dir.0) {
-        Ok(_) => panic!("a second server opened the same data directory"),
-        Err(failure) => failure,
+    let Err((status, log)) = Server::try_start(&args, &dir.0) else {
+        panic!("a second server opened the same data directory");
     };
     assert_eq!(status.and_then(|s| s.code()), Some(1));
     assert!(

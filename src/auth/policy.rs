@@ -77,6 +77,7 @@ impl Default for DefaultPolicy {
 
 impl DefaultPolicy {
     /// The defaults described in the [module docs](self).
+    #[must_use]
     pub fn new() -> Self {
         Self {
             read_permissions: vec!["SecurityEvents.Read.All".to_owned()],
@@ -89,6 +90,7 @@ impl DefaultPolicy {
     }
 
     /// Permissions (scopes or roles) that allow reading; write permissions always do too.
+    #[must_use]
     pub fn with_read_permissions<I: IntoIterator<Item = S>, S: Into<String>>(
         mut self,
         p: I,
@@ -98,6 +100,7 @@ impl DefaultPolicy {
     }
 
     /// Permissions (scopes or roles) that allow writing.
+    #[must_use]
     pub fn with_write_permissions<I: IntoIterator<Item = S>, S: Into<String>>(
         mut self,
         p: I,
@@ -107,6 +110,7 @@ impl DefaultPolicy {
     }
 
     /// Directory role template ids that let a delegated caller reach other users' objects.
+    #[must_use]
     pub fn with_admin_role_template_ids<I: IntoIterator<Item = S>, S: Into<String>>(
         mut self,
         ids: I,

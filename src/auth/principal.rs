@@ -59,11 +59,13 @@ impl Principal {
     }
 
     /// A signed-in user (`tid`, `oid` of a delegated token).
+    #[must_use]
     pub fn delegated(tenant_id: &str, object_id: &str) -> Self {
         Self::new(PrincipalKind::Delegated, tenant_id, object_id)
     }
 
     /// An application acting as itself (`tid`, and the `oid` of its service principal).
+    #[must_use]
     pub fn application(tenant_id: &str, object_id: &str) -> Self {
         Self::new(PrincipalKind::Application, tenant_id, object_id)
     }
@@ -73,30 +75,35 @@ impl Principal {
     }
 
     /// Sets the user principal name (`upn` or `preferred_username`).
+    #[must_use]
     pub fn with_upn(mut self, upn: &str) -> Self {
         self.data_mut().upn = Some(upn.into());
         self
     }
 
     /// Sets the application id (`appid` / `azp`).
+    #[must_use]
     pub fn with_app_id(mut self, app_id: &str) -> Self {
         self.data_mut().app_id = Some(app_id.into());
         self
     }
 
     /// Sets the delegated scopes (`scp`, space-separated in the token).
+    #[must_use]
     pub fn with_scopes<I: IntoIterator<Item = T>, T: AsRef<str>>(mut self, scopes: I) -> Self {
         self.data_mut().scopes = boxed(scopes);
         self
     }
 
     /// Sets the application roles (`roles`).
+    #[must_use]
     pub fn with_roles<I: IntoIterator<Item = T>, T: AsRef<str>>(mut self, roles: I) -> Self {
         self.data_mut().roles = boxed(roles);
         self
     }
 
     /// Sets the directory role template ids (`wids`).
+    #[must_use]
     pub fn with_role_template_ids<I: IntoIterator<Item = T>, T: AsRef<str>>(
         mut self,
         ids: I,
@@ -106,26 +113,31 @@ impl Principal {
     }
 
     /// Delegated or application.
+    #[must_use]
     pub fn kind(&self) -> PrincipalKind {
         self.data.kind
     }
 
     /// The tenant (`tid`).
+    #[must_use]
     pub fn tenant_id(&self) -> &str {
         &self.data.tenant_id
     }
 
     /// The user's or service principal's object id (`oid`).
+    #[must_use]
     pub fn object_id(&self) -> &str {
         &self.data.object_id
     }
 
     /// The application id, if the token named one.
+    #[must_use]
     pub fn app_id(&self) -> Option<&str> {
         self.data.app_id.as_deref()
     }
 
     /// The user principal name, if any.
+    #[must_use]
     pub fn upn(&self) -> Option<&str> {
         self.data.upn.as_deref()
     }
@@ -147,6 +159,7 @@ impl Principal {
 
     /// Whether the caller holds `permission`: as a scope when delegated, as a role when an
     /// application. Permission names compare ASCII case-insensitively, as Entra treats them.
+    #[must_use]
     pub fn has_permission(&self, permission: &str) -> bool {
         let granted = match self.data.kind {
             PrincipalKind::Delegated => &self.data.scopes,
@@ -156,6 +169,7 @@ impl Principal {
     }
 
     /// Whether the caller holds the directory role with this template id.
+    #[must_use]
     pub fn has_role_template(&self, template_id: &str) -> bool {
         self.data
             .role_template_ids

@@ -22,6 +22,7 @@ impl TokenRejection {
     }
 
     /// What was wrong with the token.
+    #[must_use]
     pub fn description(&self) -> &str {
         &self.description
     }
@@ -85,11 +86,13 @@ impl std::fmt::Debug for StaticTokens {
 
 impl StaticTokens {
     /// An empty table: every token is rejected.
+    #[must_use]
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Adds `token`, standing for `principal`.
+    #[must_use]
     pub fn with_token(self, token: &str, principal: Principal) -> Self {
         let mut entries: Vec<_> = self.entries.iter().cloned().collect();
         entries.push((token.as_bytes().into(), principal));
@@ -99,11 +102,13 @@ impl StaticTokens {
     }
 
     /// How many tokens are known.
+    #[must_use]
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
     /// Whether no token is known.
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 /// first, then for each member: `null` removes it, anything else is merged recursively. The patch
 /// is taken by value so that its leaves move into the target instead of being cloned, and
 /// members already present are updated through `get_mut` without re-inserting their key.
-/// Member order is kept when serde_json's `preserve_order` is on (`shift_remove`).
+/// Member order is kept when `serde_json`'s `preserve_order` is on (`shift_remove`).
 ///
 /// Recursion follows the patch's depth; patches parsed by [`MergePatchLayer`] are depth-bounded.
 ///

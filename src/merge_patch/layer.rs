@@ -16,7 +16,7 @@ use super::{
 };
 use crate::body::ResponseBody;
 
-/// Reads, bounds and parses `PATCH` bodies; see the [module docs](self).
+/// Reads, bounds and parses `PATCH` bodies; see the [module docs](crate::merge_patch).
 #[must_use]
 #[derive(Debug, Clone, Copy)]
 pub struct MergePatchLayer {
@@ -45,7 +45,7 @@ impl MergePatchLayer {
         self
     }
 
-    /// Sets how many arrays and objects may nest (at most 128, serde_json's own bound).
+    /// Sets how many arrays and objects may nest (at most 128, `serde_json`'s own bound).
     pub fn with_max_depth(mut self, max_depth: usize) -> Self {
         self.max_depth = max_depth.min(parse::SERDE_JSON_DEPTH_LIMIT);
         self

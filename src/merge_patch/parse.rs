@@ -9,13 +9,13 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-/// serde_json's own recursion limit; a deeper bound could never be reached.
+/// `serde_json`'s own recursion limit; a deeper bound could never be reached.
 pub(crate) const SERDE_JSON_DEPTH_LIMIT: usize = 128;
 
 /// Parses `bytes` as one JSON value nested at most `max_depth` containers deep.
 ///
 /// # Errors
-/// serde_json's error, whose message names the problem and its line and column.
+/// `serde_json`'s error, whose message names the problem and its line and column.
 pub(crate) fn parse_value(bytes: &[u8], max_depth: usize) -> Result<Value, serde_json::Error> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = BoundedValue {
@@ -122,7 +122,7 @@ impl<'de> Visitor<'de> for BoundedValue {
     }
 }
 
-/// U+0000 cannot be stored by every store (PostgreSQL's text and jsonb refuse it), so no store
+/// U+0000 cannot be stored by every store (`PostgreSQL`'s text and jsonb refuse it), so no store
 /// gets it: one behaviour everywhere, and a precise 400 instead of a 500.
 fn no_nul<E: de::Error>(text: &str) -> Result<(), E> {
     if text.contains('\0') {

@@ -37,7 +37,7 @@ impl ResponseFuture {
 
     /// Runs the operation so that it finishes even if the request goes away (client gone,
     /// timeout, stream reset): a save that has started (redb's blocking commit, a statement
-    /// sent to PostgreSQL) may land anyway, and then it must be audited like any other.
+    /// sent to `PostgreSQL`) may land anyway, and then it must be audited like any other.
     ///
     /// Stores that answer at once (the memory store) finish on a first poll right here, with
     /// nothing to protect and no task to spawn. An operation that has to wait moves to its own

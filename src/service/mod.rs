@@ -135,6 +135,7 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
     }
 
     /// The store.
+    #[must_use]
     pub fn store(&self) -> &S {
         &self.store
     }

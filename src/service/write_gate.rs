@@ -55,14 +55,20 @@ impl WriteGates {
         if self.open.load(Ordering::Acquire) == 0 {
             return false;
         }
-        let shard = self.shard(key).lock().unwrap_or_else(|p| p.into_inner());
+        let shard = self
+            .shard(key)
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         shard.contains_key(key)
     }
 
     /// Waits for `key`'s gate, creating it if needed.
     pub(crate) async fn enter(&self, key: &ObjectKey) -> GateGuard<'_> {
         let gate = {
-            let mut shard = self.shard(key).lock().unwrap_or_else(|p| p.into_inner());
+            let mut shard = self
+                .shard(key)
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             shard
                 .entry(key.clone())
                 .or_insert_with(|| {
@@ -92,7 +98,7 @@ impl Drop for GateGuard<'_> {
             .gates
             .shard(&self.key)
             .lock()
-            .unwrap_or_else(|p| p.into_inner());
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         // The map's reference and ours: nobody else holds or waits for this gate.
         if Arc::strong_count(&self.gate) <= 2 && shard.remove(&self.key).is_some() {
             self.gates.open.fetch_sub(1, Ordering::AcqRel);

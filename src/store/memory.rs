@@ -47,6 +47,7 @@ impl Default for MemoryStore {
 
 impl MemoryStore {
     /// An empty store.
+    #[must_use]
     pub fn new() -> Self {
         Self {
             shared: Arc::new(Shards {
@@ -57,6 +58,7 @@ impl MemoryStore {
     }
 
     /// How many objects are stored.
+    #[must_use]
     pub fn len(&self) -> usize {
         self.shared
             .shards
@@ -71,13 +73,16 @@ impl MemoryStore {
 
     /// Every stored object, sorted by key: a consistent-enough view for tests and tools
     /// (each shard is read atomically, not the whole store).
+    #[must_use]
     pub fn entries(&self) -> Vec<(ObjectKey, Snapshot)> {
         let mut all: Vec<_> = self
             .shared
             .shards
             .iter()
             .flat_map(|shard| {
-                let shard = shard.read().unwrap_or_else(|p| p.into_inner());
+                let shard = shard
+                    .read()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 shard
                     .iter()
                     .map(|(k, v)| (k.clone(), v.clone()))
@@ -89,6 +94,7 @@ impl MemoryStore {
     }
 
     /// Whether nothing is stored.
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -101,12 +107,18 @@ impl MemoryStore {
     fn load_now(&self, key: &ObjectKey) -> Option<Snapshot> {
         // A poisoned lock only means another thread panicked mid-read or mid-swap; the map
         // itself is always consistent (swaps are single inserts), so keep serving.
-        let shard = self.shard(key).read().unwrap_or_else(|p| p.into_inner());
+        let shard = self
+            .shard(key)
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         shard.get(key).cloned()
     }
 
     fn swap_now(&self, key: &ObjectKey, expected_version: u64, new: Snapshot) -> SwapOutcome {
-        let mut shard = self.shard(key).write().unwrap_or_else(|p| p.into_inner());
+        let mut shard = self
+            .shard(key)
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         // `get_mut` first: an existing object is swapped without cloning its key.
         match shard.get_mut(key) {
             Some(current) if current.version() == expected_version => {

@@ -36,6 +36,7 @@ pub struct ObjectKey {
 
 impl ObjectKey {
     /// The key of `user_id`'s object in `tenant_id`.
+    #[must_use]
     pub fn new(tenant_id: &str, user_id: &str) -> Self {
         Self {
             tenant_id: tenant_id.to_ascii_lowercase().into(),
@@ -44,11 +45,13 @@ impl ObjectKey {
     }
 
     /// The tenant id, lowercase.
+    #[must_use]
     pub fn tenant_id(&self) -> &str {
         &self.tenant_id
     }
 
     /// The user's object id, lowercase.
+    #[must_use]
     pub fn user_id(&self) -> &str {
         &self.user_id
     }
@@ -107,7 +110,7 @@ impl Snapshot {
         &self.json
     }
 
-    /// The strong ETag of this version.
+    /// The strong `ETag` of this version.
     pub fn etag(&self) -> HeaderValue {
         etag_of(self.version)
     }
@@ -185,16 +188,19 @@ impl StoreError {
     }
 
     /// The kind.
+    #[must_use]
     pub fn kind(&self) -> StoreErrorKind {
         self.kind
     }
 
     /// The message.
+    #[must_use]
     pub fn message(&self) -> &str {
         &self.message
     }
 
     /// The message, by value.
+    #[must_use]
     pub fn into_message(self) -> String {
         self.message
     }

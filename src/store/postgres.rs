@@ -1,11 +1,11 @@
-//! [`PostgresStore`]: one PostgreSQL database shared by several server processes.
+//! [`PostgresStore`]: one `PostgreSQL` database shared by several server processes.
 //!
 //! One row per object — `(tenant_id, user_id)` → `(version, document jsonb)` — and a
 //! compare-and-swap that is a single statement: `INSERT ... ON CONFLICT DO NOTHING` for the
-//! first save, `UPDATE ... WHERE version = $expected` after. PostgreSQL's row locking makes
+//! first save, `UPDATE ... WHERE version = $expected` after. `PostgreSQL`'s row locking makes
 //! each statement atomic, so of several processes racing from the same version exactly one
 //! wins and the others re-apply their patch to the winner's object: no lost update, and
-//! versions (hence ETags) agree across processes.
+//! versions (hence `ETags`) agree across processes.
 //!
 //! The table is created at start by a versioned, idempotent migration, run under an advisory
 //! lock so several processes starting together do not trip over each other.
@@ -48,7 +48,7 @@ const UPDATE_IF_VERSION: &str = "UPDATE security_objects
 pub struct PostgresOptions {
     /// Most connections held open.
     pub max_connections: usize,
-    /// Longest one statement may run (PostgreSQL's `statement_timeout`).
+    /// Longest one statement may run (`PostgreSQL`'s `statement_timeout`).
     pub statement_timeout: Duration,
     /// Longest to wait for a connection, new or from the pool.
     pub connect_timeout: Duration,
@@ -65,7 +65,7 @@ impl Default for PostgresOptions {
     }
 }
 
-/// A store in PostgreSQL; see the [module docs](self). Cheap to clone.
+/// A store in `PostgreSQL`; see the [module docs](self). Cheap to clone.
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,

@@ -98,6 +98,7 @@ impl RedbStore {
     }
 
     /// The data directory.
+    #[must_use]
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -1,4 +1,4 @@
-//! A throwaway PostgreSQL database per test, on the server named by
+//! A throwaway `PostgreSQL` database per test, on the server named by
 //! `SECURITY_UPDATE_TEST_POSTGRES` (CI sets it; locally, tests that need it say they skipped).
 
 use std::sync::Arc;

@@ -14,7 +14,7 @@ pub(super) struct TokenCache {
     pub(super) capacity: AtomicUsize,
     /// Entries by a keyed hash of the token's last 64 bytes (inside the signature, so as
     /// varied as a hash needs); each entry keeps the whole token and is compared in full.
-    /// SipHash over a whole 1-2 KB token on every request cost more than everything else in
+    /// `SipHash` over a whole 1-2 KB token on every request cost more than everything else in
     /// the lookup. Only verified tokens are inserted, so nobody can fill a bucket at will.
     entries: RwLock<HashMap<u64, Vec<Cached>>>,
     hasher: std::collections::hash_map::RandomState,
@@ -50,7 +50,10 @@ impl TokenCache {
             return None;
         }
         let bucket = self.bucket_of(token);
-        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        let entries = self
+            .entries
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let cached = entries.get(&bucket)?.iter().find(|c| &*c.token == token)?;
         let valid =
             now < cached.exp.saturating_add(leeway) && now.saturating_add(leeway) >= cached.nbf;
@@ -71,7 +74,10 @@ impl TokenCache {
             return;
         }
         let bucket = self.bucket_of(token);
-        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        let mut entries = self
+            .entries
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if !still_valid() {
             return;
         }
@@ -107,7 +113,7 @@ impl TokenCache {
     pub(super) fn clear(&self) {
         self.entries
             .write()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clear();
         self.len.store(0, Ordering::Relaxed);
     }

@@ -30,7 +30,8 @@ pub(super) fn reject(description: &'static str) -> Unverified {
 
 pub(super) type Verdict = Result<Principal, TokenRejection>;
 
-/// The future of [`JwtValidator::validate`]: ready at once, unless an unknown `kid` sends it
+/// The future of [`JwtValidator`]'s [`validate`](crate::TokenValidator::validate): ready at
+/// once, unless an unknown `kid` sends it
 /// to refresh the keys from their URL first.
 pub struct JwtFuture {
     kind: JwtFutureKind,
@@ -60,6 +61,7 @@ impl JwtFuture {
     }
 
     /// The verdict, if it needed no waiting (used by tests and synchronous callers).
+    #[must_use]
     pub fn now(self) -> Option<Verdict> {
         match self.kind {
             JwtFutureKind::Ready(ready) => Some(ready.into_inner()),

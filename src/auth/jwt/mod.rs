@@ -180,6 +180,7 @@ impl JwtValidator {
 
     /// Sets the clock skew allowed on `exp` and `nbf` (whole seconds), for this validator and
     /// its clones.
+    #[must_use]
     pub fn with_leeway(self, leeway: Duration) -> Self {
         self.shared
             .leeway_secs
@@ -189,6 +190,7 @@ impl JwtValidator {
 
     /// Sets how many validated tokens are remembered (0 disables the cache), for this
     /// validator and its clones.
+    #[must_use]
     pub fn with_cache_capacity(self, capacity: usize) -> Self {
         self.shared
             .cache
@@ -208,7 +210,11 @@ impl JwtValidator {
     /// When the new JWKS has no usable key; the old keys then stay.
     pub fn replace_keys(&self, jwks: &JwkSet) -> Result<(), JwtConfigError> {
         let keys = Arc::new(KeySet::from_jwks(jwks)?);
-        *self.shared.keys.write().unwrap_or_else(|p| p.into_inner()) = keys;
+        *self
+            .shared
+            .keys
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
         // After the swap: an insert that checked the old keys under the cache lock is cleared
         // here; one that checks after the swap sees new keys and skips.
         self.shared.cache.clear();
@@ -246,7 +252,7 @@ impl JwtValidator {
         self.shared
             .keys
             .read()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
     }
 

@@ -61,6 +61,7 @@ impl EphemeralSigner {
     }
 
     /// The JWKS that verifies this signer's tokens.
+    #[must_use]
     pub fn jwks(&self) -> &JwkSet {
         &self.jwks
     }

@@ -52,12 +52,13 @@ fn options() -> Options {
         match arg.as_str() {
             "--seconds" => options.seconds = args.next().and_then(|v| v.parse().ok()).unwrap_or(20),
             "--connections" => {
-                options.connections = args.next().and_then(|v| v.parse().ok()).unwrap_or(64)
+                options.connections = args.next().and_then(|v| v.parse().ok()).unwrap_or(64);
             }
             "--durable" => options.durable = true,
             "--server" => options.server = args.next().unwrap_or(options.server),
             other => {
                 eprintln!("unknown argument {other}");
+                #[allow(clippy::exit)] // a usage error in a load tool: nothing to clean up yet
                 std::process::exit(2);
             }
         }

@@ -1,0 +1,135 @@
+//! The stack builder: one configuration for the preflight and the service, and a timeout that
+//! answers with the request's ids and never reports a started write as timed out.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{ALICE, TENANT, WRITE, patch, request, send};
+use http::{Method, StatusCode};
+use http_body_util::Full;
+use security_update::{
+    DefaultPolicy, MemoryStore, ObjectKey, Principal, SecurityStore, Snapshot, StackBuilder,
+    StaticTokens, StoreError, SwapOutcome,
+};
+use tokio::sync::Notify;
+
+fn tokens() -> StaticTokens {
+    StaticTokens::new()
+        .with_token(
+            "alice",
+            Principal::delegated(TENANT, ALICE).with_scopes([WRITE]),
+        )
+        .with_token(
+            "custom",
+            Principal::delegated(TENANT, ALICE).with_scopes(["Custom.Write"]),
+        )
+}
+
+#[tokio::test]
+async fn a_custom_policy_applies_in_the_preflight_and_the_service_alike() {
+    let store = MemoryStore::new();
+    let app = StackBuilder::new(store.clone())
+        .with_policy(DefaultPolicy::new().with_write_permissions(["Custom.Write"]))
+        .build(tokens());
+
+    // The preflight refuses before the body is read: a broken body is still 403, not 400.
+    let refused = patch(&app, "/me/security", "alice", "{not json").await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{:?}", refused.body);
+    // A caller with the custom permission passes the preflight and the service.
+    let accepted = patch(&app, "/me/security", "custom", "{}").await;
+    assert_eq!(accepted.status, StatusCode::OK, "{:?}", accepted.body);
+    // The service alone (no preflight in front) decides the same with the same policy.
+    let service = StackBuilder::new(store.clone())
+        .with_policy(DefaultPolicy::new().with_write_permissions(["Custom.Write"]))
+        .into_service();
+    let mut direct = request(Method::GET, "/me/security", None)
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    direct
+        .extensions_mut()
+        .insert(Principal::delegated(TENANT, ALICE).with_scopes(["User.Read"]));
+    assert_eq!(send(service, direct).await.status, StatusCode::FORBIDDEN);
+    let key = ObjectKey::new(TENANT, ALICE);
+    assert_eq!(store.load(&key).await.unwrap().unwrap().version(), 1);
+}
+
+/// A memory store whose loads, or whose compare-and-swaps, wait until the test releases them.
+#[derive(Clone, Default)]
+struct HeldStore {
+    inner: MemoryStore,
+    hold_loads: bool,
+    started: Arc<Notify>,
+    release: Arc<Notify>,
+}
+
+impl SecurityStore for HeldStore {
+    async fn load(&self, key: &ObjectKey) -> Result<Option<Snapshot>, StoreError> {
+        if self.hold_loads {
+            self.started.notify_one();
+            self.release.notified().await;
+        }
+        self.inner.load(key).await
+    }
+
+    async fn compare_and_swap(
+        &self,
+        key: &ObjectKey,
+        expected_version: u64,
+        new: Snapshot,
+    ) -> Result<SwapOutcome, StoreError> {
+        if !self.hold_loads {
+            self.started.notify_one();
+            self.release.notified().await;
+        }
+        self.inner
+            .compare_and_swap(key, expected_version, new)
+            .await
+    }
+}
+
+#[tokio::test]
+async fn a_timeout_answers_408_with_the_requests_ids() {
+    let store = HeldStore {
+        hold_loads: true,
+        ..HeldStore::default()
+    };
+    let app = StackBuilder::new(store.clone())
+        .with_timeout(Duration::from_millis(50))
+        .build(tokens());
+    let request = request(Method::GET, "/me/security", Some("alice"))
+        .header("client-request-id", "11111111-2222-4333-8444-555555555555")
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let reply = send(app, request).await;
+    assert_eq!(reply.status, StatusCode::REQUEST_TIMEOUT);
+    assert_eq!(
+        reply.header("client-request-id"),
+        "11111111-2222-4333-8444-555555555555"
+    );
+    // `error_message` checks that the body's ids are the headers' ids.
+    assert!(reply.error_message().contains("not completed within"));
+    store.release.notify_waiters();
+}
+
+#[tokio::test]
+async fn a_write_that_started_before_the_deadline_is_answered_with_its_outcome() {
+    let store = HeldStore::default();
+    let app = StackBuilder::new(store.clone())
+        .with_timeout(Duration::from_millis(20))
+        .build(tokens());
+    let writer = tokio::spawn({
+        let app = app.clone();
+        async move { patch(&app, "/me/security", "alice", "{}").await }
+    });
+    // The compare-and-swap has started; hold it until the deadline has certainly passed.
+    store.started.notified().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    store.release.notify_one();
+    let reply = writer.await.unwrap();
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    let key = ObjectKey::new(TENANT, ALICE);
+    assert_eq!(store.inner.load(&key).await.unwrap().unwrap().version(), 1);
+}
