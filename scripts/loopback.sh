@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Loopback throughput and latency: security-update-server against the `floor` and
-# `axum_baseline` contenders served the same way (benches/support, examples/bench_servers.rs).
+# `axum_baseline` contenders served the same way (benches/support, tools/src/bin/bench_servers.rs).
 # Each server gets one worker thread pinned to core 0; wrk runs on core 1; 127.0.0.1 only;
 # each run is bounded (DURATION). Prints requests/s, latency percentiles and ratios from this
 # one run. Usage: scripts/loopback.sh   (env: DURATION=10s CONNECTIONS=32)
@@ -13,7 +13,7 @@ if ! command -v wrk >/dev/null; then
   echo "installing wrk (Debian package)..." >&2
   apt-get update -qq >/dev/null && apt-get install -y -qq wrk >/dev/null
 fi
-cargo build --release --quiet --bin security-update-server --example bench_servers
+cargo build --release --quiet -p security-update-server -p security-update-tools
 
 work="$(mktemp -d)"
 pids=()
@@ -42,8 +42,8 @@ run() { # name, url, token
   grep '^status ' "$work/$name.wrk" | grep -v '^status 200' >&2 || true
 }
 
-floor_addr=$(start floor target/release/examples/bench_servers floor 127.0.0.1:0 1)
-axum_addr=$(start axum target/release/examples/bench_servers axum 127.0.0.1:0 1)
+floor_addr=$(start floor target/release/bench_servers floor 127.0.0.1:0 1)
+axum_addr=$(start axum target/release/bench_servers axum 127.0.0.1:0 1)
 # Our server as deployed: access log on (RUST_LOG=info, one line per request to stderr) and the
 # per-caller rate limit off (it would throttle one token at 50 requests/s). OURS_RUST_LOG=warn
 # measures it without the access log.

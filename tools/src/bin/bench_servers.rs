@@ -3,8 +3,8 @@
 //! `scripts/loopback.sh` can load all three the same way.
 //!
 //! ```text
-//! cargo run --release --example bench_servers -- floor 127.0.0.1:8091 1
-//! cargo run --release --example bench_servers -- axum  127.0.0.1:8092 1
+//! cargo run --release -p security-update-tools --bin bench_servers -- floor 127.0.0.1:8091 1
+//! cargo run --release -p security-update-tools --bin bench_servers -- axum  127.0.0.1:8092 1
 //! ```
 
 #[path = "../../../benches/support/mod.rs"]

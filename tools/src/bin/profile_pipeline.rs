@@ -2,8 +2,8 @@
 //! (instruction counts are stable on noisy machines, unlike times):
 //!
 //! ```text
-//! cargo build --release --example profile_pipeline
-//! valgrind --tool=callgrind target/release/examples/profile_pipeline ours 20000
+//! cargo build --release -p security-update-tools --bin profile_pipeline
+//! valgrind --tool=callgrind target/release/profile_pipeline ours 20000
 //! callgrind_annotate --inclusive=yes callgrind.out.<pid> | head -60
 //! ```
 //!

@@ -9,9 +9,9 @@
 //! then stops the server and exits non-zero if an invariant broke.
 //!
 //! ```text
-//! cargo build --release --bin security-update-server --example soak
-//! target/release/examples/soak --seconds 20 --connections 64            # memory store
-//! target/release/examples/soak --seconds 20 --connections 64 --durable  # embedded store
+//! cargo build --release -p security-update-server -p security-update-tools
+//! target/release/soak --seconds 20 --connections 64            # memory store
+//! target/release/soak --seconds 20 --connections 64 --durable  # embedded store
 //! ```
 
 use std::collections::BTreeMap;
