@@ -1,0 +1,155 @@
+//! Unit tests of the auth layer: schemes, challenges, validators that wait.
+
+use super::*;
+use std::convert::Infallible;
+use tower::{ServiceExt, service_fn};
+
+async fn who(request: Request<()>) -> Result<Response<String>, Infallible> {
+    let principal = request.extensions().get::<Principal>().cloned();
+    Ok(Response::new(
+        principal.map_or("nobody".to_owned(), |p| p.object_id().to_owned()),
+    ))
+}
+
+fn tokens() -> StaticTokens {
+    StaticTokens::new().with_token("good.token", Principal::delegated("t", "alice"))
+}
+
+async fn send(headers: &[(&str, &str)]) -> Response<ResponseBody<String>> {
+    let mut builder = Request::get("/me/security");
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    AuthLayer::new(tokens())
+        .layer(service_fn(who))
+        .oneshot(builder.body(()).unwrap())
+        .await
+        .unwrap()
+}
+
+fn challenge(response: &Response<ResponseBody<String>>) -> &str {
+    response.headers()["www-authenticate"].to_str().unwrap()
+}
+
+#[tokio::test]
+async fn valid_token_puts_principal_in_extensions() {
+    let response = send(&[("authorization", "Bearer good.token")]).await;
+    assert_eq!(response.status(), 200);
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap();
+    assert_eq!(&body.to_bytes()[..], b"alice");
+}
+
+#[tokio::test]
+async fn bearer_scheme_is_case_insensitive() {
+    for scheme in ["bearer", "BEARER", "BeArEr"] {
+        let response = send(&[("authorization", &format!("{scheme} good.token"))]).await;
+        assert_eq!(response.status(), 200, "{scheme}");
+    }
+}
+
+#[tokio::test]
+async fn token_is_byte_exact() {
+    let response = send(&[("authorization", "Bearer GOOD.TOKEN")]).await;
+    assert_eq!(response.status(), 401);
+}
+
+#[tokio::test]
+async fn missing_credentials_get_a_challenge_without_error() {
+    for headers in [vec![], vec![("authorization", "Basic dXNlcjpwYXNz")]] {
+        let response = send(&headers).await;
+        assert_eq!(response.status(), 401);
+        assert_eq!(challenge(&response), "Bearer realm=\"security-update\"");
+    }
+}
+
+#[tokio::test]
+async fn bad_credentials_get_invalid_token() {
+    for value in [
+        "Bearer wrong",
+        "Bearer ",
+        "Bearer",
+        "Bearer a b",
+        "Bearer ===",
+        "Bearer a\"b",
+    ] {
+        let response = send(&[("authorization", value)]).await;
+        assert_eq!(response.status(), 401, "{value}");
+        assert!(
+            challenge(&response).contains("error=\"invalid_token\""),
+            "{value}"
+        );
+        assert!(
+            !challenge(&response).contains("wrong"),
+            "token leaked: {value}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn duplicate_authorization_is_invalid_request() {
+    let response = send(&[
+        ("authorization", "Bearer good.token"),
+        ("authorization", "Bearer good.token"),
+    ])
+    .await;
+    assert_eq!(response.status(), 400);
+    assert!(challenge(&response).contains("error=\"invalid_request\""));
+}
+
+#[tokio::test]
+async fn error_body_is_graph_envelope() {
+    let response = send(&[("authorization", "Bearer wrong")]).await;
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&body.to_bytes()).unwrap();
+    assert_eq!(json["error"]["code"], "InvalidAuthenticationToken");
+    assert!(json["error"]["innerError"]["request-id"].is_string());
+}
+
+/// A validator that answers only after yielding once, to drive the pending path.
+struct Slow;
+
+impl TokenValidator for Slow {
+    type Future = Pin<Box<dyn Future<Output = Result<Principal, TokenRejection>> + Send>>;
+    fn validate(&self, token: &str) -> Self::Future {
+        let ok = token == "slow";
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            if ok {
+                Ok(Principal::delegated("t", "slowpoke"))
+            } else {
+                Err(TokenRejection::new("no"))
+            }
+        })
+    }
+}
+
+#[tokio::test]
+async fn asynchronous_validators_work() {
+    let svc = AuthLayer::new(Slow).layer(service_fn(who));
+    let ok = Request::get("/")
+        .header("authorization", "Bearer slow")
+        .body(())
+        .unwrap();
+    let response = svc.clone().oneshot(ok).await.unwrap();
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap();
+    assert_eq!(&body.to_bytes()[..], b"slowpoke");
+    let bad = Request::get("/")
+        .header("authorization", "Bearer fast")
+        .body(())
+        .unwrap();
+    assert_eq!(svc.oneshot(bad).await.unwrap().status(), 401);
+}
+
+#[test]
+fn shipped_validator_futures_are_unpin() {
+    fn unpin<T: Unpin>() {}
+    unpin::<<StaticTokens as TokenValidator>::Future>();
+    #[cfg(feature = "jwt")]
+    unpin::<<crate::JwtValidator as TokenValidator>::Future>();
+}
