@@ -25,6 +25,17 @@
 //! ```
 
 use std::fmt::Debug;
+
+/// Longest patch text an audit record carries; longer ones are cut, with their size and a
+/// digest. A 1 MiB patch must not write 1 MiB of log per accepted request.
+pub const MAX_AUDITED_PATCH: usize = 2048;
+
+/// FNV-1a, 64 bits: a stable digest to tell cut patches apart in logs (not a security hash).
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
 use std::time::SystemTime;
 
 use crate::auth::{Principal, PrincipalKind};
@@ -40,7 +51,9 @@ pub enum AuditOutcome {
         etag_before: String,
         /// Its `ETag` after.
         etag_after: String,
-        /// The merge patch, as the caller sent it.
+        /// The merge patch as parsed, compactly re-serialized (never the raw bytes, whose
+        /// whitespace a caller controls), cut at [`MAX_AUDITED_PATCH`] bytes with its full size
+        /// and a digest when longer.
         patch: String,
     },
     /// The caller was refused access to this object.
@@ -91,6 +104,24 @@ impl AuditRecord {
             target_user: target_user.to_owned(),
             outcome,
         }
+    }
+
+    /// The audit text of a patch: compact, bounded; see [`AuditOutcome::Accepted`].
+    pub(crate) fn patch_text(patch: &serde_json::Map<String, serde_json::Value>) -> String {
+        let full = serde_json::to_string(patch).unwrap_or_default();
+        if full.len() <= MAX_AUDITED_PATCH {
+            return full;
+        }
+        let mut cut = MAX_AUDITED_PATCH;
+        while !full.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        format!(
+            "{}... (cut: {} bytes in all, fnv1a64 {:016x})",
+            &full[..cut],
+            full.len(),
+            fnv1a64(full.as_bytes())
+        )
     }
 
     pub(crate) fn accepted(
@@ -172,5 +203,28 @@ impl AuditSink for TracingAudit {
                 "audit"
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod bounded_patch_tests {
+    use super::*;
+
+    #[test]
+    fn the_audited_patch_is_compact_and_bounded() {
+        let small: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str("{ \"a\" :   1 }").unwrap();
+        assert_eq!(AuditRecord::patch_text(&small), r#"{"a":1}"#);
+        let big: serde_json::Map<String, serde_json::Value> = (0..10_000)
+            .map(|i| (format!("member{i}"), serde_json::Value::from(i)))
+            .collect();
+        let text = AuditRecord::patch_text(&big);
+        let full = serde_json::to_string(&big).unwrap();
+        assert!(text.len() < MAX_AUDITED_PATCH + 80, "{} bytes", text.len());
+        assert!(
+            text.contains(&format!("{} bytes in all", full.len())),
+            "{text}"
+        );
+        assert!(text.contains("fnv1a64"), "{text}");
     }
 }

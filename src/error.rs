@@ -65,6 +65,9 @@ pub enum ErrorKind {
     ServiceUnavailable,
     /// 500: a bug or an unexpected store failure.
     Internal,
+    /// 501: the request uses something this server does not implement (a transfer coding
+    /// other than `chunked`, RFC 9112 §6.1).
+    NotImplemented,
 }
 
 impl ErrorKind {
@@ -84,6 +87,7 @@ impl ErrorKind {
             Self::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             Self::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::NotImplemented => StatusCode::NOT_IMPLEMENTED,
         }
     }
 
@@ -105,6 +109,7 @@ impl ErrorKind {
             Self::TooManyRequests => "activityLimitReached",
             Self::ServiceUnavailable => "serviceNotAvailable",
             Self::Internal => "generalException",
+            Self::NotImplemented => "notSupported",
         }
     }
 }

@@ -150,6 +150,14 @@ impl<S: SecurityStore> StackBuilder<S> {
         self
     }
 
+    /// Sets the largest object, serialized, that a write may leave behind (default
+    /// [`DEFAULT_MAX_OBJECT_BYTES`](crate::service::DEFAULT_MAX_OBJECT_BYTES)); a patch that
+    /// would grow an object past it is answered 413 and changes nothing.
+    pub fn with_max_object_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_object_bytes = bytes;
+        self
+    }
+
     /// The leaf service alone, for users who compose the layers themselves.
     pub fn into_service(self) -> SecurityUpdateService<S> {
         SecurityUpdateService::from_parts(self.store, self.config)

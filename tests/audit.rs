@@ -47,7 +47,8 @@ async fn accepted_changes_are_recorded_with_etags_and_patch() {
         AuditOutcome::Accepted {
             etag_before: "\"0\"".into(),
             etag_after: "\"1\"".into(),
-            patch: body.into()
+            // The parsed patch, compactly re-serialized: never the caller's raw bytes.
+            patch: r##"{"@odata.type":"#microsoft.graph.security.security"}"##.into()
         }
     );
     match &records[1].outcome {

@@ -133,3 +133,21 @@ async fn a_write_that_started_before_the_deadline_is_answered_with_its_outcome()
     let key = ObjectKey::new(TENANT, ALICE);
     assert_eq!(store.inner.load(&key).await.unwrap().unwrap().version(), 1);
 }
+
+#[tokio::test]
+async fn a_patch_that_would_grow_the_object_past_its_limit_is_413_and_changes_nothing() {
+    let store = MemoryStore::new();
+    let app = StackBuilder::new(store.clone())
+        .with_max_object_bytes(40)
+        .build(tokens());
+    let reply = patch(&app, "/me/security", "alice", "{}").await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(reply.error_message().contains("limit of 40 bytes"));
+    assert!(
+        store
+            .load(&ObjectKey::new(TENANT, ALICE))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}

@@ -1,5 +1,6 @@
 //! One structured log line per request: method, path, status, latency, request-id.
-//! Never headers, query strings or bodies, so never a token.
+//! Never headers, query strings or bodies, so never a token. The path is the client's: it is
+//! escaped so that no byte of it can end a line or forge a field (see [`escape`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -37,7 +38,7 @@ where
         tracing::debug!(method = %request.method(), "request started");
         LogFuture {
             method: request.method().clone(),
-            path: request.uri().path().chars().take(256).collect(),
+            path: escape(request.uri().path(), 256),
             started: Instant::now(),
             inner: self.inner.call(request),
         }
@@ -86,5 +87,47 @@ where
             );
         }
         Poll::Ready(result)
+    }
+}
+
+/// `text`, at most `max_chars` of it, with everything but printable ASCII (space, quotes and
+/// backslashes included) written as `\u{..}`: line and paragraph separators (U+2028, U+0085),
+/// bidi overrides (U+202E) and look-alike spaces (U+00A0) cannot forge a log field or line.
+pub(crate) fn escape(text: &str, max_chars: usize) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(text.len().min(max_chars));
+    for c in text.chars().take(max_chars) {
+        if c.is_ascii_graphic() && c != '"' && c != '\\' {
+            out.push(c);
+        } else {
+            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape;
+
+    #[test]
+    fn client_text_cannot_forge_a_field_or_a_line() {
+        assert_eq!(escape("/beta/me/security", 256), "/beta/me/security");
+        for forged in [
+            "/beta/log\u{a0}status=200",
+            "/beta/log\u{2028}status=200",
+            "/beta/log\u{85}x",
+            "/beta/\u{202e}txt",
+            "/a b\"c\\d\ne",
+        ] {
+            let escaped = escape(forged, 256);
+            assert!(
+                escaped.chars().all(|c| c.is_ascii_graphic()),
+                "{forged:?} -> {escaped:?}"
+            );
+            assert!(!escaped.contains('"') && escaped.matches('\\').count() >= 1);
+        }
+        assert_eq!(escape("a\u{a0}b", 256), "a\\u{a0}b");
+        assert_eq!(escape(&"x".repeat(300), 256).len(), 256);
     }
 }

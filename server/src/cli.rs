@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+use crate::front_door;
+
 /// Microsoft Graph beta "Update security" (PATCH /beta/me/security and
 /// /beta/users/{id}/security), standalone.
 ///
@@ -78,8 +80,33 @@ pub(crate) struct Cli {
     pub(crate) max_body: usize,
 
     /// Seconds a client may take to send its request headers before the connection is closed.
+    /// For HTTP/1 the same timer bounds an idle keep-alive connection.
     #[arg(long, default_value_t = 30)]
     pub(crate) header_read_timeout: u64,
+
+    /// Seconds a new connection may take to send its first bytes (enough to tell HTTP/1 from
+    /// HTTP/2) before it is closed.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) first_bytes_timeout: u64,
+
+    /// Seconds an HTTP/2 connection may stay open with no request in flight (a stalled header
+    /// block counts as none) before it is closed gracefully.
+    #[arg(long, default_value_t = 60)]
+    pub(crate) h2_idle_timeout: u64,
+
+    /// Most connections held at once; new ones past it are closed at once.
+    /// Default: 80% of the open-file limit less 64 descriptors for the store and logs.
+    #[arg(long)]
+    pub(crate) max_connections: Option<usize>,
+
+    /// Most connections one client address holds at once (IPv6 clients grouped by /64).
+    #[arg(long, default_value_t = front_door::conn_limits::DEFAULT_MAX_PER_CLIENT)]
+    pub(crate) max_connections_per_ip: usize,
+
+    /// A load balancer's address or network (CIDR); repeatable. Its connections carry many
+    /// clients, so they are exempt from --max-connections-per-ip.
+    #[arg(long = "trusted-proxy", value_name = "CIDR")]
+    pub(crate) trusted_proxies: Vec<front_door::conn_limits::IpNet>,
 
     /// Seconds a request may take in all, body upload included (408 past it), so a client that
     /// stalls mid-body does not hold the connection forever.

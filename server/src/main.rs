@@ -9,15 +9,14 @@ mod access_log;
 mod any_store;
 mod cli;
 mod dev;
+mod front_door;
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use security_update::{
     JwtValidator, MemoryStore, PostgresStore, RateLimitLayer, RedbStore, ResourceSchema,
@@ -28,6 +27,7 @@ use tracing_subscriber::EnvFilter;
 use access_log::AccessLog;
 use any_store::AnyStore;
 use cli::Cli;
+use front_door::conn_limits::{ConnectionLimits, ConnectionTracker};
 
 /// Exit code for usage errors, as clap uses.
 const USAGE: u8 = 2;
@@ -186,40 +186,55 @@ async fn run(cli: Cli) -> ExitCode {
     };
     announce(addr, dev_token.as_deref(), &cli);
 
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .keep_alive(true)
-        .header_read_timeout(Duration::from_secs(cli.header_read_timeout.max(1)));
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Duration::from_secs(20));
-    let graceful = GracefulShutdown::new();
+    let deadlines = front_door::Deadlines {
+        first_bytes: Duration::from_secs(cli.first_bytes_timeout.max(1)),
+        header_read: Duration::from_secs(cli.header_read_timeout.max(1)),
+        h2_idle: Duration::from_secs(cli.h2_idle_timeout.max(1)),
+        grace: Duration::from_secs(10),
+    };
+    let limits = ConnectionLimits::new(
+        cli.max_connections
+            .unwrap_or_else(front_door::conn_limits::default_max_connections),
+        cli.max_connections_per_ip,
+    )
+    .with_trusted_proxies(cli.trusted_proxies.clone());
+    let tracker = Arc::new(ConnectionTracker::new(limits));
+    let (drain, draining) = tokio::sync::watch::channel(false);
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
+    let mut backoff = Duration::from_millis(10);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _) = match accepted {
-                    Ok(accepted) => accepted,
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => {
+                        backoff = Duration::from_millis(10);
+                        accepted
+                    }
                     Err(error) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        // Out of file descriptors (EMFILE/ENFILE) and the like: back off,
+                        // doubling up to a second, instead of spinning on a listener that
+                        // stays readable.
+                        tracing::warn!(%error, "accept failed; backing off");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                        continue;
+                    }
+                };
+                let permit = match tracker.try_acquire(peer.ip()) {
+                    Ok(permit) => permit,
+                    Err(refusal) => {
+                        tracing::debug!(%refusal, "connection refused");
+                        drop(stream);
                         continue;
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let connection = builder
-                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()))
-                    .into_owned();
-                let connection = graceful.watch(connection);
+                let service = TowerToHyperService::new(app.clone());
+                let draining = draining.clone();
                 tokio::spawn(async move {
-                    if let Err(error) = connection.await {
-                        tracing::debug!(%error, "connection ended with an error");
-                    }
+                    front_door::serve_connection(stream, service, deadlines, draining).await;
+                    drop(permit);
                 });
             }
             signal = &mut shutdown => {
@@ -229,10 +244,12 @@ async fn run(cli: Cli) -> ExitCode {
         }
     }
     drop(listener);
-    let drained = tokio::time::timeout(
-        Duration::from_secs(cli.shutdown_timeout),
-        graceful.shutdown(),
-    )
+    let _ = drain.send(true);
+    let drained = tokio::time::timeout(Duration::from_secs(cli.shutdown_timeout), async {
+        while tracker.active() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
     .await;
     if drained.is_err() {
         tracing::warn!("shutdown timeout reached; closing the remaining connections");

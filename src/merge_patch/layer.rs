@@ -15,6 +15,18 @@ use super::{
     too_large,
 };
 use crate::body::ResponseBody;
+use crate::error::{ErrorKind, GraphError};
+
+/// The first transfer coding other than `chunked`, if any (codings are case-insensitive).
+fn unsupported_transfer_coding(headers: &http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|value| value.to_str().unwrap_or("?").split(','))
+        .map(str::trim)
+        .find(|coding| !coding.eq_ignore_ascii_case("chunked"))
+        .map(|coding| coding.chars().take(32).collect())
+}
 
 /// Reads, bounds and parses `PATCH` bodies; see the [module docs](crate::merge_patch).
 #[must_use]
@@ -105,6 +117,18 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
+        // RFC 9112 §6.1: a transfer coding we do not implement is 501, before any body is read
+        // (`gzip, chunked` read as plain chunked would hand the service compressed bytes).
+        if let Some(coding) = unsupported_transfer_coding(request.headers()) {
+            let (parts, _) = request.into_parts();
+            let error = GraphError::new(
+                ErrorKind::NotImplemented,
+                format!(
+                    "The transfer coding {coding:?} is not supported; send the body with chunked alone."
+                ),
+            );
+            return ResponseFuture::rejected(error, &parts);
+        }
         if request.method() != Method::PATCH {
             let future = self.inner.call(request.map(RequestBody::inner));
             return ResponseFuture::inner(future);

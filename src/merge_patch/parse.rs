@@ -177,3 +177,72 @@ mod tests {
         assert!(parse_value(br#"{"a\u0000":1}"#, 8).is_err());
     }
 }
+
+/// The first integer literal in `bytes` (a JSON text that already parsed) that fits neither
+/// `i64` nor `u64`, with the member it belongs to. `serde_json` (without
+/// `arbitrary_precision`) hands such literals to `visit_f64`, exactly like `1.5`, and keeps a
+/// rounded approximation: `2^64` would be stored as `18446744073709552000`. Only the text tells
+/// them apart, so this scans it once, linearly.
+pub(crate) fn out_of_range_integer(bytes: &[u8]) -> Option<(String, String)> {
+    let mut i = 0;
+    let mut last_string: (usize, usize) = (0, 0);
+    let mut member: (usize, usize) = (0, 0);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                let start = i + 1;
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                last_string = (start, i.min(bytes.len()));
+                i += 1;
+            }
+            b':' => {
+                member = last_string;
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                i += 1;
+                while i < bytes.len()
+                    && matches!(bytes[i], b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')
+                {
+                    i += 1;
+                }
+                let literal = std::str::from_utf8(&bytes[start..i]).unwrap_or_default();
+                let integer = !literal.contains(['.', 'e', 'E']);
+                if integer && literal.parse::<i64>().is_err() && literal.parse::<u64>().is_err() {
+                    let name = String::from_utf8_lossy(&bytes[member.0..member.1]).into_owned();
+                    return Some((name, literal.chars().take(40).collect()));
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod range_tests {
+    use super::out_of_range_integer;
+
+    #[test]
+    fn integers_past_64_bits_are_found_with_their_member() {
+        let found = |text: &str| out_of_range_integer(text.as_bytes());
+        assert_eq!(found(r#"{"n": 1, "m": -5, "f": 1.5e300}"#), None);
+        assert_eq!(
+            found(r#"{"max": 18446744073709551615, "min": -9223372036854775808}"#),
+            None
+        );
+        assert_eq!(
+            found(r#"{"a": "x:1", "n": 18446744073709551616}"#),
+            Some(("n".into(), "18446744073709551616".into()))
+        );
+        assert_eq!(
+            found(r#"{"o": {"deep\"er": [1, -9223372036854775809]}}"#),
+            Some(("deep\\\"er".into(), "-9223372036854775809".into()))
+        );
+        assert_eq!(found(r#"{"s": "123456789012345678901234567890"}"#), None);
+    }
+}

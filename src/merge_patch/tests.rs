@@ -63,6 +63,11 @@ async fn bad_bodies_are_400_with_a_precise_message() {
         ("{\"a\":1} trailing", "not valid JSON"),
         ("{\"a\":1,\"a\":2}", r#"duplicate member \"a\""#),
         ("{nope}", "not valid JSON"),
+        ("{\"n\":18446744073709551616}", "outside the 64-bit range"),
+        (
+            "{\"n\":-123456789012345678901234567890}",
+            "of member \\\"n\\\"",
+        ),
     ];
     for (body, needle) in cases {
         let (status, text) = send(MergePatchLayer::new(), patch(body)).await;
@@ -138,4 +143,27 @@ async fn body_read_error_is_400_not_an_empty_patch() {
         status_of(MergePatchLayer::new(), TestBody::Failing).await,
         400
     );
+}
+
+#[tokio::test]
+async fn transfer_codings_other_than_chunked_are_501_before_the_body_is_read() {
+    for (coding, status) in [
+        ("gzip, chunked", 501),
+        ("chunked, chunked", 200),
+        ("Chunked", 200),
+        ("identity", 501),
+    ] {
+        let request = Request::patch("/me/security")
+            .header("transfer-encoding", coding)
+            .body(Full::from("{}"))
+            .unwrap();
+        let (got, text) = send(MergePatchLayer::new(), request).await;
+        assert_eq!(got, status, "{coding}: {text}");
+    }
+    // Other methods too: the body is never read as if it were plain.
+    let request = Request::get("/me/security")
+        .header("transfer-encoding", "gzip, chunked")
+        .body(Full::from(""))
+        .unwrap();
+    assert_eq!(send(MergePatchLayer::new(), request).await.0, 501);
 }

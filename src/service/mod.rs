@@ -56,6 +56,10 @@ use write::Write;
 
 /// Compare-and-swap attempts before answering 503; each lost race means another write landed.
 pub(crate) const DEFAULT_MAX_ATTEMPTS: u32 = 64;
+/// Default limit on an object's serialized size: 4 MiB, four of the default 1 MiB bodies.
+/// Every read and write moves the whole object, so without a bound a caller under an open
+/// schema could grow one object without end.
+pub const DEFAULT_MAX_OBJECT_BYTES: usize = 4 * 1024 * 1024;
 
 /// The Graph "Update security" operation as a `tower::Service`; see the [module docs](self).
 ///
@@ -86,6 +90,8 @@ pub(crate) struct Config {
     pub(crate) schema: ResourceSchema,
     pub(crate) path_prefix: Option<Box<str>>,
     pub(crate) max_attempts: u32,
+    /// Largest object a write may leave behind, serialized.
+    pub(crate) max_object_bytes: usize,
 }
 
 impl Config {
@@ -97,6 +103,7 @@ impl Config {
             schema: ResourceSchema::graph(),
             path_prefix: None,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
+            max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
         }
     }
 }

@@ -10,8 +10,10 @@ use crate::audit::AuditRecord;
 use crate::auth::Principal;
 use crate::error::{ErrorKind, GraphError};
 use crate::merge_patch::{MergePatch, apply_to_object};
+use crate::schema::ResourceSchema;
 use crate::store::{ObjectKey, SecurityStore, Snapshot, SwapOutcome};
 use crate::timeout::WriteDeadline;
+use serde_json::{Map, Value};
 
 /// A validated write request, ready for the store.
 pub(crate) struct Write {
@@ -21,6 +23,51 @@ pub(crate) struct Write {
     pub(crate) precondition: Precondition,
     pub(crate) minimal: bool,
     pub(crate) deadline: Option<WriteDeadline>,
+}
+
+/// Merges and validations of this many bytes (patch + stored object) or more run on tokio's
+/// blocking pool: a megabyte patch must not hold an async worker thread (and every request
+/// queued behind it) while it is merged, validated and serialized.
+const OFF_THE_WORKERS_FROM: usize = 64 * 1024;
+
+/// The object after `patch`: merged into a copy of `current`, validated against `schema`,
+/// serialized, and no larger than `max_bytes`.
+fn next_snapshot(
+    schema: &ResourceSchema,
+    current: &Snapshot,
+    patch: Map<String, Value>,
+    max_bytes: usize,
+) -> Result<Snapshot, GraphError> {
+    let mut candidate = current.document().clone();
+    apply_to_object(&mut candidate, patch);
+    schema.check_merged(&mut candidate, current.document())?;
+    let next =
+        Snapshot::new(current.version() + 1, candidate).map_err(|_| serialization_failed())?;
+    if next.json().len() > max_bytes {
+        return Err(GraphError::new(
+            ErrorKind::PayloadTooLarge,
+            format!(
+                "The object would be {} bytes after this patch, over the limit of {max_bytes} bytes; remove members instead.",
+                next.json().len()
+            ),
+        ));
+    }
+    Ok(next)
+}
+
+/// Runs `work` on tokio's blocking pool (in place outside a runtime).
+async fn off_the_workers<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, GraphError> + Send + 'static,
+) -> Result<T, GraphError> {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return work();
+    }
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|_| {
+        Err(GraphError::new(
+            ErrorKind::Internal,
+            "merging the patch failed unexpectedly",
+        ))
+    })
 }
 
 impl<S: SecurityStore> SecurityUpdateService<S> {
@@ -37,6 +84,10 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
         } = write;
         let config: &Config = &self.config;
         let raw = patch.raw().clone();
+        let audited_patch = config
+            .audit
+            .enabled()
+            .then(|| AuditRecord::patch_text(patch.document()));
         let mut patch = Some(patch.into_document());
         // Queue behind writers already queueing for this object.
         let mut gate = if config.gates.is_busy(&key) {
@@ -50,14 +101,14 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
                 Some(document) => document,
                 None => MergePatch::parse(raw.clone(), usize::MAX)?.into_document(),
             };
-            let mut candidate = current.document().clone();
-            apply_to_object(&mut candidate, document);
-            config
-                .schema
-                .check_merged(&mut candidate, current.document())?;
+            let limit = config.max_object_bytes;
+            let next = if raw.len() + current.json().len() >= OFF_THE_WORKERS_FROM {
+                let (schema, base) = (config.schema.clone(), current.clone());
+                off_the_workers(move || next_snapshot(&schema, &base, document, limit)).await?
+            } else {
+                next_snapshot(&config.schema, &current, document, limit)?
+            };
             precondition.check(&current)?;
-            let next = Snapshot::new(current.version() + 1, candidate)
-                .map_err(|_| serialization_failed())?;
             // The point of no return: past here the write is never answered 408.
             if let Some(deadline) = &deadline {
                 deadline.begin_write()?;
@@ -74,7 +125,7 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
                             &key,
                             etag_text(&current),
                             etag_text(&next),
-                            String::from_utf8_lossy(&raw).into_owned(),
+                            audited_patch.unwrap_or_default(),
                         ));
                     }
                     return Ok(Reply {

@@ -8,6 +8,11 @@ use crate::auth::{Principal, TokenRejection};
 /// The claims we read from an access token.
 #[derive(Deserialize)]
 pub(super) struct Claims {
+    /// Checked by jsonwebtoken against the allow-list; declared here so that anything but one
+    /// string (RFC 7519 §4.1.1: a `StringOrURI`), such as `["https://evil/", ISS]`, fails to
+    /// decode and the token is refused.
+    #[allow(dead_code)]
+    iss: Option<String>,
     pub(super) exp: u64,
     pub(super) nbf: Option<u64>,
     tid: Option<String>,
@@ -56,6 +61,9 @@ pub(super) fn describe(error: jsonwebtoken::errors::Error) -> TokenRejection {
         Kind::InvalidSignature => "the token's signature is invalid",
         Kind::MissingRequiredClaim(_) => "the token lacks a required claim (exp, iss, aud)",
         Kind::InvalidAlgorithm => "the token's algorithm does not match its signing key",
+        Kind::Json(_) => {
+            "the token's claims have the wrong types (iss, tid and oid must be strings)"
+        }
         _ => "the token is not a well-formed JWT",
     })
 }

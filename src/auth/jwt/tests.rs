@@ -74,6 +74,11 @@ fn claims_are_enforced() {
         (json!({"iss": null}), "required claim"),
         (json!({"tid": null}), "tenant"),
         (json!({"oid": null}), "object"),
+        // Single-valued claims are strings (RFC 7519 §4.1.1); an array must not pass because
+        // one of its members is the right issuer.
+        (json!({"iss": ["https://evil/", ISS]}), "wrong types"),
+        (json!({"tid": ["t", "u"]}), "wrong types"),
+        (json!({"oid": 42}), "wrong types"),
     ];
     for (extra, needle) in cases {
         let token = signer.sign(&claims(extra.clone())).unwrap();

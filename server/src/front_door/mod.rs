@@ -1,0 +1,217 @@
+//! The front door: every phase of a connection has a deadline, and connections are capped.
+//!
+//! | phase | bound |
+//! |---|---|
+//! | accepted, over a cap | closed at once, before any read ([`conn_limits`]) |
+//! | first bytes (HTTP/1 or HTTP/2?) | `--first-bytes-timeout` ([`detect`]; hyper-util's auto builder has none, hyperium/hyper#3962) |
+//! | HTTP/1 request head, and idle keep-alive | `--header-read-timeout` (hyper's header timer covers both) |
+//! | request, body included | `--request-timeout` (408, in the library's `TimeoutLayer`) |
+//! | HTTP/2 with no open stream (idle, or a header block that never ends) | `--h2-idle-timeout`, then a graceful GOAWAY and, after a grace period, the socket is dropped |
+//! | HTTP/2 peer that stops reading | keep-alive PING every 20 s, closed if unanswered for 20 s |
+
+pub(crate) mod conn_limits;
+pub(crate) mod detect;
+mod ip_net;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulConnection;
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, watch};
+
+use detect::Protocol;
+
+/// The deadlines of one connection.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadlines {
+    pub(crate) first_bytes: Duration,
+    pub(crate) header_read: Duration,
+    pub(crate) h2_idle: Duration,
+    /// After a graceful shutdown for idleness, how long the peer has to finish before the
+    /// socket is dropped.
+    pub(crate) grace: Duration,
+}
+
+/// Serves one accepted connection to the end, within `deadlines`; returns when it is closed.
+/// `shutdown` turning true asks for a graceful close (the server is draining).
+pub(crate) async fn serve_connection<S, B>(
+    stream: TcpStream,
+    service: S,
+    deadlines: Deadlines,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    S: hyper::service::Service<http::Request<Incoming>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let detected = tokio::select! {
+        detected = detect::detect(&stream, deadlines.first_bytes) => detected,
+        _ = shutdown.changed() => return,
+    };
+    let detected = match detected {
+        Ok(detected) => detected,
+        Err(error) => {
+            tracing::debug!(%error, "connection closed before it spoke HTTP");
+            return;
+        }
+    };
+    let protocol = detected.protocol();
+    let io = TokioIo::new(detected.into_io(stream));
+    match protocol {
+        Protocol::Http1 => {
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .keep_alive(true)
+                .header_read_timeout(deadlines.header_read)
+                .serve_connection(io, service);
+            drive(connection, None, deadlines, shutdown).await;
+        }
+        Protocol::Http2 => {
+            let streams = Arc::new(StreamCount::default());
+            let counted = Counted {
+                inner: service,
+                streams: streams.clone(),
+            };
+            let connection = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .keep_alive_interval(Duration::from_secs(20))
+                .keep_alive_timeout(Duration::from_secs(20))
+                .max_concurrent_streams(256)
+                .serve_connection(io, counted);
+            drive(connection, Some(streams), deadlines, shutdown).await;
+        }
+    }
+}
+
+/// Runs `connection` until it ends; shuts it down gracefully when the server drains or, for
+/// HTTP/2, when it has had no open stream for `h2_idle`; drops it if a graceful close for
+/// idleness takes longer than `grace`.
+async fn drive<C>(
+    connection: C,
+    streams: Option<Arc<StreamCount>>,
+    deadlines: Deadlines,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    C: GracefulConnection<Error = hyper::Error>,
+{
+    tokio::pin!(connection);
+    let mut closing = false;
+    let mut give_up: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(std::future::pending());
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "connection ended with an error");
+                }
+                return;
+            }
+            _ = shutdown.changed(), if !closing => {
+                connection.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            () = idle(streams.as_deref(), deadlines.h2_idle), if !closing && streams.is_some() => {
+                tracing::debug!("HTTP/2 connection idle with no stream: closing it");
+                connection.as_mut().graceful_shutdown();
+                closing = true;
+                give_up = Box::pin(tokio::time::sleep(deadlines.grace));
+            }
+            () = &mut give_up => {
+                tracing::debug!("HTTP/2 connection did not close in time: dropping it");
+                return;
+            }
+        }
+    }
+}
+
+/// Open HTTP/2 streams of one connection: requests handed to the service and not yet answered.
+/// hyper only hands over a stream once its header block is complete, so a stalled header
+/// block counts as no stream at all, and the idle deadline closes it.
+#[derive(Debug, Default)]
+struct StreamCount {
+    open: AtomicUsize,
+    changed: Notify,
+}
+
+/// Resolves once `streams` has had no open stream for `timeout`.
+async fn idle(streams: Option<&StreamCount>, timeout: Duration) {
+    let Some(streams) = streams else {
+        return std::future::pending().await;
+    };
+    loop {
+        let changed = streams.changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        if streams.open.load(Ordering::Acquire) == 0 {
+            tokio::select! {
+                () = tokio::time::sleep(timeout) => {
+                    if streams.open.load(Ordering::Acquire) == 0 {
+                        return;
+                    }
+                }
+                () = &mut changed => {}
+            }
+        } else {
+            changed.await;
+        }
+    }
+}
+
+/// The service of an HTTP/2 connection, counting its open streams.
+#[derive(Clone)]
+struct Counted<S> {
+    inner: S,
+    streams: Arc<StreamCount>,
+}
+
+impl<S, R> hyper::service::Service<R> for Counted<S>
+where
+    S: hyper::service::Service<R>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = CountedFuture<S::Future>;
+
+    fn call(&self, request: R) -> Self::Future {
+        self.streams.open.fetch_add(1, Ordering::AcqRel);
+        self.streams.changed.notify_waiters();
+        CountedFuture {
+            inner: Box::pin(self.inner.call(request)),
+            streams: self.streams.clone(),
+        }
+    }
+}
+
+/// A stream's response future; dropping it (answered or reset) closes the stream's count.
+struct CountedFuture<F> {
+    inner: Pin<Box<F>>,
+    streams: Arc<StreamCount>,
+}
+
+impl<F: Future> Future for CountedFuture<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+impl<F> Drop for CountedFuture<F> {
+    fn drop(&mut self) {
+        self.streams.open.fetch_sub(1, Ordering::AcqRel);
+        self.streams.changed.notify_waiters();
+    }
+}

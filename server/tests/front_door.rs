@@ -1,0 +1,168 @@
+//! The front door against the real binary over real sockets: a connection that never speaks,
+//! speaks one byte, half an HTTP/2 preface, or opens HTTP/2 and never sends a complete
+//! request is disconnected; connections past a cap are closed at once while others are
+//! served. Every wait is bounded; the assertions are about outcomes, not durations.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use common::binary::Server;
+use common::process::TempDir;
+
+/// Longest any read here waits before the test fails instead of hanging.
+const BOUND: Duration = Duration::from_secs(20);
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+fn connect_from(source: &str, to: SocketAddr) -> TcpStream {
+    if source == "127.0.0.1" {
+        return TcpStream::connect(to).unwrap();
+    }
+    let bind: SocketAddr = format!("{source}:0").parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(bind).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let stream = runtime
+        .block_on(socket.connect(to))
+        .unwrap()
+        .into_std()
+        .unwrap();
+    stream.set_nonblocking(false).unwrap();
+    stream
+}
+
+/// Reads until the server closes the connection; everything it sent. Panics past `BOUND`.
+fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
+    stream.set_read_timeout(Some(BOUND)).unwrap();
+    let mut all = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => return all,
+            Ok(n) => all.extend_from_slice(&buffer[..n]),
+            Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => return all,
+            Err(error) => panic!("the server kept the connection open: {error}"),
+        }
+    }
+}
+
+fn frame(kind: u8, flags: u8, stream_id: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut out = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    out.extend_from_slice(&stream_id.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// The frame types the server sent, in order.
+fn frame_types(mut bytes: &[u8]) -> Vec<u8> {
+    let mut types = Vec::new();
+    while bytes.len() >= 9 {
+        let len =
+            (usize::from(bytes[0]) << 16) | (usize::from(bytes[1]) << 8) | usize::from(bytes[2]);
+        types.push(bytes[3]);
+        bytes = &bytes[(9 + len).min(bytes.len())..];
+    }
+    types
+}
+
+/// A GET that must be answered (401: no token) on a fresh connection from `source`.
+fn answered(source: &str, addr: SocketAddr) -> bool {
+    let mut stream = connect_from(source, addr);
+    stream
+        .write_all(b"GET /beta/me/security HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    let reply = read_to_close(&mut stream);
+    reply.starts_with(b"HTTP/1.1 401")
+}
+
+#[test]
+fn connections_that_never_finish_speaking_are_closed() {
+    let dir = TempDir::new("front-door-silent");
+    let server = Server::start(
+        &[
+            "--memory",
+            "--first-bytes-timeout",
+            "1",
+            "--h2-idle-timeout",
+            "1",
+        ],
+        &dir.0,
+    );
+    // Nothing at all, one byte, and 23 of the 24 preface bytes: the protocol detection waits
+    // for more in each case, and must give up.
+    for sent in [&b""[..], b"P", &PREFACE[..23]] {
+        let mut stream = connect_from("127.0.0.1", server.addr);
+        stream.write_all(sent).unwrap();
+        let reply = read_to_close(&mut stream);
+        assert!(reply.is_empty(), "{sent:?} got {reply:?}");
+    }
+    // HTTP/2 with no stream: preface and SETTINGS, then silence. The server's own SETTINGS
+    // come first, then a GOAWAY (type 7) once the connection has been idle, then the close.
+    let mut stream = connect_from("127.0.0.1", server.addr);
+    stream.write_all(PREFACE).unwrap();
+    stream.write_all(&frame(4, 0, 0, &[])).unwrap();
+    stream.write_all(&frame(4, 1, 0, &[])).unwrap();
+    let types = frame_types(&read_to_close(&mut stream));
+    assert_eq!(types.first(), Some(&4), "{types:?}");
+    assert!(types.contains(&7), "no GOAWAY before the close: {types:?}");
+    // A header block that never ends (HEADERS without END_HEADERS, no CONTINUATION).
+    let mut stream = connect_from("127.0.0.1", server.addr);
+    stream.write_all(PREFACE).unwrap();
+    stream.write_all(&frame(4, 0, 0, &[])).unwrap();
+    stream.write_all(&frame(1, 0, 1, &[0x82])).unwrap(); // :method GET, no END_HEADERS
+    let types = frame_types(&read_to_close(&mut stream));
+    assert!(types.contains(&7), "no GOAWAY before the close: {types:?}");
+    // The server still serves.
+    assert!(answered("127.0.0.1", server.addr));
+}
+
+#[test]
+fn connections_past_the_per_address_cap_are_closed_and_others_are_served() {
+    let dir = TempDir::new("front-door-per-ip");
+    let server = Server::start(&["--memory", "--max-connections-per-ip", "2"], &dir.0);
+    // Two idle connections from 127.0.0.2 take its whole allowance.
+    let held: Vec<TcpStream> = (0..2)
+        .map(|_| connect_from("127.0.0.2", server.addr))
+        .collect();
+    // The accept loop takes connections in arrival order: the two held ones come first.
+    let mut third = connect_from("127.0.0.2", server.addr);
+    let _ = third.write_all(b"GET /beta/me/security HTTP/1.1\r\nhost: x\r\n\r\n");
+    assert!(
+        read_to_close(&mut third).is_empty(),
+        "the third connection was served"
+    );
+    // Another address is untouched, and 127.0.0.2 gets its slot back once one closes.
+    assert!(answered("127.0.0.3", server.addr));
+    drop(held);
+    let mut served = false;
+    for _ in 0..50 {
+        if answered("127.0.0.2", server.addr) {
+            served = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(served, "127.0.0.2 never got a slot back");
+}
+
+#[test]
+fn connections_past_the_global_cap_are_closed() {
+    let dir = TempDir::new("front-door-global");
+    let server = Server::start(&["--memory", "--max-connections", "2"], &dir.0);
+    // The accept loop takes connections in arrival order: the two held ones come first.
+    let _held: Vec<TcpStream> = (0..2)
+        .map(|_| connect_from("127.0.0.4", server.addr))
+        .collect();
+    let mut stream = connect_from("127.0.0.5", server.addr);
+    let _ = stream.write_all(b"GET /beta/me/security HTTP/1.1\r\nhost: x\r\n\r\n");
+    assert!(
+        read_to_close(&mut stream).is_empty(),
+        "served past the global cap"
+    );
+}
