@@ -199,6 +199,31 @@ async fn redb_store_keeps_the_contract() {
     contract(Arc::new(RedbStore::open(&dir.0).unwrap()), "redb").await;
 }
 
+#[test]
+fn redb_refuses_a_directory_whose_store_file_is_empty_or_gone() {
+    use security_update::store::RedbOpenError;
+    let dir = TempDir::new("redb-damaged");
+    let file = dir.0.join("security-update.redb");
+    // A new directory gets a fresh store, and from then on is known to hold one.
+    drop(RedbStore::open(&dir.0).unwrap());
+    // A failed restore that left a zero-length file.
+    std::fs::write(&file, b"").unwrap();
+    let error = RedbStore::open(&dir.0).unwrap_err();
+    assert!(matches!(error, RedbOpenError::Damaged(..)), "{error}");
+    assert!(error.to_string().contains("is empty"), "{error}");
+    // The file gone altogether.
+    std::fs::remove_file(&file).unwrap();
+    let error = RedbStore::open(&dir.0).unwrap_err();
+    assert!(error.to_string().contains("is missing"), "{error}");
+    // Nothing was created in its place.
+    assert!(!file.exists());
+    // An empty file in a directory that never held a store is refused too.
+    let fresh = TempDir::new("redb-empty-file");
+    std::fs::create_dir_all(&fresh.0).unwrap();
+    std::fs::write(fresh.0.join("security-update.redb"), b"").unwrap();
+    assert!(RedbStore::open(&fresh.0).is_err());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redb_store_keeps_data_across_reopen() {
     let dir = TempDir::new("contract-redb-reopen");

@@ -496,3 +496,17 @@ fn help_documents_every_flag() {
         assert!(out.contains(flag), "--help lacks {flag}");
     }
 }
+
+#[test]
+fn a_damaged_data_directory_stops_the_server_with_one_line() {
+    let dir = TempDir::new("damaged");
+    let data = dir.0.join("data");
+    let data_arg = data.to_str().unwrap();
+    // First start creates the store; then a failed restore leaves an empty file.
+    drop(Server::start(&["--data", data_arg], &dir.0));
+    std::fs::write(data.join("security-update.redb"), b"").unwrap();
+    let (code, _out, err) = run_to_exit(&["--listen", "127.0.0.1:0", "--data", data_arg]);
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("is empty"), "{err}");
+}

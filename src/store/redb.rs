@@ -22,6 +22,10 @@ const OBJECTS: TableDefinition<(&str, &str), (u64, &[u8])> = TableDefinition::ne
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const FORMAT: u64 = 1;
 const FILE_NAME: &str = "security-update.redb";
+/// Written beside the file once a store exists in the directory: a later start that finds the
+/// marker but no file, or an empty one (a failed restore, a truncation), refuses to start
+/// instead of silently serving an empty store.
+const MARKER_NAME: &str = "security-update.store";
 
 /// Why a data directory could not be opened.
 #[derive(Debug)]
@@ -33,6 +37,8 @@ pub enum RedbOpenError {
     Io(PathBuf, std::io::Error),
     /// The file is not a store of this crate, or of a newer layout.
     Incompatible(PathBuf, String),
+    /// The directory held a store whose file is now missing or empty.
+    Damaged(PathBuf, String),
 }
 
 impl std::fmt::Display for RedbOpenError {
@@ -46,6 +52,12 @@ impl std::fmt::Display for RedbOpenError {
             Self::Io(path, error) => {
                 write!(f, "cannot open data directory {}: {error}", path.display())
             }
+            Self::Damaged(path, why) => write!(
+                f,
+                "data directory {} held a store, but {why}; restore it from a backup (or remove \
+                 the directory to start empty)",
+                path.display()
+            ),
             Self::Incompatible(path, why) => {
                 write!(
                     f,
@@ -58,6 +70,18 @@ impl std::fmt::Display for RedbOpenError {
 }
 
 impl std::error::Error for RedbOpenError {}
+
+/// Writes the marker durably (file, then directory).
+fn write_marker(marker: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::File::create(marker)?;
+    file.write_all(format!("security-update store, format {FORMAT}\n").as_bytes())?;
+    file.sync_all()?;
+    if let Some(dir) = marker.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
 
 /// A durable store in one redb file; see the [module docs](self). Cheap to clone.
 #[derive(Clone)]
@@ -83,6 +107,23 @@ impl RedbStore {
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir).map_err(|e| RedbOpenError::Io(dir.clone(), e))?;
         let file = dir.join(FILE_NAME);
+        let marker = dir.join(MARKER_NAME);
+        let held_a_store = marker.exists();
+        match std::fs::metadata(&file) {
+            Ok(meta) if meta.len() == 0 => {
+                return Err(RedbOpenError::Damaged(
+                    dir,
+                    format!("its file {FILE_NAME} is empty"),
+                ));
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound && held_a_store => {
+                return Err(RedbOpenError::Damaged(
+                    dir,
+                    format!("its file {FILE_NAME} is missing"),
+                ));
+            }
+            _ => {}
+        }
         let db = Database::create(&file).map_err(|error| match error {
             redb::DatabaseError::DatabaseAlreadyOpen => RedbOpenError::InUse(dir.clone()),
             redb::DatabaseError::Storage(redb::StorageError::Io(io)) => {
@@ -91,6 +132,9 @@ impl RedbStore {
             other => RedbOpenError::Incompatible(dir.clone(), other.to_string()),
         })?;
         migrate(&db).map_err(|why| RedbOpenError::Incompatible(dir.clone(), why))?;
+        if !held_a_store {
+            write_marker(&marker).map_err(|e| RedbOpenError::Io(dir.clone(), e))?;
+        }
         Ok(Self {
             db: Arc::new(db),
             path: Arc::from(dir),
