@@ -6,7 +6,7 @@ use std::time::Duration;
 use tower::Layer;
 
 use crate::audit::AuditSink;
-use crate::auth::{Auth, AuthLayer, Policy, TokenValidator};
+use crate::auth::{Auth, AuthLayer, FailureThrottle, Policy, TokenValidator};
 use crate::content_type::{ContentType, ContentTypeLayer};
 use crate::merge_patch::{MergePatchLayer, MergePatchService};
 use crate::rate_limit::{RateLimit, RateLimitLayer};
@@ -56,6 +56,7 @@ pub struct StackBuilder<S> {
     store: Arc<S>,
     config: Config,
     realm: Option<String>,
+    failure_throttle: Option<FailureThrottle>,
     merge_patch: MergePatchLayer,
     rate_limit: RateLimitLayer,
     timeout: TimeoutLayer,
@@ -82,6 +83,7 @@ impl<S: SecurityStore> StackBuilder<S> {
             store: Arc::new(store),
             config: Config::new(),
             realm: None,
+            failure_throttle: None,
             merge_patch: MergePatchLayer::new(),
             rate_limit: RateLimitLayer::unlimited(),
             timeout: TimeoutLayer::disabled(),
@@ -117,6 +119,13 @@ impl<S: SecurityStore> StackBuilder<S> {
     /// Sets the realm named in `WWW-Authenticate`.
     pub fn with_realm(mut self, realm: &str) -> Self {
         self.realm = Some(realm.to_owned());
+        self
+    }
+
+    /// Throttles failed authentications per client address (default: off); see
+    /// [`FailureThrottle`].
+    pub fn with_failure_throttle(mut self, throttle: FailureThrottle) -> Self {
+        self.failure_throttle = Some(throttle);
         self
     }
 
@@ -164,10 +173,13 @@ impl<S: SecurityStore> StackBuilder<S> {
     }
 
     /// The whole stack, authenticating with `validator`.
-    pub fn build<V: TokenValidator>(self, validator: V) -> Stack<S, V> {
+    pub fn build<V: TokenValidator>(mut self, validator: V) -> Stack<S, V> {
         let mut auth = AuthLayer::new(validator);
         if let Some(realm) = &self.realm {
             auth = auth.with_realm(realm);
+        }
+        if let Some(throttle) = self.failure_throttle.take() {
+            auth = auth.with_failure_throttle(throttle);
         }
         let Self {
             merge_patch,

@@ -94,6 +94,11 @@ pub(crate) struct Cli {
     #[arg(long, default_value_t = 60)]
     pub(crate) h2_idle_timeout: u64,
 
+    /// Seconds a response may wait on a client that stopped reading before the connection is
+    /// closed.
+    #[arg(long, default_value_t = 30)]
+    pub(crate) write_stall_timeout: u64,
+
     /// Most connections held at once; new ones past it are closed at once.
     /// Default: 80% of the open-file limit less 64 descriptors for the store and logs.
     #[arg(long)]
@@ -103,8 +108,18 @@ pub(crate) struct Cli {
     #[arg(long, default_value_t = front_door::conn_limits::DEFAULT_MAX_PER_CLIENT)]
     pub(crate) max_connections_per_ip: usize,
 
+    /// Failed authentications a client address may make at once before it gets 429 (its
+    /// tokens are then not checked until the bucket refills).
+    #[arg(long, default_value_t = 100)]
+    pub(crate) auth_failure_burst: u32,
+
+    /// Failed authentications per second a client address regains.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) auth_failure_rate: u32,
+
     /// A load balancer's address or network (CIDR); repeatable. Its connections carry many
-    /// clients, so they are exempt from --max-connections-per-ip.
+    /// clients, so they are exempt from --max-connections-per-ip, and the failed-authentication
+    /// throttle uses the address they append to X-Forwarded-For.
     #[arg(long = "trusted-proxy", value_name = "CIDR")]
     pub(crate) trusted_proxies: Vec<front_door::conn_limits::IpNet>,
 

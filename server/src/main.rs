@@ -8,6 +8,7 @@
 mod access_log;
 mod any_store;
 mod cli;
+mod client_address;
 mod dev;
 mod front_door;
 
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use hyper_util::service::TowerToHyperService;
+use security_update::auth::FailureThrottle;
 use security_update::{
     JwtValidator, MemoryStore, PostgresStore, RateLimitLayer, RedbStore, ResourceSchema,
     StackBuilder, store::PostgresOptions,
@@ -173,6 +175,10 @@ async fn run(cli: Cli) -> ExitCode {
         .with_body_limit(cli.max_body)
         .with_rate_limit(rate_limit)
         .with_timeout(Duration::from_secs(cli.request_timeout.max(1)))
+        .with_failure_throttle(FailureThrottle::new(
+            cli.auth_failure_burst,
+            cli.auth_failure_rate,
+        ))
         .build(validator);
     let app = AccessLog::new(stack);
 
@@ -190,6 +196,7 @@ async fn run(cli: Cli) -> ExitCode {
         first_bytes: Duration::from_secs(cli.first_bytes_timeout.max(1)),
         header_read: Duration::from_secs(cli.header_read_timeout.max(1)),
         h2_idle: Duration::from_secs(cli.h2_idle_timeout.max(1)),
+        write_stall: Duration::from_secs(cli.write_stall_timeout.max(1)),
         grace: Duration::from_secs(10),
     };
     let limits = ConnectionLimits::new(
@@ -230,7 +237,12 @@ async fn run(cli: Cli) -> ExitCode {
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let service = TowerToHyperService::new(app.clone());
+                let trusted = tracker.is_trusted_proxy(peer.ip());
+                let service = TowerToHyperService::new(client_address::WithClientAddress::new(
+                    app.clone(),
+                    peer.ip(),
+                    trusted,
+                ));
                 let draining = draining.clone();
                 tokio::spawn(async move {
                     front_door::serve_connection(stream, service, deadlines, draining).await;

@@ -166,3 +166,51 @@ fn connections_past_the_global_cap_are_closed() {
         "served past the global cap"
     );
 }
+
+/// Sends one GET with `token` from `source`; the status line and the whole reply.
+fn get_with_token(source: &str, addr: SocketAddr, token: &str) -> String {
+    let mut stream = connect_from(source, addr);
+    let request = format!(
+        "GET /beta/me/security HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\nconnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    String::from_utf8_lossy(&read_to_close(&mut stream)).into_owned()
+}
+
+#[test]
+fn failed_authentications_are_throttled_per_address_and_valid_tokens_pass() {
+    let dir = TempDir::new("front-door-throttle");
+    let server = Server::start(
+        &[
+            "--memory",
+            "--auth-failure-burst",
+            "3",
+            "--auth-failure-rate",
+            "1",
+        ],
+        &dir.0,
+    );
+    let token = server
+        .banner
+        .iter()
+        .find(|line| line.starts_with("ey"))
+        .expect("dev mode prints a token")
+        .trim()
+        .to_owned();
+    let forged = format!("{}.AAAA", token.rsplit_once('.').unwrap().0);
+    // The genuine token is validated once (and so cached) from the attacker's address.
+    assert!(get_with_token("127.0.0.6", server.addr, &token).starts_with("HTTP/1.1 200"));
+    for _ in 0..3 {
+        let reply = get_with_token("127.0.0.6", server.addr, &forged);
+        assert!(reply.starts_with("HTTP/1.1 401"), "{reply}");
+    }
+    let reply = get_with_token("127.0.0.6", server.addr, &forged);
+    assert!(reply.starts_with("HTTP/1.1 429"), "{reply}");
+    assert!(
+        reply.to_ascii_lowercase().contains("retry-after: "),
+        "{reply}"
+    );
+    // A valid token still passes from the throttled address, and other addresses are untouched.
+    assert!(get_with_token("127.0.0.6", server.addr, &token).starts_with("HTTP/1.1 200"));
+    assert!(get_with_token("127.0.0.7", server.addr, &forged).starts_with("HTTP/1.1 401"));
+}

@@ -41,6 +41,7 @@
 pub mod jwt;
 pub mod policy;
 mod principal;
+mod throttle;
 mod validator;
 
 #[cfg(feature = "jwt")]
@@ -48,6 +49,7 @@ pub use jwt::{EphemeralSigner, JwtValidator};
 
 pub use policy::{Access, DefaultPolicy, GLOBAL_ADMINISTRATOR, Policy, SECURITY_ADMINISTRATOR};
 pub use principal::{Principal, PrincipalKind};
+pub use throttle::{ClientAddress, FailureThrottle};
 pub use validator::{StaticTokens, TokenRejection, TokenValidator};
 
 use std::future::Future;
@@ -72,6 +74,7 @@ use crate::request_id::RequestIds;
 pub struct AuthLayer<V> {
     validator: Arc<V>,
     realm: Arc<str>,
+    throttle: Option<Arc<FailureThrottle>>,
 }
 
 impl<V> Clone for AuthLayer<V> {
@@ -79,6 +82,7 @@ impl<V> Clone for AuthLayer<V> {
         Self {
             validator: self.validator.clone(),
             realm: self.realm.clone(),
+            throttle: self.throttle.clone(),
         }
     }
 }
@@ -89,7 +93,14 @@ impl<V: TokenValidator> AuthLayer<V> {
         Self {
             validator: Arc::new(validator),
             realm: Arc::from("security-update"),
+            throttle: None,
         }
+    }
+
+    /// Throttles failed authentications per [`ClientAddress`]; see [`FailureThrottle`].
+    pub fn with_failure_throttle(mut self, throttle: FailureThrottle) -> Self {
+        self.throttle = Some(Arc::new(throttle));
+        self
     }
 
     /// Sets the realm named in `WWW-Authenticate` (quotes and backslashes are dropped).
@@ -107,6 +118,7 @@ impl<S, V> Layer<S> for AuthLayer<V> {
             inner,
             validator: self.validator.clone(),
             realm: self.realm.clone(),
+            throttle: self.throttle.clone(),
         }
     }
 }
@@ -118,6 +130,7 @@ pub struct Auth<S, V> {
     inner: S,
     validator: Arc<V>,
     realm: Arc<str>,
+    throttle: Option<Arc<FailureThrottle>>,
 }
 
 impl<S: Clone, V> Clone for Auth<S, V> {
@@ -126,6 +139,7 @@ impl<S: Clone, V> Clone for Auth<S, V> {
             inner: self.inner.clone(),
             validator: self.validator.clone(),
             realm: self.realm.clone(),
+            throttle: self.throttle.clone(),
         }
     }
 }
@@ -165,6 +179,23 @@ where
             Ok(token) => token,
             Err(failure) => return self.reject(failure.into_error(&self.realm), &request),
         };
+        // Failures are counted per client address; a dry address gets 429 without its token
+        // being checked, unless the validator knows the token good at no cost.
+        let throttled = match (&self.throttle, request.extensions().get::<ClientAddress>()) {
+            (Some(throttle), Some(&ClientAddress(address))) => Some((throttle.clone(), address)),
+            _ => None,
+        };
+        if let Some((throttle, address)) = &throttled
+            && let Some(seconds) = throttle.retry_after(*address)
+            && !self.validator.is_known_good(token)
+        {
+            let error = GraphError::new(
+                ErrorKind::TooManyRequests,
+                "Too many failed authentications from this address; retry later with a valid token.",
+            )
+            .with_retry_after(seconds);
+            return self.reject(error, &request);
+        }
         let mut validation = self.validator.validate(token);
         // Static and cached validators are ready at once: finish here and call the inner
         // service directly, with no clone. A future polled with a no-op waker and found pending
@@ -176,6 +207,9 @@ where
                 ResponseFuture::inner(self.inner.call(request))
             }
             Poll::Ready(Err(rejection)) => {
+                if let Some((throttle, address)) = &throttled {
+                    throttle.record_failure(*address);
+                }
                 let error = AuthFailure::Rejected(rejection).into_error(&self.realm);
                 self.reject(error, &request)
             }
@@ -191,6 +225,7 @@ where
                         inner: Some(inner),
                         request: Some(request),
                         realm: self.realm.clone(),
+                        throttled,
                     },
                 }
             }
@@ -228,6 +263,7 @@ pin_project! {
             inner: Option<S>,
             request: Option<Request<B>>,
             realm: Arc<str>,
+            throttled: Option<(Arc<FailureThrottle>, std::net::IpAddr)>,
         },
         Inner { #[pin] future: F },
         Rejected { response: Option<Response<Full<Bytes>>> },
@@ -272,6 +308,7 @@ where
                     inner,
                     request,
                     realm,
+                    throttled,
                 } => {
                     let outcome = ready!(Pin::new(validation).poll(cx));
                     let (Some(mut inner), Some(mut request)) = (inner.take(), request.take())
@@ -286,6 +323,9 @@ where
                             }
                         }
                         Err(rejection) => {
+                            if let Some((throttle, address)) = throttled {
+                                throttle.record_failure(*address);
+                            }
                             let error = AuthFailure::Rejected(rejection).into_error(realm);
                             State::Rejected {
                                 response: Some(error.into_response(&RequestIds::of(&request))),

@@ -47,6 +47,14 @@ pub trait TokenValidator: Send + Sync + 'static {
 
     /// Validates `token` (the bytes after `Bearer `).
     fn validate(&self, token: &str) -> Self::Future;
+
+    /// Whether `token` is known to be good without expensive work (a cached token): such a
+    /// token passes a [`FailureThrottle`](crate::auth::FailureThrottle) that has run dry for
+    /// its address. The default, `false`, throttles every token of a throttled address.
+    fn is_known_good(&self, token: &str) -> bool {
+        let _ = token;
+        false
+    }
 }
 
 impl<V: TokenValidator> TokenValidator for Arc<V> {
@@ -54,6 +62,10 @@ impl<V: TokenValidator> TokenValidator for Arc<V> {
 
     fn validate(&self, token: &str) -> Self::Future {
         (**self).validate(token)
+    }
+
+    fn is_known_good(&self, token: &str) -> bool {
+        (**self).is_known_good(token)
     }
 }
 
@@ -129,6 +141,13 @@ impl TokenValidator for StaticTokens {
                 .cloned()
                 .ok_or_else(|| TokenRejection::new("the access token is not recognized")),
         )
+    }
+
+    /// A table lookup is no work worth throttling: known tokens always pass.
+    fn is_known_good(&self, token: &str) -> bool {
+        self.entries.iter().fold(false, |found, (known, _)| {
+            found | constant_time_eq(known, token.as_bytes())
+        })
     }
 }
 

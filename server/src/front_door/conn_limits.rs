@@ -192,6 +192,11 @@ impl ConnectionTracker {
         }
     }
 
+    /// Whether `ip` is a trusted proxy (its requests may name their client).
+    pub(crate) fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
+        self.limits.is_trusted_proxy(ip)
+    }
+
     /// Counts a new connection from `ip`, or says which cap it would break.
     ///
     /// The permit releases both counts when dropped: keep it for as long as the connection

@@ -7,11 +7,13 @@
 //! | HTTP/1 request head, and idle keep-alive | `--header-read-timeout` (hyper's header timer covers both) |
 //! | request, body included | `--request-timeout` (408, in the library's `TimeoutLayer`) |
 //! | HTTP/2 with no open stream (idle, or a header block that never ends) | `--h2-idle-timeout`, then a graceful GOAWAY and, after a grace period, the socket is dropped |
-//! | HTTP/2 peer that stops reading | keep-alive PING every 20 s, closed if unanswered for 20 s |
+//! | a peer that stops reading our response | `--write-stall-timeout` ([`write_stall`]) |
+//! | HTTP/2 peer that stops answering | keep-alive PING every 20 s, closed if unanswered for 20 s |
 
 pub(crate) mod conn_limits;
 pub(crate) mod detect;
 mod ip_net;
+mod write_stall;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -35,8 +37,9 @@ pub(crate) struct Deadlines {
     pub(crate) first_bytes: Duration,
     pub(crate) header_read: Duration,
     pub(crate) h2_idle: Duration,
-    /// After a graceful shutdown for idleness, how long the peer has to finish before the
-    /// socket is dropped.
+    pub(crate) write_stall: Duration,
+    /// After a graceful shutdown, how long the connection may go on with no request in flight
+    /// (a peer that ignores the GOAWAY) before the socket is dropped.
     pub(crate) grace: Duration,
 }
 
@@ -70,7 +73,10 @@ pub(crate) async fn serve_connection<S, B>(
         }
     };
     let protocol = detected.protocol();
-    let io = TokioIo::new(detected.into_io(stream));
+    let io = TokioIo::new(write_stall::WriteStall::new(
+        detected.into_io(stream),
+        deadlines.write_stall,
+    ));
     match protocol {
         Protocol::Http1 => {
             let connection = http1::Builder::new()
@@ -122,12 +128,19 @@ async fn drive<C>(
             _ = shutdown.changed(), if !closing => {
                 connection.as_mut().graceful_shutdown();
                 closing = true;
+                if let Some(streams) = &streams {
+                    give_up = Box::pin(idle_owned(streams.clone(), deadlines.grace));
+                }
             }
             () = idle(streams.as_deref(), deadlines.h2_idle), if !closing && streams.is_some() => {
                 tracing::debug!("HTTP/2 connection idle with no stream: closing it");
                 connection.as_mut().graceful_shutdown();
                 closing = true;
-                give_up = Box::pin(tokio::time::sleep(deadlines.grace));
+                if let Some(streams) = &streams {
+                    // Dropped only once it has gone `grace` with nothing in flight: a request
+                    // that slipped in before the GOAWAY is answered first.
+                    give_up = Box::pin(idle_owned(streams.clone(), deadlines.grace));
+                }
             }
             () = &mut give_up => {
                 tracing::debug!("HTTP/2 connection did not close in time: dropping it");
@@ -168,6 +181,10 @@ async fn idle(streams: Option<&StreamCount>, timeout: Duration) {
             changed.await;
         }
     }
+}
+
+async fn idle_owned(streams: Arc<StreamCount>, timeout: Duration) {
+    idle(Some(&streams), timeout).await;
 }
 
 /// The service of an HTTP/2 connection, counting its open streams.

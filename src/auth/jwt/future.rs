@@ -12,6 +12,8 @@ use crate::auth::{Principal, TokenRejection};
 pub(super) enum Unverified {
     /// The `kid` is not among the keys: a refreshed JWKS might know it.
     UnknownKid,
+    /// `nbf` is in the future: valid later, so never remembered as refused.
+    NotYet(TokenRejection),
     Rejected(TokenRejection),
 }
 
@@ -19,7 +21,7 @@ impl Unverified {
     pub(super) fn into_rejection(self) -> TokenRejection {
         match self {
             Self::UnknownKid => TokenRejection::new("the token's signing key (kid) is unknown"),
-            Self::Rejected(rejection) => rejection,
+            Self::NotYet(rejection) | Self::Rejected(rejection) => rejection,
         }
     }
 }

@@ -22,6 +22,7 @@ mod cache;
 mod claims;
 mod future;
 mod keys;
+mod rejections;
 #[cfg(feature = "jwks-url")]
 mod remote;
 mod signer;
@@ -48,6 +49,7 @@ use cache::TokenCache;
 use claims::{Claims, describe};
 use future::{Unverified, reject};
 use keys::KeySet;
+use rejections::RejectionCache;
 
 /// Default clock skew allowed on `exp` and `nbf`.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
@@ -96,6 +98,8 @@ struct Shared {
     audiences: Vec<String>,
     leeway_secs: AtomicU64,
     cache: TokenCache,
+    /// Tokens recently refused for good.
+    rejections: RejectionCache,
     /// Where fresh keys come from, if anywhere (a JWKS URL).
     source: Option<Refetch>,
 }
@@ -159,6 +163,7 @@ impl JwtValidator {
                 audiences,
                 leeway_secs: AtomicU64::new(DEFAULT_LEEWAY.as_secs()),
                 cache: TokenCache::new(DEFAULT_CACHE_CAPACITY),
+                rejections: RejectionCache::new(),
                 source,
             }),
         })
@@ -218,6 +223,7 @@ impl JwtValidator {
         // After the swap: an insert that checked the old keys under the cache lock is cleared
         // here; one that checks after the swap sees new keys and skips.
         self.shared.cache.clear();
+        self.shared.rejections.clear();
         Ok(())
     }
 
@@ -283,8 +289,13 @@ impl JwtValidator {
         validation.set_issuer(&self.shared.issuers);
         validation.set_audience(&self.shared.audiences);
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-        let data = jsonwebtoken::decode::<Claims>(token, key, &validation)
-            .map_err(|e| Unverified::Rejected(describe(e)))?;
+        let data = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|e| {
+            if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::ImmatureSignature) {
+                Unverified::NotYet(describe(e))
+            } else {
+                Unverified::Rejected(describe(e))
+            }
+        })?;
         let claims = data.claims;
         let exp = claims.exp;
         let nbf = claims.nbf.unwrap_or(0);
@@ -315,13 +326,28 @@ impl TokenValidator for JwtValidator {
         if let Some(principal) = self.shared.cache.get(token, now, self.leeway_secs()) {
             return JwtFuture::ready(Ok(principal));
         }
+        if let Some(rejection) = self.shared.rejections.get(token) {
+            return JwtFuture::ready(Err(rejection));
+        }
         match self.verify_and_remember(token) {
             Ok(principal) => JwtFuture::ready(Ok(principal)),
             Err(Unverified::UnknownKid) if self.shared.source.is_some() => {
                 JwtFuture::refreshing(self.clone(), token.to_owned())
             }
+            Err(Unverified::Rejected(rejection)) => {
+                self.shared.rejections.insert(token, &rejection);
+                JwtFuture::ready(Err(rejection))
+            }
             Err(unverified) => JwtFuture::ready(Err(unverified.into_rejection())),
         }
+    }
+
+    /// A token in the principal cache, still within its lifetime.
+    fn is_known_good(&self, token: &str) -> bool {
+        self.shared
+            .cache
+            .get(token, unix_now(), self.leeway_secs())
+            .is_some()
     }
 }
 

@@ -144,3 +144,32 @@ fn jwks_without_usable_keys_is_a_config_error() {
     let (signer, _) = setup();
     assert!(JwtValidator::new(signer.jwks(), Vec::<String>::new(), [AUD]).is_err());
 }
+
+#[test]
+fn a_bad_signature_is_remembered_until_the_keys_change_and_not_yet_valid_is_not() {
+    let (signer, validator) = setup();
+    let good = signer.sign(&claims(json!({}))).unwrap();
+    // Same header and claims, another signature: a forgery of a known kid.
+    let (head_and_claims, _) = good.rsplit_once('.').unwrap();
+    let forged = format!("{head_and_claims}.{}", "A".repeat(86));
+    let first = check(&validator, &forged).unwrap_err();
+    assert_eq!(validator.shared.rejections.len(), 1);
+    assert_eq!(check(&validator, &forged).unwrap_err(), first);
+    // A token that is only early is not remembered: it becomes valid by itself.
+    let early = signer
+        .sign(&claims(json!({"nbf": unix_now() + 3600})))
+        .unwrap();
+    assert!(
+        check(&validator, &early)
+            .unwrap_err()
+            .contains("not valid yet")
+    );
+    assert_eq!(validator.shared.rejections.len(), 1);
+    // New keys: every remembered refusal is forgotten.
+    validator.replace_keys(signer.jwks()).unwrap();
+    assert_eq!(validator.shared.rejections.len(), 0);
+    // The genuine token is accepted, and then known good without work.
+    assert!(!validator.is_known_good(&good));
+    assert!(check(&validator, &good).is_ok());
+    assert!(validator.is_known_good(&good));
+}
