@@ -90,7 +90,8 @@ pub(crate) struct Cli {
     pub(crate) first_bytes_timeout: u64,
 
     /// Seconds an HTTP/2 connection may stay open with no request in flight (a stalled header
-    /// block counts as none) before it is closed gracefully.
+    /// block counts as none) before it is closed gracefully; a peer that ignores the GOAWAY
+    /// is dropped after as long again with nothing in flight.
     #[arg(long, default_value_t = 60)]
     pub(crate) h2_idle_timeout: u64,
 

@@ -197,7 +197,7 @@ async fn run(cli: Cli) -> ExitCode {
         header_read: Duration::from_secs(cli.header_read_timeout.max(1)),
         h2_idle: Duration::from_secs(cli.h2_idle_timeout.max(1)),
         write_stall: Duration::from_secs(cli.write_stall_timeout.max(1)),
-        grace: Duration::from_secs(10),
+        grace: Duration::from_secs(cli.h2_idle_timeout.max(1)),
     };
     let limits = ConnectionLimits::new(
         cli.max_connections
