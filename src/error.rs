@@ -65,6 +65,8 @@ pub enum ErrorKind {
     ServiceUnavailable,
     /// 500: a bug or an unexpected store failure.
     Internal,
+    /// 507: a quota is full (objects per tenant); existing objects still update.
+    QuotaExceeded,
     /// 501: the request uses something this server does not implement (a transfer coding
     /// other than `chunked`, RFC 9112 §6.1).
     NotImplemented,
@@ -88,6 +90,7 @@ impl ErrorKind {
             Self::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::NotImplemented => StatusCode::NOT_IMPLEMENTED,
+            Self::QuotaExceeded => StatusCode::INSUFFICIENT_STORAGE,
         }
     }
 
@@ -110,6 +113,7 @@ impl ErrorKind {
             Self::ServiceUnavailable => "serviceNotAvailable",
             Self::Internal => "generalException",
             Self::NotImplemented => "notSupported",
+            Self::QuotaExceeded => "quotaLimitReached",
         }
     }
 }

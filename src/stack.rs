@@ -167,6 +167,14 @@ impl<S: SecurityStore> StackBuilder<S> {
         self
     }
 
+    /// Sets how many objects one tenant may have (default
+    /// [`DEFAULT_MAX_OBJECTS_PER_TENANT`](crate::service::DEFAULT_MAX_OBJECTS_PER_TENANT)); a
+    /// write that would create one more is answered 507 `quotaLimitReached`.
+    pub fn with_max_objects_per_tenant(mut self, objects: u64) -> Self {
+        self.config.max_objects_per_tenant = objects;
+        self
+    }
+
     /// The leaf service alone, for users who compose the layers themselves.
     pub fn into_service(self) -> SecurityUpdateService<S> {
         SecurityUpdateService::from_parts(self.store, self.config)

@@ -151,3 +151,34 @@ async fn a_patch_that_would_grow_the_object_past_its_limit_is_413_and_changes_no
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn a_first_save_past_the_tenant_quota_is_507_and_updates_go_on() {
+    let store = MemoryStore::new();
+    let tokens = tokens().with_token(
+        "app",
+        Principal::application(TENANT, "dddddddd-4444-4444-8444-dddddddddddd").with_roles([WRITE]),
+    );
+    let app = StackBuilder::new(store.clone())
+        .with_max_objects_per_tenant(2)
+        .build(tokens);
+    let user = |n: u32| format!("/users/00000000-0000-4000-8000-{n:012}/security");
+    assert_eq!(
+        patch(&app, &user(1), "app", "{}").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        patch(&app, &user(2), "app", "{}").await.status,
+        StatusCode::OK
+    );
+    let full = patch(&app, &user(3), "app", "{}").await;
+    assert_eq!(full.status, StatusCode::INSUFFICIENT_STORAGE);
+    assert_eq!(full.json()["error"]["code"], "quotaLimitReached");
+    assert!(full.error_message().contains("limit of 2"));
+    assert_eq!(store.len(), 2, "nothing was created");
+    // Existing objects still update.
+    assert_eq!(
+        patch(&app, &user(1), "app", "{}").await.status,
+        StatusCode::OK
+    );
+}

@@ -186,6 +186,34 @@ async fn contract<S: SecurityStore>(store: Arc<S>, name: &str) {
         "{name}: lost increments"
     );
     assert_eq!(total.version(), (tasks_n * rounds) as u64, "{name}");
+
+    // Objects per tenant: first saves count, updates and lost races do not.
+    assert_eq!(
+        store.count_tenant("quota").await.unwrap(),
+        Some(0),
+        "{name}"
+    );
+    for user in ["a", "b"] {
+        let key = ObjectKey::new("quota", user);
+        store
+            .compare_and_swap(&key, 0, snapshot(1, json!({"n": 1})))
+            .await
+            .unwrap();
+        store
+            .compare_and_swap(&key, 1, snapshot(2, json!({"n": 2})))
+            .await
+            .unwrap();
+        let lost = store
+            .compare_and_swap(&key, 0, snapshot(1, json!({"n": 9})))
+            .await
+            .unwrap();
+        assert!(matches!(lost, SwapOutcome::Conflict { .. }), "{name}");
+    }
+    assert_eq!(
+        store.count_tenant("quota").await.unwrap(),
+        Some(2),
+        "{name}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -14,6 +14,14 @@ pub(crate) enum AnyStore {
 }
 
 impl SecurityStore for AnyStore {
+    async fn count_tenant(&self, tenant_id: &str) -> Result<Option<u64>, StoreError> {
+        match self {
+            Self::Memory(store) => store.count_tenant(tenant_id).await,
+            Self::Redb(store) => store.count_tenant(tenant_id).await,
+            Self::Postgres(store) => store.count_tenant(tenant_id).await,
+        }
+    }
+
     async fn load(&self, key: &ObjectKey) -> Result<Option<Snapshot>, StoreError> {
         match self {
             Self::Memory(store) => store.load(key).await,

@@ -79,6 +79,14 @@ pub(crate) struct Cli {
     #[arg(long, default_value_t = 1024 * 1024)]
     pub(crate) max_body: usize,
 
+    /// Largest object, serialized, a PATCH may leave behind (413 past it).
+    #[arg(long, default_value_t = security_update::service::DEFAULT_MAX_OBJECT_BYTES)]
+    pub(crate) max_object_bytes: usize,
+
+    /// Most objects one tenant may have (507 quotaLimitReached for one more).
+    #[arg(long, default_value_t = security_update::service::DEFAULT_MAX_OBJECTS_PER_TENANT)]
+    pub(crate) max_objects_per_tenant: u64,
+
     /// Seconds a client may take to send its request headers before the connection is closed.
     /// For HTTP/1 the same timer bounds an idle keep-alive connection.
     #[arg(long, default_value_t = 30)]

@@ -173,6 +173,8 @@ async fn run(cli: Cli) -> ExitCode {
         .with_schema(schema)
         .with_path_prefix("/beta")
         .with_body_limit(cli.max_body)
+        .with_max_object_bytes(cli.max_object_bytes)
+        .with_max_objects_per_tenant(cli.max_objects_per_tenant)
         .with_rate_limit(rate_limit)
         .with_timeout(Duration::from_secs(cli.request_timeout.max(1)))
         .with_failure_throttle(FailureThrottle::new(

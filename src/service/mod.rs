@@ -60,6 +60,9 @@ pub(crate) const DEFAULT_MAX_ATTEMPTS: u32 = 64;
 /// Every read and write moves the whole object, so without a bound a caller under an open
 /// schema could grow one object without end.
 pub const DEFAULT_MAX_OBJECT_BYTES: usize = 4 * 1024 * 1024;
+/// Default limit on objects per tenant: a million, far above any real directory's users
+/// with a security object, far below what one token minting ids could fill a disk with.
+pub const DEFAULT_MAX_OBJECTS_PER_TENANT: u64 = 1_000_000;
 
 /// The Graph "Update security" operation as a `tower::Service`; see the [module docs](self).
 ///
@@ -92,6 +95,8 @@ pub(crate) struct Config {
     pub(crate) max_attempts: u32,
     /// Largest object a write may leave behind, serialized.
     pub(crate) max_object_bytes: usize,
+    /// Most objects one tenant may have; a write that would create one more is 507.
+    pub(crate) max_objects_per_tenant: u64,
 }
 
 impl Config {
@@ -104,6 +109,7 @@ impl Config {
             path_prefix: None,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
+            max_objects_per_tenant: DEFAULT_MAX_OBJECTS_PER_TENANT,
         }
     }
 }

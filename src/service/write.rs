@@ -71,6 +71,22 @@ async fn off_the_workers<T: Send + 'static>(
 }
 
 impl<S: SecurityStore> SecurityUpdateService<S> {
+    /// 507 when `tenant` already has as many objects as it may. Concurrent first saves in one
+    /// tenant may overshoot the limit by their number; the bound is on growth, not exact.
+    async fn check_tenant_quota(&self, tenant: &str) -> Result<(), GraphError> {
+        let limit = self.config.max_objects_per_tenant;
+        match self.store.count_tenant(tenant).await? {
+            Some(count) if count >= limit => Err(GraphError::new(
+                ErrorKind::QuotaExceeded,
+                format!(
+                    "The tenant already has {count} security objects, the limit of \
+                     {limit}; existing objects can still be updated."
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// The patch is moved into the first attempt and re-parsed from its raw bytes only when a
     /// race is lost.
     pub(crate) async fn write(&self, write: Write) -> Result<Reply, GraphError> {
@@ -109,6 +125,10 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
                 next_snapshot(&config.schema, &current, document, limit)?
             };
             precondition.check(&current)?;
+            // A first save creates an object: the tenant's quota must have room for it.
+            if current.version() == 0 {
+                self.check_tenant_quota(key.tenant_id()).await?;
+            }
             // The point of no return: past here the write is never answered 408.
             if let Some(deadline) = &deadline {
                 deadline.begin_write()?;

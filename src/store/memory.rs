@@ -37,6 +37,8 @@ pub struct MemoryStore {
 struct Shards {
     hasher: RandomState,
     shards: Box<[RwLock<HashMap<ObjectKey, Snapshot>>]>,
+    /// Objects per tenant, counted as they are created (objects are never deleted).
+    tenants: std::sync::Mutex<HashMap<Box<str>, u64>>,
 }
 
 impl Default for MemoryStore {
@@ -53,6 +55,7 @@ impl MemoryStore {
             shared: Arc::new(Shards {
                 hasher: RandomState::new(),
                 shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
+                tenants: std::sync::Mutex::default(),
             }),
         }
     }
@@ -130,6 +133,13 @@ impl MemoryStore {
             },
             None if expected_version == 0 => {
                 shard.insert(key.clone(), new);
+                *self
+                    .shared
+                    .tenants
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .entry(key.tenant_id().into())
+                    .or_default() += 1;
                 SwapOutcome::Swapped
             }
             None => SwapOutcome::Conflict { current: None },
@@ -138,6 +148,15 @@ impl MemoryStore {
 }
 
 impl SecurityStore for MemoryStore {
+    async fn count_tenant(&self, tenant_id: &str) -> Result<Option<u64>, StoreError> {
+        let tenants = self
+            .shared
+            .tenants
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(Some(tenants.get(tenant_id).copied().unwrap_or(0)))
+    }
+
     async fn load(&self, key: &ObjectKey) -> Result<Option<Snapshot>, StoreError> {
         Ok(self.load_now(key))
     }

@@ -234,9 +234,26 @@ pub trait SecurityStore: Send + Sync + 'static {
         expected_version: u64,
         new: Snapshot,
     ) -> impl Future<Output = Result<SwapOutcome, StoreError>> + Send;
+
+    /// How many objects `tenant_id` has, for the per-tenant quota; `None` when the store
+    /// does not count (then no quota applies). Asked only before a first save.
+    fn count_tenant(
+        &self,
+        tenant_id: &str,
+    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send {
+        let _ = tenant_id;
+        std::future::ready(Ok(None))
+    }
 }
 
 impl<S: SecurityStore> SecurityStore for Arc<S> {
+    fn count_tenant(
+        &self,
+        tenant_id: &str,
+    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send {
+        (**self).count_tenant(tenant_id)
+    }
+
     fn load(
         &self,
         key: &ObjectKey,

@@ -277,6 +277,22 @@ fn db_error(error: tokio_postgres::Error) -> StoreError {
 }
 
 impl SecurityStore for PostgresStore {
+    /// An index-only count over the primary key `(tenant_id, user_id)`; asked only before a
+    /// first save.
+    async fn count_tenant(&self, tenant_id: &str) -> Result<Option<u64>, StoreError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let statement = client
+            .prepare_cached("SELECT count(*) FROM security_objects WHERE tenant_id = $1")
+            .await
+            .map_err(db_error)?;
+        let row = client
+            .query_one(&statement, &[&tenant_id])
+            .await
+            .map_err(db_error)?;
+        let count: i64 = row.get(0);
+        Ok(Some(u64::try_from(count).unwrap_or(0)))
+    }
+
     async fn load(&self, key: &ObjectKey) -> Result<Option<Snapshot>, StoreError> {
         let client = self.pool.get().await.map_err(pool_error)?;
         Self::load_with(&client, key).await

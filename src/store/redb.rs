@@ -18,6 +18,8 @@ use super::{ObjectKey, SecurityStore, Snapshot, StoreError, StoreErrorKind, Swap
 
 /// (tenant, user) → (version, document JSON).
 const OBJECTS: TableDefinition<(&str, &str), (u64, &[u8])> = TableDefinition::new("objects");
+/// tenant → number of objects, kept in the same transaction as each first save.
+const TENANTS: TableDefinition<&str, u64> = TableDefinition::new("tenants");
 /// Store metadata; `format` is the layout version, for future migrations.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const FORMAT: u64 = 1;
@@ -186,6 +188,16 @@ impl RedbStore {
                 table
                     .insert(id, (new.version(), new.json().as_ref()))
                     .map_err(storage)?;
+                if current.is_none() {
+                    let mut tenants = write.open_table(TENANTS).map_err(storage)?;
+                    let count = tenants
+                        .get(key.tenant_id())
+                        .map_err(storage)?
+                        .map_or(0, |count| count.value());
+                    tenants
+                        .insert(key.tenant_id(), count + 1)
+                        .map_err(storage)?;
+                }
                 SwapOutcome::Swapped
             } else {
                 let current = current
@@ -220,7 +232,27 @@ fn migrate(db: &Database) -> Result<(), String> {
                 return Err(format!("layout version {other}, this build reads {FORMAT}"));
             }
         }
-        write.open_table(OBJECTS).map_err(|e| e.to_string())?;
+        let objects = write.open_table(OBJECTS).map_err(|e| e.to_string())?;
+        // Stores made before tenants were counted: count them once.
+        if meta
+            .get("tenants_counted")
+            .map_err(|e| e.to_string())?
+            .is_none()
+        {
+            let mut counts: std::collections::HashMap<String, u64> = Default::default();
+            for entry in objects.iter().map_err(|e| e.to_string())? {
+                let (key, _) = entry.map_err(|e| e.to_string())?;
+                *counts.entry(key.value().0.to_owned()).or_default() += 1;
+            }
+            let mut tenants = write.open_table(TENANTS).map_err(|e| e.to_string())?;
+            for (tenant, count) in counts {
+                tenants
+                    .insert(tenant.as_str(), count)
+                    .map_err(|e| e.to_string())?;
+            }
+            meta.insert("tenants_counted", 1)
+                .map_err(|e| e.to_string())?;
+        }
     }
     write.commit().map_err(|e| e.to_string())
 }
@@ -237,6 +269,21 @@ fn storage(error: impl Into<redb::Error>) -> StoreError {
 }
 
 impl SecurityStore for RedbStore {
+    async fn count_tenant(&self, tenant_id: &str) -> Result<Option<u64>, StoreError> {
+        let read = self.db.begin_read().map_err(storage)?;
+        let tenants = match read.open_table(TENANTS) {
+            Ok(tenants) => tenants,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Some(0)),
+            Err(error) => return Err(storage(error)),
+        };
+        Ok(Some(
+            tenants
+                .get(tenant_id)
+                .map_err(storage)?
+                .map_or(0, |count| count.value()),
+        ))
+    }
+
     async fn load(&self, key: &ObjectKey) -> Result<Option<Snapshot>, StoreError> {
         self.load_now(key)
     }
