@@ -209,3 +209,47 @@ async fn writers_sharing_threads_do_not_starve() {
         .unwrap();
     assert_eq!(stored.version(), (TASKS * EACH) as u64);
 }
+
+/// Big merges run on the blocking pool: with a single async worker thread busy with nothing
+/// else, a small GET is answered while two large PATCHes are still being merged, validated
+/// and serialized. (Before, they ran inside `call` on the worker and the GET waited.)
+#[tokio::test(flavor = "current_thread")]
+async fn a_small_get_is_answered_while_big_merges_run() {
+    let open = ResourceSchema::from_json_schema(&json!({"type": "object"})).unwrap();
+    let store = MemoryStore::new();
+    let app = StackBuilder::new(store.clone())
+        .with_schema(open)
+        .with_body_limit(8 * 1024 * 1024)
+        .with_max_object_bytes(64 * 1024 * 1024)
+        .build(tokens());
+    // A large object for Alice and for Bob: 60,000 members of ~40 bytes.
+    let members = |tag: &str| {
+        let map: serde_json::Map<String, serde_json::Value> = (0..60_000)
+            .map(|i| (format!("member-{i:06}"), json!(format!("{tag}-{i:030}"))))
+            .collect();
+        serde_json::Value::Object(map).to_string()
+    };
+    for token in ["alice", "bob"] {
+        let reply = patch(&app, "/me/security", token, &members("first")).await;
+        assert_eq!(reply.status, 200);
+    }
+    // Two big rewrites, started first; then a GET of a third, small object.
+    let writers: Vec<_> = ["alice", "bob"]
+        .into_iter()
+        .map(|token| {
+            let (app, body) = (app.clone(), members("second"));
+            tokio::spawn(async move { patch(&app, "/me/security", token, &body).await.status })
+        })
+        .collect();
+    tokio::task::yield_now().await;
+    let read = get(&app, "/users/me-does-not-matter/security", "admin").await;
+    assert!(read.status.is_client_error() || read.status.is_success());
+    let still_running = writers.iter().filter(|w| !w.is_finished()).count();
+    for writer in writers {
+        assert_eq!(writer.await.unwrap(), 200);
+    }
+    assert!(
+        still_running > 0,
+        "the GET waited for both big merges to finish"
+    );
+}
