@@ -96,6 +96,27 @@ mod tests {
     }
 
     #[test]
+    fn percent_escapes_decode_in_either_case_and_every_digit() {
+        // Lowercase and uppercase hex, letters and digits in both nibbles.
+        assert_eq!(parse_path("/users/a%3a%3Ab/security"), user("a::b"));
+        assert_eq!(parse_path("/users/%7e%7E%2d/security"), user("~~-"));
+        assert_eq!(parse_path("/users/%4a%4A%6f%6F/security"), user("JJoo"));
+        assert_eq!(
+            parse_path("/users/%30%39%61%66%41%46/security"),
+            user("09afAF")
+        );
+        // Not hex, or cut short: no route.
+        for bad in [
+            "/users/%g0/security",
+            "/users/%0g/security",
+            "/users/%4/security",
+            "/users/%/security",
+        ] {
+            assert_eq!(parse_path(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
     fn other_shapes_are_no_route() {
         for path in [
             "",

@@ -214,3 +214,16 @@ fn failed_authentications_are_throttled_per_address_and_valid_tokens_pass() {
     assert!(get_with_token("127.0.0.6", server.addr, &token).starts_with("HTTP/1.1 200"));
     assert!(get_with_token("127.0.0.7", server.addr, &forged).starts_with("HTTP/1.1 401"));
 }
+
+#[test]
+fn an_idle_http1_keep_alive_connection_is_closed_by_the_header_timer() {
+    let dir = TempDir::new("front-door-keep-alive");
+    let server = Server::start(&["--memory", "--header-read-timeout", "1"], &dir.0);
+    let mut stream = connect_from("127.0.0.1", server.addr);
+    // One whole request on a keep-alive connection, then silence.
+    stream
+        .write_all(b"GET /beta/me/security HTTP/1.1\r\nhost: x\r\n\r\n")
+        .unwrap();
+    let reply = read_to_close(&mut stream);
+    assert!(reply.starts_with(b"HTTP/1.1 401"), "{reply:?}");
+}

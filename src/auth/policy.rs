@@ -231,6 +231,35 @@ mod tests {
     }
 
     #[test]
+    fn custom_read_permissions_and_admin_roles_replace_the_defaults() {
+        let custom_role = "0f971eea-41eb-4569-a71e-57bb8a3eff1e";
+        let policy = DefaultPolicy::new()
+            .with_read_permissions(["Custom.Read"])
+            .with_admin_role_template_ids([custom_role]);
+        let own = Target::Me;
+        // The custom read permission reads; the default one no longer does.
+        let reader = Principal::delegated(TENANT, ALICE).with_scopes(["Custom.Read"]);
+        assert_eq!(status(policy.authorize(&reader, Access::Read, &own)), 200);
+        let default_reader =
+            Principal::delegated(TENANT, ALICE).with_scopes(["SecurityEvents.Read.All"]);
+        assert_eq!(
+            status(policy.authorize(&default_reader, Access::Read, &own)),
+            403
+        );
+        // The custom role reaches other users; Global Administrator no longer does.
+        let custom_admin = alice().with_role_template_ids([custom_role]);
+        assert_eq!(
+            status(policy.authorize(&custom_admin, Access::Write, &user(BOB))),
+            200
+        );
+        let global_admin = alice().with_role_template_ids([GLOBAL_ADMINISTRATOR]);
+        assert_eq!(
+            status(policy.authorize(&global_admin, Access::Write, &user(BOB))),
+            403
+        );
+    }
+
+    #[test]
     fn delegated_caller_reaches_itself_by_me_id_or_upn() {
         let policy = DefaultPolicy::new();
         let own = ObjectKey::new(TENANT, ALICE);
