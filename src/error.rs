@@ -16,7 +16,7 @@
 //!
 //! let error = GraphError::new(ErrorKind::PreconditionFailed, "the ETag does not match");
 //! assert_eq!(error.status(), http::StatusCode::PRECONDITION_FAILED);
-//! assert_eq!(error.code(), "preconditionFailed");
+//! assert_eq!(error.code(), "resourceModified");
 //! ```
 
 use std::borrow::Cow;
@@ -94,21 +94,21 @@ impl ErrorKind {
         }
     }
 
-    /// The Graph error `code` string for this kind.
+    /// The Graph error `code` for this kind: one code per status, so a client can switch on
+    /// it (the message says which check failed). See [`ERROR_CATALOGUE`] for the sources.
     #[must_use]
     pub fn code(self) -> &'static str {
         match self {
+            // Graph's identity layer answers a missing or bad token with this code.
             Self::MissingToken | Self::InvalidToken => "InvalidAuthenticationToken",
-            Self::InvalidAuthorizationRequest => "InvalidAuthenticationToken",
-            Self::InsufficientScope => "Authorization_RequestDenied",
-            Self::AccessDenied => "accessDenied",
-            Self::BadRequest => "BadRequest",
-            Self::NotFound => "Request_ResourceNotFound",
-            Self::MethodNotAllowed => "Request_BadRequest",
-            Self::PreconditionFailed => "preconditionFailed",
+            Self::InvalidAuthorizationRequest | Self::BadRequest => "invalidRequest",
+            Self::InsufficientScope | Self::AccessDenied => "accessDenied",
+            Self::NotFound => "itemNotFound",
+            Self::MethodNotAllowed => "notAllowed",
+            Self::PreconditionFailed => "resourceModified",
             Self::RequestTimeout => "requestTimeout",
-            Self::PayloadTooLarge => "RequestEntityTooLarge",
-            Self::UnsupportedMediaType => "UnsupportedMediaType",
+            Self::PayloadTooLarge => "payloadTooLarge",
+            Self::UnsupportedMediaType => "unsupportedMediaType",
             Self::TooManyRequests => "activityLimitReached",
             Self::ServiceUnavailable => "serviceNotAvailable",
             Self::Internal => "generalException",
@@ -117,6 +117,104 @@ impl ErrorKind {
         }
     }
 }
+
+impl ErrorKind {
+    /// Every kind, for catalogues and tests that must cover them all.
+    pub const ALL: &'static [ErrorKind] = &[
+        ErrorKind::MissingToken,
+        ErrorKind::InvalidToken,
+        ErrorKind::InvalidAuthorizationRequest,
+        ErrorKind::InsufficientScope,
+        ErrorKind::AccessDenied,
+        ErrorKind::BadRequest,
+        ErrorKind::NotFound,
+        ErrorKind::MethodNotAllowed,
+        ErrorKind::PreconditionFailed,
+        ErrorKind::RequestTimeout,
+        ErrorKind::PayloadTooLarge,
+        ErrorKind::UnsupportedMediaType,
+        ErrorKind::TooManyRequests,
+        ErrorKind::ServiceUnavailable,
+        ErrorKind::Internal,
+        ErrorKind::NotImplemented,
+        ErrorKind::QuotaExceeded,
+    ];
+}
+
+/// The error-code catalogue: status, Graph `error.code`, and where the code comes from.
+/// README's table is this one; a test keeps them equal.
+pub const ERROR_CATALOGUE: &[(u16, &str, &str)] = &[
+    (
+        400,
+        "invalidRequest",
+        "Graph error responses: code property values",
+    ),
+    (
+        401,
+        "InvalidAuthenticationToken",
+        "Graph's identity layer, for a missing or bad token",
+    ),
+    (
+        403,
+        "accessDenied",
+        "Graph error responses: code property values",
+    ),
+    (
+        404,
+        "itemNotFound",
+        "Graph error responses: code property values",
+    ),
+    (
+        405,
+        "notAllowed",
+        "Graph error responses: code property values",
+    ),
+    (
+        408,
+        "requestTimeout",
+        "ours (Graph lists none); RFC 9110 §15.5.9",
+    ),
+    (
+        412,
+        "resourceModified",
+        "Graph error responses: \"usually an eTag mismatch\"",
+    ),
+    (
+        413,
+        "payloadTooLarge",
+        "Graph workbook error codes (Graph lists none in general)",
+    ),
+    (
+        415,
+        "unsupportedMediaType",
+        "Graph workbook error codes (Graph lists none in general)",
+    ),
+    (
+        429,
+        "activityLimitReached",
+        "Graph error responses: code property values",
+    ),
+    (
+        500,
+        "generalException",
+        "Graph error responses: code property values",
+    ),
+    (
+        501,
+        "notSupported",
+        "Graph error responses: code property values",
+    ),
+    (
+        503,
+        "serviceNotAvailable",
+        "Graph error responses: code property values",
+    ),
+    (
+        507,
+        "quotaLimitReached",
+        "Graph error responses: code property values",
+    ),
+];
 
 /// A Graph-style error: a kind, a precise human message, and the headers its status requires.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -303,6 +401,73 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let year = yoe + era * 400 + i64::from(month <= 2);
     (year, month, day)
+}
+
+#[cfg(test)]
+mod catalogue_tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_one_code_per_status_and_the_catalogue_says_so() {
+        let mut by_status = std::collections::HashMap::new();
+        for kind in ErrorKind::ALL {
+            let status = kind.status().as_u16();
+            let code = kind.code();
+            if let Some(other) = by_status.insert(status, code) {
+                assert_eq!(other, code, "status {status} has two codes");
+            }
+            assert!(
+                ERROR_CATALOGUE.contains(&(
+                    status,
+                    code,
+                    ERROR_CATALOGUE
+                        .iter()
+                        .find(|row| row.0 == status)
+                        .map_or("", |row| row.2)
+                )),
+                "{kind:?} ({status} {code}) is not in the catalogue"
+            );
+        }
+        assert_eq!(
+            by_status.len(),
+            ERROR_CATALOGUE.len(),
+            "a catalogue row no kind produces"
+        );
+    }
+
+    /// Fails to compile when a kind is added: add it to `ErrorKind::ALL` and the catalogue.
+    #[allow(dead_code)]
+    fn all_is_exhaustive(kind: ErrorKind) {
+        use ErrorKind::*;
+        match kind {
+            MissingToken
+            | InvalidToken
+            | InvalidAuthorizationRequest
+            | InsufficientScope
+            | AccessDenied
+            | BadRequest
+            | NotFound
+            | MethodNotAllowed
+            | PreconditionFailed
+            | RequestTimeout
+            | PayloadTooLarge
+            | UnsupportedMediaType
+            | TooManyRequests
+            | ServiceUnavailable
+            | Internal
+            | NotImplemented
+            | QuotaExceeded => {}
+        }
+    }
+
+    #[test]
+    fn readme_shows_the_catalogue() {
+        let readme = include_str!("../README.md");
+        for (status, code, _) in ERROR_CATALOGUE {
+            let row = format!("| {status} | `{code}` |");
+            assert!(readme.contains(&row), "README lacks the row {row}");
+        }
+    }
 }
 
 #[cfg(test)]

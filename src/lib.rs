@@ -101,7 +101,7 @@ pub use auth::{
 };
 pub use body::ResponseBody;
 pub use content_type::{ContentTypeLayer, JsonContentType};
-pub use error::{ErrorKind, GraphError};
+pub use error::{ERROR_CATALOGUE, ErrorKind, GraphError};
 pub use merge_patch::{MergePatch, MergePatchLayer};
 pub use rate_limit::RateLimitLayer;
 pub use request_id::{RequestIdLayer, RequestIds};

@@ -175,6 +175,13 @@ impl<S: SecurityStore> StackBuilder<S> {
         self
     }
 
+    /// The running operations of the service this builder will build, to wait for on
+    /// shutdown (see [`InFlight`](crate::service::InFlight)).
+    #[must_use]
+    pub fn in_flight(&self) -> crate::service::InFlight {
+        self.config.in_flight.clone()
+    }
+
     /// The leaf service alone, for users who compose the layers themselves.
     pub fn into_service(self) -> SecurityUpdateService<S> {
         SecurityUpdateService::from_parts(self.store, self.config)

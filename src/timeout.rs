@@ -79,6 +79,19 @@ impl WriteDeadline {
         }
     }
 
+    /// 408 if the deadline has already passed: a write that has not started can stop early
+    /// (before queueing or merging), since its caller has been answered.
+    ///
+    /// # Errors
+    /// 408 when the deadline has passed.
+    pub fn check(&self) -> Result<(), GraphError> {
+        if self.state.load(Ordering::Acquire) == TIMED_OUT {
+            Err(timed_out(self.limit))
+        } else {
+            Ok(())
+        }
+    }
+
     /// Claims the request for the deadline; false when a write has already started.
     fn expire(&self) -> bool {
         self.state

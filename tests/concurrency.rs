@@ -211,7 +211,7 @@ async fn writers_sharing_threads_do_not_starve() {
 }
 
 /// Big merges run on the blocking pool: with a single async worker thread busy with nothing
-/// else, a small GET is answered while two large PATCHes are still being merged, validated
+/// else, a small GET is answered while two large `PATCH` requests are still being merged, validated
 /// and serialized. (Before, they ran inside `call` on the worker and the GET waited.)
 #[tokio::test(flavor = "current_thread")]
 async fn a_small_get_is_answered_while_big_merges_run() {

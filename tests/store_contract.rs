@@ -302,12 +302,46 @@ async fn postgres_migration_is_versioned_and_idempotent() {
         .collect();
     for start in starts {
         let store = start.await.unwrap().unwrap();
-        assert_eq!(store.migration_version().await.unwrap(), 1);
+        assert_eq!(store.migration_version().await.unwrap(), 2);
     }
     assert_eq!(
         first.load(&key).await.unwrap().unwrap().document()["kept"],
         true
     );
+}
+
+/// A database made by a build before tenants were counted (migration 1 only, rows in it):
+/// migration 2 counts the existing rows once, and creating objects keeps counting.
+#[tokio::test]
+async fn postgres_counts_tenants_of_a_database_from_before_counting() {
+    let Some(db) = TestDb::create("pg-count-upgrade").await else {
+        return;
+    };
+    let client = common::pg::connect(&db.url).await;
+    client
+        .batch_execute(
+            "CREATE TABLE security_update_migrations (version integer PRIMARY KEY,
+                 applied_at timestamptz NOT NULL DEFAULT now());
+             INSERT INTO security_update_migrations (version) VALUES (1);
+             CREATE TABLE security_objects (tenant_id text NOT NULL, user_id text NOT NULL,
+                 version bigint NOT NULL CHECK (version > 0), document jsonb NOT NULL,
+                 updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (tenant_id, user_id));
+             INSERT INTO security_objects (tenant_id, user_id, version, document) VALUES
+                 ('t', 'a', 1, '{}'), ('t', 'b', 3, '{}'), ('other', 'c', 1, '{}');",
+        )
+        .await
+        .unwrap();
+    let store = PostgresStore::connect(&db.url, PostgresOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(store.migration_version().await.unwrap(), 2);
+    assert_eq!(store.count_tenant("t").await.unwrap(), Some(2));
+    assert_eq!(store.count_tenant("other").await.unwrap(), Some(1));
+    store
+        .compare_and_swap(&ObjectKey::new("t", "d"), 0, snapshot(1, json!({})))
+        .await
+        .unwrap();
+    assert_eq!(store.count_tenant("t").await.unwrap(), Some(3));
 }
 
 #[tokio::test]

@@ -114,8 +114,10 @@ pub(crate) struct Cli {
     pub(crate) max_connections: Option<usize>,
 
     /// Most connections one client address holds at once (IPv6 clients grouped by /64).
-    #[arg(long, default_value_t = front_door::conn_limits::DEFAULT_MAX_PER_CLIENT)]
-    pub(crate) max_connections_per_ip: usize,
+    /// Default: 256, or an eighth of --max-connections if that is less (at least 16), so a
+    /// handful of addresses cannot take every slot.
+    #[arg(long)]
+    pub(crate) max_connections_per_ip: Option<usize>,
 
     /// Failed authentications a client address may make at once before it gets 429 (its
     /// tokens are then not checked until the bucket refills).
@@ -150,8 +152,9 @@ pub(crate) struct Cli {
     #[arg(long)]
     pub(crate) worker_threads: Option<usize>,
 
-    /// Seconds to let in-flight requests finish after SIGTERM/SIGINT.
-    #[arg(long, default_value_t = 30)]
+    /// Seconds to let in-flight requests (and writes whose client went away) finish after
+    /// SIGTERM/SIGINT; longer than --request-timeout, so a request that may run is not cut.
+    #[arg(long, default_value_t = 75)]
     pub(crate) shutdown_timeout: u64,
 }
 

@@ -1,29 +1,37 @@
 //! Which client a request came from, for per-client limits (the failed-authentication
-//! throttle): the peer address, or, on a connection from a `--trusted-proxy`, the address that
-//! proxy appended to `X-Forwarded-For` (the rightmost entry: the only one it vouches for).
-//! Anyone else's `X-Forwarded-For` is ignored, so a client cannot pick its own bucket.
+//! throttle): the peer address, or, on a connection from a `--trusted-proxy`, the first address
+//! from the right of `X-Forwarded-For` that is not itself a trusted proxy (entries to its left
+//! are the client's own claims). Ports and IPv6 brackets are stripped (`203.0.113.9:4711`,
+//! `[2001:db8::1]:443`). When a trusted proxy names no usable client, the request carries no
+//! address and is not throttled: lumping every client behind the proxy into one bucket would
+//! let one attacker lock them all out. Anyone else's `X-Forwarded-For` is ignored, so a client
+//! cannot pick its own bucket.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::Request;
 use security_update::auth::ClientAddress;
 use tower::Service;
 
+/// Decides which addresses are trusted proxies.
+pub(crate) type IsTrusted = Arc<dyn Fn(IpAddr) -> bool + Send + Sync>;
+
 /// Inserts the request's [`ClientAddress`]; one per connection.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct WithClientAddress<S> {
     inner: S,
     peer: IpAddr,
-    peer_is_trusted_proxy: bool,
+    is_trusted: IsTrusted,
 }
 
 impl<S> WithClientAddress<S> {
-    pub(crate) fn new(inner: S, peer: IpAddr, peer_is_trusted_proxy: bool) -> Self {
+    pub(crate) fn new(inner: S, peer: IpAddr, is_trusted: IsTrusted) -> Self {
         Self {
             inner,
             peer,
-            peer_is_trusted_proxy,
+            is_trusted,
         }
     }
 }
@@ -41,75 +49,111 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let address = if self.peer_is_trusted_proxy {
-            forwarded_for(&request).unwrap_or(self.peer)
+        let address = if (self.is_trusted)(self.peer) {
+            forwarded_client(&request, &*self.is_trusted)
         } else {
-            self.peer
+            Some(self.peer)
         };
-        request.extensions_mut().insert(ClientAddress(address));
+        if let Some(address) = address {
+            request.extensions_mut().insert(ClientAddress(address));
+        }
         self.inner.call(request)
     }
 }
 
-/// The rightmost address of the last `X-Forwarded-For` header, if it parses.
-fn forwarded_for<B>(request: &Request<B>) -> Option<IpAddr> {
-    let last = request
+/// The first `X-Forwarded-For` entry from the right that is not a trusted proxy, if it parses.
+fn forwarded_client<B>(
+    request: &Request<B>,
+    is_trusted: &dyn Fn(IpAddr) -> bool,
+) -> Option<IpAddr> {
+    let entries: Vec<&str> = request
         .headers()
         .get_all("x-forwarded-for")
         .iter()
-        .next_back()?;
-    let entry = last.to_str().ok()?.rsplit(',').next()?.trim();
-    entry.parse().ok()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .collect();
+    for entry in entries.into_iter().rev() {
+        let address = parse_entry(entry.trim())?;
+        if !is_trusted(address) {
+            return Some(address);
+        }
+    }
+    None
+}
+
+/// `203.0.113.9`, `203.0.113.9:4711`, `2001:db8::1`, `[2001:db8::1]:443`.
+fn parse_entry(entry: &str) -> Option<IpAddr> {
+    if let Ok(address) = entry.parse() {
+        return Some(address);
+    }
+    if let Some(rest) = entry.strip_prefix('[') {
+        return rest.split_once(']')?.0.parse().ok();
+    }
+    let (host, port) = entry.rsplit_once(':')?;
+    port.parse::<u16>().ok()?;
+    host.parse().ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn address(peer: &str, trusted: bool, xff: &[&str]) -> IpAddr {
+    fn address(peer: &str, xff: &[&str]) -> Option<String> {
         let mut request = Request::new(());
         for value in xff {
             request
                 .headers_mut()
                 .append("x-forwarded-for", value.parse().unwrap());
         }
+        let is_trusted: IsTrusted = Arc::new(|ip: IpAddr| ip.to_string().starts_with("10."));
         let mut service = WithClientAddress::new(
             tower::service_fn(|request: Request<()>| async move {
                 Ok::<_, std::convert::Infallible>(
-                    request.extensions().get::<ClientAddress>().unwrap().0,
+                    request
+                        .extensions()
+                        .get::<ClientAddress>()
+                        .map(|a| a.0.to_string()),
                 )
             }),
             peer.parse().unwrap(),
-            trusted,
+            is_trusted,
         );
-        futures_lite(service.call(request))
-    }
-
-    fn futures_lite<F: std::future::Future<Output = Result<IpAddr, std::convert::Infallible>>>(
-        future: F,
-    ) -> IpAddr {
         tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap()
-            .block_on(future)
+            .block_on(service.call(request))
             .unwrap()
     }
 
     #[test]
     fn only_a_trusted_proxy_names_the_client() {
-        let spoofed = ["203.0.113.9"];
+        let some = |s: &str| Some(s.to_owned());
+        // Anyone else's header is ignored.
         assert_eq!(
-            address("198.51.100.1", false, &spoofed).to_string(),
-            "198.51.100.1"
+            address("198.51.100.1", &["203.0.113.9"]),
+            some("198.51.100.1")
+        );
+        // A trusted proxy: the rightmost entry that is not a trusted proxy itself.
+        assert_eq!(
+            address("10.0.0.2", &["1.2.3.4, 203.0.113.9"]),
+            some("203.0.113.9")
         );
         assert_eq!(
-            address("10.0.0.2", true, &["1.2.3.4, 203.0.113.9"]).to_string(),
-            "203.0.113.9"
+            address("10.0.0.2", &["1.2.3.4, 203.0.113.9, 10.0.0.7"]),
+            some("203.0.113.9")
         );
         assert_eq!(
-            address("10.0.0.2", true, &["garbage"]).to_string(),
-            "10.0.0.2"
+            address("10.0.0.2", &["1.2.3.4", "203.0.113.9:4711"]),
+            some("203.0.113.9")
         );
-        assert_eq!(address("10.0.0.2", true, &[]).to_string(), "10.0.0.2");
+        assert_eq!(
+            address("10.0.0.2", &["[2001:db8::1]:443"]),
+            some("2001:db8::1")
+        );
+        // No usable client: no address, so no shared bucket for everyone behind the proxy.
+        assert_eq!(address("10.0.0.2", &["garbage"]), None);
+        assert_eq!(address("10.0.0.2", &[]), None);
+        assert_eq!(address("10.0.0.2", &["10.0.0.9"]), None);
     }
 }

@@ -67,6 +67,12 @@ fn main() -> ExitCode {
         .with_writer(writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // Use the open-file allowance the system grants (soft limit up to the hard one, as Go and
+    // nginx do): the connection cap is derived from it.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::trace!(limit, "open-file limit"),
+        Err(error) => tracing::warn!(%error, "cannot raise the open-file limit"),
+    }
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(workers) = cli.worker_threads {
         runtime.worker_threads(workers.max(1));
@@ -169,7 +175,9 @@ async fn run(cli: Cli) -> ExitCode {
                 .unwrap_or(cli.rate_limit.saturating_mul(2)),
         )
     };
-    let stack = StackBuilder::new(store)
+    let builder = StackBuilder::new(store);
+    let in_flight = builder.in_flight();
+    let stack = builder
         .with_schema(schema)
         .with_path_prefix("/beta")
         .with_body_limit(cli.max_body)
@@ -199,15 +207,23 @@ async fn run(cli: Cli) -> ExitCode {
         header_read: Duration::from_secs(cli.header_read_timeout.max(1)),
         h2_idle: Duration::from_secs(cli.h2_idle_timeout.max(1)),
         write_stall: Duration::from_secs(cli.write_stall_timeout.max(1)),
+        h2_stall: Duration::from_secs(cli.request_timeout.max(1) + cli.write_stall_timeout.max(1)),
         grace: Duration::from_secs(cli.h2_idle_timeout.max(1)),
     };
+    let max_connections = cli
+        .max_connections
+        .unwrap_or_else(front_door::conn_limits::default_max_connections);
     let limits = ConnectionLimits::new(
-        cli.max_connections
-            .unwrap_or_else(front_door::conn_limits::default_max_connections),
-        cli.max_connections_per_ip,
+        max_connections,
+        cli.max_connections_per_ip
+            .unwrap_or_else(|| front_door::conn_limits::default_max_per_client(max_connections)),
     )
     .with_trusted_proxies(cli.trusted_proxies.clone());
     let tracker = Arc::new(ConnectionTracker::new(limits));
+    let is_trusted: client_address::IsTrusted = {
+        let tracker = tracker.clone();
+        Arc::new(move |ip| tracker.is_trusted_proxy(ip))
+    };
     let (drain, draining) = tokio::sync::watch::channel(false);
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
@@ -239,11 +255,10 @@ async fn run(cli: Cli) -> ExitCode {
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let trusted = tracker.is_trusted_proxy(peer.ip());
                 let service = TowerToHyperService::new(client_address::WithClientAddress::new(
                     app.clone(),
                     peer.ip(),
-                    trusted,
+                    is_trusted.clone(),
                 ));
                 let draining = draining.clone();
                 tokio::spawn(async move {
@@ -263,6 +278,8 @@ async fn run(cli: Cli) -> ExitCode {
         while tracker.active() > 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        // Writes whose client went away run on: each must land and be audited before exit.
+        in_flight.drained().await;
     })
     .await;
     if drained.is_err() {

@@ -1,16 +1,22 @@
 //! [`ResponseFuture`] of the merge-patch service: reads the body (bounded by
-//! `http_body_util::Limited`, gathered by `Collect`), parses it, and calls the inner service
-//! with the parsed [`MergePatch`] in the request's extensions — or answers the refusal.
+//! `http_body_util::Limited`) into one buffer, parses it, and calls the inner service with the
+//! parsed [`MergePatch`] in the request's extensions — or answers the refusal.
+//!
+//! The body is copied into one contiguous buffer as frames arrive, rather than gathered with
+//! `http_body_util::Collect`: `Collect` keeps one `Bytes` handle per frame (each pinning the
+//! connection's read buffer it points into), so a 1 MiB body sent as 1-byte chunks cost tens of
+//! MiB. Copying costs one memcpy of at most the body limit, and a body that arrives in one
+//! frame is kept without copying.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
+use bytes::BytesMut;
 use http::request::Parts;
 use http::{Request, Response};
 use http_body::Body;
-use http_body_util::combinators::Collect;
 use http_body_util::{Full, Limited};
 use pin_project_lite::pin_project;
 use tower::Service;
@@ -22,10 +28,7 @@ use crate::request_id::RequestIds;
 
 pin_project! {
     /// Response future of [`MergePatchService`](super::MergePatchService).
-    pub struct ResponseFuture<S, F, B>
-    where
-        Limited<B>: Body,
-    {
+    pub struct ResponseFuture<S, F, B> {
         #[pin]
         state: State<S, F, B>,
     }
@@ -33,13 +36,12 @@ pin_project! {
 
 pin_project! {
     #[project = StateProj]
-    enum State<S, F, B>
-    where
-        Limited<B>: Body,
-    {
+    enum State<S, F, B> {
         Collecting {
             #[pin]
-            collect: Collect<Limited<B>>,
+            body: Limited<B>,
+            first: Option<Bytes>,
+            rest: Option<BytesMut>,
             parts: Option<Parts>,
             inner: Option<S>,
             limit: usize,
@@ -50,19 +52,13 @@ pin_project! {
     }
 }
 
-impl<S, F, B> std::fmt::Debug for ResponseFuture<S, F, B>
-where
-    Limited<B>: Body,
-{
+impl<S, F, B> std::fmt::Debug for ResponseFuture<S, F, B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
 }
 
-impl<S, F, B> ResponseFuture<S, F, B>
-where
-    Limited<B>: Body,
-{
+impl<S, F, B> ResponseFuture<S, F, B> {
     pub(super) fn inner(future: F) -> Self {
         Self {
             state: State::Inner { future },
@@ -79,7 +75,7 @@ where
     }
 
     pub(super) fn collecting(
-        collect: Collect<Limited<B>>,
+        body: Limited<B>,
         parts: Parts,
         inner: S,
         limit: usize,
@@ -87,7 +83,9 @@ where
     ) -> Self {
         Self {
             state: State::Collecting {
-                collect,
+                body,
+                first: None,
+                rest: None,
                 parts: Some(parts),
                 inner: Some(inner),
                 limit,
@@ -118,15 +116,25 @@ where
                     return Poll::Ready(Ok(response.map(ResponseBody::error)));
                 }
                 StateProj::Collecting {
-                    collect,
+                    mut body,
+                    first,
+                    rest,
                     parts,
                     inner,
                     limit,
                     max_depth,
                 } => {
-                    let outcome = ready!(collect.poll(cx))
-                        .map(http_body_util::Collected::to_bytes)
-                        .map_err(|error| read_error(&error, *limit));
+                    let outcome = loop {
+                        match ready!(body.as_mut().poll_frame(cx)) {
+                            Some(Ok(frame)) => {
+                                if let Ok(data) = frame.into_data() {
+                                    append(first, rest, data);
+                                }
+                            }
+                            Some(Err(error)) => break Err(read_error(&error, *limit)),
+                            None => break Ok(take(first, rest)),
+                        }
+                    };
                     let (Some(mut parts), Some(mut inner)) = (parts.take(), inner.take()) else {
                         return Poll::Ready(Ok(polled_after_completion().map(ResponseBody::error)));
                     };
@@ -150,5 +158,31 @@ where
             };
             state.set(next);
         }
+    }
+}
+
+/// Adds a data frame: the first is kept as it is, later ones are copied into one buffer.
+fn append(first: &mut Option<Bytes>, rest: &mut Option<BytesMut>, data: Bytes) {
+    if data.is_empty() {
+        return;
+    }
+    match (first.as_ref(), rest.as_mut()) {
+        (None, _) => *first = Some(data),
+        (Some(head), None) => {
+            let mut joined = BytesMut::with_capacity(head.len() + data.len());
+            joined.extend_from_slice(head);
+            joined.extend_from_slice(&data);
+            *rest = Some(joined);
+        }
+        (Some(_), Some(joined)) => joined.extend_from_slice(&data),
+    }
+}
+
+/// The body read so far, as one `Bytes`.
+fn take(first: &mut Option<Bytes>, rest: &mut Option<BytesMut>) -> Bytes {
+    match (first.take(), rest.take()) {
+        (_, Some(joined)) => joined.freeze(),
+        (Some(head), None) => head,
+        (None, None) => Bytes::new(),
     }
 }

@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::{Method, Request, Response, header};
 use http_body::Body;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::Limited;
 use tower::{Layer, Service};
 
 use super::future::ResponseFuture;
@@ -24,6 +24,8 @@ fn unsupported_transfer_coding(headers: &http::HeaderMap) -> Option<String> {
         .iter()
         .flat_map(|value| value.to_str().unwrap_or("?").split(','))
         .map(str::trim)
+        // Empty list elements do not count (RFC 9110 §5.6.1).
+        .filter(|coding| !coding.is_empty())
         .find(|coding| !coding.eq_ignore_ascii_case("chunked"))
         .map(|coding| coding.chars().take(32).collect())
 }
@@ -152,7 +154,7 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         ResponseFuture::collecting(
-            Limited::new(body, self.limit).collect(),
+            Limited::new(body, self.limit),
             parts,
             inner,
             self.limit,

@@ -20,10 +20,9 @@ impl Config {
         request: &Request<B>,
     ) -> Result<(Access, ObjectKey), GraphError> {
         let path = request.uri().path();
-        let path = match &self.path_prefix {
-            Some(prefix) => path.strip_prefix(&**prefix).ok_or_else(no_route)?,
-            None => path,
-        };
+        let prefix = self.path_prefix.as_deref().unwrap_or("");
+        let no_route = || no_route(prefix);
+        let path = path.strip_prefix(prefix).ok_or_else(no_route)?;
         let target = parse_path(path).ok_or_else(no_route)?;
         let access = match *request.method() {
             Method::GET => Access::Read,
@@ -69,9 +68,14 @@ pub(crate) fn missing_principal() -> GraphError {
     GraphError::new(ErrorKind::MissingToken, "Access token is empty.")
 }
 
-fn no_route() -> GraphError {
+/// 404, naming the routes as the caller must write them (with the mount prefix, such as
+/// `/beta`, that a caller who left it out needs to hear about).
+fn no_route(prefix: &str) -> GraphError {
     GraphError::new(
         ErrorKind::NotFound,
-        "Resource not found for the segment; the routes are /me/security and /users/{id}/security.",
+        format!(
+            "Resource not found for the segment; the routes are {prefix}/me/security and \
+             {prefix}/users/{{id}}/security."
+        ),
     )
 }

@@ -21,12 +21,14 @@
 mod conditional;
 mod endpoint;
 mod future;
+mod in_flight;
 mod preflight;
 mod reply;
 mod write;
 mod write_gate;
 
 pub use future::ResponseFuture;
+pub use in_flight::InFlight;
 pub use preflight::{Preflight, PreflightLayer};
 
 use std::convert::Infallible;
@@ -88,6 +90,7 @@ pub struct SecurityUpdateService<S> {
 /// What the service and its preflight decide with; fixed once built.
 pub(crate) struct Config {
     pub(crate) gates: write_gate::WriteGates,
+    pub(crate) in_flight: InFlight,
     pub(crate) audit: Arc<dyn AuditSink>,
     pub(crate) policy: Arc<dyn Policy>,
     pub(crate) schema: ResourceSchema,
@@ -103,6 +106,7 @@ impl Config {
     pub(crate) fn new() -> Self {
         Self {
             gates: write_gate::WriteGates::new(),
+            in_flight: InFlight::default(),
             audit: Arc::new(TracingAudit),
             policy: Arc::new(DefaultPolicy::new()),
             schema: ResourceSchema::graph(),
@@ -184,7 +188,9 @@ where
             Err(error) => return ResponseFuture::ready(error.into_response(&ids)),
         };
         let this = self.clone();
+        let entered = self.config.in_flight.enter();
         let future: BoxFuture = Box::pin(async move {
+            let _entered = entered;
             let outcome = match operation {
                 Operation::Read { key } => this.read(&key).await,
                 Operation::Write(write) => this.write(write).await,

@@ -105,6 +105,9 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
             .enabled()
             .then(|| AuditRecord::patch_text(patch.document()));
         let mut patch = Some(patch.into_document());
+        if let Some(deadline) = &deadline {
+            deadline.check()?;
+        }
         // Queue behind writers already queueing for this object.
         let mut gate = if config.gates.is_busy(&key) {
             Some(config.gates.enter(&key).await)

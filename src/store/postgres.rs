@@ -24,21 +24,39 @@ use tokio_postgres::NoTls;
 use super::{ObjectKey, SecurityStore, Snapshot, StoreError, StoreErrorKind, SwapOutcome};
 
 /// Each migration, in order; the index + 1 is its version.
-const MIGRATIONS: &[&str] = &["CREATE TABLE IF NOT EXISTS security_objects (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS security_objects (
         tenant_id  text        NOT NULL,
         user_id    text        NOT NULL,
         version    bigint      NOT NULL CHECK (version > 0),
         document   jsonb       NOT NULL,
         updated_at timestamptz NOT NULL DEFAULT now(),
         PRIMARY KEY (tenant_id, user_id)
-    )"];
+    )",
+    // 2: objects per tenant, kept by the statement that creates an object (the quota check
+    // reads one row instead of counting a tenant's rows); existing rows counted once.
+    "CREATE TABLE IF NOT EXISTS security_tenant_counts (
+        tenant_id text   PRIMARY KEY,
+        objects   bigint NOT NULL CHECK (objects >= 0)
+    );
+    INSERT INTO security_tenant_counts (tenant_id, objects)
+        SELECT tenant_id, count(*) FROM security_objects GROUP BY tenant_id
+        ON CONFLICT (tenant_id) DO UPDATE SET objects = EXCLUDED.objects",
+];
 /// Arbitrary, fixed key of the advisory lock that serializes migrations.
 const MIGRATION_LOCK: i64 = 0x005e_c0b1_ec75;
 
 const LOAD: &str =
     "SELECT version, document::text FROM security_objects WHERE tenant_id = $1 AND user_id = $2";
-const INSERT_FIRST: &str = "INSERT INTO security_objects (tenant_id, user_id, version, document)
-     VALUES ($1, $2, $3, $4::text::jsonb) ON CONFLICT (tenant_id, user_id) DO NOTHING";
+/// The first save and the tenant's count in one statement: it reports one row when the object
+/// was created (and counted), none when it already existed.
+const INSERT_FIRST: &str = "WITH created AS (
+       INSERT INTO security_objects (tenant_id, user_id, version, document)
+       VALUES ($1, $2, $3, $4::text::jsonb) ON CONFLICT (tenant_id, user_id) DO NOTHING
+       RETURNING tenant_id)
+     INSERT INTO security_tenant_counts (tenant_id, objects)
+       SELECT tenant_id, 1 FROM created
+       ON CONFLICT (tenant_id) DO UPDATE SET objects = security_tenant_counts.objects + 1";
 const UPDATE_IF_VERSION: &str = "UPDATE security_objects
      SET version = $3, document = $4::text::jsonb, updated_at = now()
      WHERE tenant_id = $1 AND user_id = $2 AND version = $5";
@@ -277,19 +295,18 @@ fn db_error(error: tokio_postgres::Error) -> StoreError {
 }
 
 impl SecurityStore for PostgresStore {
-    /// An index-only count over the primary key `(tenant_id, user_id)`; asked only before a
-    /// first save.
+    /// One row of `security_tenant_counts`, kept by the statement that creates objects.
     async fn count_tenant(&self, tenant_id: &str) -> Result<Option<u64>, StoreError> {
         let client = self.pool.get().await.map_err(pool_error)?;
         let statement = client
-            .prepare_cached("SELECT count(*) FROM security_objects WHERE tenant_id = $1")
+            .prepare_cached("SELECT objects FROM security_tenant_counts WHERE tenant_id = $1")
             .await
             .map_err(db_error)?;
         let row = client
-            .query_one(&statement, &[&tenant_id])
+            .query_opt(&statement, &[&tenant_id])
             .await
             .map_err(db_error)?;
-        let count: i64 = row.get(0);
+        let count: i64 = row.map_or(0, |row| row.get(0));
         Ok(Some(u64::try_from(count).unwrap_or(0)))
     }
 

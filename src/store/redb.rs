@@ -20,9 +20,9 @@ use super::{ObjectKey, SecurityStore, Snapshot, StoreError, StoreErrorKind, Swap
 const OBJECTS: TableDefinition<(&str, &str), (u64, &[u8])> = TableDefinition::new("objects");
 /// tenant → number of objects, kept in the same transaction as each first save.
 const TENANTS: TableDefinition<&str, u64> = TableDefinition::new("tenants");
-/// Store metadata; `format` is the layout version, for future migrations.
+/// Store metadata; `format` is the layout version (1: objects; 2: and tenant counts).
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-const FORMAT: u64 = 1;
+const FORMAT: u64 = 2;
 const FILE_NAME: &str = "security-update.redb";
 /// Written beside the file once a store exists in the directory: a later start that finds the
 /// marker but no file, or an empty one (a failed restore, a truncation), refuses to start
@@ -215,46 +215,42 @@ impl RedbStore {
     }
 }
 
+/// Brings the file to layout [`FORMAT`]: 1 had no tenant counts (they are counted once, in
+/// the same transaction that marks the file 2, so an older build refuses it from then on
+/// instead of writing objects without counting them).
 fn migrate(db: &Database) -> Result<(), String> {
-    let write = db.begin_write().map_err(|e| e.to_string())?;
+    let error = |e: &dyn std::fmt::Display| e.to_string();
+    let write = db.begin_write().map_err(|e| error(&e))?;
     {
-        let mut meta = write.open_table(META).map_err(|e| e.to_string())?;
+        let mut meta = write.open_table(META).map_err(|e| error(&e))?;
         let format = meta
             .get("format")
-            .map_err(|e| e.to_string())?
+            .map_err(|e| error(&e))?
             .map(|v| v.value());
+        let objects = write.open_table(OBJECTS).map_err(|e| error(&e))?;
+        let mut tenants = write.open_table(TENANTS).map_err(|e| error(&e))?;
         match format {
-            None => {
-                meta.insert("format", FORMAT).map_err(|e| e.to_string())?;
+            None => {}
+            Some(1) => {
+                let mut counts: std::collections::HashMap<String, u64> = Default::default();
+                for entry in objects.iter().map_err(|e| error(&e))? {
+                    let (key, _) = entry.map_err(|e| error(&e))?;
+                    *counts.entry(key.value().0.to_owned()).or_default() += 1;
+                }
+                for (tenant, count) in counts {
+                    tenants
+                        .insert(tenant.as_str(), count)
+                        .map_err(|e| error(&e))?;
+                }
             }
-            Some(FORMAT) => {}
+            Some(FORMAT) => return Ok(()),
             Some(other) => {
                 return Err(format!("layout version {other}, this build reads {FORMAT}"));
             }
         }
-        let objects = write.open_table(OBJECTS).map_err(|e| e.to_string())?;
-        // Stores made before tenants were counted: count them once.
-        if meta
-            .get("tenants_counted")
-            .map_err(|e| e.to_string())?
-            .is_none()
-        {
-            let mut counts: std::collections::HashMap<String, u64> = Default::default();
-            for entry in objects.iter().map_err(|e| e.to_string())? {
-                let (key, _) = entry.map_err(|e| e.to_string())?;
-                *counts.entry(key.value().0.to_owned()).or_default() += 1;
-            }
-            let mut tenants = write.open_table(TENANTS).map_err(|e| e.to_string())?;
-            for (tenant, count) in counts {
-                tenants
-                    .insert(tenant.as_str(), count)
-                    .map_err(|e| e.to_string())?;
-            }
-            meta.insert("tenants_counted", 1)
-                .map_err(|e| e.to_string())?;
-        }
+        meta.insert("format", FORMAT).map_err(|e| error(&e))?;
     }
-    write.commit().map_err(|e| e.to_string())
+    write.commit().map_err(|e| error(&e))
 }
 
 /// I/O trouble (a full or failing disk) may pass: 503. Anything else from redb is a 500.

@@ -27,6 +27,14 @@ pub(crate) use super::ip_net::IpNet;
 /// 64-128 connections from one address and pools behind a NAT.
 pub(crate) const DEFAULT_MAX_PER_CLIENT: usize = 256;
 
+/// The per-client cap for a global cap of `max_connections`: [`DEFAULT_MAX_PER_CLIENT`], or an
+/// eighth of the global cap when that is less (at least 16), so that a few addresses cannot
+/// take every slot of a server with a small descriptor limit.
+#[must_use]
+pub(crate) fn default_max_per_client(max_connections: usize) -> usize {
+    DEFAULT_MAX_PER_CLIENT.min((max_connections / 8).max(16))
+}
+
 /// Descriptors kept out of the connection budget: stdio, the listener, the runtime's epoll and
 /// eventfd, the store (`redb` file or the `PostgreSQL` pool, 16 by default), JWKS fetches, logs.
 const RESERVED_DESCRIPTORS: u64 = 64;
@@ -412,6 +420,9 @@ mod tests {
         assert_eq!(max_connections_for(4096), 3226);
         assert_eq!(max_connections_for(65536), 52378);
         assert_eq!(max_connections_for(64), 32);
+        assert_eq!(default_max_per_client(15_948), 256);
+        assert_eq!(default_max_per_client(768), 96);
+        assert_eq!(default_max_per_client(32), 16);
         assert_eq!(max_connections_for(0), 32);
         assert!(max_connections_for(u64::MAX) > 1 << 30);
         for limit in [200_u64, 1024, 4096, 1 << 20] {

@@ -8,6 +8,7 @@
 //! | request, body included | `--request-timeout` (408, in the library's `TimeoutLayer`) |
 //! | HTTP/2 with no open stream (idle, or a header block that never ends) | `--h2-idle-timeout`, then a graceful GOAWAY and, after a grace period, the socket is dropped |
 //! | a peer that stops reading our response | `--write-stall-timeout` ([`write_stall`]) |
+//! | HTTP/2 peer that takes no response (zero flow-control window) | open streams, none finished for `--request-timeout` + `--write-stall-timeout`: dropped |
 //! | HTTP/2 peer that stops answering | keep-alive PING every 20 s, closed if unanswered for 20 s |
 
 pub(crate) mod conn_limits;
@@ -18,7 +19,7 @@ mod write_stall;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -38,6 +39,9 @@ pub(crate) struct Deadlines {
     pub(crate) header_read: Duration,
     pub(crate) h2_idle: Duration,
     pub(crate) write_stall: Duration,
+    /// HTTP/2: streams open and none finished for this long (responses the peer does not
+    /// take) drops the connection. Longer than any request may take plus `write_stall`.
+    pub(crate) h2_stall: Duration,
     /// After a graceful shutdown, how long the connection may go on with no request in flight
     /// (a peer that ignores the GOAWAY) before the socket is dropped.
     pub(crate) grace: Duration,
@@ -142,6 +146,10 @@ async fn drive<C>(
                     give_up = Box::pin(idle_owned(streams.clone(), deadlines.grace));
                 }
             }
+            () = stalled(streams.as_deref(), deadlines.h2_stall) => {
+                tracing::debug!("HTTP/2 responses not taken by the peer: dropping the connection");
+                return;
+            }
             () = &mut give_up => {
                 tracing::debug!("HTTP/2 connection did not close in time: dropping it");
                 return;
@@ -150,13 +158,37 @@ async fn drive<C>(
     }
 }
 
-/// Open HTTP/2 streams of one connection: requests handed to the service and not yet answered.
-/// hyper only hands over a stream once its header block is complete, so a stalled header
-/// block counts as no stream at all, and the idle deadline closes it.
+/// Open HTTP/2 streams of one connection: requests handed to the service whose response has
+/// not been sent to its end (the count ends when the response body is finished or dropped, not
+/// when its headers are ready: a peer that never opens its flow-control window keeps the body
+/// in memory, and must keep the stream counted). hyper only hands over a stream once its
+/// header block is complete, so a stalled header block counts as no stream at all, and the
+/// idle deadline closes it.
 #[derive(Debug, Default)]
 struct StreamCount {
     open: AtomicUsize,
+    /// Streams finished so far: progress, for the stall deadline.
+    finished: AtomicU64,
     changed: Notify,
+}
+
+impl StreamCount {
+    fn open(self: &Arc<Self>) -> StreamGuard {
+        self.open.fetch_add(1, Ordering::AcqRel);
+        self.changed.notify_waiters();
+        StreamGuard(self.clone())
+    }
+}
+
+/// One open stream; dropping it (response sent, stream reset) closes it.
+struct StreamGuard(Arc<StreamCount>);
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+        self.0.finished.fetch_add(1, Ordering::AcqRel);
+        self.0.changed.notify_waiters();
+    }
 }
 
 /// Resolves once `streams` has had no open stream for `timeout`.
@@ -187,6 +219,41 @@ async fn idle_owned(streams: Arc<StreamCount>, timeout: Duration) {
     idle(Some(&streams), timeout).await;
 }
 
+/// Resolves once `streams` has had streams open but none finished for `timeout`: responses
+/// the peer does not take (a zero flow-control window), however many new streams it opens.
+async fn stalled(streams: Option<&StreamCount>, timeout: Duration) {
+    let Some(streams) = streams else {
+        return std::future::pending().await;
+    };
+    loop {
+        let finished = streams.finished.load(Ordering::Acquire);
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let changed = streams.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if streams.finished.load(Ordering::Acquire) != finished {
+                break;
+            }
+            let busy = streams.open.load(Ordering::Acquire) > 0;
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline), if busy => {
+                    if streams.finished.load(Ordering::Acquire) == finished
+                        && streams.open.load(Ordering::Acquire) > 0
+                    {
+                        return;
+                    }
+                }
+                () = &mut changed => {}
+            }
+            if !busy {
+                // Nothing open: the clock starts again from the next stream.
+                break;
+            }
+        }
+    }
+}
+
 /// The service of an HTTP/2 connection, counting its open streams.
 #[derive(Clone)]
 struct Counted<S> {
@@ -194,41 +261,68 @@ struct Counted<S> {
     streams: Arc<StreamCount>,
 }
 
-impl<S, R> hyper::service::Service<R> for Counted<S>
+impl<S, R, B> hyper::service::Service<R> for Counted<S>
 where
-    S: hyper::service::Service<R>,
+    S: hyper::service::Service<R, Response = http::Response<B>>,
 {
-    type Response = S::Response;
+    type Response = http::Response<CountedBody<B>>;
     type Error = S::Error;
     type Future = CountedFuture<S::Future>;
 
     fn call(&self, request: R) -> Self::Future {
-        self.streams.open.fetch_add(1, Ordering::AcqRel);
-        self.streams.changed.notify_waiters();
         CountedFuture {
             inner: Box::pin(self.inner.call(request)),
-            streams: self.streams.clone(),
+            guard: Some(self.streams.open()),
         }
     }
 }
 
-/// A stream's response future; dropping it (answered or reset) closes the stream's count.
+/// A stream's response future; its guard moves into the response body.
 struct CountedFuture<F> {
     inner: Pin<Box<F>>,
-    streams: Arc<StreamCount>,
+    guard: Option<StreamGuard>,
 }
 
-impl<F: Future> Future for CountedFuture<F> {
-    type Output = F::Output;
+impl<F, B, E> Future for CountedFuture<F>
+where
+    F: Future<Output = Result<http::Response<B>, E>>,
+{
+    type Output = Result<http::Response<CountedBody<B>>, E>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        self.inner.as_mut().poll(cx)
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let result = std::task::ready!(self.inner.as_mut().poll(cx));
+        let guard = self.guard.take();
+        Poll::Ready(result.map(|response| {
+            response.map(|body| CountedBody {
+                inner: Box::pin(body),
+                _guard: guard,
+            })
+        }))
     }
 }
 
-impl<F> Drop for CountedFuture<F> {
-    fn drop(&mut self) {
-        self.streams.open.fetch_sub(1, Ordering::AcqRel);
-        self.streams.changed.notify_waiters();
+/// A response body that keeps its stream counted until it is finished or dropped.
+struct CountedBody<B> {
+    inner: Pin<Box<B>>,
+    _guard: Option<StreamGuard>,
+}
+
+impl<B: hyper::body::Body> hyper::body::Body for CountedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<B::Data>, B::Error>>> {
+        self.inner.as_mut().poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }

@@ -26,8 +26,23 @@ impl Server {
         })
     }
 
+    /// Like `start`, with the open-file limit (soft and hard) set to `limit` first.
+    pub fn start_with_open_files(limit: u32, args: &[&str], log_dir: &Path) -> Self {
+        Self::try_start_with(Some(limit), args, log_dir).unwrap_or_else(|(status, log)| {
+            panic!("server exited with {status:?} before listening; stderr:\n{log}")
+        })
+    }
+
     /// Like `start`, but an early exit is returned with the server's stderr.
     pub fn try_start(args: &[&str], log_dir: &Path) -> Result<Self, (Option<ExitStatus>, String)> {
+        Self::try_start_with(None, args, log_dir)
+    }
+
+    fn try_start_with(
+        open_files: Option<u32>,
+        args: &[&str],
+        log_dir: &Path,
+    ) -> Result<Self, (Option<ExitStatus>, String)> {
         let log = log_dir.join(format!(
             "server-{}.log",
             std::time::SystemTime::now()
@@ -35,7 +50,20 @@ impl Server {
                 .unwrap()
                 .as_nanos()
         ));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_security-update-server"))
+        let binary = env!("CARGO_BIN_EXE_security-update-server");
+        let mut command = match open_files {
+            None => Command::new(binary),
+            Some(limit) => {
+                let mut command = Command::new("sh");
+                command.args([
+                    "-c",
+                    &format!("ulimit -n {limit} && exec \"$0\" \"$@\""),
+                    binary,
+                ]);
+                command
+            }
+        };
+        let mut child = command
             .args(["--listen", ":0"])
             .args(args)
             .env("RUST_LOG", "info,security_update_server=debug")

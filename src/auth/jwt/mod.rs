@@ -329,13 +329,16 @@ impl TokenValidator for JwtValidator {
         if let Some(rejection) = self.shared.rejections.get(token) {
             return JwtFuture::ready(Err(rejection));
         }
+        let keys = self.keys();
         match self.verify_and_remember(token) {
             Ok(principal) => JwtFuture::ready(Ok(principal)),
             Err(Unverified::UnknownKid) if self.shared.source.is_some() => {
                 JwtFuture::refreshing(self.clone(), token.to_owned())
             }
             Err(Unverified::Rejected(rejection)) => {
-                self.shared.rejections.insert(token, &rejection);
+                self.shared
+                    .rejections
+                    .insert_if(token, &rejection, || Arc::ptr_eq(&keys, &self.keys()));
                 JwtFuture::ready(Err(rejection))
             }
             Err(unverified) => JwtFuture::ready(Err(unverified.into_rejection())),

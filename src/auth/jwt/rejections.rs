@@ -45,13 +45,24 @@ impl RejectionCache {
         (Instant::now() < *until).then(|| rejection.clone())
     }
 
-    pub(super) fn insert(&self, token: &str, rejection: &TokenRejection) {
+    /// Remembers `rejection` unless `still_valid`, checked under the cache's lock, says the
+    /// keys it was decided with have been replaced meanwhile (the replacement clears the cache
+    /// after swapping the keys, so no stale refusal survives it).
+    pub(super) fn insert_if(
+        &self,
+        token: &str,
+        rejection: &TokenRejection,
+        still_valid: impl FnOnce() -> bool,
+    ) {
         let key = self.key(token);
         let now = Instant::now();
         let mut entries = self
             .entries
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !still_valid() {
+            return;
+        }
         if entries.len() >= CAPACITY {
             entries.retain(|_, (until, _)| *until > now);
             if entries.len() >= CAPACITY {
