@@ -52,7 +52,19 @@ pub struct ResourceSchema {
 enum SchemaKind {
     Graph,
     #[cfg(feature = "json-schema")]
-    Custom(Arc<jsonschema::Validator>),
+    Custom(Arc<CustomSchema>),
+}
+
+/// A deployment's JSON Schema: the compiled validator, and which top-level names it allows
+/// (for `$select`).
+#[cfg(feature = "json-schema")]
+struct CustomSchema {
+    validator: jsonschema::Validator,
+    /// Names under `properties`.
+    declared: Vec<String>,
+    /// Whether other names may appear (`additionalProperties` not `false`, or
+    /// `patternProperties` present).
+    open: bool,
 }
 
 impl std::fmt::Debug for ResourceSchema {
@@ -109,10 +121,36 @@ impl ResourceSchema {
         let validator = jsonschema::validator_for(schema).map_err(|error| SchemaError {
             message: error.to_string(),
         })?;
+        let declared = schema
+            .get("properties")
+            .and_then(Value::as_object)
+            .map(|properties| properties.keys().cloned().collect())
+            .unwrap_or_default();
+        let open = schema.get("additionalProperties") != Some(&Value::Bool(false))
+            || schema.get("patternProperties").is_some();
         Ok(Self {
-            kind: SchemaKind::Custom(Arc::new(validator)),
+            kind: SchemaKind::Custom(Arc::new(CustomSchema {
+                validator,
+                declared,
+                open,
+            })),
             read_only: Arc::from([]),
         })
+    }
+
+    /// Whether an object under this schema can have the top-level property `name` (what
+    /// `$select` may name): `id` always; for a custom schema, a declared property, or any name
+    /// when the schema is open.
+    #[must_use]
+    pub fn allows(&self, name: &str) -> bool {
+        if name == ID_KEY {
+            return true;
+        }
+        match &self.kind {
+            SchemaKind::Graph => false,
+            #[cfg(feature = "json-schema")]
+            SchemaKind::Custom(custom) => custom.open || custom.declared.iter().any(|d| d == name),
+        }
     }
 
     /// Top-level properties that a patch may not change (besides `id`, always read-only).
@@ -187,7 +225,8 @@ impl ResourceSchema {
                 Ok(())
             }
             #[cfg(feature = "json-schema")]
-            SchemaKind::Custom(validator) => {
+            SchemaKind::Custom(custom) => {
+                let validator = &custom.validator;
                 // jsonschema validates a `Value`; move the map in and back out, no copy.
                 let instance = Value::Object(std::mem::take(merged));
                 let outcome = validator.validate(&instance).map_err(|error| {

@@ -116,6 +116,15 @@ impl<S: SecurityStore> StackBuilder<S> {
         self
     }
 
+    /// Sets the service root of `@odata.context` (for example
+    /// `https://graph.contoso.com/beta`), for an embedder behind a proxy or under its own
+    /// prefix. Default: the request's scheme and `Host`, then the path prefix.
+    pub fn with_service_root(mut self, root: &str) -> Self {
+        let root = root.trim_end_matches('/');
+        self.config.service_root = (!root.is_empty()).then(|| Box::from(root));
+        self
+    }
+
     /// Sets the realm named in `WWW-Authenticate`.
     pub fn with_realm(mut self, realm: &str) -> Self {
         self.realm = Some(realm.to_owned());

@@ -145,7 +145,7 @@ async fn a_lost_race_is_retried_on_the_winners_object() {
     .await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.header("etag"), "\"2\"");
-    let json = reply.json();
+    let json = reply.object();
     assert_eq!(json["rival"], true, "the rival's write was lost: {json}");
     assert_eq!(json["mine"], json!({"a": 1}), "{json}");
     let stored = store

@@ -193,7 +193,7 @@ fn catalog() -> Vec<Case> {
         case("@odata.type as an array", 400)
             .body(r##"{"@odata.type":["#microsoft.graph.security.security"]}"##),
         case("@odata.type removed", 400).body(r#"{"@odata.type":null}"#),
-        case("other OData annotation", 400).body(r#"{"@odata.context":"x"}"#),
+        case("malformed annotation name", 400).body(r#"{"@note":"x"}"#),
         case("id changed", 400).body(r#"{"id":"00000000-0000-4000-8000-000000000000"}"#),
         case("id removed", 400).body(r#"{"id":null}"#),
         case("id as an object", 400).body(r#"{"id":{"nested":1}}"#),

@@ -29,7 +29,8 @@ async fn seed_example_request_gets_the_seed_example_response_shape() {
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.header("content-type"), ODATA_JSON);
     assert_eq!(reply.header("odata-version"), "4.0");
-    let json = reply.json();
+    // Graph's answer carries @odata.context besides what the seed shows (it is "shortened").
+    let json = reply.object();
     assert_eq!(json["@odata.type"], "#microsoft.graph.security.security");
     let id = json["id"].as_str().unwrap();
     assert_eq!(id.len(), 36, "a GUID id like the seed's: {id}");
@@ -476,7 +477,7 @@ async fn graph_cases_from_data() {
         );
         if reply.status == 200 {
             assert_eq!(
-                reply.json(),
+                reply.object(),
                 json!({"@odata.type": ODATA_TYPE, "id": id}),
                 "case {name}"
             );

@@ -79,6 +79,11 @@ pub(crate) struct Cli {
     #[arg(long, default_value_t = 1024 * 1024)]
     pub(crate) max_body: usize,
 
+    /// The public URL of the API root as clients reach it (for example `https://graph.contoso.com/beta`),
+    /// for @odata.context. Default: the request's scheme and Host, then /beta.
+    #[arg(long, value_name = "URL")]
+    pub(crate) public_url: Option<String>,
+
     /// Largest object, serialized, a PATCH may leave behind (413 past it).
     #[arg(long, default_value_t = security_update::service::DEFAULT_MAX_OBJECT_BYTES)]
     pub(crate) max_object_bytes: usize,

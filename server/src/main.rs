@@ -177,6 +177,10 @@ async fn run(cli: Cli) -> ExitCode {
     };
     let builder = StackBuilder::new(store);
     let in_flight = builder.in_flight();
+    let builder = match &cli.public_url {
+        Some(url) => builder.with_service_root(url),
+        None => builder,
+    };
     let stack = builder
         .with_schema(schema)
         .with_path_prefix("/beta")

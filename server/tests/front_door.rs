@@ -307,7 +307,10 @@ fn a_server_with_few_descriptors_stays_up_and_recovers() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(logged, "no EMFILE seen: the test did not test the accept loop");
+    assert!(
+        logged,
+        "no EMFILE seen: the test did not test the accept loop"
+    );
     drop(flood);
     // Once they are gone the server serves again: the accept loop neither spun out nor wedged.
     let mut served = false;

@@ -24,7 +24,8 @@ pub struct ClientAddress(pub IpAddr);
 /// Buckets kept before refilled (idle) ones are dropped; bounds memory under address churn.
 const MAX_BUCKETS: usize = 65_536;
 
-/// Failed authentications allowed per client address; see the [module docs](self).
+/// Failed authentications allowed per client address: a burst that refills at a steady rate;
+/// past it, tokens from that address get 429 without being checked (see [`AuthLayer::with_failure_throttle`](crate::AuthLayer::with_failure_throttle)).
 #[derive(Debug)]
 pub struct FailureThrottle {
     burst: f64,

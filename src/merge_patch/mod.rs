@@ -110,6 +110,10 @@ impl MergePatch {
         &self.document
     }
 
+    pub(crate) fn document_mut(&mut self) -> &mut Map<String, Value> {
+        &mut self.document
+    }
+
     /// The patch document, by value, for [`apply_to_object`].
     pub fn into_document(self) -> Map<String, Value> {
         self.document

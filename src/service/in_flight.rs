@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::Notify;
 
-/// A count of running operations, shared by a service, its clones and its stack; see the
-/// [module docs](self).
+/// A count of running operations, shared by a service, its clones and its stack. A write
+/// whose request went away runs on as its own task: a server that drains its connections waits
+/// for [`drained`](Self::drained) too, or such a write could land unaudited.
 #[derive(Debug, Clone, Default)]
 pub struct InFlight {
     shared: Arc<Shared>,

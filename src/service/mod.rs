@@ -46,6 +46,8 @@ use crate::auth::{Access, DefaultPolicy, Policy, Principal};
 use crate::content_type::{JsonContentType, check_json_content_type};
 use crate::error::{ErrorKind, GraphError};
 use crate::merge_patch::MergePatch;
+use crate::odata::QueryOptions;
+use crate::odata::representation::Representation;
 use crate::request_id::RequestIds;
 use crate::schema::ResourceSchema;
 use crate::store::{ObjectKey, SecurityStore, Snapshot};
@@ -95,6 +97,9 @@ pub(crate) struct Config {
     pub(crate) policy: Arc<dyn Policy>,
     pub(crate) schema: ResourceSchema,
     pub(crate) path_prefix: Option<Box<str>>,
+    /// The service root of `@odata.context` (e.g. `https://graph.example.com/beta`); `None`:
+    /// from the request's scheme and `Host` and the path prefix.
+    pub(crate) service_root: Option<Box<str>>,
     pub(crate) max_attempts: u32,
     /// Largest object a write may leave behind, serialized.
     pub(crate) max_object_bytes: usize,
@@ -111,6 +116,7 @@ impl Config {
             policy: Arc::new(DefaultPolicy::new()),
             schema: ResourceSchema::graph(),
             path_prefix: None,
+            service_root: None,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
             max_objects_per_tenant: DEFAULT_MAX_OBJECTS_PER_TENANT,
@@ -192,7 +198,10 @@ where
         let future: BoxFuture = Box::pin(async move {
             let _entered = entered;
             let outcome = match operation {
-                Operation::Read { key } => this.read(&key).await,
+                Operation::Read {
+                    key,
+                    representation,
+                } => this.read(&key, representation).await,
                 Operation::Write(write) => this.write(write).await,
             };
             Ok(match outcome {
@@ -206,7 +215,10 @@ where
 
 /// What a request asks for, once everything that needs no store has been checked.
 enum Operation {
-    Read { key: ObjectKey },
+    Read {
+        key: ObjectKey,
+        representation: Representation,
+    },
     Write(Write),
 }
 
@@ -216,13 +228,24 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
     fn prepare<B>(&self, request: &mut Request<B>) -> Result<Operation, GraphError> {
         let config = &*self.config;
         let (access, key) = config.authorize(request)?;
+        let options = QueryOptions::parse(request.uri().query(), &config.schema)?;
+        let representation = Representation::new(
+            request,
+            config.service_root.as_deref(),
+            config.path_prefix.as_deref(),
+            key.user_id(),
+            options,
+        );
         if access == Access::Read {
-            return Ok(Operation::Read { key });
+            return Ok(Operation::Read {
+                key,
+                representation,
+            });
         }
         if request.extensions().get::<JsonContentType>().is_none() {
             check_json_content_type(request.headers())?;
         }
-        let patch = request
+        let mut patch = request
             .extensions_mut()
             .remove::<MergePatch>()
             .ok_or_else(|| {
@@ -231,6 +254,7 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
                     "The request body was not read as a merge patch (is MergePatchLayer mounted?).",
                 )
             })?;
+        crate::odata::annotations::strip(patch.document_mut())?;
         config.schema.check_patch(patch.document())?;
         let headers = request.headers();
         let actor = request
@@ -245,14 +269,20 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
             precondition: Precondition::parse(headers)?,
             minimal: prefers_minimal(headers),
             deadline: request.extensions().get::<WriteDeadline>().cloned(),
+            representation,
         }))
     }
 
-    async fn read(&self, key: &ObjectKey) -> Result<Reply, GraphError> {
+    async fn read(
+        &self,
+        key: &ObjectKey,
+        representation: Representation,
+    ) -> Result<Reply, GraphError> {
         let snapshot = self.load_or_default(key).await?;
         Ok(Reply {
             snapshot,
             minimal: false,
+            representation,
         })
     }
 

@@ -9,6 +9,7 @@ use http_body_util::Full;
 use serde_json::{Map, Value};
 
 use crate::error::{ErrorKind, GraphError};
+use crate::odata::representation::Representation;
 use crate::request_id::RequestIds;
 use crate::schema::ODATA_TYPE;
 use crate::store::{ObjectKey, Snapshot};
@@ -24,6 +25,7 @@ const ID_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x5e6c_0d1e_7a4b_4c2e_9f0
 pub(crate) struct Reply {
     pub(crate) snapshot: Snapshot,
     pub(crate) minimal: bool,
+    pub(crate) representation: Representation,
 }
 
 impl Reply {
@@ -37,7 +39,7 @@ impl Reply {
             );
             response
         } else {
-            let mut response = Response::new(Full::new(self.snapshot.json().clone()));
+            let mut response = Response::new(Full::new(self.representation.render(&self.snapshot)));
             response
                 .headers_mut()
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static(ODATA_JSON));

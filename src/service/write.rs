@@ -10,6 +10,7 @@ use crate::audit::AuditRecord;
 use crate::auth::Principal;
 use crate::error::{ErrorKind, GraphError};
 use crate::merge_patch::{MergePatch, apply_to_object};
+use crate::odata::representation::Representation;
 use crate::schema::ResourceSchema;
 use crate::store::{ObjectKey, SecurityStore, Snapshot, SwapOutcome};
 use crate::timeout::WriteDeadline;
@@ -23,6 +24,7 @@ pub(crate) struct Write {
     pub(crate) precondition: Precondition,
     pub(crate) minimal: bool,
     pub(crate) deadline: Option<WriteDeadline>,
+    pub(crate) representation: Representation,
 }
 
 /// Merges and validations of this many bytes (patch + stored object) or more run on tokio's
@@ -97,6 +99,7 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
             precondition,
             minimal,
             deadline,
+            representation,
         } = write;
         let config: &Config = &self.config;
         let raw = patch.raw().clone();
@@ -118,7 +121,11 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
         for _ in 0..config.max_attempts {
             let document = match patch.take() {
                 Some(document) => document,
-                None => MergePatch::parse(raw.clone(), usize::MAX)?.into_document(),
+                None => {
+                    let mut again = MergePatch::parse(raw.clone(), usize::MAX)?;
+                    crate::odata::annotations::strip(again.document_mut())?;
+                    again.into_document()
+                }
             };
             let limit = config.max_object_bytes;
             let next = if raw.len() + current.json().len() >= OFF_THE_WORKERS_FROM {
@@ -154,6 +161,7 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
                     return Ok(Reply {
                         snapshot: next,
                         minimal,
+                        representation,
                     });
                 }
                 Ok(SwapOutcome::Conflict { .. }) => {}

@@ -85,6 +85,22 @@ impl Reply {
             .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.body))
     }
 
+    /// The object in a 200's body, without its `@odata.context` (which must be there, in
+    /// Graph's shape for this entity).
+    pub fn object(&self) -> Value {
+        let mut json = self.json();
+        let context = json
+            .as_object_mut()
+            .and_then(|map| map.shift_remove("@odata.context"))
+            .unwrap_or_else(|| panic!("no @odata.context in {json}"));
+        let context = context.as_str().unwrap().to_owned();
+        assert!(
+            context.contains("/$metadata#users('") && context.ends_with("/$entity"),
+            "{context}"
+        );
+        json
+    }
+
     pub fn header(&self, name: &str) -> &str {
         self.headers
             .get(name)

@@ -1,0 +1,129 @@
+//! The body of a 200: the stored object with its `@odata.context`, shaped by `$select` and
+//! `$expand`.
+//!
+//! `@odata.context` is `{service root}/$metadata#users('{user id}')/security/$entity`, as Graph
+//! writes it for this entity (the caller's own id for `/me`), with the selection in
+//! parentheses when there is one: `.../security(id,informationProtection())/$entity`. The
+//! service root is the one configured ([`StackBuilder::with_service_root`], the server's
+//! `--public-url`), or else the request's scheme and `Host` and the mount prefix.
+//!
+//! [`StackBuilder::with_service_root`]: crate::StackBuilder::with_service_root
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http::Request;
+use serde_json::{Map, Value};
+
+use super::query::{INFORMATION_PROTECTION, QueryOptions};
+use crate::store::Snapshot;
+
+/// Namespace of the expanded `informationProtection` ids (stable per object).
+const EXPANSION_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x1f0e_2d3c_4b5a_4968_8776_a5b4_c3d2_e1f0);
+
+/// How a successful answer renders the object.
+#[derive(Debug, Clone)]
+pub(crate) struct Representation {
+    /// `@odata.context`, complete.
+    context: String,
+    options: QueryOptions,
+}
+
+impl Representation {
+    pub(crate) fn new<B>(
+        request: &Request<B>,
+        configured_root: Option<&str>,
+        path_prefix: Option<&str>,
+        user_id: &str,
+        options: QueryOptions,
+    ) -> Self {
+        let root = match configured_root {
+            Some(root) => root.to_owned(),
+            None => {
+                let scheme = request.uri().scheme_str().unwrap_or("http");
+                let host = request
+                    .headers()
+                    .get(http::header::HOST)
+                    .and_then(|host| host.to_str().ok())
+                    .or_else(|| request.uri().authority().map(http::uri::Authority::as_str))
+                    .filter(|host| is_host(host))
+                    .unwrap_or("localhost");
+                format!("{scheme}://{host}{}", path_prefix.unwrap_or(""))
+            }
+        };
+        let mut selection: Vec<String> = options.select.clone().unwrap_or_default();
+        if options.expand_information_protection {
+            selection.push(format!("{INFORMATION_PROTECTION}()"));
+        }
+        let selection = if selection.is_empty() {
+            String::new()
+        } else {
+            format!("({})", selection.join(","))
+        };
+        let user = user_id.replace('\'', "''");
+        Self {
+            context: format!("{root}/$metadata#users('{user}')/security{selection}/$entity"),
+            options,
+        }
+    }
+
+    /// The JSON body for `snapshot`.
+    pub(crate) fn render(&self, snapshot: &Snapshot) -> Bytes {
+        let context = Value::String(self.context.clone()).to_string();
+        if self.options == QueryOptions::default() {
+            // The stored bytes, with the context spliced in front: no re-serialization.
+            let json = snapshot.json();
+            let mut out = BytesMut::with_capacity(json.len() + context.len() + 20);
+            out.put_slice(b"{\"@odata.context\":");
+            out.put_slice(context.as_bytes());
+            if json.len() > 2 {
+                out.put_u8(b',');
+                out.put_slice(&json[1..]);
+            } else {
+                out.put_u8(b'}');
+            }
+            return out.freeze();
+        }
+        let document = snapshot.document();
+        let mut shaped = Map::new();
+        shaped.insert(
+            "@odata.context".to_owned(),
+            Value::String(self.context.clone()),
+        );
+        if let Some(kind) = document.get("@odata.type") {
+            shaped.insert("@odata.type".to_owned(), kind.clone());
+        }
+        for (name, value) in document {
+            let wanted = match &self.options.select {
+                None => name != "@odata.type",
+                Some(select) => select.iter().any(|s| s == name),
+            };
+            if wanted {
+                shaped.insert(name.clone(), value.clone());
+            }
+        }
+        if self.options.expand_information_protection {
+            let owner = document
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let id = uuid::Uuid::new_v5(&EXPANSION_NAMESPACE, owner.as_bytes());
+            shaped.insert(
+                INFORMATION_PROTECTION.to_owned(),
+                serde_json::json!({
+                    "@odata.type": "#microsoft.graph.security.informationProtection",
+                    "id": id.to_string(),
+                }),
+            );
+        }
+        Bytes::from(Value::Object(shaped).to_string())
+    }
+}
+
+/// A `Host` value we are willing to echo: host name or address characters and a port.
+fn is_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 255
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
+}
