@@ -65,6 +65,8 @@ pub enum ErrorKind {
     ServiceUnavailable,
     /// 500: a bug or an unexpected store failure.
     Internal,
+    /// 424: a request of a batch was not run because one it depends on failed.
+    FailedDependency,
     /// 507: a quota is full (objects per tenant); existing objects still update.
     QuotaExceeded,
     /// 501: the request uses something this server does not implement (a transfer coding
@@ -91,6 +93,7 @@ impl ErrorKind {
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::NotImplemented => StatusCode::NOT_IMPLEMENTED,
             Self::QuotaExceeded => StatusCode::INSUFFICIENT_STORAGE,
+            Self::FailedDependency => StatusCode::FAILED_DEPENDENCY,
         }
     }
 
@@ -114,6 +117,7 @@ impl ErrorKind {
             Self::Internal => "generalException",
             Self::NotImplemented => "notSupported",
             Self::QuotaExceeded => "quotaLimitReached",
+            Self::FailedDependency => "failedDependency",
         }
     }
 }
@@ -138,6 +142,7 @@ impl ErrorKind {
         ErrorKind::Internal,
         ErrorKind::NotImplemented,
         ErrorKind::QuotaExceeded,
+        ErrorKind::FailedDependency,
     ];
 }
 
@@ -188,6 +193,11 @@ pub const ERROR_CATALOGUE: &[(u16, &str, &str)] = &[
         415,
         "unsupportedMediaType",
         "Graph workbook error codes (Graph lists none in general)",
+    ),
+    (
+        424,
+        "failedDependency",
+        "ours, for JSON batching (Graph's batch answers 424 with no listed code)",
     ),
     (
         429,
@@ -456,7 +466,8 @@ mod catalogue_tests {
             | ServiceUnavailable
             | Internal
             | NotImplemented
-            | QuotaExceeded => {}
+            | QuotaExceeded
+            | FailedDependency => {}
         }
     }
 

@@ -79,6 +79,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod batch;
 mod body;
 pub mod content_type;
 mod error;
@@ -100,6 +101,7 @@ pub use auth::{
     Access, AuthLayer, DefaultPolicy, GLOBAL_ADMINISTRATOR, Policy, Principal, PrincipalKind,
     SECURITY_ADMINISTRATOR, StaticTokens, TokenRejection, TokenValidator,
 };
+pub use batch::BatchLayer;
 pub use body::ResponseBody;
 pub use content_type::{ContentTypeLayer, JsonContentType};
 pub use error::{ERROR_CATALOGUE, ErrorKind, GraphError};

@@ -7,6 +7,7 @@ use tower::Layer;
 
 use crate::audit::AuditSink;
 use crate::auth::{Auth, AuthLayer, FailureThrottle, Policy, TokenValidator};
+use crate::batch::{Batch, BatchLayer};
 use crate::content_type::{ContentType, ContentTypeLayer};
 use crate::merge_patch::{MergePatchLayer, MergePatchService};
 use crate::rate_limit::{RateLimit, RateLimitLayer};
@@ -19,7 +20,10 @@ use crate::timeout::{Timeout, TimeoutLayer};
 /// The whole pipeline, outermost first, as [`StackBuilder`] assembles it.
 pub type Stack<S, V> = RequestId<
     Timeout<
-        Auth<RateLimit<Preflight<ContentType<MergePatchService<SecurityUpdateService<S>>>>>, V>,
+        Auth<
+            Batch<RateLimit<Preflight<ContentType<MergePatchService<SecurityUpdateService<S>>>>>>,
+            V,
+        >,
     >,
 >;
 
@@ -27,7 +31,7 @@ pub type Stack<S, V> = RequestId<
 /// layers. [`stack`](crate::stack), the server binary and the benches all build through it.
 ///
 /// ```text
-/// RequestId ─▶ Timeout ─▶ Auth ─▶ RateLimit ─▶ Preflight ─▶ ContentType ─▶ MergePatch ─▶ SecurityUpdateService
+/// RequestId ─▶ Timeout ─▶ Auth ─▶ Batch ─▶ RateLimit ─▶ Preflight ─▶ ContentType ─▶ MergePatch ─▶ SecurityUpdateService
 /// ids first,   408 with    bearer  per caller   route and    415 unless     body → typed    If-Match, merge,
 /// so every     the         → (401) (429; off    authorize    JSON           patch (413 /    validate, compare-
 /// answer has   request's   Principal by default) (404/405/                  400)            and-swap
@@ -60,6 +64,7 @@ pub struct StackBuilder<S> {
     merge_patch: MergePatchLayer,
     rate_limit: RateLimitLayer,
     timeout: TimeoutLayer,
+    batch: bool,
 }
 
 impl<S> std::fmt::Debug for StackBuilder<S> {
@@ -87,6 +92,7 @@ impl<S: SecurityStore> StackBuilder<S> {
             merge_patch: MergePatchLayer::new(),
             rate_limit: RateLimitLayer::unlimited(),
             timeout: TimeoutLayer::disabled(),
+            batch: true,
         }
     }
 
@@ -156,6 +162,12 @@ impl<S: SecurityStore> StackBuilder<S> {
         self
     }
 
+    /// Turns JSON batching (`POST {prefix}/$batch`, on by default) off.
+    pub fn without_batch(mut self) -> Self {
+        self.batch = false;
+        self
+    }
+
     /// Answers 408 to requests not done within `limit` (default: no deadline).
     pub fn with_timeout(mut self, limit: Duration) -> Self {
         self.timeout = TimeoutLayer::new(limit);
@@ -205,6 +217,14 @@ impl<S: SecurityStore> StackBuilder<S> {
         if let Some(throttle) = self.failure_throttle.take() {
             auth = auth.with_failure_throttle(throttle);
         }
+        let batch = if self.batch {
+            BatchLayer::with_prefix(
+                self.config.path_prefix.as_deref().unwrap_or(""),
+                self.merge_patch.limit(),
+            )
+        } else {
+            BatchLayer::disabled()
+        };
         let Self {
             merge_patch,
             rate_limit,
@@ -212,7 +232,7 @@ impl<S: SecurityStore> StackBuilder<S> {
             ..
         } = self;
         let service = SecurityUpdateService::from_parts(self.store, self.config);
-        assemble(service, auth, merge_patch, rate_limit, timeout)
+        assemble(service, auth, batch, merge_patch, rate_limit, timeout)
     }
 }
 
@@ -220,6 +240,7 @@ impl<S: SecurityStore> StackBuilder<S> {
 fn assemble<S: SecurityStore, V: TokenValidator>(
     service: SecurityUpdateService<S>,
     auth: AuthLayer<V>,
+    batch: BatchLayer,
     merge_patch: MergePatchLayer,
     rate_limit: RateLimitLayer,
     timeout: TimeoutLayer,
@@ -229,6 +250,7 @@ fn assemble<S: SecurityStore, V: TokenValidator>(
     let inner = ContentTypeLayer::new().layer(inner);
     let inner = preflight.layer(inner);
     let inner = rate_limit.layer(inner);
+    let inner = batch.layer(inner);
     let inner = auth.layer(inner);
     let inner = timeout.layer(inner);
     RequestIdLayer::new().layer(inner)
@@ -241,9 +263,14 @@ where
     S: SecurityStore,
     V: TokenValidator,
 {
+    let batch = BatchLayer::with_prefix(
+        service.config_path_prefix(),
+        crate::merge_patch::DEFAULT_LIMIT,
+    );
     assemble(
         service,
         AuthLayer::new(validator),
+        batch,
         MergePatchLayer::new(),
         RateLimitLayer::unlimited(),
         TimeoutLayer::disabled(),

@@ -59,6 +59,12 @@ impl MergePatchLayer {
         self
     }
 
+    /// The body limit in bytes.
+    #[must_use]
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
     /// Sets how many arrays and objects may nest (at most 128, `serde_json`'s own bound).
     pub fn with_max_depth(mut self, max_depth: usize) -> Self {
         self.max_depth = max_depth.min(parse::SERDE_JSON_DEPTH_LIMIT);

@@ -157,6 +157,10 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
         }
     }
 
+    pub(crate) fn config_path_prefix(&self) -> &str {
+        self.config.path_prefix.as_deref().unwrap_or("")
+    }
+
     /// The store.
     #[must_use]
     pub fn store(&self) -> &S {

@@ -1,0 +1,170 @@
+//! [`BatchLayer`]: JSON batching (`POST /$batch`) as Graph documents it, around any inner
+//! service — the rest of this crate's stack, or an axum `Router`.
+//!
+//! ```json
+//! {"requests": [
+//!   {"id": "1", "method": "PATCH", "url": "/me/security",
+//!    "headers": {"Content-Type": "application/json"}, "body": {"@odata.type": "#microsoft.graph.security.security"}},
+//!   {"id": "2", "method": "GET", "url": "/me/security?$select=id", "dependsOn": ["1"]}
+//! ]}
+//! ```
+//!
+//! answers `200 {"responses": [{"id", "status", "headers", "body"}, ...]}`, one per request, in
+//! request order. Each sub-request runs through the inner service as a request of its own
+//! (routing, preflight, content type, merge patch, `If-Match`, rate limit), with its own
+//! `request-id`; independent ones run concurrently (at most 4 at a time), a dependent one after
+//! its dependencies, and with 424 if one of them failed. One refused sub-request leaves the
+//! others untouched.
+//!
+//! The layer sits inside the auth layer: the batch is authenticated once and every
+//! sub-request carries the caller's [`Principal`](crate::Principal) (no token travels inside a
+//! batch, as with Graph), and outside the rate limit, so each sub-request counts against the
+//! caller's budget.
+//!
+//! | batch | status |
+//! |---|---|
+//! | well-formed, ≤ 20 requests | 200, a response per request |
+//! | not JSON, no `requests`, a request without `id`, `method` or a relative `url` | 400 |
+//! | more than 20 requests, duplicate ids, `dependsOn` naming an unknown id or making a cycle | 400 |
+//! | a nested `$batch` | 400 |
+//! | larger than the body limit | 413 |
+
+mod future;
+mod plan;
+
+pub use future::ResponseFuture;
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Method, Request, Response};
+use http_body::Body;
+use tower::{Layer, Service};
+
+use crate::body::ResponseBody;
+
+/// Most requests in one batch (Graph's limit).
+pub const MAX_REQUESTS: usize = 20;
+/// Sub-requests run at once.
+pub(crate) const CONCURRENCY: usize = 4;
+
+/// Answers `POST {prefix}/$batch`; see the [module docs](crate::batch).
+#[must_use]
+#[derive(Debug, Clone)]
+pub struct BatchLayer {
+    config: Arc<Config>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Config {
+    /// The path of the batch endpoint, e.g. `/beta/$batch`; `None` when batching is off.
+    path: Option<String>,
+    /// The prefix sub-request URLs are relative to, e.g. `/beta`.
+    prefix: String,
+    limit: usize,
+}
+
+impl BatchLayer {
+    /// Batches at `/$batch`, bodies up to 1 MiB.
+    pub fn new() -> Self {
+        Self::with_prefix("", crate::merge_patch::DEFAULT_LIMIT)
+    }
+
+    /// Batches at `{prefix}/$batch` (sub-request URLs are relative to `prefix`), bodies up to
+    /// `limit` bytes.
+    pub fn with_prefix(prefix: &str, limit: usize) -> Self {
+        let prefix = prefix.trim_end_matches('/').to_owned();
+        Self {
+            config: Arc::new(Config {
+                path: Some(format!("{prefix}/$batch")),
+                prefix,
+                limit,
+            }),
+        }
+    }
+}
+
+impl BatchLayer {
+    /// No batching: every request passes through (one stack type for "on" and "off").
+    pub fn disabled() -> Self {
+        Self {
+            config: Arc::new(Config {
+                path: None,
+                prefix: String::new(),
+                limit: 0,
+            }),
+        }
+    }
+}
+
+impl Default for BatchLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<S> Layer<S> for BatchLayer {
+    type Service = Batch<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Batch {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// The service made by [`BatchLayer`].
+#[must_use]
+#[derive(Debug, Clone)]
+pub struct Batch<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S> Batch<S> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, by value.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, B, ResBody> Service<Request<B>> for Batch<S>
+where
+    S: Service<Request<ResponseBody<B>>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<crate::merge_patch::BoxError>,
+    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<crate::merge_patch::BoxError>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, S::Error, ResBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        if request.method() != Method::POST
+            || self.config.path.as_deref() != Some(request.uri().path())
+        {
+            return ResponseFuture::inner(self.inner.call(request.map(ResponseBody::inner)));
+        }
+        let inner = self.inner.clone();
+        ResponseFuture::batch(future::run(inner, self.config.clone(), request))
+    }
+}

@@ -1,0 +1,204 @@
+//! JSON batching: `POST /$batch` through the whole stack, and around an axum `Router`.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use http::{Method, StatusCode};
+use http_body_util::Full;
+use security_update::{
+    BatchLayer, MemoryStore, ObjectKey, RateLimitLayer, ResourceSchema, SecurityStore, StackBuilder,
+};
+use serde_json::{Value, json};
+use tower::Layer;
+
+fn open_app() -> (App, MemoryStore) {
+    let open = ResourceSchema::from_json_schema(&json!({"type": "object"})).unwrap();
+    let store = MemoryStore::new();
+    (
+        StackBuilder::new(store.clone())
+            .with_schema(open)
+            .build(tokens()),
+        store,
+    )
+}
+
+fn batch(token: Option<&str>, body: &Value) -> http::Request<Full<Bytes>> {
+    let request =
+        request(Method::POST, "/$batch", token).header("content-type", "application/json");
+    request.body(Full::from(body.to_string())).unwrap()
+}
+
+fn by_id<'a>(reply: &'a Value, id: &str) -> &'a Value {
+    reply["responses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == id)
+        .unwrap_or_else(|| panic!("no response {id} in {reply}"))
+}
+
+#[tokio::test]
+async fn a_batch_runs_each_request_through_the_stack_in_dependency_order() {
+    let (app, store) = open_app();
+    let body = json!({"requests": [
+        {"id": "read", "method": "GET", "url": "/me/security?$select=level", "dependsOn": ["write"]},
+        {"id": "write", "method": "PATCH", "url": "/me/security",
+         "headers": {"Content-Type": "application/json", "client-request-id": "sub-1"},
+         "body": {"level": 7}},
+        {"id": "other", "method": "GET", "url": "users/bbbbbbbb-2222-4222-8222-bbbbbbbbbbbb/security"}
+    ]});
+    let reply = send(app, batch(Some("alice"), &body)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let json = reply.json();
+    assert_eq!(by_id(&json, "write")["status"], 200);
+    assert_eq!(
+        by_id(&json, "write")["headers"]["client-request-id"],
+        "sub-1"
+    );
+    assert_eq!(by_id(&json, "read")["status"], 200);
+    assert_eq!(
+        by_id(&json, "read")["body"]["level"],
+        7,
+        "the read saw the write"
+    );
+    // Bob's object is not Alice's: refused alone, the rest of the batch stands.
+    assert_eq!(by_id(&json, "other")["status"], 403);
+    // Each sub-request has its own request-id, none of them the batch's.
+    let ids: Vec<&str> = json["responses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["headers"]["request-id"].as_str().unwrap())
+        .collect();
+    assert!(!ids.contains(&reply.header("request-id")));
+    assert_ne!(ids[0], ids[1]);
+    let stored = store
+        .load(&ObjectKey::new(TENANT, ALICE))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.document()["level"], 7);
+}
+
+#[tokio::test]
+async fn a_request_whose_dependency_failed_is_424_and_not_run() {
+    let (app, store) = open_app();
+    let body = json!({"requests": [
+        {"id": "bad", "method": "PATCH", "url": "/me/security",
+         "headers": {"Content-Type": "application/json"}, "body": {"id": "not-mine"}},
+        {"id": "after", "method": "PATCH", "url": "/me/security", "dependsOn": ["bad"],
+         "headers": {"Content-Type": "application/json"}, "body": {"level": 1}},
+        {"id": "alone", "method": "PATCH", "url": "/me/security",
+         "headers": {"Content-Type": "application/json"}, "body": {"note": "x"}}
+    ]});
+    let json = send(app, batch(Some("alice"), &body)).await.json();
+    assert_eq!(by_id(&json, "bad")["status"], 400);
+    assert_eq!(by_id(&json, "after")["status"], 424);
+    assert_eq!(
+        by_id(&json, "after")["body"]["error"]["code"],
+        "failedDependency"
+    );
+    assert_eq!(by_id(&json, "alone")["status"], 200);
+    let stored = store
+        .load(&ObjectKey::new(TENANT, ALICE))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        stored.document().get("level").is_none(),
+        "the dependent request ran"
+    );
+    assert_eq!(stored.document()["note"], "x");
+}
+
+#[tokio::test]
+async fn malformed_batches_are_400_and_change_nothing() {
+    let (app, store) = open_app();
+    let get = |id: &str| json!({"id": id, "method": "GET", "url": "/me/security"});
+    let patch = json!({"id": "p", "method": "PATCH", "url": "/me/security",
+        "headers": {"Content-Type": "application/json"}, "body": {"level": 1}});
+    for (body, needle) in [
+        (json!({"requests": [patch.clone(), get("p")]}), "used twice"),
+        (
+            json!({"requests": (0..21).map(|i| get(&i.to_string())).collect::<Vec<_>>()}),
+            "at most 20",
+        ),
+        (
+            json!({"requests": [patch.clone(), {"id": "n", "method": "POST", "url": "/$batch"}]}),
+            "do not nest",
+        ),
+        (
+            json!({"requests": [patch.clone(), {"id": "d", "method": "GET", "url": "/me/security", "dependsOn": ["zz"]}]}),
+            "not in the batch",
+        ),
+        (json!({"nope": []}), "requests"),
+    ] {
+        let reply = send(app.clone(), batch(Some("alice"), &body)).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(reply.error_message().contains(needle), "{needle}");
+    }
+    assert!(store.is_empty());
+}
+
+#[tokio::test]
+async fn a_batch_without_a_token_is_401_and_one_over_the_body_limit_is_413() {
+    let (app, store) = open_app();
+    let body = json!({"requests": [{"id": "1", "method": "GET", "url": "/me/security"}]});
+    let reply = send(app, batch(None, &body)).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    let small = StackBuilder::new(store.clone())
+        .with_body_limit(64)
+        .build(tokens());
+    let big = json!({"requests": (0..5).map(|i| json!({"id": i.to_string(), "method": "GET", "url": "/me/security"})).collect::<Vec<_>>()});
+    let reply = send(small, batch(Some("alice"), &big)).await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn every_request_of_a_batch_counts_against_the_callers_rate_limit() {
+    let app = StackBuilder::new(MemoryStore::new())
+        .with_rate_limit(RateLimitLayer::new(2, Duration::from_secs(3600)))
+        .build(tokens());
+    let body = json!({"requests": (0..3).map(|i| json!({"id": i.to_string(), "method": "GET", "url": "/me/security"})).collect::<Vec<_>>()});
+    let json = send(app, batch(Some("alice"), &body)).await.json();
+    let statuses: Vec<u64> = json["responses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        2,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        1,
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_batch_layer_works_around_an_axum_router() {
+    let router = axum::Router::new().route(
+        "/hello",
+        axum::routing::get(|| async { axum::Json(json!({"hello": "world"})) }),
+    );
+    let service = BatchLayer::new().layer(router);
+    let body = json!({"requests": [
+        {"id": "1", "method": "GET", "url": "/hello"},
+        {"id": "2", "method": "GET", "url": "/nowhere"}
+    ]});
+    let request = http::Request::post("/$batch")
+        .body(Full::from(body.to_string()))
+        .unwrap();
+    let reply = send(service, request).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let json = reply.json();
+    assert_eq!(by_id(&json, "1")["body"]["hello"], "world");
+    assert_eq!(by_id(&json, "2")["status"], 404);
+}
