@@ -157,6 +157,15 @@ pub(crate) struct Cli {
     #[arg(long)]
     pub(crate) worker_threads: Option<usize>,
 
+    /// Seconds the server keeps accepting after SIGTERM/SIGINT while /readyz answers 503, so
+    /// load balancers stop sending before the listener closes.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) drain_delay: u64,
+
+    /// Log lines as text or as one JSON object per line.
+    #[arg(long, value_enum, default_value = "text")]
+    pub(crate) log_format: LogFormat,
+
     /// Seconds to let in-flight requests (and writes whose client went away) finish after
     /// SIGTERM/SIGINT; longer than --request-timeout, so a request that may run is not cut.
     #[arg(long, default_value_t = 75)]
@@ -171,4 +180,13 @@ fn parse_listen(text: &str) -> Result<SocketAddr, String> {
     };
     full.parse()
         .map_err(|_| format!("'{text}' is not an address like 127.0.0.1:8080 or :0"))
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }

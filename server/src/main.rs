@@ -11,8 +11,10 @@ mod cli;
 mod client_address;
 mod dev;
 mod front_door;
+mod probes;
 
 use std::io::Write;
+use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,11 +64,16 @@ fn main() -> ExitCode {
     {
         filter = filter.add_directive(directive);
     }
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(writer);
+    match cli.log_format {
+        cli::LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        // One JSON object per line, for log shippers.
+        cli::LogFormat::Json => logs.json().with_ansi(false).init(),
+    }
     // Use the open-file allowance the system grants (soft limit up to the hard one, as Go and
     // nginx do): the connection cap is derived from it.
     match rlimit::increase_nofile_limit(u64::MAX) {
@@ -175,6 +182,7 @@ async fn run(cli: Cli) -> ExitCode {
                 .unwrap_or(cli.rate_limit.saturating_mul(2)),
         )
     };
+    let readiness = Arc::new(probes::Readiness::new(store.clone()));
     let builder = StackBuilder::new(store);
     let in_flight = builder.in_flight();
     let builder = match &cli.public_url {
@@ -194,7 +202,8 @@ async fn run(cli: Cli) -> ExitCode {
             cli.auth_failure_rate,
         ))
         .build(validator);
-    let app = AccessLog::new(stack);
+    // Probes first: no access-log line, no token, no rate limit for them.
+    let app = probes::Probes::new(AccessLog::new(stack), readiness.clone());
 
     let listener = match tokio::net::TcpListener::bind(cli.listen).await {
         Ok(listener) => listener,
@@ -232,8 +241,15 @@ async fn run(cli: Cli) -> ExitCode {
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(10);
+    // After SIGTERM: /readyz says 503 and the server keeps accepting for --drain-delay, so
+    // load balancers stop sending before the listener closes.
+    let mut drain_delay: Option<Pin<Box<tokio::time::Sleep>>> = None;
     loop {
         tokio::select! {
+            () = async { drain_delay.as_mut().expect("guarded").await }, if drain_delay.is_some() => {
+                tracing::info!("drain delay over: no new connections, draining in-flight requests");
+                break;
+            }
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
                     Ok(accepted) => {
@@ -270,9 +286,14 @@ async fn run(cli: Cli) -> ExitCode {
                     drop(permit);
                 });
             }
-            signal = &mut shutdown => {
-                tracing::info!(signal, "shutting down: no new connections, draining in-flight requests");
-                break;
+            signal = &mut shutdown, if drain_delay.is_none() => {
+                readiness.start_draining();
+                if cli.drain_delay == 0 {
+                    tracing::info!(signal, "shutting down: no new connections, draining in-flight requests");
+                    break;
+                }
+                tracing::info!(signal, delay = cli.drain_delay, "shutting down: /readyz is 503, still accepting for the drain delay");
+                drain_delay = Some(Box::pin(tokio::time::sleep(Duration::from_secs(cli.drain_delay))));
             }
         }
     }

@@ -153,3 +153,33 @@ fn shipped_validator_futures_are_unpin() {
     #[cfg(feature = "jwt")]
     unpin::<<crate::JwtValidator as TokenValidator>::Future>();
 }
+
+#[test]
+fn bearer_tokens_must_be_token68() {
+    let token = |value: &str| {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+        match bearer_token(&headers) {
+            Ok(token) => Ok(token.to_owned()),
+            Err(AuthFailure::Malformed(why)) => Err(why),
+            Err(_) => Err("other"),
+        }
+    };
+    assert_eq!(
+        token("Bearer abc-._~+/XYZ09==").as_deref(),
+        Ok("abc-._~+/XYZ09==")
+    );
+    for bad in [
+        "Bearer a b",
+        "Bearer a,b",
+        "Bearer a=b",
+        "Bearer ===",
+        "Bearer a\"b",
+    ] {
+        assert_eq!(
+            token(bad),
+            Err("the bearer token is not well formed"),
+            "{bad}"
+        );
+    }
+}

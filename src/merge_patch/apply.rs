@@ -89,3 +89,36 @@ fn without_nulls(value: Value) -> Value {
         other => other,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Below and above the batching threshold, deletions leave the same object, in order.
+    #[test]
+    fn many_deletions_keep_the_rest_in_order() {
+        for deleted in [3usize, 8, 20] {
+            let mut target: Map<String, Value> = (0..30)
+                .map(|i| (format!("m{i:02}"), Value::from(i)))
+                .collect();
+            let mut patch: Map<String, Value> = (0..deleted)
+                .map(|i| (format!("m{:02}", i * 2), Value::Null))
+                .collect();
+            patch.insert("new".to_owned(), json!(1));
+            patch.insert("absent".to_owned(), Value::Null);
+            apply_to_object(&mut target, patch);
+            let expected: Vec<String> = (0..30)
+                .filter(|i| i % 2 == 1 || *i >= deleted * 2)
+                .map(|i| format!("m{i:02}"))
+                .chain(["new".to_owned()])
+                .collect();
+            let keys: Vec<&String> = target.keys().collect();
+            assert_eq!(
+                keys,
+                expected.iter().collect::<Vec<_>>(),
+                "{deleted} deletions"
+            );
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! `GET /healthz` (live: the process serves; no store call) and `GET /readyz` (ready: the
+//! store answers within a short deadline, and the server is not draining). Readiness is cached
+//! for a second, so probes cannot hammer PostgreSQL. Both sit outside the API stack: no token,
+//! no rate limit, no access-log line, tiny bodies with no internals in them.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use pin_project_lite::pin_project;
+use security_update::{ObjectKey, ResponseBody, SecurityStore};
+use tower::Service;
+
+/// How long a readiness answer is reused.
+const CACHE_FOR: Duration = Duration::from_secs(1);
+/// How long the store may take to answer a readiness check.
+const CHECK_DEADLINE: Duration = Duration::from_secs(2);
+
+type Check = Pin<Box<dyn Future<Output = bool> + Send>>;
+
+/// Whether the server is ready: not draining, and its store answers.
+pub(crate) struct Readiness {
+    draining: AtomicBool,
+    check: Box<dyn Fn() -> Check + Send + Sync>,
+    cached: Mutex<Option<(Instant, bool)>>,
+}
+
+impl std::fmt::Debug for Readiness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Readiness")
+            .field("draining", &self.draining)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Readiness {
+    /// Ready while `store` answers a read within the deadline.
+    pub(crate) fn new<S: SecurityStore + Clone>(store: S) -> Self {
+        Self {
+            draining: AtomicBool::new(false),
+            check: Box::new(move || {
+                let store = store.clone();
+                Box::pin(async move {
+                    let probe = ObjectKey::new("readiness-probe", "readiness-probe");
+                    matches!(
+                        tokio::time::timeout(CHECK_DEADLINE, store.load(&probe)).await,
+                        Ok(Ok(_))
+                    )
+                })
+            }),
+            cached: Mutex::new(None),
+        }
+    }
+
+    /// From now on `/readyz` answers 503: load balancers stop sending.
+    pub(crate) fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    async fn ready(self: Arc<Self>) -> bool {
+        if self.draining.load(Ordering::Acquire) {
+            return false;
+        }
+        let cached = *self
+            .cached
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((at, ready)) = cached
+            && at.elapsed() < CACHE_FOR
+        {
+            return ready;
+        }
+        let ready = (self.check)().await;
+        *self
+            .cached
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((Instant::now(), ready));
+        ready && !self.draining.load(Ordering::Acquire)
+    }
+}
+
+/// Answers the probes, passes everything else to `inner`.
+#[derive(Debug, Clone)]
+pub(crate) struct Probes<S> {
+    inner: S,
+    readiness: Arc<Readiness>,
+}
+
+impl<S> Probes<S> {
+    pub(crate) fn new(inner: S, readiness: Arc<Readiness>) -> Self {
+        Self { inner, readiness }
+    }
+}
+
+impl<S, B, ResBody> Service<Request<B>> for Probes<S>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ProbeFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let probe = matches!(*request.method(), Method::GET | Method::HEAD);
+        match request.uri().path() {
+            "/healthz" if probe => ProbeFuture::answer(Box::pin(async { true }), "ok"),
+            "/readyz" if probe => {
+                ProbeFuture::answer(Box::pin(self.readiness.clone().ready()), "ready")
+            }
+            _ => ProbeFuture::Inner {
+                future: self.inner.call(request),
+            },
+        }
+    }
+}
+
+pin_project! {
+    #[project = ProbeFutureProj]
+    pub(crate) enum ProbeFuture<F> {
+        Inner { #[pin] future: F },
+        Probe { check: Check, ok: &'static str },
+    }
+}
+
+impl<F> ProbeFuture<F> {
+    fn answer(check: Check, ok: &'static str) -> Self {
+        Self::Probe { check, ok }
+    }
+}
+
+impl<F, ResBody, E> Future for ProbeFuture<F>
+where
+    F: Future<Output = Result<Response<ResBody>, E>>,
+{
+    type Output = Result<Response<ResponseBody<ResBody>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            ProbeFutureProj::Inner { future } => {
+                Poll::Ready(ready!(future.poll(cx)).map(|r| r.map(ResponseBody::inner)))
+            }
+            ProbeFutureProj::Probe { check, ok } => {
+                let ready = ready!(check.as_mut().poll(cx));
+                let (status, text) = if ready {
+                    (StatusCode::OK, *ok)
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+                };
+                let mut response =
+                    Response::new(ResponseBody::bytes(Bytes::from(format!("{text}\n"))));
+                *response.status_mut() = status;
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; charset=utf-8"),
+                );
+                response
+                    .headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                Poll::Ready(Ok(response))
+            }
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Running it in production: probes (and readiness during drain and a PostgreSQL outage), and
+//! JSON logs parsed as JSON. Every wait is bounded; assertions are about outcomes.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::binary::Server;
+use common::pg::{Proxy, TestDb};
+use common::process::TempDir;
+use common::send_http1;
+use http::Request;
+use http_body_util::Full;
+
+fn probe(path: &str) -> Request<Full<Bytes>> {
+    Request::get(path).body(Full::default()).unwrap()
+}
+
+/// Polls `path` until it answers `status`, for at most 20 s.
+async fn eventually(addr: std::net::SocketAddr, path: &str, status: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let reply = send_http1(addr, probe(path)).await;
+        if reply.status.as_u16() == status {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{path} never answered {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn probes_answer_without_a_token_and_stay_out_of_the_access_log() {
+    let dir = TempDir::new("probes");
+    let server = Server::start(&["--memory"], &dir.0);
+    for (path, text) in [("/healthz", "ok\n"), ("/readyz", "ready\n")] {
+        let reply = send_http1(server.addr, probe(path)).await;
+        assert_eq!(reply.status, 200, "{path}");
+        assert_eq!(&reply.body[..], text.as_bytes(), "{path}");
+    }
+    // An API request is logged, the probes are not.
+    let reply = send_http1(server.addr, probe("/beta/me/security")).await;
+    assert_eq!(reply.status, 401);
+    server.wait_for_log("/beta/me/security");
+    assert!(!server.logs().contains("/healthz"), "{}", server.logs());
+    assert!(!server.logs().contains("/readyz"));
+}
+
+#[tokio::test]
+async fn readiness_is_503_while_draining_and_the_server_still_accepts() {
+    let dir = TempDir::new("drain-delay");
+    let mut server = Server::start(&["--memory", "--drain-delay", "3"], &dir.0);
+    assert_eq!(send_http1(server.addr, probe("/readyz")).await.status, 200);
+    server.signal("TERM");
+    server.wait_for_log("still accepting for the drain delay");
+    // New connections are still accepted, and told not to come back.
+    assert_eq!(send_http1(server.addr, probe("/readyz")).await.status, 503);
+    assert_eq!(send_http1(server.addr, probe("/healthz")).await.status, 200);
+    assert!(server.wait().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readiness_follows_the_database_and_recovers_by_itself() {
+    let Some(db) = TestDb::create("readiness_follows_the_database").await else {
+        return;
+    };
+    let proxy = Proxy::start(db.upstream()).await;
+    let dir = TempDir::new("pg-readiness");
+    let url = db.url_via(proxy.addr);
+    let server = Server::start(
+        &[
+            "--postgres",
+            &url,
+            "--postgres-statement-timeout-ms",
+            "1000",
+        ],
+        &dir.0,
+    );
+    eventually(server.addr, "/readyz", 200).await;
+    proxy.cut();
+    eventually(server.addr, "/readyz", 503).await;
+    // Live all along: the process serves.
+    assert_eq!(send_http1(server.addr, probe("/healthz")).await.status, 200);
+    proxy.restore();
+    eventually(server.addr, "/readyz", 200).await;
+}
+
+#[tokio::test]
+async fn json_logs_are_one_json_object_per_line() {
+    let dir = TempDir::new("json-logs");
+    let server = Server::start(&["--memory", "--log-format", "json"], &dir.0);
+    let reply = send_http1(server.addr, probe("/beta/me/security")).await;
+    assert_eq!(reply.status, 401);
+    server.wait_for_log("/beta/me/security");
+    let logs = server.logs();
+    let mut access = 0;
+    for line in logs.lines().filter(|line| !line.trim().is_empty()) {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if value["fields"]["path"] == "/beta/me/security" {
+            assert_eq!(value["fields"]["status"], 401, "{line}");
+            access += 1;
+        }
+    }
+    assert_eq!(access, 1, "{logs}");
+}
