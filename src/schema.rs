@@ -16,7 +16,10 @@
 //! | `{"informationProtection": {}}`                    | 400, navigation property |
 //! | `{"displayName": "x"}`                             | 400, names `displayName` |
 //!
+//! With the `json-schema` feature:
+//!
 //! ```
+//! # #[cfg(feature = "json-schema")] {
 //! use security_update::ResourceSchema;
 //! use serde_json::json;
 //!
@@ -25,7 +28,8 @@
 //!     "properties": {"riskLevel": {"enum": ["low", "high"]}}
 //! }))
 //! .unwrap();
-//! # let _ = schema;
+//! assert!(schema.allows("riskLevel"));
+//! # }
 //! ```
 
 use std::borrow::Cow;
