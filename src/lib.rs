@@ -83,6 +83,7 @@ pub mod batch;
 mod body;
 pub mod content_type;
 mod error;
+mod macros;
 pub mod merge_patch;
 pub mod odata;
 pub mod rate_limit;

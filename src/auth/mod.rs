@@ -145,20 +145,7 @@ impl<S: Clone, V> Clone for Auth<S, V> {
 }
 
 impl<S, V> Auth<S, V> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The inner service, by value.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    crate::macros::inner_service_accessors!();
 }
 
 impl<S, V, ReqBody, ResBody> Service<Request<ReqBody>> for Auth<S, V>
