@@ -36,8 +36,10 @@ impl Representation {
         user_id: &str,
         options: QueryOptions,
     ) -> Self {
-        let root = match configured_root {
-            Some(root) => root.to_owned(),
+        // Built in one buffer: this runs on every request.
+        let mut context = String::with_capacity(128);
+        match configured_root {
+            Some(root) => context.push_str(root),
             None => {
                 let scheme = request.uri().scheme_str().unwrap_or("http");
                 let host = request
@@ -47,29 +49,66 @@ impl Representation {
                     .or_else(|| request.uri().authority().map(http::uri::Authority::as_str))
                     .filter(|host| is_host(host))
                     .unwrap_or("localhost");
-                format!("{scheme}://{host}{}", path_prefix.unwrap_or(""))
+                context.push_str(scheme);
+                context.push_str("://");
+                context.push_str(host);
+                context.push_str(path_prefix.unwrap_or(""));
             }
-        };
-        let mut selection: Vec<String> = options.select.clone().unwrap_or_default();
-        if options.expand_information_protection {
-            selection.push(format!("{INFORMATION_PROTECTION}()"));
         }
-        let selection = if selection.is_empty() {
-            String::new()
+        context.push_str("/$metadata#users('");
+        for c in user_id.chars() {
+            if c == '\'' {
+                context.push('\'');
+            }
+            context.push(c);
+        }
+        context.push_str("')/security");
+        let selected = options.select.as_deref().unwrap_or_default();
+        if !selected.is_empty() || options.expand_information_protection {
+            context.push('(');
+            let mut first = true;
+            for name in selected {
+                if !first {
+                    context.push(',');
+                }
+                context.push_str(name);
+                first = false;
+            }
+            if options.expand_information_protection {
+                if !first {
+                    context.push(',');
+                }
+                context.push_str(INFORMATION_PROTECTION);
+                context.push_str("()");
+            }
+            context.push(')');
+        }
+        context.push_str("/$entity");
+        Self { context, options }
+    }
+
+    /// `@odata.context` as a JSON string literal.
+    fn context_json(&self) -> String {
+        // Plain text (the usual case: a GUID, a validated host) needs no escaping.
+        if self
+            .context
+            .bytes()
+            .all(|b| b >= 0x20 && b != b'"' && b != b'\\' && b < 0x7f)
+        {
+            let mut quoted = String::with_capacity(self.context.len() + 2);
+            quoted.push('"');
+            quoted.push_str(&self.context);
+            quoted.push('"');
+            quoted
         } else {
-            format!("({})", selection.join(","))
-        };
-        let user = user_id.replace('\'', "''");
-        Self {
-            context: format!("{root}/$metadata#users('{user}')/security{selection}/$entity"),
-            options,
+            Value::String(self.context.clone()).to_string()
         }
     }
 
     /// The JSON body for `snapshot`.
     pub(crate) fn render(&self, snapshot: &Snapshot) -> Bytes {
-        let context = Value::String(self.context.clone()).to_string();
         if self.options == QueryOptions::default() {
+            let context = self.context_json();
             // The stored bytes, with the context spliced in front: no re-serialization.
             let json = snapshot.json();
             let mut out = BytesMut::with_capacity(json.len() + context.len() + 20);
