@@ -55,6 +55,10 @@ const TIMED_OUT: u8 = 2;
 pub struct WriteDeadline {
     state: Arc<AtomicU8>,
     limit: Duration,
+    /// When the limit runs out. A request may carry several writes (the sub-requests of a
+    /// batch share their batch's deadline): once one has started, the deadline no longer
+    /// answers 408, so a write that has not started yet checks the time itself.
+    at: std::time::Instant,
 }
 
 impl WriteDeadline {
@@ -62,19 +66,28 @@ impl WriteDeadline {
         Self {
             state: Arc::new(AtomicU8::new(OPEN)),
             limit,
+            at: std::time::Instant::now() + limit,
         }
     }
 
-    /// Claims the request for its write. Called right before the first compare-and-swap.
+    /// Claims the request for a write. Called right before each compare-and-swap;
+    /// `already_started` is true for the retries of a write that has claimed it once (they go
+    /// on whatever the time: a started write finishes).
     ///
     /// # Errors
-    /// 408 when the deadline has already passed: the write must not start.
-    pub fn begin_write(&self) -> Result<(), GraphError> {
+    /// 408 when the deadline has passed and this write has not started: it must not start.
+    pub fn begin_write(&self, already_started: bool) -> Result<(), GraphError> {
+        if already_started {
+            return Ok(());
+        }
         match self
             .state
             .compare_exchange(OPEN, WRITING, Ordering::AcqRel, Ordering::Acquire)
         {
-            Ok(_) | Err(WRITING) => Ok(()),
+            Ok(_) => Ok(()),
+            // Another write of the same request (a batch) holds the deadline off; this one
+            // starts only within the limit.
+            Err(WRITING) if std::time::Instant::now() < self.at => Ok(()),
             Err(_) => Err(timed_out(self.limit)),
         }
     }
@@ -240,13 +253,13 @@ mod tests {
     #[test]
     fn a_write_that_claims_first_is_never_timed_out() {
         let deadline = WriteDeadline::new(Duration::from_secs(1));
-        assert!(deadline.begin_write().is_ok());
+        assert!(deadline.begin_write(false).is_ok());
         assert!(
             !deadline.expire(),
             "the deadline must yield to a started write"
         );
         assert!(
-            deadline.begin_write().is_ok(),
+            deadline.begin_write(true).is_ok(),
             "retries of a started write go on"
         );
     }
@@ -255,7 +268,21 @@ mod tests {
     fn a_write_after_the_deadline_never_starts() {
         let deadline = WriteDeadline::new(Duration::from_secs(1));
         assert!(deadline.expire());
-        let error = deadline.begin_write().unwrap_err();
+        let error = deadline.begin_write(false).unwrap_err();
         assert_eq!(error.status(), http::StatusCode::REQUEST_TIMEOUT);
+    }
+
+    #[test]
+    fn a_second_write_of_the_request_does_not_start_after_the_limit() {
+        let deadline = WriteDeadline::new(Duration::ZERO);
+        // The first write claims the request (its deadline then never answers 408)...
+        assert!(deadline.begin_write(false).is_ok());
+        // ...but another write of the same request (a batch's next PATCH) may not start late.
+        let error = deadline.begin_write(false).unwrap_err();
+        assert_eq!(error.status(), http::StatusCode::REQUEST_TIMEOUT);
+        assert!(
+            deadline.begin_write(true).is_ok(),
+            "the started one finishes"
+        );
     }
 }

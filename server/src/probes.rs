@@ -28,6 +28,9 @@ pub(crate) struct Readiness {
     draining: AtomicBool,
     check: Box<dyn Fn() -> Check + Send + Sync>,
     cached: Mutex<Option<(Instant, bool)>>,
+    /// One check at a time: probes that come while it runs wait for it and share its answer,
+    /// so a slow store is asked once, not once per probe.
+    checking: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Readiness {
@@ -54,6 +57,7 @@ impl Readiness {
                 })
             }),
             cached: Mutex::new(None),
+            checking: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -66,21 +70,32 @@ impl Readiness {
         if self.draining.load(Ordering::Acquire) {
             return false;
         }
-        let cached = *self
-            .cached
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((at, ready)) = cached
-            && at.elapsed() < CACHE_FOR
-        {
+        if let Some(ready) = self.fresh() {
             return ready;
         }
+        let _checking = self.checking.lock().await;
+        // Whoever held the lock may have just answered.
+        if let Some(ready) = self.fresh() {
+            return ready;
+        }
+        let started = Instant::now();
         let ready = (self.check)().await;
         *self
             .cached
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((Instant::now(), ready));
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((started, ready));
         ready && !self.draining.load(Ordering::Acquire)
+    }
+
+    /// The cached answer, if it is recent enough.
+    fn fresh(&self) -> Option<bool> {
+        let cached = *self
+            .cached
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        cached
+            .filter(|(at, _)| at.elapsed() < CACHE_FOR)
+            .map(|(_, ready)| ready)
     }
 }
 

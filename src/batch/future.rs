@@ -134,7 +134,29 @@ where
                         && subs[i].depends_on.iter().all(|&d| outcomes[d].is_some())
                 })
                 .collect();
-            for chunk in ready.chunks(CONCURRENCY) {
+            // Outside a tokio runtime there is nowhere to spawn: run one at a time, in place.
+            let concurrency = if tokio::runtime::Handle::try_current().is_ok() {
+                CONCURRENCY
+            } else {
+                1
+            };
+            for chunk in ready.chunks(concurrency) {
+                if concurrency == 1 {
+                    let index = chunk[0];
+                    let sub = &subs[index];
+                    if let Some(&failed) = sub
+                        .depends_on
+                        .iter()
+                        .find(|&&d| outcomes[d].as_ref().is_some_and(|o| !o.status.is_success()))
+                    {
+                        outcomes[index] = Some(failed_dependency(&subs[failed].id));
+                        continue;
+                    }
+                    let request = sub_request(sub, &parts, &config.prefix);
+                    let response = inner.clone().oneshot(request).await?;
+                    outcomes[index] = Some(outcome(response).await);
+                    continue;
+                }
                 let mut running = tokio::task::JoinSet::new();
                 for &index in chunk {
                     let sub = &subs[index];
@@ -203,16 +225,34 @@ fn sub_request<B>(
     parts: &http::request::Parts,
     prefix: &str,
 ) -> Request<ResponseBody<B>> {
-    let body = sub
-        .body
-        .as_ref()
-        .map_or_else(Bytes::new, |body| Bytes::from(body.to_string()));
+    let body = sub.body.as_ref().map_or_else(Bytes::new, |body| {
+        Bytes::copy_from_slice(body.get().as_bytes())
+    });
     let mut request = Request::new(ResponseBody::bytes(body));
     *request.method_mut() = sub.method.clone();
-    *request.uri_mut() = format!("{prefix}{}", sub.url)
-        .parse()
+    // The batch's scheme and authority (HTTP/2 carries them in the URI), the prefix, the URL.
+    let mut uri = http::uri::Builder::new();
+    if let (Some(scheme), Some(authority)) = (parts.uri.scheme(), parts.uri.authority()) {
+        uri = uri.scheme(scheme.clone()).authority(authority.clone());
+    }
+    let path = format!("{prefix}{}", sub.url);
+    *request.uri_mut() = uri
+        .path_and_query(path.as_str())
+        .build()
         .unwrap_or_else(|_| http::Uri::from_static("/"));
-    *request.extensions_mut() = parts.extensions.clone();
+    // Only what a sub-request inherits: its caller, client address and deadline. Markers of
+    // checks done on the batch (a content type, say) are not the sub-request's.
+    let extensions = request.extensions_mut();
+    if let Some(principal) = parts.extensions.get::<crate::Principal>() {
+        extensions.insert(principal.clone());
+    }
+    if let Some(address) = parts.extensions.get::<crate::auth::ClientAddress>() {
+        extensions.insert(*address);
+    }
+    if let Some(deadline) = parts.extensions.get::<crate::timeout::WriteDeadline>() {
+        extensions.insert(deadline.clone());
+    }
+    extensions.insert(super::InBatch);
     let headers = request.headers_mut();
     for (name, value) in &sub.headers {
         headers.append(name.clone(), value.clone());
@@ -259,7 +299,10 @@ where
 fn failed_dependency(dependency: &str) -> Outcome {
     let error = GraphError::new(
         ErrorKind::FailedDependency,
-        format!("Request '{dependency}', which this one depends on, failed; it was not run."),
+        format!(
+            "Request '{}', which this one depends on, failed; it was not run.",
+            dependency.chars().take(64).collect::<String>()
+        ),
     );
     let mut headers = Map::new();
     headers.insert(

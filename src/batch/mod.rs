@@ -44,6 +44,10 @@ use tower::{Layer, Service};
 
 use crate::body::ResponseBody;
 
+/// Marks a sub-request of a batch: a batch inside one is refused, however it is spelled.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct InBatch;
+
 /// Most requests in one batch (Graph's limit).
 pub const MAX_REQUESTS: usize = 20;
 /// Sub-requests run at once.
@@ -150,6 +154,16 @@ where
             || self.config.path.as_deref() != Some(request.uri().path())
         {
             return ResponseFuture::inner(self.inner.call(request.map(ResponseBody::inner)));
+        }
+        if request.extensions().get::<InBatch>().is_some() {
+            let error = crate::error::GraphError::new(
+                crate::error::ErrorKind::BadRequest,
+                "A batch cannot contain a batch.",
+            );
+            let ids = crate::request_id::RequestIds::of(&request);
+            return ResponseFuture::batch(Box::pin(std::future::ready(Ok(error
+                .into_response(&ids)
+                .map(ResponseBody::error)))));
         }
         let inner = self.inner.clone();
         ResponseFuture::batch(future::run(inner, self.config.clone(), request))

@@ -2,8 +2,11 @@
 //! at most 20 requests, relative URLs, no nested batch, `dependsOn` naming known ids and
 //! making no cycle).
 
+use http::uri::PathAndQuery;
 use http::{HeaderName, HeaderValue, Method};
+use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::MAX_REQUESTS;
 use crate::error::{ErrorKind, GraphError};
@@ -13,10 +16,12 @@ use crate::error::{ErrorKind, GraphError};
 pub(crate) struct Sub {
     pub(crate) id: String,
     pub(crate) method: Method,
-    /// Relative to the batch's prefix, starting with `/`.
-    pub(crate) url: String,
+    /// Relative to the batch's prefix, starting with `/`; spaces percent-encoded.
+    pub(crate) url: PathAndQuery,
     pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
-    pub(crate) body: Option<Value>,
+    /// The body exactly as the batch carried it, so the merge-patch layer's strict parser
+    /// sees it (duplicate members, integers past 64 bits) instead of a re-serialization.
+    pub(crate) body: Option<Box<RawValue>>,
     /// Indices of the requests this one waits for.
     pub(crate) depends_on: Vec<usize>,
 }
@@ -25,6 +30,17 @@ pub(crate) struct Sub {
 ///
 /// # Errors
 /// 400 naming what is wrong.
+/// The requests' bodies, untouched.
+#[derive(Deserialize)]
+struct RawBodies {
+    requests: Vec<RawBody>,
+}
+
+#[derive(Deserialize)]
+struct RawBody {
+    body: Option<Box<RawValue>>,
+}
+
 pub(crate) fn parse(bytes: &[u8]) -> Result<Vec<Sub>, GraphError> {
     let document: Value = serde_json::from_slice(bytes)
         .map_err(|error| bad(format!("The batch is not valid JSON: {error}")))?;
@@ -60,15 +76,22 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Vec<Sub>, GraphError> {
             )));
         }
     }
+    let raw: RawBodies = serde_json::from_slice(bytes)
+        .map_err(|error| bad(format!("The batch is not valid JSON: {error}")))?;
     let mut subs = Vec::with_capacity(requests.len());
-    for (request, id) in requests.iter().zip(&ids) {
-        subs.push(sub(request, id, &ids)?);
+    for ((request, id), raw) in requests.iter().zip(&ids).zip(raw.requests) {
+        subs.push(sub(request, id, &ids, raw.body)?);
     }
     check_acyclic(&subs)?;
     Ok(subs)
 }
 
-fn sub(request: &Value, id: &str, ids: &[&str]) -> Result<Sub, GraphError> {
+fn sub(
+    request: &Value,
+    id: &str,
+    ids: &[&str],
+    raw_body: Option<Box<RawValue>>,
+) -> Result<Sub, GraphError> {
     let context = |what: &str| bad(format!("Request '{}' of the batch {what}", short(id)));
     let method = request
         .get("method")
@@ -89,10 +112,19 @@ fn sub(request: &Value, id: &str, ids: &[&str]) -> Result<Sub, GraphError> {
     } else {
         format!("/{url}")
     };
-    let path = url.split('?').next().unwrap_or_default();
-    if path.eq_ignore_ascii_case("/$batch") || path.to_ascii_lowercase().ends_with("/$batch") {
+    let path = url
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+        .replace("%24", "$");
+    if path.trim_end_matches('/').ends_with("/$batch") {
         return Err(context("is a batch itself; batches do not nest."));
     }
+    let url: PathAndQuery = url
+        .replace(' ', "%20")
+        .parse()
+        .map_err(|_| context("has a URL that is not valid."))?;
     let mut headers = Vec::new();
     if let Some(map) = request.get("headers") {
         let map = map
@@ -108,7 +140,7 @@ fn sub(request: &Value, id: &str, ids: &[&str]) -> Result<Sub, GraphError> {
             headers.push((name, value));
         }
     }
-    let body = request.get("body").cloned();
+    let body = raw_body.filter(|raw| raw.get() != "null");
     if body.is_some() && !headers.iter().any(|(n, _)| n == http::header::CONTENT_TYPE) {
         return Err(context("has a body but no Content-Type header."));
     }

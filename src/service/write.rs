@@ -118,6 +118,7 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
             None
         };
         let mut current = self.load_or_default(&key).await?;
+        let mut started = false;
         for _ in 0..config.max_attempts {
             let document = match patch.take() {
                 Some(document) => document,
@@ -141,7 +142,8 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
             }
             // The point of no return: past here the write is never answered 408.
             if let Some(deadline) = &deadline {
-                deadline.begin_write()?;
+                deadline.begin_write(started)?;
+                started = true;
             }
             match self
                 .store
