@@ -144,12 +144,8 @@ where
                 if concurrency == 1 {
                     let index = chunk[0];
                     let sub = &subs[index];
-                    if let Some(&failed) = sub
-                        .depends_on
-                        .iter()
-                        .find(|&&d| outcomes[d].as_ref().is_some_and(|o| !o.status.is_success()))
-                    {
-                        outcomes[index] = Some(failed_dependency(&subs[failed].id));
+                    if let Some(failed) = failed_dependency_of(sub, &subs, &outcomes) {
+                        outcomes[index] = Some(failed);
                         continue;
                     }
                     let request = sub_request(sub, &parts, &config.prefix);
@@ -160,12 +156,8 @@ where
                 let mut running = tokio::task::JoinSet::new();
                 for &index in chunk {
                     let sub = &subs[index];
-                    if let Some(&failed) = sub
-                        .depends_on
-                        .iter()
-                        .find(|&&d| outcomes[d].as_ref().is_some_and(|o| !o.status.is_success()))
-                    {
-                        outcomes[index] = Some(failed_dependency(&subs[failed].id));
+                    if let Some(failed) = failed_dependency_of(sub, &subs, &outcomes) {
+                        outcomes[index] = Some(failed);
                         continue;
                     }
                     let request = sub_request(sub, &parts, &config.prefix);
@@ -294,6 +286,14 @@ where
         headers,
         body,
     }
+}
+
+/// 424 for `sub` if one of the requests it depends on failed.
+fn failed_dependency_of(sub: &Sub, subs: &[Sub], outcomes: &[Option<Outcome>]) -> Option<Outcome> {
+    sub.depends_on
+        .iter()
+        .find(|&&d| outcomes[d].as_ref().is_some_and(|o| !o.status.is_success()))
+        .map(|&failed| failed_dependency(&subs[failed].id))
 }
 
 fn failed_dependency(dependency: &str) -> Outcome {
