@@ -85,6 +85,10 @@ pub mod content_type;
 mod error;
 mod macros;
 pub mod merge_patch;
+#[cfg(feature = "prometheus")]
+#[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
+pub mod metrics;
+pub mod observe;
 pub mod odata;
 pub mod rate_limit;
 pub mod request_id;
@@ -111,7 +115,7 @@ pub use odata::QueryOptions;
 pub use rate_limit::RateLimitLayer;
 pub use request_id::{RequestIdLayer, RequestIds};
 pub use route::Target;
-pub use schema::{ODATA_TYPE, ResourceSchema, SchemaError};
+pub use schema::{ODATA_TYPE, ResourceSchema, SchemaError, SchemaReloader};
 pub use service::{Preflight, PreflightLayer, ResponseFuture, SecurityUpdateService};
 pub use stack::{Stack, StackBuilder, stack};
 #[cfg(feature = "postgres")]

@@ -21,6 +21,7 @@
 //! # let _ = layers;
 //! ```
 
+use crate::observe::SharedObserver;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -41,9 +42,10 @@ const MAX_BUCKETS_PER_SHARD: usize = 4096;
 
 /// Limits each principal to a number of requests per period; see the [module docs](self).
 #[must_use]
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RateLimitLayer {
     limiter: Option<Arc<Limiter>>,
+    observer: Option<SharedObserver>,
 }
 
 #[derive(Debug)]
@@ -74,7 +76,10 @@ impl RateLimitLayer {
     /// A layer that lets everything through: one type for "limit on" and "limit off", so a
     /// stack can switch it by configuration.
     pub fn unlimited() -> Self {
-        Self { limiter: None }
+        Self {
+            limiter: None,
+            observer: None,
+        }
     }
 
     fn build(rate: f64, burst: f64) -> Self {
@@ -85,15 +90,25 @@ impl RateLimitLayer {
                 shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
                 hasher: std::collections::hash_map::RandomState::new(),
             })),
+            observer: None,
         }
     }
 
     /// Sets how many requests a principal may send at once after being idle.
     pub fn with_burst(self, burst: u32) -> Self {
         match &self.limiter {
-            Some(limiter) => Self::build(limiter.rate, f64::from(burst.max(1))),
+            Some(limiter) => Self {
+                observer: self.observer.clone(),
+                ..Self::build(limiter.rate, f64::from(burst.max(1)))
+            },
             None => self,
         }
+    }
+
+    /// Tells `observer` of every refusal ([`Observer::rate_limited`](crate::observe::Observer::rate_limited)).
+    pub fn with_observer(mut self, observer: SharedObserver) -> Self {
+        self.observer = Some(observer);
+        self
     }
 }
 
@@ -104,16 +119,37 @@ impl<S> Layer<S> for RateLimitLayer {
         RateLimit {
             inner,
             limiter: self.limiter.clone(),
+            observer: self.observer.clone(),
         }
     }
 }
 
 /// The service made by [`RateLimitLayer`].
 #[must_use]
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RateLimit<S> {
     inner: S,
     limiter: Option<Arc<Limiter>>,
+    observer: Option<SharedObserver>,
+}
+
+impl std::fmt::Debug for RateLimitLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimitLayer")
+            .field("limiter", &self.limiter)
+            .field("observed", &self.observer.is_some())
+            .finish()
+    }
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for RateLimit<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimit")
+            .field("inner", &self.inner)
+            .field("limiter", &self.limiter)
+            .field("observed", &self.observer.is_some())
+            .finish()
+    }
 }
 
 impl<S> RateLimit<S> {
@@ -143,6 +179,9 @@ where
                 format!("Too many requests from this caller; retry after {seconds} seconds."),
             )
             .with_retry_after(seconds);
+            if let Some(observer) = &self.observer {
+                observer.rate_limited();
+            }
             return ResponseFuture::rejected(error.into_response(&RequestIds::of(&request)));
         }
         ResponseFuture::inner(self.inner.call(request))

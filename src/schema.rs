@@ -33,7 +33,7 @@
 //! ```
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use serde_json::{Map, Value};
 
@@ -57,6 +57,8 @@ enum SchemaKind {
     Graph,
     #[cfg(feature = "json-schema")]
     Custom(Arc<CustomSchema>),
+    /// Whatever schema the slot holds now ([`ResourceSchema::reloadable`]).
+    Reloadable(Arc<RwLock<ResourceSchema>>),
 }
 
 /// A deployment's JSON Schema: the compiled validator, and which top-level names it allows
@@ -77,6 +79,7 @@ impl std::fmt::Debug for ResourceSchema {
             SchemaKind::Graph => "graph",
             #[cfg(feature = "json-schema")]
             SchemaKind::Custom(_) => "custom",
+            SchemaKind::Reloadable(_) => "reloadable",
         };
         f.debug_struct("ResourceSchema")
             .field("kind", &kind)
@@ -154,6 +157,43 @@ impl ResourceSchema {
             SchemaKind::Graph => false,
             #[cfg(feature = "json-schema")]
             SchemaKind::Custom(custom) => custom.open || custom.declared.iter().any(|d| d == name),
+            SchemaKind::Reloadable(slot) => current(slot).allows(name),
+        }
+    }
+
+    /// This schema, replaceable while the service runs: the returned schema goes to the
+    /// [`StackBuilder`](crate::StackBuilder), the [`SchemaReloader`] to whoever reloads it (the
+    /// server does on SIGHUP). Each request is checked against the schema in place when the
+    /// check runs; stored objects are not revalidated when it changes.
+    ///
+    /// ```
+    /// use security_update::ResourceSchema;
+    ///
+    /// let (schema, reloader) = ResourceSchema::graph().reloadable();
+    /// assert!(!schema.allows("riskLevel"));
+    /// # #[cfg(feature = "json-schema")] {
+    /// let open = ResourceSchema::from_json_schema(&serde_json::json!({"type": "object"})).unwrap();
+    /// reloader.replace(open);
+    /// assert!(schema.allows("riskLevel"));
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn reloadable(self) -> (Self, SchemaReloader) {
+        let slot = Arc::new(RwLock::new(self.resolved()));
+        (
+            Self {
+                kind: SchemaKind::Reloadable(slot.clone()),
+                read_only: Arc::from([]),
+            },
+            SchemaReloader { slot },
+        )
+    }
+
+    /// The schema in effect now: itself, or what its slot holds.
+    fn resolved(self) -> Self {
+        match &self.kind {
+            SchemaKind::Reloadable(slot) => current(slot),
+            _ => self,
         }
     }
 
@@ -170,6 +210,9 @@ impl ResourceSchema {
     /// # Errors
     /// 400 naming the first offending property.
     pub(crate) fn check_patch(&self, patch: &Map<String, Value>) -> Result<(), GraphError> {
+        if let SchemaKind::Reloadable(slot) = &self.kind {
+            return current(slot).check_patch(patch);
+        }
         for (key, value) in patch {
             match key.as_str() {
                 ODATA_TYPE_KEY => match value {
@@ -201,6 +244,10 @@ impl ResourceSchema {
         merged: &mut Map<String, Value>,
         current: &Map<String, Value>,
     ) -> Result<(), GraphError> {
+        if let SchemaKind::Reloadable(slot) = &self.kind {
+            // The whole check under one schema, even if it is replaced meanwhile.
+            return self::current(slot).check_merged(merged, current);
+        }
         match (merged.get_mut(ID_KEY), current.get(ID_KEY)) {
             (Some(new), Some(old)) if new == old => {}
             // The same GUID in another case is the same id (GUIDs compare case-insensitively):
@@ -248,8 +295,36 @@ impl ResourceSchema {
                 }
                 outcome
             }
+            SchemaKind::Reloadable(slot) => self::current(slot).check_merged(merged, current),
         }
     }
+}
+
+/// Replaces the schema behind a [`ResourceSchema::reloadable`]; clones share the slot.
+#[derive(Clone)]
+pub struct SchemaReloader {
+    slot: Arc<RwLock<ResourceSchema>>,
+}
+
+impl std::fmt::Debug for SchemaReloader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SchemaReloader")
+            .field("current", &current(&self.slot))
+            .finish()
+    }
+}
+
+impl SchemaReloader {
+    /// Puts `schema` in effect for every check that starts from now on.
+    pub fn replace(&self, schema: ResourceSchema) {
+        let schema = schema.resolved();
+        *self.slot.write().unwrap_or_else(PoisonError::into_inner) = schema;
+    }
+}
+
+/// The schema a slot holds now (a cheap clone: two `Arc`s).
+fn current(slot: &RwLock<ResourceSchema>) -> ResourceSchema {
+    slot.read().unwrap_or_else(PoisonError::into_inner).clone()
 }
 
 fn invalid(property: &str, problem: impl Into<Cow<'static, str>>) -> GraphError {

@@ -162,6 +162,14 @@ impl<S: SecurityStore> StackBuilder<S> {
         self
     }
 
+    /// Reports store operations, compare-and-swap conflicts, audit records and rate-limit
+    /// refusals to `observer` (see [`observe`](crate::observe)). Token outcomes come from the
+    /// validator: give it the same observer (`JwtValidator::with_observer`).
+    pub fn with_observer(mut self, observer: crate::observe::SharedObserver) -> Self {
+        self.config.observer = Some(observer);
+        self
+    }
+
     /// Turns JSON batching (`POST {prefix}/$batch`, on by default) off.
     pub fn without_batch(mut self) -> Self {
         self.batch = false;
@@ -227,10 +235,13 @@ impl<S: SecurityStore> StackBuilder<S> {
         };
         let Self {
             merge_patch,
-            rate_limit,
+            mut rate_limit,
             timeout,
             ..
         } = self;
+        if let Some(observer) = &self.config.observer {
+            rate_limit = rate_limit.with_observer(observer.clone());
+        }
         let service = SecurityUpdateService::from_parts(self.store, self.config);
         assemble(service, auth, batch, merge_patch, rate_limit, timeout)
     }

@@ -253,6 +253,50 @@ fn redb_refuses_a_directory_whose_store_file_is_empty_or_gone() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redb_backup_is_a_consistent_store_that_opens_with_counts_and_versions() {
+    let dir = TempDir::new("redb-backup-source");
+    let backups = TempDir::new("redb-backup-target");
+    std::fs::create_dir_all(&backups.0).unwrap();
+    let store = RedbStore::open(&dir.0).unwrap();
+    for user in ["a", "b", "c"] {
+        let key = ObjectKey::new("t", user);
+        store
+            .compare_and_swap(&key, 0, snapshot(1, json!({"n": 1})))
+            .await
+            .unwrap();
+    }
+    let a = ObjectKey::new("t", "a");
+    store
+        .compare_and_swap(&a, 1, snapshot(2, json!({"n": 2})))
+        .await
+        .unwrap();
+    let target = backups.0.join("copy");
+    store.backup_to(&target).unwrap();
+    // The source keeps serving, and changes after the copy do not reach it.
+    store
+        .compare_and_swap(&a, 2, snapshot(3, json!({"n": 3})))
+        .await
+        .unwrap();
+    // A second backup to the same place is refused and leaves the first one whole.
+    assert!(store.backup_to(&target).is_err());
+    assert!(!backups.0.join("copy.partial").exists());
+    drop(store);
+    let restored = RedbStore::open(&target).unwrap();
+    let copy = restored.load(&a).await.unwrap().unwrap();
+    assert_eq!(
+        (copy.version(), copy.document()["n"].clone()),
+        (2, json!(2))
+    );
+    assert_eq!(restored.count_tenant("t").await.unwrap(), Some(3));
+    // The restored store is a store in its own right: the next write continues its versions.
+    let next = restored
+        .compare_and_swap(&a, 2, snapshot(3, json!({"n": 30})))
+        .await
+        .unwrap();
+    assert!(matches!(next, security_update::store::SwapOutcome::Swapped));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redb_store_keeps_data_across_reopen() {
     let dir = TempDir::new("contract-redb-reopen");
     let key = ObjectKey::new("t", "u");

@@ -11,6 +11,7 @@ use super::Principal;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRejection {
     description: std::borrow::Cow<'static, str>,
+    reason: &'static str,
 }
 
 impl TokenRejection {
@@ -18,7 +19,21 @@ impl TokenRejection {
     pub fn new(description: impl Into<std::borrow::Cow<'static, str>>) -> Self {
         Self {
             description: description.into(),
+            reason: "invalid",
         }
+    }
+
+    /// Sets the short, fixed label of why (`expired`, `signature`, ...), for metrics.
+    #[must_use]
+    pub fn with_reason(mut self, reason: &'static str) -> Self {
+        self.reason = reason;
+        self
+    }
+
+    /// The short, fixed label of why (default `invalid`): safe as a metric label.
+    #[must_use]
+    pub fn reason(&self) -> &'static str {
+        self.reason
     }
 
     /// What was wrong with the token.

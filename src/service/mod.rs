@@ -46,6 +46,7 @@ use crate::auth::{Access, DefaultPolicy, Policy, Principal};
 use crate::content_type::{JsonContentType, check_json_content_type};
 use crate::error::{ErrorKind, GraphError};
 use crate::merge_patch::MergePatch;
+use crate::observe::StoreOperation;
 use crate::odata::QueryOptions;
 use crate::odata::representation::Representation;
 use crate::request_id::RequestIds;
@@ -105,6 +106,8 @@ pub(crate) struct Config {
     pub(crate) max_object_bytes: usize,
     /// Most objects one tenant may have; a write that would create one more is 507.
     pub(crate) max_objects_per_tenant: u64,
+    /// Told of store operations, conflicts and audit records; `None`: nothing is measured.
+    pub(crate) observer: Option<crate::observe::SharedObserver>,
 }
 
 impl Config {
@@ -120,6 +123,7 @@ impl Config {
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
             max_objects_per_tenant: DEFAULT_MAX_OBJECTS_PER_TENANT,
+            observer: None,
         }
     }
 }
@@ -291,7 +295,9 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
     }
 
     pub(crate) async fn load_or_default(&self, key: &ObjectKey) -> Result<Snapshot, GraphError> {
-        match self.store.load(key).await {
+        let load = self.store.load(key);
+        let observer = self.config.observer.as_ref();
+        match crate::observe::timed(observer, self.store.kind(), StoreOperation::Load, load).await {
             Ok(Some(snapshot)) => Ok(snapshot),
             Ok(None) => default_snapshot(key),
             Err(error) => Err(error.into()),

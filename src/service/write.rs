@@ -10,6 +10,7 @@ use crate::audit::AuditRecord;
 use crate::auth::Principal;
 use crate::error::{ErrorKind, GraphError};
 use crate::merge_patch::{MergePatch, apply_to_object};
+use crate::observe::{StoreOperation, timed};
 use crate::odata::representation::Representation;
 use crate::schema::ResourceSchema;
 use crate::store::{ObjectKey, SecurityStore, Snapshot, SwapOutcome};
@@ -77,7 +78,16 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
     /// tenant may overshoot the limit by their number; the bound is on growth, not exact.
     async fn check_tenant_quota(&self, tenant: &str) -> Result<(), GraphError> {
         let limit = self.config.max_objects_per_tenant;
-        match self.store.count_tenant(tenant).await? {
+        let count = self.store.count_tenant(tenant);
+        let observer = self.config.observer.as_ref();
+        match timed(
+            observer,
+            self.store.kind(),
+            StoreOperation::CountTenant,
+            count,
+        )
+        .await?
+        {
             Some(count) if count >= limit => Err(GraphError::new(
                 ErrorKind::QuotaExceeded,
                 format!(
@@ -145,10 +155,17 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
                 deadline.begin_write(started)?;
                 started = true;
             }
-            match self
+            let swap = self
                 .store
-                .compare_and_swap(&key, current.version(), next.clone())
-                .await
+                .compare_and_swap(&key, current.version(), next.clone());
+            let observer = config.observer.as_ref();
+            match timed(
+                observer,
+                self.store.kind(),
+                StoreOperation::CompareAndSwap,
+                swap,
+            )
+            .await
             {
                 Ok(SwapOutcome::Swapped) => {
                     if config.audit.enabled() {
@@ -159,6 +176,9 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
                             etag_text(&next),
                             audited_patch.unwrap_or_default(),
                         ));
+                        if let Some(observer) = observer {
+                            observer.audit_written();
+                        }
                     }
                     return Ok(Reply {
                         snapshot: next,
@@ -166,7 +186,11 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
                         representation,
                     });
                 }
-                Ok(SwapOutcome::Conflict { .. }) => {}
+                Ok(SwapOutcome::Conflict { .. }) => {
+                    if let Some(observer) = observer {
+                        observer.write_conflict();
+                    }
+                }
                 Err(error) => return Err(error.into()),
             }
             // Lost a race. Queue at the object's gate (once) so that retries are fair, or at

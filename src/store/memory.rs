@@ -148,6 +148,10 @@ impl MemoryStore {
 }
 
 impl SecurityStore for MemoryStore {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
     async fn count_tenant(&self, tenant_id: &str) -> Result<Option<u64>, StoreError> {
         let tenants = self
             .shared

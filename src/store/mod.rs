@@ -220,6 +220,11 @@ impl std::error::Error for StoreError {}
 /// the same `expected_version`, at most one returns [`SwapOutcome::Swapped`]. Everything else
 /// (retrying, merging, validating) is the service's job.
 pub trait SecurityStore: Send + Sync + 'static {
+    /// A short name of the kind of store (`memory`, `redb`, `postgres`), for metrics labels.
+    fn kind(&self) -> &'static str {
+        "custom"
+    }
+
     /// The current snapshot of `key`, or `None` if it was never saved.
     fn load(
         &self,
@@ -247,6 +252,10 @@ pub trait SecurityStore: Send + Sync + 'static {
 }
 
 impl<S: SecurityStore> SecurityStore for Arc<S> {
+    fn kind(&self) -> &'static str {
+        (**self).kind()
+    }
+
     fn count_tenant(
         &self,
         tenant_id: &str,

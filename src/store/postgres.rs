@@ -295,6 +295,10 @@ fn db_error(error: tokio_postgres::Error) -> StoreError {
 }
 
 impl SecurityStore for PostgresStore {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
     /// One row of `security_tenant_counts`, kept by the statement that creates objects.
     async fn count_tenant(&self, tenant_id: &str) -> Result<Option<u64>, StoreError> {
         let client = self.pool.get().await.map_err(pool_error)?;

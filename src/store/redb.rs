@@ -149,6 +149,80 @@ impl RedbStore {
         &self.path
     }
 
+    /// Writes a consistent copy of the whole store, as of one moment, into the new data
+    /// directory `target` (which must not exist yet), while the store keeps serving: open
+    /// `target` with [`RedbStore::open`] (the server's `--data`) to start from it.
+    ///
+    /// The copy is made in `target` with a `.partial` suffix and renamed into place only when
+    /// complete and on disk, so `target` never holds half a backup. Blocking: call it from a
+    /// blocking thread. It reads under one read transaction, so writers are not held up.
+    ///
+    /// # Errors
+    /// When `target` exists, or any read, write or sync fails (nothing is left at `target`).
+    pub fn backup_to(&self, target: &Path) -> Result<(), StoreError> {
+        let failed = |what: &str, error: &dyn std::fmt::Display| {
+            StoreError::new(
+                StoreErrorKind::Other,
+                format!("backup to {}: {what}: {error}", target.display()),
+            )
+        };
+        if target.exists() {
+            return Err(failed("the target", &"already exists"));
+        }
+        let mut partial = target.as_os_str().to_owned();
+        partial.push(".partial");
+        let partial = PathBuf::from(partial);
+        if partial.exists() {
+            std::fs::remove_dir_all(&partial)
+                .map_err(|e| failed("removing an old partial copy", &e))?;
+        }
+        std::fs::create_dir_all(&partial).map_err(|e| failed("creating the directory", &e))?;
+        let copied = self.copy_into(&partial.join(FILE_NAME));
+        let finished = copied.and_then(|()| {
+            write_marker(&partial.join(MARKER_NAME)).map_err(|e| failed("the marker", &e))?;
+            std::fs::rename(&partial, target).map_err(|e| failed("renaming into place", &e))?;
+            if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::File::open(parent)
+                    .and_then(|dir| dir.sync_all())
+                    .map_err(|e| failed("syncing the parent directory", &e))?;
+            }
+            Ok(())
+        });
+        if finished.is_err() {
+            let _ = std::fs::remove_dir_all(&partial);
+        }
+        finished
+    }
+
+    /// Copies every table, as of one read transaction, into a new database at `file`.
+    fn copy_into(&self, file: &Path) -> Result<(), StoreError> {
+        let read = self.db.begin_read().map_err(storage)?;
+        let copy = Database::create(file).map_err(storage)?;
+        let write = copy.begin_write().map_err(storage)?;
+        {
+            let objects = read.open_table(OBJECTS).map_err(storage)?;
+            let mut into = write.open_table(OBJECTS).map_err(storage)?;
+            for entry in objects.iter().map_err(storage)? {
+                let (key, value) = entry.map_err(storage)?;
+                into.insert(key.value(), value.value()).map_err(storage)?;
+            }
+            let tenants = read.open_table(TENANTS).map_err(storage)?;
+            let mut into = write.open_table(TENANTS).map_err(storage)?;
+            for entry in tenants.iter().map_err(storage)? {
+                let (key, value) = entry.map_err(storage)?;
+                into.insert(key.value(), value.value()).map_err(storage)?;
+            }
+            let meta = read.open_table(META).map_err(storage)?;
+            let mut into = write.open_table(META).map_err(storage)?;
+            for entry in meta.iter().map_err(storage)? {
+                let (key, value) = entry.map_err(storage)?;
+                into.insert(key.value(), value.value()).map_err(storage)?;
+            }
+        }
+        // redb commits durably (fsync) by default.
+        write.commit().map_err(storage)
+    }
+
     fn load_now(&self, key: &ObjectKey) -> Result<Option<Snapshot>, StoreError> {
         let read = self.db.begin_read().map_err(storage)?;
         let table = read.open_table(OBJECTS).map_err(storage)?;
@@ -265,6 +339,10 @@ fn storage(error: impl Into<redb::Error>) -> StoreError {
 }
 
 impl SecurityStore for RedbStore {
+    fn kind(&self) -> &'static str {
+        "redb"
+    }
+
     async fn count_tenant(&self, tenant_id: &str) -> Result<Option<u64>, StoreError> {
         let read = self.db.begin_read().map_err(storage)?;
         let tenants = match read.open_table(TENANTS) {

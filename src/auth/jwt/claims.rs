@@ -53,17 +53,24 @@ impl Claims {
 
 pub(super) fn describe(error: jsonwebtoken::errors::Error) -> TokenRejection {
     use jsonwebtoken::errors::ErrorKind as Kind;
-    TokenRejection::new(match error.kind() {
-        Kind::ExpiredSignature => "the token has expired",
-        Kind::ImmatureSignature => "the token is not valid yet",
-        Kind::InvalidAudience => "the token is for another audience",
-        Kind::InvalidIssuer => "the token is from another issuer",
-        Kind::InvalidSignature => "the token's signature is invalid",
-        Kind::MissingRequiredClaim(_) => "the token lacks a required claim (exp, iss, aud)",
-        Kind::InvalidAlgorithm => "the token's algorithm does not match its signing key",
-        Kind::Json(_) => {
-            "the token's claims have the wrong types (iss, tid and oid must be strings)"
+    let (reason, description) = match error.kind() {
+        Kind::ExpiredSignature => ("expired", "the token has expired"),
+        Kind::ImmatureSignature => ("not_yet_valid", "the token is not valid yet"),
+        Kind::InvalidAudience => ("audience", "the token is for another audience"),
+        Kind::InvalidIssuer => ("issuer", "the token is from another issuer"),
+        Kind::InvalidSignature => ("signature", "the token's signature is invalid"),
+        Kind::MissingRequiredClaim(_) => {
+            ("claims", "the token lacks a required claim (exp, iss, aud)")
         }
-        _ => "the token is not a well-formed JWT",
-    })
+        Kind::InvalidAlgorithm => (
+            "algorithm",
+            "the token's algorithm does not match its signing key",
+        ),
+        Kind::Json(_) => (
+            "claims",
+            "the token's claims have the wrong types (iss, tid and oid must be strings)",
+        ),
+        _ => ("malformed", "the token is not a well-formed JWT"),
+    };
+    TokenRejection::new(description).with_reason(reason)
 }

@@ -20,14 +20,15 @@ pub(super) enum Unverified {
 impl Unverified {
     pub(super) fn into_rejection(self) -> TokenRejection {
         match self {
-            Self::UnknownKid => TokenRejection::new("the token's signing key (kid) is unknown"),
+            Self::UnknownKid => TokenRejection::new("the token's signing key (kid) is unknown")
+                .with_reason("unknown_key"),
             Self::NotYet(rejection) | Self::Rejected(rejection) => rejection,
         }
     }
 }
 
-pub(super) fn reject(description: &'static str) -> Unverified {
-    Unverified::Rejected(TokenRejection::new(description))
+pub(super) fn reject(reason: &'static str, description: &'static str) -> Unverified {
+    Unverified::Rejected(TokenRejection::new(description).with_reason(reason))
 }
 
 pub(super) type Verdict = Result<Principal, TokenRejection>;
@@ -55,9 +56,11 @@ impl JwtFuture {
         Self {
             kind: JwtFutureKind::Refreshing(Box::pin(async move {
                 validator.refresh_for_unknown_kid().await;
-                validator
+                let verdict = validator
                     .verify_and_remember(&token)
-                    .map_err(Unverified::into_rejection)
+                    .map_err(Unverified::into_rejection);
+                validator.observe(&verdict, false);
+                verdict
             })),
         }
     }

@@ -102,6 +102,8 @@ struct Shared {
     rejections: RejectionCache,
     /// Where fresh keys come from, if anywhere (a JWKS URL).
     source: Option<Refetch>,
+    /// Told of every token outcome, once set.
+    observer: std::sync::OnceLock<crate::observe::SharedObserver>,
 }
 
 /// A source of fresh keys, such as a JWKS URL (feature `jwks-url`).
@@ -165,6 +167,7 @@ impl JwtValidator {
                 cache: TokenCache::new(DEFAULT_CACHE_CAPACITY),
                 rejections: RejectionCache::new(),
                 source,
+                observer: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -203,6 +206,27 @@ impl JwtValidator {
             .store(capacity, Ordering::Relaxed);
         self.shared.cache.clear();
         self
+    }
+
+    /// Reports every token outcome (cache hit, verified, rejected and why) to `observer`, for
+    /// this validator and its clones. Only the first observer set is kept.
+    #[must_use]
+    pub fn with_observer(self, observer: crate::observe::SharedObserver) -> Self {
+        let _ = self.shared.observer.set(observer);
+        self
+    }
+
+    fn observe(&self, verdict: &Result<Principal, TokenRejection>, cached: bool) {
+        use crate::observe::TokenOutcome;
+        if let Some(observer) = self.shared.observer.get() {
+            observer.token(match verdict {
+                Ok(_) if cached => TokenOutcome::CacheHit,
+                Ok(_) => TokenOutcome::Verified,
+                Err(rejection) => TokenOutcome::Rejected {
+                    reason: rejection.reason(),
+                },
+            });
+        }
     }
 
     fn leeway_secs(&self) -> u64 {
@@ -266,20 +290,24 @@ impl JwtValidator {
     /// and the key set that verified it.
     fn verify(&self, token: &str) -> Result<(Principal, u64, u64, Arc<KeySet>), Unverified> {
         let header = jsonwebtoken::decode_header(token)
-            .map_err(|_| reject("the token is not a well-formed JWT"))?;
+            .map_err(|_| reject("malformed", "the token is not a well-formed JWT"))?;
         if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256) {
-            return Err(Unverified::Rejected(TokenRejection::new(format!(
-                "the token's algorithm {:?} is not accepted",
-                header.alg
-            ))));
+            return Err(Unverified::Rejected(
+                TokenRejection::new(format!(
+                    "the token's algorithm {:?} is not accepted",
+                    header.alg
+                ))
+                .with_reason("algorithm"),
+            ));
         }
         let kid = header
             .kid
-            .ok_or_else(|| reject("the token names no signing key (kid)"))?;
+            .ok_or_else(|| reject("malformed", "the token names no signing key (kid)"))?;
         let keys = self.keys();
         let (algorithm, key) = keys.keys.get(&kid).ok_or(Unverified::UnknownKid)?;
         if *algorithm != header.alg {
             return Err(reject(
+                "algorithm",
                 "the token's algorithm does not match its signing key",
             ));
         }
@@ -299,7 +327,9 @@ impl JwtValidator {
         let claims = data.claims;
         let exp = claims.exp;
         let nbf = claims.nbf.unwrap_or(0);
-        let principal = claims.into_principal().map_err(Unverified::Rejected)?;
+        let principal = claims
+            .into_principal()
+            .map_err(|rejection| Unverified::Rejected(rejection.with_reason("claims")))?;
         Ok((principal, exp, nbf, keys))
     }
 
@@ -324,25 +354,31 @@ impl TokenValidator for JwtValidator {
     fn validate(&self, token: &str) -> Self::Future {
         let now = unix_now();
         if let Some(principal) = self.shared.cache.get(token, now, self.leeway_secs()) {
-            return JwtFuture::ready(Ok(principal));
+            let verdict = Ok(principal);
+            self.observe(&verdict, true);
+            return JwtFuture::ready(verdict);
         }
         if let Some(rejection) = self.shared.rejections.get(token) {
-            return JwtFuture::ready(Err(rejection));
+            let verdict = Err(rejection);
+            self.observe(&verdict, true);
+            return JwtFuture::ready(verdict);
         }
         let keys = self.keys();
-        match self.verify_and_remember(token) {
-            Ok(principal) => JwtFuture::ready(Ok(principal)),
+        let verdict = match self.verify_and_remember(token) {
+            Ok(principal) => Ok(principal),
             Err(Unverified::UnknownKid) if self.shared.source.is_some() => {
-                JwtFuture::refreshing(self.clone(), token.to_owned())
+                return JwtFuture::refreshing(self.clone(), token.to_owned());
             }
             Err(Unverified::Rejected(rejection)) => {
                 self.shared
                     .rejections
                     .insert_if(token, &rejection, || Arc::ptr_eq(&keys, &self.keys()));
-                JwtFuture::ready(Err(rejection))
+                Err(rejection)
             }
-            Err(unverified) => JwtFuture::ready(Err(unverified.into_rejection())),
-        }
+            Err(unverified) => Err(unverified.into_rejection()),
+        };
+        self.observe(&verdict, false);
+        JwtFuture::ready(verdict)
     }
 
     /// A token in the principal cache, still within its lifetime.
