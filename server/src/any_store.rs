@@ -14,6 +14,14 @@ pub(crate) enum AnyStore {
 }
 
 impl SecurityStore for AnyStore {
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Memory(store) => store.kind(),
+            Self::Redb(store) => store.kind(),
+            Self::Postgres(store) => store.kind(),
+        }
+    }
+
     async fn count_tenant(&self, tenant_id: &str) -> Result<Option<u64>, StoreError> {
         match self {
             Self::Memory(store) => store.count_tenant(tenant_id).await,

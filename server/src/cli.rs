@@ -162,6 +162,44 @@ pub(crate) struct Cli {
     #[arg(long, default_value_t = 0)]
     pub(crate) drain_delay: u64,
 
+    /// PEM certificate chain (leaf first) to serve HTTPS with; needs --tls-key. Without it the
+    /// server speaks plain HTTP (for local use, or behind a proxy that terminates TLS).
+    #[arg(
+        long,
+        requires = "tls_key",
+        value_name = "PEM",
+        env = "SECURITY_UPDATE_TLS_CERT"
+    )]
+    pub(crate) tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1; RSA or ECDSA).
+    #[arg(
+        long,
+        requires = "tls_cert",
+        value_name = "PEM",
+        env = "SECURITY_UPDATE_TLS_KEY"
+    )]
+    pub(crate) tls_key: Option<PathBuf>,
+
+    /// Seconds a TLS handshake may take before the connection is closed.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) tls_handshake_timeout: u64,
+
+    /// Seconds between checks of --tls-cert and --tls-key for new content (SIGHUP reloads at
+    /// once).
+    #[arg(long, default_value_t = 30)]
+    pub(crate) tls_reload_interval: u64,
+
+    /// Address for GET /metrics (Prometheus text format), /healthz and /readyz, apart from the
+    /// API port; off by default. ":0" picks a free port.
+    #[arg(long, value_parser = parse_listen, value_name = "ADDR", env = "SECURITY_UPDATE_METRICS_LISTEN")]
+    pub(crate) metrics_listen: Option<SocketAddr>,
+
+    /// Directory where SIGUSR1 makes the server write a consistent copy of the embedded store
+    /// (a new data directory, usable as --data).
+    #[arg(long, value_name = "DIR", env = "SECURITY_UPDATE_BACKUP_DIR")]
+    pub(crate) backup_dir: Option<PathBuf>,
+
     /// Log lines as text or as one JSON object per line.
     #[arg(long, value_enum, default_value = "text")]
     pub(crate) log_format: LogFormat,

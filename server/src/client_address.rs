@@ -24,15 +24,43 @@ pub(crate) struct WithClientAddress<S> {
     inner: S,
     peer: IpAddr,
     is_trusted: IsTrusted,
+    /// The connection is TLS: HTTP/1 requests (whose target carries no scheme) get `https`,
+    /// so `@odata.context` names the scheme the client used.
+    tls: bool,
 }
 
 impl<S> WithClientAddress<S> {
-    pub(crate) fn new(inner: S, peer: IpAddr, is_trusted: IsTrusted) -> Self {
+    pub(crate) fn new(inner: S, peer: IpAddr, is_trusted: IsTrusted, tls: bool) -> Self {
         Self {
             inner,
             peer,
             is_trusted,
+            tls,
         }
+    }
+}
+
+/// `request`'s target made absolute with `https` and its `Host`, when it has no scheme yet and
+/// the `Host` is a valid authority (else it stays as it is).
+fn mark_https<B>(request: &mut Request<B>) {
+    if request.uri().scheme().is_some() {
+        return;
+    }
+    let Some(host) = request
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|host| http::uri::Authority::try_from(host.as_bytes()).ok())
+    else {
+        return;
+    };
+    let mut parts = request.uri().clone().into_parts();
+    parts.scheme = Some(http::uri::Scheme::HTTPS);
+    parts.authority = Some(host);
+    if parts.path_and_query.is_none() {
+        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+    }
+    if let Ok(uri) = http::Uri::from_parts(parts) {
+        *request.uri_mut() = uri;
     }
 }
 
@@ -56,6 +84,9 @@ where
         };
         if let Some(address) = address {
             request.extensions_mut().insert(ClientAddress(address));
+        }
+        if self.tls {
+            mark_https(&mut request);
         }
         self.inner.call(request)
     }
@@ -118,12 +149,33 @@ mod tests {
             }),
             peer.parse().unwrap(),
             is_trusted,
+            false,
         );
         tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap()
             .block_on(service.call(request))
             .unwrap()
+    }
+
+    #[test]
+    fn tls_requests_carry_https_and_their_host() {
+        let mut request = Request::get("/beta/me/security?$select=id")
+            .header("host", "graph.contoso.com:8443")
+            .body(())
+            .unwrap();
+        mark_https(&mut request);
+        assert_eq!(
+            request.uri().to_string(),
+            "https://graph.contoso.com:8443/beta/me/security?$select=id"
+        );
+        // A Host that is not an authority leaves the target alone.
+        let mut request = Request::get("/beta/me/security")
+            .header("host", "bad host/x")
+            .body(())
+            .unwrap();
+        mark_https(&mut request);
+        assert_eq!(request.uri().to_string(), "/beta/me/security");
     }
 
     #[test]

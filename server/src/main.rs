@@ -7,11 +7,15 @@
 
 mod access_log;
 mod any_store;
+mod backup;
 mod cli;
 mod client_address;
 mod dev;
 mod front_door;
+mod metrics_endpoint;
 mod probes;
+mod reload;
+mod tls;
 
 use std::io::Write;
 use std::pin::Pin;
@@ -22,10 +26,12 @@ use std::time::Duration;
 use clap::Parser;
 use hyper_util::service::TowerToHyperService;
 use security_update::auth::FailureThrottle;
+use security_update::metrics::{MetricsLayer, PrometheusMetrics};
 use security_update::{
     JwtValidator, MemoryStore, PostgresStore, RateLimitLayer, RedbStore, ResourceSchema,
     StackBuilder, store::PostgresOptions,
 };
+use tower::Layer;
 use tracing_subscriber::EnvFilter;
 
 use access_log::AccessLog;
@@ -106,6 +112,22 @@ fn read_file(flag: &str, path: &std::path::Path) -> Result<String, ExitCode> {
 }
 
 async fn run(cli: Cli) -> ExitCode {
+    let tls = match (&cli.tls_cert, &cli.tls_key) {
+        (Some(cert), Some(key)) => {
+            let files = tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            };
+            match tls::Tls::load(files) {
+                Ok(tls) => Some(tls),
+                Err(error) => return fail(USAGE, &error),
+            }
+        }
+        _ => None,
+    };
+    let metrics = cli
+        .metrics_listen
+        .map(|_| Arc::new(PrometheusMetrics::new()));
     let leeway = Duration::from_secs(cli.leeway);
     let (validator, dev_token) = match (&cli.jwks, &cli.jwks_url) {
         (_, Some(url)) => {
@@ -137,24 +159,35 @@ async fn run(cli: Cli) -> ExitCode {
             Err(error) => return fail(1, &format!("dev mode: {error}")),
         },
     };
-    let schema = match &cli.schema {
-        None => ResourceSchema::graph(),
+    let (schema, schema_reloader) = match &cli.schema {
+        None => (ResourceSchema::graph(), None),
         Some(path) => {
-            let text = match read_file("--schema", path) {
-                Ok(text) => text,
-                Err(code) => return code,
-            };
-            let parsed = serde_json::from_str(&text)
-                .map_err(|e| e.to_string())
-                .and_then(|json| {
-                    ResourceSchema::from_json_schema(&json).map_err(|e| e.to_string())
-                });
-            match parsed {
-                Ok(schema) => schema,
+            if let Err(code) = read_file("--schema", path) {
+                return code;
+            }
+            match reload::load_schema(path.clone()).await {
+                Ok(schema) => {
+                    let (schema, reloader) = schema.reloadable();
+                    (schema, Some((path.clone(), reloader)))
+                }
                 Err(error) => return fail(USAGE, &format!("--schema {}: {error}", path.display())),
             }
         }
     };
+    let validator = match &metrics {
+        Some(metrics) => validator.with_observer(metrics.clone()),
+        None => validator,
+    };
+    let reloadable = reload::Reloadable {
+        jwks: cli
+            .jwks
+            .clone()
+            .filter(|_| cli.jwks_url.is_none())
+            .map(|path| (path, validator.clone())),
+        schema: schema_reloader,
+    };
+    let hup = reload::sighup();
+    tokio::spawn(reloadable.run(hup.subscribe()));
     let store = if cli.memory {
         AnyStore::Memory(MemoryStore::new())
     } else if let Some(url) = &cli.postgres {
@@ -183,7 +216,16 @@ async fn run(cli: Cli) -> ExitCode {
         )
     };
     let readiness = Arc::new(probes::Readiness::new(store.clone()));
+    let redb = match &store {
+        AnyStore::Redb(store) => Some(store.clone()),
+        _ => None,
+    };
+    backup::on_sigusr1(redb, cli.backup_dir.clone());
     let builder = StackBuilder::new(store);
+    let builder = match &metrics {
+        Some(metrics) => builder.with_observer(metrics.clone()),
+        None => builder,
+    };
     let in_flight = builder.in_flight();
     let builder = match &cli.public_url {
         Some(url) => builder.with_service_root(url),
@@ -202,8 +244,15 @@ async fn run(cli: Cli) -> ExitCode {
             cli.auth_failure_rate,
         ))
         .build(validator);
-    // Probes first: no access-log line, no token, no rate limit for them.
-    let app = probes::Probes::new(AccessLog::new(stack), readiness.clone());
+    // Probes first: no access-log line, no token, no rate limit, no metrics for them.
+    let logged = AccessLog::new(stack);
+    let measured = match &metrics {
+        Some(metrics) => {
+            tower::util::Either::Left(MetricsLayer::new(metrics.clone()).layer(logged))
+        }
+        None => tower::util::Either::Right(logged),
+    };
+    let app = probes::Probes::new(measured, readiness.clone());
 
     let listener = match tokio::net::TcpListener::bind(cli.listen).await {
         Ok(listener) => listener,
@@ -213,10 +262,36 @@ async fn run(cli: Cli) -> ExitCode {
         Ok(addr) => addr,
         Err(error) => return fail(1, &format!("cannot read the bound address: {error}")),
     };
-    announce(addr, dev_token.as_deref(), &cli);
+    if let (Some(metrics), Some(metrics_addr)) = (&metrics, cli.metrics_listen) {
+        let service = probes::Probes::new(
+            metrics_endpoint::MetricsEndpoint::new(metrics.clone()),
+            readiness.clone(),
+        );
+        match metrics_endpoint::serve(metrics_addr, service).await {
+            Ok(bound) => {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "metrics on {bound}");
+            }
+            Err(error) => {
+                return fail(
+                    1,
+                    &format!("cannot listen on {metrics_addr} for metrics: {error}"),
+                );
+            }
+        }
+    }
+    if let Some(tls) = &tls {
+        tokio::spawn(tls::watch(
+            tls.slot.clone(),
+            Duration::from_secs(cli.tls_reload_interval.max(1)),
+            hup.subscribe(),
+        ));
+    }
+    announce(addr, dev_token.as_deref(), &cli, tls.is_some());
 
     let deadlines = front_door::Deadlines {
         first_bytes: Duration::from_secs(cli.first_bytes_timeout.max(1)),
+        tls_handshake: Duration::from_secs(cli.tls_handshake_timeout.max(1)),
         header_read: Duration::from_secs(cli.header_read_timeout.max(1)),
         h2_idle: Duration::from_secs(cli.h2_idle_timeout.max(1)),
         write_stall: Duration::from_secs(cli.write_stall_timeout.max(1)),
@@ -270,6 +345,9 @@ async fn run(cli: Cli) -> ExitCode {
                     Ok(permit) => permit,
                     Err(refusal) => {
                         tracing::debug!(%refusal, "connection refused");
+                        if let Some(metrics) = &metrics {
+                            metrics.connection_refused(refusal.label());
+                        }
                         drop(stream);
                         continue;
                     }
@@ -279,11 +357,20 @@ async fn run(cli: Cli) -> ExitCode {
                     app.clone(),
                     peer.ip(),
                     is_trusted.clone(),
+                    tls.is_some(),
                 ));
                 let draining = draining.clone();
+                let acceptor = tls.as_ref().map(|tls| tls.acceptor.clone());
+                let metrics = metrics.clone();
                 tokio::spawn(async move {
-                    front_door::serve_connection(stream, service, deadlines, draining).await;
+                    if let Some(metrics) = &metrics {
+                        metrics.connection_opened();
+                    }
+                    front_door::serve_connection(stream, acceptor, service, deadlines, draining).await;
                     drop(permit);
+                    if let Some(metrics) = &metrics {
+                        metrics.connection_closed();
+                    }
                 });
             }
             signal = &mut shutdown, if drain_delay.is_none() => {
@@ -316,7 +403,8 @@ async fn run(cli: Cli) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn announce(addr: std::net::SocketAddr, dev_token: Option<&str>, cli: &Cli) {
+fn announce(addr: std::net::SocketAddr, dev_token: Option<&str>, cli: &Cli, tls: bool) {
+    let scheme = if tls { "https" } else { "http" };
     let mut out = std::io::stdout().lock();
     if let Some(token) = dev_token {
         let _ = writeln!(
@@ -333,7 +421,7 @@ fn announce(addr: std::net::SocketAddr, dev_token: Option<&str>, cli: &Cli) {
         let _ = writeln!(out, "{token}");
         let _ = writeln!(
             out,
-            "try: curl -i -X PATCH http://{addr}/beta/me/security -H 'Authorization: Bearer {token}' \
+            "try: curl -i -X PATCH {scheme}://{addr}/beta/me/security -H 'Authorization: Bearer {token}' \
              -H 'Content-Type: application/json' -d '{{\"@odata.type\": \"#microsoft.graph.security.security\"}}'"
         );
     }

@@ -153,6 +153,17 @@ impl fmt::Display for Refusal {
 
 impl std::error::Error for Refusal {}
 
+impl Refusal {
+    /// A short fixed label, for metrics.
+    #[must_use]
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::ServerFull { .. } => "global_cap",
+            Self::ClientFull { .. } => "per_client_cap",
+        }
+    }
+}
+
 /// Counts the connections held, in all and per client, against [`ConnectionLimits`].
 ///
 /// A `Mutex<HashMap>`: one short lock per accepted and per closed connection, nothing on the

@@ -3,6 +3,7 @@
 //! | phase | bound |
 //! |---|---|
 //! | accepted, over a cap | closed at once, before any read ([`conn_limits`]) |
+//! | TLS handshake (with `--tls-cert`) | `--tls-handshake-timeout`; then ALPN decides the protocol |
 //! | first bytes (HTTP/1 or HTTP/2?) | `--first-bytes-timeout` ([`detect`]; hyper-util's auto builder has none, hyperium/hyper#3962) |
 //! | HTTP/1 request head, and idle keep-alive | `--header-read-timeout` (hyper's header timer covers both) |
 //! | request, body included | `--request-timeout` (408, in the library's `TimeoutLayer`) |
@@ -36,6 +37,8 @@ use detect::Protocol;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Deadlines {
     pub(crate) first_bytes: Duration,
+    /// TLS only: the whole handshake, from accept to the first application byte.
+    pub(crate) tls_handshake: Duration,
     pub(crate) header_read: Duration,
     pub(crate) h2_idle: Duration,
     pub(crate) write_stall: Duration,
@@ -48,9 +51,12 @@ pub(crate) struct Deadlines {
 }
 
 /// Serves one accepted connection to the end, within `deadlines`; returns when it is closed.
-/// `shutdown` turning true asks for a graceful close (the server is draining).
+/// `shutdown` turning true asks for a graceful close (the server is draining). With `tls`, the
+/// handshake comes first, under its own deadline, and ALPN says which protocol follows;
+/// without, the first bytes say it.
 pub(crate) async fn serve_connection<S, B>(
     stream: TcpStream,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     service: S,
     deadlines: Deadlines,
     mut shutdown: watch::Receiver<bool>,
@@ -65,6 +71,31 @@ pub(crate) async fn serve_connection<S, B>(
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    if let Some(acceptor) = tls {
+        let handshake = tokio::time::timeout(deadlines.tls_handshake, acceptor.accept(stream));
+        let stream = tokio::select! {
+            done = handshake => match done {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, "TLS handshake failed");
+                    return;
+                }
+                Err(_elapsed) => {
+                    tracing::debug!("TLS handshake not finished in time");
+                    return;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        // RFC 9113 section 3.2: HTTP/2 over TLS is chosen by ALPN; anything else is HTTP/1.1.
+        let protocol = if stream.get_ref().1.alpn_protocol() == Some(crate::tls::ALPN_H2) {
+            Protocol::Http2
+        } else {
+            Protocol::Http1
+        };
+        let io = TokioIo::new(write_stall::WriteStall::new(stream, deadlines.write_stall));
+        return serve_io(io, protocol, service, deadlines, shutdown).await;
+    }
     let detected = tokio::select! {
         detected = detect::detect(&stream, deadlines.first_bytes) => detected,
         _ = shutdown.changed() => return,
@@ -81,6 +112,28 @@ pub(crate) async fn serve_connection<S, B>(
         detected.into_io(stream),
         deadlines.write_stall,
     ));
+    serve_io(io, protocol, service, deadlines, shutdown).await;
+}
+
+/// Serves `io`, which speaks `protocol`, with hyper, to the end.
+async fn serve_io<I, S, B>(
+    io: I,
+    protocol: Protocol,
+    service: S,
+    deadlines: Deadlines,
+    shutdown: watch::Receiver<bool>,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::Service<http::Request<Incoming>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     match protocol {
         Protocol::Http1 => {
             let connection = http1::Builder::new()
