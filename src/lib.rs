@@ -67,6 +67,7 @@
 //! | `json-schema` | `ResourceSchema::from_json_schema`: deployment schemas |
 //! | `redb` | `RedbStore`: the embedded durable store |
 //! | `postgres` | `PostgresStore`: one database for several processes |
+//! | `prometheus` | `metrics::{PrometheusMetrics, MetricsLayer}`: Prometheus metrics |
 //!
 //! Features only add pieces; none changes how a request is handled.
 //!
