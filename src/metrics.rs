@@ -24,8 +24,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
@@ -47,6 +47,40 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 type Labels2 = [(&'static str, &'static str); 2];
 type RequestLabels = (Labels2, [(&'static str, u16); 1]);
 
+/// Routes × methods: the index of a request's (route, method) pair in the handle caches.
+const ROUTES: [&str; 4] = ["me", "users", "batch", "other"];
+const METHODS: [&str; 8] = [
+    "GET", "PATCH", "POST", "HEAD", "OPTIONS", "PUT", "DELETE", "other",
+];
+const PAIRS: usize = ROUTES.len() * METHODS.len();
+/// The statuses the stack answers; others go through the family's map.
+const STATUSES: [u16; 20] = [
+    200, 204, 400, 401, 403, 404, 405, 406, 408, 412, 413, 415, 424, 428, 429, 431, 500, 501, 503,
+    507,
+];
+
+/// Handles to metrics of a family, kept so the request path indexes an array instead of
+/// hashing label strings into the family's map (which costs more than the metric itself).
+struct Handles {
+    histograms: [OnceLock<Histogram>; PAIRS],
+    counters: Box<[OnceLock<Counter>]>,
+    store: [OnceLock<(&'static str, Histogram)>; 3],
+    accepted: [OnceLock<Counter>; 2],
+}
+
+impl Handles {
+    fn new() -> Self {
+        Self {
+            histograms: std::array::from_fn(|_| OnceLock::new()),
+            counters: (0..PAIRS * STATUSES.len())
+                .map(|_| OnceLock::new())
+                .collect(),
+            store: std::array::from_fn(|_| OnceLock::new()),
+            accepted: std::array::from_fn(|_| OnceLock::new()),
+        }
+    }
+}
+
 fn latency_histogram() -> Histogram {
     // 100 µs to about 13 s.
     Histogram::new(exponential_buckets(0.0001, 2.5, 14))
@@ -67,6 +101,7 @@ pub struct PrometheusMetrics {
     tokens: Family<Labels2, Counter>,
     rate_limited: Counter,
     audit_records: Counter,
+    handles: Handles,
 }
 
 impl std::fmt::Debug for PrometheusMetrics {
@@ -174,7 +209,26 @@ impl PrometheusMetrics {
             tokens,
             rate_limited,
             audit_records,
+            handles: Handles::new(),
         }
+    }
+
+    fn request_histogram(&self, pair: usize) -> &Histogram {
+        self.handles.histograms[pair].get_or_init(|| {
+            self.request_seconds
+                .get_or_create(&pair_labels(pair))
+                .clone()
+        })
+    }
+
+    fn count_request(&self, pair: usize, status: u16) {
+        let labels = || (pair_labels(pair), [("status", status)]);
+        match STATUSES.iter().position(|known| *known == status) {
+            Some(index) => self.handles.counters[pair * STATUSES.len() + index]
+                .get_or_init(|| self.requests.get_or_create(&labels()).clone())
+                .inc(),
+            None => self.requests.get_or_create(&labels()).inc(),
+        };
     }
 
     /// The metrics in the OpenMetrics text format ([`CONTENT_TYPE`]).
@@ -207,12 +261,19 @@ impl PrometheusMetrics {
 
 impl Observer for PrometheusMetrics {
     fn token(&self, outcome: TokenOutcome) {
-        let labels = match outcome {
-            TokenOutcome::CacheHit => [("outcome", "cache_hit"), ("reason", "")],
-            TokenOutcome::Verified => [("outcome", "verified"), ("reason", "")],
-            TokenOutcome::Rejected { reason } => [("outcome", "rejected"), ("reason", reason)],
+        let (slot, labels) = match outcome {
+            TokenOutcome::CacheHit => (0, [("outcome", "cache_hit"), ("reason", "")]),
+            TokenOutcome::Verified => (1, [("outcome", "verified"), ("reason", "")]),
+            TokenOutcome::Rejected { reason } => {
+                self.tokens
+                    .get_or_create(&[("outcome", "rejected"), ("reason", reason)])
+                    .inc();
+                return;
+            }
         };
-        self.tokens.get_or_create(&labels).inc();
+        self.handles.accepted[slot]
+            .get_or_init(|| self.tokens.get_or_create(&labels).clone())
+            .inc();
     }
 
     fn store_operation(
@@ -223,9 +284,20 @@ impl Observer for PrometheusMetrics {
         failed: bool,
     ) {
         let labels = [("store", store), ("operation", operation.as_str())];
-        self.store_seconds
-            .get_or_create(&labels)
-            .observe(elapsed.as_secs_f64());
+        let slot = match operation {
+            StoreOperation::Load => 0,
+            StoreOperation::CompareAndSwap => 1,
+            StoreOperation::CountTenant => 2,
+        };
+        let (cached_store, histogram) = self.handles.store[slot]
+            .get_or_init(|| (store, self.store_seconds.get_or_create(&labels).clone()));
+        if *cached_store == store {
+            histogram.observe(elapsed.as_secs_f64());
+        } else {
+            self.store_seconds
+                .get_or_create(&labels)
+                .observe(elapsed.as_secs_f64());
+        }
         if failed {
             self.store_errors.get_or_create(&labels).inc();
         }
@@ -280,31 +352,39 @@ impl<S> Metrics<S> {
     crate::macros::inner_service_accessors!();
 }
 
-/// The route label of a path: `me`, `users`, `batch` or `other` (never the path itself: ids
-/// would make the label set unbounded).
-fn route_label(path: &str) -> &'static str {
+/// The route of a path, as an index into [`ROUTES`]: `me`, `users`, `batch` or `other` (never
+/// the path itself: ids would make the label set unbounded).
+fn route_index(path: &str) -> usize {
     if path.ends_with("/me/security") {
-        "me"
+        0
     } else if path.ends_with("/security") && path.contains("/users/") {
-        "users"
+        1
     } else if path.ends_with("/$batch") {
-        "batch"
+        2
     } else {
-        "other"
+        3
     }
 }
 
-fn method_label(method: &Method) -> &'static str {
+/// The method, as an index into [`METHODS`].
+fn method_index(method: &Method) -> usize {
     match *method {
-        Method::GET => "GET",
-        Method::PATCH => "PATCH",
-        Method::POST => "POST",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        _ => "other",
+        Method::GET => 0,
+        Method::PATCH => 1,
+        Method::POST => 2,
+        Method::HEAD => 3,
+        Method::OPTIONS => 4,
+        Method::PUT => 5,
+        Method::DELETE => 6,
+        _ => 7,
     }
+}
+
+fn pair_labels(pair: usize) -> Labels2 {
+    [
+        ("route", ROUTES[pair / METHODS.len()]),
+        ("method", METHODS[pair % METHODS.len()]),
+    ]
 }
 
 impl<S, B, ResBody> Service<Request<B>> for Metrics<S>
@@ -320,16 +400,14 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let labels = [
-            ("route", route_label(request.uri().path())),
-            ("method", method_label(request.method())),
-        ];
+        let pair =
+            route_index(request.uri().path()) * METHODS.len() + method_index(request.method());
         self.metrics.in_flight.inc();
         MetricsFuture {
             inner: self.inner.call(request),
             guard: InFlightGuard {
                 metrics: self.metrics.clone(),
-                labels,
+                pair,
                 started: Instant::now(),
             },
         }
@@ -339,7 +417,8 @@ where
 /// Decrements the in-flight gauge however the request ends (answered or dropped).
 struct InFlightGuard {
     metrics: Arc<PrometheusMetrics>,
-    labels: Labels2,
+    /// Index of the (route, method) pair.
+    pair: usize,
     started: Instant,
 }
 
@@ -369,16 +448,10 @@ where
         let result = ready!(this.inner.poll(cx));
         let guard = &*this.guard;
         if let Ok(response) = &result {
-            let status = response.status().as_u16();
-            guard
-                .metrics
-                .requests
-                .get_or_create(&(guard.labels, [("status", status)]))
-                .inc();
-            guard
-                .metrics
-                .request_seconds
-                .get_or_create(&guard.labels)
+            let metrics = &guard.metrics;
+            metrics.count_request(guard.pair, response.status().as_u16());
+            metrics
+                .request_histogram(guard.pair)
                 .observe(guard.started.elapsed().as_secs_f64());
         }
         Poll::Ready(result)
@@ -391,14 +464,51 @@ mod tests {
 
     #[test]
     fn routes_are_a_fixed_set() {
-        assert_eq!(route_label("/beta/me/security"), "me");
+        let route = |path| ROUTES[route_index(path)];
+        assert_eq!(route("/beta/me/security"), "me");
+        assert_eq!(route("/beta/users/alice@contoso.com/security"), "users");
+        assert_eq!(route("/beta/$batch"), "batch");
+        assert_eq!(route("/beta/users/x"), "other");
+        assert_eq!(route("/anything/else"), "other");
+        let pair =
+            route_index("/beta/users/a/security") * METHODS.len() + method_index(&Method::DELETE);
         assert_eq!(
-            route_label("/beta/users/alice@contoso.com/security"),
-            "users"
+            pair_labels(pair),
+            [("route", "users"), ("method", "DELETE")]
         );
-        assert_eq!(route_label("/beta/$batch"), "batch");
-        assert_eq!(route_label("/beta/users/x"), "other");
-        assert_eq!(route_label("/anything/else"), "other");
+    }
+
+    #[test]
+    fn cached_handles_count_in_the_same_series_as_the_family() {
+        let metrics = PrometheusMetrics::new();
+        let pair = method_index(&Method::PATCH);
+        metrics.count_request(pair, 200);
+        metrics.count_request(pair, 200);
+        metrics.count_request(pair, 299);
+        metrics.store_operation(
+            "redb",
+            StoreOperation::Load,
+            Duration::from_millis(1),
+            false,
+        );
+        metrics.store_operation(
+            "postgres",
+            StoreOperation::Load,
+            Duration::from_millis(1),
+            false,
+        );
+        metrics.token(TokenOutcome::CacheHit);
+        metrics.token(TokenOutcome::CacheHit);
+        let text = metrics.render();
+        for line in [
+            r#"security_update_http_requests_total{route="me",method="PATCH",status="200"} 2"#,
+            r#"security_update_http_requests_total{route="me",method="PATCH",status="299"} 1"#,
+            r#"security_update_store_operation_duration_seconds_count{store="redb",operation="load"} 1"#,
+            r#"security_update_store_operation_duration_seconds_count{store="postgres",operation="load"} 1"#,
+            r#"security_update_token_validations_total{outcome="cache_hit",reason=""} 2"#,
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! callgrind_annotate --inclusive=yes callgrind.out.<pid> | head -60
 //! ```
 //!
-//! Contenders: `floor`, `axum`, `ours`.
+//! Contenders: `floor`, `axum`, `ours`, and `ours-metrics` (ours with the Prometheus observer
+//! and `MetricsLayer`: the metrics' cost is its instruction count less `ours`').
 
 #[path = "../../../benches/support/mod.rs"]
 mod support;
@@ -37,6 +38,25 @@ fn main() {
                 let (status, body) = rt.block_on(answer(&service, request()));
                 assert_merged("axum", status, &body);
             }
+        }
+        "ours-metrics" => {
+            use tower::Layer;
+            let metrics = std::sync::Arc::new(security_update::metrics::PrometheusMetrics::new());
+            let inner = security_update::StackBuilder::new(security_update::MemoryStore::new())
+                .with_schema(schema())
+                .with_observer(metrics.clone())
+                .into_service();
+            let service = security_update::metrics::MetricsLayer::new(metrics.clone())
+                .layer(security_update::stack(inner, static_tokens()));
+            for _ in 0..count {
+                let (status, body) = rt.block_on(answer(&service, request()));
+                assert_merged("ours-metrics", status, &body);
+            }
+            assert!(
+                metrics
+                    .render()
+                    .contains("security_update_audit_records_total")
+            );
         }
         _ => {
             let (service, _) = ours(static_tokens());
