@@ -34,8 +34,7 @@ where
                 };
                 tokio::spawn(async move {
                     for _ in 0..PER_TASK {
-                        let (status, _) =
-                            answer(&service, patch_request(&path, TOKEN, PATCH_BODY)).await;
+                        let (status, _) = answer(&service, changing_patch(&path, TOKEN)).await;
                         assert_eq!(status, 200);
                     }
                 })
@@ -61,11 +60,11 @@ fn contention(c: &mut Criterion) {
         "/me/security".to_owned(),
         format!("/users/{}/security", user(0)),
     ] {
-        let (s, b) = rt.block_on(answer(&floor, patch_request(&path, TOKEN, PATCH_BODY)));
+        let (s, b) = rt.block_on(answer(&floor, changing_patch(&path, TOKEN)));
         assert_merged("floor", s, &b);
-        let (s, b) = rt.block_on(answer(&axum, patch_request(&path, TOKEN, PATCH_BODY)));
+        let (s, b) = rt.block_on(answer(&axum, changing_patch(&path, TOKEN)));
         assert_merged("axum_baseline", s, &b);
-        let (s, b) = rt.block_on(answer(&ours, patch_request(&path, TOKEN, PATCH_BODY)));
+        let (s, b) = rt.block_on(answer(&ours, changing_patch(&path, TOKEN)));
         assert_merged("security_update", s, &b);
     }
 

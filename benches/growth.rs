@@ -71,7 +71,7 @@ fn stored_objects(c: &mut Criterion) {
                 )
             })
             .collect();
-        let (status, body) = rt.block_on(answer(&app, patch_request(&paths[0], TOKEN, PATCH_BODY)));
+        let (status, body) = rt.block_on(answer(&app, changing_patch(&paths[0], TOKEN)));
         assert_merged("security_update", status, &body);
         let next = std::cell::Cell::new(0usize);
         group.bench_function(BenchmarkId::new("patch", count), |b| {
@@ -79,7 +79,7 @@ fn stored_objects(c: &mut Criterion) {
                 || {
                     let i = next.get();
                     next.set((i + 1) % paths.len());
-                    patch_request(&paths[i], TOKEN, PATCH_BODY)
+                    changing_patch(&paths[i], TOKEN)
                 },
                 |request| rt.block_on(answer(&app, request)),
                 BatchSize::SmallInput,
@@ -113,14 +113,11 @@ fn object_size(c: &mut Criterion) {
             StackBuilder::new(store).with_schema(open).into_service(),
             static_tokens(),
         );
-        let (status, body) = rt.block_on(answer(
-            &app,
-            patch_request("/me/security", TOKEN, PATCH_BODY),
-        ));
+        let (status, body) = rt.block_on(answer(&app, changing_patch("/me/security", TOKEN)));
         assert_merged("security_update", status, &body);
         group.bench_function(BenchmarkId::new("patch", label), |b| {
             b.iter_batched(
-                || patch_request("/me/security", TOKEN, PATCH_BODY),
+                || changing_patch("/me/security", TOKEN),
                 |request| rt.block_on(answer(&app, request)),
                 BatchSize::SmallInput,
             );

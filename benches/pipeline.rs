@@ -95,7 +95,7 @@ fn patch_contenders(c: &mut Criterion) {
         &rt,
         "floor",
         floor.service(),
-        || patch_request("/me/security", TOKEN, PATCH_BODY),
+        || changing_patch("/me/security", TOKEN),
         assert_merged,
     );
 
@@ -104,7 +104,7 @@ fn patch_contenders(c: &mut Criterion) {
         &rt,
         "axum_baseline",
         axum_baseline(),
-        || patch_request("/me/security", TOKEN, PATCH_BODY),
+        || changing_patch("/me/security", TOKEN),
         assert_merged,
     );
 
@@ -114,7 +114,7 @@ fn patch_contenders(c: &mut Criterion) {
         &rt,
         "security_update",
         ours_static,
-        || patch_request("/me/security", TOKEN, PATCH_BODY),
+        || changing_patch("/me/security", TOKEN),
         assert_merged,
     );
 
@@ -126,7 +126,7 @@ fn patch_contenders(c: &mut Criterion) {
         &rt,
         "security_update_jwt_cached",
         ours_jwt.clone(),
-        || patch_request("/me/security", &token, PATCH_BODY),
+        || changing_patch("/me/security", &token),
         assert_merged,
     );
 
@@ -141,7 +141,7 @@ fn patch_contenders(c: &mut Criterion) {
         || {
             let n = counter.get();
             counter.set(n + 1);
-            patch_request("/me/security", &rs.token(n), PATCH_BODY)
+            changing_patch("/me/security", &rs.token(n))
         },
         assert_merged,
     );
@@ -152,10 +152,7 @@ fn other_paths(c: &mut Criterion) {
     let rt = runtime();
     let mut group = c.benchmark_group("paths");
     let (service, _) = ours(static_tokens());
-    rt.block_on(answer(
-        &service,
-        patch_request("/me/security", TOKEN, PATCH_BODY),
-    ));
+    rt.block_on(answer(&service, changing_patch("/me/security", TOKEN)));
 
     contender(
         &mut group,
@@ -192,10 +189,27 @@ fn other_paths(c: &mut Criterion) {
         &mut group,
         &rt,
         "patch_users_id",
-        service,
-        || patch_request(&path, TOKEN, PATCH_BODY),
+        service.clone(),
+        || changing_patch(&path, TOKEN),
         assert_merged,
     );
+    // The same body again and again: after the first, every request is a no-op (no store
+    // write, no new ETag, no audit record).
+    rt.block_on(answer(
+        &service,
+        patch_request("/me/security", TOKEN, PATCH_BODY),
+    ));
+    let before = rt.block_on(answer(&service, get_request("/me/security", TOKEN)));
+    contender(
+        &mut group,
+        &rt,
+        "patch_no_op",
+        service.clone(),
+        || patch_request("/me/security", TOKEN, PATCH_BODY),
+        assert_merged,
+    );
+    let after = rt.block_on(answer(&service, get_request("/me/security", TOKEN)));
+    assert_eq!(before, after, "a no-op changed the object");
     group.finish();
 }
 

@@ -55,6 +55,8 @@ pub struct ResourceSchema {
 #[derive(Clone)]
 enum SchemaKind {
     Graph,
+    /// Any top-level property (an OData open type), no validation of their values.
+    Open,
     #[cfg(feature = "json-schema")]
     Custom(Arc<CustomSchema>),
     /// Whatever schema the slot holds now ([`ResourceSchema::reloadable`]).
@@ -77,6 +79,7 @@ impl std::fmt::Debug for ResourceSchema {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match self.kind {
             SchemaKind::Graph => "graph",
+            SchemaKind::Open => "open",
             #[cfg(feature = "json-schema")]
             SchemaKind::Custom(_) => "custom",
             SchemaKind::Reloadable(_) => "reloadable",
@@ -145,6 +148,25 @@ impl ResourceSchema {
         })
     }
 
+    /// An open type: any top-level property is accepted and stored as sent, under the same
+    /// `@odata.type` and `id` rules. For deployments that validate elsewhere, and for tests;
+    /// with the `json-schema` feature, [`from_json_schema`](Self::from_json_schema) checks
+    /// values too.
+    ///
+    /// ```
+    /// use security_update::ResourceSchema;
+    ///
+    /// assert!(ResourceSchema::open_type().allows("riskLevel"));
+    /// assert!(!ResourceSchema::graph().allows("riskLevel"));
+    /// ```
+    #[must_use]
+    pub fn open_type() -> Self {
+        Self {
+            kind: SchemaKind::Open,
+            read_only: Arc::from([]),
+        }
+    }
+
     /// Whether an object under this schema can have the top-level property `name` (what
     /// `$select` may name): `id` always; for a custom schema, a declared property, or any name
     /// when the schema is open.
@@ -155,6 +177,7 @@ impl ResourceSchema {
         }
         match &self.kind {
             SchemaKind::Graph => false,
+            SchemaKind::Open => true,
             #[cfg(feature = "json-schema")]
             SchemaKind::Custom(custom) => custom.open || custom.declared.iter().any(|d| d == name),
             SchemaKind::Reloadable(slot) => current(slot).allows(name),
@@ -275,6 +298,7 @@ impl ResourceSchema {
                 }
                 Ok(())
             }
+            SchemaKind::Open => Ok(()),
             #[cfg(feature = "json-schema")]
             SchemaKind::Custom(custom) => {
                 let validator = &custom.validator;

@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use common::*;
 use security_update::audit::{AuditOutcome, AuditRecord, AuditSink};
-use security_update::{MemoryStore, PrincipalKind, SecurityStore, StackBuilder, stack};
+use security_update::{
+    MemoryStore, PrincipalKind, ResourceSchema, SecurityStore, StackBuilder, stack,
+};
 
 #[derive(Debug, Default)]
 struct Collect(Mutex<Vec<AuditRecord>>);
@@ -21,6 +23,7 @@ impl AuditSink for Collect {
 fn audited() -> (App, Arc<Collect>) {
     let sink = Arc::new(Collect::default());
     let service = StackBuilder::new(MemoryStore::new())
+        .with_schema(ResourceSchema::open_type())
         .with_audit(sink.clone())
         .into_service();
     (stack(service, tokens()), sink)
@@ -29,11 +32,24 @@ fn audited() -> (App, Arc<Collect>) {
 #[tokio::test]
 async fn accepted_changes_are_recorded_with_etags_and_patch() {
     let (app, sink) = audited();
-    let body = r##"{"@odata.type": "#microsoft.graph.security.security"}"##;
+    let body = r##"{"@odata.type": "#microsoft.graph.security.security", "revision": 1}"##;
     assert_eq!(patch(&app, "/me/security", "alice", body).await.status, 200);
+    assert_eq!(
+        patch(&app, "/me/security", "alice", &revision(2))
+            .await
+            .status,
+        200
+    );
+    // A no-op changes nothing, so it is not an audited change.
+    assert_eq!(
+        patch(&app, "/me/security", "alice", &revision(2))
+            .await
+            .status,
+        200
+    );
     assert_eq!(patch(&app, "/me/security", "alice", "{}").await.status, 200);
     let records = sink.0.lock().unwrap().clone();
-    assert_eq!(records.len(), 2);
+    assert_eq!(records.len(), 2, "{records:?}");
     let first = &records[0];
     assert_eq!(first.actor_tenant_id, TENANT);
     assert_eq!(first.actor_object_id, ALICE);
@@ -48,7 +64,7 @@ async fn accepted_changes_are_recorded_with_etags_and_patch() {
             etag_before: "\"0\"".into(),
             etag_after: "\"1\"".into(),
             // The parsed patch, compactly re-serialized: never the caller's raw bytes.
-            patch: r##"{"@odata.type":"#microsoft.graph.security.security"}"##.into()
+            patch: r##"{"@odata.type":"#microsoft.graph.security.security","revision":1}"##.into()
         }
     );
     match &records[1].outcome {
@@ -93,7 +109,7 @@ async fn refused_attempts_at_another_users_object_are_recorded() {
 async fn rejected_bodies_and_reads_are_not_changes() {
     let (app, sink) = audited();
     assert_eq!(
-        patch(&app, "/me/security", "alice", r#"{"displayName":"x"}"#)
+        patch(&app, "/me/security", "alice", r#"{"id":"not-the-id"}"#)
             .await
             .status,
         400
@@ -143,11 +159,15 @@ async fn a_save_that_outlives_its_request_is_still_audited() {
         release: tokio::sync::Notify::new(),
     });
     let service = StackBuilder::new(store.clone())
+        .with_schema(ResourceSchema::open_type())
         .with_audit(sink.clone())
         .into_service();
     let app = stack(service, tokens());
-    let request = tokio::spawn(async move { patch(&app, "/me/security", "alice", "{}").await });
-    store.started.notified().await;
+    let request =
+        tokio::spawn(async move { patch(&app, "/me/security", "alice", &revision(1)).await });
+    tokio::time::timeout(std::time::Duration::from_secs(30), store.started.notified())
+        .await
+        .expect("the save started");
     request.abort();
     assert!(request.await.unwrap_err().is_cancelled());
     assert!(

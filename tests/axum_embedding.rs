@@ -18,7 +18,12 @@ async fn nested_under_beta_with_trace_layer() {
         .route("/health", axum::routing::get(|| async { "ok" }))
         .nest_service(
             "/beta",
-            stack(SecurityUpdateService::new(store.clone()), tokens()),
+            stack(
+                security_update::StackBuilder::new(store.clone())
+                    .with_schema(security_update::ResourceSchema::open_type())
+                    .into_service(),
+                tokens(),
+            ),
         )
         .layer(TraceLayer::new_for_http());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -29,11 +34,12 @@ async fn nested_under_beta_with_trace_layer() {
         .header("content-type", "application/json")
         .header("authorization", "Bearer alice")
         .body(Full::from(
-            r##"{"@odata.type": "#microsoft.graph.security.security"}"##,
+            r##"{"@odata.type": "#microsoft.graph.security.security", "riskLevel": "low"}"##,
         ))
         .unwrap();
     let reply = send_http1(addr, request).await;
     assert_eq!(reply.status, 200);
+    assert_eq!(reply.json()["riskLevel"], "low");
     assert_eq!(
         reply.json()["@odata.type"],
         "#microsoft.graph.security.security"

@@ -14,6 +14,7 @@ use security_update::{MemoryStore, StackBuilder};
 async fn serve(limit: usize) -> (SocketAddr, MemoryStore) {
     let store = MemoryStore::new();
     let app = StackBuilder::new(store.clone())
+        .with_schema(security_update::ResourceSchema::open_type())
         .with_path_prefix("/beta")
         .with_body_limit(limit)
         .build(tokens());
@@ -34,7 +35,7 @@ async fn seed_example_over_http1() {
     let (addr, store) = serve(1024).await;
     let reply = send_http1(
         addr,
-        seed_request(r##"{"@odata.type": "#microsoft.graph.security.security"}"##),
+        seed_request(r##"{"@odata.type": "#microsoft.graph.security.security", "n": 1}"##),
     )
     .await;
     assert_eq!(reply.status, 200);
@@ -51,7 +52,7 @@ async fn chunked_bodies_are_read_and_bounded() {
     let chunks = [
         "{\"@odata.",
         "type\": \"#microsoft.graph",
-        ".security.security\"}",
+        ".security.security\", \"n\": 1}",
     ];
     let request = Request::patch("/beta/me/security")
         .header("content-type", "application/json")

@@ -35,7 +35,68 @@ async fn seed_example_request_gets_the_seed_example_response_shape() {
     let id = json["id"].as_str().unwrap();
     assert_eq!(id.len(), 36, "a GUID id like the seed's: {id}");
     assert_eq!(json.as_object().unwrap().len(), 2, "{json}");
-    assert_eq!(store.len(), 1);
+    // Graph's type has no writable property: the seed's PATCH changes nothing, so nothing is
+    // stored and the ETag is the never-written object's.
+    assert_eq!(reply.header("etag"), "\"0\"");
+    assert!(store.is_empty());
+}
+
+#[tokio::test]
+async fn a_patch_that_changes_nothing_writes_nothing_and_keeps_the_etag() {
+    let (app, store) = open_app();
+    let saved = patch(&app, "/me/security", "alice", &revision(1)).await;
+    assert_eq!(saved.header("etag"), "\"1\"");
+    let before = store.entries();
+    for same in [
+        "{}".to_owned(),
+        revision(1),
+        r#"{"absent": null}"#.to_owned(),
+    ] {
+        let reply = patch(&app, "/me/security", "alice", &same).await;
+        assert_eq!(reply.status, 200, "{same}");
+        assert_eq!(
+            reply.header("etag"),
+            "\"1\"",
+            "{same}: a no-op keeps the ETag"
+        );
+        assert_eq!(reply.object()["revision"], 1, "{same}");
+        assert_eq!(
+            store.entries(),
+            before,
+            "{same}: a no-op wrote to the store"
+        );
+    }
+    // Prefer: return=minimal on a no-op: 204 with the current ETag.
+    let minimal = request(Method::PATCH, "/me/security", Some("alice"))
+        .header("prefer", "return=minimal")
+        .body(Full::from("{}"))
+        .unwrap();
+    let reply = send(app.clone(), minimal).await;
+    assert_eq!(
+        (reply.status, reply.header("etag")),
+        (StatusCode::NO_CONTENT, "\"1\"")
+    );
+    // If-Match still applies: a stale ETag is 412 even when nothing would change.
+    let stale = request(Method::PATCH, "/me/security", Some("alice"))
+        .header("if-match", "\"7\"")
+        .body(Full::from("{}"))
+        .unwrap();
+    assert_eq!(send(app.clone(), stale).await.status, 412);
+    // A no-op on a never-saved object creates nothing.
+    assert_eq!(
+        patch(&app, "/me/security", "bob", "{}")
+            .await
+            .header("etag"),
+        "\"0\""
+    );
+    assert_eq!(store.entries(), before);
+    // A real change after all that is version 2.
+    assert_eq!(
+        patch(&app, "/me/security", "alice", &revision(2))
+            .await
+            .header("etag"),
+        "\"2\""
+    );
 }
 
 #[tokio::test]
@@ -64,9 +125,9 @@ async fn get_answers_the_object_without_storing_it() {
 
 #[tokio::test]
 async fn etag_changes_with_each_write_and_matches_get() {
-    let (app, _) = app();
-    let first = patch(&app, "/me/security", "alice", "{}").await;
-    let second = patch(&app, "/me/security", "alice", "{}").await;
+    let (app, _) = open_app();
+    let first = patch(&app, "/me/security", "alice", &revision(1)).await;
+    let second = patch(&app, "/me/security", "alice", &revision(2)).await;
     assert_eq!(first.header("etag"), "\"1\"");
     assert_eq!(second.header("etag"), "\"2\"");
     assert_eq!(
@@ -77,10 +138,10 @@ async fn etag_changes_with_each_write_and_matches_get() {
 
 #[tokio::test]
 async fn prefer_return_minimal_is_204_with_etag() {
-    let (app, _) = app();
+    let (app, _) = open_app();
     let request = request(Method::PATCH, "/me/security", Some("alice"))
         .header("prefer", "return=minimal")
-        .body(Full::from("{}"))
+        .body(Full::from(revision(1)))
         .unwrap();
     let reply = send(app, request).await;
     assert_eq!(reply.status, StatusCode::NO_CONTENT);
@@ -89,21 +150,21 @@ async fn prefer_return_minimal_is_204_with_etag() {
     assert_eq!(reply.header("preference-applied"), "return=minimal");
 }
 
-async fn patch_if_match(app: &App, if_match: &str) -> common::Reply {
+async fn patch_if_match(app: &App, if_match: &str, body: String) -> common::Reply {
     let request = request(Method::PATCH, "/me/security", Some("alice"))
         .header("if-match", if_match)
-        .body(Full::from("{}"))
+        .body(Full::from(body))
         .unwrap();
     send(app.clone(), request).await
 }
 
 #[tokio::test]
 async fn if_match_is_strong_and_checked_against_the_current_version() {
-    let (app, store) = app();
-    patch(&app, "/me/security", "alice", "{}").await;
+    let (app, store) = open_app();
+    patch(&app, "/me/security", "alice", &revision(1)).await;
     let before = store.entries();
     for stale in ["\"0\"", "\"2\"", "W/\"1\"", "\"1 \"", "\"x\", \"7\""] {
-        let reply = patch_if_match(&app, stale).await;
+        let reply = patch_if_match(&app, stale, revision(9)).await;
         assert_eq!(
             reply.status,
             StatusCode::PRECONDITION_FAILED,
@@ -112,10 +173,15 @@ async fn if_match_is_strong_and_checked_against_the_current_version() {
         assert!(reply.error_message().contains("\"1\""));
         assert_eq!(store.entries(), before, "a 412 changed the store");
     }
-    assert_eq!(patch_if_match(&app, "\"1\"").await.status, 200);
-    assert_eq!(patch_if_match(&app, "\"9\", \"2\"").await.status, 200);
-    assert_eq!(patch_if_match(&app, "*").await.status, 200);
-    let reply = patch_if_match(&app, "nonsense").await;
+    assert_eq!(patch_if_match(&app, "\"1\"", revision(2)).await.status, 200);
+    assert_eq!(
+        patch_if_match(&app, "\"9\", \"2\"", revision(3))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(patch_if_match(&app, "*", revision(4)).await.status, 200);
+    let reply = patch_if_match(&app, "nonsense", revision(5)).await;
     assert_eq!(reply.status, 400);
     assert!(reply.error_message().contains("If-Match"));
 }
@@ -364,10 +430,13 @@ async fn permissions_and_ownership_are_enforced() {
 
 #[tokio::test]
 async fn tenants_do_not_share_objects() {
-    let (app, store) = app();
+    let (app, store) = open_app();
     let path = format!("/users/{ALICE}/security");
-    assert_eq!(patch(&app, &path, "app", "{}").await.status, 200);
-    assert_eq!(patch(&app, &path, "foreign-app", "{}").await.status, 200);
+    assert_eq!(patch(&app, &path, "app", &revision(1)).await.status, 200);
+    assert_eq!(
+        patch(&app, &path, "foreign-app", &revision(1)).await.status,
+        200
+    );
     let keys: Vec<_> = store.entries().into_iter().map(|(k, _)| k).collect();
     assert_eq!(keys.len(), 2);
     assert!(keys.contains(&ObjectKey::new(TENANT, ALICE)));
@@ -376,12 +445,14 @@ async fn tenants_do_not_share_objects() {
 
 #[tokio::test]
 async fn guid_case_does_not_split_objects() {
-    let (app, store) = app();
+    let (app, store) = open_app();
     let upper = format!("/users/{}/security", BOB.to_uppercase());
     let lower = format!("/users/{BOB}/security");
-    assert_eq!(patch(&app, &upper, "app", "{}").await.status, 200);
+    assert_eq!(patch(&app, &upper, "app", &revision(1)).await.status, 200);
     assert_eq!(
-        patch(&app, &lower, "app", "{}").await.header("etag"),
+        patch(&app, &lower, "app", &revision(2))
+            .await
+            .header("etag"),
         "\"2\""
     );
     assert_eq!(store.len(), 1);

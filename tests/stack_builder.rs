@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{ALICE, TENANT, WRITE, patch, request, send};
+use common::{ALICE, TENANT, WRITE, patch, request, revision, send};
 use http::{Method, StatusCode};
 use http_body_util::Full;
 use security_update::{
-    DefaultPolicy, MemoryStore, ObjectKey, Principal, SecurityStore, Snapshot, StackBuilder,
-    StaticTokens, StoreError, SwapOutcome,
+    DefaultPolicy, MemoryStore, ObjectKey, Principal, ResourceSchema, SecurityStore, Snapshot,
+    StackBuilder, StaticTokens, StoreError, SwapOutcome,
 };
 use tokio::sync::Notify;
 
@@ -32,6 +32,7 @@ fn tokens() -> StaticTokens {
 async fn a_custom_policy_applies_in_the_preflight_and_the_service_alike() {
     let store = MemoryStore::new();
     let app = StackBuilder::new(store.clone())
+        .with_schema(ResourceSchema::open_type())
         .with_policy(DefaultPolicy::new().with_write_permissions(["Custom.Write"]))
         .build(tokens());
 
@@ -39,7 +40,7 @@ async fn a_custom_policy_applies_in_the_preflight_and_the_service_alike() {
     let refused = patch(&app, "/me/security", "alice", "{not json").await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{:?}", refused.body);
     // A caller with the custom permission passes the preflight and the service.
-    let accepted = patch(&app, "/me/security", "custom", "{}").await;
+    let accepted = patch(&app, "/me/security", "custom", &revision(1)).await;
     assert_eq!(accepted.status, StatusCode::OK, "{:?}", accepted.body);
     // The service alone (no preflight in front) decides the same with the same policy.
     let service = StackBuilder::new(store.clone())
@@ -118,14 +119,17 @@ async fn a_timeout_answers_408_with_the_requests_ids() {
 async fn a_write_that_started_before_the_deadline_is_answered_with_its_outcome() {
     let store = HeldStore::default();
     let app = StackBuilder::new(store.clone())
+        .with_schema(ResourceSchema::open_type())
         .with_timeout(Duration::from_millis(20))
         .build(tokens());
     let writer = tokio::spawn({
         let app = app.clone();
-        async move { patch(&app, "/me/security", "alice", "{}").await }
+        async move { patch(&app, "/me/security", "alice", &revision(1)).await }
     });
     // The compare-and-swap has started; hold it until the deadline has certainly passed.
-    store.started.notified().await;
+    tokio::time::timeout(Duration::from_secs(30), store.started.notified())
+        .await
+        .expect("the compare-and-swap started");
     tokio::time::sleep(Duration::from_millis(100)).await;
     store.release.notify_one();
     let reply = writer.await.unwrap();
@@ -138,11 +142,12 @@ async fn a_write_that_started_before_the_deadline_is_answered_with_its_outcome()
 async fn a_patch_that_would_grow_the_object_past_its_limit_is_413_and_changes_nothing() {
     let store = MemoryStore::new();
     let app = StackBuilder::new(store.clone())
-        .with_max_object_bytes(40)
+        .with_schema(ResourceSchema::open_type())
+        .with_max_object_bytes(120)
         .build(tokens());
-    let reply = patch(&app, "/me/security", "alice", "{}").await;
+    let reply = patch(&app, "/me/security", "alice", r#"{"notes": "a long note that grows the object past its limit of one hundred and twenty bytes"}"#).await;
     assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert!(reply.error_message().contains("limit of 40 bytes"));
+    assert!(reply.error_message().contains("limit of 120 bytes"));
     assert!(
         store
             .load(&ObjectKey::new(TENANT, ALICE))
@@ -160,25 +165,26 @@ async fn a_first_save_past_the_tenant_quota_is_507_and_updates_go_on() {
         Principal::application(TENANT, "dddddddd-4444-4444-8444-dddddddddddd").with_roles([WRITE]),
     );
     let app = StackBuilder::new(store.clone())
+        .with_schema(ResourceSchema::open_type())
         .with_max_objects_per_tenant(2)
         .build(tokens);
     let user = |n: u32| format!("/users/00000000-0000-4000-8000-{n:012}/security");
     assert_eq!(
-        patch(&app, &user(1), "app", "{}").await.status,
+        patch(&app, &user(1), "app", &revision(1)).await.status,
         StatusCode::OK
     );
     assert_eq!(
-        patch(&app, &user(2), "app", "{}").await.status,
+        patch(&app, &user(2), "app", &revision(1)).await.status,
         StatusCode::OK
     );
-    let full = patch(&app, &user(3), "app", "{}").await;
+    let full = patch(&app, &user(3), "app", &revision(1)).await;
     assert_eq!(full.status, StatusCode::INSUFFICIENT_STORAGE);
     assert_eq!(full.json()["error"]["code"], "quotaLimitReached");
     assert!(full.error_message().contains("limit of 2"));
     assert_eq!(store.len(), 2, "nothing was created");
     // Existing objects still update.
     assert_eq!(
-        patch(&app, &user(1), "app", "{}").await.status,
+        patch(&app, &user(1), "app", &revision(2)).await.status,
         StatusCode::OK
     );
 }

@@ -409,9 +409,12 @@ fn value(
 #[tokio::test]
 async fn metrics_are_on_their_own_port_and_move_with_requests() {
     let dir = TempDir::new("metrics");
+    let schema = dir.file("schema.json", r#"{"type": "object"}"#);
     let server = Server::start(
         &[
             "--memory",
+            "--schema",
+            schema.to_str().unwrap(),
             "--metrics-listen",
             ":0",
             "--rate-limit",
@@ -433,7 +436,7 @@ async fn metrics_are_on_their_own_port_and_move_with_requests() {
         Request::patch("/beta/me/security")
             .header("authorization", format!("Bearer {token}"))
             .header("content-type", "application/json")
-            .body(Full::new(Bytes::from_static(SEED.as_bytes())))
+            .body(Full::new(Bytes::from_static(br#"{"riskLevel": "low"}"#)))
             .unwrap()
     };
     assert_eq!(send_http1(server.addr, patch(&token)).await.status, 200);
@@ -649,26 +652,36 @@ async fn sigusr1_writes_a_backup_that_a_new_server_starts_from() {
     let dir = TempDir::new("backup");
     let data = dir.0.join("data");
     let backups = dir.0.join("backups");
+    // A writable property: under Graph's own type nothing would be stored to back up.
+    let schema = dir.file("schema.json", r#"{"type": "object"}"#);
+    let schema = schema.to_str().unwrap();
     let mut server = Server::start(
         &[
             "--data",
             data.to_str().unwrap(),
             "--backup-dir",
             backups.to_str().unwrap(),
+            "--schema",
+            schema,
         ],
         &dir.0,
     );
     let token = server.dev_token();
-    let patch = Request::patch("/beta/me/security")
-        .header("authorization", format!("Bearer {token}"))
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from_static(SEED.as_bytes())))
-        .unwrap();
-    let saved = send_http1(server.addr, patch).await;
+    let patch = |token: &str, body: &'static str| {
+        Request::patch("/beta/me/security")
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from_static(body.as_bytes())))
+            .unwrap()
+    };
+    let saved = send_http1(server.addr, patch(&token, r#"{"riskLevel": "high"}"#)).await;
     assert_eq!(saved.status, 200);
-    let etag = saved.headers["etag"].clone();
+    assert_eq!(saved.headers["etag"], "\"1\"");
     server.signal("USR1");
     wait_for_count(&server, "backup written", 1);
+    // A change after the backup is not in it.
+    let later = send_http1(server.addr, patch(&token, r#"{"riskLevel": "low"}"#)).await;
+    assert_eq!(later.headers["etag"], "\"2\"");
     server.signal("TERM");
     assert!(server.wait().success());
     let copy = std::fs::read_dir(&backups)
@@ -684,7 +697,10 @@ async fn sigusr1_writes_a_backup_that_a_new_server_starts_from() {
         .expect("a backup directory");
     // Taken out of the way of the original, as a restore onto a new machine would.
     std::fs::remove_dir_all(&data).unwrap();
-    let restored = Server::start(&["--data", copy.to_str().unwrap()], &dir.0);
+    let restored = Server::start(
+        &["--data", copy.to_str().unwrap(), "--schema", schema],
+        &dir.0,
+    );
     let token = restored.dev_token();
     let get = Request::get("/beta/me/security")
         .header("authorization", format!("Bearer {token}"))
@@ -693,9 +709,10 @@ async fn sigusr1_writes_a_backup_that_a_new_server_starts_from() {
     let reply = send_http1(restored.addr, get).await;
     assert_eq!(reply.status, 200);
     assert_eq!(
-        reply.headers["etag"], etag,
-        "the restored object is the saved one"
+        reply.headers["etag"], "\"1\"",
+        "the object as it was at the backup"
     );
+    assert_eq!(reply.json()["riskLevel"], "high");
 }
 
 #[tokio::test]

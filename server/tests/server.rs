@@ -42,7 +42,13 @@ fn get(token: &str) -> Request<Full<Bytes>> {
 #[tokio::test]
 async fn dev_mode_prints_a_working_token_and_logs_without_it() {
     let dir = TempDir::new("dev");
-    let server = Server::start(&["--memory"], &dir.0);
+    // A deployment schema with a writable property: under Graph's own type every valid PATCH
+    // is a no-op, and a no-op is not an audited change.
+    let schema = dir.file(
+        "schema.json",
+        r#"{"type": "object", "properties": {"riskLevel": {"type": "string"}}}"#,
+    );
+    let server = Server::start(&["--memory", "--schema", schema.to_str().unwrap()], &dir.0);
     assert!(
         server
             .banner
@@ -60,6 +66,8 @@ async fn dev_mode_prints_a_working_token_and_logs_without_it() {
         reply.json()["@odata.type"],
         "#microsoft.graph.security.security"
     );
+    let reply = send_http1(server.addr, patch(&token, r#"{"riskLevel": "low"}"#)).await;
+    assert_eq!(reply.status, 200);
     let reply = send_http1(server.addr, get("not-a-token")).await;
     assert_eq!(reply.status, 401);
 
@@ -69,7 +77,7 @@ async fn dev_mode_prints_a_working_token_and_logs_without_it() {
         .lines()
         .filter(|l| l.contains(" INFO ") && l.contains(": request "))
         .collect();
-    assert_eq!(lines.len(), 2, "one line per request:\n{logs}");
+    assert_eq!(lines.len(), 3, "one line per request:\n{logs}");
     for line in &lines {
         for field in [
             "method=",

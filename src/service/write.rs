@@ -1,7 +1,9 @@
 //! The write path: merge, validate, check `If-Match`, compare-and-swap; on a lost race, again
 //! from the winner's object, queued fairly behind the object's other writers (see
 //! [`write_gate`](super::write_gate)). A write that has reached its first compare-and-swap is
-//! past the point of no return: it finishes and is audited even if its request times out.
+//! past the point of no return: it finishes and is audited even if its request times out. A
+//! patch that leaves the object as it is (`{}`, or the stored values again) is a no-op: no
+//! store write, no new `ETag`, no audit record, and no object created for a never-stored user.
 
 use super::conditional::{Precondition, etag_text};
 use super::reply::{Reply, serialization_failed};
@@ -34,7 +36,8 @@ pub(crate) struct Write {
 const OFF_THE_WORKERS_FROM: usize = 64 * 1024;
 
 /// The object after `patch`: merged into a copy of `current`, validated against `schema`,
-/// serialized, and no larger than `max_bytes`.
+/// serialized, and no larger than `max_bytes`; or `current` itself (same version) when the
+/// patch changes nothing.
 fn next_snapshot(
     schema: &ResourceSchema,
     current: &Snapshot,
@@ -46,6 +49,10 @@ fn next_snapshot(
     schema.check_merged(&mut candidate, current.document())?;
     let next =
         Snapshot::new(current.version() + 1, candidate).map_err(|_| serialization_failed())?;
+    // Equal bytes are equal objects: merging keeps the stored members' order and spelling.
+    if next.json() == current.json() {
+        return Ok(current.clone());
+    }
     if next.json().len() > max_bytes {
         return Err(GraphError::new(
             ErrorKind::PayloadTooLarge,
@@ -146,6 +153,16 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
                 next_snapshot(&config.schema, &current, document, limit)?
             };
             precondition.check(&current)?;
+            // A patch that changes nothing writes nothing: the answer is the current object
+            // with its current ETag, and no audit record (nothing changed), as Kubernetes
+            // answers a no-op patch without a new resourceVersion.
+            if next.version() == current.version() {
+                return Ok(Reply {
+                    snapshot: current,
+                    minimal,
+                    representation,
+                });
+            }
             // A first save creates an object: the tenant's quota must have room for it.
             if current.version() == 0 {
                 self.check_tenant_quota(key.tenant_id()).await?;

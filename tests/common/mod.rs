@@ -72,6 +72,22 @@ pub fn app() -> (App, MemoryStore) {
     )
 }
 
+/// Like [`app`], under an open type: PATCH requests can carry properties and really change the
+/// object. (Under Graph's own type, which has no writable property, every valid PATCH is a
+/// no-op that stores nothing.)
+pub fn open_app() -> (App, MemoryStore) {
+    let store = MemoryStore::new();
+    let service = security_update::StackBuilder::new(store.clone())
+        .with_schema(security_update::ResourceSchema::open_type())
+        .into_service();
+    (stack(service, tokens()), store)
+}
+
+/// A patch that sets `revision` to `n`: a real change whenever `n` differs from what is stored.
+pub fn revision(n: u64) -> String {
+    format!(r#"{{"revision": {n}}}"#)
+}
+
 #[derive(Debug)]
 pub struct Reply {
     pub status: StatusCode,

@@ -23,7 +23,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let request = || patch_request("/me/security", TOKEN, PATCH_BODY);
+    let request = || changing_patch("/me/security", TOKEN);
     match contender.as_str() {
         "floor" => {
             let service = Floor::default().service();
