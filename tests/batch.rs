@@ -101,6 +101,18 @@ async fn a_request_whose_dependency_failed_is_424_and_not_run() {
         by_id(&json, "after")["body"]["error"]["code"],
         "failedDependency"
     );
+    // Like every Graph error: innerError with its own request-id, also in its headers.
+    let inner = &by_id(&json, "after")["body"]["error"]["innerError"];
+    assert_eq!(
+        inner["request-id"],
+        by_id(&json, "after")["headers"]["request-id"]
+    );
+    assert_eq!(
+        inner["request-id"].as_str().map(str::len),
+        Some(36),
+        "{inner}"
+    );
+    assert!(inner["date"].is_string(), "{inner}");
     assert_eq!(by_id(&json, "alone")["status"], 200);
     let stored = store
         .load(&ObjectKey::new(TENANT, ALICE))
@@ -112,6 +124,40 @@ async fn a_request_whose_dependency_failed_is_424_and_not_run() {
         "the dependent request ran"
     );
     assert_eq!(stored.document()["note"], "x");
+}
+
+#[tokio::test]
+async fn the_batch_resource_takes_json_posts_only() {
+    let (app, store) = open_app();
+    let body = json!({"requests": [
+        {"id": "1", "method": "PATCH", "url": "/me/security",
+         "headers": {"Content-Type": "application/json"}, "body": {"level": 1}}
+    ]});
+    for method in [Method::GET, Method::PUT, Method::DELETE, Method::PATCH] {
+        let request = request(method.clone(), "/$batch", Some("alice"))
+            .header("content-type", "application/json")
+            .body(Full::from(body.to_string()))
+            .unwrap();
+        let reply = send(app.clone(), request).await;
+        assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED, "{method}");
+        assert_eq!(reply.header("allow"), "POST", "{method}");
+        assert!(reply.error_message().contains("POST"), "{method}");
+    }
+    let text = request(Method::POST, "/$batch", Some("alice"))
+        .header("content-type", "text/plain")
+        .body(Full::from(body.to_string()))
+        .unwrap();
+    assert_eq!(
+        send(app.clone(), text).await.status,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE
+    );
+    let gzip = request(Method::POST, "/$batch", Some("alice"))
+        .header("content-type", "application/json")
+        .header("transfer-encoding", "gzip, chunked")
+        .body(Full::from(body.to_string()))
+        .unwrap();
+    assert_eq!(send(app, gzip).await.status, StatusCode::NOT_IMPLEMENTED);
+    assert!(store.is_empty(), "a refused batch ran");
 }
 
 #[tokio::test]
@@ -194,6 +240,7 @@ async fn the_batch_layer_works_around_an_axum_router() {
         {"id": "2", "method": "GET", "url": "/nowhere"}
     ]});
     let request = http::Request::post("/$batch")
+        .header("content-type", "application/json")
         .body(Full::from(body.to_string()))
         .unwrap();
     let reply = send(service, request).await;

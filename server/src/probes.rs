@@ -131,6 +131,8 @@ where
             "/readyz" if probe => {
                 ProbeFuture::answer(Box::pin(self.readiness.clone().ready()), "ready")
             }
+            // RFC 9110 §15.5.6: the probes exist and answer GET and HEAD only.
+            "/healthz" | "/readyz" => ProbeFuture::MethodNotAllowed,
             _ => ProbeFuture::Inner {
                 future: self.inner.call(request),
             },
@@ -143,6 +145,7 @@ pin_project! {
     pub(crate) enum ProbeFuture<F> {
         Inner { #[pin] future: F },
         Probe { check: Check, ok: &'static str },
+        MethodNotAllowed,
     }
 }
 
@@ -162,6 +165,19 @@ where
         match self.project() {
             ProbeFutureProj::Inner { future } => {
                 Poll::Ready(ready!(future.poll(cx)).map(|r| r.map(ResponseBody::inner)))
+            }
+            ProbeFutureProj::MethodNotAllowed => {
+                let mut response = Response::new(ResponseBody::bytes(Bytes::from_static(
+                    b"method not allowed: GET or HEAD\n",
+                )));
+                *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+                let headers = response.headers_mut();
+                headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; charset=utf-8"),
+                );
+                Poll::Ready(Ok(response))
             }
             ProbeFutureProj::Probe { check, ok } => {
                 let ready = ready!(check.as_mut().poll(cx));

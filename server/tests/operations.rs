@@ -48,6 +48,30 @@ async fn probes_answer_without_a_token_and_stay_out_of_the_access_log() {
 }
 
 #[tokio::test]
+async fn probes_answer_get_and_head_only() {
+    let dir = TempDir::new("probes-methods");
+    let server = Server::start(&["--memory"], &dir.0);
+    for path in ["/healthz", "/readyz"] {
+        for method in ["POST", "DELETE", "TRACE", "PATCH"] {
+            let request = Request::builder()
+                .method(method)
+                .uri(path)
+                .body(Full::default())
+                .unwrap();
+            let reply = send_http1(server.addr, request).await;
+            assert_eq!(reply.status, 405, "{method} {path}");
+            assert_eq!(reply.headers["allow"], "GET, HEAD", "{method} {path}");
+        }
+        let head = Request::head(path).body(Full::default()).unwrap();
+        assert_eq!(
+            send_http1(server.addr, head).await.status,
+            200,
+            "HEAD {path}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn readiness_is_503_while_draining_and_the_server_still_accepts() {
     let dir = TempDir::new("drain-delay");
     let mut server = Server::start(&["--memory", "--drain-delay", "3"], &dir.0);

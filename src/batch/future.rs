@@ -304,14 +304,32 @@ fn failed_dependency(dependency: &str) -> Outcome {
             dependency.chars().take(64).collect::<String>()
         ),
     );
+    // A sub-request of its own: its own request-id, in the header and in innerError.
+    let ids = crate::request_id::RequestIds::generate(None);
     let mut headers = Map::new();
     headers.insert(
         "content-type".to_owned(),
         Value::String("application/json".to_owned()),
     );
+    headers.insert(
+        "request-id".to_owned(),
+        Value::String(ids.request_id_str().to_owned()),
+    );
+    headers.insert(
+        "client-request-id".to_owned(),
+        Value::String(ids.client_request_id_str().to_owned()),
+    );
     Outcome {
         status: StatusCode::FAILED_DEPENDENCY,
         headers,
-        body: Some(json!({"error": {"code": error.code(), "message": error.message()}})),
+        body: Some(json!({"error": {
+            "code": error.code(),
+            "message": error.message(),
+            "innerError": {
+                "date": crate::error::utc_timestamp(std::time::SystemTime::now()),
+                "request-id": ids.request_id_str(),
+                "client-request-id": ids.client_request_id_str(),
+            }
+        }})),
     }
 }

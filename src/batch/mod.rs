@@ -150,10 +150,46 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        if request.method() != Method::POST
-            || self.config.path.as_deref() != Some(request.uri().path())
-        {
+        if self.config.path.as_deref() != Some(request.uri().path()) {
             return ResponseFuture::inner(self.inner.call(request.map(ResponseBody::inner)));
+        }
+        let refuse = |error: crate::error::GraphError, allow: Option<&'static str>| {
+            let ids = crate::request_id::RequestIds::of(&request);
+            let mut response = error.into_response(&ids);
+            if let Some(allow) = allow {
+                response
+                    .headers_mut()
+                    .insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
+            }
+            ResponseFuture::batch(Box::pin(std::future::ready(Ok(
+                response.map(ResponseBody::error)
+            ))))
+        };
+        // RFC 9110 §15.5.6: the batch resource exists and takes POST only.
+        if request.method() != Method::POST {
+            return refuse(
+                crate::error::GraphError::new(
+                    crate::error::ErrorKind::MethodNotAllowed,
+                    "The $batch resource takes POST only.",
+                ),
+                Some("POST"),
+            );
+        }
+        // As for a single PATCH: a transfer coding we cannot decode is 501 before any body is
+        // read, and the body must be JSON (415).
+        if let Some(coding) = crate::merge_patch::unsupported_transfer_coding(request.headers()) {
+            return refuse(
+                crate::error::GraphError::new(
+                    crate::error::ErrorKind::NotImplemented,
+                    format!(
+                        "The transfer coding {coding:?} is not supported; send the body with chunked alone."
+                    ),
+                ),
+                None,
+            );
+        }
+        if let Err(error) = crate::content_type::check_json_content_type(request.headers()) {
+            return refuse(error, None);
         }
         if request.extensions().get::<InBatch>().is_some() {
             let error = crate::error::GraphError::new(

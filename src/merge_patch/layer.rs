@@ -18,7 +18,7 @@ use crate::body::ResponseBody;
 use crate::error::{ErrorKind, GraphError};
 
 /// The first transfer coding other than `chunked`, if any (codings are case-insensitive).
-fn unsupported_transfer_coding(headers: &http::HeaderMap) -> Option<String> {
+pub(crate) fn unsupported_transfer_coding(headers: &http::HeaderMap) -> Option<String> {
     headers
         .get_all(header::TRANSFER_ENCODING)
         .iter()

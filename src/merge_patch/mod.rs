@@ -47,6 +47,7 @@ mod tests;
 
 pub use apply::{apply, apply_to_object};
 pub use future::ResponseFuture;
+pub(crate) use layer::unsupported_transfer_coding;
 pub use layer::{MergePatchLayer, MergePatchService};
 
 use bytes::Bytes;

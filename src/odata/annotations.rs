@@ -13,6 +13,22 @@ use crate::error::{ErrorKind, GraphError};
 
 const ODATA_TYPE: &str = "@odata.type";
 
+/// Control information whose value is a URL or an entity tag: a string (OData JSON Format 4.01
+/// §4.5). Anything else in their place is a client bug worth a precise 400, not silence.
+const STRING_CONTROL_INFORMATION: &[&str] = &[
+    "@odata.context",
+    "@odata.etag",
+    "@odata.id",
+    "@odata.editLink",
+    "@odata.readLink",
+    "@odata.mediaEditLink",
+    "@odata.mediaReadLink",
+    "@odata.mediaContentType",
+    "@odata.mediaEtag",
+    "@odata.nextLink",
+    "@odata.deltaLink",
+];
+
 /// Removes the annotations from `patch`, refusing malformed annotation names.
 ///
 /// # Errors
@@ -23,6 +39,14 @@ pub(crate) fn strip(patch: &mut Map<String, Value>) -> Result<(), GraphError> {
         .any(|key| key.contains('@') && key != ODATA_TYPE)
     {
         return Ok(());
+    }
+    if let Some((key, _)) = patch.iter().find(|(key, value)| {
+        !value.is_string() && STRING_CONTROL_INFORMATION.contains(&key.as_str())
+    }) {
+        return Err(GraphError::new(
+            ErrorKind::BadRequest,
+            format!("The control information '{key}' must be a string."),
+        ));
     }
     let mut malformed = None;
     patch.retain(|key, _| {
@@ -109,6 +133,21 @@ mod tests {
         ] {
             let error = stripped(json!({ bad: 1 })).unwrap_err();
             assert!(error.contains(bad), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn url_and_etag_control_information_must_be_strings() {
+        for (key, value) in [
+            ("@odata.id", json!({})),
+            ("@odata.etag", json!(1)),
+            ("@odata.context", json!(null)),
+        ] {
+            let error = stripped(json!({ key: value })).unwrap_err();
+            assert!(
+                error.contains(key) && error.contains("string"),
+                "{key}: {error}"
+            );
         }
     }
 }

@@ -78,6 +78,12 @@ impl QueryOptions {
                     options.select = Some(select(&value, schema)?);
                 }
                 "expand" if !std::mem::replace(&mut seen_expand, true) => {
+                    // OData 4.01 URL conventions: expand = expandItem *( COMMA expandItem ).
+                    if value.split(',').all(|item| item.trim().is_empty()) {
+                        return Err(bad(
+                            "$expand names no navigation property; use $expand=informationProtection.",
+                        ));
+                    }
                     for item in value.split(',').map(str::trim).filter(|i| !i.is_empty()) {
                         if item != INFORMATION_PROTECTION {
                             return Err(bad(format!(
@@ -200,6 +206,8 @@ mod tests {
             ("$select=bogusProperty", "'bogusProperty'"),
             ("$select=informationProtection", "use $expand"),
             ("$expand=owner", "'owner' cannot be expanded"),
+            ("$expand=", "names no navigation property"),
+            ("%24expand=%20,", "names no navigation property"),
             ("$filter=id eq 'x'", "'$filter' is not supported"),
             ("top=1", "'$top' is not supported"),
             ("$foo=1", "'$foo' is not a system query option"),
