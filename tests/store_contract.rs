@@ -252,6 +252,53 @@ fn redb_refuses_a_directory_whose_store_file_is_empty_or_gone() {
     assert!(RedbStore::open(&fresh.0).is_err());
 }
 
+/// Group commit: many writers at once share transactions; every swap answered `Swapped` is in
+/// the file after the store is dropped and opened again, first saves in one batch are all
+/// counted, and writers racing from one version still have exactly one winner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redb_group_commit_keeps_every_acknowledged_swap_and_one_winner_per_race() {
+    let dir = TempDir::new("redb-group-commit");
+    let store = RedbStore::open(&dir.0).unwrap();
+    let writers: Vec<_> = (0..200)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let key = ObjectKey::new("burst", &format!("user-{i}"));
+                let swapped = store
+                    .compare_and_swap(&key, 0, snapshot(1, json!({"n": i})))
+                    .await
+                    .unwrap();
+                // Racers on one shared object, from the same version.
+                let race = ObjectKey::new("burst", "shared");
+                let won = store
+                    .compare_and_swap(&race, 0, snapshot(1, json!({"winner": i})))
+                    .await
+                    .unwrap();
+                (swapped == SwapOutcome::Swapped, won == SwapOutcome::Swapped)
+            })
+        })
+        .collect();
+    let mut winners = 0;
+    for writer in writers {
+        let (swapped, won) = writer.await.unwrap();
+        assert!(swapped, "a first save of its own key was refused");
+        winners += usize::from(won);
+    }
+    assert_eq!(winners, 1, "{winners} writers won the same version");
+    drop(store);
+    let store = RedbStore::open(&dir.0).unwrap();
+    for i in 0..200 {
+        let key = ObjectKey::new("burst", &format!("user-{i}"));
+        let saved = store
+            .load(&key)
+            .await
+            .unwrap()
+            .expect("an acknowledged save is kept");
+        assert_eq!(saved.document()["n"], i);
+    }
+    assert_eq!(store.count_tenant("burst").await.unwrap(), Some(201));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redb_backup_is_a_consistent_store_that_opens_with_counts_and_versions() {
     let dir = TempDir::new("redb-backup-source");

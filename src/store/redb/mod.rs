@@ -1,12 +1,16 @@
 //! [`RedbStore`]: the embedded, durable default store of the server.
 //!
-//! One redb file in a data directory. Every save is one write transaction, committed with
-//! redb's default immediate durability (fsync) before the service answers, so an acknowledged
-//! PATCH survives `kill -9` and power loss. redb allows one writer process per file: a second
-//! server on the same directory fails to start with [`RedbOpenError::InUse`].
+//! One redb file in a data directory. Saves are committed with redb's default immediate
+//! durability (fsync) before the service answers, so an acknowledged PATCH survives `kill -9`
+//! and power loss; the saves waiting at the same moment share one transaction and one fsync
+//! (group commit, on a committer thread of the store's own: see `group_commit`). redb allows
+//! one writer process per file: a second server on the same directory fails to start with
+//! [`RedbOpenError::InUse`].
 //!
-//! Writes run on tokio's blocking pool (they wait for the disk); reads are short and run
-//! inline. Both need a tokio runtime.
+//! Reads are short and run inline; writes wait on the committer without holding a worker.
+
+mod group_commit;
+mod read_cache;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,6 +19,8 @@ use bytes::Bytes;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::{ObjectKey, SecurityStore, Snapshot, StoreError, StoreErrorKind, SwapOutcome};
+use group_commit::GroupCommit;
+use read_cache::ReadCache;
 
 /// (tenant, user) → (version, document JSON).
 const OBJECTS: TableDefinition<(&str, &str), (u64, &[u8])> = TableDefinition::new("objects");
@@ -90,6 +96,10 @@ fn write_marker(marker: &Path) -> std::io::Result<()> {
 pub struct RedbStore {
     db: Arc<Database>,
     path: Arc<Path>,
+    /// Where every compare-and-swap goes (see [`group_commit`]).
+    committer: Arc<GroupCommit>,
+    /// Objects recently read or committed (see [`read_cache`]).
+    cache: Arc<ReadCache>,
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -137,9 +147,15 @@ impl RedbStore {
         if !held_a_store {
             write_marker(&marker).map_err(|e| RedbOpenError::Io(dir.clone(), e))?;
         }
+        let db = Arc::new(db);
+        let cache = Arc::new(ReadCache::new());
+        let committer = GroupCommit::start(db.clone(), cache.clone())
+            .map_err(|e| RedbOpenError::Io(dir.clone(), e))?;
         Ok(Self {
-            db: Arc::new(db),
+            db,
             path: Arc::from(dir),
+            committer: Arc::new(committer),
+            cache,
         })
     }
 
@@ -242,51 +258,6 @@ impl RedbStore {
                 )
             })
     }
-
-    fn swap_now(
-        &self,
-        key: &ObjectKey,
-        expected: u64,
-        new: &Snapshot,
-    ) -> Result<SwapOutcome, StoreError> {
-        let write = self.db.begin_write().map_err(storage)?;
-        let outcome = {
-            let mut table = write.open_table(OBJECTS).map_err(storage)?;
-            let id = (key.tenant_id(), key.user_id());
-            let current = table.get(id).map_err(storage)?.map(|entry| {
-                let (version, json) = entry.value();
-                (version, Bytes::copy_from_slice(json))
-            });
-            let current_version = current.as_ref().map_or(0, |(version, _)| *version);
-            if current_version == expected {
-                table
-                    .insert(id, (new.version(), new.json().as_ref()))
-                    .map_err(storage)?;
-                if current.is_none() {
-                    let mut tenants = write.open_table(TENANTS).map_err(storage)?;
-                    let count = tenants
-                        .get(key.tenant_id())
-                        .map_err(storage)?
-                        .map_or(0, |count| count.value());
-                    tenants
-                        .insert(key.tenant_id(), count + 1)
-                        .map_err(storage)?;
-                }
-                SwapOutcome::Swapped
-            } else {
-                let current = current
-                    .map(|(version, json)| Snapshot::from_json(version, json))
-                    .transpose()
-                    .map_err(|e| StoreError::new(StoreErrorKind::Corrupt, e.to_string()))?;
-                SwapOutcome::Conflict { current }
-            }
-        };
-        match outcome {
-            SwapOutcome::Swapped => write.commit().map_err(storage)?,
-            SwapOutcome::Conflict { .. } => write.abort().map_err(storage)?,
-        }
-        Ok(outcome)
-    }
 }
 
 /// Brings the file to layout [`FORMAT`]: 1 had no tenant counts (they are counted once, in
@@ -359,7 +330,16 @@ impl SecurityStore for RedbStore {
     }
 
     async fn load(&self, key: &ObjectKey) -> Result<Option<Snapshot>, StoreError> {
-        self.load_now(key)
+        match self.cache.get(key) {
+            Ok(snapshot) => Ok(Some(snapshot)),
+            Err(ticket) => {
+                let loaded = self.load_now(key)?;
+                if let Some(snapshot) = &loaded {
+                    self.cache.fill(&ticket, key, snapshot);
+                }
+                Ok(loaded)
+            }
+        }
     }
 
     async fn compare_and_swap(
@@ -368,12 +348,8 @@ impl SecurityStore for RedbStore {
         expected_version: u64,
         new: Snapshot,
     ) -> Result<SwapOutcome, StoreError> {
-        let this = self.clone();
-        let key = key.clone();
-        tokio::task::spawn_blocking(move || this.swap_now(&key, expected_version, &new))
+        self.committer
+            .swap(key.clone(), expected_version, new)
             .await
-            .map_err(|e| {
-                StoreError::new(StoreErrorKind::Other, format!("write task failed: {e}"))
-            })?
     }
 }

@@ -12,6 +12,9 @@
 //! cargo build --release -p security-update-server -p security-update-tools
 //! target/release/soak --seconds 20 --connections 64            # memory store
 //! target/release/soak --seconds 20 --connections 64 --durable  # embedded store
+//! target/release/soak --postgres postgres://postgres@127.0.0.1:5432/test   # PostgreSQL
+//! target/release/soak --spread --server-cpu 0                  # every connection its own object,
+//!                                                              # the server pinned to core 0
 //! ```
 
 use std::collections::BTreeMap;
@@ -38,6 +41,12 @@ struct Options {
     connections: usize,
     durable: bool,
     server: String,
+    /// `--postgres URL`: the PostgreSQL store.
+    postgres: Option<String>,
+    /// `--spread`: every connection writes its own object (none shared).
+    spread: bool,
+    /// `--server-cpu N`: run the server under `taskset -c N`.
+    server_cpu: Option<String>,
 }
 
 fn options() -> Options {
@@ -46,6 +55,9 @@ fn options() -> Options {
         connections: 64,
         durable: false,
         server: "target/release/security-update-server".to_owned(),
+        postgres: None,
+        spread: false,
+        server_cpu: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -56,6 +68,9 @@ fn options() -> Options {
             }
             "--durable" => options.durable = true,
             "--server" => options.server = args.next().unwrap_or(options.server),
+            "--postgres" => options.postgres = args.next(),
+            "--spread" => options.spread = true,
+            "--server-cpu" => options.server_cpu = args.next(),
             other => {
                 eprintln!("unknown argument {other}");
                 #[allow(clippy::exit)] // a usage error in a load tool: nothing to clean up yet
@@ -106,7 +121,14 @@ async fn main() {
     let schema = dir.join("schema.json");
     std::fs::write(&schema, r#"{"type":"object"}"#).unwrap();
 
-    let mut command = Command::new(&options.server);
+    let mut command = match &options.server_cpu {
+        Some(cpu) => {
+            let mut command = Command::new("taskset");
+            command.args(["-c", cpu, &options.server]);
+            command
+        }
+        None => Command::new(&options.server),
+    };
     command.args([
         "--listen",
         ":0",
@@ -118,7 +140,9 @@ async fn main() {
         AUD,
     ]);
     command.args(["--schema", schema.to_str().unwrap(), "--rate-limit", "0"]);
-    if options.durable {
+    if let Some(url) = &options.postgres {
+        command.args(["--postgres", url]);
+    } else if options.durable {
         command.args(["--data", dir.join("data").to_str().unwrap()]);
     } else {
         command.arg("--memory");
@@ -152,7 +176,7 @@ async fn main() {
         .map(|i| {
             (
                 i,
-                if i % 2 == 0 {
+                if i % 2 == 0 && !options.spread {
                     shared_user.clone()
                 } else {
                     user(i + 1)
@@ -275,8 +299,16 @@ async fn main() {
     println!(
         "connections: {} ({} on one shared object, {} on their own), {elapsed:.1} s",
         options.connections,
-        options.connections.div_ceil(2),
-        options.connections / 2
+        if options.spread {
+            0
+        } else {
+            options.connections.div_ceil(2)
+        },
+        if options.spread {
+            options.connections
+        } else {
+            options.connections / 2
+        }
     );
     println!(
         "requests: {total}, {:.0} requests/s",

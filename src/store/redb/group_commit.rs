@@ -1,0 +1,183 @@
+//! Group commit: every compare-and-swap of a [`RedbStore`](super::RedbStore) goes to one
+//! committer thread, which applies all the swaps waiting at that moment in one write
+//! transaction and one fsync, then answers each writer once that commit is durable.
+//!
+//! One fsync per transaction is the embedded store's wall (a few thousand a second on a
+//! common disk); with one transaction per batch, writers that arrive while a commit is in
+//! flight share the next one, so throughput grows with concurrency instead of queueing on the
+//! disk. Nothing is answered before it is on disk: a writer hears `Swapped` only after the
+//! commit that holds its write returned, and if that commit fails, every writer of the batch
+//! gets the error (none of their writes happened).
+//!
+//! Swaps in one batch are applied in arrival order, each against what the ones before it left:
+//! two writers racing from the same version get `Swapped` and `Conflict` exactly as with one
+//! transaction each, and the loser, retrying after the answer, reads the winner's committed
+//! object.
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+use redb::{Database, ReadableTable};
+use tokio::sync::oneshot;
+
+use super::read_cache::ReadCache;
+use super::{OBJECTS, TENANTS, storage};
+use crate::store::{ObjectKey, Snapshot, StoreError, StoreErrorKind, SwapOutcome};
+
+/// Most swaps in one transaction: bounds the time one commit holds its writers (and the
+/// memory of one batch) under a flood.
+const MAX_BATCH: usize = 512;
+
+/// One writer's compare-and-swap, waiting for its commit.
+struct Pending {
+    key: ObjectKey,
+    expected: u64,
+    new: Snapshot,
+    reply: oneshot::Sender<Result<SwapOutcome, StoreError>>,
+}
+
+/// The committer thread and the queue to it. Dropping the last handle closes the queue and
+/// waits for the thread to finish what it holds, so the file is closed cleanly.
+pub(super) struct GroupCommit {
+    queue: Option<Sender<Pending>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for GroupCommit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupCommit").finish_non_exhaustive()
+    }
+}
+
+impl GroupCommit {
+    /// Starts the committer of `db`.
+    pub(super) fn start(db: Arc<Database>, cache: Arc<ReadCache>) -> std::io::Result<Self> {
+        let (queue, receiver) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("redb-commit".to_owned())
+            .spawn(move || run(&db, &cache, &receiver))?;
+        Ok(Self {
+            queue: Some(queue),
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues a swap; the answer comes once its transaction is committed (or failed).
+    pub(super) async fn swap(
+        &self,
+        key: ObjectKey,
+        expected: u64,
+        new: Snapshot,
+    ) -> Result<SwapOutcome, StoreError> {
+        let stopped = || StoreError::new(StoreErrorKind::Other, "redb: the committer has stopped");
+        let (reply, answer) = oneshot::channel();
+        let pending = Pending {
+            key,
+            expected,
+            new,
+            reply,
+        };
+        self.queue
+            .as_ref()
+            .ok_or_else(stopped)?
+            .send(pending)
+            .map_err(|_| stopped())?;
+        // Dropping this future does not withdraw the swap: it is committed all the same.
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+impl Drop for GroupCommit {
+    fn drop(&mut self) {
+        self.queue = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The committer: waits for a swap, takes every other one already queued (up to
+/// [`MAX_BATCH`]), commits them together, answers each. Ends when the queue closes.
+fn run(db: &Database, cache: &ReadCache, queue: &Receiver<Pending>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Ok(first) = queue.recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        match commit(db, &batch) {
+            Ok(outcomes) => {
+                // The cache first: once a writer is answered, every read sees its write.
+                for (pending, outcome) in batch.iter().zip(&outcomes) {
+                    if *outcome == SwapOutcome::Swapped {
+                        cache.committed(&pending.key, &pending.new);
+                    }
+                }
+                for (pending, outcome) in batch.drain(..).zip(outcomes) {
+                    let _ = pending.reply.send(Ok(outcome));
+                }
+            }
+            Err(error) => {
+                for pending in batch.drain(..) {
+                    let _ = pending.reply.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Applies `batch` in order in one write transaction, and commits it if anything changed.
+fn commit(db: &Database, batch: &[Pending]) -> Result<Vec<SwapOutcome>, StoreError> {
+    let write = db.begin_write().map_err(storage)?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut changed = false;
+    {
+        let mut table = write.open_table(OBJECTS).map_err(storage)?;
+        let mut tenants = write.open_table(TENANTS).map_err(storage)?;
+        for pending in batch {
+            let key = &pending.key;
+            let id = (key.tenant_id(), key.user_id());
+            let current = table.get(id).map_err(storage)?.map(|entry| {
+                let (version, json) = entry.value();
+                // The bytes are needed only to report a conflict.
+                let json = (version != pending.expected).then(|| Bytes::copy_from_slice(json));
+                (version, json)
+            });
+            let current_version = current.as_ref().map_or(0, |(version, _)| *version);
+            if current_version == pending.expected {
+                table
+                    .insert(id, (pending.new.version(), pending.new.json().as_ref()))
+                    .map_err(storage)?;
+                if current.is_none() {
+                    let count = tenants
+                        .get(key.tenant_id())
+                        .map_err(storage)?
+                        .map_or(0, |count| count.value());
+                    tenants
+                        .insert(key.tenant_id(), count + 1)
+                        .map_err(storage)?;
+                }
+                changed = true;
+                outcomes.push(SwapOutcome::Swapped);
+            } else {
+                let current = current
+                    .map(|(version, json)| Snapshot::from_json(version, json.unwrap_or_default()))
+                    .transpose()
+                    .map_err(|e| StoreError::new(StoreErrorKind::Corrupt, e.to_string()))?;
+                outcomes.push(SwapOutcome::Conflict { current });
+            }
+        }
+    }
+    if changed {
+        // redb's default durability: the commit returns once the data is on disk.
+        write.commit().map_err(storage)?;
+    } else {
+        write.abort().map_err(storage)?;
+    }
+    Ok(outcomes)
+}
