@@ -335,6 +335,60 @@ async fn acknowledged_patches_survive_restart_and_sigkill() {
     assert_eq!(reply.header("etag"), "\"2\"");
 }
 
+/// Group commit under a burst: 64 writers at once (their writes share transactions), each
+/// setting its own member; kill -9 as soon as the last answer is in; every member that was
+/// answered 200 is there after the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_acknowledged_write_of_a_burst_survives_sigkill() {
+    let dir = TempDir::new("durable-burst");
+    let data = dir.0.join("data");
+    let schema = dir.file("schema.json", OPEN_SCHEMA);
+    let args = [
+        "--data",
+        data.to_str().unwrap(),
+        "--schema",
+        schema.to_str().unwrap(),
+        "--rate-limit",
+        "0",
+    ];
+    let mut server = Server::start(&args, &dir.0);
+    let token = server.dev_token();
+    let writers: Vec<_> = (0..64)
+        .map(|i| {
+            let (addr, token) = (server.addr, token.clone());
+            tokio::spawn(async move {
+                let body = format!(r#"{{"w{i}": {i}}}"#);
+                (i, send_http1(addr, patch(&token, &body)).await.status)
+            })
+        })
+        .collect();
+    let mut acknowledged = Vec::new();
+    for writer in writers {
+        let (i, status) = writer.await.unwrap();
+        if status == 200 {
+            acknowledged.push(i);
+        }
+    }
+    server.signal("KILL");
+    assert!(!server.wait().success());
+    assert!(
+        acknowledged.len() >= 32,
+        "most writes went through: {acknowledged:?}"
+    );
+
+    let server = Server::start(&args, &dir.0);
+    let json = send_http1(server.addr, get(&server.dev_token()))
+        .await
+        .json();
+    for i in acknowledged {
+        assert_eq!(
+            json[format!("w{i}")],
+            i,
+            "write {i} was answered 200 and lost: {json}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_data_directory_in_use_is_refused_clearly() {
     let dir = TempDir::new("lock");
