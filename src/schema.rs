@@ -150,7 +150,7 @@ impl ResourceSchema {
 
     /// An open type: any top-level property is accepted and stored as sent, under the same
     /// `@odata.type` and `id` rules. For deployments that validate elsewhere, and for tests;
-    /// with the `json-schema` feature, [`from_json_schema`](Self::from_json_schema) checks
+    /// with the `json-schema` feature, `from_json_schema` checks
     /// values too.
     ///
     /// ```
