@@ -76,6 +76,11 @@ async fn chunked_bodies_are_read_and_bounded() {
         .unwrap();
     let reply = send_http1(addr, request).await;
     assert_eq!(reply.status, 413);
+    assert_eq!(
+        reply.header("connection"),
+        "close",
+        "the rest of the body is unread"
+    );
     assert!(reply.error_message().contains("limit of 64 bytes"));
     assert_eq!(store.entries()[0].1.version(), 1, "the 413 changed nothing");
 }
@@ -94,15 +99,19 @@ async fn declared_oversize_is_413_before_reading() {
         )
         .await
         .unwrap();
-    let mut head = vec![0u8; 12];
+    // The whole answer, then the end of the connection: the unread body must not be taken
+    // for a next request, and the answer says so (Connection: close).
+    let mut answer = Vec::new();
     tokio::time::timeout(
         std::time::Duration::from_secs(30),
-        stream.read_exact(&mut head),
+        stream.read_to_end(&mut answer),
     )
     .await
-    .expect("an answer without sending the body")
+    .expect("an answer without sending the body, then the close")
     .unwrap();
-    assert_eq!(&head, b"HTTP/1.1 413");
+    let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+    assert!(answer.starts_with("http/1.1 413"), "{answer}");
+    assert!(answer.contains("\r\nconnection: close\r\n"), "{answer}");
     assert!(store.is_empty());
 }
 

@@ -119,7 +119,10 @@ where
         let bytes = match Limited::new(body, config.limit).collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(error) => {
-                return refuse(crate::merge_patch::read_error(&error, config.limit));
+                let error = crate::merge_patch::read_error(&error, config.limit);
+                let response =
+                    crate::merge_patch::close_after(error.into_response(&ids), parts.version);
+                return Ok(response.map(ResponseBody::error));
             }
         };
         let subs = match plan::parse(&bytes) {

@@ -160,6 +160,9 @@ where
                 response
                     .headers_mut()
                     .insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
+            } else {
+                // Refused with its body unread.
+                response = crate::merge_patch::close_after(response, request.version());
             }
             ResponseFuture::batch(Box::pin(std::future::ready(Ok(
                 response.map(ResponseBody::error)

@@ -21,7 +21,7 @@ use http_body_util::{Full, Limited};
 use pin_project_lite::pin_project;
 use tower::Service;
 
-use super::{BoxError, MergePatch, RequestBody, read_error};
+use super::{BoxError, MergePatch, RequestBody, close_after, read_error};
 use crate::body::{ResponseBody, polled_after_completion};
 use crate::error::GraphError;
 use crate::request_id::RequestIds;
@@ -65,11 +65,12 @@ impl<S, F, B> ResponseFuture<S, F, B> {
         }
     }
 
+    /// Refused before its body was read: the response closes an HTTP/1 connection.
     pub(super) fn rejected(error: GraphError, parts: &Parts) -> Self {
         let ids = RequestIds::from_parts(&parts.headers, &parts.extensions);
         Self {
             state: State::Rejected {
-                response: Some(error.into_response(&ids)),
+                response: Some(close_after(error.into_response(&ids), parts.version)),
             },
         }
     }
@@ -124,6 +125,7 @@ where
                     limit,
                     max_depth,
                 } => {
+                    // Err(_, true): the body was not wholly read.
                     let outcome = loop {
                         match ready!(body.as_mut().poll_frame(cx)) {
                             Some(Ok(frame)) => {
@@ -131,14 +133,17 @@ where
                                     append(first, rest, data);
                                 }
                             }
-                            Some(Err(error)) => break Err(read_error(&error, *limit)),
+                            Some(Err(error)) => break Err((read_error(&error, *limit), true)),
                             None => break Ok(take(first, rest)),
                         }
                     };
                     let (Some(mut parts), Some(mut inner)) = (parts.take(), inner.take()) else {
                         return Poll::Ready(Ok(polled_after_completion().map(ResponseBody::error)));
                     };
-                    match outcome.and_then(|raw| MergePatch::parse(raw, *max_depth)) {
+                    let parsed = outcome.and_then(|raw| {
+                        MergePatch::parse(raw, *max_depth).map_err(|error| (error, false))
+                    });
+                    match parsed {
                         Ok(patch) => {
                             let raw = patch.raw.clone();
                             parts.extensions.insert(patch);
@@ -147,10 +152,15 @@ where
                                 future: inner.call(request),
                             }
                         }
-                        Err(error) => {
+                        Err((error, unread)) => {
                             let ids = RequestIds::from_parts(&parts.headers, &parts.extensions);
+                            let response = error.into_response(&ids);
                             State::Rejected {
-                                response: Some(error.into_response(&ids)),
+                                response: Some(if unread {
+                                    close_after(response, parts.version)
+                                } else {
+                                    response
+                                }),
                             }
                         }
                     }
