@@ -239,7 +239,7 @@ pub struct GraphError {
 /// The media types a PATCH body may have, as advertised in `Accept-Patch`.
 pub(crate) const ACCEPT_PATCH: &str = "application/json, application/merge-patch+json";
 /// The methods the two routes answer, as advertised in `Allow`.
-pub(crate) const ALLOW: &str = "GET, PATCH";
+pub(crate) const ALLOW: &str = "GET, HEAD, PATCH";
 
 impl GraphError {
     /// An error of `kind` with a message for the caller.

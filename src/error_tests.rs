@@ -87,7 +87,7 @@ mod unit {
         let ids = RequestIds::generate(Some(HeaderValue::from_static("client-1")));
         let response = GraphError::new(ErrorKind::MethodNotAllowed, "no").into_response(&ids);
         assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
-        assert_eq!(response.headers()["allow"], "GET, PATCH");
+        assert_eq!(response.headers()["allow"], "GET, HEAD, PATCH");
         assert_eq!(response.headers()["client-request-id"], "client-1");
         assert_eq!(
             response.headers()["request-id"].to_str().unwrap(),

@@ -191,6 +191,22 @@ async fn real_answers_have_documented_statuses_and_bodies() {
         (Method::GET, &bob, Some("alice"), vec![], String::new(), 403),
         (
             Method::GET,
+            "/beta/me/security",
+            Some("alice"),
+            vec![("if-none-match", "\"0\"")],
+            String::new(),
+            304,
+        ),
+        (
+            Method::GET,
+            "/beta/me/security",
+            Some("alice"),
+            vec![("if-match", "\"5\"")],
+            String::new(),
+            412,
+        ),
+        (
+            Method::GET,
             "/beta/users/not-a-user/security",
             Some("app"),
             vec![],

@@ -123,6 +123,66 @@ async fn get_answers_the_object_without_storing_it() {
     assert!(store.is_empty());
 }
 
+/// Conditional reads (RFC 9110 §13.2.2): `If-Match` first (412), then `If-None-Match`
+/// (weak comparison: 304 with the `ETag` and no body); `HEAD` is `GET` without the body.
+#[tokio::test]
+async fn reads_honour_if_none_match_and_if_match_and_head() {
+    let (app, _) = open_app();
+    patch(&app, "/me/security", "alice", &revision(1)).await;
+    let conditional = |name: &'static str, value: &'static str| {
+        request(Method::GET, "/me/security", Some("alice"))
+            .header(name, value)
+            .body(Full::<Bytes>::default())
+            .unwrap()
+    };
+    for value in ["\"1\"", "W/\"1\"", "\"7\", \"1\"", "*"] {
+        let reply = send(app.clone(), conditional("if-none-match", value)).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::NOT_MODIFIED,
+            "If-None-Match: {value}"
+        );
+        assert_eq!(reply.header("etag"), "\"1\"", "If-None-Match: {value}");
+        assert!(reply.body.is_empty(), "If-None-Match: {value}");
+    }
+    let reply = send(app.clone(), conditional("if-none-match", "\"0\"")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.object()["revision"], 1);
+    let reply = send(app.clone(), conditional("if-none-match", "nonsense")).await;
+    assert_eq!(reply.status, 400);
+    assert!(
+        reply.error_message().contains("If-None-Match"),
+        "{:?}",
+        reply.body
+    );
+    assert_eq!(
+        send(app.clone(), conditional("if-match", "\"0\""))
+            .await
+            .status,
+        412
+    );
+    assert_eq!(
+        send(app.clone(), conditional("if-match", "\"1\""))
+            .await
+            .status,
+        200
+    );
+
+    let get = get(&app, "/me/security", "alice").await;
+    let head = send(
+        app.clone(),
+        request(Method::HEAD, "/me/security", Some("alice"))
+            .body(Full::<Bytes>::default())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(head.status, StatusCode::OK);
+    assert!(head.body.is_empty());
+    assert_eq!(head.header("etag"), get.header("etag"));
+    assert_eq!(head.header("content-length"), get.body.len().to_string());
+    assert_eq!(head.header("content-type"), get.header("content-type"));
+}
+
 #[tokio::test]
 async fn etag_changes_with_each_write_and_matches_get() {
     let (app, _) = open_app();
@@ -243,20 +303,14 @@ async fn unknown_paths_are_404_and_other_methods_405() {
         assert_eq!(reply.status, 404, "{path}");
         reply.error_message();
     }
-    for method in [
-        Method::POST,
-        Method::PUT,
-        Method::DELETE,
-        Method::HEAD,
-        Method::OPTIONS,
-    ] {
+    for method in [Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS] {
         let request = request(method.clone(), "/me/security", Some("alice"))
             .header("content-type", "application/json")
             .body(Full::from("{}"))
             .unwrap();
         let reply = send(app.clone(), request).await;
         assert_eq!(reply.status, 405, "{method}");
-        assert_eq!(reply.header("allow"), "GET, PATCH");
+        assert_eq!(reply.header("allow"), "GET, HEAD, PATCH");
     }
 }
 

@@ -1,4 +1,5 @@
-//! Conditional requests and preferences: `If-Match` (RFC 9110 §13.1.1, strong comparison) and
+//! Conditional requests and preferences: `If-Match` (RFC 9110 §13.1.1, strong comparison),
+//! `If-None-Match` on reads (§13.1.2, weak comparison: 304 when it matches) and
 //! `Prefer: return=minimal` (RFC 7240). Parsing happens before the store is touched; the
 //! comparison happens against the snapshot a write is about to replace.
 
@@ -7,22 +8,42 @@ use http::header::{self, HeaderMap};
 use crate::error::{ErrorKind, GraphError};
 use crate::store::Snapshot;
 
-/// `If-Match`, compared strongly (RFC 9110 §13.1.1).
+/// `If-Match` (or `If-None-Match`): no header, `*`, or a list of entity tags.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Precondition {
     None,
     Any,
+    /// Strong tags only (a weak tag never matches in a strong comparison).
     OneOf(Vec<String>),
 }
 
 impl Precondition {
+    /// `If-Match`, for a strong comparison.
     pub(crate) fn parse(headers: &HeaderMap) -> Result<Self, GraphError> {
-        let mut values = headers.get_all(header::IF_MATCH).iter().peekable();
+        Self::parse_header(headers, &header::IF_MATCH, "If-Match", false)
+    }
+
+    /// `If-None-Match`, for a weak comparison (weak tags kept, their `W/` dropped).
+    pub(crate) fn parse_none_match(headers: &HeaderMap) -> Result<Self, GraphError> {
+        Self::parse_header(headers, &header::IF_NONE_MATCH, "If-None-Match", true)
+    }
+
+    fn parse_header(
+        headers: &HeaderMap,
+        name: &header::HeaderName,
+        label: &str,
+        keep_weak: bool,
+    ) -> Result<Self, GraphError> {
+        let mut values = headers.get_all(name).iter().peekable();
         if values.peek().is_none() {
             return Ok(Self::None);
         }
-        let malformed =
-            || GraphError::new(ErrorKind::BadRequest, "The If-Match header is malformed.");
+        let malformed = || {
+            GraphError::new(
+                ErrorKind::BadRequest,
+                format!("The {label} header is malformed."),
+            )
+        };
         let mut tags = Vec::new();
         for value in values {
             let mut rest = value.to_str().map_err(|_| malformed())?;
@@ -43,7 +64,7 @@ impl Precondition {
                 let inner = quoted.strip_prefix('"').ok_or_else(malformed)?;
                 let end = inner.find('"').ok_or_else(malformed)?;
                 // A weak tag never matches in a strong comparison; keep it out of the list.
-                if !weak {
+                if !weak || keep_weak {
                     tags.push(Some(inner[..end].to_owned()));
                 }
                 rest = &inner[end + 1..];
@@ -53,6 +74,19 @@ impl Precondition {
             return Ok(Self::Any);
         }
         Ok(Self::OneOf(tags.into_iter().flatten().collect()))
+    }
+
+    /// For `If-None-Match`: whether the current object matches, so a read answers 304.
+    pub(crate) fn matches_weakly(&self, current: &Snapshot) -> bool {
+        match self {
+            Self::None => false,
+            Self::Any => true,
+            Self::OneOf(tags) => {
+                let etag = current.etag();
+                let current_tag = etag.to_str().unwrap_or_default().trim_matches('"');
+                tags.iter().any(|tag| tag == current_tag)
+            }
+        }
     }
 
     pub(crate) fn check(&self, current: &Snapshot) -> Result<(), GraphError> {

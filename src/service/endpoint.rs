@@ -25,7 +25,7 @@ impl Config {
         let path = path.strip_prefix(prefix).ok_or_else(no_route)?;
         let target = parse_path(path).ok_or_else(no_route)?;
         let access = match *request.method() {
-            Method::GET => Access::Read,
+            Method::GET | Method::HEAD => Access::Read,
             Method::PATCH => Access::Write,
             _ => {
                 return Err(GraphError::new(

@@ -37,7 +37,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{Method, Request, Response};
 use http_body_util::Full;
 use tower::Service;
 
@@ -209,7 +209,9 @@ where
                 Operation::Read {
                     key,
                     representation,
-                } => this.read(&key, representation).await,
+                    conditions,
+                    head,
+                } => this.read(&key, representation, &conditions, head).await,
                 Operation::Write(write) => this.write(write).await,
             };
             Ok(match outcome {
@@ -226,6 +228,9 @@ enum Operation {
     Read {
         key: ObjectKey,
         representation: Representation,
+        /// `If-Match`, `If-None-Match`.
+        conditions: (Precondition, Precondition),
+        head: bool,
     },
     Write(Write),
 }
@@ -245,9 +250,15 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
             options,
         );
         if access == Access::Read {
+            let headers = request.headers();
             return Ok(Operation::Read {
                 key,
                 representation,
+                conditions: (
+                    Precondition::parse(headers)?,
+                    Precondition::parse_none_match(headers)?,
+                ),
+                head: request.method() == Method::HEAD,
             });
         }
         if request.extensions().get::<JsonContentType>().is_none() {
@@ -281,16 +292,21 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
         }))
     }
 
+    /// A read, with RFC 9110 §13.2.2's order: `If-Match` (412), then `If-None-Match` (304).
     async fn read(
         &self,
         key: &ObjectKey,
         representation: Representation,
+        (if_match, if_none_match): &(Precondition, Precondition),
+        head: bool,
     ) -> Result<Reply, GraphError> {
         let snapshot = self.load_or_default(key).await?;
+        if_match.check(&snapshot)?;
+        let not_modified = if_none_match.matches_weakly(&snapshot);
         Ok(Reply {
-            snapshot,
-            minimal: false,
-            representation,
+            not_modified,
+            head,
+            ..Reply::of(snapshot, false, representation)
         })
     }
 

@@ -26,11 +26,37 @@ pub(crate) struct Reply {
     pub(crate) snapshot: Snapshot,
     pub(crate) minimal: bool,
     pub(crate) representation: Representation,
+    /// A read whose `If-None-Match` matched: 304 with the `ETag`, no body (RFC 9110 §15.4.5).
+    pub(crate) not_modified: bool,
+    /// A `HEAD`: the headers of the `GET`, with its `Content-Length`, and no body.
+    pub(crate) head: bool,
 }
 
 impl Reply {
+    /// An object, in full or as `Prefer` asks.
+    pub(crate) fn of(snapshot: Snapshot, minimal: bool, representation: Representation) -> Self {
+        Self {
+            snapshot,
+            minimal,
+            representation,
+            not_modified: false,
+            head: false,
+        }
+    }
+
     pub(crate) fn into_response(self, ids: &RequestIds) -> Response<Full<Bytes>> {
-        let mut response = if self.minimal {
+        let mut response = if self.not_modified {
+            let mut response = Response::new(Full::new(Bytes::new()));
+            *response.status_mut() = StatusCode::NOT_MODIFIED;
+            response
+        } else if self.head {
+            let length = self.representation.render(&self.snapshot).len();
+            let mut response = Response::new(Full::new(Bytes::new()));
+            let headers = response.headers_mut();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(ODATA_JSON));
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+            response
+        } else if self.minimal {
             let mut response = Response::new(Full::new(Bytes::new()));
             *response.status_mut() = StatusCode::NO_CONTENT;
             response.headers_mut().insert(

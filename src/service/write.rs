@@ -157,11 +157,7 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
             // with its current ETag, and no audit record (nothing changed), as Kubernetes
             // answers a no-op patch without a new resourceVersion.
             if next.version() == current.version() {
-                return Ok(Reply {
-                    snapshot: current,
-                    minimal,
-                    representation,
-                });
+                return Ok(Reply::of(current, minimal, representation));
             }
             // A first save creates an object: the tenant's quota must have room for it.
             if current.version() == 0 {
@@ -197,11 +193,7 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
                             observer.audit_written();
                         }
                     }
-                    return Ok(Reply {
-                        snapshot: next,
-                        minimal,
-                        representation,
-                    });
+                    return Ok(Reply::of(next, minimal, representation));
                 }
                 Ok(SwapOutcome::Conflict { .. }) => {
                     if let Some(observer) = observer {
