@@ -54,9 +54,9 @@ const METHODS: [&str; 8] = [
 ];
 const PAIRS: usize = ROUTES.len() * METHODS.len();
 /// The statuses the stack answers; others go through the family's map.
-const STATUSES: [u16; 20] = [
-    200, 204, 400, 401, 403, 404, 405, 406, 408, 412, 413, 415, 424, 428, 429, 431, 500, 501, 503,
-    507,
+const STATUSES: [u16; 21] = [
+    200, 204, 304, 400, 401, 403, 404, 405, 406, 408, 412, 413, 415, 424, 428, 429, 431, 500, 501,
+    503, 507,
 ];
 
 /// Handles to metrics of a family, kept so the request path indexes an array instead of

@@ -183,6 +183,41 @@ async fn reads_honour_if_none_match_and_if_match_and_head() {
     assert_eq!(head.header("content-type"), get.header("content-type"));
 }
 
+/// `If-None-Match` on a PATCH (RFC 9110 §13.1.2): `*` creates only, a matching tag is 412, and
+/// a refused write changes nothing.
+#[tokio::test]
+async fn patch_if_none_match_creates_only_and_refuses_a_matching_tag() {
+    let (app, store) = open_app();
+    let unless = |value: &'static str, body: String| {
+        request(Method::PATCH, "/me/security", Some("alice"))
+            .header("if-none-match", value)
+            .body(Full::from(body))
+            .unwrap()
+    };
+    // Never saved: `*` does not match, the write creates the object.
+    let created = send(app.clone(), unless("*", revision(1))).await;
+    assert_eq!(
+        (created.status, created.header("etag")),
+        (StatusCode::OK, "\"1\"")
+    );
+    let before = store.entries();
+    for value in ["*", "\"1\"", "W/\"1\""] {
+        let reply = send(app.clone(), unless(value, revision(2))).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::PRECONDITION_FAILED,
+            "If-None-Match: {value}"
+        );
+        assert!(reply.error_message().contains("If-None-Match"), "{value}");
+        assert_eq!(store.entries(), before, "{value}: a 412 changed the store");
+    }
+    let other = send(app.clone(), unless("\"7\"", revision(2))).await;
+    assert_eq!(
+        (other.status, other.header("etag")),
+        (StatusCode::OK, "\"2\"")
+    );
+}
+
 #[tokio::test]
 async fn etag_changes_with_each_write_and_matches_get() {
     let (app, _) = open_app();

@@ -7,18 +7,28 @@ use std::path::PathBuf;
 
 use security_update::RedbStore;
 
-/// Installs the SIGUSR1 handler now (its default action would end the process) and writes a
-/// backup at every SIGUSR1, one at a time, in the background, for as long as the process runs.
-pub(crate) fn on_sigusr1(store: Option<RedbStore>, dir: Option<PathBuf>) {
-    let signal = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
-    {
-        Ok(signal) => signal,
+/// Installs the SIGUSR1 handler: first thing at start, since SIGUSR1's default action would end
+/// the process while it is still opening its store.
+pub(crate) fn install() -> Option<tokio::signal::unix::Signal> {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()) {
+        Ok(signal) => Some(signal),
         Err(error) => {
             tracing::warn!(%error, "cannot watch SIGUSR1; no backups on demand");
-            return;
+            None
         }
-    };
-    tokio::spawn(backups(signal, store, dir));
+    }
+}
+
+/// Writes a backup at every SIGUSR1 on `signal`, one at a time, in the background, for as long
+/// as the process runs.
+pub(crate) fn on_sigusr1(
+    signal: Option<tokio::signal::unix::Signal>,
+    store: Option<RedbStore>,
+    dir: Option<PathBuf>,
+) {
+    if let Some(signal) = signal {
+        tokio::spawn(backups(signal, store, dir));
+    }
 }
 
 async fn backups(

@@ -112,6 +112,10 @@ fn read_file(flag: &str, path: &std::path::Path) -> Result<String, ExitCode> {
 }
 
 async fn run(cli: Cli) -> ExitCode {
+    // Signal handlers first: the default action of SIGHUP and SIGUSR1 ends the process, and a
+    // log rotation or a backup cron may send them while the store is still opening.
+    let hup = reload::sighup();
+    let usr1 = backup::install();
     let tls = match (&cli.tls_cert, &cli.tls_key) {
         (Some(cert), Some(key)) => {
             let files = tls::TlsFiles {
@@ -186,7 +190,6 @@ async fn run(cli: Cli) -> ExitCode {
             .map(|path| (path, validator.clone())),
         schema: schema_reloader,
     };
-    let hup = reload::sighup();
     tokio::spawn(reloadable.run(hup.subscribe()));
     let store = if cli.memory {
         AnyStore::Memory(MemoryStore::new())
@@ -220,7 +223,7 @@ async fn run(cli: Cli) -> ExitCode {
         AnyStore::Redb(store) => Some(store.clone()),
         _ => None,
     };
-    backup::on_sigusr1(redb, cli.backup_dir.clone());
+    backup::on_sigusr1(usr1, redb, cli.backup_dir.clone());
     let builder = StackBuilder::new(store);
     let builder = match &metrics {
         Some(metrics) => builder.with_observer(metrics.clone()),

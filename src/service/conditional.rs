@@ -89,6 +89,27 @@ impl Precondition {
         }
     }
 
+    /// For `If-None-Match` on a write (RFC 9110 §13.1.2): 412 when it matches. `*` matches an
+    /// object that has been saved (a `PATCH` with `If-None-Match: *` creates only); a tag
+    /// matches weakly.
+    pub(crate) fn check_none_match(&self, current: &Snapshot) -> Result<(), GraphError> {
+        let matched = match self {
+            Self::Any => current.version() > 0,
+            other => other.matches_weakly(current),
+        };
+        if matched {
+            Err(GraphError::new(
+                ErrorKind::PreconditionFailed,
+                format!(
+                    "If-None-Match matches the current object (ETag {}); nothing was changed.",
+                    current.etag().to_str().unwrap_or_default()
+                ),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
     pub(crate) fn check(&self, current: &Snapshot) -> Result<(), GraphError> {
         let Self::OneOf(tags) = self else {
             return Ok(());

@@ -286,6 +286,7 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
             actor,
             patch,
             precondition: Precondition::parse(headers)?,
+            unless: Precondition::parse_none_match(headers)?,
             minimal: prefers_minimal(headers),
             deadline: request.extensions().get::<WriteDeadline>().cloned(),
             representation,

@@ -25,6 +25,8 @@ pub(crate) struct Write {
     pub(crate) actor: Principal,
     pub(crate) patch: MergePatch,
     pub(crate) precondition: Precondition,
+    /// `If-None-Match`.
+    pub(crate) unless: Precondition,
     pub(crate) minimal: bool,
     pub(crate) deadline: Option<WriteDeadline>,
     pub(crate) representation: Representation,
@@ -114,6 +116,7 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
             actor,
             patch,
             precondition,
+            unless,
             minimal,
             deadline,
             representation,
@@ -153,6 +156,7 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
                 next_snapshot(&config.schema, &current, document, limit)?
             };
             precondition.check(&current)?;
+            unless.check_none_match(&current)?;
             // A patch that changes nothing writes nothing: the answer is the current object
             // with its current ETag, and no audit record (nothing changed), as Kubernetes
             // answers a no-op patch without a new resourceVersion.

@@ -15,7 +15,7 @@
 //! object.
 
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
@@ -29,6 +29,9 @@ use crate::store::{ObjectKey, Snapshot, StoreError, StoreErrorKind, SwapOutcome}
 /// Most swaps in one transaction: bounds the time one commit holds its writers (and the
 /// memory of one batch) under a flood.
 const MAX_BATCH: usize = 512;
+/// Most swaps waiting for the committer: past it (a stalled disk) a write is refused at once
+/// with 503 instead of queueing without bound (writes run on after their client leaves).
+const MAX_QUEUED: usize = 8192;
 
 /// One writer's compare-and-swap, waiting for its commit.
 struct Pending {
@@ -41,7 +44,7 @@ struct Pending {
 /// The committer thread and the queue to it. Dropping the last handle closes the queue and
 /// waits for the thread to finish what it holds, so the file is closed cleanly.
 pub(super) struct GroupCommit {
-    queue: Option<Sender<Pending>>,
+    queue: Option<SyncSender<Pending>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -54,7 +57,7 @@ impl std::fmt::Debug for GroupCommit {
 impl GroupCommit {
     /// Starts the committer of `db`.
     pub(super) fn start(db: Arc<Database>, cache: Arc<ReadCache>) -> std::io::Result<Self> {
-        let (queue, receiver) = std::sync::mpsc::channel();
+        let (queue, receiver) = std::sync::mpsc::sync_channel(MAX_QUEUED);
         let thread = std::thread::Builder::new()
             .name("redb-commit".to_owned())
             .spawn(move || run(&db, &cache, &receiver))?;
@@ -79,11 +82,16 @@ impl GroupCommit {
             new,
             reply,
         };
-        self.queue
-            .as_ref()
-            .ok_or_else(stopped)?
-            .send(pending)
-            .map_err(|_| stopped())?;
+        match self.queue.as_ref().ok_or_else(stopped)?.try_send(pending) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                return Err(StoreError::new(
+                    StoreErrorKind::Unavailable,
+                    "redb: too many writes are waiting for the disk",
+                ));
+            }
+            Err(TrySendError::Disconnected(_)) => return Err(stopped()),
+        }
         // Dropping this future does not withdraw the swap: it is committed all the same.
         answer.await.map_err(|_| stopped())?
     }

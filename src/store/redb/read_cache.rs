@@ -5,8 +5,9 @@
 //!
 //! A read that missed fills the cache only if no commit touched its shard since the read
 //! began (a per-shard epoch), so a slow reader cannot put back an object older than one just
-//! committed. Bounded: a shard that reaches its capacity is emptied (objects are read back from
-//! the file as needed).
+//! committed. Bounded in objects and in bytes: objects over [`LARGEST_CACHED`] are never kept,
+//! and a shard that reaches either bound is emptied (objects are read back from the file as
+//! needed), so 65k objects near the object size limit cannot take the process's memory.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -16,12 +17,24 @@ use crate::store::{ObjectKey, Snapshot};
 const SHARDS: usize = 16;
 /// Objects per shard: 16 × 4096 = 65,536 objects in all, at most.
 const PER_SHARD: usize = 4096;
+/// Bytes per shard, counted as three times each object's JSON (the bytes and the parsed
+/// document): 16 × 4 MiB = 64 MiB in all, at most.
+const BYTES_PER_SHARD: usize = 4 * 1024 * 1024;
+/// Objects larger than this (serialized) are read from the file every time.
+const LARGEST_CACHED: usize = 64 * 1024;
 
 #[derive(Default)]
 struct Shard {
     /// Bumped by every commit into this shard.
     epoch: u64,
     objects: HashMap<ObjectKey, Snapshot>,
+    /// The counted size of `objects`.
+    bytes: usize,
+}
+
+/// What an object counts for against [`BYTES_PER_SHARD`].
+fn weight(snapshot: &Snapshot) -> usize {
+    snapshot.json().len().saturating_mul(3)
 }
 
 /// See the [module docs](self).
@@ -90,9 +103,57 @@ impl ReadCache {
     }
 
     fn insert(shard: &mut Shard, key: &ObjectKey, snapshot: &Snapshot) {
-        if shard.objects.len() >= PER_SHARD && !shard.objects.contains_key(key) {
-            shard.objects.clear();
+        if let Some(old) = shard.objects.remove(key) {
+            shard.bytes -= weight(&old);
         }
+        if snapshot.json().len() > LARGEST_CACHED {
+            return;
+        }
+        let weight = weight(snapshot);
+        if shard.objects.len() >= PER_SHARD || shard.bytes + weight > BYTES_PER_SHARD {
+            shard.objects.clear();
+            shard.bytes = 0;
+        }
+        shard.bytes += weight;
         shard.objects.insert(key.clone(), snapshot.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Map, Value};
+
+    fn snapshot(version: u64, bytes: usize) -> Snapshot {
+        let mut document = Map::new();
+        document.insert("pad".to_owned(), Value::from("x".repeat(bytes)));
+        Snapshot::new(version, document).unwrap()
+    }
+
+    #[test]
+    fn bounded_in_bytes_and_large_objects_are_not_kept() {
+        let cache = ReadCache::new();
+        let big = ObjectKey::new("t", "big");
+        cache.committed(&big, &snapshot(1, LARGEST_CACHED + 1));
+        assert!(
+            cache.get(&big).is_err(),
+            "an object over the threshold was cached"
+        );
+        // Many mid-sized objects: every shard stays within its byte budget.
+        for i in 0..2000 {
+            let key = ObjectKey::new("t", &format!("u{i}"));
+            cache.committed(&key, &snapshot(1, 32 * 1024));
+        }
+        for shard in cache.shards.iter() {
+            let shard = shard.lock().unwrap();
+            assert!(shard.bytes <= BYTES_PER_SHARD, "{}", shard.bytes);
+            let counted: usize = shard.objects.values().map(weight).sum();
+            assert_eq!(counted, shard.bytes);
+        }
+        // A replaced object is counted once.
+        let key = ObjectKey::new("t", "again");
+        cache.committed(&key, &snapshot(1, 100));
+        cache.committed(&key, &snapshot(2, 100));
+        assert_eq!(cache.get(&key).map(|s| s.version()).ok(), Some(2));
     }
 }
