@@ -22,21 +22,15 @@
 //! assert!(metrics.render().contains("security_update_http_requests_in_flight"));
 //! ```
 
-use std::future::Future;
-use std::pin::Pin;
+use std::sync::OnceLock;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll, ready};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use http::{Method, Request, Response};
-use pin_project_lite::pin_project;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use tower::{Layer, Service};
 
 use crate::observe::{Observer, StoreOperation, TokenOutcome};
 
@@ -316,70 +310,7 @@ impl Observer for PrometheusMetrics {
     }
 }
 
-/// Counts requests by route, method and status, times them, and gauges those in flight.
-#[derive(Debug, Clone)]
-pub struct MetricsLayer {
-    metrics: Arc<PrometheusMetrics>,
-}
-
-impl MetricsLayer {
-    /// Reports to `metrics`.
-    #[must_use]
-    pub fn new(metrics: Arc<PrometheusMetrics>) -> Self {
-        Self { metrics }
-    }
-}
-
-impl<S> Layer<S> for MetricsLayer {
-    type Service = Metrics<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Metrics {
-            inner,
-            metrics: self.metrics.clone(),
-        }
-    }
-}
-
-/// The service made by [`MetricsLayer`].
-#[derive(Debug, Clone)]
-pub struct Metrics<S> {
-    inner: S,
-    metrics: Arc<PrometheusMetrics>,
-}
-
-impl<S> Metrics<S> {
-    crate::macros::inner_service_accessors!();
-}
-
-/// The route of a path, as an index into [`ROUTES`]: `me`, `users`, `batch` or `other` (never
-/// the path itself: ids would make the label set unbounded).
-fn route_index(path: &str) -> usize {
-    if path.ends_with("/me/security") {
-        0
-    } else if path.ends_with("/security") && path.contains("/users/") {
-        1
-    } else if path.ends_with("/$batch") {
-        2
-    } else {
-        3
-    }
-}
-
-/// The method, as an index into [`METHODS`].
-fn method_index(method: &Method) -> usize {
-    match *method {
-        Method::GET => 0,
-        Method::PATCH => 1,
-        Method::POST => 2,
-        Method::HEAD => 3,
-        Method::OPTIONS => 4,
-        Method::PUT => 5,
-        Method::DELETE => 6,
-        _ => 7,
-    }
-}
-
+/// The labels of a (route, method) pair index.
 fn pair_labels(pair: usize) -> Labels2 {
     [
         ("route", ROUTES[pair / METHODS.len()]),
@@ -387,158 +318,8 @@ fn pair_labels(pair: usize) -> Labels2 {
     ]
 }
 
-impl<S, B, ResBody> Service<Request<B>> for Metrics<S>
-where
-    S: Service<Request<B>, Response = Response<ResBody>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = MetricsFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        let pair =
-            route_index(request.uri().path()) * METHODS.len() + method_index(request.method());
-        self.metrics.in_flight.inc();
-        MetricsFuture {
-            inner: self.inner.call(request),
-            guard: InFlightGuard {
-                metrics: self.metrics.clone(),
-                pair,
-                started: Instant::now(),
-            },
-        }
-    }
-}
-
-/// Decrements the in-flight gauge however the request ends (answered or dropped).
-struct InFlightGuard {
-    metrics: Arc<PrometheusMetrics>,
-    /// Index of the (route, method) pair.
-    pair: usize,
-    started: Instant,
-}
-
-impl Drop for InFlightGuard {
-    fn drop(&mut self) {
-        self.metrics.in_flight.dec();
-    }
-}
-
-pin_project! {
-    /// The future of [`Metrics`].
-    pub struct MetricsFuture<F> {
-        #[pin]
-        inner: F,
-        guard: InFlightGuard,
-    }
-}
-
-impl<F, ResBody, E> Future for MetricsFuture<F>
-where
-    F: Future<Output = Result<Response<ResBody>, E>>,
-{
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let result = ready!(this.inner.poll(cx));
-        let guard = &*this.guard;
-        if let Ok(response) = &result {
-            let metrics = &guard.metrics;
-            metrics.count_request(guard.pair, response.status().as_u16());
-            metrics
-                .request_histogram(guard.pair)
-                .observe(guard.started.elapsed().as_secs_f64());
-        }
-        Poll::Ready(result)
-    }
-}
-
+mod layer;
 #[cfg(test)]
-mod tests {
-    use super::*;
+mod tests;
 
-    #[test]
-    fn routes_are_a_fixed_set() {
-        let route = |path| ROUTES[route_index(path)];
-        assert_eq!(route("/beta/me/security"), "me");
-        assert_eq!(route("/beta/users/alice@contoso.com/security"), "users");
-        assert_eq!(route("/beta/$batch"), "batch");
-        assert_eq!(route("/beta/users/x"), "other");
-        assert_eq!(route("/anything/else"), "other");
-        let pair =
-            route_index("/beta/users/a/security") * METHODS.len() + method_index(&Method::DELETE);
-        assert_eq!(
-            pair_labels(pair),
-            [("route", "users"), ("method", "DELETE")]
-        );
-    }
-
-    #[test]
-    fn cached_handles_count_in_the_same_series_as_the_family() {
-        let metrics = PrometheusMetrics::new();
-        let pair = method_index(&Method::PATCH);
-        metrics.count_request(pair, 200);
-        metrics.count_request(pair, 200);
-        metrics.count_request(pair, 299);
-        metrics.store_operation(
-            "redb",
-            StoreOperation::Load,
-            Duration::from_millis(1),
-            false,
-        );
-        metrics.store_operation(
-            "postgres",
-            StoreOperation::Load,
-            Duration::from_millis(1),
-            false,
-        );
-        metrics.token(TokenOutcome::CacheHit);
-        metrics.token(TokenOutcome::CacheHit);
-        let text = metrics.render();
-        for line in [
-            r#"security_update_http_requests_total{route="me",method="PATCH",status="200"} 2"#,
-            r#"security_update_http_requests_total{route="me",method="PATCH",status="299"} 1"#,
-            r#"security_update_store_operation_duration_seconds_count{store="redb",operation="load"} 1"#,
-            r#"security_update_store_operation_duration_seconds_count{store="postgres",operation="load"} 1"#,
-            r#"security_update_token_validations_total{outcome="cache_hit",reason=""} 2"#,
-        ] {
-            assert!(text.contains(line), "{line} in\n{text}");
-        }
-    }
-
-    #[test]
-    fn observer_calls_show_in_the_text() {
-        let metrics = PrometheusMetrics::new();
-        metrics.token(TokenOutcome::Rejected { reason: "expired" });
-        metrics.store_operation(
-            "memory",
-            StoreOperation::CompareAndSwap,
-            Duration::from_millis(2),
-            true,
-        );
-        metrics.write_conflict();
-        let text = metrics.render();
-        assert!(
-            text.contains(
-                r#"security_update_token_validations_total{outcome="rejected",reason="expired"} 1"#
-            ),
-            "{text}"
-        );
-        assert!(
-            text.contains(
-                r#"security_update_store_errors_total{store="memory",operation="compare_and_swap"} 1"#
-            ),
-            "{text}"
-        );
-        assert!(
-            text.contains("security_update_write_conflicts_total 1"),
-            "{text}"
-        );
-        assert!(text.ends_with("# EOF\n"), "{text}");
-    }
-}
+pub use layer::{Metrics, MetricsFuture, MetricsLayer};
