@@ -543,6 +543,58 @@ async fn metrics_are_on_their_own_port_and_move_with_requests() {
     }
 }
 
+/// The metrics port has its own connection cap: past 64 held connections a new one is closed
+/// at once, while the API port (with its own caps) serves on; closing one frees a slot.
+#[tokio::test]
+async fn the_metrics_port_has_a_connection_cap_of_its_own() {
+    let dir = TempDir::new("metrics-cap");
+    let server = Server::start(&["--memory", "--metrics-listen", ":0"], &dir.0);
+    let metrics = metrics_addr(&server);
+    let mut held = Vec::new();
+    for _ in 0..64 {
+        held.push(TcpStream::connect(metrics).await.unwrap());
+    }
+    // Make sure the server has accepted them all: one more request on the API port first.
+    let probe = || Request::get("/healthz").body(Full::default()).unwrap();
+    assert_eq!(send_http1(server.addr, probe()).await.status, 200);
+    let closed = tokio::time::timeout(
+        Duration::from_secs(4),
+        raw_exchange(metrics, b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n"),
+    )
+    .await
+    .expect("the 65th connection is closed at once, before the 5 s first-bytes deadline");
+    assert!(
+        closed.is_empty(),
+        "the 65th connection was served: {}",
+        String::from_utf8_lossy(&closed)
+    );
+    assert_eq!(
+        send_http1(server.addr, probe()).await.status,
+        200,
+        "the API port serves on"
+    );
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let reply = tokio::time::timeout(
+            Duration::from_secs(2),
+            raw_exchange(
+                metrics,
+                b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+            ),
+        )
+        .await;
+        if matches!(&reply, Ok(bytes) if bytes.starts_with(b"HTTP/1.1 200")) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the metrics port never served again"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn claims(issuer: &str) -> Value {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
