@@ -343,6 +343,27 @@ async fn redb_backup_is_a_consistent_store_that_opens_with_counts_and_versions()
     assert!(matches!(next, security_update::store::SwapOutcome::Swapped));
 }
 
+#[test]
+fn redb_refuses_a_store_of_a_newer_layout() {
+    use security_update::store::RedbOpenError;
+    let dir = TempDir::new("redb-newer");
+    drop(RedbStore::open(&dir.0).unwrap());
+    // A later build's file: the layout version it records is past what this build reads.
+    {
+        let db = redb::Database::create(dir.0.join("security-update.redb")).unwrap();
+        let write = db.begin_write().unwrap();
+        {
+            let meta: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
+            let mut table = write.open_table(meta).unwrap();
+            table.insert("format", 99).unwrap();
+        }
+        write.commit().unwrap();
+    }
+    let error = RedbStore::open(&dir.0).unwrap_err();
+    assert!(matches!(error, RedbOpenError::Incompatible(..)), "{error}");
+    assert!(error.to_string().contains("layout version 99"), "{error}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redb_store_keeps_data_across_reopen() {
     let dir = TempDir::new("contract-redb-reopen");
