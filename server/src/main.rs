@@ -166,10 +166,11 @@ async fn run(cli: Cli) -> ExitCode {
     let (schema, schema_reloader) = match &cli.schema {
         None => (ResourceSchema::graph(), None),
         Some(path) => {
-            if let Err(code) = read_file("--schema", path) {
-                return code;
-            }
-            match reload::load_schema(path.clone()).await {
+            let text = match read_file("--schema", path) {
+                Ok(text) => text,
+                Err(code) => return code,
+            };
+            match reload::parse_schema(&text) {
                 Ok(schema) => {
                     let (schema, reloader) = schema.reloadable();
                     (schema, Some((path.clone(), reloader)))

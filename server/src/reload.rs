@@ -55,7 +55,10 @@ impl Reloadable {
                 }
             }
             if let Some((path, reloader)) = &self.schema {
-                match load_schema(path.clone()).await {
+                match read(path.clone())
+                    .await
+                    .and_then(|text| parse_schema(&text))
+                {
                     Ok(schema) => {
                         reloader.replace(schema);
                         tracing::info!(path = %path.display(), "schema reloaded");
@@ -80,11 +83,10 @@ async fn reload_jwks(path: &std::path::Path, validator: &JwtValidator) -> Result
     Ok(jwks.keys.len())
 }
 
-/// Reads and compiles a `--schema` file.
-pub(crate) async fn load_schema(path: PathBuf) -> Result<ResourceSchema, String> {
-    let text = read(path).await?;
+/// Compiles the text of a `--schema` file.
+pub(crate) fn parse_schema(text: &str) -> Result<ResourceSchema, String> {
     let json: serde_json::Value =
-        serde_json::from_str(&text).map_err(|error| format!("not JSON: {error}"))?;
+        serde_json::from_str(text).map_err(|error| format!("not JSON: {error}"))?;
     ResourceSchema::from_json_schema(&json).map_err(|error| error.to_string())
 }
 

@@ -138,24 +138,34 @@ fn wait_for_count(server: &Server, needle: &str, times: usize) {
     }
 }
 
-#[tokio::test]
-async fn https_speaks_http1_and_http2_and_reloads_its_certificate_without_dropping_connections() {
-    let dir = TempDir::new("tls");
-    let (cert, key, first_der) = certificate();
+/// A server on the memory store serving HTTPS with a certificate made here, plus `extra`
+/// flags: (server, cert path, key path, the certificate's DER).
+fn tls_server(
+    dir: &TempDir,
+    extra: &[&str],
+) -> (Server, std::path::PathBuf, std::path::PathBuf, Vec<u8>) {
+    let (cert, key, der) = certificate();
     let cert_path = dir.file("cert.pem", &cert);
     let key_path = dir.file("key.pem", &key);
-    let server = Server::start(
-        &[
+    let server = {
+        let mut args = vec![
             "--memory",
             "--tls-cert",
             cert_path.to_str().unwrap(),
             "--tls-key",
             key_path.to_str().unwrap(),
-            "--tls-reload-interval",
-            "1",
-        ],
-        &dir.0,
-    );
+        ];
+        args.extend_from_slice(extra);
+        Server::start(&args, &dir.0)
+    };
+    (server, cert_path, key_path, der)
+}
+
+#[tokio::test]
+async fn https_speaks_http1_and_http2_and_reloads_its_certificate_without_dropping_connections() {
+    let dir = TempDir::new("tls");
+    let (server, cert_path, key_path, first_der) =
+        tls_server(&dir, &["--tls-reload-interval", "1"]);
     let token = server.dev_token();
     let authority = format!("localhost:{}", server.addr.port());
 
@@ -264,21 +274,7 @@ async fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
 #[tokio::test]
 async fn a_tls_handshake_that_stalls_is_cut_at_its_deadline() {
     let dir = TempDir::new("tls-deadline");
-    let (cert, key, _) = certificate();
-    let cert_path = dir.file("cert.pem", &cert);
-    let key_path = dir.file("key.pem", &key);
-    let server = Server::start(
-        &[
-            "--memory",
-            "--tls-cert",
-            cert_path.to_str().unwrap(),
-            "--tls-key",
-            key_path.to_str().unwrap(),
-            "--tls-handshake-timeout",
-            "1",
-        ],
-        &dir.0,
-    );
+    let (server, ..) = tls_server(&dir, &["--tls-handshake-timeout", "1"]);
     // Nothing at all; one byte; a TLS record header promising a ClientHello that never comes.
     for (name, bytes) in [
         ("no bytes", &b""[..]),
