@@ -90,15 +90,18 @@ impl MergePatch {
             ));
         }
         let depth = max_depth.min(parse::SERDE_JSON_DEPTH_LIMIT);
-        match parse::parse_value(&raw, depth) {
-            Ok(Value::Object(document)) => match parse::out_of_range_integer(&raw) {
+        match parse::parse_value_noting_floats(&raw, depth) {
+            Ok((Value::Object(document), saw_float)) => match saw_float
+                .then(|| parse::out_of_range_integer(&raw))
+                .flatten()
+            {
                 None => Ok(Self { document, raw }),
                 Some((member, literal)) => Err(bad_request(format!(
                     "the integer {literal} of member {member:?} is outside the 64-bit range and \
                      would be rounded; send it as a string"
                 ))),
             },
-            Ok(other) => Err(bad_request(format!(
+            Ok((other, _)) => Err(bad_request(format!(
                 "the request body must be a JSON object, not {}",
                 json_kind(&other)
             ))),

@@ -4,6 +4,7 @@
 //! fixed recursion limit of 128. A patch with `{"id":"a","id":"b"}` is ambiguous (which one did
 //! the caller mean?) and so is rejected here, and the nesting bound is ours to configure.
 
+use std::cell::Cell;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
@@ -12,36 +13,51 @@ use serde_json::{Map, Value};
 /// `serde_json`'s own recursion limit; a deeper bound could never be reached.
 pub(crate) const SERDE_JSON_DEPTH_LIMIT: usize = 128;
 
-/// Parses `bytes` as one JSON value nested at most `max_depth` containers deep.
+/// [`parse_value_noting_floats`] without the note, for the tests.
+#[cfg(test)]
+pub(crate) fn parse_value(bytes: &[u8], max_depth: usize) -> Result<Value, serde_json::Error> {
+    parse_value_noting_floats(bytes, max_depth).map(|(value, _)| value)
+}
+
+/// Parses `bytes` as one JSON value nested at most `max_depth` containers deep, and says
+/// whether any number arrived as a float: only then can the text hold an
+/// integer literal past 64 bits (see [`out_of_range_integer`]), so only then is it scanned.
 ///
 /// # Errors
 /// `serde_json`'s error, whose message names the problem and its line and column.
-pub(crate) fn parse_value(bytes: &[u8], max_depth: usize) -> Result<Value, serde_json::Error> {
+pub(crate) fn parse_value_noting_floats(
+    bytes: &[u8],
+    max_depth: usize,
+) -> Result<(Value, bool), serde_json::Error> {
+    let saw_float = Cell::new(false);
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = BoundedValue {
         depth_left: max_depth,
+        saw_float: &saw_float,
     }
     .deserialize(&mut deserializer)?;
     deserializer.end()?;
-    Ok(value)
+    Ok((value, saw_float.get()))
 }
 
 /// A `Value` seed that allows `depth_left` more levels of arrays and objects.
 #[derive(Clone, Copy)]
-struct BoundedValue {
+struct BoundedValue<'a> {
     depth_left: usize,
+    /// Set when a number is handed over as `f64`.
+    saw_float: &'a Cell<bool>,
 }
 
-impl BoundedValue {
+impl BoundedValue<'_> {
     fn enter<E: de::Error>(self) -> Result<Self, E> {
         match self.depth_left.checked_sub(1) {
-            Some(depth_left) => Ok(Self { depth_left }),
+            Some(depth_left) => Ok(Self { depth_left, ..self }),
             None => Err(E::custom("the JSON is nested too deeply")),
         }
     }
 }
 
-impl<'de> DeserializeSeed<'de> for BoundedValue {
+impl<'de> DeserializeSeed<'de> for BoundedValue<'_> {
     type Value = Value;
 
     fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
@@ -49,7 +65,7 @@ impl<'de> DeserializeSeed<'de> for BoundedValue {
     }
 }
 
-impl<'de> Visitor<'de> for BoundedValue {
+impl<'de> Visitor<'de> for BoundedValue<'_> {
     type Value = Value;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -69,6 +85,7 @@ impl<'de> Visitor<'de> for BoundedValue {
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        self.saw_float.set(true);
         serde_json::Number::from_f64(v)
             .map(Value::Number)
             .ok_or_else(|| E::custom("number is not finite"))
@@ -182,7 +199,8 @@ mod tests {
 /// `i64` nor `u64`, with the member it belongs to. `serde_json` (without
 /// `arbitrary_precision`) hands such literals to `visit_f64`, exactly like `1.5`, and keeps a
 /// rounded approximation: `2^64` would be stored as `18446744073709552000`. Only the text tells
-/// them apart, so this scans it once, linearly.
+/// them apart, so this scans it once, linearly — and only when the parse saw a float
+/// ([`parse_value_noting_floats`]): an out-of-range integer always arrives as one.
 pub(crate) fn out_of_range_integer(bytes: &[u8]) -> Option<(String, String)> {
     let mut i = 0;
     let mut last_string: (usize, usize) = (0, 0);

@@ -87,33 +87,30 @@ impl Representation {
         Self { context, options }
     }
 
-    /// `@odata.context` as a JSON string literal.
-    fn context_json(&self) -> String {
+    /// Appends `@odata.context` to `out` as a JSON string literal.
+    fn put_context_json(&self, out: &mut BytesMut) {
         // Plain text (the usual case: a GUID, a validated host) needs no escaping.
         if self
             .context
             .bytes()
             .all(|b| b >= 0x20 && b != b'"' && b != b'\\' && b < 0x7f)
         {
-            let mut quoted = String::with_capacity(self.context.len() + 2);
-            quoted.push('"');
-            quoted.push_str(&self.context);
-            quoted.push('"');
-            quoted
+            out.put_u8(b'"');
+            out.put_slice(self.context.as_bytes());
+            out.put_u8(b'"');
         } else {
-            Value::String(self.context.clone()).to_string()
+            out.put_slice(Value::String(self.context.clone()).to_string().as_bytes());
         }
     }
 
     /// The JSON body for `snapshot`.
     pub(crate) fn render(&self, snapshot: &Snapshot) -> Bytes {
         if self.options == QueryOptions::default() {
-            let context = self.context_json();
             // The stored bytes, with the context spliced in front: no re-serialization.
             let json = snapshot.json();
-            let mut out = BytesMut::with_capacity(json.len() + context.len() + 20);
+            let mut out = BytesMut::with_capacity(json.len() + self.context.len() + 24);
             out.put_slice(b"{\"@odata.context\":");
-            out.put_slice(context.as_bytes());
+            self.put_context_json(&mut out);
             if json.len() > 2 {
                 out.put_u8(b',');
                 out.put_slice(&json[1..]);

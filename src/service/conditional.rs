@@ -132,8 +132,10 @@ impl Precondition {
 
 /// Whether `Prefer` asks for `return=minimal` (RFC 7240).
 pub(crate) fn prefers_minimal(headers: &HeaderMap) -> bool {
+    // A constant name: a `&str` would be parsed into a `HeaderName` on every request.
+    const PREFER: http::HeaderName = http::HeaderName::from_static("prefer");
     headers
-        .get_all("prefer")
+        .get_all(PREFER)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
