@@ -12,6 +12,7 @@ mod cli;
 mod client_address;
 mod dev;
 mod front_door;
+mod logs;
 mod metrics_endpoint;
 mod probes;
 mod reload;
@@ -32,7 +33,6 @@ use security_update::{
     StackBuilder, store::PostgresOptions,
 };
 use tower::Layer;
-use tracing_subscriber::EnvFilter;
 
 use access_log::AccessLog;
 use any_store::AnyStore;
@@ -56,30 +56,11 @@ fn main() -> ExitCode {
             return ExitCode::from(USAGE);
         }
     };
-    // Log lines go to stderr from a background thread, so a request does not wait for a write
-    // system call. Not lossy: audit lines must not be dropped, so a full buffer applies
-    // back-pressure instead. The guard flushes what is left when `main` returns.
-    let (writer, _flush_on_exit) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(std::io::stderr());
-    // The audit trail stays on whatever RUST_LOG quiets, unless RUST_LOG names it itself.
-    let filter_text = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned());
-    let mut filter = EnvFilter::try_new(&filter_text).unwrap_or_else(|_| EnvFilter::new("info"));
-    if !filter_text.contains("security_update::audit")
-        && let Ok(directive) = "security_update::audit=info".parse()
-    {
-        filter = filter.add_directive(directive);
-    }
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer);
-    match cli.log_format {
-        cli::LogFormat::Text => logs
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
-        // One JSON object per line, for log shippers.
-        cli::LogFormat::Json => logs.json().with_ansi(false).init(),
-    }
+    // Log lines go to stderr in batches from a background thread (see `logs`).
+    let _flush_on_exit = match logs::install(cli.log_format) {
+        Ok(guard) => guard,
+        Err(error) => return fail(1, &format!("cannot start the log writer: {error}")),
+    };
     // Use the open-file allowance the system grants (soft limit up to the hard one, as Go and
     // nginx do): the connection cap is derived from it.
     match rlimit::increase_nofile_limit(u64::MAX) {
