@@ -79,7 +79,7 @@ fn remove_all(target: &mut Map<String, Value>, keys: Vec<String>) {
 
 /// A patch value landing where nothing was: RFC 7396 merges it into `null`, which for an
 /// object means "the object with its `null` members dropped, recursively".
-fn without_nulls(value: Value) -> Value {
+pub(crate) fn without_nulls(value: Value) -> Value {
     match value {
         Value::Object(patch) => {
             let mut map = Map::new();

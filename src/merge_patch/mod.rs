@@ -45,6 +45,7 @@ mod parse;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use apply::without_nulls;
 pub use apply::{apply, apply_to_object};
 pub use future::ResponseFuture;
 pub(crate) use layer::unsupported_transfer_coding;

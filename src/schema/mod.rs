@@ -38,6 +38,11 @@ use std::sync::{Arc, PoisonError, RwLock};
 use serde_json::{Map, Value};
 
 use crate::error::{ErrorKind, GraphError};
+#[cfg(feature = "json-schema")]
+use custom::CustomSchema;
+
+#[cfg(feature = "json-schema")]
+mod custom;
 
 /// The `@odata.type` of every security object.
 pub const ODATA_TYPE: &str = "#microsoft.graph.security.security";
@@ -61,18 +66,6 @@ enum SchemaKind {
     Custom(Arc<CustomSchema>),
     /// Whatever schema the slot holds now ([`ResourceSchema::reloadable`]).
     Reloadable(Arc<RwLock<ResourceSchema>>),
-}
-
-/// A deployment's JSON Schema: the compiled validator, and which top-level names it allows
-/// (for `$select`).
-#[cfg(feature = "json-schema")]
-struct CustomSchema {
-    validator: jsonschema::Validator,
-    /// Names under `properties`.
-    declared: Vec<String>,
-    /// Whether other names may appear (`additionalProperties` not `false`, or
-    /// `patternProperties` present).
-    open: bool,
 }
 
 impl std::fmt::Debug for ResourceSchema {
@@ -128,22 +121,8 @@ impl ResourceSchema {
     /// When `schema` is not a valid JSON Schema.
     #[cfg(feature = "json-schema")]
     pub fn from_json_schema(schema: &Value) -> Result<Self, SchemaError> {
-        let validator = jsonschema::validator_for(schema).map_err(|error| SchemaError {
-            message: error.to_string(),
-        })?;
-        let declared = schema
-            .get("properties")
-            .and_then(Value::as_object)
-            .map(|properties| properties.keys().cloned().collect())
-            .unwrap_or_default();
-        let open = schema.get("additionalProperties") != Some(&Value::Bool(false))
-            || schema.get("patternProperties").is_some();
         Ok(Self {
-            kind: SchemaKind::Custom(Arc::new(CustomSchema {
-                validator,
-                declared,
-                open,
-            })),
+            kind: SchemaKind::Custom(Arc::new(CustomSchema::compile(schema)?)),
             read_only: Arc::from([]),
         })
     }
@@ -301,25 +280,62 @@ impl ResourceSchema {
             SchemaKind::Open => Ok(()),
             #[cfg(feature = "json-schema")]
             SchemaKind::Custom(custom) => {
-                let validator = &custom.validator;
                 // jsonschema validates a `Value`; move the map in and back out, no copy.
                 let instance = Value::Object(std::mem::take(merged));
-                let outcome = validator.validate(&instance).map_err(|error| {
-                    let path = error.instance_path().to_string();
-                    let property = path.trim_start_matches('/');
-                    let property = if property.is_empty() {
-                        "(object)"
-                    } else {
-                        property
-                    };
-                    invalid(property, error.to_string())
-                });
+                let outcome = custom.validate(&instance);
                 if let Value::Object(map) = instance {
                     *merged = map;
                 }
                 outcome
             }
             SchemaKind::Reloadable(slot) => self::current(slot).check_merged(merged, current),
+        }
+    }
+
+    /// The schema in effect now: this one, or what its slot holds (taken once, so a whole
+    /// write is checked against one schema even if it is replaced meanwhile).
+    pub(crate) fn in_effect(&self) -> Cow<'_, Self> {
+        match &self.kind {
+            SchemaKind::Reloadable(slot) => Cow::Owned(current(slot)),
+            _ => Cow::Borrowed(self),
+        }
+    }
+
+    /// Whether a write of `patch` may check only the members the patch sets
+    /// ([`check_members`](Self::check_members)) instead of the whole merged object: when the
+    /// schema judges members one by one, and the patch names neither `id`, `@odata.type` nor a
+    /// read-only property (those are compared with the stored object). Members the patch
+    /// leaves alone were valid when written and are not judged again, as Kubernetes ratchets
+    /// unchanged fields of custom resources (KEP-4008).
+    pub(crate) fn checks_members_alone(&self, patch: &Map<String, Value>) -> bool {
+        let local = match &self.kind {
+            SchemaKind::Graph | SchemaKind::Open => true,
+            #[cfg(feature = "json-schema")]
+            SchemaKind::Custom(custom) => custom.member_local,
+            SchemaKind::Reloadable(_) => false,
+        };
+        local
+            && !patch.keys().any(|key| {
+                key == ID_KEY
+                    || key == ODATA_TYPE_KEY
+                    || self.read_only.iter().any(|r| **r == **key)
+            })
+    }
+
+    /// Checks the members a patch set, after [`checks_members_alone`](Self::checks_members_alone).
+    ///
+    /// # Errors
+    /// 400 naming the first offending property.
+    pub(crate) fn check_members(&self, touched: Map<String, Value>) -> Result<(), GraphError> {
+        match &self.kind {
+            SchemaKind::Graph => touched
+                .keys()
+                .next()
+                .map_or(Ok(()), |key| Err(undeclared(key))),
+            SchemaKind::Open => Ok(()),
+            #[cfg(feature = "json-schema")]
+            SchemaKind::Custom(custom) => custom.validate(&Value::Object(touched)),
+            SchemaKind::Reloadable(slot) => current(slot).check_members(touched),
         }
     }
 }
@@ -351,7 +367,7 @@ fn current(slot: &RwLock<ResourceSchema>) -> ResourceSchema {
     slot.read().unwrap_or_else(PoisonError::into_inner).clone()
 }
 
-fn invalid(property: &str, problem: impl Into<Cow<'static, str>>) -> GraphError {
+pub(crate) fn invalid(property: &str, problem: impl Into<Cow<'static, str>>) -> GraphError {
     let problem = problem.into();
     GraphError::new(
         ErrorKind::BadRequest,

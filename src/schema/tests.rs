@@ -76,3 +76,59 @@ fn custom_schema_validates_and_names_the_property() {
     assert!(message(schema.check_merged(&mut read_only, &current())).contains("'createdBy'"));
     assert!(ResourceSchema::from_json_schema(&json!({"type": 12})).is_err());
 }
+
+/// Which schemas let a write check only the members a patch sets, and which patches.
+#[cfg(feature = "json-schema")]
+#[test]
+fn member_by_member_checks_only_where_members_are_independent() {
+    let local = |schema: Value| {
+        ResourceSchema::from_json_schema(&schema)
+            .unwrap()
+            .checks_members_alone(&object(json!({"notes": "x"})))
+    };
+    assert!(local(json!({"type": "object"})));
+    assert!(local(json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "t",
+        "type": "object",
+        "properties": {"notes": {"type": "string"}},
+        "patternProperties": {"^x-": true},
+        "additionalProperties": false,
+        "propertyNames": {"maxLength": 64},
+        "$defs": {"s": {"type": "string"}}
+    })));
+    for tied in [
+        json!({"required": ["notes"]}),
+        json!({"minProperties": 1}),
+        json!({"maxProperties": 9}),
+        json!({"dependentRequired": {"a": ["b"]}}),
+        json!({"allOf": [{"type": "object"}]}),
+        json!({"if": {"required": ["a"]}, "then": {"required": ["b"]}}),
+        json!({"$ref": "#/$defs/o", "$defs": {"o": {"type": "object"}}}),
+        json!({"type": ["object", "null"]}),
+        json!({"unevaluatedProperties": false}),
+        json!(true),
+    ] {
+        assert!(!local(tied.clone()), "{tied}");
+    }
+    let open = ResourceSchema::from_json_schema(&json!({"type": "object"}))
+        .unwrap()
+        .with_read_only(["createdBy"]);
+    for named in [
+        json!({"id": "x"}),
+        json!({"@odata.type": ODATA_TYPE}),
+        json!({"createdBy": null}),
+    ] {
+        assert!(
+            !open.checks_members_alone(&object(named.clone())),
+            "{named}"
+        );
+    }
+    assert!(ResourceSchema::open_type().checks_members_alone(&object(json!({"a": 1}))));
+    let (reloadable, _) = ResourceSchema::open_type().reloadable();
+    assert!(
+        reloadable
+            .in_effect()
+            .checks_members_alone(&object(json!({"a": 1})))
+    );
+}

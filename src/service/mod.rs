@@ -18,6 +18,7 @@
 //!
 //! Every failure is a Graph error response: `Error = Infallible`.
 
+mod candidate;
 mod conditional;
 mod endpoint;
 mod future;

@@ -5,6 +5,7 @@
 //! patch that leaves the object as it is (`{}`, or the stored values again) is a no-op: no
 //! store write, no new `ETag`, no audit record, and no object created for a never-stored user.
 
+use super::candidate::merge_onto_json;
 use super::conditional::{Precondition, etag_text};
 use super::reply::{Reply, serialization_failed};
 use super::{Config, SecurityUpdateService};
@@ -37,20 +38,35 @@ pub(crate) struct Write {
 /// queued behind it) while it is merged, validated and serialized.
 const OFF_THE_WORKERS_FROM: usize = 64 * 1024;
 
-/// The object after `patch`: merged into a copy of `current`, validated against `schema`,
-/// serialized, and no larger than `max_bytes`; or `current` itself (same version) when the
-/// patch changes nothing.
+/// The object after `patch`: merged with `current`, validated against `schema`, serialized,
+/// and no larger than `max_bytes`; or `current` itself (same version) when the patch changes
+/// nothing.
+///
+/// When the schema judges members one by one (see
+/// [`ResourceSchema::checks_members_alone`]) the object is merged onto `current`'s JSON,
+/// copying the members the patch does not name as bytes ([`merge_onto_json`]); otherwise it
+/// is merged into a parsed copy and validated whole.
 fn next_snapshot(
     schema: &ResourceSchema,
     current: &Snapshot,
     patch: Map<String, Value>,
     max_bytes: usize,
 ) -> Result<Snapshot, GraphError> {
-    let mut candidate = current.document().clone();
-    apply_to_object(&mut candidate, patch);
-    schema.check_merged(&mut candidate, current.document())?;
-    let next =
-        Snapshot::new(current.version() + 1, candidate).map_err(|_| serialization_failed())?;
+    let schema = schema.in_effect();
+    let next = match current.members() {
+        Some(members) if schema.checks_members_alone(&patch) => {
+            let merged = merge_onto_json(current.json(), members, patch)
+                .map_err(|_| serialization_failed())?;
+            schema.check_members(merged.touched)?;
+            Snapshot::from_written(current.version() + 1, merged.json, merged.members)
+        }
+        _ => {
+            let mut candidate = current.document().clone();
+            apply_to_object(&mut candidate, patch);
+            schema.check_merged(&mut candidate, current.document())?;
+            Snapshot::new(current.version() + 1, candidate).map_err(|_| serialization_failed())?
+        }
+    };
     // Equal bytes are equal objects: merging keeps the stored members' order and spelling.
     if next.json() == current.json() {
         return Ok(current.clone());

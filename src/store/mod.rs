@@ -6,6 +6,7 @@
 //! to the newer object. No update is ever lost, and no store-wide lock is held while a patch is
 //! merged or validated.
 
+pub(crate) mod members;
 pub mod memory;
 #[cfg(feature = "postgres")]
 pub mod postgres;
@@ -20,7 +21,7 @@ pub use memory::MemoryStore;
 
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use http::HeaderValue;
@@ -60,12 +61,38 @@ impl ObjectKey {
 /// One version of an object: the document and its serialized JSON, shared, never mutated.
 ///
 /// Keeping the JSON next to the document means a `GET` answers with bytes already made, and a
-/// `PATCH` serializes once for both the store and the response.
-#[derive(Debug, Clone, PartialEq)]
+/// `PATCH` serializes once for both the store and the response. A version made by a write
+/// holds only its JSON and where its members lie: the next write copies the members its patch
+/// does not name as bytes, and the document is parsed only if someone asks for it.
+#[derive(Clone)]
 pub struct Snapshot {
     version: u64,
-    document: Arc<Map<String, Value>>,
     json: Bytes,
+    parsed: Arc<Parsed>,
+}
+
+/// What is known of a snapshot's JSON beyond its bytes, each part made at most once.
+#[derive(Default)]
+struct Parsed {
+    document: OnceLock<Map<String, Value>>,
+    members: OnceLock<Option<Vec<members::Member>>>,
+}
+
+impl fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("version", &self.version)
+            .field("json", &self.json)
+            .finish()
+    }
+}
+
+/// Same version, same bytes: the document is made from the bytes or the bytes from the
+/// document, so they agree too.
+impl PartialEq for Snapshot {
+    fn eq(&self, other: &Self) -> bool {
+        self.version == other.version && self.json == other.json
+    }
 }
 
 impl Snapshot {
@@ -75,11 +102,7 @@ impl Snapshot {
     /// When `document` cannot be serialized (never, for documents made of JSON values).
     pub fn new(version: u64, document: Map<String, Value>) -> Result<Self, serde_json::Error> {
         let json = Bytes::from(serde_json::to_vec(&document)?);
-        Ok(Self {
-            version,
-            document: Arc::new(document),
-            json,
-        })
+        Ok(Self::with_document(version, json, document))
     }
 
     /// A snapshot read back from stored JSON.
@@ -88,11 +111,29 @@ impl Snapshot {
     /// When `json` is not a JSON object.
     pub fn from_json(version: u64, json: Bytes) -> Result<Self, serde_json::Error> {
         let document: Map<String, Value> = serde_json::from_slice(&json)?;
-        Ok(Self {
+        Ok(Self::with_document(version, json, document))
+    }
+
+    fn with_document(version: u64, json: Bytes, document: Map<String, Value>) -> Self {
+        let parsed = Parsed::default();
+        let _ = parsed.document.set(document);
+        Self {
             version,
-            document: Arc::new(document),
             json,
-        })
+            parsed: Arc::new(parsed),
+        }
+    }
+
+    /// A snapshot of JSON this crate just wrote as a compact object, with where its members
+    /// lie; the document is parsed from it when first asked for.
+    pub(crate) fn from_written(version: u64, json: Vec<u8>, members: Vec<members::Member>) -> Self {
+        let parsed = Parsed::default();
+        let _ = parsed.members.set(Some(members));
+        Self {
+            version,
+            json: Bytes::from(json),
+            parsed: Arc::new(parsed),
+        }
     }
 
     /// The version: 1 for the first save, one more for each later one; 0 for never saved.
@@ -102,7 +143,19 @@ impl Snapshot {
 
     /// The document.
     pub fn document(&self) -> &Map<String, Value> {
-        &self.document
+        self.parsed.document.get_or_init(|| {
+            // The JSON of a snapshot is always an object: written by this crate or parsed
+            // once already (`from_json`).
+            serde_json::from_slice(&self.json).unwrap_or_default()
+        })
+    }
+
+    /// Where the top-level members of the JSON lie; `None` if it does not scan as an object.
+    pub(crate) fn members(&self) -> Option<&[members::Member]> {
+        self.parsed
+            .members
+            .get_or_init(|| members::index(&self.json))
+            .as_deref()
     }
 
     /// The document serialized as JSON.

@@ -1,0 +1,81 @@
+//! A deployment's JSON Schema, compiled (feature `json-schema`).
+
+use serde_json::Value;
+
+use super::{SchemaError, invalid};
+use crate::error::GraphError;
+
+/// A deployment's JSON Schema: the compiled validator, and which top-level names it allows
+/// (for `$select`).
+pub(super) struct CustomSchema {
+    validator: jsonschema::Validator,
+    /// Names under `properties`.
+    pub(super) declared: Vec<String>,
+    /// Whether other names may appear (`additionalProperties` not `false`, or
+    /// `patternProperties` present).
+    pub(super) open: bool,
+    /// Whether the schema judges each top-level member on its own (see [`MEMBER_LOCAL`]).
+    pub(super) member_local: bool,
+}
+
+/// Top-level keywords under which an object is valid exactly when each of its members is:
+/// annotations, and the keywords that pick a subschema for a member by its name. Any other
+/// (`required`, `minProperties`, `dependentRequired`, `if`, `allOf`, `$ref`, ...) can tie
+/// members together, and then a write validates the whole object.
+const MEMBER_LOCAL: &[&str] = &[
+    "$schema",
+    "$id",
+    "$comment",
+    "$defs",
+    "definitions",
+    "title",
+    "description",
+    "examples",
+    "default",
+    "deprecated",
+    "properties",
+    "patternProperties",
+    "additionalProperties",
+    "propertyNames",
+];
+
+impl CustomSchema {
+    /// Compiles `schema` and notes what `$select` and the write path need to know of it.
+    pub(super) fn compile(schema: &Value) -> Result<Self, SchemaError> {
+        let validator = jsonschema::validator_for(schema).map_err(|error| SchemaError {
+            message: error.to_string(),
+        })?;
+        let declared = schema
+            .get("properties")
+            .and_then(Value::as_object)
+            .map(|properties| properties.keys().cloned().collect())
+            .unwrap_or_default();
+        let open = schema.get("additionalProperties") != Some(&Value::Bool(false))
+            || schema.get("patternProperties").is_some();
+        let member_local = schema.as_object().is_some_and(|top| {
+            top.iter().all(|(keyword, value)| {
+                MEMBER_LOCAL.contains(&keyword.as_str()) || (keyword == "type" && value == "object")
+            })
+        });
+        Ok(Self {
+            validator,
+            declared,
+            open,
+            member_local,
+        })
+    }
+
+    /// 400 naming the first offending property (its JSON pointer below the object).
+    pub(super) fn validate(&self, instance: &Value) -> Result<(), GraphError> {
+        self.validator.validate(instance).map_err(|error| {
+            let path = error.instance_path().to_string();
+            let property = path.trim_start_matches('/');
+            let property = if property.is_empty() {
+                "(object)"
+            } else {
+                property
+            };
+            invalid(property, error.to_string())
+        })
+    }
+}

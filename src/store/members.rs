@@ -1,0 +1,203 @@
+//! Where each top-level member of a stored object's JSON text lies, so a write can copy the
+//! members a patch does not name as bytes instead of parsing, cloning and re-serializing them.
+//!
+//! The texts indexed here are ones this crate wrote (`serde_json`'s compact output) or that a
+//! store gave back after they were parsed once ([`Snapshot::from_json`](super::Snapshot::from_json)),
+//! so they are valid JSON objects; whitespace between tokens is allowed all the same. A text
+//! that does not scan as an object gets no index, and its writes take the parsing path.
+
+use std::ops::Range;
+
+/// One member: the byte ranges of its key (the string literal, quotes included) and its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Member {
+    pub(crate) key: Range<usize>,
+    pub(crate) value: Range<usize>,
+}
+
+impl Member {
+    /// The member's name, unescaped; `None` only for a key that is not a valid literal.
+    pub(crate) fn name<'a>(&self, json: &'a [u8]) -> Option<std::borrow::Cow<'a, str>> {
+        let literal = &json[self.key.clone()];
+        let inner = &literal[1..literal.len() - 1];
+        if inner.contains(&b'\\') {
+            serde_json::from_slice::<String>(literal)
+                .ok()
+                .map(std::borrow::Cow::Owned)
+        } else {
+            std::str::from_utf8(inner)
+                .ok()
+                .map(std::borrow::Cow::Borrowed)
+        }
+    }
+}
+
+impl Member {
+    /// Whether the member's name is `name`, without unescaping a plain key.
+    pub(crate) fn is_named(&self, json: &[u8], name: &str) -> bool {
+        let literal = &json[self.key.clone()];
+        let inner = &literal[1..literal.len() - 1];
+        if inner.contains(&b'\\') {
+            self.name(json).is_some_and(|own| own == name)
+        } else {
+            inner == name.as_bytes()
+        }
+    }
+}
+
+/// The top-level members of the JSON object `json`, in order; `None` when `json` is not one.
+pub(crate) fn index(json: &[u8]) -> Option<Vec<Member>> {
+    let mut at = skip_space(json, 0);
+    if json.get(at) != Some(&b'{') {
+        return None;
+    }
+    at = skip_space(json, at + 1);
+    let mut members = Vec::new();
+    if json.get(at) == Some(&b'}') {
+        return (skip_space(json, at + 1) == json.len()).then_some(members);
+    }
+    loop {
+        if json.get(at) != Some(&b'"') {
+            return None;
+        }
+        let key_end = skip_string(json, at)?;
+        let colon = skip_space(json, key_end);
+        if json.get(colon) != Some(&b':') {
+            return None;
+        }
+        let value_start = skip_space(json, colon + 1);
+        let value_end = skip_value(json, value_start)?;
+        members.push(Member {
+            key: at..key_end,
+            value: value_start..value_end,
+        });
+        at = skip_space(json, value_end);
+        match json.get(at) {
+            Some(b',') => at = skip_space(json, at + 1),
+            Some(b'}') => return (skip_space(json, at + 1) == json.len()).then_some(members),
+            _ => return None,
+        }
+    }
+}
+
+fn skip_space(json: &[u8], mut at: usize) -> usize {
+    while matches!(json.get(at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        at += 1;
+    }
+    at
+}
+
+/// The end (past the closing quote) of the string literal starting at `at`.
+fn skip_string(json: &[u8], at: usize) -> Option<usize> {
+    let mut i = at + 1;
+    loop {
+        match json.get(i)? {
+            b'"' => return Some(i + 1),
+            b'\\' => i += 2,
+            _ => i += 1,
+        }
+    }
+}
+
+/// The end of the value starting at `at`.
+fn skip_value(json: &[u8], at: usize) -> Option<usize> {
+    match json.get(at)? {
+        b'"' => skip_string(json, at),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut i = at;
+            loop {
+                match json.get(i)? {
+                    b'"' => {
+                        i = skip_string(json, i)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(i + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+        }
+        _ => {
+            // A number or a literal: up to the next delimiter.
+            let end = json[at..]
+                .iter()
+                .position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
+                .map_or(json.len(), |n| at + n);
+            (end > at).then_some(end)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names_and_values(json: &str) -> Option<Vec<(String, String)>> {
+        let bytes = json.as_bytes();
+        index(bytes).map(|members| {
+            members
+                .iter()
+                .map(|m| {
+                    (
+                        m.name(bytes).unwrap().into_owned(),
+                        json[m.value.clone()].to_owned(),
+                    )
+                })
+                .collect()
+        })
+    }
+
+    #[test]
+    fn finds_each_member_whatever_it_holds() {
+        let json =
+            r#"{"a":1,"b\"c":"x,}]","d":{"e":[1,{"f":"}"}]},"g":null,"h":-1.5e3,"\u00e9":true}"#;
+        let found = names_and_values(json).unwrap();
+        let expected = [
+            ("a", "1"),
+            ("b\"c", r#""x,}]""#),
+            ("d", r#"{"e":[1,{"f":"}"}]}"#),
+            ("g", "null"),
+            ("h", "-1.5e3"),
+            ("é", "true"),
+        ];
+        assert_eq!(found.len(), expected.len());
+        for ((name, value), (want_name, want_value)) in found.iter().zip(expected) {
+            assert_eq!((name.as_str(), value.as_str()), (want_name, want_value));
+        }
+    }
+
+    #[test]
+    fn whitespace_between_tokens_is_allowed() {
+        let found = names_and_values(" { \"a\" : [1, 2] ,\n\"b\":{} } ").unwrap();
+        assert_eq!(
+            found,
+            [("a".into(), "[1, 2]".into()), ("b".into(), "{}".into())]
+        );
+        assert_eq!(names_and_values("{}").unwrap(), []);
+        assert_eq!(names_and_values(" { } ").unwrap(), []);
+    }
+
+    #[test]
+    fn what_is_not_one_object_has_no_index() {
+        for text in [
+            "",
+            "[]",
+            "1",
+            "{",
+            "{\"a\"}",
+            "{\"a\":1",
+            "{\"a\":1}x",
+            "{\"a\":1,}",
+            "{\"a\":}",
+        ] {
+            assert_eq!(index(text.as_bytes()), None, "{text:?}");
+        }
+    }
+}
