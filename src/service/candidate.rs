@@ -18,10 +18,11 @@ pub(crate) struct Merged {
     pub(crate) touched: Map<String, Value>,
 }
 
-/// Below this many name comparisons (stored members × patch members), patch members are
-/// matched to stored ones by comparing names; above it, through a hash map of the patch's
-/// names, so that matching stays linear for big objects and big patches.
-const COMPARE_NAMES_UP_TO: usize = 256;
+/// Patches of at most this many members are matched to stored members by comparing names
+/// (a length check, then bytes): cheaper than hashing every stored name, and still linear in
+/// the object. Bigger patches go through a hash map of their names, so that matching stays
+/// linear for big objects and big patches alike.
+const COMPARE_NAMES_UP_TO: usize = 8;
 
 /// Merges `patch` into the object whose JSON is `json`, whose members lie at `members`.
 ///
@@ -48,7 +49,7 @@ pub(crate) fn merge_onto_json(
         let Some(entry) = named_by else {
             let start = begin_member(&mut out, key);
             out.extend_from_slice(&json[member.value.clone()]);
-            spans.push(end_member(&out, start, key.len()));
+            spans.push(end_member(&out, start, member));
             continue;
         };
         matched[entry] = true;
@@ -66,7 +67,7 @@ pub(crate) fn merge_onto_json(
         };
         let start = begin_member(&mut out, key);
         serde_json::to_writer(&mut out, &value)?;
-        spans.push(end_member(&out, start, key.len()));
+        spans.push(end_member(&out, start, member));
         touched.insert(std::mem::take(name), value);
     }
     for ((name, value), matched) in entries.into_iter().zip(matched) {
@@ -86,6 +87,7 @@ pub(crate) fn merge_onto_json(
         spans.push(Member {
             key: start..key_end,
             value: key_end + 1..out.len(),
+            escaped: out[start..key_end].contains(&b'\\'),
         });
         touched.insert(name, value);
     }
@@ -105,7 +107,7 @@ fn match_names(
     entries: &[(String, Value)],
 ) -> Result<Vec<Option<usize>>, serde_json::Error> {
     let mut named_by = vec![None; members.len()];
-    if members.len().saturating_mul(entries.len()) <= COMPARE_NAMES_UP_TO {
+    if entries.len() <= COMPARE_NAMES_UP_TO {
         for (entry, (name, _)) in entries.iter().enumerate() {
             if let Some(at) = members
                 .iter()
@@ -141,10 +143,13 @@ fn begin_member(out: &mut Vec<u8>, key: &[u8]) -> usize {
     start
 }
 
-fn end_member(out: &[u8], start: usize, key_len: usize) -> Member {
+/// Where the member just written from `stored`'s key lies.
+fn end_member(out: &[u8], start: usize, stored: &Member) -> Member {
+    let key_len = stored.key.len();
     Member {
         key: start..start + key_len,
         value: start + key_len + 1..out.len(),
+        escaped: stored.escaped,
     }
 }
 

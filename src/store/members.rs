@@ -13,6 +13,8 @@ use std::ops::Range;
 pub(crate) struct Member {
     pub(crate) key: Range<usize>,
     pub(crate) value: Range<usize>,
+    /// Whether the key literal holds an escape (then its text is not its name).
+    pub(crate) escaped: bool,
 }
 
 impl Member {
@@ -20,7 +22,7 @@ impl Member {
     pub(crate) fn name<'a>(&self, json: &'a [u8]) -> Option<std::borrow::Cow<'a, str>> {
         let literal = &json[self.key.clone()];
         let inner = &literal[1..literal.len() - 1];
-        if inner.contains(&b'\\') {
+        if self.escaped {
             serde_json::from_slice::<String>(literal)
                 .ok()
                 .map(std::borrow::Cow::Owned)
@@ -33,14 +35,12 @@ impl Member {
 }
 
 impl Member {
-    /// Whether the member's name is `name`, without unescaping a plain key.
+    /// Whether the member's name is `name`: a byte comparison for a plain key.
     pub(crate) fn is_named(&self, json: &[u8], name: &str) -> bool {
-        let literal = &json[self.key.clone()];
-        let inner = &literal[1..literal.len() - 1];
-        if inner.contains(&b'\\') {
+        if self.escaped {
             self.name(json).is_some_and(|own| own == name)
         } else {
-            inner == name.as_bytes()
+            &json[self.key.start + 1..self.key.end - 1] == name.as_bytes()
         }
     }
 }
@@ -60,7 +60,7 @@ pub(crate) fn index(json: &[u8]) -> Option<Vec<Member>> {
         if json.get(at) != Some(&b'"') {
             return None;
         }
-        let key_end = skip_string(json, at)?;
+        let (key_end, escaped) = string_end(json, at)?;
         let colon = skip_space(json, key_end);
         if json.get(colon) != Some(&b':') {
             return None;
@@ -70,6 +70,7 @@ pub(crate) fn index(json: &[u8]) -> Option<Vec<Member>> {
         members.push(Member {
             key: at..key_end,
             value: value_start..value_end,
+            escaped,
         });
         at = skip_space(json, value_end);
         match json.get(at) {
@@ -89,11 +90,20 @@ fn skip_space(json: &[u8], mut at: usize) -> usize {
 
 /// The end (past the closing quote) of the string literal starting at `at`.
 fn skip_string(json: &[u8], at: usize) -> Option<usize> {
+    string_end(json, at).map(|(end, _)| end)
+}
+
+/// [`skip_string`], and whether the literal holds an escape.
+fn string_end(json: &[u8], at: usize) -> Option<(usize, bool)> {
     let mut i = at + 1;
+    let mut escaped = false;
     loop {
         match json.get(i)? {
-            b'"' => return Some(i + 1),
-            b'\\' => i += 2,
+            b'"' => return Some((i + 1, escaped)),
+            b'\\' => {
+                escaped = true;
+                i += 2;
+            }
             _ => i += 1,
         }
     }

@@ -7,8 +7,11 @@
 //! callgrind_annotate --inclusive=yes callgrind.out.<pid> | head -60
 //! ```
 //!
-//! Contenders: `floor`, `axum`, `ours`, and `ours-metrics` (ours with the Prometheus observer
-//! and `MetricsLayer`: the metrics' cost is its instruction count less `ours`').
+//! Contenders: `floor`, `axum`, `ours`, `ours-metrics` (ours with the Prometheus observer
+//! and `MetricsLayer`: the metrics' cost is its instruction count less `ours`'), and `ours-1k`
+//! / `ours-64k` (ours under an open JSON Schema on an object of that many bytes, as the
+//! `object_size` bench: the answer is checked fully once, then by status, so that parsing a
+//! big answer does not hide the write).
 
 #[path = "../../../benches/support/mod.rs"]
 mod support;
@@ -58,6 +61,20 @@ fn main() {
                     .contains("security_update_audit_records_total")
             );
         }
+        "ours-1k" | "ours-64k" => {
+            let bytes = if contender == "ours-1k" {
+                1024
+            } else {
+                64 * 1024
+            };
+            let service = ours_on_an_object_of(bytes);
+            let (status, body) = rt.block_on(answer(&service, request()));
+            assert_merged(&contender, status, &body);
+            for _ in 1..count {
+                let (status, _) = rt.block_on(answer(&service, request()));
+                assert_eq!(status, 200);
+            }
+        }
         _ => {
             let (service, _) = ours(static_tokens());
             for _ in 0..count {
@@ -66,4 +83,36 @@ fn main() {
             }
         }
     }
+}
+
+/// Our stack under an open JSON Schema, over a store holding the bench user's object grown to
+/// `bytes` with 100-character members.
+fn ours_on_an_object_of(
+    bytes: usize,
+) -> security_update::Stack<security_update::MemoryStore, security_update::StaticTokens> {
+    use security_update::{ObjectKey, SecurityStore, Snapshot, StackBuilder};
+    let store = security_update::MemoryStore::new();
+    let mut document = serde_json::Map::new();
+    document.insert(
+        "@odata.type".into(),
+        "#microsoft.graph.security.security".into(),
+    );
+    let mut i = 0;
+    while serde_json::to_vec(&document).unwrap().len() < bytes {
+        document.insert(format!("note{i}"), "x".repeat(100).into());
+        i += 1;
+    }
+    let key = ObjectKey::new(TENANT, USER);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(store.compare_and_swap(&key, 0, Snapshot::new(1, document).unwrap()))
+        .unwrap();
+    let open =
+        security_update::ResourceSchema::from_json_schema(&serde_json::json!({"type": "object"}))
+            .unwrap();
+    security_update::stack(
+        StackBuilder::new(store).with_schema(open).into_service(),
+        static_tokens(),
+    )
 }
