@@ -7,10 +7,12 @@ wrk.method = "PATCH"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer " .. (os.getenv("TOKEN") or "bench-token-0123456789abcdef")
 
-local threads = 0
+-- `response` runs in each thread's Lua state and `done` in the main one: the threads are kept
+-- here so that `done` can read each one's counts.
+local threads = {}
 setup = function(thread)
-  threads = threads + 1
-  thread:set("id", threads)
+  table.insert(threads, thread)
+  thread:set("id", #threads)
 end
 
 local counter = 0
@@ -19,13 +21,20 @@ request = function()
   return wrk.format(nil, nil, nil, string.format(template, tostring(id or 0), counter))
 end
 
-local statuses = {}
+statuses = {}
 response = function(status, headers, body)
-  statuses[status] = (statuses[status] or 0) + 1
+  local key = tostring(status)
+  statuses[key] = (statuses[key] or 0) + 1
 end
 
 done = function(summary, latency, requests)
-  for status, count in pairs(statuses) do
-    io.write(string.format("status %d: %d\n", status, count))
+  local total = {}
+  for _, thread in ipairs(threads) do
+    for status, count in pairs(thread:get("statuses") or {}) do
+      total[status] = (total[status] or 0) + count
+    end
+  end
+  for status, count in pairs(total) do
+    io.write(string.format("status %s: %d\n", status, count))
   end
 end
