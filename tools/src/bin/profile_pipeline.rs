@@ -61,6 +61,25 @@ fn main() {
                     .contains("security_update_audit_records_total")
             );
         }
+        "ours-shared8" | "axum-shared8" => {
+            // 8 tasks on a 2-worker runtime writing one object, as the contention bench: for
+            // `perf record`, not callgrind (threads).
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            let per_task = count / 8;
+            let started = std::time::Instant::now();
+            if contender == "ours-shared8" {
+                let (service, _) = ours(static_tokens());
+                shared_writers(&rt, &service, per_task);
+            } else {
+                shared_writers(&rt, &axum_baseline(), per_task);
+            }
+            let rate = (per_task * 8) as f64 / started.elapsed().as_secs_f64();
+            println!("{contender}: {rate:.0} requests/s");
+        }
         "ours-1k" | "ours-64k" => {
             let bytes = if contender == "ours-1k" {
                 1024
@@ -115,4 +134,39 @@ fn ours_on_an_object_of(
         StackBuilder::new(store).with_schema(open).into_service(),
         static_tokens(),
     )
+}
+
+/// 8 tasks each sending `per_task` changing PATCHes of the bench user's object.
+fn shared_writers<S, B>(rt: &tokio::runtime::Runtime, service: &S, per_task: usize)
+where
+    S: tower::Service<
+            http::Request<http_body_util::Full<bytes::Bytes>>,
+            Response = http::Response<B>,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send,
+    S::Error: std::fmt::Debug + Send,
+    B: http_body::Body + Send,
+    B::Data: Send,
+    B::Error: std::fmt::Debug,
+{
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let service = service.clone();
+                tokio::spawn(async move {
+                    for _ in 0..per_task {
+                        let (status, _) =
+                            answer(&service, changing_patch("/me/security", TOKEN)).await;
+                        assert_eq!(status, 200);
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+    });
 }
