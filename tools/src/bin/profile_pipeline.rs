@@ -61,6 +61,23 @@ fn main() {
                     .contains("security_update_audit_records_total")
             );
         }
+        "deletions-7500" | "deletions-75000" => {
+            // Issue 10's mass deletion, `count` times: instruction counts say whether the work
+            // is linear where times are dominated by the cache (run with two counts and take
+            // the difference).
+            let members: usize = contender["deletions-".len()..].parse().unwrap();
+            let target: serde_json::Map<String, serde_json::Value> = (0..members)
+                .map(|i| (format!("m{i}"), serde_json::Value::from(i)))
+                .collect();
+            let patch: serde_json::Map<String, serde_json::Value> = (0..members)
+                .map(|i| (format!("m{i}"), serde_json::Value::Null))
+                .collect();
+            for _ in 0..count {
+                let mut object = target.clone();
+                security_update::merge_patch::apply_to_object(&mut object, patch.clone());
+                assert!(object.is_empty());
+            }
+        }
         "ours-shared8" | "axum-shared8" => {
             // 8 tasks on a 2-worker runtime writing one object, as the contention bench: for
             // `perf record`, not callgrind (threads).
