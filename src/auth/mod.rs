@@ -389,32 +389,46 @@ fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthFailure> {
     if values.next().is_some() {
         return Err(AuthFailure::Ambiguous);
     }
-    let Ok(value) = value.to_str() else {
-        return Err(AuthFailure::Malformed(
-            "the Authorization header is not ASCII",
-        ));
+    // One pass over the bytes (a JWT is ~1 KB on every request): the token68 check admits
+    // ASCII only, so `to_str`'s own pass is needed only to say why a header was refused.
+    let bytes = value.as_bytes();
+    let refuse = |failure: AuthFailure| {
+        if bytes.is_ascii() {
+            Err(failure)
+        } else {
+            Err(AuthFailure::Malformed(
+                "the Authorization header is not ASCII",
+            ))
+        }
     };
-    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(AuthFailure::Missing(
+    let (scheme, rest) = match bytes.iter().position(|&b| b == b' ') {
+        Some(at) => (&bytes[..at], &bytes[at + 1..]),
+        None => (bytes, &b""[..]),
+    };
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
+        return refuse(AuthFailure::Missing(
             "the Authorization header does not carry a Bearer token",
         ));
     }
-    let token = rest.trim_start_matches(' ');
+    let start = rest.iter().position(|&b| b != b' ').unwrap_or(rest.len());
+    let token = &rest[start..];
     if token.is_empty() {
-        return Err(AuthFailure::Malformed("Access token is empty."));
+        return refuse(AuthFailure::Malformed("Access token is empty."));
     }
-    if !is_token68(token) {
-        return Err(AuthFailure::Malformed(
+    let Some(token) = is_token68(token)
+        .then(|| std::str::from_utf8(token).ok())
+        .flatten()
+    else {
+        return refuse(AuthFailure::Malformed(
             "the bearer token is not well formed",
         ));
-    }
+    };
     Ok(token)
 }
 
 /// RFC 7235 `token68`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
 /// A table lookup per byte: bearer tokens are ~1-2 KB and this runs on every request.
-fn is_token68(token: &str) -> bool {
+fn is_token68(token: &[u8]) -> bool {
     const fn table() -> [bool; 256] {
         let mut table = [false; 256];
         let mut b = 0;
@@ -427,8 +441,13 @@ fn is_token68(token: &str) -> bool {
         table
     }
     static TOKEN68: [bool; 256] = table();
-    let body = token.trim_end_matches('=');
-    !body.is_empty() && body.bytes().all(|b| TOKEN68[usize::from(b)])
+    // Padding `=` only at the end.
+    let end = token
+        .iter()
+        .rposition(|&b| b != b'=')
+        .map_or(0, |at| at + 1);
+    let body = &token[..end];
+    !body.is_empty() && body.iter().all(|&b| TOKEN68[usize::from(b)])
 }
 
 /// Text safe inside a quoted-string: printable ASCII without `"` or `\`.

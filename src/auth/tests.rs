@@ -169,6 +169,28 @@ fn bearer_tokens_must_be_token68() {
         token("Bearer abc-._~+/XYZ09==").as_deref(),
         Ok("abc-._~+/XYZ09==")
     );
+    assert_eq!(token("bearer    spaced").as_deref(), Ok("spaced"));
+    assert_eq!(token("Bearer "), Err("Access token is empty."));
+    let with_byte = |bytes: &[u8]| {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_bytes(bytes).unwrap(),
+        );
+        match bearer_token(&headers) {
+            Err(AuthFailure::Malformed(why)) => why,
+            other => panic!("{other:?}"),
+        }
+    };
+    // A byte past ASCII, in the token or the scheme, is named as such.
+    assert_eq!(
+        with_byte(b"Bearer abc\xe9"),
+        "the Authorization header is not ASCII"
+    );
+    assert_eq!(
+        with_byte(b"B\xe9arer abc"),
+        "the Authorization header is not ASCII"
+    );
     for bad in [
         "Bearer a b",
         "Bearer a,b",
