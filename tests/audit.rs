@@ -195,7 +195,7 @@ async fn a_save_that_outlives_its_request_is_still_audited() {
 }
 
 /// Writers on several threads patching one saved object (racing compare-and-swaps, retried
-/// from the winner's object): every accepted write has one record, and their ETags chain
+/// from the winner's object): every accepted write has one record, and their `ETag`s chain
 /// without a gap or a repeat, ending at the stored version.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_writers_of_one_object_are_each_audited_once_in_version_order() {

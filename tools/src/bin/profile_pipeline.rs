@@ -153,7 +153,7 @@ fn ours_on_an_object_of(
     )
 }
 
-/// 8 tasks each sending `per_task` changing PATCHes of the bench user's object.
+/// 8 tasks each sending `per_task` changing `PATCH` requests for the bench user's object.
 fn shared_writers<S, B>(rt: &tokio::runtime::Runtime, service: &S, per_task: usize)
 where
     S: tower::Service<
