@@ -1,6 +1,7 @@
 //! Unit tests of the auth layer: schemes, challenges, validators that wait.
 
 use super::*;
+use http::header::{self, HeaderMap};
 use std::convert::Infallible;
 use tower::{ServiceExt, service_fn};
 
