@@ -5,46 +5,9 @@ mod support;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use support::*;
-use tower::Service;
 
 /// Requests each task sends per measured iteration.
 const PER_TASK: usize = 16;
-
-fn run<S, B>(rt: &tokio::runtime::Runtime, service: &S, tasks: usize, shared: bool)
-where
-    S: Service<http::Request<http_body_util::Full<bytes::Bytes>>, Response = http::Response<B>>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send,
-    S::Error: std::fmt::Debug + Send,
-    B: http_body::Body + Send,
-    B::Data: Send,
-    B::Error: std::fmt::Debug,
-{
-    rt.block_on(async {
-        let handles: Vec<_> = (0..tasks)
-            .map(|task| {
-                let service = service.clone();
-                let path = if shared {
-                    "/me/security".to_owned()
-                } else {
-                    format!("/users/{}/security", user(task))
-                };
-                tokio::spawn(async move {
-                    for _ in 0..PER_TASK {
-                        let (status, _) = answer(&service, changing_patch(&path, TOKEN)).await;
-                        assert_eq!(status, 200);
-                    }
-                })
-            })
-            .collect();
-        for handle in handles {
-            handle.await.unwrap();
-        }
-    });
-}
 
 fn contention(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -74,13 +37,13 @@ fn contention(c: &mut Criterion) {
         for (kind, shared) in [("distinct", false), ("shared", true)] {
             let label = format!("{tasks}_tasks_{kind}");
             group.bench_function(BenchmarkId::new("floor", &label), |b| {
-                b.iter(|| run(&rt, &floor, tasks, shared));
+                b.iter(|| concurrent_writers(&rt, &floor, tasks, PER_TASK, shared));
             });
             group.bench_function(BenchmarkId::new("axum_baseline", &label), |b| {
-                b.iter(|| run(&rt, &axum, tasks, shared));
+                b.iter(|| concurrent_writers(&rt, &axum, tasks, PER_TASK, shared));
             });
             group.bench_function(BenchmarkId::new("security_update", &label), |b| {
-                b.iter(|| run(&rt, &ours, tasks, shared));
+                b.iter(|| concurrent_writers(&rt, &ours, tasks, PER_TASK, shared));
             });
         }
     }

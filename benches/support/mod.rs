@@ -272,3 +272,42 @@ pub fn assert_merged(name: &str, status: u16, body: &[u8]) {
     );
     assert!(object.get("obsolete").is_none(), "{name}: null not removed");
 }
+
+/// `tasks` tasks on `rt`, each sending `per_task` changing PATCHes, all to one object
+/// (`shared`) or each to its own user's, every answer checked to be 200.
+pub fn concurrent_writers<S, B>(
+    rt: &tokio::runtime::Runtime,
+    service: &S,
+    tasks: usize,
+    per_task: usize,
+    shared: bool,
+) where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Future: Send,
+    S::Error: std::fmt::Debug + Send,
+    B: http_body::Body + Send,
+    B::Data: Send,
+    B::Error: std::fmt::Debug,
+{
+    rt.block_on(async {
+        let handles: Vec<_> = (0..tasks)
+            .map(|task| {
+                let service = service.clone();
+                let path = if shared {
+                    "/me/security".to_owned()
+                } else {
+                    format!("/users/{}/security", user(task))
+                };
+                tokio::spawn(async move {
+                    for _ in 0..per_task {
+                        let (status, _) = answer(&service, changing_patch(&path, TOKEN)).await;
+                        assert_eq!(status, 200);
+                    }
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.await.unwrap();
+        }
+    });
+}

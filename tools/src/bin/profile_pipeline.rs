@@ -90,9 +90,9 @@ fn main() {
             let started = std::time::Instant::now();
             if contender == "ours-shared8" {
                 let (service, _) = ours(static_tokens());
-                shared_writers(&rt, &service, per_task);
+                concurrent_writers(&rt, &service, 8, per_task, true);
             } else {
-                shared_writers(&rt, &axum_baseline(), per_task);
+                concurrent_writers(&rt, &axum_baseline(), 8, per_task, true);
             }
             let rate = (per_task * 8) as f64 / started.elapsed().as_secs_f64();
             println!("{contender}: {rate:.0} requests/s");
@@ -151,39 +151,4 @@ fn ours_on_an_object_of(
         StackBuilder::new(store).with_schema(open).into_service(),
         static_tokens(),
     )
-}
-
-/// 8 tasks each sending `per_task` changing `PATCH` requests for the bench user's object.
-fn shared_writers<S, B>(rt: &tokio::runtime::Runtime, service: &S, per_task: usize)
-where
-    S: tower::Service<
-            http::Request<http_body_util::Full<bytes::Bytes>>,
-            Response = http::Response<B>,
-        > + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send,
-    S::Error: std::fmt::Debug + Send,
-    B: http_body::Body + Send,
-    B::Data: Send,
-    B::Error: std::fmt::Debug,
-{
-    rt.block_on(async {
-        let tasks: Vec<_> = (0..8)
-            .map(|_| {
-                let service = service.clone();
-                tokio::spawn(async move {
-                    for _ in 0..per_task {
-                        let (status, _) =
-                            answer(&service, changing_patch("/me/security", TOKEN)).await;
-                        assert_eq!(status, 200);
-                    }
-                })
-            })
-            .collect();
-        for task in tasks {
-            task.await.unwrap();
-        }
-    });
 }
