@@ -273,7 +273,7 @@ pub fn assert_merged(name: &str, status: u16, body: &[u8]) {
     assert!(object.get("obsolete").is_none(), "{name}: null not removed");
 }
 
-/// `tasks` tasks on `rt`, each sending `per_task` changing PATCHes, all to one object
+/// `tasks` tasks on `rt`, each sending `per_task` changing `PATCH` requests, all to one object
 /// (`shared`) or each to its own user's, every answer checked to be 200.
 pub fn concurrent_writers<S, B>(
     rt: &tokio::runtime::Runtime,
