@@ -176,3 +176,24 @@ async fn read_only_properties_still_cannot_change() {
     assert_eq!(object["createdBy"], "alice");
     assert_eq!(object["notes"], "b");
 }
+
+/// A stored text that names a member twice (no store of this crate writes one; a custom store
+/// might hand one back) is merged as a parser reads it, the last value winning: the write
+/// takes the parsing path instead of copying both copies.
+#[tokio::test]
+async fn a_stored_name_given_twice_is_merged_as_parsed() {
+    let (app, store) = app_with(ResourceSchema::open_type());
+    let id = get(&app, "/me/security", "alice").await.json()["id"].clone();
+    let text = format!(
+        r##"{{"@odata.type":"#microsoft.graph.security.security","id":{id},"a":1,"a":2,"b":1}}"##
+    );
+    let snapshot = Snapshot::from_json(1, text.into()).unwrap();
+    store.compare_and_swap(&alice(), 0, snapshot).await.unwrap();
+    let reply = patch_body(&app, &json!({"b": 2})).await;
+    assert_eq!(reply.status, 200, "{}", reply.error_message());
+    let entries = store.entries();
+    let json = String::from_utf8(entries[0].1.json().to_vec()).unwrap();
+    assert_eq!(json.matches("\"a\"").count(), 1, "{json}");
+    assert_eq!(stored(&store)["a"], 2);
+    assert_eq!(stored(&store)["b"], 2);
+}

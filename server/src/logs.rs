@@ -28,6 +28,9 @@ use crate::cli::LogFormat;
 const LINGER: Duration = Duration::from_millis(5);
 /// Most bytes waiting to be written; loggers wait beyond it.
 const MAX_BUFFERED: usize = 4 * 1024 * 1024;
+/// How long the exit waits for the buffer to be written: a stderr nobody reads (a stalled
+/// pipe, a paused terminal) must not keep the process from exiting.
+const EXIT_WAIT: Duration = Duration::from_secs(2);
 
 /// Installs the global subscriber: `RUST_LOG` (default `info`) with the audit trail kept at
 /// `info` unless `RUST_LOG` names it, in `format`. Keep the guard until the end of `main`.
@@ -35,7 +38,7 @@ const MAX_BUFFERED: usize = 4 * 1024 * 1024;
 /// # Errors
 /// When the writer thread cannot be started.
 pub(crate) fn install(format: LogFormat) -> std::io::Result<FlushOnExit> {
-    let (writer, guard) = BatchedStderr::start_with(std::io::stderr())?;
+    let (writer, guard) = BatchedStderr::start_with(std::io::stderr(), EXIT_WAIT)?;
     let filter_text = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned());
     let mut filter = EnvFilter::try_new(&filter_text).unwrap_or_else(|_| EnvFilter::new("info"));
     if !filter_text.contains("security_update::audit")
@@ -64,6 +67,8 @@ struct Shared {
     work: Condvar,
     /// Loggers wait here for room.
     room: Condvar,
+    /// The exit waits here for the writer thread to finish.
+    finished: Condvar,
 }
 
 #[derive(Debug, Default)]
@@ -72,6 +77,8 @@ struct State {
     /// The writer thread is asleep waiting for a first line.
     idle: bool,
     closing: bool,
+    /// The writer thread has written everything and stopped.
+    done: bool,
 }
 
 impl Shared {
@@ -87,15 +94,20 @@ pub(crate) struct BatchedStderr {
     shared: Arc<Shared>,
 }
 
-/// Writes out what is buffered and stops the writer thread when dropped.
+/// Writes out what is buffered and stops the writer thread when dropped, waiting for it at
+/// most `wait`.
 #[derive(Debug)]
 pub(crate) struct FlushOnExit {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
+    wait: Duration,
 }
 
 impl BatchedStderr {
-    fn start_with(out: impl Write + Send + 'static) -> std::io::Result<(Self, FlushOnExit)> {
+    fn start_with(
+        out: impl Write + Send + 'static,
+        wait: Duration,
+    ) -> std::io::Result<(Self, FlushOnExit)> {
         let shared = Arc::new(Shared::default());
         let thread = std::thread::Builder::new()
             .name("log-writer".to_owned())
@@ -106,6 +118,7 @@ impl BatchedStderr {
         let guard = FlushOnExit {
             shared: shared.clone(),
             thread: Some(thread),
+            wait,
         };
         Ok((Self { shared }, guard))
     }
@@ -136,8 +149,13 @@ fn write_batches(shared: &Shared, mut out: impl Write) {
         // A failed write (stderr closed) loses this batch; there is nowhere to report it.
         let _ = out.write_all(&batch).and_then(|()| out.flush());
         batch.clear();
-        if closing && shared.lock().pending.is_empty() {
-            return;
+        if closing {
+            let mut state = shared.lock();
+            if state.pending.is_empty() {
+                state.done = true;
+                shared.finished.notify_all();
+                return;
+            }
         }
     }
 }
@@ -188,10 +206,19 @@ impl Write for LineWriter<'_> {
 
 impl Drop for FlushOnExit {
     fn drop(&mut self) {
-        self.shared.lock().closing = true;
+        let mut state = self.shared.lock();
+        state.closing = true;
         self.shared.work.notify_one();
         self.shared.room.notify_all();
-        if let Some(thread) = self.thread.take() {
+        let (state, _) = self
+            .shared
+            .finished
+            .wait_timeout_while(state, self.wait, |state| !state.done)
+            .unwrap_or_else(PoisonError::into_inner);
+        let done = state.done;
+        drop(state);
+        // Past the wait the thread is left to the process's exit.
+        if let (true, Some(thread)) = (done, self.thread.take()) {
             let _ = thread.join();
         }
     }
@@ -225,7 +252,7 @@ mod tests {
     #[test]
     fn every_line_arrives_whole_in_batches() {
         let sink = Sink::default();
-        let (writer, guard) = BatchedStderr::start_with(sink.clone()).unwrap();
+        let (writer, guard) = BatchedStderr::start_with(sink.clone(), EXIT_WAIT).unwrap();
         let threads: Vec<_> = (0..4)
             .map(|t| {
                 let writer = writer.clone();
@@ -278,7 +305,7 @@ mod tests {
             }
         }
         let slow = Slow::default();
-        let (writer, guard) = BatchedStderr::start_with(slow.clone()).unwrap();
+        let (writer, guard) = BatchedStderr::start_with(slow.clone(), EXIT_WAIT).unwrap();
         let line = vec![b'x'; 64 * 1024];
         for _ in 0..256 {
             writer.make_writer().write_all(&line).unwrap();
@@ -287,5 +314,37 @@ mod tests {
         let largest = slow.0.load(Ordering::SeqCst);
         assert!(largest <= MAX_BUFFERED, "a batch of {largest} bytes");
         assert!(largest >= line.len());
+    }
+
+    /// A stderr that never takes the bytes does not keep the exit waiting past its bound.
+    #[test]
+    fn the_exit_waits_for_a_stuck_stderr_only_so_long() {
+        /// A writer that blocks until told to go on.
+        struct Stuck(std::sync::mpsc::Receiver<()>);
+        impl Write for Stuck {
+            fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+                let _ = self.0.recv();
+                Ok(data.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let (go_on, stuck) = std::sync::mpsc::channel();
+        let wait = Duration::from_millis(100);
+        let (writer, guard) = BatchedStderr::start_with(Stuck(stuck), wait).unwrap();
+        writer.make_writer().write_all(b"a line\n").unwrap();
+        let started = std::time::Instant::now();
+        drop(guard);
+        let waited = started.elapsed();
+        assert!(
+            waited >= wait,
+            "the exit did not wait for the writer: {waited:?}"
+        );
+        assert!(
+            waited < Duration::from_secs(30),
+            "the exit hung: {waited:?}"
+        );
+        let _ = go_on.send(());
     }
 }

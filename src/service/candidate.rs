@@ -2,7 +2,7 @@
 //! does not name are copied as bytes (no parse, clone, re-serialization or drop of them), the
 //! members it names are merged (RFC 7396) and written, and only those are handed back for the
 //! schema to check. The result is byte for byte what merging into a parsed copy and
-//! serializing it gives (`write::tests` compares the two on many objects and patches).
+//! serializing it gives (the tests below compare the two on many objects and patches).
 
 use serde::de::Error as _;
 use serde_json::{Map, Value};
@@ -27,7 +27,10 @@ const COMPARE_NAMES_UP_TO: usize = 8;
 /// Merges `patch` into the object whose JSON is `json`, whose members lie at `members`.
 ///
 /// Member order is the merge's: stored members where they were, new ones after them in patch
-/// order. A stored text with a name twice (never written by this crate) merges into the first.
+/// order. `members` names each member once ([`Snapshot::members`] refuses a text that names
+/// one twice).
+///
+/// [`Snapshot::members`]: crate::store::Snapshot
 ///
 /// # Errors
 /// When a stored member that the patch merges into cannot be parsed, or a value cannot be

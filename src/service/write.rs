@@ -72,9 +72,12 @@ fn next_snapshot(
             Snapshot::from_written(current.version() + 1, merged.json, merged.members)
         }
         _ => {
-            let mut candidate = current.document().clone();
+            let stored = current.try_document().map_err(|_| {
+                GraphError::new(ErrorKind::Internal, "the stored object could not be read")
+            })?;
+            let mut candidate = stored.clone();
             apply_to_object(&mut candidate, patch);
-            schema.check_merged(&mut candidate, current.document())?;
+            schema.check_merged(&mut candidate, stored)?;
             Snapshot::new(current.version() + 1, candidate).map_err(|_| serialization_failed())?
         }
     };

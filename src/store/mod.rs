@@ -142,19 +142,37 @@ impl Snapshot {
     }
 
     /// The document.
+    ///
+    /// # Panics
+    /// Never for a snapshot made by [`new`](Self::new), [`from_json`](Self::from_json) or a
+    /// write of this crate: their JSON is an object that parsed or was just serialized.
     pub fn document(&self) -> &Map<String, Value> {
-        self.parsed.document.get_or_init(|| {
-            // The JSON of a snapshot is always an object: written by this crate or parsed
-            // once already (`from_json`).
-            serde_json::from_slice(&self.json).unwrap_or_default()
-        })
+        self.try_document()
+            .expect("a snapshot's JSON is an object this crate parsed or wrote")
     }
 
-    /// Where the top-level members of the JSON lie; `None` if it does not scan as an object.
+    /// The document, parsed from the JSON the first time it is asked for; the write path uses
+    /// this so that a text that does not parse is an error, never an empty object merged into.
+    pub(crate) fn try_document(&self) -> Result<&Map<String, Value>, serde_json::Error> {
+        if let Some(document) = self.parsed.document.get() {
+            return Ok(document);
+        }
+        let document = serde_json::from_slice(&self.json)?;
+        Ok(self.parsed.document.get_or_init(|| document))
+    }
+
+    /// Where the top-level members of the JSON lie; `None` if it does not scan as an object,
+    /// or names a member twice (a parser keeps one of them; copying bytes would keep both).
     pub(crate) fn members(&self) -> Option<&[members::Member]> {
         self.parsed
             .members
-            .get_or_init(|| members::index(&self.json))
+            .get_or_init(|| {
+                let members = members::index(&self.json)?;
+                // Every snapshot not made by a write has its document: the same number of
+                // members means no name is there twice.
+                let distinct = self.parsed.document.get().map_or(members.len(), Map::len);
+                (distinct == members.len()).then_some(members)
+            })
             .as_deref()
     }
 
