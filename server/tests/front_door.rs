@@ -323,3 +323,41 @@ fn a_server_with_few_descriptors_stays_up_and_recovers() {
     }
     assert!(served, "the server did not recover from EMFILE");
 }
+
+/// A body refused before it is read (413 on its declared length, `Connection: close`) while
+/// the client is still sending it: the client can finish sending, then reads the whole
+/// answer and the close. Closing at once with unread bytes resets the connection (the
+/// client's writes fail), and a reset can throw away an answer not yet sent or read (RFC 9112
+/// §9.6); the server shuts its side first and reads what is still coming.
+#[test]
+fn a_client_still_sending_a_refused_body_gets_its_answer() {
+    const BODY: usize = 4 * 1024 * 1024;
+    let dir = TempDir::new("front-door-linger");
+    let server = Server::start(&["--memory", "--max-body", "1024"], &dir.0);
+    let token = server.dev_token();
+    for attempt in 0..10 {
+        let mut stream = connect_from("127.0.0.1", server.addr);
+        let head = format!(
+            "PATCH /beta/me/security HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\n\
+             content-type: application/json\r\ncontent-length: {BODY}\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        // As most clients do: the whole body first, then the answer. The server reads and
+        // discards it (within its bounds) instead of resetting the connection under it.
+        let chunk = vec![b' '; 64 * 1024];
+        let mut sent = 0;
+        while sent < BODY {
+            match stream.write(&chunk[..chunk.len().min(BODY - sent)]) {
+                Ok(n) => sent += n,
+                Err(error) => panic!("attempt {attempt}: reset after {sent} bytes: {error}"),
+            }
+        }
+        let reply = read_to_close(&mut stream);
+        let reply = String::from_utf8_lossy(&reply).to_ascii_lowercase();
+        assert!(
+            reply.starts_with("http/1.1 413"),
+            "attempt {attempt}: {reply:?}"
+        );
+        assert!(reply.contains("\r\nconnection: close\r\n"), "{reply}");
+    }
+}

@@ -15,6 +15,7 @@
 pub(crate) mod conn_limits;
 pub(crate) mod detect;
 mod ip_net;
+mod linger;
 mod write_stall;
 
 use std::future::Future;
@@ -93,7 +94,10 @@ pub(crate) async fn serve_connection<S, B>(
         } else {
             Protocol::Http1
         };
-        let io = TokioIo::new(write_stall::WriteStall::new(stream, deadlines.write_stall));
+        let io = TokioIo::new(linger::Linger::new(write_stall::WriteStall::new(
+            stream,
+            deadlines.write_stall,
+        )));
         return serve_io(io, protocol, service, deadlines, shutdown).await;
     }
     let detected = tokio::select! {
@@ -108,10 +112,10 @@ pub(crate) async fn serve_connection<S, B>(
         }
     };
     let protocol = detected.protocol();
-    let io = TokioIo::new(write_stall::WriteStall::new(
+    let io = TokioIo::new(linger::Linger::new(write_stall::WriteStall::new(
         detected.into_io(stream),
         deadlines.write_stall,
-    ));
+    )));
     serve_io(io, protocol, service, deadlines, shutdown).await;
 }
 
