@@ -54,7 +54,7 @@ pub(crate) fn install(format: LogFormat) -> std::io::Result<FlushOnExit> {
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init(),
         // One JSON object per line, for log shippers.
-        LogFormat::Json => logs.json().with_ansi(false).init(),
+        LogFormat::Json => logs.event_format(crate::json_lines::JsonLines).init(),
     }
     Ok(guard)
 }

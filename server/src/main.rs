@@ -12,6 +12,7 @@ mod cli;
 mod client_address;
 mod dev;
 mod front_door;
+mod json_lines;
 mod logs;
 mod metrics_endpoint;
 mod probes;
