@@ -158,8 +158,9 @@ pub trait AuditSink: Debug + Send + Sync + 'static {
 
 /// Audit records as `tracing` events (target `security_update::audit`, level INFO).
 ///
-/// Caller-controlled text (the patch, the requested user) is logged with `Debug` escaping,
-/// so a newline in it cannot forge a second log line.
+/// Caller-controlled text (the patch, the requested user) is logged as string values, which
+/// text formats quote and escape as `Debug` does, so a newline in it cannot forge a second
+/// log line; a JSON format writes them as JSON strings.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TracingAudit;
 
@@ -183,10 +184,10 @@ impl AuditSink for TracingAudit {
                 actor = %record.actor_object_id,
                 actor_app = record.actor_app_id.as_deref().unwrap_or("-"),
                 target_tenant = %record.target_tenant_id,
-                target_user = ?record.target_user,
+                target_user = record.target_user.as_str(),
                 etag_before = %etag_before,
                 etag_after = %etag_after,
-                patch = ?patch,
+                patch = patch.as_str(),
                 "audit"
             ),
             AuditOutcome::Denied { status, reason } => tracing::info!(
@@ -197,9 +198,9 @@ impl AuditSink for TracingAudit {
                 actor = %record.actor_object_id,
                 actor_app = record.actor_app_id.as_deref().unwrap_or("-"),
                 target_tenant = %record.target_tenant_id,
-                target_user = ?record.target_user,
+                target_user = record.target_user.as_str(),
                 status,
-                reason = ?reason,
+                reason = reason.as_str(),
                 "audit"
             ),
         }

@@ -50,9 +50,7 @@ pub(crate) fn install(format: LogFormat) -> std::io::Result<FlushOnExit> {
         .with_env_filter(filter)
         .with_writer(writer);
     match format {
-        LogFormat::Text => logs
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
+        LogFormat::Text => logs.event_format(crate::text_lines::TextLines).init(),
         // One JSON object per line, for log shippers.
         LogFormat::Json => logs.event_format(crate::json_lines::JsonLines).init(),
     }

@@ -17,6 +17,7 @@ mod logs;
 mod metrics_endpoint;
 mod probes;
 mod reload;
+mod text_lines;
 mod tls;
 
 use std::io::Write;
