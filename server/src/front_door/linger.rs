@@ -199,4 +199,34 @@ mod tests {
         drop(ours);
         trickle.await.unwrap();
     }
+
+    /// A peer that keeps sending is read at most `LINGER_BYTES`, then left.
+    #[tokio::test(start_paused = true)]
+    async fn lingering_is_bounded_in_bytes() {
+        let (ours, mut theirs) = tokio::io::duplex(64 * 1024);
+        let mut ours = Linger::new(ours);
+        let flood = tokio::spawn(async move {
+            let chunk = vec![b'x'; 64 * 1024];
+            let mut sent = 0usize;
+            while theirs.write_all(&chunk).await.is_ok() {
+                sent += chunk.len();
+            }
+            sent
+        });
+        let started = tokio::time::Instant::now();
+        ours.shutdown().await.unwrap();
+        assert!(
+            started.elapsed() < LINGER_FOR,
+            "left by the clock, not the bytes"
+        );
+        let State::Closed = ours.state else {
+            panic!("still lingering")
+        };
+        drop(ours);
+        let sent = flood.await.unwrap();
+        assert!(
+            (LINGER_BYTES..LINGER_BYTES + 256 * 1024).contains(&sent),
+            "{sent} bytes taken"
+        );
+    }
 }
