@@ -222,6 +222,22 @@ impl Drop for FlushOnExit {
     }
 }
 
+/// What a subscriber writes, kept for the event formats' tests.
+#[cfg(test)]
+#[derive(Clone, Default)]
+pub(crate) struct CapturedLines(pub(crate) Arc<Mutex<Vec<u8>>>);
+
+#[cfg(test)]
+impl Write for CapturedLines {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
