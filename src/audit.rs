@@ -106,9 +106,9 @@ impl AuditRecord {
         }
     }
 
-    /// The audit text of a patch: compact, bounded; see [`AuditOutcome::Accepted`].
-    pub(crate) fn patch_text(patch: &serde_json::Map<String, serde_json::Value>) -> String {
-        let full = serde_json::to_string(patch).unwrap_or_default();
+    /// The audit text of a patch given as compact JSON (`MergePatch::compact_json`): bounded;
+    /// see [`AuditOutcome::Accepted`].
+    pub(crate) fn patch_text(full: String) -> String {
         if full.len() <= MAX_AUDITED_PATCH {
             return full;
         }
@@ -213,13 +213,13 @@ mod bounded_patch_tests {
 
     #[test]
     fn the_audited_patch_is_compact_and_bounded() {
-        let small: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str("{ \"a\" :   1 }").unwrap();
-        assert_eq!(AuditRecord::patch_text(&small), r#"{"a":1}"#);
+        let small =
+            crate::MergePatch::parse(bytes::Bytes::from_static(b"{ \"a\" :   1 }"), 8).unwrap();
+        assert_eq!(AuditRecord::patch_text(small.compact_json()), r#"{"a":1}"#);
         let big: serde_json::Map<String, serde_json::Value> = (0..10_000)
             .map(|i| (format!("member{i}"), serde_json::Value::from(i)))
             .collect();
-        let text = AuditRecord::patch_text(&big);
+        let text = AuditRecord::patch_text(serde_json::to_string(&big).unwrap());
         let full = serde_json::to_string(&big).unwrap();
         assert!(text.len() < MAX_AUDITED_PATCH + 80, "{} bytes", text.len());
         assert!(

@@ -39,17 +39,24 @@
 //! ```
 
 mod apply;
+pub(crate) mod canonical;
 mod future;
 mod layer;
 mod parse;
+pub(crate) mod scan;
+#[cfg(test)]
+mod scan_tests;
 #[cfg(test)]
 mod tests;
+pub(crate) mod value;
 
-pub(crate) use apply::without_nulls;
 pub use apply::{apply, apply_to_object};
 pub use future::ResponseFuture;
 pub(crate) use layer::unsupported_transfer_coding;
 pub use layer::{MergePatchLayer, MergePatchService};
+
+use std::borrow::Cow;
+use std::sync::OnceLock;
 
 use bytes::Bytes;
 use http::header;
@@ -58,6 +65,7 @@ use http_body_util::LengthLimitError;
 use serde_json::{Map, Value};
 
 use crate::error::{ErrorKind, GraphError};
+use crate::store::members::Member;
 
 /// The request body the inner service of [`MergePatchLayer`] sees: untouched for methods
 /// without a patch, the already-read bytes of the patch for `PATCH` (so an inner axum handler
@@ -71,11 +79,80 @@ pub const DEFAULT_MAX_DEPTH: usize = 64;
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// A parsed merge patch document: always a JSON object.
-#[derive(Debug, Clone, PartialEq)]
+/// A merge patch document: always a JSON object, checked whole when it was parsed.
+///
+/// The write path works on the patch's JSON text (its top-level members indexed, see
+/// `scan`); the [`document`](Self::document) as a `serde_json` map is built the first time
+/// something asks for it.
+#[derive(Debug, Clone)]
 pub struct MergePatch {
-    document: Map<String, Value>,
     raw: Bytes,
+    /// The patch as JSON text: `raw` when the strict scan accepted it, else the parsed
+    /// document written out again. `None` only when that did not scan either (nested past
+    /// the scan's bound): then writes use the document.
+    text: Option<PatchText>,
+    document: OnceLock<Map<String, Value>>,
+}
+
+/// A patch's JSON text with where its top-level members lie.
+#[derive(Debug, Clone)]
+pub(crate) struct PatchText {
+    pub(crate) json: Bytes,
+    pub(crate) members: Vec<Member>,
+    /// Every top-level name can be read, and none is `id` or `@odata.type` (the two whose
+    /// values the schema reads) or an annotation.
+    plain: bool,
+    /// Some top-level name is an annotation other than `@odata.type`, or cannot be read.
+    annotated: bool,
+}
+
+impl PatchText {
+    fn new(json: Bytes, members: Vec<Member>) -> Self {
+        let (mut plain, mut annotated) = (true, false);
+        for member in &members {
+            match scan::name_of(&json[member.key.clone()], member.escaped) {
+                None => (plain, annotated) = (false, true),
+                Some(name) => {
+                    if name == "id" || name.contains('@') {
+                        plain = false;
+                    }
+                    if name.contains('@') && name != "@odata.type" {
+                        annotated = true;
+                    }
+                }
+            }
+        }
+        Self {
+            json,
+            members,
+            plain,
+            annotated,
+        }
+    }
+
+    /// The text of `document`, compact.
+    fn of(document: &Map<String, Value>) -> Option<Self> {
+        let json = Bytes::from(serde_json::to_vec(document).ok()?);
+        let members = scan::scan(&json, SCAN_DEPTH_LIMIT)?;
+        Some(Self::new(json, members))
+    }
+
+    /// The top-level names, in order (each can be read: see [`MergePatch::plain_names`]).
+    fn names(&self) -> impl Iterator<Item = Cow<'_, str>> {
+        self.members
+            .iter()
+            .filter_map(|member| scan::name_of(&self.json[member.key.clone()], member.escaped))
+    }
+}
+
+/// The scan's nesting bound: below `serde_json`'s own, so that whatever the scan accepts,
+/// `serde_json` parses.
+const SCAN_DEPTH_LIMIT: usize = parse::SERDE_JSON_DEPTH_LIMIT - 1;
+
+impl PartialEq for MergePatch {
+    fn eq(&self, other: &Self) -> bool {
+        self.raw == other.raw && self.document() == other.document()
+    }
 }
 
 impl MergePatch {
@@ -91,12 +168,21 @@ impl MergePatch {
             ));
         }
         let depth = max_depth.min(parse::SERDE_JSON_DEPTH_LIMIT);
+        if let Some(members) = scan::scan(&raw, depth.min(SCAN_DEPTH_LIMIT)) {
+            return Ok(Self {
+                text: Some(PatchText::new(raw.clone(), members)),
+                raw,
+                document: OnceLock::new(),
+            });
+        }
+        // What the scan refuses, the parse judges: it names the problem, or accepts what the
+        // scan is stricter about.
         match parse::parse_value_noting_floats(&raw, depth) {
             Ok((Value::Object(document), saw_float)) => match saw_float
                 .then(|| parse::out_of_range_integer(&raw))
                 .flatten()
             {
-                None => Ok(Self { document, raw }),
+                None => Ok(Self::of_document(raw, document)),
                 Some((member, literal)) => Err(bad_request(format!(
                     "the integer {literal} of member {member:?} is outside the 64-bit range and \
                      would be rounded; send it as a string"
@@ -110,23 +196,71 @@ impl MergePatch {
         }
     }
 
-    /// The patch document.
-    pub fn document(&self) -> &Map<String, Value> {
-        &self.document
+    fn of_document(raw: Bytes, document: Map<String, Value>) -> Self {
+        Self {
+            raw,
+            text: PatchText::of(&document),
+            document: OnceLock::from(document),
+        }
     }
 
-    pub(crate) fn document_mut(&mut self) -> &mut Map<String, Value> {
-        &mut self.document
+    /// The patch document.
+    ///
+    /// # Panics
+    /// Never: a text the patch scan accepted is one `serde_json` parses.
+    pub fn document(&self) -> &Map<String, Value> {
+        self.document.get_or_init(|| {
+            serde_json::from_slice(&self.raw).expect("a text the patch scan accepted parses")
+        })
     }
 
     /// The patch document, by value, for [`apply_to_object`].
     pub fn into_document(self) -> Map<String, Value> {
-        self.document
+        self.document();
+        self.document.into_inner().unwrap_or_default()
     }
 
     /// The bytes the patch was parsed from.
     pub fn raw(&self) -> &Bytes {
         &self.raw
+    }
+
+    /// The patch as JSON text with its members indexed (see [`PatchText`]).
+    pub(crate) fn text(&self) -> Option<&PatchText> {
+        self.text.as_ref()
+    }
+
+    /// The names of the top-level members when every one can be read and none is `id`,
+    /// `@odata.type` (the two whose values the schema reads) or an annotation; `None`
+    /// otherwise.
+    pub(crate) fn plain_names(&self) -> Option<impl Iterator<Item = Cow<'_, str>>> {
+        self.text().filter(|text| text.plain).map(PatchText::names)
+    }
+
+    /// Removes the annotations (see `odata::annotations::strip`).
+    ///
+    /// # Errors
+    /// 400 naming the first malformed annotation.
+    pub(crate) fn strip_annotations(&mut self) -> Result<(), GraphError> {
+        if self.text().is_some_and(|text| !text.annotated) {
+            return Ok(());
+        }
+        self.document();
+        let mut document = self.document.take().unwrap_or_default();
+        let stripped = crate::odata::annotations::strip(&mut document);
+        self.text = PatchText::of(&document);
+        self.document = OnceLock::from(document);
+        stripped
+    }
+
+    /// The patch as compact JSON, as `serde_json` writes its document, for the audit record.
+    pub(crate) fn compact_json(&self) -> String {
+        let written = self.text().and_then(|text| {
+            let mut out = Vec::with_capacity(text.json.len());
+            canonical::write(&mut out, &text.json, false).ok()?;
+            String::from_utf8(out).ok()
+        });
+        written.unwrap_or_else(|| serde_json::to_string(self.document()).unwrap_or_default())
     }
 }
 

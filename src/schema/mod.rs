@@ -237,6 +237,22 @@ impl ResourceSchema {
         Ok(())
     }
 
+    /// [`check_patch`](Self::check_patch) for a patch known by its names alone, none of them
+    /// `id` or `@odata.type` (the two whose values it reads).
+    ///
+    /// # Errors
+    /// 400 naming the first undeclared property.
+    pub(crate) fn check_patch_names<'n>(
+        &self,
+        mut names: impl Iterator<Item = Cow<'n, str>>,
+    ) -> Result<(), GraphError> {
+        match &self.kind {
+            SchemaKind::Reloadable(slot) => current(slot).check_patch_names(names),
+            SchemaKind::Graph => names.next().map_or(Ok(()), |key| Err(undeclared(&key))),
+            _ => Ok(()),
+        }
+    }
+
     /// Checks a merged object against the object it was patched from.
     ///
     /// # Errors
@@ -307,7 +323,10 @@ impl ResourceSchema {
     /// read-only property (those are compared with the stored object). Members the patch
     /// leaves alone were valid when written and are not judged again, as Kubernetes ratchets
     /// unchanged fields of custom resources (KEP-4008).
-    pub(crate) fn checks_members_alone(&self, patch: &Map<String, Value>) -> bool {
+    pub(crate) fn checks_members_alone<'n>(
+        &self,
+        mut names: impl Iterator<Item = Cow<'n, str>>,
+    ) -> bool {
         let local = match &self.kind {
             SchemaKind::Graph | SchemaKind::Open => true,
             #[cfg(feature = "json-schema")]
@@ -315,11 +334,21 @@ impl ResourceSchema {
             SchemaKind::Reloadable(_) => false,
         };
         local
-            && !patch.keys().any(|key| {
-                key == ID_KEY
-                    || key == ODATA_TYPE_KEY
-                    || self.read_only.iter().any(|r| **r == **key)
+            && !names.any(|key| {
+                key == ID_KEY || key == ODATA_TYPE_KEY || self.read_only.iter().any(|r| **r == *key)
             })
+    }
+
+    /// What [`check_members`](Self::check_members) reads of the members a patch set: nothing,
+    /// their names, or their values too.
+    pub(crate) fn reads_members(&self) -> MemberCheck {
+        match &self.kind {
+            SchemaKind::Graph => MemberCheck::Names,
+            SchemaKind::Open => MemberCheck::Nothing,
+            #[cfg(feature = "json-schema")]
+            SchemaKind::Custom(_) => MemberCheck::Values,
+            SchemaKind::Reloadable(slot) => current(slot).reads_members(),
+        }
     }
 
     /// Checks the members a patch set, after [`checks_members_alone`](Self::checks_members_alone).
@@ -338,6 +367,17 @@ impl ResourceSchema {
             SchemaKind::Reloadable(slot) => current(slot).check_members(touched),
         }
     }
+}
+
+/// What a schema reads of the members a patch set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MemberCheck {
+    /// Nothing: any member, any value.
+    Nothing,
+    /// Their names: no member may be set.
+    Names,
+    /// Their values: a JSON Schema judges them.
+    Values,
 }
 
 /// Replaces the schema behind a [`ResourceSchema::reloadable`]; clones share the slot.

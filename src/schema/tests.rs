@@ -2,6 +2,7 @@
 
 use super::*;
 use serde_json::json;
+use std::borrow::Cow;
 
 fn object(value: Value) -> Map<String, Value> {
     match value {
@@ -84,7 +85,7 @@ fn member_by_member_checks_only_where_members_are_independent() {
     let local = |schema: Value| {
         ResourceSchema::from_json_schema(&schema)
             .unwrap()
-            .checks_members_alone(&object(json!({"notes": "x"})))
+            .checks_members_alone(["notes"].into_iter().map(Cow::from))
     };
     assert!(local(json!({"type": "object"})));
     assert!(local(json!({
@@ -114,21 +115,17 @@ fn member_by_member_checks_only_where_members_are_independent() {
     let open = ResourceSchema::from_json_schema(&json!({"type": "object"}))
         .unwrap()
         .with_read_only(["createdBy"]);
-    for named in [
-        json!({"id": "x"}),
-        json!({"@odata.type": ODATA_TYPE}),
-        json!({"createdBy": null}),
-    ] {
+    for named in ["id", "@odata.type", "createdBy"] {
         assert!(
-            !open.checks_members_alone(&object(named.clone())),
+            !open.checks_members_alone(["a", named].into_iter().map(Cow::from)),
             "{named}"
         );
     }
-    assert!(ResourceSchema::open_type().checks_members_alone(&object(json!({"a": 1}))));
+    assert!(ResourceSchema::open_type().checks_members_alone(["a"].into_iter().map(Cow::from)));
     let (reloadable, _) = ResourceSchema::open_type().reloadable();
     assert!(
         reloadable
             .in_effect()
-            .checks_members_alone(&object(json!({"a": 1})))
+            .checks_members_alone(["a"].into_iter().map(Cow::from))
     );
 }

@@ -1,21 +1,57 @@
-//! The next version of an object built from the stored version's JSON: the members a patch
-//! does not name are copied as bytes (no parse, clone, re-serialization or drop of them), the
-//! members it names are merged (RFC 7396) and written, and only those are handed back for the
-//! schema to check. The result is byte for byte what merging into a parsed copy and
-//! serializing it gives (the tests below compare the two on many objects and patches).
+//! The next version of an object built from the stored version's JSON and the patch's JSON
+//! text, with no `serde_json::Value` of either: the members a patch does not name are copied
+//! as bytes, the members it names are merged (RFC 7396) and written in `serde_json`'s compact
+//! form, and where they lie is handed back for the schema to check. The result is byte for
+//! byte what merging into a parsed copy and serializing it gives (the tests below compare the
+//! two on many objects and patches).
 
-use serde::de::Error as _;
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
-use crate::merge_patch::{apply_to_object, without_nulls};
-use crate::store::members::Member;
+use crate::merge_patch::canonical;
+use crate::merge_patch::scan::names_repeat;
+use crate::merge_patch::value::value_of;
+use crate::store::members::{self, Member};
 
-/// An object after a patch, as JSON, with where its members lie and what the patch set.
+/// An object after a patch, as JSON, with where its members lie and which ones the patch set.
 pub(crate) struct Merged {
     pub(crate) json: Vec<u8>,
     pub(crate) members: Vec<Member>,
-    /// The members the patch set (not removed), with their values after the merge, in order.
-    pub(crate) touched: Map<String, Value>,
+    /// Which of `members` the patch set (not removed), in order.
+    touched: Vec<usize>,
+}
+
+impl Merged {
+    /// The members the patch set, with their values after the merge, for the schema.
+    pub(crate) fn touched_values(&self) -> Result<Map<String, Value>, serde_json::Error> {
+        self.touched
+            .iter()
+            .map(|&at| {
+                let member = &self.members[at];
+                Ok((
+                    self.name(member)?.into_owned(),
+                    value_of(&self.json[member.value.clone()])?,
+                ))
+            })
+            .collect()
+    }
+
+    /// The names of the members the patch set, in order.
+    pub(crate) fn touched_names(&self) -> Result<Vec<Cow<'_, str>>, serde_json::Error> {
+        self.touched
+            .iter()
+            .map(|&at| self.name(&self.members[at]))
+            .collect()
+    }
+
+    fn name<'a>(&'a self, member: &Member) -> Result<Cow<'a, str>, serde_json::Error> {
+        member.name(&self.json).ok_or_else(unreadable)
+    }
+}
+
+fn unreadable() -> serde_json::Error {
+    <serde_json::Error as serde::de::Error>::custom("a member name cannot be read")
 }
 
 /// Patches of at most this many members are matched to stored members by comparing names
@@ -24,7 +60,8 @@ pub(crate) struct Merged {
 /// linear for big objects and big patches alike.
 const COMPARE_NAMES_UP_TO: usize = 8;
 
-/// Merges `patch` into the object whose JSON is `json`, whose members lie at `members`.
+/// Merges the patch `patch` (a JSON object text the patch scan accepted, whose members lie at
+/// `patch_members`) into the object whose JSON is `json`, whose members lie at `members`.
 ///
 /// Member order is the merge's: stored members where they were, new ones after them in patch
 /// order. `members` names each member once ([`Snapshot::members`] refuses a text that names
@@ -33,111 +70,194 @@ const COMPARE_NAMES_UP_TO: usize = 8;
 /// [`Snapshot::members`]: crate::store::Snapshot
 ///
 /// # Errors
-/// When a stored member that the patch merges into cannot be parsed, or a value cannot be
-/// serialized: neither happens for JSON this crate wrote.
+/// When a stored object the patch merges into does not scan, or names a member twice (a
+/// parser would keep one; copying would keep both): the caller merges a parsed copy instead.
+/// Neither happens for JSON this crate wrote.
 pub(crate) fn merge_onto_json(
     json: &[u8],
     members: &[Member],
-    patch: Map<String, Value>,
+    patch: &[u8],
+    patch_members: &[Member],
 ) -> Result<Merged, serde_json::Error> {
-    let mut entries: Vec<(String, Value)> = patch.into_iter().collect();
-    let named_by = match_names(json, members, &entries)?;
-    let mut matched = vec![false; entries.len()];
-    let mut out = Vec::with_capacity(json.len() + 64);
-    let mut spans = Vec::with_capacity(members.len() + entries.len());
-    let mut touched = Map::new();
+    let mut merged = Merged {
+        json: Vec::with_capacity(json.len() + patch.len()),
+        members: Vec::with_capacity(members.len() + patch_members.len()),
+        touched: Vec::with_capacity(patch_members.len()),
+    };
+    let top = Object { json, members };
+    let patch = Object {
+        json: patch,
+        members: patch_members,
+    };
+    merge_objects(
+        &mut merged.json,
+        &top,
+        &patch,
+        Some((&mut merged.members, &mut merged.touched)),
+    )?;
+    Ok(merged)
+}
+
+/// An object's JSON text and where its members lie in it.
+struct Object<'a> {
+    json: &'a [u8],
+    members: &'a [Member],
+}
+
+impl Object<'_> {
+    fn key(&self, member: &Member) -> &[u8] {
+        &self.json[member.key.clone()]
+    }
+
+    fn value(&self, member: &Member) -> &[u8] {
+        &self.json[member.value.clone()]
+    }
+}
+
+/// Writes `patch` merged into `stored` to `out`; with `record`, where each member lands in
+/// `out` and which ones the patch set.
+fn merge_objects(
+    out: &mut Vec<u8>,
+    stored: &Object<'_>,
+    patch: &Object<'_>,
+    mut record: Option<(&mut Vec<Member>, &mut Vec<usize>)>,
+) -> Result<(), serde_json::Error> {
+    let named_by = match_names(stored, patch)?;
+    let mut matched = vec![false; patch.members.len()];
     out.push(b'{');
-    for (member, named_by) in members.iter().zip(named_by) {
-        let key = &json[member.key.clone()];
+    let first = out.len();
+    for (member, named_by) in stored.members.iter().zip(named_by) {
+        let key = stored.key(member);
         let Some(entry) = named_by else {
-            let start = begin_member(&mut out, key);
-            out.extend_from_slice(&json[member.value.clone()]);
-            spans.push(end_member(&out, start, member));
+            let start = begin_member(out, first, key);
+            out.extend_from_slice(stored.value(member));
+            note(&mut record, out, start, key.len(), member.escaped, false);
             continue;
         };
         matched[entry] = true;
-        let (name, patch_value) = &mut entries[entry];
-        let value = match std::mem::take(patch_value) {
+        let value = patch.value(&patch.members[entry]);
+        if canonical::is_null(value) {
             // Removed.
-            Value::Null => continue,
-            Value::Object(inner) if json[member.value.start] == b'{' => {
-                let mut stored: Map<String, Value> =
-                    serde_json::from_slice(&json[member.value.clone()])?;
-                apply_to_object(&mut stored, inner);
-                Value::Object(stored)
-            }
-            other => without_nulls(other),
-        };
-        let start = begin_member(&mut out, key);
-        serde_json::to_writer(&mut out, &value)?;
-        spans.push(end_member(&out, start, member));
-        touched.insert(std::mem::take(name), value);
-    }
-    for ((name, value), matched) in entries.into_iter().zip(matched) {
-        // New members; `null` for a member that is not there removes nothing.
-        if matched || value.is_null() {
             continue;
         }
-        let value = without_nulls(value);
-        if out.len() > 1 {
+        let start = begin_member(out, first, key);
+        let stored_value = stored.value(member);
+        if value.first() == Some(&b'{') && stored_value.first() == Some(&b'{') {
+            merge_nested(out, stored_value, value)?;
+        } else {
+            canonical::write(out, value, true)?;
+        }
+        note(&mut record, out, start, key.len(), member.escaped, true);
+    }
+    for (member, matched) in patch.members.iter().zip(matched) {
+        // New members; `null` for a member that is not there removes nothing.
+        let value = patch.value(member);
+        if matched || canonical::is_null(value) {
+            continue;
+        }
+        if out.len() > first {
             out.push(b',');
         }
         let start = out.len();
-        serde_json::to_writer(&mut out, &name)?;
-        let key_end = out.len();
+        canonical::write(out, patch.key(member), false)?;
+        let key_len = out.len() - start;
         out.push(b':');
-        serde_json::to_writer(&mut out, &value)?;
-        spans.push(Member {
-            key: start..key_end,
-            value: key_end + 1..out.len(),
-            escaped: out[start..key_end].contains(&b'\\'),
-        });
-        touched.insert(name, value);
+        canonical::write(out, value, true)?;
+        let escaped = out[start..start + key_len].contains(&b'\\');
+        note(&mut record, out, start, key_len, escaped, true);
     }
     out.push(b'}');
-    Ok(Merged {
-        json: out,
-        members: spans,
-        touched,
-    })
+    Ok(())
 }
 
-/// For each stored member, the patch entry that names it, if any (each entry names at most
-/// one member: the first of that name).
+/// A patch object merged into a stored object member: both indexed, then merged.
+fn merge_nested(out: &mut Vec<u8>, stored: &[u8], patch: &[u8]) -> Result<(), serde_json::Error> {
+    let stored_members = members::index(stored).ok_or_else(unreadable)?;
+    if names_repeat(stored, &stored_members) != Some(false) {
+        return Err(unreadable());
+    }
+    let patch_members = members::index(patch).ok_or_else(unreadable)?;
+    let stored = Object {
+        json: stored,
+        members: &stored_members,
+    };
+    let patch = Object {
+        json: patch,
+        members: &patch_members,
+    };
+    merge_objects(out, &stored, &patch, None)
+}
+
+/// Records the member just written at `start` (a key of `key_len` bytes, a colon, the value).
+fn note(
+    record: &mut Option<(&mut Vec<Member>, &mut Vec<usize>)>,
+    out: &[u8],
+    start: usize,
+    key_len: usize,
+    escaped: bool,
+    touched: bool,
+) {
+    if let Some((members, set)) = record {
+        if touched {
+            set.push(members.len());
+        }
+        members.push(Member {
+            key: start..start + key_len,
+            value: start + key_len + 1..out.len(),
+            escaped,
+        });
+    }
+}
+
+/// For each stored member, the patch member that names it, if any (each patch member names at
+/// most one: the stored object names each member once).
 fn match_names(
-    json: &[u8],
-    members: &[Member],
-    entries: &[(String, Value)],
+    stored: &Object<'_>,
+    patch: &Object<'_>,
 ) -> Result<Vec<Option<usize>>, serde_json::Error> {
-    let mut named_by = vec![None; members.len()];
-    if entries.len() <= COMPARE_NAMES_UP_TO {
-        for (entry, (name, _)) in entries.iter().enumerate() {
-            if let Some(at) = members
-                .iter()
-                .position(|member| member.is_named(json, name))
-            {
-                named_by[at] = Some(entry);
+    let mut named_by = vec![None; stored.members.len()];
+    if patch.members.len() <= COMPARE_NAMES_UP_TO {
+        for (entry, wanted) in patch.members.iter().enumerate() {
+            for (at, member) in stored.members.iter().enumerate() {
+                if same_name(stored, member, patch, wanted)? {
+                    named_by[at] = Some(entry);
+                    break;
+                }
             }
         }
     } else {
-        let mut by_name: std::collections::HashMap<&str, usize> = entries
-            .iter()
-            .enumerate()
-            .map(|(entry, (name, _))| (name.as_str(), entry))
-            .collect();
-        for (at, member) in members.iter().enumerate() {
-            let name = member
-                .name(json)
-                .ok_or_else(|| serde_json::Error::custom("a stored member name is not valid"))?;
-            named_by[at] = by_name.remove(name.as_ref());
+        let mut by_name = std::collections::HashMap::with_capacity(patch.members.len());
+        for (entry, member) in patch.members.iter().enumerate() {
+            by_name.insert(name(patch, member)?, entry);
+        }
+        for (at, member) in stored.members.iter().enumerate() {
+            named_by[at] = by_name.remove(&name(stored, member)?);
         }
     }
     Ok(named_by)
 }
 
+fn name<'a>(object: &Object<'a>, member: &Member) -> Result<Cow<'a, str>, serde_json::Error> {
+    member.name(object.json).ok_or_else(unreadable)
+}
+
+/// Whether two members are named alike: their key literals compared as bytes when neither
+/// holds an escape, their names otherwise.
+fn same_name(
+    left: &Object<'_>,
+    a: &Member,
+    right: &Object<'_>,
+    b: &Member,
+) -> Result<bool, serde_json::Error> {
+    if !a.escaped && !b.escaped {
+        return Ok(left.key(a) == right.key(b));
+    }
+    Ok(name(left, a)? == name(right, b)?)
+}
+
 /// Writes the separator and `key:`; returns where the key starts.
-fn begin_member(out: &mut Vec<u8>, key: &[u8]) -> usize {
-    if out.len() > 1 {
+fn begin_member(out: &mut Vec<u8>, first: usize, key: &[u8]) -> usize {
+    if out.len() > first {
         out.push(b',');
     }
     let start = out.len();
@@ -146,19 +266,11 @@ fn begin_member(out: &mut Vec<u8>, key: &[u8]) -> usize {
     start
 }
 
-/// Where the member just written from `stored`'s key lies.
-fn end_member(out: &[u8], start: usize, stored: &Member) -> Member {
-    let key_len = stored.key.len();
-    Member {
-        key: start..start + key_len,
-        value: start + key_len + 1..out.len(),
-        escaped: stored.escaped,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::merge_patch::apply_to_object;
+    use crate::merge_patch::scan::scan;
     use crate::store::members::index;
 
     /// xorshift64*: a fixed sequence of cases, the same on every run.
@@ -218,8 +330,14 @@ mod tests {
             let patch = cases.object(3, true);
             let json = serde_json::to_vec(&stored).unwrap();
             let members = index(&json).unwrap();
-            let merged = merge_onto_json(&json, &members, patch.clone()).unwrap();
-
+            // Half the patches as sent with spaces and new lines, half compact.
+            let text = if case % 2 == 0 {
+                serde_json::to_vec_pretty(&patch).unwrap()
+            } else {
+                serde_json::to_vec(&patch).unwrap()
+            };
+            let patch_members = scan(&text, 100).unwrap();
+            let merged = merge_onto_json(&json, &members, &text, &patch_members).unwrap();
             let mut expected = stored.clone();
             apply_to_object(&mut expected, patch.clone());
             let expected_json = serde_json::to_vec(&expected).unwrap();
@@ -234,12 +352,13 @@ mod tests {
                 .filter(|(_, v)| !v.is_null())
                 .map(|(k, _)| k)
                 .collect();
-            let mut touched: Vec<&String> = merged.touched.keys().collect();
-            touched.sort();
+            let touched = merged.touched_values().unwrap();
+            let mut touched_names: Vec<&String> = touched.keys().collect();
+            touched_names.sort();
             let mut set = set;
             set.sort();
-            assert_eq!(touched, set, "case {case}");
-            for (name, value) in &merged.touched {
+            assert_eq!(touched_names, set, "case {case}");
+            for (name, value) in &touched {
                 assert_eq!(Some(value), expected.get(name), "case {case}: {name}");
             }
         }
@@ -250,11 +369,8 @@ mod tests {
         // Whitespace inside a value the patch does not name is kept as stored.
         let json = br#"{"keep":[1, 2],"set":1}"#;
         let members = index(json).unwrap();
-        let patch = serde_json::json!({"set": 2, "new": {"x": null, "y": 1}});
-        let Value::Object(patch) = patch else {
-            unreachable!()
-        };
-        let merged = merge_onto_json(json, &members, patch).unwrap();
+        let patch = br#"{"set": 2, "new": {"x": null, "y": 1}}"#;
+        let merged = merge_onto_json(json, &members, patch, &scan(patch, 8).unwrap()).unwrap();
         assert_eq!(merged.json, br#"{"keep":[1, 2],"set":2,"new":{"y":1}}"#);
     }
 }

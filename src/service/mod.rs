@@ -274,8 +274,11 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
                     "The request body was not read as a merge patch (is MergePatchLayer mounted?).",
                 )
             })?;
-        crate::odata::annotations::strip(patch.document_mut())?;
-        config.schema.check_patch(patch.document())?;
+        patch.strip_annotations()?;
+        match patch.plain_names() {
+            Some(names) => config.schema.check_patch_names(names)?,
+            None => config.schema.check_patch(patch.document())?,
+        }
         let headers = request.headers();
         let actor = request
             .extensions()
@@ -285,7 +288,7 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
         Ok(Operation::Write(Write {
             key,
             actor,
-            patch,
+            patch: std::sync::Arc::new(patch),
             precondition: Precondition::parse(headers)?,
             unless: Precondition::parse_none_match(headers)?,
             minimal: prefers_minimal(headers),

@@ -15,16 +15,18 @@ use crate::error::{ErrorKind, GraphError};
 use crate::merge_patch::{MergePatch, apply_to_object};
 use crate::observe::{StoreOperation, timed};
 use crate::odata::representation::Representation;
-use crate::schema::ResourceSchema;
+use crate::schema::{MemberCheck, ResourceSchema};
 use crate::store::{ObjectKey, SecurityStore, Snapshot, SwapOutcome};
 use crate::timeout::WriteDeadline;
-use serde_json::{Map, Value};
+use serde_json::Value;
+use std::sync::Arc;
 
 /// A validated write request, ready for the store.
 pub(crate) struct Write {
     pub(crate) key: ObjectKey,
     pub(crate) actor: Principal,
-    pub(crate) patch: MergePatch,
+    /// Shared with the blocking pool for big merges.
+    pub(crate) patch: Arc<MergePatch>,
     pub(crate) precondition: Precondition,
     /// `If-None-Match`.
     pub(crate) unless: Precondition,
@@ -54,29 +56,24 @@ const OFF_THE_WORKERS_FROM: usize = 64 * 1024;
 /// nothing.
 ///
 /// When the schema judges members one by one (see
-/// [`ResourceSchema::checks_members_alone`]) the object is merged onto `current`'s JSON,
-/// copying the members the patch does not name as bytes ([`merge_onto_json`]); otherwise it
-/// is merged into a parsed copy and validated whole.
+/// [`ResourceSchema::checks_members_alone`]) the patch's text is merged onto `current`'s
+/// JSON ([`merge_as_text`]); otherwise the patch's document is merged into a parsed copy and
+/// validated whole.
 fn next_snapshot(
     schema: &ResourceSchema,
     current: &Snapshot,
-    patch: Map<String, Value>,
+    patch: &MergePatch,
     max_bytes: usize,
 ) -> Result<Snapshot, GraphError> {
     let schema = schema.in_effect();
-    let next = match current.members() {
-        Some(members) if schema.checks_members_alone(&patch) => {
-            let merged = merge_onto_json(current.json(), members, patch)
-                .map_err(|_| serialization_failed())?;
-            schema.check_members(merged.touched)?;
-            Snapshot::from_written(current.version() + 1, merged.json, merged.members)
-        }
-        _ => {
+    let next = match merge_as_text(&schema, current, patch)? {
+        Some(next) => next,
+        None => {
             let stored = current.try_document().map_err(|_| {
                 GraphError::new(ErrorKind::Internal, "the stored object could not be read")
             })?;
             let mut candidate = stored.clone();
-            apply_to_object(&mut candidate, patch);
+            apply_to_object(&mut candidate, patch.document().clone());
             schema.check_merged(&mut candidate, stored)?;
             Snapshot::new(current.version() + 1, candidate).map_err(|_| serialization_failed())?
         }
@@ -95,6 +92,47 @@ fn next_snapshot(
         ));
     }
     Ok(next)
+}
+
+/// The next version merged from the patch's JSON text onto `current`'s JSON
+/// ([`merge_onto_json`]: no `serde_json::Value` of either), with only the members the patch
+/// sets checked; `None` when that does not apply: the schema judges members together, the
+/// patch names `id`, `@odata.type` or a read-only property (compared with the stored
+/// object), or either text does not index (then the parsed path decides).
+fn merge_as_text(
+    schema: &ResourceSchema,
+    current: &Snapshot,
+    patch: &MergePatch,
+) -> Result<Option<Snapshot>, GraphError> {
+    let (Some(members), Some(text), Some(names)) =
+        (current.members(), patch.text(), patch.plain_names())
+    else {
+        return Ok(None);
+    };
+    if !schema.checks_members_alone(names) {
+        return Ok(None);
+    }
+    let Ok(merged) = merge_onto_json(current.json(), members, &text.json, &text.members) else {
+        return Ok(None);
+    };
+    let touched = match schema.reads_members() {
+        MemberCheck::Nothing => None,
+        MemberCheck::Names => Some(merged.touched_names().map(|names| {
+            names
+                .into_iter()
+                .map(|name| (name.into_owned(), Value::Null))
+                .collect()
+        })),
+        MemberCheck::Values => Some(merged.touched_values()),
+    };
+    if let Some(touched) = touched {
+        schema.check_members(touched.map_err(|_| serialization_failed())?)?;
+    }
+    Ok(Some(Snapshot::from_written(
+        current.version() + 1,
+        merged.json,
+        merged.members,
+    )))
 }
 
 /// Runs `work` on tokio's blocking pool (in place outside a runtime).
@@ -138,8 +176,8 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
         }
     }
 
-    /// The patch is moved into the first attempt and re-parsed from its raw bytes only when a
-    /// race is lost.
+    /// The patch is kept for every attempt: a lost race merges the same text again onto the
+    /// winner's object.
     pub(crate) async fn write(&self, write: Write) -> Result<Reply, GraphError> {
         let Write {
             key,
@@ -152,12 +190,10 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
             representation,
         } = write;
         let config: &Config = &self.config;
-        let raw = patch.raw().clone();
         let audited_patch = config
             .audit
             .enabled()
-            .then(|| AuditRecord::patch_text(patch.document()));
-        let mut patch = Some(patch.into_document());
+            .then(|| AuditRecord::patch_text(patch.compact_json()));
         if let Some(deadline) = &deadline {
             deadline.check()?;
         }
@@ -172,20 +208,12 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
         let mut current = self.load_or_default(&key).await?;
         let mut started = false;
         for _ in 0..config.max_attempts {
-            let document = match patch.take() {
-                Some(document) => document,
-                None => {
-                    let mut again = MergePatch::parse(raw.clone(), usize::MAX)?;
-                    crate::odata::annotations::strip(again.document_mut())?;
-                    again.into_document()
-                }
-            };
             let limit = config.max_object_bytes;
-            let next = if raw.len() + current.json().len() >= OFF_THE_WORKERS_FROM {
-                let (schema, base) = (config.schema.clone(), current.clone());
-                off_the_workers(move || next_snapshot(&schema, &base, document, limit)).await?
+            let next = if patch.raw().len() + current.json().len() >= OFF_THE_WORKERS_FROM {
+                let (schema, base, patch) = (config.schema.clone(), current.clone(), patch.clone());
+                off_the_workers(move || next_snapshot(&schema, &base, &patch, limit)).await?
             } else {
-                next_snapshot(&config.schema, &current, document, limit)?
+                next_snapshot(&config.schema, &current, &patch, limit)?
             };
             precondition.check(&current)?;
             unless.check_none_match(&current)?;

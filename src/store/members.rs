@@ -20,28 +20,7 @@ pub(crate) struct Member {
 impl Member {
     /// The member's name, unescaped; `None` only for a key that is not a valid literal.
     pub(crate) fn name<'a>(&self, json: &'a [u8]) -> Option<std::borrow::Cow<'a, str>> {
-        let literal = &json[self.key.clone()];
-        let inner = &literal[1..literal.len() - 1];
-        if self.escaped {
-            serde_json::from_slice::<String>(literal)
-                .ok()
-                .map(std::borrow::Cow::Owned)
-        } else {
-            std::str::from_utf8(inner)
-                .ok()
-                .map(std::borrow::Cow::Borrowed)
-        }
-    }
-}
-
-impl Member {
-    /// Whether the member's name is `name`: a byte comparison for a plain key.
-    pub(crate) fn is_named(&self, json: &[u8], name: &str) -> bool {
-        if self.escaped {
-            self.name(json).is_some_and(|own| own == name)
-        } else {
-            &json[self.key.start + 1..self.key.end - 1] == name.as_bytes()
-        }
+        crate::merge_patch::scan::name_of(&json[self.key.clone()], self.escaped)
     }
 }
 
@@ -98,12 +77,17 @@ fn string_end(json: &[u8], at: usize) -> Option<(usize, bool)> {
     let mut i = at + 1;
     let mut escaped = false;
     loop {
-        match json.get(i)? {
+        i += json
+            .get(i..)?
+            .iter()
+            .position(|&b| crate::merge_patch::scan::STOPS_A_STRING_RUN[usize::from(b)])?;
+        match json[i] {
             b'"' => return Some((i + 1, escaped)),
             b'\\' => {
                 escaped = true;
                 i += 2;
             }
+            // A control character: not JSON this crate wrote; skipped as before.
             _ => i += 1,
         }
     }

@@ -1,0 +1,313 @@
+//! A strict scan of a patch's JSON text, instead of building a `serde_json::Value` of it: it
+//! checks everything [`parse`](super::parse) checks and indexes the top-level members, with
+//! no allocation per member or string and no hashing of names. The write path merges the
+//! text as it is (`service::candidate`); a `Value` is built only when something asks for one.
+//!
+//! The scan accepts a subset of what the `Value` parse accepts (never more): a text it
+//! refuses goes to that parse, which either refuses it with its precise message or accepts
+//! it (then the patch is written out again as compact JSON and scanned, see
+//! [`MergePatch::parse`](super::MergePatch::parse)). The tests compare the two on many texts.
+
+use std::borrow::Cow;
+
+use crate::store::members::Member;
+
+/// Objects with more members than this find duplicate names through a hash set; smaller ones
+/// compare each name with the ones before it.
+const COMPARE_NAMES_UP_TO: usize = 16;
+
+/// The top-level members of `text` when it is one JSON object nested at most `max_depth`
+/// containers deep, with no member named twice in any object, no U+0000, no lone surrogate,
+/// no number outside what a `Value` holds exactly (integers past 64 bits) or at all
+/// (infinite), nothing after the object; `None` for anything else.
+pub(crate) fn scan(text: &[u8], max_depth: usize) -> Option<Vec<Member>> {
+    // Every byte sequence inside a string is valid UTF-8 once the whole text is.
+    std::str::from_utf8(text).ok()?;
+    let mut scanner = Scanner { text, at: 0 };
+    scanner.skip_space();
+    if scanner.peek()? != b'{' {
+        return None;
+    }
+    let members = scanner.object(max_depth)?;
+    scanner.skip_space();
+    (scanner.at == text.len()).then_some(members)
+}
+
+/// The name a key literal (quotes included) spells: borrowed when it holds no escape.
+pub(crate) fn name_of(literal: &[u8], escaped: bool) -> Option<Cow<'_, str>> {
+    if escaped {
+        serde_json::from_slice::<String>(literal)
+            .ok()
+            .map(Cow::Owned)
+    } else {
+        std::str::from_utf8(&literal[1..literal.len() - 1])
+            .ok()
+            .map(Cow::Borrowed)
+    }
+}
+
+/// The bytes that end a run of plain characters in a string literal: the closing quote, a
+/// backslash, and the control characters JSON forbids there.
+pub(crate) const STOPS_A_STRING_RUN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 0x20 {
+        table[byte] = true;
+        byte += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
+
+struct Scanner<'a> {
+    text: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Scanner<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.text.get(self.at).copied()
+    }
+
+    fn skip_space(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.at += 1;
+        }
+    }
+
+    fn value(&mut self, depth_left: usize) -> Option<()> {
+        match self.peek()? {
+            b'{' => self.object(depth_left).map(drop),
+            b'[' => self.array(depth_left),
+            b'"' => self.string().map(drop),
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            _ => self.number(),
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        let end = self.at + word.len();
+        (self.text.get(self.at..end)? == word).then(|| self.at = end)
+    }
+
+    /// The object at `at`, and its members.
+    fn object(&mut self, depth_left: usize) -> Option<Vec<Member>> {
+        let depth_left = depth_left.checked_sub(1)?;
+        self.at += 1;
+        self.skip_space();
+        let mut members = Vec::new();
+        if self.peek()? == b'}' {
+            self.at += 1;
+            return Some(members);
+        }
+        let mut seen: Option<std::collections::HashSet<Cow<'a, str>>> = None;
+        loop {
+            if self.peek()? != b'"' {
+                return None;
+            }
+            let key_start = self.at;
+            let escaped = self.string()?;
+            let key = key_start..self.at;
+            self.skip_space();
+            if self.peek()? != b':' {
+                return None;
+            }
+            self.at += 1;
+            self.skip_space();
+            let value_start = self.at;
+            self.value(depth_left)?;
+            let member = Member {
+                key,
+                value: value_start..self.at,
+                escaped,
+            };
+            if named_before(self.text, &members, &member, &mut seen)? {
+                return None;
+            }
+            members.push(member);
+            self.skip_space();
+            match self.peek()? {
+                b',' => {
+                    self.at += 1;
+                    self.skip_space();
+                }
+                b'}' => {
+                    self.at += 1;
+                    return Some(members);
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    fn array(&mut self, depth_left: usize) -> Option<()> {
+        let depth_left = depth_left.checked_sub(1)?;
+        self.at += 1;
+        self.skip_space();
+        if self.peek()? == b']' {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            self.value(depth_left)?;
+            self.skip_space();
+            match self.peek()? {
+                b',' => {
+                    self.at += 1;
+                    self.skip_space();
+                }
+                b']' => {
+                    self.at += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// Past the string literal at `at`; whether it holds an escape.
+    fn string(&mut self) -> Option<bool> {
+        let text = self.text;
+        let mut i = self.at + 1;
+        let mut escaped = false;
+        loop {
+            // Runs of plain characters are skipped with one table lookup per byte.
+            i += text
+                .get(i..)?
+                .iter()
+                .position(|&b| STOPS_A_STRING_RUN[usize::from(b)])?;
+            match text[i] {
+                b'"' => {
+                    self.at = i + 1;
+                    return Some(escaped);
+                }
+                b'\\' => {
+                    escaped = true;
+                    i = escape_end(text, i)?;
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// Past the number at `at`: JSON's grammar, an integer that `i64` or `u64` holds, or a
+    /// finite float.
+    fn number(&mut self) -> Option<()> {
+        let text = self.text;
+        let start = self.at;
+        let mut i = start;
+        if text.get(i) == Some(&b'-') {
+            i += 1;
+        }
+        match *text.get(i)? {
+            b'0' => i += 1,
+            b'1'..=b'9' => i = digits_end(text, i),
+            _ => return None,
+        }
+        let mut float = false;
+        if text.get(i) == Some(&b'.') {
+            let end = digits_end(text, i + 1);
+            if end == i + 1 {
+                return None;
+            }
+            (i, float) = (end, true);
+        }
+        if matches!(text.get(i), Some(b'e' | b'E')) {
+            i += 1;
+            if matches!(text.get(i), Some(b'+' | b'-')) {
+                i += 1;
+            }
+            let end = digits_end(text, i);
+            if end == i {
+                return None;
+            }
+            (i, float) = (end, true);
+        }
+        let literal = &text[start..i];
+        let exact = if float {
+            // serde_json's own reading of the literal: it refuses what overflows to infinity.
+            serde_json::from_slice::<serde_json::Number>(literal).is_ok()
+        } else {
+            let digits = std::str::from_utf8(literal).ok()?;
+            if literal[0] == b'-' {
+                digits.parse::<i64>().is_ok()
+            } else {
+                digits.parse::<u64>().is_ok()
+            }
+        };
+        exact.then(|| self.at = i)
+    }
+}
+
+/// Whether two of `members` (members of `text`) have the same name; `None` if a name cannot
+/// be read.
+pub(crate) fn names_repeat(text: &[u8], members: &[Member]) -> Option<bool> {
+    let mut seen = None;
+    for (at, member) in members.iter().enumerate() {
+        if named_before(text, &members[..at], member, &mut seen)? {
+            return Some(true);
+        }
+    }
+    Some(false)
+}
+
+/// Whether `member`'s name is one of `earlier`'s; `None` if a name cannot be read.
+fn named_before<'t>(
+    text: &'t [u8],
+    earlier: &[Member],
+    member: &Member,
+    seen: &mut Option<std::collections::HashSet<Cow<'t, str>>>,
+) -> Option<bool> {
+    let name = |m: &Member| name_of(&text[m.key.clone()], m.escaped);
+    if earlier.len() < COMPARE_NAMES_UP_TO {
+        if !member.escaped && earlier.iter().all(|m| !m.escaped) {
+            let own = &text[member.key.clone()];
+            return Some(earlier.iter().any(|m| &text[m.key.clone()] == own));
+        }
+        let own = name(member)?;
+        for m in earlier {
+            if name(m)? == own {
+                return Some(true);
+            }
+        }
+        return Some(false);
+    }
+    let seen = match seen {
+        Some(seen) => seen,
+        None => seen.insert(earlier.iter().map(name).collect::<Option<_>>()?),
+    };
+    Some(!seen.insert(name(member)?))
+}
+
+fn digits_end(text: &[u8], mut i: usize) -> usize {
+    while text.get(i).is_some_and(u8::is_ascii_digit) {
+        i += 1;
+    }
+    i
+}
+
+/// Past the escape at `at` (a backslash); `None` for an unknown escape, `\u0000`, or a
+/// surrogate that is not a high one followed by a low one.
+fn escape_end(text: &[u8], at: usize) -> Option<usize> {
+    match *text.get(at + 1)? {
+        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Some(at + 2),
+        b'u' => match hex4(text, at + 2)? {
+            0 | 0xdc00..=0xdfff => None,
+            0xd800..=0xdbff => {
+                let low = (text.get(at + 6..at + 8)? == b"\\u").then(|| hex4(text, at + 8))??;
+                (0xdc00..=0xdfff).contains(&low).then_some(at + 12)
+            }
+            _ => Some(at + 6),
+        },
+        _ => None,
+    }
+}
+
+fn hex4(text: &[u8], at: usize) -> Option<u32> {
+    text.get(at..at + 4)?.iter().try_fold(0, |unit, &digit| {
+        Some(unit * 16 + char::from(digit).to_digit(16)?)
+    })
+}
