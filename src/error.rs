@@ -385,18 +385,30 @@ impl From<StoreError> for GraphError {
 }
 
 pub(crate) fn utc_timestamp(time: SystemTime) -> String {
+    thread_local! {
+        /// The last second this thread wrote: errors and audit records come many a second.
+        static LAST: std::cell::RefCell<(u64, String)> =
+            const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
     let secs = time
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs());
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if last.0 != secs {
+            let days = (secs / 86_400) as i64;
+            let rem = secs % 86_400;
+            let (year, month, day) = civil_from_days(days);
+            last.1 = format!(
+                "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+                rem / 3600,
+                (rem % 3600) / 60,
+                rem % 60
+            );
+            last.0 = secs;
+        }
+        last.1.clone()
+    })
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian (year, month, day); Howard Hinnant's algorithm.

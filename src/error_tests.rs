@@ -80,6 +80,15 @@ mod unit {
         assert_eq!(utc_timestamp(UNIX_EPOCH), "1970-01-01T00:00:00");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
         assert_eq!(utc_timestamp(leap), "2000-02-29T00:00:00");
+        // The same second again (from the cache), then the next one.
+        assert_eq!(
+            utc_timestamp(leap + Duration::from_millis(999)),
+            "2000-02-29T00:00:00"
+        );
+        assert_eq!(
+            utc_timestamp(leap + Duration::from_secs(1)),
+            "2000-02-29T00:00:01"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod client_address;
 mod dev;
 mod front_door;
 mod json_lines;
+mod line_time;
 mod logs;
 mod metrics_endpoint;
 mod probes;

@@ -13,7 +13,6 @@ use std::fmt::{self, Write};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
@@ -33,7 +32,7 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         let meta = event.metadata();
-        SystemTime.format_time(&mut writer)?;
+        crate::line_time::write_now(&mut writer)?;
         let level = match *meta.level() {
             Level::TRACE => "TRACE",
             Level::DEBUG => "DEBUG",
@@ -41,7 +40,11 @@ where
             Level::WARN => " WARN",
             Level::ERROR => "ERROR",
         };
-        write!(writer, " {level} {}: ", meta.target())?;
+        writer.write_char(' ')?;
+        writer.write_str(level)?;
+        writer.write_char(' ')?;
+        writer.write_str(meta.target())?;
+        writer.write_str(": ")?;
         let mut fields = Fields {
             out: &mut writer,
             first: true,
@@ -71,7 +74,11 @@ impl Fields<'_, '_> {
         self.result = if name == "message" {
             self.out.write_str(separator).and_then(|()| value(self.out))
         } else {
-            write!(self.out, "{separator}{name}=").and_then(|()| value(self.out))
+            self.out
+                .write_str(separator)
+                .and_then(|()| self.out.write_str(name))
+                .and_then(|()| self.out.write_char('='))
+                .and_then(|()| value(self.out))
         };
     }
 }
@@ -90,11 +97,15 @@ impl Visit for Fields<'_, '_> {
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.field(field, |out| write!(out, "{value}"));
+        self.field(field, |out| {
+            out.write_str(itoa::Buffer::new().format(value))
+        });
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.field(field, |out| write!(out, "{value}"));
+        self.field(field, |out| {
+            out.write_str(itoa::Buffer::new().format(value))
+        });
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
