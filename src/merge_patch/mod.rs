@@ -110,16 +110,24 @@ impl PatchText {
     fn new(json: Bytes, members: Vec<Member>) -> Self {
         let (mut plain, mut annotated) = (true, false);
         for member in &members {
-            match scan::name_of(&json[member.key.clone()], member.escaped) {
-                None => (plain, annotated) = (false, true),
-                Some(name) => {
-                    if name == "id" || name.contains('@') {
-                        plain = false;
-                    }
-                    if name.contains('@') && name != "@odata.type" {
-                        annotated = true;
+            let literal = &json[member.key.clone()];
+            let name = if member.escaped {
+                match scan::name_of(literal, true) {
+                    Some(name) => Cow::Owned(name.into_owned().into_bytes()),
+                    None => {
+                        (plain, annotated) = (false, true);
+                        continue;
                     }
                 }
+            } else {
+                Cow::Borrowed(&literal[1..literal.len() - 1])
+            };
+            let at_sign = name.contains(&b'@');
+            if at_sign || *name == *b"id" {
+                plain = false;
+            }
+            if at_sign && *name != *b"@odata.type" {
+                annotated = true;
             }
         }
         Self {

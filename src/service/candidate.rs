@@ -122,19 +122,19 @@ fn merge_objects(
     patch: &Object<'_>,
     mut record: Option<(&mut Vec<Member>, &mut Vec<usize>)>,
 ) -> Result<(), serde_json::Error> {
-    let named_by = match_names(stored, patch)?;
-    let mut matched = vec![false; patch.members.len()];
+    let mut names = PatchNames::new(patch)?;
+    let mut matched = Matched::new(patch.members.len());
     out.push(b'{');
     let first = out.len();
-    for (member, named_by) in stored.members.iter().zip(named_by) {
+    for member in stored.members {
         let key = stored.key(member);
-        let Some(entry) = named_by else {
+        let Some(entry) = names.naming(stored, member, patch)? else {
             let start = begin_member(out, first, key);
             out.extend_from_slice(stored.value(member));
             note(&mut record, out, start, key.len(), member.escaped, false);
             continue;
         };
-        matched[entry] = true;
+        matched.set(entry);
         let value = patch.value(&patch.members[entry]);
         if canonical::is_null(value) {
             // Removed.
@@ -149,10 +149,10 @@ fn merge_objects(
         }
         note(&mut record, out, start, key.len(), member.escaped, true);
     }
-    for (member, matched) in patch.members.iter().zip(matched) {
+    for (entry, member) in patch.members.iter().enumerate() {
         // New members; `null` for a member that is not there removes nothing.
         let value = patch.value(member);
-        if matched || canonical::is_null(value) {
+        if matched.get(entry) || canonical::is_null(value) {
             continue;
         }
         if out.len() > first {
@@ -209,32 +209,75 @@ fn note(
     }
 }
 
-/// For each stored member, the patch member that names it, if any (each patch member names at
-/// most one: the stored object names each member once).
-fn match_names(
-    stored: &Object<'_>,
-    patch: &Object<'_>,
-) -> Result<Vec<Option<usize>>, serde_json::Error> {
-    let mut named_by = vec![None; stored.members.len()];
-    if patch.members.len() <= COMPARE_NAMES_UP_TO {
-        for (entry, wanted) in patch.members.iter().enumerate() {
-            for (at, member) in stored.members.iter().enumerate() {
-                if same_name(stored, member, patch, wanted)? {
-                    named_by[at] = Some(entry);
-                    break;
-                }
-            }
+/// Finds the patch member that names a stored member: by comparing names for small patches
+/// (no allocation, no hashing), through a map of the patch's names for big ones.
+enum PatchNames<'a> {
+    Compare,
+    Map(std::collections::HashMap<Cow<'a, str>, usize>),
+}
+
+impl<'a> PatchNames<'a> {
+    fn new(patch: &Object<'a>) -> Result<Self, serde_json::Error> {
+        if patch.members.len() <= COMPARE_NAMES_UP_TO {
+            return Ok(Self::Compare);
         }
-    } else {
         let mut by_name = std::collections::HashMap::with_capacity(patch.members.len());
         for (entry, member) in patch.members.iter().enumerate() {
             by_name.insert(name(patch, member)?, entry);
         }
-        for (at, member) in stored.members.iter().enumerate() {
-            named_by[at] = by_name.remove(&name(stored, member)?);
+        Ok(Self::Map(by_name))
+    }
+
+    /// The patch member naming `member` (a member of `stored`), if any. The stored object
+    /// names each member once, and so does the patch.
+    fn naming(
+        &mut self,
+        stored: &Object<'_>,
+        member: &Member,
+        patch: &Object<'_>,
+    ) -> Result<Option<usize>, serde_json::Error> {
+        match self {
+            Self::Compare => {
+                for (entry, wanted) in patch.members.iter().enumerate() {
+                    if same_name(stored, member, patch, wanted)? {
+                        return Ok(Some(entry));
+                    }
+                }
+                Ok(None)
+            }
+            Self::Map(by_name) => Ok(by_name.remove(name(stored, member)?.as_ref())),
         }
     }
-    Ok(named_by)
+}
+
+/// Which patch members named a stored member: bits for up to 64 of them.
+enum Matched {
+    Bits(u64),
+    Flags(Vec<bool>),
+}
+
+impl Matched {
+    fn new(len: usize) -> Self {
+        if len <= 64 {
+            Self::Bits(0)
+        } else {
+            Self::Flags(vec![false; len])
+        }
+    }
+
+    fn set(&mut self, entry: usize) {
+        match self {
+            Self::Bits(bits) => *bits |= 1 << entry,
+            Self::Flags(flags) => flags[entry] = true,
+        }
+    }
+
+    fn get(&self, entry: usize) -> bool {
+        match self {
+            Self::Bits(bits) => bits & (1 << entry) != 0,
+            Self::Flags(flags) => flags[entry],
+        }
+    }
 }
 
 fn name<'a>(object: &Object<'a>, member: &Member) -> Result<Cow<'a, str>, serde_json::Error> {

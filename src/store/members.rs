@@ -31,7 +31,8 @@ pub(crate) fn index(json: &[u8]) -> Option<Vec<Member>> {
         return None;
     }
     at = skip_space(json, at + 1);
-    let mut members = Vec::new();
+    // Objects here are mostly small: one allocation for up to eight members.
+    let mut members = Vec::with_capacity(8);
     if json.get(at) == Some(&b'}') {
         return (skip_space(json, at + 1) == json.len()).then_some(members);
     }
