@@ -129,26 +129,7 @@ struct Escaped<'w, W: Write>(&'w mut W);
 
 impl<W: Write> Write for Escaped<'_, W> {
     fn write_str(&mut self, text: &str) -> fmt::Result {
-        let mut plain = 0;
-        for (at, c) in text.char_indices() {
-            let escape = match c {
-                '"' => "\\\"",
-                '\\' => "\\\\",
-                '\n' => "\\n",
-                '\r' => "\\r",
-                '\t' => "\\t",
-                c if u32::from(c) < 0x20 => "",
-                _ => continue,
-            };
-            self.0.write_str(&text[plain..at])?;
-            if escape.is_empty() {
-                write!(self.0, "\\u{:04x}", u32::from(c))?;
-            } else {
-                self.0.write_str(escape)?;
-            }
-            plain = at + c.len_utf8();
-        }
-        self.0.write_str(&text[plain..])
+        crate::escapes::write_json(self.0, text)
     }
 }
 

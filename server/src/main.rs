@@ -11,6 +11,7 @@ mod backup;
 mod cli;
 mod client_address;
 mod dev;
+mod escapes;
 mod front_door;
 mod json_lines;
 mod line_time;

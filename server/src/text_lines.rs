@@ -114,34 +114,13 @@ impl Visit for Fields<'_, '_> {
 }
 
 /// `text` quoted and escaped exactly as `<str as Debug>` does. ASCII text (the usual case) is
-/// copied in runs between the characters that need escaping; anything else goes through
-/// `Debug` itself.
+/// escaped in runs (`escapes`); anything else goes through `Debug` itself.
 fn quoted(out: &mut impl Write, text: &str) -> fmt::Result {
     if !text.is_ascii() {
         return write!(out, "{text:?}");
     }
     out.write_char('"')?;
-    let mut plain = 0;
-    for (at, byte) in text.bytes().enumerate() {
-        let escape = match byte {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            b'\0' => "\\0",
-            0x20..=0x7e => continue,
-            _ => "",
-        };
-        out.write_str(&text[plain..at])?;
-        if escape.is_empty() {
-            write!(out, "\\u{{{byte:x}}}")?;
-        } else {
-            out.write_str(escape)?;
-        }
-        plain = at + 1;
-    }
-    out.write_str(&text[plain..])?;
+    crate::escapes::write_debug_ascii(out, text)?;
     out.write_char('"')
 }
 

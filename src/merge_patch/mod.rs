@@ -104,10 +104,12 @@ pub(crate) struct PatchText {
     plain: bool,
     /// Some top-level name is an annotation other than `@odata.type`, or cannot be read.
     annotated: bool,
+    /// `json` is already in `serde_json`'s compact form (see [`scan::scan_noting_compact`]).
+    compact: bool,
 }
 
 impl PatchText {
-    fn new(json: Bytes, members: Vec<Member>) -> Self {
+    fn new(json: Bytes, (members, compact): (Vec<Member>, bool)) -> Self {
         let (mut plain, mut annotated) = (true, false);
         for member in &members {
             let literal = &json[member.key.clone()];
@@ -135,14 +137,15 @@ impl PatchText {
             members,
             plain,
             annotated,
+            compact,
         }
     }
 
     /// The text of `document`, compact.
     fn of(document: &Map<String, Value>) -> Option<Self> {
         let json = Bytes::from(serde_json::to_vec(document).ok()?);
-        let members = scan::scan(&json, SCAN_DEPTH_LIMIT)?;
-        Some(Self::new(json, members))
+        let scanned = scan::scan_noting_compact(&json, SCAN_DEPTH_LIMIT)?;
+        Some(Self::new(json, scanned))
     }
 
     /// The top-level names, in order (each can be read: see [`MergePatch::plain_names`]).
@@ -176,9 +179,9 @@ impl MergePatch {
             ));
         }
         let depth = max_depth.min(parse::SERDE_JSON_DEPTH_LIMIT);
-        if let Some(members) = scan::scan(&raw, depth.min(SCAN_DEPTH_LIMIT)) {
+        if let Some(scanned) = scan::scan_noting_compact(&raw, depth.min(SCAN_DEPTH_LIMIT)) {
             return Ok(Self {
-                text: Some(PatchText::new(raw.clone(), members)),
+                text: Some(PatchText::new(raw.clone(), scanned)),
                 raw,
                 document: OnceLock::new(),
             });
@@ -264,6 +267,9 @@ impl MergePatch {
     /// The patch as compact JSON, as `serde_json` writes its document, for the audit record.
     pub(crate) fn compact_json(&self) -> String {
         let written = self.text().and_then(|text| {
+            if text.compact {
+                return String::from_utf8(text.json.to_vec()).ok();
+            }
             let mut out = Vec::with_capacity(text.json.len());
             canonical::write(&mut out, &text.json, false).ok()?;
             String::from_utf8(out).ok()

@@ -20,17 +20,29 @@ const COMPARE_NAMES_UP_TO: usize = 16;
 /// containers deep, with no member named twice in any object, no U+0000, no lone surrogate,
 /// no number outside what a `Value` holds exactly (integers past 64 bits) or at all
 /// (infinite), nothing after the object; `None` for anything else.
+#[cfg(test)]
 pub(crate) fn scan(text: &[u8], max_depth: usize) -> Option<Vec<Member>> {
+    scan_noting_compact(text, max_depth).map(|(members, _)| members)
+}
+
+/// [`scan`], and whether `text` is already in `serde_json`'s compact form: no space between
+/// tokens, no escape in a string, no float (nor `-0`, which is read as one). Then writing it
+/// out compact gives it back unchanged.
+pub(crate) fn scan_noting_compact(text: &[u8], max_depth: usize) -> Option<(Vec<Member>, bool)> {
     // Every byte sequence inside a string is valid UTF-8 once the whole text is.
     std::str::from_utf8(text).ok()?;
-    let mut scanner = Scanner { text, at: 0 };
+    let mut scanner = Scanner {
+        text,
+        at: 0,
+        compact: true,
+    };
     scanner.skip_space();
     if scanner.peek()? != b'{' {
         return None;
     }
     let members = scanner.object(max_depth)?;
     scanner.skip_space();
-    (scanner.at == text.len()).then_some(members)
+    (scanner.at == text.len()).then_some((members, scanner.compact))
 }
 
 /// The name a key literal (quotes included) spells: borrowed when it holds no escape.
@@ -63,6 +75,8 @@ pub(crate) const STOPS_A_STRING_RUN: [bool; 256] = {
 struct Scanner<'a> {
     text: &'a [u8],
     at: usize,
+    /// Nothing seen so far that `serde_json`'s compact form writes otherwise.
+    compact: bool,
 }
 
 impl<'a> Scanner<'a> {
@@ -73,6 +87,7 @@ impl<'a> Scanner<'a> {
     fn skip_space(&mut self) {
         while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
             self.at += 1;
+            self.compact = false;
         }
     }
 
@@ -182,6 +197,7 @@ impl<'a> Scanner<'a> {
             match text[i] {
                 b'"' => {
                     self.at = i + 1;
+                    self.compact &= !escaped;
                     return Some(escaped);
                 }
                 b'\\' => {
@@ -238,6 +254,7 @@ impl<'a> Scanner<'a> {
                 digits.parse::<u64>().is_ok()
             }
         };
+        self.compact &= !float && literal != b"-0";
         exact.then(|| self.at = i)
     }
 }

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use super::canonical;
 use super::parse::parse_value;
-use super::scan::scan;
+use super::scan::{scan, scan_noting_compact};
 
 /// What the scan accepted: the parse accepts it too, as the same object, and writing the text
 /// out compact gives `serde_json`'s bytes for that object.
@@ -27,11 +27,31 @@ fn agrees(text: &[u8]) -> bool {
         "{:?}",
         String::from_utf8_lossy(text)
     );
+    // A text noted as compact is its own compact form.
+    let (_, compact) = scan_noting_compact(text, 64).unwrap();
+    if compact {
+        assert_eq!(written, text, "{:?}", String::from_utf8_lossy(text));
+    }
     true
 }
 
 #[test]
 fn accepts_what_the_parse_accepts_and_writes_it_as_serde_json_does() {
+    for (text, compact) in [
+        (r#"{"a":[1,-2,{"b":null}],"c":"x","d":true}"#, true),
+        (r#"{"a":1.5}"#, false),
+        (r#"{"a":-0}"#, false),
+        (r#"{"a":"\u00e9"}"#, false),
+        (r#"{"a": 1}"#, false),
+        (r#" {"a":1}"#, false),
+    ] {
+        assert_eq!(
+            scan_noting_compact(text.as_bytes(), 8).map(|(_, c)| c),
+            Some(compact),
+            "{text}"
+        );
+        assert!(agrees(text.as_bytes()));
+    }
     for text in [
         r#"{}"#,
         r#" { "a" : 1 , "b" : [ ] , "c" : { } } "#,
