@@ -53,27 +53,32 @@ pub(super) fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthFailure> {
 }
 
 /// RFC 7235 `token68`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
-/// A table lookup per byte: bearer tokens are ~1-2 KB and this runs on every request.
+/// Bearer tokens are ~1-2 KB and this runs on every request: the check is branch-free per
+/// byte and folded over chunks, which the compiler turns into vector instructions (a table
+/// lookup per byte cost ~3 instructions a byte).
 fn is_token68(token: &[u8]) -> bool {
-    const fn table() -> [bool; 256] {
-        let mut table = [false; 256];
-        let mut b = 0;
-        while b < 256 {
-            let c = b as u8;
-            table[b] =
-                c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
-            b += 1;
-        }
-        table
+    fn allowed(b: u8) -> bool {
+        let letter = (b | 0x20).wrapping_sub(b'a') < 26;
+        let digit = b.wrapping_sub(b'0') < 10;
+        letter
+            | digit
+            | (b == b'-')
+            | (b == b'.')
+            | (b == b'_')
+            | (b == b'~')
+            | (b == b'+')
+            | (b == b'/')
     }
-    static TOKEN68: [bool; 256] = table();
     // Padding `=` only at the end.
     let end = token
         .iter()
         .rposition(|&b| b != b'=')
         .map_or(0, |at| at + 1);
     let body = &token[..end];
-    !body.is_empty() && body.iter().all(|&b| TOKEN68[usize::from(b)])
+    !body.is_empty()
+        && body
+            .chunks(64)
+            .all(|chunk| chunk.iter().fold(true, |ok, &b| ok & allowed(b)))
 }
 
 /// Text safe inside a quoted-string: printable ASCII without `"` or `\`.
@@ -81,4 +86,26 @@ pub(super) fn sanitize_quoted(text: &str) -> String {
     text.chars()
         .filter(|c| c.is_ascii() && !c.is_ascii_control() && *c != '"' && *c != '\\')
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_token68;
+
+    /// Every byte, alone and inside a long token (past one chunk), is judged as RFC 7235's
+    /// grammar says; `=` only as trailing padding.
+    #[test]
+    fn token68_is_rfc_7235s_grammar() {
+        for byte in 0..=255u8 {
+            let allowed = byte.is_ascii_alphanumeric() || b"-._~+/".contains(&byte);
+            assert_eq!(is_token68(&[byte]), allowed, "{byte:#x}");
+            let mut long = vec![b'a'; 150];
+            long[100] = byte;
+            assert_eq!(is_token68(&long), allowed, "{byte:#x} inside");
+        }
+        assert!(is_token68(b"abc=="));
+        assert!(!is_token68(b"=="));
+        assert!(!is_token68(b"a=b"));
+        assert!(!is_token68(b""));
+    }
 }
