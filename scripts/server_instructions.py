@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Instructions the server spends per PATCH, logs on and off: callgrind, no wall clock.
 
-Starts target/release/security-update-server under callgrind (memory store, dev mode, one
-worker thread, the bench schema), sends N sequential PATCHes over one keep-alive connection,
-stops it with SIGTERM, and reads callgrind's total. Run once with 1,000 and once with 3,000
-PATCHes per setting; per request = (total at 3,000 - total at 1,000) / 2,000, which leaves
-start-up and shutdown out. Every PATCH changes the object (a revision in `notes`).
+Starts target/release/security-update-server under callgrind with instrumentation off (memory
+store, dev mode, one worker thread, the bench schema), sends 200 PATCHes over one keep-alive
+connection to warm it up, turns it on (`callgrind_control -i on`), sends 2,000
+more, turns it off, and stops the server: the instructions collected, divided by 2,000, are
+what a PATCH costs, with start-up (key generation takes a random time) and shutdown left
+out. Every PATCH changes the object (a revision in `notes`).
 
-Usage: scripts/server_instructions.py   (needs valgrind; builds nothing: cargo build --release first)
+Usage: scripts/server_instructions.py   (needs valgrind; builds nothing: cargo build --release
+first; SERVER=path measures another build of the server)
 """
 import http.client
 import os
@@ -24,14 +26,19 @@ BODY = ('{"riskProfile":{"level":"medium","score":42,"reasons":["mfa-missing","l
         'revision %d","lastReviewed":"2026-11-29T01:02:03Z","obsolete":null}')
 
 
-def total_instructions(rust_log, requests):
+WARM_UP, MEASURED = 200, 2000
+
+
+def per_request(rust_log):
     work = tempfile.mkdtemp()
     out, err = os.path.join(work, "out"), os.path.join(work, "err")
     env = dict(os.environ, RUST_LOG=rust_log)
     with open(out, "w") as stdout, open(err, "w") as stderr:
         server = subprocess.Popen(
-            ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + os.path.join(work, "cg"),
-             os.path.join(ROOT, "target/release/security-update-server"), "--memory",
+            ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+             "--callgrind-out-file=" + os.path.join(work, "cg"),
+             os.environ.get("SERVER", os.path.join(ROOT, "target/release/security-update-server")),
+             "--memory",
              "--listen", "127.0.0.1:0", "--worker-threads", "1", "--rate-limit", "0",
              "--schema", os.path.join(ROOT, "scripts/bench-schema.json")],
             stdout=stdout, stderr=stderr, env=env, cwd=ROOT)
@@ -48,25 +55,33 @@ def total_instructions(rust_log, requests):
         token = lines[2].strip()
         host, port = address.rsplit(":", 1)
         connection = http.client.HTTPConnection(host, int(port), timeout=60)
-        for revision in range(requests):
+
+        def patch(revision):
             connection.request("PATCH", "/beta/me/security", body=BODY % revision, headers={
                 "Authorization": "Bearer " + token, "Content-Type": "application/json"})
             response = connection.getresponse()
             response.read()
             if response.status != 200:
                 raise SystemExit(f"PATCH answered {response.status}")
+
+        for revision in range(WARM_UP):
+            patch(revision)
+        control = ["callgrind_control", "-i"]
+        subprocess.run(control + ["on", str(server.pid)], check=True, capture_output=True)
+        for revision in range(WARM_UP, WARM_UP + MEASURED):
+            patch(revision)
+        subprocess.run(control + ["off", str(server.pid)], check=True, capture_output=True)
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=120)
     refs = re.findall(r"I\s+refs:\s+([\d,]+)", open(err).read())
-    return int(refs[-1].replace(",", ""))
+    return int(refs[-1].replace(",", "")) / MEASURED
 
 
 def main():
     for label, rust_log in [("logs (RUST_LOG unset: info)", "info"),
                             ("all logging off", "off,security_update::audit=off")]:
-        low, high = total_instructions(rust_log, 1000), total_instructions(rust_log, 3000)
-        print(f"{label}: {(high - low) / 2000:,.0f} instructions per PATCH")
+        print(f"{label}: {per_request(rust_log):,.0f} instructions per PATCH")
 
 
 if __name__ == "__main__":
