@@ -3,15 +3,17 @@
 //! as bytes, the members it names are merged (RFC 7396) and written in `serde_json`'s compact
 //! form, and where they lie is handed back for the schema to check. The result is byte for
 //! byte what merging into a parsed copy and serializing it gives (the tests below compare the
-//! two on many objects and patches).
+//! two on many objects and patches) for stored JSON in `serde_json`'s compact form, which is
+//! what this crate's stores hold; a store of another crate that hands back other spacing or
+//! spelling keeps it in the members a patch does not name, at every depth.
 
 use std::borrow::Cow;
 
 use serde_json::{Map, Value};
 
-use crate::merge_patch::canonical;
 use crate::merge_patch::scan::names_repeat;
 use crate::merge_patch::value::value_of;
+use crate::merge_patch::{apply_to_object, canonical};
 use crate::store::members::{self, Member};
 
 /// An object after a patch, as JSON, with where its members lie and which ones the patch set.
@@ -60,6 +62,12 @@ fn unreadable() -> serde_json::Error {
 /// linear for big objects and big patches alike.
 const COMPARE_NAMES_UP_TO: usize = 8;
 
+/// Nested objects merged as text at most this deep below the top. Each level indexes the
+/// stored object it merges into, walking its whole subtree, so the text merge costs the
+/// stored object's size once per level; below this depth the stored member is parsed once
+/// and merged as a `Value` (linear), as every nested merge was before the text merge.
+const MERGE_TEXT_LEVELS: usize = 8;
+
 /// Merges the patch `patch` (a JSON object text the patch scan accepted, whose members lie at
 /// `patch_members`) into the object whose JSON is `json`, whose members lie at `members`.
 ///
@@ -93,6 +101,7 @@ pub(crate) fn merge_onto_json(
         &mut merged.json,
         &top,
         &patch,
+        MERGE_TEXT_LEVELS,
         Some((&mut merged.members, &mut merged.touched)),
     )?;
     Ok(merged)
@@ -120,6 +129,7 @@ fn merge_objects(
     out: &mut Vec<u8>,
     stored: &Object<'_>,
     patch: &Object<'_>,
+    levels_left: usize,
     mut record: Option<(&mut Vec<Member>, &mut Vec<usize>)>,
 ) -> Result<(), serde_json::Error> {
     let mut names = PatchNames::new(patch)?;
@@ -143,7 +153,10 @@ fn merge_objects(
         let start = begin_member(out, first, key);
         let stored_value = stored.value(member);
         if value.first() == Some(&b'{') && stored_value.first() == Some(&b'{') {
-            merge_nested(out, stored_value, value)?;
+            match levels_left.checked_sub(1) {
+                Some(levels_left) => merge_nested(out, stored_value, value, levels_left)?,
+                None => merge_parsed(out, stored_value, value)?,
+            }
         } else {
             canonical::write(out, value, true)?;
         }
@@ -171,7 +184,12 @@ fn merge_objects(
 }
 
 /// A patch object merged into a stored object member: both indexed, then merged.
-fn merge_nested(out: &mut Vec<u8>, stored: &[u8], patch: &[u8]) -> Result<(), serde_json::Error> {
+fn merge_nested(
+    out: &mut Vec<u8>,
+    stored: &[u8],
+    patch: &[u8],
+    levels_left: usize,
+) -> Result<(), serde_json::Error> {
     let stored_members = members::index(stored).ok_or_else(unreadable)?;
     if names_repeat(stored, &stored_members) != Some(false) {
         return Err(unreadable());
@@ -185,7 +203,18 @@ fn merge_nested(out: &mut Vec<u8>, stored: &[u8], patch: &[u8]) -> Result<(), se
         json: patch,
         members: &patch_members,
     };
-    merge_objects(out, &stored, &patch, None)
+    merge_objects(out, &stored, &patch, levels_left, None)
+}
+
+/// A patch object merged into a stored object member the parsed way: past
+/// [`MERGE_TEXT_LEVELS`].
+fn merge_parsed(out: &mut Vec<u8>, stored: &[u8], patch: &[u8]) -> Result<(), serde_json::Error> {
+    let mut stored: Map<String, Value> = serde_json::from_slice(stored)?;
+    let Value::Object(patch) = value_of(patch)? else {
+        return Err(unreadable());
+    };
+    apply_to_object(&mut stored, patch);
+    serde_json::to_writer(out, &stored)
 }
 
 /// Records the member just written at `start` (a key of `key_len` bytes, a colon, the value).
@@ -210,16 +239,28 @@ fn note(
 }
 
 /// Finds the patch member that names a stored member: by comparing names for small patches
-/// (no allocation, no hashing), through a map of the patch's names for big ones.
+/// (no allocation, no hashing), through a map of the patch's names for big ones. Each name is
+/// decoded at most once per object, whatever its escapes: decoding a long escaped patch name
+/// again for every stored member would make one small patch cost minutes of CPU against a
+/// wide object.
 enum PatchNames<'a> {
-    Compare,
+    /// Compare; the patch's names decoded once when one of them holds an escape.
+    Compare(Option<Vec<Cow<'a, str>>>),
     Map(std::collections::HashMap<Cow<'a, str>, usize>),
 }
 
 impl<'a> PatchNames<'a> {
     fn new(patch: &Object<'a>) -> Result<Self, serde_json::Error> {
         if patch.members.len() <= COMPARE_NAMES_UP_TO {
-            return Ok(Self::Compare);
+            if patch.members.iter().all(|member| !member.escaped) {
+                return Ok(Self::Compare(None));
+            }
+            let decoded = patch
+                .members
+                .iter()
+                .map(|member| name(patch, member))
+                .collect::<Result<_, _>>()?;
+            return Ok(Self::Compare(Some(decoded)));
         }
         let mut by_name = std::collections::HashMap::with_capacity(patch.members.len());
         for (entry, member) in patch.members.iter().enumerate() {
@@ -237,13 +278,23 @@ impl<'a> PatchNames<'a> {
         patch: &Object<'_>,
     ) -> Result<Option<usize>, serde_json::Error> {
         match self {
-            Self::Compare => {
-                for (entry, wanted) in patch.members.iter().enumerate() {
-                    if same_name(stored, member, patch, wanted)? {
-                        return Ok(Some(entry));
-                    }
-                }
-                Ok(None)
+            // Both plain: the key literals are the names.
+            Self::Compare(None) if !member.escaped => {
+                let key = stored.key(member);
+                Ok(patch
+                    .members
+                    .iter()
+                    .position(|wanted| patch.key(wanted) == key))
+            }
+            Self::Compare(decoded) => {
+                let own = name(stored, member)?;
+                Ok(match decoded {
+                    Some(names) => names.iter().position(|wanted| *wanted == own),
+                    None => patch.members.iter().position(|wanted| {
+                        let key = patch.key(wanted);
+                        key[1..key.len() - 1] == *own.as_bytes()
+                    }),
+                })
             }
             Self::Map(by_name) => Ok(by_name.remove(name(stored, member)?.as_ref())),
         }
@@ -284,20 +335,6 @@ fn name<'a>(object: &Object<'a>, member: &Member) -> Result<Cow<'a, str>, serde_
     member.name(object.json).ok_or_else(unreadable)
 }
 
-/// Whether two members are named alike: their key literals compared as bytes when neither
-/// holds an escape, their names otherwise.
-fn same_name(
-    left: &Object<'_>,
-    a: &Member,
-    right: &Object<'_>,
-    b: &Member,
-) -> Result<bool, serde_json::Error> {
-    if !a.escaped && !b.escaped {
-        return Ok(left.key(a) == right.key(b));
-    }
-    Ok(name(left, a)? == name(right, b)?)
-}
-
 /// Writes the separator and `key:`; returns where the key starts.
 fn begin_member(out: &mut Vec<u8>, first: usize, key: &[u8]) -> usize {
     if out.len() > first {
@@ -312,7 +349,6 @@ fn begin_member(out: &mut Vec<u8>, first: usize, key: &[u8]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::merge_patch::apply_to_object;
     use crate::merge_patch::scan::scan;
     use crate::store::members::index;
 
@@ -415,5 +451,91 @@ mod tests {
         let patch = br#"{"set": 2, "new": {"x": null, "y": 1}}"#;
         let merged = merge_onto_json(json, &members, patch, &scan(patch, 8).unwrap()).unwrap();
         assert_eq!(merged.json, br#"{"keep":[1, 2],"set":2,"new":{"y":1}}"#);
+    }
+
+    /// Nested merges past the text merge's depth are merged parsed: the bytes are the
+    /// parsed merge's at every depth.
+    #[test]
+    fn deep_patches_give_the_parsed_merges_bytes() {
+        let nest = |levels: usize, inner: &str| {
+            format!("{}{inner}{}", "{\"a\":".repeat(levels), "}".repeat(levels))
+        };
+        for levels in [1, MERGE_TEXT_LEVELS - 1, MERGE_TEXT_LEVELS, 30] {
+            let stored = format!("{{\"top\":{}}}", nest(levels, "{\"x\":1,\"z\":[1,2]}"));
+            let patch = format!(
+                "{{\"top\":{}}}",
+                nest(levels, "{\"y\":{\"n\":null},\"x\":null}")
+            );
+            let members = index(stored.as_bytes()).unwrap();
+            let patch_members = scan(patch.as_bytes(), 100).unwrap();
+            let merged = merge_onto_json(
+                stored.as_bytes(),
+                &members,
+                patch.as_bytes(),
+                &patch_members,
+            )
+            .unwrap();
+            let mut expected: Map<String, Value> = serde_json::from_str(&stored).unwrap();
+            apply_to_object(&mut expected, serde_json::from_str(&patch).unwrap());
+            assert_eq!(
+                String::from_utf8(merged.json).unwrap(),
+                serde_json::to_string(&expected).unwrap(),
+                "{levels} levels"
+            );
+        }
+    }
+
+    /// Escaped names are decoded a bounded number of times each: one long escaped patch name
+    /// against a wide object, and a wide object of escaped names against a patch of them.
+    #[test]
+    fn names_are_decoded_once_each_not_once_per_pair() {
+        use crate::merge_patch::scan::DECODED;
+        let decoded = |f: &dyn Fn()| {
+            DECODED.with(|d| d.set(0));
+            f();
+            DECODED.with(std::cell::Cell::get)
+        };
+        let wide = |escaped: bool| {
+            let members: Vec<String> = (0..2_000)
+                .map(|i| {
+                    if escaped {
+                        format!("\"m\\n{i}\":0")
+                    } else {
+                        format!("\"m{i}\":0")
+                    }
+                })
+                .collect();
+            format!("{{{}}}", members.join(","))
+        };
+        let long_name = format!("{{\"{}\\n\":1}}", "a".repeat(10_000));
+        for (stored, patch, most) in [
+            (wide(false), long_name.clone(), 3),
+            (wide(true), long_name, 2_000 + 3),
+            (
+                wide(true),
+                r#"{"m\n5":1,"m\n7":2,"z\n":3}"#.to_owned(),
+                2_000 + 3 * 3,
+            ),
+        ] {
+            let members = index(stored.as_bytes()).unwrap();
+            let count = decoded(&|| {
+                let patch_members = scan(patch.as_bytes(), 100).unwrap();
+                merge_onto_json(
+                    stored.as_bytes(),
+                    &members,
+                    patch.as_bytes(),
+                    &patch_members,
+                )
+                .unwrap();
+            });
+            assert!(count <= most, "{count} decodes, at most {most} expected");
+        }
+        // The scan's duplicate check: 16 escaped names, each decoded at most twice.
+        let escaped: Vec<String> = (0..16).map(|i| format!("\"k\\n{i}\":{i}")).collect();
+        let text = format!("{{{}}}", escaped.join(","));
+        let count = decoded(&|| {
+            scan(text.as_bytes(), 10).unwrap();
+        });
+        assert!(count <= 32, "{count} decodes");
     }
 }
