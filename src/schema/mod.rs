@@ -377,6 +377,7 @@ pub(crate) enum MemberCheck {
     /// Their names: no member may be set.
     Names,
     /// Their values: a JSON Schema judges them.
+    #[cfg(feature = "json-schema")]
     Values,
 }
 

@@ -26,6 +26,7 @@ pub(crate) struct Merged {
 
 impl Merged {
     /// The members the patch set, with their values after the merge, for the schema.
+    #[cfg(any(feature = "json-schema", test))]
     pub(crate) fn touched_values(&self) -> Result<Map<String, Value>, serde_json::Error> {
         self.touched
             .iter()

@@ -123,6 +123,7 @@ fn merge_as_text(
                 .map(|name| (name.into_owned(), Value::Null))
                 .collect()
         })),
+        #[cfg(feature = "json-schema")]
         MemberCheck::Values => Some(merged.touched_values()),
     };
     if let Some(touched) = touched {
