@@ -2,13 +2,18 @@
 
 use serde_json::Value;
 
+use super::text_json::{TextJson, TextNode};
 use super::{SchemaError, invalid};
 use crate::error::GraphError;
+use crate::store::members::Member;
 
 /// A deployment's JSON Schema: the compiled validator, and which top-level names it allows
 /// (for `$select`).
 pub(super) struct CustomSchema {
     validator: jsonschema::Validator,
+    /// The same schema over the JSON text a write produced (see `text_json`), for the members
+    /// a patch set.
+    text_validator: jsonschema::Validator<TextJson>,
     /// Names under `properties`.
     pub(super) declared: Vec<String>,
     /// Whether other names may appear (`additionalProperties` not `false`, or
@@ -39,12 +44,29 @@ const MEMBER_LOCAL: &[&str] = &[
     "propertyNames",
 ];
 
+/// 400 naming the first offending property (its JSON pointer below the object).
+fn refusal(error: &jsonschema::ValidationError<'_>) -> GraphError {
+    let path = error.instance_path().to_string();
+    let property = path.trim_start_matches('/');
+    let property = if property.is_empty() {
+        "(object)"
+    } else {
+        property
+    };
+    invalid(property, error.to_string())
+}
+
 impl CustomSchema {
     /// Compiles `schema` and notes what `$select` and the write path need to know of it.
     pub(super) fn compile(schema: &Value) -> Result<Self, SchemaError> {
         let validator = jsonschema::validator_for(schema).map_err(|error| SchemaError {
             message: error.to_string(),
         })?;
+        let text_validator = jsonschema::options_for::<TextJson>()
+            .build(schema)
+            .map_err(|error| SchemaError {
+                message: error.to_string(),
+            })?;
         let declared = schema
             .get("properties")
             .and_then(Value::as_object)
@@ -59,6 +81,7 @@ impl CustomSchema {
         });
         Ok(Self {
             validator,
+            text_validator,
             declared,
             open,
             member_local,
@@ -67,15 +90,20 @@ impl CustomSchema {
 
     /// 400 naming the first offending property (its JSON pointer below the object).
     pub(super) fn validate(&self, instance: &Value) -> Result<(), GraphError> {
-        self.validator.validate(instance).map_err(|error| {
-            let path = error.instance_path().to_string();
-            let property = path.trim_start_matches('/');
-            let property = if property.is_empty() {
-                "(object)"
-            } else {
-                property
-            };
-            invalid(property, error.to_string())
-        })
+        self.validator
+            .validate(instance)
+            .map_err(|error| refusal(&error))
+    }
+
+    /// [`validate`](Self::validate) for the object made of `members` of the object text
+    /// `json`, read where they lie.
+    pub(super) fn validate_members(
+        &self,
+        json: &[u8],
+        members: &[Member],
+    ) -> Result<(), GraphError> {
+        self.text_validator
+            .validate(TextNode::Chosen { json, members })
+            .map_err(|error| refusal(&error))
     }
 }

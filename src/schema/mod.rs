@@ -38,11 +38,14 @@ use std::sync::{Arc, PoisonError, RwLock};
 use serde_json::{Map, Value};
 
 use crate::error::{ErrorKind, GraphError};
+use crate::store::members::Member;
 #[cfg(feature = "json-schema")]
 use custom::CustomSchema;
 
 #[cfg(feature = "json-schema")]
 mod custom;
+#[cfg(feature = "json-schema")]
+mod text_json;
 
 /// The `@odata.type` of every security object.
 pub const ODATA_TYPE: &str = "#microsoft.graph.security.security";
@@ -339,46 +342,23 @@ impl ResourceSchema {
             })
     }
 
-    /// What [`check_members`](Self::check_members) reads of the members a patch set: nothing,
-    /// their names, or their values too.
-    pub(crate) fn reads_members(&self) -> MemberCheck {
-        match &self.kind {
-            SchemaKind::Graph => MemberCheck::Names,
-            SchemaKind::Open => MemberCheck::Nothing,
-            #[cfg(feature = "json-schema")]
-            SchemaKind::Custom(_) => MemberCheck::Values,
-            SchemaKind::Reloadable(slot) => current(slot).reads_members(),
-        }
-    }
-
-    /// Checks the members a patch set, after [`checks_members_alone`](Self::checks_members_alone).
+    /// Checks the members a patch set, after [`checks_members_alone`](Self::checks_members_alone):
+    /// `touched`, members of the merged object's text `json`, read where they lie.
     ///
     /// # Errors
     /// 400 naming the first offending property.
-    pub(crate) fn check_members(&self, touched: Map<String, Value>) -> Result<(), GraphError> {
+    pub(crate) fn check_members(&self, json: &[u8], touched: &[Member]) -> Result<(), GraphError> {
         match &self.kind {
-            SchemaKind::Graph => touched
-                .keys()
-                .next()
-                .map_or(Ok(()), |key| Err(undeclared(key))),
+            SchemaKind::Graph => match touched.first() {
+                Some(member) => Err(undeclared(&member.name(json).unwrap_or_default())),
+                None => Ok(()),
+            },
             SchemaKind::Open => Ok(()),
             #[cfg(feature = "json-schema")]
-            SchemaKind::Custom(custom) => custom.validate(&Value::Object(touched)),
-            SchemaKind::Reloadable(slot) => current(slot).check_members(touched),
+            SchemaKind::Custom(custom) => custom.validate_members(json, touched),
+            SchemaKind::Reloadable(slot) => current(slot).check_members(json, touched),
         }
     }
-}
-
-/// What a schema reads of the members a patch set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum MemberCheck {
-    /// Nothing: any member, any value.
-    Nothing,
-    /// Their names: no member may be set.
-    Names,
-    /// Their values: a JSON Schema judges them.
-    #[cfg(feature = "json-schema")]
-    Values,
 }
 
 /// Replaces the schema behind a [`ResourceSchema::reloadable`]; clones share the slot.

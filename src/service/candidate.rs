@@ -20,36 +20,23 @@ use crate::store::members::{self, Member};
 pub(crate) struct Merged {
     pub(crate) json: Vec<u8>,
     pub(crate) members: Vec<Member>,
-    /// Which of `members` the patch set (not removed), in order.
-    touched: Vec<usize>,
+    /// The members the patch set (not removed), in order: what the schema checks.
+    pub(crate) touched: Vec<Member>,
 }
 
 impl Merged {
-    /// The members the patch set, with their values after the merge, for the schema.
-    #[cfg(any(feature = "json-schema", test))]
+    /// The members the patch set, with their values after the merge.
+    #[cfg(test)]
     pub(crate) fn touched_values(&self) -> Result<Map<String, Value>, serde_json::Error> {
         self.touched
             .iter()
-            .map(|&at| {
-                let member = &self.members[at];
+            .map(|member| {
                 Ok((
-                    self.name(member)?.into_owned(),
+                    member.name(&self.json).ok_or_else(unreadable)?.into_owned(),
                     value_of(&self.json[member.value.clone()])?,
                 ))
             })
             .collect()
-    }
-
-    /// The names of the members the patch set, in order.
-    pub(crate) fn touched_names(&self) -> Result<Vec<Cow<'_, str>>, serde_json::Error> {
-        self.touched
-            .iter()
-            .map(|&at| self.name(&self.members[at]))
-            .collect()
-    }
-
-    fn name<'a>(&'a self, member: &Member) -> Result<Cow<'a, str>, serde_json::Error> {
-        member.name(&self.json).ok_or_else(unreadable)
     }
 }
 
@@ -131,7 +118,7 @@ fn merge_objects(
     stored: &Object<'_>,
     patch: &Object<'_>,
     levels_left: usize,
-    mut record: Option<(&mut Vec<Member>, &mut Vec<usize>)>,
+    mut record: Option<(&mut Vec<Member>, &mut Vec<Member>)>,
 ) -> Result<(), serde_json::Error> {
     let mut names = PatchNames::new(patch)?;
     let mut matched = Matched::new(patch.members.len());
@@ -220,7 +207,7 @@ fn merge_parsed(out: &mut Vec<u8>, stored: &[u8], patch: &[u8]) -> Result<(), se
 
 /// Records the member just written at `start` (a key of `key_len` bytes, a colon, the value).
 fn note(
-    record: &mut Option<(&mut Vec<Member>, &mut Vec<usize>)>,
+    record: &mut Option<(&mut Vec<Member>, &mut Vec<Member>)>,
     out: &[u8],
     start: usize,
     key_len: usize,
@@ -228,14 +215,15 @@ fn note(
     touched: bool,
 ) {
     if let Some((members, set)) = record {
-        if touched {
-            set.push(members.len());
-        }
-        members.push(Member {
+        let member = Member {
             key: start..start + key_len,
             value: start + key_len + 1..out.len(),
             escaped,
-        });
+        };
+        if touched {
+            set.push(member.clone());
+        }
+        members.push(member);
     }
 }
 

@@ -15,10 +15,9 @@ use crate::error::{ErrorKind, GraphError};
 use crate::merge_patch::{MergePatch, apply_to_object};
 use crate::observe::{StoreOperation, timed};
 use crate::odata::representation::Representation;
-use crate::schema::{MemberCheck, ResourceSchema};
+use crate::schema::ResourceSchema;
 use crate::store::{ObjectKey, SecurityStore, Snapshot, SwapOutcome};
 use crate::timeout::WriteDeadline;
-use serde_json::Value;
 use std::sync::Arc;
 
 /// A validated write request, ready for the store.
@@ -115,20 +114,7 @@ fn merge_as_text(
     let Ok(merged) = merge_onto_json(current.json(), members, &text.json, &text.members) else {
         return Ok(None);
     };
-    let touched = match schema.reads_members() {
-        MemberCheck::Nothing => None,
-        MemberCheck::Names => Some(merged.touched_names().map(|names| {
-            names
-                .into_iter()
-                .map(|name| (name.into_owned(), Value::Null))
-                .collect()
-        })),
-        #[cfg(feature = "json-schema")]
-        MemberCheck::Values => Some(merged.touched_values()),
-    };
-    if let Some(touched) = touched {
-        schema.check_members(touched.map_err(|_| serialization_failed())?)?;
-    }
+    schema.check_members(&merged.json, &merged.touched)?;
     Ok(Some(Snapshot::from_written(
         current.version() + 1,
         merged.json,

@@ -26,17 +26,58 @@ impl Member {
 
 /// The top-level members of the JSON object `json`, in order; `None` when `json` is not one.
 pub(crate) fn index(json: &[u8]) -> Option<Vec<Member>> {
-    let mut at = skip_space(json, 0);
-    if json.get(at) != Some(&b'{') {
-        return None;
-    }
-    at = skip_space(json, at + 1);
+    let mut members = members(json);
     // Objects here are mostly small: one allocation for up to eight members.
-    let mut members = Vec::with_capacity(8);
-    if json.get(at) == Some(&b'}') {
-        return (skip_space(json, at + 1) == json.len()).then_some(members);
+    let mut found = Vec::with_capacity(8);
+    found.extend(&mut members);
+    members.complete().then_some(found)
+}
+
+/// The members of the JSON object `json`, one at a time and without allocating (for the
+/// JSON Schema check, which walks the texts a write produced). It stops at the end of the
+/// object, or at anything that is not a member.
+pub(crate) fn members(json: &[u8]) -> Members<'_> {
+    let at = skip_space(json, 0);
+    if json.get(at) != Some(&b'{') {
+        return Members {
+            json,
+            at,
+            state: Walk::Broken,
+        };
     }
-    loop {
+    let at = skip_space(json, at + 1);
+    if json.get(at) == Some(&b'}') {
+        return Members {
+            json,
+            at: at + 1,
+            state: Walk::Done,
+        };
+    }
+    Members {
+        json,
+        at,
+        state: Walk::Open,
+    }
+}
+
+/// See [`members`].
+#[derive(Debug, Clone)]
+pub(crate) struct Members<'a> {
+    json: &'a [u8],
+    at: usize,
+    state: Walk,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Walk {
+    Open,
+    Done,
+    Broken,
+}
+
+impl Members<'_> {
+    fn member(&mut self) -> Option<Member> {
+        let (json, at) = (self.json, self.at);
         if json.get(at) != Some(&b'"') {
             return None;
         }
@@ -47,17 +88,82 @@ pub(crate) fn index(json: &[u8]) -> Option<Vec<Member>> {
         }
         let value_start = skip_space(json, colon + 1);
         let value_end = skip_value(json, value_start)?;
-        members.push(Member {
+        let next = skip_space(json, value_end);
+        match json.get(next) {
+            Some(b',') => self.at = skip_space(json, next + 1),
+            Some(b'}') => {
+                self.at = next + 1;
+                self.state = Walk::Done;
+            }
+            _ => return None,
+        }
+        Some(Member {
             key: at..key_end,
             value: value_start..value_end,
             escaped,
-        });
-        at = skip_space(json, value_end);
-        match json.get(at) {
-            Some(b',') => at = skip_space(json, at + 1),
-            Some(b'}') => return (skip_space(json, at + 1) == json.len()).then_some(members),
+        })
+    }
+
+    /// Whether the walk reached the end of the object, with nothing but space after it.
+    fn complete(&self) -> bool {
+        self.state == Walk::Done && skip_space(self.json, self.at) == self.json.len()
+    }
+}
+
+impl Iterator for Members<'_> {
+    type Item = Member;
+
+    fn next(&mut self) -> Option<Member> {
+        if self.state != Walk::Open {
+            return None;
+        }
+        let member = self.member();
+        if member.is_none() {
+            self.state = Walk::Broken;
+        }
+        member
+    }
+}
+
+/// Where each element of the JSON array `json` (its text, brackets included) lies, one at a
+/// time; it stops at the end of the array, or at anything that is not an element.
+#[cfg(any(feature = "json-schema", test))]
+pub(crate) fn elements(json: &[u8]) -> Elements<'_> {
+    let at = skip_space(json, 1);
+    let open = json.first() == Some(&b'[') && json.get(at) != Some(&b']');
+    Elements { json, at, open }
+}
+
+/// See [`elements`].
+#[cfg(any(feature = "json-schema", test))]
+#[derive(Debug, Clone)]
+pub(crate) struct Elements<'a> {
+    json: &'a [u8],
+    at: usize,
+    open: bool,
+}
+
+#[cfg(any(feature = "json-schema", test))]
+impl Iterator for Elements<'_> {
+    type Item = std::ops::Range<usize>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if !self.open {
+            return None;
+        }
+        self.open = false;
+        let start = self.at;
+        let end = skip_value(self.json, start)?;
+        let next = skip_space(self.json, end);
+        match self.json.get(next) {
+            Some(b',') => {
+                self.at = skip_space(self.json, next + 1);
+                self.open = true;
+            }
+            Some(b']') => {}
             _ => return None,
         }
+        Some(start..end)
     }
 }
 
@@ -133,6 +239,23 @@ fn skip_value(json: &[u8], at: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn elements_and_members_walk_without_allocating() {
+        let json = br#"[1, "a,]", {"b":[2]} ,[],null]"#;
+        let found: Vec<&[u8]> = elements(json).map(|at| &json[at]).collect();
+        assert_eq!(
+            found,
+            [&b"1"[..], b"\"a,]\"", br#"{"b":[2]}"#, b"[]", b"null"]
+        );
+        assert_eq!(elements(b"[]").count(), 0);
+        assert_eq!(elements(b"[ ]").count(), 0);
+        let object = br#"{"a":1,"b":{"c":2}}"#;
+        assert_eq!(members(object).count(), 2);
+        assert_eq!(members(b"{}").count(), 0);
+        // A walk stops at what is not a member.
+        assert_eq!(members(br#"{"a":1,2}"#).count(), 1);
+    }
 
     fn names_and_values(json: &str) -> Option<Vec<(String, String)>> {
         let bytes = json.as_bytes();

@@ -1,0 +1,405 @@
+//! The JSON text a write produced, as an instance `jsonschema` validates in place (its
+//! [`Json`] representation trait): the members a patch set are checked where they lie in the
+//! merged object's text, with no `serde_json::Value` built, hashed and dropped for them.
+//!
+//! Objects and arrays are walked in their text ([`members::members`], [`members::elements`]):
+//! a lookup by name is a walk of the object, cheap for the objects a patch sets, and linear in
+//! an object's size for each property the schema names. Strings without escapes are borrowed
+//! from the text; numbers are read from their literal. The texts are ones this crate wrote
+//! (compact, checked when parsed), so the accessors need no error path; `to_value` (error
+//! messages, `enum`, `const`) reads a node as `serde_json` would. The representation is
+//! checked against `jsonschema`'s own conformance document in the tests below.
+
+use std::borrow::Cow;
+
+use jsonschema::JsonType;
+use jsonschema::json::{Array, Json, JsonNumber, Node, NodeIdentity, Object};
+use serde_json::{Map, Value};
+
+use crate::merge_patch::scan::name_of;
+use crate::merge_patch::value::value_of;
+use crate::store::members::{self, Elements, Member, Members};
+
+/// The representation: nodes are [`TextNode`]s.
+#[derive(Debug)]
+pub(crate) struct TextJson;
+
+impl Json for TextJson {
+    type Node<'a> = TextNode<'a>;
+    type PreparedKey = Box<str>;
+    type StringBuffer = ();
+    /// Only `required` reads this, and member-local schemas have none; a walk of a small
+    /// object costs about a lookup.
+    const KEYS_PER_LOOKUP: usize = 8;
+    /// A text has no cycles.
+    const ACYCLIC: bool = true;
+
+    fn prepare_key(key: &str) -> Box<str> {
+        key.into()
+    }
+
+    fn with_string_node<T>(_: &mut (), string: &str, f: impl FnOnce(TextNode<'_>) -> T) -> T {
+        f(TextNode::Name(string))
+    }
+}
+
+/// One value.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum TextNode<'a> {
+    /// A value's JSON text, with no space around it.
+    Text(&'a [u8]),
+    /// An object made of some members of the object text `json`: those a patch set.
+    Chosen {
+        json: &'a [u8],
+        members: &'a [Member],
+    },
+    /// A member name, for `propertyNames`.
+    Name(&'a str),
+}
+
+impl<'a> TextNode<'a> {
+    /// The text, for a node that is one.
+    fn text(&self) -> Option<&'a [u8]> {
+        match self {
+            Self::Text(text) => Some(text),
+            Self::Chosen { .. } | Self::Name(_) => None,
+        }
+    }
+
+    fn first_byte(&self) -> Option<u8> {
+        self.text().and_then(|text| text.first().copied())
+    }
+}
+
+impl<'a> Node<'a, TextJson> for TextNode<'a> {
+    type Object = TextObject<'a>;
+    type Array = TextArray<'a>;
+    type Number = TextNumber<'a>;
+
+    fn as_object(&self) -> Option<TextObject<'a>> {
+        match *self {
+            Self::Text(text) if text.first() == Some(&b'{') => Some(TextObject::Text(text)),
+            Self::Chosen { json, members } => Some(TextObject::Chosen { json, members }),
+            _ => None,
+        }
+    }
+
+    fn as_array(&self) -> Option<TextArray<'a>> {
+        self.text()
+            .filter(|text| text.first() == Some(&b'['))
+            .map(TextArray)
+    }
+
+    fn as_string(&self) -> Option<Cow<'a, str>> {
+        match *self {
+            Self::Text(text) if text.first() == Some(&b'"') => name_of(text, text.contains(&b'\\')),
+            Self::Name(name) => Some(Cow::Borrowed(name)),
+            _ => None,
+        }
+    }
+
+    fn as_number(&self) -> Option<TextNumber<'a>> {
+        self.text()
+            .filter(|text| matches!(text.first(), Some(b'-' | b'0'..=b'9')))
+            .and_then(|text| std::str::from_utf8(text).ok())
+            .map(TextNumber)
+    }
+
+    fn as_boolean(&self) -> Option<bool> {
+        match self.text()? {
+            b"true" => Some(true),
+            b"false" => Some(false),
+            _ => None,
+        }
+    }
+
+    fn is_null(&self) -> bool {
+        self.text() == Some(b"null")
+    }
+
+    fn json_type(&self) -> JsonType {
+        match self {
+            Self::Chosen { .. } => JsonType::Object,
+            Self::Name(_) => JsonType::String,
+            Self::Text(_) => match self.first_byte() {
+                Some(b'{') => JsonType::Object,
+                Some(b'[') => JsonType::Array,
+                Some(b'"') => JsonType::String,
+                Some(b't' | b'f') => JsonType::Boolean,
+                Some(b'n') => JsonType::Null,
+                _ => JsonType::Number,
+            },
+        }
+    }
+
+    fn to_value(&self) -> Cow<'a, Value> {
+        Cow::Owned(match *self {
+            Self::Text(text) => value_of(text).unwrap_or(Value::Null),
+            Self::Chosen { json, members } => Value::Object(
+                members
+                    .iter()
+                    .filter_map(|member| {
+                        Some((
+                            member.name(json)?.into_owned(),
+                            value_of(&json[member.value.clone()]).ok()?,
+                        ))
+                    })
+                    .collect::<Map<_, _>>(),
+            ),
+            Self::Name(name) => Value::String(name.to_owned()),
+        })
+    }
+
+    fn identity(&self) -> Option<NodeIdentity> {
+        // No two values of a text start at the same byte; the other kinds are told apart by
+        // their tags.
+        Some(match self {
+            Self::Text(text) => NodeIdentity::tagged(text.as_ptr() as usize, 0),
+            Self::Chosen { json, .. } => NodeIdentity::tagged(json.as_ptr() as usize, 1),
+            Self::Name(name) => NodeIdentity::tagged(name.as_ptr() as usize, 2),
+        })
+    }
+}
+
+/// An object: a text, or chosen members of one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum TextObject<'a> {
+    Text(&'a [u8]),
+    Chosen {
+        json: &'a [u8],
+        members: &'a [Member],
+    },
+}
+
+impl<'a> TextObject<'a> {
+    fn walk(&self) -> ObjectMembers<'a> {
+        match *self {
+            Self::Text(text) => ObjectMembers::Text {
+                json: text,
+                walk: members::members(text),
+            },
+            Self::Chosen { json, members } => ObjectMembers::Chosen {
+                json,
+                members: members.iter(),
+            },
+        }
+    }
+}
+
+impl<'a> Object<'a, TextJson> for TextObject<'a> {
+    type Node = TextNode<'a>;
+    type MemberName = Cow<'a, str>;
+    type MembersIter = ObjectMembers<'a>;
+
+    fn len(&self) -> usize {
+        match self {
+            Self::Text(text) => members::members(text).count(),
+            Self::Chosen { members, .. } => members.len(),
+        }
+    }
+
+    fn get(&self, key: &Box<str>) -> Option<TextNode<'a>> {
+        let json = match *self {
+            Self::Text(text) => text,
+            Self::Chosen { json, .. } => json,
+        };
+        let named = |member: &Member| {
+            if member.escaped {
+                member.name(json).is_some_and(|name| *name == **key)
+            } else {
+                json[member.key.start + 1..member.key.end - 1] == *key.as_bytes()
+            }
+        };
+        let found = match *self {
+            Self::Text(text) => members::members(text).find(|member| named(member)),
+            Self::Chosen { members, .. } => members.iter().find(|member| named(member)).cloned(),
+        };
+        found.map(|member| TextNode::Text(&json[member.value]))
+    }
+
+    fn members(&self) -> ObjectMembers<'a> {
+        self.walk()
+    }
+}
+
+/// An object's members, in order.
+#[derive(Debug, Clone)]
+pub(crate) enum ObjectMembers<'a> {
+    Text {
+        json: &'a [u8],
+        walk: Members<'a>,
+    },
+    Chosen {
+        json: &'a [u8],
+        members: std::slice::Iter<'a, Member>,
+    },
+}
+
+impl<'a> Iterator for ObjectMembers<'a> {
+    type Item = (Cow<'a, str>, TextNode<'a>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (json, member) = match self {
+            Self::Text { json, walk } => (*json, walk.next()?),
+            Self::Chosen { json, members } => (*json, members.next()?.clone()),
+        };
+        let name = member.name(json).unwrap_or_default();
+        Some((name, TextNode::Text(&json[member.value])))
+    }
+}
+
+/// An array's text, brackets included.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TextArray<'a>(&'a [u8]);
+
+impl<'a> Array<'a, TextJson> for TextArray<'a> {
+    type Node = TextNode<'a>;
+    type ElementsIter = ArrayElements<'a>;
+
+    fn len(&self) -> usize {
+        members::elements(self.0).count()
+    }
+
+    fn elements(&self) -> ArrayElements<'a> {
+        ArrayElements {
+            json: self.0,
+            walk: members::elements(self.0),
+        }
+    }
+}
+
+/// An array's elements, in order.
+#[derive(Debug, Clone)]
+pub(crate) struct ArrayElements<'a> {
+    json: &'a [u8],
+    walk: Elements<'a>,
+}
+
+impl<'a> Iterator for ArrayElements<'a> {
+    type Item = TextNode<'a>;
+
+    fn next(&mut self) -> Option<TextNode<'a>> {
+        self.walk.next().map(|at| TextNode::Text(&self.json[at]))
+    }
+}
+
+/// A number's literal.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TextNumber<'a>(&'a str);
+
+impl TextNumber<'_> {
+    /// Written with neither a fraction nor an exponent (and not `-0`, which `serde_json` reads
+    /// as a float): then `i64` or `u64` holds it, as the patch scan made sure.
+    fn is_integer_literal(&self) -> bool {
+        self.0 != "-0" && !self.0.contains(['.', 'e', 'E'])
+    }
+}
+
+impl JsonNumber for TextNumber<'_> {
+    fn as_u64(&self) -> Option<u64> {
+        self.is_integer_literal()
+            .then(|| self.0.parse().ok())
+            .flatten()
+    }
+
+    fn as_i64(&self) -> Option<i64> {
+        self.is_integer_literal()
+            .then(|| self.0.parse().ok())
+            .flatten()
+    }
+
+    fn as_f64(&self) -> Option<f64> {
+        self.to_number().as_f64()
+    }
+
+    fn as_str(&self) -> Cow<'_, str> {
+        Cow::Borrowed(self.0)
+    }
+
+    fn to_number(&self) -> Cow<'_, serde_json::Number> {
+        // As `serde_json` reads the literal: the number a `Value` of this text holds.
+        Cow::Owned(serde_json::from_str(self.0).unwrap_or_else(|_| serde_json::Number::from(0_u8)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `jsonschema`'s own check of a representation's accessors, on its conformance document
+    /// written compact (as this crate writes objects), as the text and as chosen members.
+    #[test]
+    fn conforms_to_jsonschemas_contract() {
+        let document = jsonschema::json::conformance::document();
+        let text = serde_json::to_vec(&document).unwrap();
+        jsonschema::json::conformance::assert_conformance::<TextJson>(&TextNode::Text(&text));
+        let chosen = members::index(&text).unwrap();
+        jsonschema::json::conformance::assert_conformance::<TextJson>(&TextNode::Chosen {
+            json: &text,
+            members: &chosen,
+        });
+    }
+
+    /// The same schema judges the same instances alike, and says the same thing about them,
+    /// whether given a `Value` or the text.
+    #[test]
+    fn judges_as_the_value_validator_does() {
+        let schema = serde_json::json!({
+            "type": "object",
+            "properties": {
+                "level": {"enum": ["low", "medium", "high"]},
+                "score": {"type": "integer", "minimum": 0, "maximum": 100},
+                "ratio": {"type": "number", "exclusiveMaximum": 1.5},
+                "reasons": {"type": "array", "items": {"type": "string", "maxLength": 3}, "uniqueItems": true},
+                "nested": {"type": "object", "properties": {"a": {"const": {"x": [1, 2.5]}}}, "additionalProperties": false},
+                "flag": {"type": ["boolean", "null"]}
+            },
+            "patternProperties": {"^x-": {"type": "string", "pattern": "^[a-z]+$"}},
+            "propertyNames": {"maxLength": 8},
+            "additionalProperties": false
+        });
+        let by_value = jsonschema::validator_for(&schema).unwrap();
+        let by_text = jsonschema::options_for::<TextJson>()
+            .build(&schema)
+            .unwrap();
+        for instance in [
+            r#"{"level":"medium","score":42,"reasons":["a","bc"],"flag":null}"#,
+            r#"{"level":"urgent"}"#,
+            r#"{"score":42.0}"#,
+            r#"{"score":42.5}"#,
+            r#"{"score":-1}"#,
+            r#"{"score":1e2}"#,
+            r#"{"ratio":1.5}"#,
+            r#"{"ratio":-0.0}"#,
+            r#"{"reasons":["a","a"]}"#,
+            r#"{"reasons":["abcd"]}"#,
+            r#"{"reasons":["\u00e9\u00e9\u00e9"]}"#,
+            r#"{"nested":{"a":{"x":[1,2.5]}}}"#,
+            r#"{"nested":{"a":{"x":[1,2.50]}},"flag":true}"#,
+            r#"{"nested":{"b":1}}"#,
+            r#"{"x-tag":"abc","x-bad":"ABC"}"#,
+            r#"{"toolongname":1}"#,
+            r#"{"flag":"yes"}"#,
+            r#"{"other":1}"#,
+            r#"{"le\"vel":"low"}"#,
+        ] {
+            let value: Value = serde_json::from_str(instance).unwrap();
+            let text = serde_json::to_vec(&value).unwrap();
+            let expected = by_value
+                .validate(&value)
+                .map_err(|e| (e.instance_path().to_string(), e.to_string()));
+            let got = by_text
+                .validate(TextNode::Text(&text))
+                .map_err(|e| (e.instance_path().to_string(), e.to_string()));
+            assert_eq!(got, expected, "{instance}");
+            let chosen = members::index(&text).unwrap();
+            let got = by_text
+                .validate(TextNode::Chosen {
+                    json: &text,
+                    members: &chosen,
+                })
+                .map_err(|e| (e.instance_path().to_string(), e.to_string()));
+            assert_eq!(got, expected, "{instance} (chosen members)");
+        }
+    }
+}
