@@ -2,6 +2,8 @@
 
 use serde_json::Value;
 
+use jsonschema::json::Node as _;
+
 use super::text_json::{TextJson, TextNode};
 use super::{SchemaError, invalid};
 use crate::error::GraphError;
@@ -43,6 +45,10 @@ const MEMBER_LOCAL: &[&str] = &[
     "additionalProperties",
     "propertyNames",
 ];
+
+/// Members a patch set of at most this many bytes in all are validated in the merged text;
+/// more are read into a `Value` first (see [`CustomSchema::validate_members`]).
+const CHECK_TEXT_UP_TO: usize = 4 * 1024;
 
 /// 400 naming the first offending property (its JSON pointer below the object).
 fn refusal(error: &jsonschema::ValidationError<'_>) -> GraphError {
@@ -96,14 +102,24 @@ impl CustomSchema {
     }
 
     /// [`validate`](Self::validate) for the object made of `members` of the object text
-    /// `json`, read where they lie.
+    /// `json`: read where they lie when they are small (the usual patch), read into a `Value`
+    /// first when they are not. In the text a lookup by name walks the object, and a walk
+    /// rescans each member's subtree, so a schema that looks names up at every level of a
+    /// deep, big member (`required`, `dependentRequired`, through `$ref`) would cost depth ×
+    /// lookups × size; a `Value` is read once and looked up by hash.
     pub(super) fn validate_members(
         &self,
         json: &[u8],
         members: &[Member],
     ) -> Result<(), GraphError> {
-        self.text_validator
-            .validate(TextNode::Chosen { json, members })
-            .map_err(|error| refusal(&error))
+        let chosen = TextNode::Chosen { json, members };
+        let size: usize = members.iter().map(|member| member.value.len()).sum();
+        if size <= CHECK_TEXT_UP_TO {
+            return self
+                .text_validator
+                .validate(chosen)
+                .map_err(|error| refusal(&error));
+        }
+        self.validate(&chosen.to_value())
     }
 }

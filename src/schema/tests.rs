@@ -129,3 +129,39 @@ fn member_by_member_checks_only_where_members_are_independent() {
             .checks_members_alone(["a"].into_iter().map(Cow::from))
     );
 }
+
+/// The members a patch set are judged alike, and refused with the same words, whether they
+/// are small (validated in the merged text) or big (read into a `Value` first).
+#[cfg(feature = "json-schema")]
+#[test]
+fn set_members_are_judged_alike_small_or_big() {
+    let schema = ResourceSchema::from_json_schema(&json!({
+        "type": "object",
+        "properties": {
+            "list": {"type": "array", "items": {"type": "string", "maxLength": 3}},
+            "notes": {"type": "string"}
+        },
+        "additionalProperties": false
+    }))
+    .unwrap();
+    for items in [3, 3_000] {
+        let mut list: Vec<Value> = (0..items).map(|_| json!("abc")).collect();
+        let good = serde_json::to_vec(&json!({"notes": "x", "list": list.clone()})).unwrap();
+        let members = crate::store::members::index(&good).unwrap();
+        assert!(schema.check_members(&good, &members).is_ok(), "{items}");
+        list[items - 1] = json!("abcd");
+        let bad = serde_json::to_vec(&json!({"notes": "x", "list": list})).unwrap();
+        let members = crate::store::members::index(&bad).unwrap();
+        let refused = message(schema.check_members(&bad, &members));
+        assert!(
+            refused.contains(&format!("list/{}", items - 1)),
+            "{refused}"
+        );
+        assert!(
+            refused.contains("\"abcd\" is longer than 3 characters"),
+            "{refused}"
+        );
+        // Only the members given are judged: without the bad list, the rest passes.
+        assert!(schema.check_members(&bad, &members[..1]).is_ok());
+    }
+}

@@ -28,9 +28,10 @@ impl Json for TextJson {
     type Node<'a> = TextNode<'a>;
     type PreparedKey = Box<str>;
     type StringBuffer = ();
-    /// Only `required` reads this, and member-local schemas have none; a walk of a small
-    /// object costs about a lookup.
-    const KEYS_PER_LOOKUP: usize = 8;
+    /// `required` (in nested subschemas) walks an object once instead of looking each name
+    /// up when the object has at most this many members per name: a lookup here is a walk,
+    /// so always walk. `jsonschema` multiplies it by at most 16.
+    const KEYS_PER_LOOKUP: usize = usize::MAX / 16;
     /// A text has no cycles.
     const ACYCLIC: bool = true;
 
@@ -320,6 +321,23 @@ impl JsonNumber for TextNumber<'_> {
         // As `serde_json` reads the literal: the number a `Value` of this text holds.
         Cow::Owned(serde_json::from_str(self.0).unwrap_or_else(|_| serde_json::Number::from(0_u8)))
     }
+
+    /// Draft 4's `type: integer`: answered as `jsonschema` answers it for a `serde_json`
+    /// number, which it reads back from the `f64` (so `1e19` is an integer: every `f64` from
+    /// 2^63 up is whole).
+    fn is_written_as_integer(&self) -> bool {
+        if self.is_integer_literal() {
+            return true;
+        }
+        let number = self.to_number();
+        let text = number.to_string();
+        if text.contains(['e', 'E']) {
+            return number
+                .as_f64()
+                .is_some_and(|value| value.abs() >= 9_223_372_036_854_775_808.0);
+        }
+        !text.contains('.')
+    }
 }
 
 #[cfg(test)]
@@ -338,6 +356,39 @@ mod tests {
             json: &text,
             members: &chosen,
         });
+    }
+
+    /// Draft 4 decides `type: integer` by how a number is written; huge floats count as
+    /// integers for a `serde_json` number, and so they do here.
+    #[test]
+    fn draft_4_integers_as_for_a_value() {
+        let schema = serde_json::json!({
+            "$schema": "http://json-schema.org/draft-04/schema#",
+            "properties": {"n": {"type": "integer"}}
+        });
+        let by_value = jsonschema::validator_for(&schema).unwrap();
+        let by_text = jsonschema::options_for::<TextJson>()
+            .build(&schema)
+            .unwrap();
+        for instance in [
+            r#"{"n":1e19}"#,
+            r#"{"n":-1e19}"#,
+            r#"{"n":1e18}"#,
+            r#"{"n":1.0}"#,
+            r#"{"n":-0}"#,
+            r#"{"n":42}"#,
+            r#"{"n":18446744073709551615}"#,
+            r#"{"n":2.5}"#,
+        ] {
+            let value: Value = serde_json::from_str(instance).unwrap();
+            let text = serde_json::to_vec(&value).unwrap();
+            assert_eq!(
+                by_text.is_valid(TextNode::Text(&text)),
+                by_value.is_valid(&value),
+                "{instance} written {}",
+                String::from_utf8_lossy(&text)
+            );
+        }
     }
 
     /// The same schema judges the same instances alike, and says the same thing about them,
