@@ -1,0 +1,113 @@
+//! Tests of `text_json`.
+
+use super::*;
+
+/// `jsonschema`'s own check of a representation's accessors, on its conformance document
+/// written compact (as this crate writes objects), as the text and as chosen members.
+#[test]
+fn conforms_to_jsonschemas_contract() {
+    let document = jsonschema::json::conformance::document();
+    let text = serde_json::to_vec(&document).unwrap();
+    jsonschema::json::conformance::assert_conformance::<TextJson>(&TextNode::Text(&text));
+    let chosen = members::index(&text).unwrap();
+    jsonschema::json::conformance::assert_conformance::<TextJson>(&TextNode::Chosen {
+        json: &text,
+        members: &chosen,
+    });
+}
+
+/// Draft 4 decides `type: integer` by how a number is written; huge floats count as
+/// integers for a `serde_json` number, and so they do here.
+#[test]
+fn draft_4_integers_as_for_a_value() {
+    let schema = serde_json::json!({
+        "$schema": "http://json-schema.org/draft-04/schema#",
+        "properties": {"n": {"type": "integer"}}
+    });
+    let by_value = jsonschema::validator_for(&schema).unwrap();
+    let by_text = jsonschema::options_for::<TextJson>()
+        .build(&schema)
+        .unwrap();
+    for instance in [
+        r#"{"n":1e19}"#,
+        r#"{"n":-1e19}"#,
+        r#"{"n":1e18}"#,
+        r#"{"n":1.0}"#,
+        r#"{"n":-0}"#,
+        r#"{"n":42}"#,
+        r#"{"n":18446744073709551615}"#,
+        r#"{"n":2.5}"#,
+    ] {
+        let value: Value = serde_json::from_str(instance).unwrap();
+        let text = serde_json::to_vec(&value).unwrap();
+        assert_eq!(
+            by_text.is_valid(TextNode::Text(&text)),
+            by_value.is_valid(&value),
+            "{instance} written {}",
+            String::from_utf8_lossy(&text)
+        );
+    }
+}
+
+/// The same schema judges the same instances alike, and says the same thing about them,
+/// whether given a `Value` or the text.
+#[test]
+fn judges_as_the_value_validator_does() {
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": {
+            "level": {"enum": ["low", "medium", "high"]},
+            "score": {"type": "integer", "minimum": 0, "maximum": 100},
+            "ratio": {"type": "number", "exclusiveMaximum": 1.5},
+            "reasons": {"type": "array", "items": {"type": "string", "maxLength": 3}, "uniqueItems": true},
+            "nested": {"type": "object", "properties": {"a": {"const": {"x": [1, 2.5]}}}, "additionalProperties": false},
+            "flag": {"type": ["boolean", "null"]}
+        },
+        "patternProperties": {"^x-": {"type": "string", "pattern": "^[a-z]+$"}},
+        "propertyNames": {"maxLength": 8},
+        "additionalProperties": false
+    });
+    let by_value = jsonschema::validator_for(&schema).unwrap();
+    let by_text = jsonschema::options_for::<TextJson>()
+        .build(&schema)
+        .unwrap();
+    for instance in [
+        r#"{"level":"medium","score":42,"reasons":["a","bc"],"flag":null}"#,
+        r#"{"level":"urgent"}"#,
+        r#"{"score":42.0}"#,
+        r#"{"score":42.5}"#,
+        r#"{"score":-1}"#,
+        r#"{"score":1e2}"#,
+        r#"{"ratio":1.5}"#,
+        r#"{"ratio":-0.0}"#,
+        r#"{"reasons":["a","a"]}"#,
+        r#"{"reasons":["abcd"]}"#,
+        r#"{"reasons":["\u00e9\u00e9\u00e9"]}"#,
+        r#"{"nested":{"a":{"x":[1,2.5]}}}"#,
+        r#"{"nested":{"a":{"x":[1,2.50]}},"flag":true}"#,
+        r#"{"nested":{"b":1}}"#,
+        r#"{"x-tag":"abc","x-bad":"ABC"}"#,
+        r#"{"toolongname":1}"#,
+        r#"{"flag":"yes"}"#,
+        r#"{"other":1}"#,
+        r#"{"le\"vel":"low"}"#,
+    ] {
+        let value: Value = serde_json::from_str(instance).unwrap();
+        let text = serde_json::to_vec(&value).unwrap();
+        let expected = by_value
+            .validate(&value)
+            .map_err(|e| (e.instance_path().to_string(), e.to_string()));
+        let got = by_text
+            .validate(TextNode::Text(&text))
+            .map_err(|e| (e.instance_path().to_string(), e.to_string()));
+        assert_eq!(got, expected, "{instance}");
+        let chosen = members::index(&text).unwrap();
+        let got = by_text
+            .validate(TextNode::Chosen {
+                json: &text,
+                members: &chosen,
+            })
+            .map_err(|e| (e.instance_path().to_string(), e.to_string()));
+        assert_eq!(got, expected, "{instance} (chosen members)");
+    }
+}

@@ -1,0 +1,192 @@
+//! Tests of `candidate`.
+
+use super::*;
+use crate::merge_patch::scan::scan;
+use crate::store::members::index;
+
+/// xorshift64*: a fixed sequence of cases, the same on every run.
+struct Cases(u64);
+
+impl Cases {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % below
+    }
+
+    /// A name from a small set, so patches and objects share names; some need escaping.
+    fn name(&mut self) -> String {
+        const NAMES: &[&str] = &["a", "b", "notes", "risk\"Profile", "é", "x\ny", "id2", "k"];
+        match self.next(NAMES.len() as u64 + 2) as usize {
+            n if n < NAMES.len() => NAMES[n].to_owned(),
+            _ => format!("m{}", self.next(60)),
+        }
+    }
+
+    fn value(&mut self, depth: u32, nulls: bool) -> Value {
+        match self.next(if depth == 0 { 5 } else { 7 }) {
+            0 if nulls => Value::Null,
+            0 | 1 => Value::from(self.next(1000) as i64 - 500),
+            2 => Value::from(format!("s{}\"\\\u{1}", self.next(10))),
+            3 => Value::Bool(self.next(2) == 0),
+            4 => Value::from(1.5),
+            5 => Value::Array(
+                (0..self.next(3))
+                    .map(|_| self.value(depth - 1, false))
+                    .collect(),
+            ),
+            _ => Value::Object(self.object(depth - 1, nulls)),
+        }
+    }
+
+    fn object(&mut self, depth: u32, nulls: bool) -> Map<String, Value> {
+        // Mostly small objects (names compared), sometimes wide ones (names hashed).
+        let width = if self.next(8) == 0 { 40 } else { 5 };
+        (0..self.next(width))
+            .map(|_| (self.name(), self.value(depth, nulls)))
+            .collect()
+    }
+}
+
+/// On 5,000 generated objects and patches (nested objects, nulls at every level, names
+/// that need escaping, members removed, replaced, merged and added), merging onto the JSON
+/// gives the very bytes of merging into a parsed copy and serializing it, an index that
+/// matches them, and as touched members exactly what the patch set.
+#[test]
+fn same_bytes_as_merging_a_parsed_copy() {
+    let mut cases = Cases(0x9e37_79b9_7f4a_7c15);
+    for case in 0..5_000 {
+        let stored = cases.object(3, false);
+        let patch = cases.object(3, true);
+        let json = serde_json::to_vec(&stored).unwrap();
+        let members = index(&json).unwrap();
+        // Half the patches as sent with spaces and new lines, half compact.
+        let text = if case % 2 == 0 {
+            serde_json::to_vec_pretty(&patch).unwrap()
+        } else {
+            serde_json::to_vec(&patch).unwrap()
+        };
+        let patch_members = scan(&text, 100).unwrap();
+        let merged = merge_onto_json(&json, &members, &text, &patch_members).unwrap();
+        let mut expected = stored.clone();
+        apply_to_object(&mut expected, patch.clone());
+        let expected_json = serde_json::to_vec(&expected).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&merged.json),
+            String::from_utf8_lossy(&expected_json),
+            "case {case}: {stored:?} + {patch:?}"
+        );
+        assert_eq!(index(&merged.json).unwrap(), merged.members, "case {case}");
+        let set: Vec<&String> = patch
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, _)| k)
+            .collect();
+        let touched = merged.touched_values().unwrap();
+        let mut touched_names: Vec<&String> = touched.keys().collect();
+        touched_names.sort();
+        let mut set = set;
+        set.sort();
+        assert_eq!(touched_names, set, "case {case}");
+        for (name, value) in &touched {
+            assert_eq!(Some(value), expected.get(name), "case {case}: {name}");
+        }
+    }
+}
+
+#[test]
+fn untouched_members_keep_their_bytes() {
+    // Whitespace inside a value the patch does not name is kept as stored.
+    let json = br#"{"keep":[1, 2],"set":1}"#;
+    let members = index(json).unwrap();
+    let patch = br#"{"set": 2, "new": {"x": null, "y": 1}}"#;
+    let merged = merge_onto_json(json, &members, patch, &scan(patch, 8).unwrap()).unwrap();
+    assert_eq!(merged.json, br#"{"keep":[1, 2],"set":2,"new":{"y":1}}"#);
+}
+
+/// Nested merges past the text merge's depth are merged parsed: the bytes are the
+/// parsed merge's at every depth.
+#[test]
+fn deep_patches_give_the_parsed_merges_bytes() {
+    let nest = |levels: usize, inner: &str| {
+        format!("{}{inner}{}", "{\"a\":".repeat(levels), "}".repeat(levels))
+    };
+    for levels in [1, MERGE_TEXT_LEVELS - 1, MERGE_TEXT_LEVELS, 30] {
+        let stored = format!("{{\"top\":{}}}", nest(levels, "{\"x\":1,\"z\":[1,2]}"));
+        let patch = format!(
+            "{{\"top\":{}}}",
+            nest(levels, "{\"y\":{\"n\":null},\"x\":null}")
+        );
+        let members = index(stored.as_bytes()).unwrap();
+        let patch_members = scan(patch.as_bytes(), 100).unwrap();
+        let merged = merge_onto_json(
+            stored.as_bytes(),
+            &members,
+            patch.as_bytes(),
+            &patch_members,
+        )
+        .unwrap();
+        let mut expected: Map<String, Value> = serde_json::from_str(&stored).unwrap();
+        apply_to_object(&mut expected, serde_json::from_str(&patch).unwrap());
+        assert_eq!(
+            String::from_utf8(merged.json).unwrap(),
+            serde_json::to_string(&expected).unwrap(),
+            "{levels} levels"
+        );
+    }
+}
+
+/// Escaped names are decoded a bounded number of times each: one long escaped patch name
+/// against a wide object, and a wide object of escaped names against a patch of them.
+#[test]
+fn names_are_decoded_once_each_not_once_per_pair() {
+    use crate::merge_patch::scan::DECODED;
+    let decoded = |f: &dyn Fn()| {
+        DECODED.with(|d| d.set(0));
+        f();
+        DECODED.with(std::cell::Cell::get)
+    };
+    let wide = |escaped: bool| {
+        let members: Vec<String> = (0..2_000)
+            .map(|i| {
+                if escaped {
+                    format!("\"m\\n{i}\":0")
+                } else {
+                    format!("\"m{i}\":0")
+                }
+            })
+            .collect();
+        format!("{{{}}}", members.join(","))
+    };
+    let long_name = format!("{{\"{}\\n\":1}}", "a".repeat(10_000));
+    for (stored, patch, most) in [
+        (wide(false), long_name.clone(), 3),
+        (wide(true), long_name, 2_000 + 3),
+        (
+            wide(true),
+            r#"{"m\n5":1,"m\n7":2,"z\n":3}"#.to_owned(),
+            2_000 + 3 * 3,
+        ),
+    ] {
+        let members = index(stored.as_bytes()).unwrap();
+        let count = decoded(&|| {
+            let patch_members = scan(patch.as_bytes(), 100).unwrap();
+            merge_onto_json(
+                stored.as_bytes(),
+                &members,
+                patch.as_bytes(),
+                &patch_members,
+            )
+            .unwrap();
+        });
+        assert!(count <= most, "{count} decodes, at most {most} expected");
+    }
+    // The scan's duplicate check: 16 escaped names, each decoded at most twice.
+    let escaped: Vec<String> = (0..16).map(|i| format!("\"k\\n{i}\":{i}")).collect();
+    let text = format!("{{{}}}", escaped.join(","));
+    let count = decoded(&|| {
+        scan(text.as_bytes(), 10).unwrap();
+    });
+    assert!(count <= 32, "{count} decodes");
+}
