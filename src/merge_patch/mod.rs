@@ -40,12 +40,13 @@
 
 mod apply;
 pub(crate) mod canonical;
+mod cursor;
 mod future;
 mod layer;
 mod parse;
 pub(crate) mod scan;
 #[cfg(test)]
-mod scan_tests;
+pub(crate) mod scan_tests;
 #[cfg(test)]
 mod tests;
 pub(crate) mod value;

@@ -120,10 +120,10 @@ fn refuses_what_the_parse_refuses() {
 }
 
 /// xorshift64*: the same sequence of cases on every run.
-struct Cases(u64);
+pub(crate) struct Cases(pub(crate) u64);
 
 impl Cases {
-    fn next(&mut self, below: u64) -> u64 {
+    pub(crate) fn next(&mut self, below: u64) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;

@@ -2,19 +2,11 @@
 
 use super::*;
 use crate::merge_patch::scan::scan;
+use crate::merge_patch::scan_tests::Cases;
 use crate::store::members::index;
 
-/// xorshift64*: a fixed sequence of cases, the same on every run.
-struct Cases(u64);
-
+/// Generated objects and patches, from the patch scan tests' fixed sequence of cases.
 impl Cases {
-    fn next(&mut self, below: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % below
-    }
-
     /// A name from a small set, so patches and objects share names; some need escaping.
     fn name(&mut self) -> String {
         const NAMES: &[&str] = &["a", "b", "notes", "risk\"Profile", "é", "x\ny", "id2", "k"];
