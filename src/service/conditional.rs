@@ -149,7 +149,7 @@ pub(crate) fn prefers_minimal(headers: &HeaderMap) -> bool {
 
 /// The `ETag` of `snapshot` as text, for audit records.
 pub(crate) fn etag_text(snapshot: &Snapshot) -> String {
-    snapshot.etag().to_str().unwrap_or_default().to_owned()
+    crate::store::etag_string(snapshot.version())
 }
 
 #[cfg(test)]

@@ -188,8 +188,19 @@ impl Snapshot {
 }
 
 pub(crate) fn etag_of(version: u64) -> HeaderValue {
-    // `"<decimal>"` written by hand into a stack buffer: no `format!` on every response.
     let mut buffer = [0u8; 22];
+    HeaderValue::from_bytes(etag_bytes(version, &mut buffer))
+        .unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
+}
+
+/// The strong `ETag` of `version` as text, for the audit record.
+pub(crate) fn etag_string(version: u64) -> String {
+    let mut buffer = [0u8; 22];
+    String::from_utf8_lossy(etag_bytes(version, &mut buffer)).into_owned()
+}
+
+/// `"<decimal>"` written by hand into a stack buffer: no `format!` on every response.
+fn etag_bytes(version: u64, buffer: &mut [u8; 22]) -> &[u8] {
     let mut at = buffer.len() - 1;
     buffer[at] = b'"';
     let mut rest = version;
@@ -203,7 +214,7 @@ pub(crate) fn etag_of(version: u64) -> HeaderValue {
     }
     at -= 1;
     buffer[at] = b'"';
-    HeaderValue::from_bytes(&buffer[at..]).unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
+    &buffer[at..]
 }
 
 #[cfg(test)]
@@ -214,6 +225,7 @@ mod tests {
     fn etags_are_quoted_decimal_versions() {
         for version in [0, 1, 9, 10, 12345, u64::MAX] {
             assert_eq!(etag_of(version).to_str().unwrap(), format!("\"{version}\""));
+            assert_eq!(etag_string(version), format!("\"{version}\""));
         }
     }
 }
