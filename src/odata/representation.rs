@@ -56,11 +56,11 @@ impl Representation {
             }
         }
         context.push_str("/$metadata#users('");
-        for c in user_id.chars() {
-            if c == '\'' {
-                context.push('\'');
-            }
-            context.push(c);
+        // A quote in the key is doubled (OData ABNF, `SQUOTE-in-string`).
+        if user_id.contains('\'') {
+            context.push_str(&user_id.replace('\'', "''"));
+        } else {
+            context.push_str(user_id);
         }
         context.push_str("')/security");
         let selected = options.select.as_deref().unwrap_or_default();
@@ -162,4 +162,30 @@ fn is_host(host: &str) -> bool {
         && host
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context(user_id: &str) -> String {
+        let request = Request::patch("/me/security")
+            .header("host", "example.com")
+            .body(())
+            .unwrap();
+        Representation::new(&request, None, None, user_id, QueryOptions::default()).context
+    }
+
+    /// A quote in the key is doubled, as OData writes a quote inside a string literal.
+    #[test]
+    fn the_context_quotes_the_user_id_as_odata_does() {
+        assert_eq!(
+            context("0a1b"),
+            "http://example.com/$metadata#users('0a1b')/security/$entity"
+        );
+        assert_eq!(
+            context("o'brien@contoso.com"),
+            "http://example.com/$metadata#users('o''brien@contoso.com')/security/$entity"
+        );
+    }
 }

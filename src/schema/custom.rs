@@ -96,6 +96,10 @@ impl CustomSchema {
 
     /// 400 naming the first offending property (its JSON pointer below the object).
     pub(super) fn validate(&self, instance: &Value) -> Result<(), GraphError> {
+        // `is_valid` first: it tracks no location, and most writes are valid.
+        if self.validator.is_valid(instance) {
+            return Ok(());
+        }
         self.validator
             .validate(instance)
             .map_err(|error| refusal(&error))
@@ -115,6 +119,9 @@ impl CustomSchema {
         let chosen = TextNode::Chosen { json, members };
         let size: usize = members.iter().map(|member| member.value.len()).sum();
         if size <= CHECK_TEXT_UP_TO {
+            if self.text_validator.is_valid(chosen) {
+                return Ok(());
+            }
             return self
                 .text_validator
                 .validate(chosen)

@@ -29,32 +29,60 @@ use serde_json::{Map, Value};
 
 /// Which object: a user of a tenant. Both ids are kept ASCII-lowercase, so GUIDs compare
 /// case-insensitively.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct ObjectKey {
-    tenant_id: Box<str>,
-    user_id: Box<str>,
+    /// The tenant id then the user id, in one allocation: a key is built for every request.
+    ids: Box<str>,
+    /// Where the user id starts in `ids`.
+    tenant_len: usize,
 }
 
 impl ObjectKey {
     /// The key of `user_id`'s object in `tenant_id`.
     #[must_use]
     pub fn new(tenant_id: &str, user_id: &str) -> Self {
+        let mut ids = String::with_capacity(tenant_id.len() + user_id.len());
+        ids.push_str(tenant_id);
+        ids.push_str(user_id);
+        ids.make_ascii_lowercase();
         Self {
-            tenant_id: tenant_id.to_ascii_lowercase().into(),
-            user_id: user_id.to_ascii_lowercase().into(),
+            ids: ids.into_boxed_str(),
+            tenant_len: tenant_id.len(),
         }
     }
 
     /// The tenant id, lowercase.
     #[must_use]
     pub fn tenant_id(&self) -> &str {
-        &self.tenant_id
+        &self.ids[..self.tenant_len]
     }
 
     /// The user's object id, lowercase.
     #[must_use]
     pub fn user_id(&self) -> &str {
-        &self.user_id
+        &self.ids[self.tenant_len..]
+    }
+}
+
+impl fmt::Debug for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ObjectKey")
+            .field("tenant_id", &self.tenant_id())
+            .field("user_id", &self.user_id())
+            .finish()
+    }
+}
+
+/// By tenant, then by user.
+impl Ord for ObjectKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.tenant_id(), self.user_id()).cmp(&(other.tenant_id(), other.user_id()))
+    }
+}
+
+impl PartialOrd for ObjectKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 
@@ -220,6 +248,28 @@ fn etag_bytes(version: u64, buffer: &mut [u8; 22]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One allocation holds both ids; where one ends still tells keys apart and orders them.
+    #[test]
+    fn keys_tell_tenant_from_user() {
+        let key = ObjectKey::new("Tenant-A", "User-1");
+        assert_eq!((key.tenant_id(), key.user_id()), ("tenant-a", "user-1"));
+        assert_eq!(key, ObjectKey::new("TENANT-a", "user-1"));
+        assert_ne!(ObjectKey::new("ab", "c"), ObjectKey::new("a", "bc"));
+        let mut keys = [
+            ObjectKey::new("b", "a"),
+            ObjectKey::new("ab", "c"),
+            ObjectKey::new("a", "bc"),
+            ObjectKey::new("a", "b"),
+        ];
+        keys.sort();
+        let order: Vec<_> = keys.iter().map(|k| (k.tenant_id(), k.user_id())).collect();
+        assert_eq!(order, [("a", "b"), ("a", "bc"), ("ab", "c"), ("b", "a")]);
+        assert_eq!(
+            format!("{key:?}"),
+            r#"ObjectKey { tenant_id: "tenant-a", user_id: "user-1" }"#
+        );
+    }
 
     #[test]
     fn etags_are_quoted_decimal_versions() {
