@@ -169,23 +169,47 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        if let Some(limiter) = &self.limiter
-            && let Some(principal) = request.extensions().get::<Principal>()
-            && let Err(wait) = limiter.take(principal, Instant::now())
-        {
-            let seconds = wait.as_secs_f64().ceil().max(1.0) as u32;
-            let error = GraphError::new(
-                ErrorKind::TooManyRequests,
-                format!("Too many requests from this caller; retry after {seconds} seconds."),
-            )
-            .with_retry_after(seconds);
-            if let Some(observer) = &self.observer {
-                observer.rate_limited();
-            }
+        if let Err(error) = charge(self.limiter.as_deref(), self.observer.as_ref(), &request) {
             return ResponseFuture::rejected(error.into_response(&RequestIds::of(&request)));
         }
         ResponseFuture::inner(self.inner.call(request))
     }
+}
+
+impl RateLimitLayer {
+    /// Takes one token for `request`'s principal, as the layer's service does: for a request
+    /// that does not go through it (a `$batch` envelope, whose sub-requests do).
+    ///
+    /// # Errors
+    /// The 429 to answer when the caller is over budget.
+    pub(crate) fn charge<B>(&self, request: &Request<B>) -> Result<(), GraphError> {
+        charge(self.limiter.as_deref(), self.observer.as_ref(), request)
+    }
+}
+
+/// One token for `request`'s principal from `limiter`, or the 429 (`Retry-After`: whole
+/// seconds until the next token). Requests without a principal pass.
+fn charge<B>(
+    limiter: Option<&Limiter>,
+    observer: Option<&SharedObserver>,
+    request: &Request<B>,
+) -> Result<(), GraphError> {
+    let (Some(limiter), Some(principal)) = (limiter, request.extensions().get::<Principal>())
+    else {
+        return Ok(());
+    };
+    let Err(wait) = limiter.take(principal, Instant::now()) else {
+        return Ok(());
+    };
+    let seconds = wait.as_secs_f64().ceil().max(1.0) as u32;
+    if let Some(observer) = observer {
+        observer.rate_limited();
+    }
+    Err(GraphError::new(
+        ErrorKind::TooManyRequests,
+        format!("Too many requests from this caller; retry after {seconds} seconds."),
+    )
+    .with_retry_after(seconds))
 }
 
 impl Limiter {

@@ -225,14 +225,6 @@ impl<S: SecurityStore> StackBuilder<S> {
         if let Some(throttle) = self.failure_throttle.take() {
             auth = auth.with_failure_throttle(throttle);
         }
-        let batch = if self.batch {
-            BatchLayer::with_prefix(
-                self.config.path_prefix.as_deref().unwrap_or(""),
-                self.merge_patch.limit(),
-            )
-        } else {
-            BatchLayer::disabled()
-        };
         let Self {
             merge_patch,
             mut rate_limit,
@@ -242,6 +234,15 @@ impl<S: SecurityStore> StackBuilder<S> {
         if let Some(observer) = &self.config.observer {
             rate_limit = rate_limit.with_observer(observer.clone());
         }
+        let batch = if self.batch {
+            BatchLayer::with_prefix(
+                self.config.path_prefix.as_deref().unwrap_or(""),
+                merge_patch.limit(),
+            )
+            .with_rate_limit(rate_limit.clone())
+        } else {
+            BatchLayer::disabled()
+        };
         let service = SecurityUpdateService::from_parts(self.store, self.config);
         assemble(service, auth, batch, merge_patch, rate_limit, timeout)
     }

@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,7 +14,7 @@ use security_update::{
     BatchLayer, MemoryStore, ObjectKey, RateLimitLayer, ResourceSchema, SecurityStore, StackBuilder,
 };
 use serde_json::{Value, json};
-use tower::Layer;
+use tower::{Layer, ServiceExt};
 
 fn open_app() -> (App, MemoryStore) {
     let open = ResourceSchema::from_json_schema(&json!({"type": "object"})).unwrap();
@@ -205,8 +207,9 @@ async fn a_batch_without_a_token_is_401_and_one_over_the_body_limit_is_413() {
 
 #[tokio::test]
 async fn every_request_of_a_batch_counts_against_the_callers_rate_limit() {
+    // Four tokens: the batch takes one, its three requests two (the third is 429).
     let app = StackBuilder::new(MemoryStore::new())
-        .with_rate_limit(RateLimitLayer::new(2, Duration::from_secs(3600)))
+        .with_rate_limit(RateLimitLayer::new(3, Duration::from_secs(3600)).with_burst(3))
         .build(tokens());
     let body = json!({"requests": (0..3).map(|i| json!({"id": i.to_string(), "method": "GET", "url": "/me/security"})).collect::<Vec<_>>()});
     let json = send(app, batch(Some("alice"), &body)).await.json();
@@ -225,6 +228,60 @@ async fn every_request_of_a_batch_counts_against_the_callers_rate_limit() {
         statuses.iter().filter(|s| **s == 429).count(),
         1,
         "{statuses:?}"
+    );
+}
+
+/// A request body that records whether anything polled it, and never ends.
+struct Untouched(Arc<AtomicBool>);
+
+impl http_body::Body for Untouched {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        self.0.store(true, Ordering::SeqCst);
+        std::task::Poll::Pending
+    }
+}
+
+/// Over budget, a batch is refused before its body is read: reading and parsing a megabyte
+/// batch only to answer 429 for each of its requests would let a throttled caller keep a
+/// worker busy. The caller's other requests are still refused, and nothing ran.
+#[tokio::test]
+async fn a_batch_over_the_rate_limit_is_429_with_its_body_unread() {
+    let store = MemoryStore::new();
+    let app = StackBuilder::new(store.clone())
+        .with_schema(ResourceSchema::from_json_schema(&json!({"type": "object"})).unwrap())
+        .with_rate_limit(RateLimitLayer::new(1, Duration::from_secs(3600)))
+        .build(tokens());
+    let one = json!({"requests": [{"id": "1", "method": "PATCH", "url": "/me/security",
+        "headers": {"Content-Type": "application/json"}, "body": {"level": 1}}]});
+    // The only token goes to the batch; its request is 429.
+    let json = send(app.clone(), batch(Some("alice"), &one)).await.json();
+    assert_eq!(by_id(&json, "1")["status"], 429, "{json}");
+    assert!(store.is_empty(), "a throttled sub-request ran");
+    let polled = Arc::new(AtomicBool::new(false));
+    let request = request(Method::POST, "/$batch", Some("alice"))
+        .header("content-type", "application/json")
+        .body(Untouched(polled.clone()))
+        .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(10), app.clone().oneshot(request))
+        .await
+        .expect("a throttled batch waited for its body")
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(response.headers().contains_key("retry-after"));
+    assert!(!polled.load(Ordering::SeqCst), "the body was read");
+    assert!(store.is_empty());
+    // Another caller has its own budget.
+    let json = send(app, batch(Some("bob"), &one)).await.json();
+    assert_eq!(
+        by_id(&json, "1")["status"],
+        429,
+        "bob's batch took his token: {json}"
     );
 }
 

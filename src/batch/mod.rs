@@ -19,7 +19,11 @@
 //! The layer sits inside the auth layer: the batch is authenticated once and every
 //! sub-request carries the caller's [`Principal`](crate::Principal) (no token travels inside a
 //! batch, as with Graph), and outside the rate limit, so each sub-request counts against the
-//! caller's budget.
+//! caller's budget (Graph too throttles the requests of a batch one by one). The batch
+//! itself takes one more token before its body is read
+//! ([`with_rate_limit`](BatchLayer::with_rate_limit); [`StackBuilder`](crate::StackBuilder)
+//! does this): otherwise a caller over budget could still have megabyte batches read and
+//! parsed, each answered with nothing but 429s.
 //!
 //! | batch | status |
 //! |---|---|
@@ -28,6 +32,7 @@
 //! | more than 20 requests, duplicate ids, `dependsOn` naming an unknown id or making a cycle | 400 |
 //! | a nested `$batch` | 400 |
 //! | larger than the body limit | 413 |
+//! | the caller over its rate limit (with [`with_rate_limit`](BatchLayer::with_rate_limit)) | 429, the body unread |
 
 mod future;
 mod plan;
@@ -43,6 +48,7 @@ use http_body::Body;
 use tower::{Layer, Service};
 
 use crate::body::ResponseBody;
+use crate::rate_limit::RateLimitLayer;
 
 /// Marks a sub-request of a batch: a batch inside one is refused, however it is spelled.
 #[derive(Debug, Clone, Copy)]
@@ -67,6 +73,8 @@ pub(crate) struct Config {
     /// The prefix sub-request URLs are relative to, e.g. `/beta`.
     prefix: String,
     limit: usize,
+    /// Charges the batch itself one token.
+    rate_limit: RateLimitLayer,
 }
 
 impl BatchLayer {
@@ -84,6 +92,32 @@ impl BatchLayer {
                 path: Some(format!("{prefix}/$batch")),
                 prefix,
                 limit,
+                rate_limit: RateLimitLayer::unlimited(),
+            }),
+        }
+    }
+
+    /// Charges each batch one token of `rate_limit`'s budget (the one mounted inside this
+    /// layer, which charges each sub-request) before its body is read; over budget, the batch
+    /// is 429 with `Retry-After` and its body is left unread.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use security_update::{BatchLayer, RateLimitLayer};
+    ///
+    /// let rate_limit = RateLimitLayer::new(50, Duration::from_secs(1));
+    /// let batch = BatchLayer::new().with_rate_limit(rate_limit.clone());
+    /// // Mount `batch` outside `rate_limit`, both inside the auth layer.
+    /// # let _ = (batch, rate_limit);
+    /// ```
+    pub fn with_rate_limit(self, rate_limit: RateLimitLayer) -> Self {
+        let config = &self.config;
+        Self {
+            config: Arc::new(Config {
+                path: config.path.clone(),
+                prefix: config.prefix.clone(),
+                limit: config.limit,
+                rate_limit,
             }),
         }
     }
@@ -97,6 +131,7 @@ impl BatchLayer {
                 path: None,
                 prefix: String::new(),
                 limit: 0,
+                rate_limit: RateLimitLayer::unlimited(),
             }),
         }
     }
@@ -152,6 +187,15 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         if self.config.path.as_deref() != Some(request.uri().path()) {
             return ResponseFuture::inner(self.inner.call(request.map(ResponseBody::inner)));
+        }
+        // First, as the rate limit does for any request: before the body is read.
+        if let Err(error) = self.config.rate_limit.charge(&request) {
+            let ids = crate::request_id::RequestIds::of(&request);
+            let response =
+                crate::merge_patch::close_after(error.into_response(&ids), request.version());
+            return ResponseFuture::batch(Box::pin(std::future::ready(Ok(
+                response.map(ResponseBody::error)
+            ))));
         }
         let refuse = |error: crate::error::GraphError, allow: Option<&'static str>| {
             let ids = crate::request_id::RequestIds::of(&request);
