@@ -2,6 +2,7 @@
 
 use super::*;
 use serde_json::json;
+#[cfg(feature = "json-schema")]
 use std::borrow::Cow;
 
 fn object(value: Value) -> Map<String, Value> {

@@ -12,7 +12,11 @@
 //! Swaps in one batch are applied in arrival order, each against what the ones before it left:
 //! two writers racing from the same version get `Swapped` and `Conflict` exactly as with one
 //! transaction each, and the loser, retrying after the answer, reads the winner's committed
-//! object.
+//! object. A stored object that cannot be read fails the swap that needed it, not its batch.
+//!
+//! A swap whose writer has gone by the time its batch is taken (its future dropped: a runtime
+//! shut down past `--shutdown-timeout`) is not applied: nobody would audit it. A write is
+//! audited by its writer once it hears `Swapped`; a write nobody hears of must not land.
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
@@ -92,7 +96,8 @@ impl GroupCommit {
             }
             Err(TrySendError::Disconnected(_)) => return Err(stopped()),
         }
-        // Dropping this future does not withdraw the swap: it is committed all the same.
+        // Dropping this future withdraws the swap only while it is queued: once its batch is
+        // taken, it is committed (or failed) all the same.
         answer.await.map_err(|_| stopped())?
     }
 }
@@ -118,16 +123,20 @@ fn run(db: &Database, cache: &ReadCache, queue: &Receiver<Pending>) {
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
+        batch.retain(|pending| !pending.reply.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
         match commit(db, &batch) {
             Ok(outcomes) => {
                 // The cache first: once a writer is answered, every read sees its write.
                 for (pending, outcome) in batch.iter().zip(&outcomes) {
-                    if *outcome == SwapOutcome::Swapped {
+                    if matches!(outcome, Ok(SwapOutcome::Swapped)) {
                         cache.committed(&pending.key, &pending.new);
                     }
                 }
                 for (pending, outcome) in batch.drain(..).zip(outcomes) {
-                    let _ = pending.reply.send(Ok(outcome));
+                    let _ = pending.reply.send(outcome);
                 }
             }
             Err(error) => {
@@ -139,8 +148,13 @@ fn run(db: &Database, cache: &ReadCache, queue: &Receiver<Pending>) {
     }
 }
 
-/// Applies `batch` in order in one write transaction, and commits it if anything changed.
-fn commit(db: &Database, batch: &[Pending]) -> Result<Vec<SwapOutcome>, StoreError> {
+/// Applies `batch` in order in one write transaction, and commits it if anything changed: an
+/// outcome per swap (a stored object that cannot be read fails its swap alone), or the error
+/// that failed the transaction (every swap of it).
+fn commit(
+    db: &Database,
+    batch: &[Pending],
+) -> Result<Vec<Result<SwapOutcome, StoreError>>, StoreError> {
     let write = db.begin_write().map_err(storage)?;
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut changed = false;
@@ -171,13 +185,22 @@ fn commit(db: &Database, batch: &[Pending]) -> Result<Vec<SwapOutcome>, StoreErr
                         .map_err(storage)?;
                 }
                 changed = true;
-                outcomes.push(SwapOutcome::Swapped);
+                outcomes.push(Ok(SwapOutcome::Swapped));
             } else {
-                let current = current
-                    .map(|(version, json)| Snapshot::from_json(version, json.unwrap_or_default()))
-                    .transpose()
-                    .map_err(|e| StoreError::new(StoreErrorKind::Corrupt, e.to_string()))?;
-                outcomes.push(SwapOutcome::Conflict { current });
+                outcomes.push(
+                    current
+                        .map(|(version, json)| {
+                            Snapshot::from_json(version, json.unwrap_or_default())
+                        })
+                        .transpose()
+                        .map(|current| SwapOutcome::Conflict { current })
+                        .map_err(|e| {
+                            StoreError::new(
+                                StoreErrorKind::Corrupt,
+                                format!("stored object is not JSON: {e}"),
+                            )
+                        }),
+                );
             }
         }
     }
@@ -188,4 +211,118 @@ fn commit(db: &Database, batch: &[Pending]) -> Result<Vec<SwapOutcome>, StoreErr
         write.abort().map_err(storage)?;
     }
     Ok(outcomes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redb::ReadableDatabase;
+    use serde_json::json;
+
+    /// A database in a directory of its own, removed afterwards.
+    struct Scratch(std::path::PathBuf, Database);
+
+    impl Scratch {
+        fn new(name: &str) -> Self {
+            let dir = std::env::temp_dir().join(format!(
+                "security-update-group-commit-{name}-{}",
+                std::process::id()
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let db = Database::create(dir.join("store.redb")).unwrap();
+            Self(dir, db)
+        }
+
+        fn stored(&self, key: &ObjectKey) -> Option<u64> {
+            let read = self.1.begin_read().unwrap();
+            let table = read.open_table(OBJECTS).unwrap();
+            let entry = table.get((key.tenant_id(), key.user_id())).unwrap();
+            entry.map(|entry| entry.value().0)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    type Answer = oneshot::Receiver<Result<SwapOutcome, StoreError>>;
+
+    fn pending(key: &ObjectKey, expected: u64) -> (Pending, Answer) {
+        let (reply, answer) = oneshot::channel();
+        let new = Snapshot::new(
+            expected + 1,
+            json!({"n": expected + 1}).as_object().unwrap().clone(),
+        )
+        .unwrap();
+        let pending = Pending {
+            key: key.clone(),
+            expected,
+            new,
+            reply,
+        };
+        (pending, answer)
+    }
+
+    /// Runs the committer over `swaps`, queued before it starts: one batch.
+    fn commit_as_one_batch(db: &Database, swaps: Vec<Pending>) {
+        let (queue, receiver) = std::sync::mpsc::sync_channel(swaps.len());
+        for swap in swaps {
+            queue.send(swap).unwrap();
+        }
+        drop(queue);
+        run(db, &ReadCache::new(), &receiver);
+    }
+
+    /// A writer whose future was dropped before its batch was taken (a runtime shut down
+    /// past its drain timeout) cannot audit its write: the write is not applied, and the
+    /// others of the batch are.
+    #[test]
+    fn a_swap_whose_writer_is_gone_is_not_applied() {
+        let scratch = Scratch::new("gone");
+        let (gone, kept) = (ObjectKey::new("t", "gone"), ObjectKey::new("t", "kept"));
+        let (abandoned, answer) = pending(&gone, 0);
+        drop(answer);
+        let (swap, mut answer) = pending(&kept, 0);
+        commit_as_one_batch(&scratch.1, vec![abandoned, swap]);
+        assert_eq!(answer.try_recv().unwrap(), Ok(SwapOutcome::Swapped));
+        assert_eq!(scratch.stored(&gone), None, "an unaudited write landed");
+        assert_eq!(scratch.stored(&kept), Some(1));
+        let read = scratch.1.begin_read().unwrap();
+        let tenants = read.open_table(TENANTS).unwrap();
+        assert_eq!(tenants.get("t").unwrap().unwrap().value(), 1);
+    }
+
+    /// A stored object that is not JSON fails the swap that needed to read it; the other
+    /// writers of its batch are committed and answered.
+    #[test]
+    fn an_unreadable_object_fails_its_own_swap_not_its_batch() {
+        let scratch = Scratch::new("corrupt");
+        let (broken, fine) = (ObjectKey::new("t", "broken"), ObjectKey::new("t", "fine"));
+        let write = scratch.1.begin_write().unwrap();
+        write
+            .open_table(OBJECTS)
+            .unwrap()
+            .insert(
+                (broken.tenant_id(), broken.user_id()),
+                (3, &b"not json"[..]),
+            )
+            .unwrap();
+        write.commit().unwrap();
+        // From version 1: a conflict, whose current object must be read back.
+        let (conflicting, mut broken_answer) = pending(&broken, 1);
+        let (swap, mut fine_answer) = pending(&fine, 0);
+        commit_as_one_batch(&scratch.1, vec![conflicting, swap]);
+        let refused = broken_answer.try_recv().unwrap().unwrap_err();
+        assert_eq!(refused.kind(), StoreErrorKind::Corrupt, "{refused:?}");
+        assert_eq!(fine_answer.try_recv().unwrap(), Ok(SwapOutcome::Swapped));
+        assert_eq!(scratch.stored(&fine), Some(1));
+        assert_eq!(
+            scratch.stored(&broken),
+            Some(3),
+            "the broken object was touched"
+        );
+    }
 }
