@@ -22,6 +22,14 @@ impl SecurityStore for AnyStore {
         }
     }
 
+    fn writable(&self) -> Result<(), StoreError> {
+        match self {
+            Self::Memory(store) => store.writable(),
+            Self::Redb(store) => store.writable(),
+            Self::Postgres(store) => store.writable(),
+        }
+    }
+
     async fn count_tenant(&self, tenant_id: &str) -> Result<Option<u64>, StoreError> {
         match self {
             Self::Memory(store) => store.count_tenant(tenant_id).await,

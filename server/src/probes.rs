@@ -1,5 +1,6 @@
 //! `GET /healthz` (live: the process serves; no store call) and `GET /readyz` (ready: the
-//! store answers within a short deadline, and the server is not draining). Readiness is cached
+//! store answers a read within a short deadline and does not know itself unable to write,
+//! and the server is not draining). Readiness is cached
 //! for a second, so probes cannot hammer PostgreSQL. Both sit outside the API stack: no token,
 //! no rate limit, no access-log line, tiny bodies with no internals in them.
 
@@ -42,13 +43,19 @@ impl std::fmt::Debug for Readiness {
 }
 
 impl Readiness {
-    /// Ready while `store` answers a read within the deadline.
+    /// Ready while `store` answers a read within the deadline and does not know itself
+    /// unable to write ([`SecurityStore::writable`]: the embedded store whose committer has
+    /// stopped still reads, and would fail every `PATCH`).
     pub(crate) fn new<S: SecurityStore + Clone>(store: S) -> Self {
         Self {
             draining: AtomicBool::new(false),
             check: Box::new(move || {
                 let store = store.clone();
                 Box::pin(async move {
+                    if let Err(error) = store.writable() {
+                        tracing::error!(%error, "not ready: the store cannot write");
+                        return false;
+                    }
                     let probe = ObjectKey::new("readiness-probe", "readiness-probe");
                     matches!(
                         tokio::time::timeout(CHECK_DEADLINE, store.load(&probe)).await,
@@ -199,5 +206,60 @@ where
                 Poll::Ready(Ok(response))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use security_update::store::StoreErrorKind;
+    use security_update::{MemoryStore, Snapshot, StoreError, SwapOutcome};
+    use std::sync::atomic::AtomicBool;
+
+    /// The memory store, able to write until told otherwise (as the embedded store is until
+    /// its committer stops: `security_update`'s own tests stop one).
+    #[derive(Debug, Clone, Default)]
+    struct Store {
+        inner: MemoryStore,
+        broken: Arc<AtomicBool>,
+    }
+
+    impl SecurityStore for Store {
+        fn writable(&self) -> Result<(), StoreError> {
+            if self.broken.load(Ordering::SeqCst) {
+                return Err(StoreError::new(
+                    StoreErrorKind::Other,
+                    "the committer stopped",
+                ));
+            }
+            Ok(())
+        }
+
+        async fn load(&self, key: &ObjectKey) -> Result<Option<Snapshot>, StoreError> {
+            self.inner.load(key).await
+        }
+
+        async fn compare_and_swap(
+            &self,
+            key: &ObjectKey,
+            expected: u64,
+            new: Snapshot,
+        ) -> Result<SwapOutcome, StoreError> {
+            self.inner.compare_and_swap(key, expected, new).await
+        }
+    }
+
+    /// A store that still reads but knows it cannot write is not ready: load balancers stop
+    /// sending `PATCH`es that could only fail.
+    #[tokio::test]
+    async fn a_store_that_cannot_write_is_not_ready() {
+        let store = Store::default();
+        assert!(Arc::new(Readiness::new(store.clone())).ready().await);
+        store.broken.store(true, Ordering::SeqCst);
+        assert!(
+            store.load(&ObjectKey::new("t", "u")).await.is_ok(),
+            "reads still work"
+        );
+        assert!(!Arc::new(Readiness::new(store)).ready().await);
     }
 }

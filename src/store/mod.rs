@@ -382,11 +382,26 @@ pub trait SecurityStore: Send + Sync + 'static {
         let _ = tenant_id;
         std::future::ready(Ok(None))
     }
+
+    /// Whether the store can still take writes, as far as it knows without asking its
+    /// backend: `Err` once it knows it cannot (the embedded store's committer has stopped).
+    /// Readiness checks ask this as well as reading, since a store can answer reads and
+    /// refuse every write. By default, `Ok`.
+    ///
+    /// # Errors
+    /// Why writes cannot succeed.
+    fn writable(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 impl<S: SecurityStore> SecurityStore for Arc<S> {
     fn kind(&self) -> &'static str {
         (**self).kind()
+    }
+
+    fn writable(&self) -> Result<(), StoreError> {
+        (**self).writable()
     }
 
     fn count_tenant(

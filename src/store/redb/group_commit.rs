@@ -14,6 +14,12 @@
 //! transaction each, and the loser, retrying after the answer, reads the winner's committed
 //! object. A stored object that cannot be read fails the swap that needed it, not its batch.
 //!
+//! A commit that panics (a bug in redb or here: nothing known does) fails its batch and stops
+//! the committer: the state of a database whose writer panicked mid-transaction is not worth
+//! betting the next writes on. From then on every write fails at once, and the store says it
+//! is not writable ([`SecurityStore::writable`](crate::SecurityStore::writable)), so a
+//! readiness probe takes the process out of rotation until it is restarted.
+//!
 //! A swap whose writer has gone by the time its batch is taken (its future dropped: a runtime
 //! shut down past `--shutdown-timeout`) is not applied: nobody would audit it. A write is
 //! audited by its writer once it hears `Swapped`; a write nobody hears of must not land.
@@ -71,6 +77,14 @@ impl GroupCommit {
         })
     }
 
+    /// `Ok` while the committer runs; the error writes get once it has stopped.
+    pub(super) fn running(&self) -> Result<(), StoreError> {
+        match &self.thread {
+            Some(thread) if !thread.is_finished() => Ok(()),
+            _ => Err(stopped()),
+        }
+    }
+
     /// Queues a swap; the answer comes once its transaction is committed (or failed).
     pub(super) async fn swap(
         &self,
@@ -78,7 +92,6 @@ impl GroupCommit {
         expected: u64,
         new: Snapshot,
     ) -> Result<SwapOutcome, StoreError> {
-        let stopped = || StoreError::new(StoreErrorKind::Other, "redb: the committer has stopped");
         let (reply, answer) = oneshot::channel();
         let pending = Pending {
             key,
@@ -100,6 +113,10 @@ impl GroupCommit {
         // taken, it is committed (or failed) all the same.
         answer.await.map_err(|_| stopped())?
     }
+}
+
+fn stopped() -> StoreError {
+    StoreError::new(StoreErrorKind::Other, "redb: the committer has stopped")
 }
 
 impl Drop for GroupCommit {
@@ -127,7 +144,19 @@ fn run(db: &Database, cache: &ReadCache, queue: &Receiver<Pending>) {
         if batch.is_empty() {
             continue;
         }
-        match commit(db, &batch) {
+        let committed =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| commit(db, &batch)));
+        let Ok(committed) = committed else {
+            let error = StoreError::new(
+                StoreErrorKind::Other,
+                "redb: a commit panicked; the store takes no more writes until restarted",
+            );
+            for pending in batch.drain(..) {
+                let _ = pending.reply.send(Err(error.clone()));
+            }
+            return;
+        };
+        match committed {
             Ok(outcomes) => {
                 // The cache first: once a writer is answered, every read sees its write.
                 for (pending, outcome) in batch.iter().zip(&outcomes) {
@@ -163,6 +192,12 @@ fn commit(
         let mut tenants = write.open_table(TENANTS).map_err(storage)?;
         for pending in batch {
             let key = &pending.key;
+            #[cfg(test)]
+            assert_ne!(
+                key.tenant_id(),
+                PANICS_IN_COMMIT,
+                "a fault the tests inject"
+            );
             let id = (key.tenant_id(), key.user_id());
             let current = table.get(id).map_err(storage)?.map(|entry| {
                 let (version, json) = entry.value();
@@ -213,6 +248,10 @@ fn commit(
     Ok(outcomes)
 }
 
+/// A tenant whose swaps make a commit panic, in this crate's tests.
+#[cfg(test)]
+const PANICS_IN_COMMIT: &str = "panics-in-commit";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,7 +259,7 @@ mod tests {
     use serde_json::json;
 
     /// A database in a directory of its own, removed afterwards.
-    struct Scratch(std::path::PathBuf, Database);
+    struct Scratch(std::path::PathBuf, Arc<Database>);
 
     impl Scratch {
         fn new(name: &str) -> Self {
@@ -231,7 +270,7 @@ mod tests {
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir).unwrap();
             let db = Database::create(dir.join("store.redb")).unwrap();
-            Self(dir, db)
+            Self(dir, Arc::new(db))
         }
 
         fn stored(&self, key: &ObjectKey) -> Option<u64> {
@@ -293,6 +332,38 @@ mod tests {
         let read = scratch.1.begin_read().unwrap();
         let tenants = read.open_table(TENANTS).unwrap();
         assert_eq!(tenants.get("t").unwrap().unwrap().value(), 1);
+    }
+
+    /// A commit that panics fails its batch and stops the committer: later writes fail at
+    /// once, none of the batch landed, and the committer says it is not running (what
+    /// `RedbStore::writable`, and so the server's `/readyz`, reports).
+    #[tokio::test]
+    async fn a_panicking_commit_stops_the_committer_and_every_later_write() {
+        let scratch = Scratch::new("panic");
+        let committer = GroupCommit::start(scratch.1.clone(), Arc::new(ReadCache::new())).unwrap();
+        assert_eq!(committer.running(), Ok(()));
+        let first = |key: &ObjectKey| pending(key, 0).0.new;
+        let fine = ObjectKey::new("t", "fine");
+        assert_eq!(
+            committer.swap(fine.clone(), 0, first(&fine)).await,
+            Ok(SwapOutcome::Swapped)
+        );
+        let doomed = ObjectKey::new(PANICS_IN_COMMIT, "u");
+        let failed = committer.swap(doomed.clone(), 0, first(&doomed)).await;
+        assert!(failed.unwrap_err().message().contains("panicked"));
+        let later = ObjectKey::new("t", "later");
+        let refused = committer.swap(later.clone(), 0, first(&later)).await;
+        assert_eq!(refused, Err(stopped()));
+        // The thread ends right after answering the batch.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while committer.running().is_ok() && std::time::Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        assert_eq!(committer.running(), Err(stopped()));
+        drop(committer);
+        assert_eq!(scratch.stored(&fine), Some(1));
+        assert_eq!(scratch.stored(&doomed), None);
+        assert_eq!(scratch.stored(&later), None);
     }
 
     /// A stored object that is not JSON fails the swap that needed to read it; the other

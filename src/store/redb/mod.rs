@@ -314,6 +314,11 @@ impl SecurityStore for RedbStore {
         "redb"
     }
 
+    /// `Err` once the committer has stopped (a commit panicked): every write would fail.
+    fn writable(&self) -> Result<(), StoreError> {
+        self.committer.running()
+    }
+
     async fn count_tenant(&self, tenant_id: &str) -> Result<Option<u64>, StoreError> {
         let read = self.db.begin_read().map_err(storage)?;
         let tenants = match read.open_table(TENANTS) {
