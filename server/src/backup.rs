@@ -2,8 +2,12 @@
 //! server keeps serving. redb lets one process open its file, so a backup cannot be taken from
 //! outside; and it is never offered over HTTP. Each copy is a complete data directory, named
 //! `security-update-<milliseconds since the Unix epoch>` (sorted by time): start a server with `--data` pointing at it to restore.
+//!
+//! A copy is written as `<name>.partial` and renamed when complete; one left by a process that
+//! died mid-copy (a whole store's size of disk) is removed before the next backup. The
+//! directory is this server's: backups run one at a time, so no partial copy there is in use.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use security_update::RedbStore;
 
@@ -47,8 +51,9 @@ async fn backups(
         let (store, into) = (store.clone(), target.clone());
         let started = std::time::Instant::now();
         let written = tokio::task::spawn_blocking(move || {
-            std::fs::create_dir_all(into.parent().unwrap_or(&into))
-                .map_err(|error| error.to_string())?;
+            let parent = into.parent().unwrap_or(&into);
+            std::fs::create_dir_all(parent).map_err(|error| error.to_string())?;
+            sweep_partial_copies(parent);
             store
                 .backup_to(&into)
                 .map_err(|error| error.message().to_owned())
@@ -62,6 +67,32 @@ async fn backups(
                 "backup written"
             ),
             Err(why) => tracing::error!(path = %target.display(), %why, "backup failed"),
+        }
+    }
+}
+
+/// Removes the partial copies (`security-update-*.partial` directories) a backup that did
+/// not finish left in `dir`; anything else there is left alone.
+fn sweep_partial_copies(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            continue;
+        };
+        let partial = name.starts_with("security-update-") && name.ends_with(".partial");
+        if !partial || !entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+            continue;
+        }
+        match std::fs::remove_dir_all(entry.path()) {
+            Ok(()) => tracing::info!(path = %entry.path().display(), "unfinished backup removed"),
+            Err(error) => tracing::warn!(
+                path = %entry.path().display(),
+                %error,
+                "unfinished backup could not be removed"
+            ),
         }
     }
 }

@@ -725,8 +725,20 @@ async fn sigusr1_writes_a_backup_that_a_new_server_starts_from() {
     let saved = send_http1(server.addr, patch(&token, r#"{"riskLevel": "high"}"#)).await;
     assert_eq!(saved.status, 200);
     assert_eq!(saved.headers["etag"], "\"1\"");
+    // What a backup cut short by a crash leaves, and what is not a backup's.
+    let stale = backups.join("security-update-000000000000001.partial");
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join("security.redb"), vec![0u8; 4096]).unwrap();
+    let foreign = backups.join("notes.partial");
+    std::fs::create_dir_all(&foreign).unwrap();
     server.signal("USR1");
     wait_for_count(&server, "backup written", 1);
+    assert!(!stale.exists(), "the unfinished backup was left");
+    assert!(server.logs().contains("unfinished backup removed"));
+    assert!(
+        foreign.exists(),
+        "a directory that is not a backup's was removed"
+    );
     // A change after the backup is not in it.
     let later = send_http1(server.addr, patch(&token, r#"{"riskLevel": "low"}"#)).await;
     assert_eq!(later.headers["etag"], "\"2\"");
