@@ -106,7 +106,7 @@ pub(crate) struct PatchText {
     /// Some top-level name is an annotation other than `@odata.type`, or cannot be read.
     annotated: bool,
     /// `json` is already in `serde_json`'s compact form (see [`scan::scan_noting_compact`]).
-    compact: bool,
+    pub(crate) compact: bool,
 }
 
 impl PatchText {

@@ -72,18 +72,27 @@ const MERGE_TEXT_LEVELS: usize = 8;
 pub(crate) fn merge_onto_json(
     json: &[u8],
     members: &[Member],
-    patch: &[u8],
-    patch_members: &[Member],
+    patch: &PatchSpans<'_>,
 ) -> Result<Merged, serde_json::Error> {
+    let PatchSpans {
+        json: patch,
+        members: patch_members,
+        compact,
+    } = *patch;
     let mut merged = Merged {
         json: Vec::with_capacity(json.len() + patch.len()),
         members: Vec::with_capacity(members.len() + patch_members.len()),
         touched: Vec::with_capacity(patch_members.len()),
     };
-    let top = Object { json, members };
+    let top = Object {
+        json,
+        members,
+        compact: false,
+    };
     let patch = Object {
         json: patch,
         members: patch_members,
+        compact,
     };
     merge_objects(
         &mut merged.json,
@@ -95,15 +104,43 @@ pub(crate) fn merge_onto_json(
     Ok(merged)
 }
 
+/// A patch's JSON text (an object the patch scan accepted), where its top-level members lie,
+/// and whether the text is in `serde_json`'s compact form
+/// ([`scan_noting_compact`](crate::merge_patch::scan::scan_noting_compact)).
+#[derive(Clone, Copy)]
+pub(crate) struct PatchSpans<'a> {
+    pub(crate) json: &'a [u8],
+    pub(crate) members: &'a [Member],
+    pub(crate) compact: bool,
+}
+
 /// An object's JSON text and where its members lie in it.
 struct Object<'a> {
     json: &'a [u8],
     members: &'a [Member],
+    /// The text is in `serde_json`'s compact form (the patch's, when it was sent so).
+    compact: bool,
 }
 
 impl Object<'_> {
     fn key(&self, member: &Member) -> &[u8] {
         &self.json[member.key.clone()]
+    }
+
+    /// Writes the value of patch member `member` where nothing was (RFC 7396: a `null` member
+    /// of an object in it is left out). A compact text is already what the writer would
+    /// write, unless it holds an object with a `null` member (`:null`: one inside a string
+    /// only sends the value the long way); the rest goes through the writer.
+    fn write_new_value(&self, out: &mut Vec<u8>, member: &Member) -> Result<(), serde_json::Error> {
+        let value = self.value(member);
+        let verbatim = self.compact
+            && (value.first() != Some(&b'{') || !value.windows(5).any(|w| w == b":null"));
+        if verbatim {
+            out.extend_from_slice(value);
+            Ok(())
+        } else {
+            canonical::write(out, value, true)
+        }
     }
 
     fn value(&self, member: &Member) -> &[u8] {
@@ -142,11 +179,13 @@ fn merge_objects(
         let stored_value = stored.value(member);
         if value.first() == Some(&b'{') && stored_value.first() == Some(&b'{') {
             match levels_left.checked_sub(1) {
-                Some(levels_left) => merge_nested(out, stored_value, value, levels_left)?,
+                Some(levels_left) => {
+                    merge_nested(out, stored_value, value, patch.compact, levels_left)?;
+                }
                 None => merge_parsed(out, stored_value, value)?,
             }
         } else {
-            canonical::write(out, value, true)?;
+            patch.write_new_value(out, &patch.members[entry])?;
         }
         note(&mut record, out, start, key.len(), member.escaped, true);
     }
@@ -163,7 +202,7 @@ fn merge_objects(
         canonical::write(out, patch.key(member), false)?;
         let key_len = out.len() - start;
         out.push(b':');
-        canonical::write(out, value, true)?;
+        patch.write_new_value(out, member)?;
         let escaped = out[start..start + key_len].contains(&b'\\');
         note(&mut record, out, start, key_len, escaped, true);
     }
@@ -176,6 +215,7 @@ fn merge_nested(
     out: &mut Vec<u8>,
     stored: &[u8],
     patch: &[u8],
+    compact: bool,
     levels_left: usize,
 ) -> Result<(), serde_json::Error> {
     let stored_members = members::index(stored).ok_or_else(unreadable)?;
@@ -186,10 +226,12 @@ fn merge_nested(
     let stored = Object {
         json: stored,
         members: &stored_members,
+        compact: false,
     };
     let patch = Object {
         json: patch,
         members: &patch_members,
+        compact,
     };
     merge_objects(out, &stored, &patch, levels_left, None)
 }

@@ -1,7 +1,7 @@
 //! Tests of `candidate`.
 
 use super::*;
-use crate::merge_patch::scan::scan;
+use crate::merge_patch::scan::{scan, scan_noting_compact};
 use crate::merge_patch::scan_tests::Cases;
 use crate::store::members::index;
 
@@ -41,6 +41,42 @@ impl Cases {
     }
 }
 
+/// `patch` (a text the patch scan accepts) merged onto `json`, as the write path does.
+fn merge_text(json: &[u8], members: &[Member], patch: &[u8]) -> Merged {
+    let (patch_members, compact) = scan_noting_compact(patch, 100).unwrap();
+    let spans = PatchSpans {
+        json: patch,
+        members: &patch_members,
+        compact,
+    };
+    merge_onto_json(json, members, &spans).unwrap()
+}
+
+/// A compact patch's new values are copied as they are, except an object with a `null`
+/// member, which is written without it (RFC 7396); `:null` inside a string changes nothing.
+#[test]
+fn compact_values_are_copied_and_null_members_still_dropped() {
+    let json = br#"{"a":1}"#;
+    let members = index(json).unwrap();
+    for (patch, merged) in [
+        (
+            &br#"{"b":{"x":null,"y":[null,{"z":null}]}}"#[..],
+            &br#"{"a":1,"b":{"y":[null,{"z":null}]}}"#[..],
+        ),
+        (
+            br#"{"b":"k:null","c":[1,null]}"#,
+            br#"{"a":1,"b":"k:null","c":[1,null]}"#,
+        ),
+        (br#"{"b":{"s":"k:null"}}"#, br#"{"a":1,"b":{"s":"k:null"}}"#),
+    ] {
+        assert!(scan_noting_compact(patch, 8).unwrap().1, "compact");
+        assert_eq!(
+            String::from_utf8_lossy(&merge_text(json, &members, patch).json),
+            String::from_utf8_lossy(merged)
+        );
+    }
+}
+
 /// On 5,000 generated objects and patches (nested objects, nulls at every level, names
 /// that need escaping, members removed, replaced, merged and added), merging onto the JSON
 /// gives the very bytes of merging into a parsed copy and serializing it, an index that
@@ -48,6 +84,7 @@ impl Cases {
 #[test]
 fn same_bytes_as_merging_a_parsed_copy() {
     let mut cases = Cases(0x9e37_79b9_7f4a_7c15);
+    let mut compact = 0;
     for case in 0..5_000 {
         let stored = cases.object(3, false);
         let patch = cases.object(3, true);
@@ -59,8 +96,8 @@ fn same_bytes_as_merging_a_parsed_copy() {
         } else {
             serde_json::to_vec(&patch).unwrap()
         };
-        let patch_members = scan(&text, 100).unwrap();
-        let merged = merge_onto_json(&json, &members, &text, &patch_members).unwrap();
+        compact += usize::from(scan_noting_compact(&text, 100).unwrap().1);
+        let merged = merge_text(&json, &members, &text);
         let mut expected = stored.clone();
         apply_to_object(&mut expected, patch.clone());
         let expected_json = serde_json::to_vec(&expected).unwrap();
@@ -85,6 +122,8 @@ fn same_bytes_as_merging_a_parsed_copy() {
             assert_eq!(Some(value), expected.get(name), "case {case}: {name}");
         }
     }
+    // Compact patches take the copying path; enough of them to count.
+    assert!(compact >= 100, "{compact} compact patches");
 }
 
 #[test]
@@ -93,7 +132,7 @@ fn untouched_members_keep_their_bytes() {
     let json = br#"{"keep":[1, 2],"set":1}"#;
     let members = index(json).unwrap();
     let patch = br#"{"set": 2, "new": {"x": null, "y": 1}}"#;
-    let merged = merge_onto_json(json, &members, patch, &scan(patch, 8).unwrap()).unwrap();
+    let merged = merge_text(json, &members, patch);
     assert_eq!(merged.json, br#"{"keep":[1, 2],"set":2,"new":{"y":1}}"#);
 }
 
@@ -111,14 +150,7 @@ fn deep_patches_give_the_parsed_merges_bytes() {
             nest(levels, "{\"y\":{\"n\":null},\"x\":null}")
         );
         let members = index(stored.as_bytes()).unwrap();
-        let patch_members = scan(patch.as_bytes(), 100).unwrap();
-        let merged = merge_onto_json(
-            stored.as_bytes(),
-            &members,
-            patch.as_bytes(),
-            &patch_members,
-        )
-        .unwrap();
+        let merged = merge_text(stored.as_bytes(), &members, patch.as_bytes());
         let mut expected: Map<String, Value> = serde_json::from_str(&stored).unwrap();
         apply_to_object(&mut expected, serde_json::from_str(&patch).unwrap());
         assert_eq!(
@@ -163,14 +195,7 @@ fn names_are_decoded_once_each_not_once_per_pair() {
     ] {
         let members = index(stored.as_bytes()).unwrap();
         let count = decoded(&|| {
-            let patch_members = scan(patch.as_bytes(), 100).unwrap();
-            merge_onto_json(
-                stored.as_bytes(),
-                &members,
-                patch.as_bytes(),
-                &patch_members,
-            )
-            .unwrap();
+            merge_text(stored.as_bytes(), &members, patch.as_bytes());
         });
         assert!(count <= most, "{count} decodes, at most {most} expected");
     }

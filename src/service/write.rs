@@ -5,7 +5,7 @@
 //! patch that leaves the object as it is (`{}`, or the stored values again) is a no-op: no
 //! store write, no new `ETag`, no audit record, and no object created for a never-stored user.
 
-use super::candidate::merge_onto_json;
+use super::candidate::{PatchSpans, merge_onto_json};
 use super::conditional::{Precondition, etag_text};
 use super::reply::{Reply, serialization_failed};
 use super::{Config, SecurityUpdateService};
@@ -111,7 +111,12 @@ fn merge_as_text(
     if !schema.checks_members_alone(names) {
         return Ok(None);
     }
-    let Ok(merged) = merge_onto_json(current.json(), members, &text.json, &text.members) else {
+    let patch = PatchSpans {
+        json: &text.json,
+        members: &text.members,
+        compact: text.compact,
+    };
+    let Ok(merged) = merge_onto_json(current.json(), members, &patch) else {
         return Ok(None);
     };
     schema.check_members(&merged.json, &merged.touched)?;
