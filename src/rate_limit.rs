@@ -48,7 +48,6 @@ pub struct RateLimitLayer {
     observer: Option<SharedObserver>,
 }
 
-#[derive(Debug)]
 struct Limiter {
     /// Tokens added per second.
     rate: f64,
@@ -58,6 +57,16 @@ struct Limiter {
     /// with per-limiter random keys no caller can aim for another's bucket.
     shards: Box<[Mutex<HashMap<u64, Bucket>>]>,
     hasher: std::collections::hash_map::RandomState,
+}
+
+/// The settings, not the buckets: a stack's `Debug` would print every caller's.
+impl std::fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limiter")
+            .field("rate", &self.rate)
+            .field("burst", &self.burst)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -207,7 +207,7 @@ async fn a_batch_without_a_token_is_401_and_one_over_the_body_limit_is_413() {
 
 #[tokio::test]
 async fn every_request_of_a_batch_counts_against_the_callers_rate_limit() {
-    // Four tokens: the batch takes one, its three requests two (the third is 429).
+    // Three tokens: the batch takes one, its three requests two (the third is 429).
     let app = StackBuilder::new(MemoryStore::new())
         .with_rate_limit(RateLimitLayer::new(3, Duration::from_secs(3600)).with_burst(3))
         .build(tokens());

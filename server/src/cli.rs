@@ -196,7 +196,8 @@ pub(crate) struct Cli {
     pub(crate) metrics_listen: Option<SocketAddr>,
 
     /// Directory where SIGUSR1 makes the server write a consistent copy of the embedded store
-    /// (a new data directory, usable as --data).
+    /// (a new data directory, usable as --data). One server's own: unfinished copies found
+    /// there are removed before each backup.
     #[arg(long, value_name = "DIR", env = "SECURITY_UPDATE_BACKUP_DIR")]
     pub(crate) backup_dir: Option<PathBuf>,
 

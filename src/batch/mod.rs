@@ -99,7 +99,9 @@ impl BatchLayer {
 
     /// Charges each batch one token of `rate_limit`'s budget (the one mounted inside this
     /// layer, which charges each sub-request) before its body is read; over budget, the batch
-    /// is 429 with `Retry-After` and its body is left unread.
+    /// is 429 with `Retry-After` and its body is left unread. Pass the layer fully configured
+    /// and clone it: [`RateLimitLayer::with_burst`] makes a new budget, which a clone taken
+    /// before it would not share.
     ///
     /// ```
     /// use std::time::Duration;

@@ -14,10 +14,13 @@
 //! transaction each, and the loser, retrying after the answer, reads the winner's committed
 //! object. A stored object that cannot be read fails the swap that needed it, not its batch.
 //!
-//! A commit that panics (a bug in redb or here: nothing known does) fails its batch and stops
-//! the committer: the state of a database whose writer panicked mid-transaction is not worth
-//! betting the next writes on. From then on every write fails at once, and the store says it
-//! is not writable ([`SecurityStore::writable`](crate::SecurityStore::writable)), so a
+//! A commit that panics (a bug in redb or here: nothing known does) stops the committer: the
+//! state of a database whose writer panicked mid-transaction is not worth betting the next
+//! writes on. The panic may have come before the commit or after it was on disk, so each swap
+//! of the batch is settled by reading its object back: `Swapped` if the object is now what
+//! it wrote (its writer audits it, the cache gets it), an error if not or if the read fails
+//! (then the cache forgets the object). From then on every write fails at once, and the store
+//! says it is not writable ([`SecurityStore::writable`](crate::SecurityStore::writable)), so a
 //! readiness probe takes the process out of rotation until it is restarted.
 //!
 //! A swap whose writer has gone by the time its batch is taken (its future dropped: a runtime
@@ -147,13 +150,7 @@ fn run(db: &Database, cache: &ReadCache, queue: &Receiver<Pending>) {
         let committed =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| commit(db, &batch)));
         let Ok(committed) = committed else {
-            let error = StoreError::new(
-                StoreErrorKind::Other,
-                "redb: a commit panicked; the store takes no more writes until restarted",
-            );
-            for pending in batch.drain(..) {
-                let _ = pending.reply.send(Err(error.clone()));
-            }
+            settle_after_panic(db, cache, &mut batch);
             return;
         };
         match committed {
@@ -175,6 +172,62 @@ fn run(db: &Database, cache: &ReadCache, queue: &Receiver<Pending>) {
             }
         }
     }
+}
+
+/// Answers each swap of a batch whose commit panicked, by what the file holds now: `Swapped`
+/// for the first swap of a key whose object is now the one it wrote (version and bytes),
+/// an error for the others.
+fn settle_after_panic(db: &Database, cache: &ReadCache, batch: &mut Vec<Pending>) {
+    let failed = || {
+        StoreError::new(
+            StoreErrorKind::Other,
+            "redb: a commit panicked; the store takes no more writes until restarted",
+        )
+    };
+    let mut settled: Vec<&ObjectKey> = Vec::new();
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for pending in batch.iter() {
+        if settled.contains(&&pending.key) {
+            // A later swap of a key an earlier one wrote: it lost its race.
+            outcomes.push(Err(failed()));
+            continue;
+        }
+        let landed = stored(db, &pending.key).is_ok_and(|stored| {
+            stored.is_some_and(|(version, json)| {
+                version == pending.new.version() && json == pending.new.json().as_ref()
+            })
+        });
+        if landed {
+            settled.push(&pending.key);
+            cache.committed(&pending.key, &pending.new);
+            outcomes.push(Ok(SwapOutcome::Swapped));
+        } else {
+            // Not written, or not known: the next read goes to the file.
+            cache.forget(&pending.key);
+            outcomes.push(Err(failed()));
+        }
+    }
+    for (pending, outcome) in batch.drain(..).zip(outcomes) {
+        let _ = pending.reply.send(outcome);
+    }
+}
+
+/// The version and JSON stored for `key`, read in a transaction of its own.
+fn stored(db: &Database, key: &ObjectKey) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+    use redb::ReadableDatabase;
+    let read = db.begin_read().map_err(storage)?;
+    let table = match read.open_table(OBJECTS) {
+        Ok(table) => table,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(error) => return Err(storage(error)),
+    };
+    let entry = table
+        .get((key.tenant_id(), key.user_id()))
+        .map_err(storage)?;
+    Ok(entry.map(|entry| {
+        let (version, json) = entry.value();
+        (version, json.to_vec())
+    }))
 }
 
 /// Applies `batch` in order in one write transaction, and commits it if anything changed: an
@@ -242,15 +295,25 @@ fn commit(
     if changed {
         // redb's default durability: the commit returns once the data is on disk.
         write.commit().map_err(storage)?;
+        #[cfg(test)]
+        assert!(
+            batch
+                .iter()
+                .all(|p| p.key.tenant_id() != PANICS_AFTER_COMMIT),
+            "a fault the tests inject"
+        );
     } else {
         write.abort().map_err(storage)?;
     }
     Ok(outcomes)
 }
 
-/// A tenant whose swaps make a commit panic, in this crate's tests.
+/// A tenant whose swaps make a commit panic before it is committed, in this crate's tests.
 #[cfg(test)]
 const PANICS_IN_COMMIT: &str = "panics-in-commit";
+/// A tenant whose swaps make a commit panic once it is on disk, in this crate's tests.
+#[cfg(test)]
+const PANICS_AFTER_COMMIT: &str = "panics-after-commit";
 
 #[cfg(test)]
 mod tests {
@@ -274,10 +337,7 @@ mod tests {
         }
 
         fn stored(&self, key: &ObjectKey) -> Option<u64> {
-            let read = self.1.begin_read().unwrap();
-            let table = read.open_table(OBJECTS).unwrap();
-            let entry = table.get((key.tenant_id(), key.user_id())).unwrap();
-            entry.map(|entry| entry.value().0)
+            stored(&self.1, key).unwrap().map(|(version, _)| version)
         }
     }
 
@@ -334,9 +394,9 @@ mod tests {
         assert_eq!(tenants.get("t").unwrap().unwrap().value(), 1);
     }
 
-    /// A commit that panics fails its batch and stops the committer: later writes fail at
-    /// once, none of the batch landed, and the committer says it is not running (what
-    /// `RedbStore::writable`, and so the server's `/readyz`, reports).
+    /// A commit that panics stops the committer: later writes fail at once, and the
+    /// committer says it is not running (what `RedbStore::writable`, and so the server's
+    /// `/readyz`, reports).
     #[tokio::test]
     async fn a_panicking_commit_stops_the_committer_and_every_later_write() {
         let scratch = Scratch::new("panic");
@@ -364,6 +424,37 @@ mod tests {
         assert_eq!(scratch.stored(&fine), Some(1));
         assert_eq!(scratch.stored(&doomed), None);
         assert_eq!(scratch.stored(&later), None);
+    }
+
+    /// A batch whose commit panicked is settled by what the file holds: a panic before the
+    /// commit fails every swap of it (none landed); one after the commit answers `Swapped`
+    /// to each swap that landed, so its writer audits it, and an error to a swap of the
+    /// batch that lost its race. The cache holds what the file holds.
+    #[test]
+    fn a_panicked_batch_is_answered_by_what_landed() {
+        for (tenant, landed) in [(PANICS_IN_COMMIT, false), (PANICS_AFTER_COMMIT, true)] {
+            let scratch = Scratch::new(tenant);
+            let cache = ReadCache::new();
+            let (a, b) = (ObjectKey::new("t", "a"), ObjectKey::new(tenant, "b"));
+            let (swap_a, mut answer_a) = pending(&a, 0);
+            let (swap_b, mut answer_b) = pending(&b, 0);
+            // From the same version as the one before it: loses its race inside the batch.
+            let (late_b, mut answer_late_b) = pending(&b, 0);
+            let (queue, receiver) = std::sync::mpsc::sync_channel(3);
+            for swap in [swap_a, swap_b, late_b] {
+                queue.send(swap).unwrap();
+            }
+            drop(queue);
+            run(&scratch.1, &cache, &receiver);
+            let expected = if landed { Some(1) } else { None };
+            for (key, answer) in [(&a, &mut answer_a), (&b, &mut answer_b)] {
+                assert_eq!(scratch.stored(key), expected, "{tenant}");
+                let answer = answer.try_recv().unwrap();
+                assert_eq!(answer.is_ok(), landed, "{tenant}: {answer:?}");
+                assert_eq!(cache.get(key).is_ok(), landed, "{tenant}: cached");
+            }
+            assert!(answer_late_b.try_recv().unwrap().is_err(), "{tenant}");
+        }
     }
 
     /// A stored object that is not JSON fails the swap that needed to read it; the other

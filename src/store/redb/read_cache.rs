@@ -102,6 +102,15 @@ impl ReadCache {
         Self::insert(&mut guard, key, snapshot);
     }
 
+    /// Drops `key`'s object, whatever it was: after a commit whose outcome is not known.
+    pub(super) fn forget(&self, key: &ObjectKey) {
+        let mut guard = self.lock(self.shard(key));
+        guard.epoch += 1;
+        if let Some(old) = guard.objects.remove(key) {
+            guard.bytes -= weight(&old);
+        }
+    }
+
     fn insert(shard: &mut Shard, key: &ObjectKey, snapshot: &Snapshot) {
         if let Some(old) = shard.objects.remove(key) {
             shard.bytes -= weight(&old);
