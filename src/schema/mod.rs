@@ -38,7 +38,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use serde_json::{Map, Value};
 
 use crate::error::{ErrorKind, GraphError};
-use crate::store::members::Member;
+use crate::store::members::{Member, NestedMembers};
 #[cfg(feature = "json-schema")]
 use custom::CustomSchema;
 
@@ -343,11 +343,20 @@ impl ResourceSchema {
     }
 
     /// Checks the members a patch set, after [`checks_members_alone`](Self::checks_members_alone):
-    /// `touched`, members of the merged object's text `json`, read where they lie.
+    /// `touched`, members of the merged object's text `json`, read where they lie; `nested`,
+    /// where the members of some of their object values lie.
     ///
     /// # Errors
     /// 400 naming the first offending property.
-    pub(crate) fn check_members(&self, json: &[u8], touched: &[Member]) -> Result<(), GraphError> {
+    pub(crate) fn check_members(
+        &self,
+        json: &[u8],
+        touched: &[Member],
+        nested: &NestedMembers,
+    ) -> Result<(), GraphError> {
+        // Only a JSON Schema reads the nested objects' members.
+        #[cfg(not(feature = "json-schema"))]
+        let _ = nested;
         match &self.kind {
             SchemaKind::Graph => match touched.first() {
                 Some(member) => Err(undeclared(&member.name(json).unwrap_or_default())),
@@ -355,8 +364,8 @@ impl ResourceSchema {
             },
             SchemaKind::Open => Ok(()),
             #[cfg(feature = "json-schema")]
-            SchemaKind::Custom(custom) => custom.validate_members(json, touched),
-            SchemaKind::Reloadable(slot) => current(slot).check_members(json, touched),
+            SchemaKind::Custom(custom) => custom.validate_members(json, touched, nested),
+            SchemaKind::Reloadable(slot) => current(slot).check_members(json, touched, nested),
         }
     }
 }

@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 
 use crate::merge_patch::scan::name_of;
 use crate::merge_patch::value::value_of;
-use crate::store::members::{self, Elements, Member, Members};
+use crate::store::members::{self, Elements, Member, Members, NestedMembers};
 
 /// The representation: nodes are [`TextNode`]s.
 #[derive(Debug)]
@@ -49,10 +49,14 @@ impl Json for TextJson {
 pub(crate) enum TextNode<'a> {
     /// A value's JSON text, with no space around it.
     Text(&'a [u8]),
-    /// An object made of some members of the object text `json`: those a patch set.
+    /// An object made of members of the object text `json`: those a patch set (`at: None`),
+    /// or all the members of the object value starting at byte `at` of `json`. `nested`
+    /// indexes object values of some of them.
     Chosen {
         json: &'a [u8],
         members: &'a [Member],
+        nested: &'a NestedMembers,
+        at: Option<usize>,
     },
     /// A member name, for `propertyNames`.
     Name(&'a str),
@@ -80,7 +84,16 @@ impl<'a> Node<'a, TextJson> for TextNode<'a> {
     fn as_object(&self) -> Option<TextObject<'a>> {
         match *self {
             Self::Text(text) if text.first() == Some(&b'{') => Some(TextObject::Text(text)),
-            Self::Chosen { json, members } => Some(TextObject::Chosen { json, members }),
+            Self::Chosen {
+                json,
+                members,
+                nested,
+                ..
+            } => Some(TextObject::Chosen {
+                json,
+                members,
+                nested,
+            }),
             _ => None,
         }
     }
@@ -136,7 +149,7 @@ impl<'a> Node<'a, TextJson> for TextNode<'a> {
     fn to_value(&self) -> Cow<'a, Value> {
         Cow::Owned(match *self {
             Self::Text(text) => value_of(text).unwrap_or(Value::Null),
-            Self::Chosen { json, members } => Value::Object(
+            Self::Chosen { json, members, .. } => Value::Object(
                 members
                     .iter()
                     .filter_map(|member| {
@@ -156,7 +169,11 @@ impl<'a> Node<'a, TextJson> for TextNode<'a> {
         // their tags.
         Some(match self {
             Self::Text(text) => NodeIdentity::tagged(text.as_ptr() as usize, 0),
-            Self::Chosen { json, .. } => NodeIdentity::tagged(json.as_ptr() as usize, 1),
+            Self::Chosen { json, at: None, .. } => NodeIdentity::tagged(json.as_ptr() as usize, 1),
+            // The object value's own text would have the same identity.
+            Self::Chosen {
+                json, at: Some(at), ..
+            } => NodeIdentity::tagged(json.as_ptr() as usize + at, 0),
             Self::Name(name) => NodeIdentity::tagged(name.as_ptr() as usize, 2),
         })
     }
@@ -169,7 +186,26 @@ pub(crate) enum TextObject<'a> {
     Chosen {
         json: &'a [u8],
         members: &'a [Member],
+        nested: &'a NestedMembers,
     },
+}
+
+/// The node for the value of `members[entry]` of `json`: indexed when `nested` has it.
+fn member_value<'a>(
+    json: &'a [u8],
+    member: &Member,
+    entry: usize,
+    nested: &'a NestedMembers,
+) -> TextNode<'a> {
+    match nested.iter().find(|(of, _)| *of == entry) {
+        Some((_, members)) => TextNode::Chosen {
+            json,
+            members,
+            nested: &[],
+            at: Some(member.value.start),
+        },
+        None => TextNode::Text(&json[member.value.clone()]),
+    }
 }
 
 impl<'a> TextObject<'a> {
@@ -179,9 +215,14 @@ impl<'a> TextObject<'a> {
                 json: text,
                 walk: members::members(text),
             },
-            Self::Chosen { json, members } => ObjectMembers::Chosen {
+            Self::Chosen {
                 json,
-                members: members.iter(),
+                members,
+                nested,
+            } => ObjectMembers::Chosen {
+                json,
+                members: members.iter().enumerate(),
+                nested,
             },
         }
     }
@@ -211,11 +252,18 @@ impl<'a> Object<'a, TextJson> for TextObject<'a> {
                 json[member.key.start + 1..member.key.end - 1] == *key.as_bytes()
             }
         };
-        let found = match *self {
-            Self::Text(text) => members::members(text).find(|member| named(member)),
-            Self::Chosen { members, .. } => members.iter().find(|member| named(member)).cloned(),
-        };
-        found.map(|member| TextNode::Text(&json[member.value]))
+        match *self {
+            Self::Text(text) => members::members(text)
+                .find(|member| named(member))
+                .map(|member| TextNode::Text(&json[member.value])),
+            Self::Chosen {
+                members, nested, ..
+            } => members
+                .iter()
+                .enumerate()
+                .find(|(_, member)| named(member))
+                .map(|(entry, member)| member_value(json, member, entry, nested)),
+        }
     }
 
     fn members(&self) -> ObjectMembers<'a> {
@@ -232,7 +280,8 @@ pub(crate) enum ObjectMembers<'a> {
     },
     Chosen {
         json: &'a [u8],
-        members: std::slice::Iter<'a, Member>,
+        members: std::iter::Enumerate<std::slice::Iter<'a, Member>>,
+        nested: &'a NestedMembers,
     },
 }
 
@@ -240,12 +289,22 @@ impl<'a> Iterator for ObjectMembers<'a> {
     type Item = (Cow<'a, str>, TextNode<'a>);
 
     fn next(&mut self) -> Option<Self::Item> {
-        let (json, member) = match self {
-            Self::Text { json, walk } => (*json, walk.next()?),
-            Self::Chosen { json, members } => (*json, members.next()?.clone()),
-        };
-        let name = member.name(json).unwrap_or_default();
-        Some((name, TextNode::Text(&json[member.value])))
+        match self {
+            Self::Text { json, walk } => {
+                let member = walk.next()?;
+                let name = member.name(json).unwrap_or_default();
+                Some((name, TextNode::Text(&json[member.value])))
+            }
+            Self::Chosen {
+                json,
+                members,
+                nested,
+            } => {
+                let (entry, member) = members.next()?;
+                let name = member.name(json).unwrap_or_default();
+                Some((name, member_value(json, member, entry, nested)))
+            }
+        }
     }
 }
 

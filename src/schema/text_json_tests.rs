@@ -13,7 +13,40 @@ fn conforms_to_jsonschemas_contract() {
     jsonschema::json::conformance::assert_conformance::<TextJson>(&TextNode::Chosen {
         json: &text,
         members: &chosen,
+        nested: &[],
+        at: None,
     });
+    let nested = nested_of(&text, &chosen);
+    assert!(!nested.is_empty());
+    jsonschema::json::conformance::assert_conformance::<TextJson>(&TextNode::Chosen {
+        json: &text,
+        members: &chosen,
+        nested: &nested,
+        at: None,
+    });
+}
+
+/// Where the members of each object value among `members` lie in `json`, as the merge notes
+/// them for the objects it merges into.
+fn nested_of(json: &[u8], members: &[Member]) -> Vec<(usize, Vec<Member>)> {
+    members
+        .iter()
+        .enumerate()
+        .filter(|(_, member)| json[member.value.start] == b'{')
+        .map(|(entry, member)| {
+            let at = member.value.start;
+            let inner = members::index(&json[member.value.clone()])
+                .unwrap()
+                .into_iter()
+                .map(|m| Member {
+                    key: m.key.start + at..m.key.end + at,
+                    value: m.value.start + at..m.value.end + at,
+                    escaped: m.escaped,
+                })
+                .collect();
+            (entry, inner)
+        })
+        .collect()
 }
 
 /// Draft 4 decides `type: integer` by how a number is written; huge floats count as
@@ -106,8 +139,23 @@ fn judges_as_the_value_validator_does() {
             .validate(TextNode::Chosen {
                 json: &text,
                 members: &chosen,
+                nested: &[],
+                at: None,
             })
             .map_err(|e| (e.instance_path().to_string(), e.to_string()));
         assert_eq!(got, expected, "{instance} (chosen members)");
+        let nested = nested_of(&text, &chosen);
+        let got = by_text
+            .validate(TextNode::Chosen {
+                json: &text,
+                members: &chosen,
+                nested: &nested,
+                at: None,
+            })
+            .map_err(|e| (e.instance_path().to_string(), e.to_string()));
+        assert_eq!(
+            got, expected,
+            "{instance} (chosen members, objects indexed)"
+        );
     }
 }

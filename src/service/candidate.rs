@@ -22,6 +22,9 @@ pub(crate) struct Merged {
     pub(crate) members: Vec<Member>,
     /// The members the patch set (not removed), in order: what the schema checks.
     pub(crate) touched: Vec<Member>,
+    /// For each of those whose value was merged into a stored object, where the members of
+    /// the merged object lie (by its place in `touched`): the schema check need not walk it.
+    pub(crate) nested: Vec<(usize, Vec<Member>)>,
 }
 
 impl Merged {
@@ -83,6 +86,7 @@ pub(crate) fn merge_onto_json(
         json: Vec::with_capacity(json.len() + patch.len()),
         members: Vec::with_capacity(members.len() + patch_members.len()),
         touched: Vec::with_capacity(patch_members.len()),
+        nested: Vec::new(),
     };
     let top = Object {
         json,
@@ -94,12 +98,19 @@ pub(crate) fn merge_onto_json(
         members: patch_members,
         compact,
     };
+    let notes = Notes {
+        members: &mut merged.members,
+        set: Some(SetNotes {
+            touched: &mut merged.touched,
+            nested: &mut merged.nested,
+        }),
+    };
     merge_objects(
         &mut merged.json,
         &top,
         &patch,
         MERGE_TEXT_LEVELS,
-        Some((&mut merged.members, &mut merged.touched)),
+        Some(notes),
     )?;
     Ok(merged)
 }
@@ -148,14 +159,27 @@ impl Object<'_> {
     }
 }
 
-/// Writes `patch` merged into `stored` to `out`; with `record`, where each member lands in
-/// `out` and which ones the patch set.
+/// Where [`merge_objects`] notes what it writes: where each member lands in `out`; at the
+/// top, also which members the patch set and where the members of the objects it merged
+/// into lie.
+struct Notes<'r> {
+    members: &'r mut Vec<Member>,
+    set: Option<SetNotes<'r>>,
+}
+
+/// What [`Merged::touched`] and [`Merged::nested`] are made of.
+struct SetNotes<'r> {
+    touched: &'r mut Vec<Member>,
+    nested: &'r mut Vec<(usize, Vec<Member>)>,
+}
+
+/// Writes `patch` merged into `stored` to `out`, noting what it wrote in `record`.
 fn merge_objects(
     out: &mut Vec<u8>,
     stored: &Object<'_>,
     patch: &Object<'_>,
     levels_left: usize,
-    mut record: Option<(&mut Vec<Member>, &mut Vec<Member>)>,
+    mut record: Option<Notes<'_>>,
 ) -> Result<(), serde_json::Error> {
     let mut names = PatchNames::new(patch)?;
     let mut matched = Matched::new(patch.members.len());
@@ -177,10 +201,24 @@ fn merge_objects(
         }
         let start = begin_member(out, first, key);
         let stored_value = stored.value(member);
+        let mut merged_members = None;
         if value.first() == Some(&b'{') && stored_value.first() == Some(&b'{') {
             match levels_left.checked_sub(1) {
                 Some(levels_left) => {
-                    merge_nested(out, stored_value, value, patch.compact, levels_left)?;
+                    // At the top, where the merged object's members land is noted too.
+                    let mut inner = record
+                        .as_ref()
+                        .is_some_and(|notes| notes.set.is_some())
+                        .then(|| Vec::with_capacity(8));
+                    merge_nested(
+                        out,
+                        stored_value,
+                        value,
+                        patch.compact,
+                        levels_left,
+                        inner.as_mut(),
+                    )?;
+                    merged_members = inner;
                 }
                 None => merge_parsed(out, stored_value, value)?,
             }
@@ -188,6 +226,9 @@ fn merge_objects(
             patch.write_new_value(out, &patch.members[entry])?;
         }
         note(&mut record, out, start, key.len(), member.escaped, true);
+        if let (Some(inner), Some(Notes { set: Some(set), .. })) = (merged_members, &mut record) {
+            set.nested.push((set.touched.len() - 1, inner));
+        }
     }
     for (entry, member) in patch.members.iter().enumerate() {
         // New members; `null` for a member that is not there removes nothing.
@@ -217,6 +258,7 @@ fn merge_nested(
     patch: &[u8],
     compact: bool,
     levels_left: usize,
+    members: Option<&mut Vec<Member>>,
 ) -> Result<(), serde_json::Error> {
     let stored_members = members::index(stored).ok_or_else(unreadable)?;
     if names_repeat(stored, &stored_members) != Some(false) {
@@ -233,7 +275,8 @@ fn merge_nested(
         members: &patch_members,
         compact,
     };
-    merge_objects(out, &stored, &patch, levels_left, None)
+    let notes = members.map(|members| Notes { members, set: None });
+    merge_objects(out, &stored, &patch, levels_left, notes)
 }
 
 /// A patch object merged into a stored object member the parsed way: past
@@ -249,23 +292,23 @@ fn merge_parsed(out: &mut Vec<u8>, stored: &[u8], patch: &[u8]) -> Result<(), se
 
 /// Records the member just written at `start` (a key of `key_len` bytes, a colon, the value).
 fn note(
-    record: &mut Option<(&mut Vec<Member>, &mut Vec<Member>)>,
+    record: &mut Option<Notes<'_>>,
     out: &[u8],
     start: usize,
     key_len: usize,
     escaped: bool,
     touched: bool,
 ) {
-    if let Some((members, set)) = record {
+    if let Some(notes) = record {
         let member = Member {
             key: start..start + key_len,
             value: start + key_len + 1..out.len(),
             escaped,
         };
-        if touched {
-            set.push(member.clone());
+        if let (true, Some(set)) = (touched, &mut notes.set) {
+            set.touched.push(member.clone());
         }
-        members.push(member);
+        notes.members.push(member);
     }
 }
 

@@ -85,6 +85,7 @@ fn compact_values_are_copied_and_null_members_still_dropped() {
 fn same_bytes_as_merging_a_parsed_copy() {
     let mut cases = Cases(0x9e37_79b9_7f4a_7c15);
     let mut compact = 0;
+    let mut nested_noted = 0;
     for case in 0..5_000 {
         let stored = cases.object(3, false);
         let patch = cases.object(3, true);
@@ -107,6 +108,22 @@ fn same_bytes_as_merging_a_parsed_copy() {
             "case {case}: {stored:?} + {patch:?}"
         );
         assert_eq!(index(&merged.json).unwrap(), merged.members, "case {case}");
+        // The members noted for merged objects are where they lie.
+        for (entry, inner) in &merged.nested {
+            let value = &merged.touched[*entry].value;
+            let at = value.start;
+            let walked: Vec<Member> = index(&merged.json[value.clone()])
+                .unwrap()
+                .into_iter()
+                .map(|m| Member {
+                    key: m.key.start + at..m.key.end + at,
+                    value: m.value.start + at..m.value.end + at,
+                    escaped: m.escaped,
+                })
+                .collect();
+            assert_eq!(*inner, walked, "case {case}: member {entry}");
+            nested_noted += 1;
+        }
         let set: Vec<&String> = patch
             .iter()
             .filter(|(_, v)| !v.is_null())
@@ -124,6 +141,7 @@ fn same_bytes_as_merging_a_parsed_copy() {
     }
     // Compact patches take the copying path; enough of them to count.
     assert!(compact >= 100, "{compact} compact patches");
+    assert!(nested_noted >= 40, "{nested_noted} merged objects noted");
 }
 
 #[test]

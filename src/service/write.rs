@@ -119,7 +119,7 @@ fn merge_as_text(
     let Ok(merged) = merge_onto_json(current.json(), members, &patch) else {
         return Ok(None);
     };
-    schema.check_members(&merged.json, &merged.touched)?;
+    schema.check_members(&merged.json, &merged.touched, &merged.nested)?;
     Ok(Some(Snapshot::from_written(
         current.version() + 1,
         merged.json,

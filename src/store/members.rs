@@ -24,6 +24,11 @@ impl Member {
     }
 }
 
+/// Members of object values, noted by the writer as it wrote them: for the `usize`-th of a
+/// list of members, where the members of its value lie in the same text (so that the schema
+/// check does not walk the object again to count and list them).
+pub(crate) type NestedMembers = [(usize, Vec<Member>)];
+
 /// The top-level members of the JSON object `json`, in order; `None` when `json` is not one.
 pub(crate) fn index(json: &[u8]) -> Option<Vec<Member>> {
     let mut members = members(json);
