@@ -1,0 +1,172 @@
+//! Tests of `group_commit`: the committer run over hand-built batches.
+
+use super::*;
+use redb::ReadableDatabase;
+use serde_json::json;
+
+/// A database in a directory of its own, removed afterwards.
+struct Scratch(std::path::PathBuf, Arc<Database>);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "security-update-group-commit-{name}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = Database::create(dir.join("store.redb")).unwrap();
+        Self(dir, Arc::new(db))
+    }
+
+    fn stored(&self, key: &ObjectKey) -> Option<u64> {
+        stored(&self.1, key).unwrap().map(|(version, _)| version)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+type Answer = oneshot::Receiver<Result<SwapOutcome, StoreError>>;
+
+fn pending(key: &ObjectKey, expected: u64) -> (Pending, Answer) {
+    let (reply, answer) = oneshot::channel();
+    let new = Snapshot::new(
+        expected + 1,
+        json!({"n": expected + 1}).as_object().unwrap().clone(),
+    )
+    .unwrap();
+    let pending = Pending {
+        key: key.clone(),
+        expected,
+        new,
+        reply,
+    };
+    (pending, answer)
+}
+
+/// Runs the committer over `swaps`, queued before it starts: one batch.
+fn commit_as_one_batch(db: &Database, swaps: Vec<Pending>) {
+    let (queue, receiver) = std::sync::mpsc::sync_channel(swaps.len());
+    for swap in swaps {
+        queue.send(swap).unwrap();
+    }
+    drop(queue);
+    run(db, &ReadCache::new(), &receiver);
+}
+
+/// A writer whose future was dropped before its batch was taken (a runtime shut down
+/// past its drain timeout) cannot audit its write: the write is not applied, and the
+/// others of the batch are.
+#[test]
+fn a_swap_whose_writer_is_gone_is_not_applied() {
+    let scratch = Scratch::new("gone");
+    let (gone, kept) = (ObjectKey::new("t", "gone"), ObjectKey::new("t", "kept"));
+    let (abandoned, answer) = pending(&gone, 0);
+    drop(answer);
+    let (swap, mut answer) = pending(&kept, 0);
+    commit_as_one_batch(&scratch.1, vec![abandoned, swap]);
+    assert_eq!(answer.try_recv().unwrap(), Ok(SwapOutcome::Swapped));
+    assert_eq!(scratch.stored(&gone), None, "an unaudited write landed");
+    assert_eq!(scratch.stored(&kept), Some(1));
+    let read = scratch.1.begin_read().unwrap();
+    let tenants = read.open_table(TENANTS).unwrap();
+    assert_eq!(tenants.get("t").unwrap().unwrap().value(), 1);
+}
+
+/// A commit that panics stops the committer: later writes fail at once, and the
+/// committer says it is not running (what `RedbStore::writable`, and so the server's
+/// `/readyz`, reports).
+#[tokio::test]
+async fn a_panicking_commit_stops_the_committer_and_every_later_write() {
+    let scratch = Scratch::new("panic");
+    let committer = GroupCommit::start(scratch.1.clone(), Arc::new(ReadCache::new())).unwrap();
+    assert_eq!(committer.running(), Ok(()));
+    let first = |key: &ObjectKey| pending(key, 0).0.new;
+    let fine = ObjectKey::new("t", "fine");
+    assert_eq!(
+        committer.swap(fine.clone(), 0, first(&fine)).await,
+        Ok(SwapOutcome::Swapped)
+    );
+    let doomed = ObjectKey::new(PANICS_IN_COMMIT, "u");
+    let failed = committer.swap(doomed.clone(), 0, first(&doomed)).await;
+    assert!(failed.unwrap_err().message().contains("panicked"));
+    let later = ObjectKey::new("t", "later");
+    let refused = committer.swap(later.clone(), 0, first(&later)).await;
+    assert_eq!(refused, Err(stopped()));
+    // The thread ends right after answering the batch.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while committer.running().is_ok() && std::time::Instant::now() < deadline {
+        std::thread::yield_now();
+    }
+    assert_eq!(committer.running(), Err(stopped()));
+    drop(committer);
+    assert_eq!(scratch.stored(&fine), Some(1));
+    assert_eq!(scratch.stored(&doomed), None);
+    assert_eq!(scratch.stored(&later), None);
+}
+
+/// A batch whose commit panicked is settled by what the file holds: a panic before the
+/// commit fails every swap of it (none landed); one after the commit answers `Swapped`
+/// to each swap that landed, so its writer audits it, and an error to a swap of the
+/// batch that lost its race. The cache holds what the file holds.
+#[test]
+fn a_panicked_batch_is_answered_by_what_landed() {
+    for (tenant, landed) in [(PANICS_IN_COMMIT, false), (PANICS_AFTER_COMMIT, true)] {
+        let scratch = Scratch::new(tenant);
+        let cache = ReadCache::new();
+        let (a, b) = (ObjectKey::new("t", "a"), ObjectKey::new(tenant, "b"));
+        let (swap_a, mut answer_a) = pending(&a, 0);
+        let (swap_b, mut answer_b) = pending(&b, 0);
+        // From the same version as the one before it: loses its race inside the batch.
+        let (late_b, mut answer_late_b) = pending(&b, 0);
+        let (queue, receiver) = std::sync::mpsc::sync_channel(3);
+        for swap in [swap_a, swap_b, late_b] {
+            queue.send(swap).unwrap();
+        }
+        drop(queue);
+        run(&scratch.1, &cache, &receiver);
+        let expected = if landed { Some(1) } else { None };
+        for (key, answer) in [(&a, &mut answer_a), (&b, &mut answer_b)] {
+            assert_eq!(scratch.stored(key), expected, "{tenant}");
+            let answer = answer.try_recv().unwrap();
+            assert_eq!(answer.is_ok(), landed, "{tenant}: {answer:?}");
+            assert_eq!(cache.get(key).is_ok(), landed, "{tenant}: cached");
+        }
+        assert!(answer_late_b.try_recv().unwrap().is_err(), "{tenant}");
+    }
+}
+
+/// A stored object that is not JSON fails the swap that needed to read it; the other
+/// writers of its batch are committed and answered.
+#[test]
+fn an_unreadable_object_fails_its_own_swap_not_its_batch() {
+    let scratch = Scratch::new("corrupt");
+    let (broken, fine) = (ObjectKey::new("t", "broken"), ObjectKey::new("t", "fine"));
+    let write = scratch.1.begin_write().unwrap();
+    write
+        .open_table(OBJECTS)
+        .unwrap()
+        .insert(
+            (broken.tenant_id(), broken.user_id()),
+            (3, &b"not json"[..]),
+        )
+        .unwrap();
+    write.commit().unwrap();
+    // From version 1: a conflict, whose current object must be read back.
+    let (conflicting, mut broken_answer) = pending(&broken, 1);
+    let (swap, mut fine_answer) = pending(&fine, 0);
+    commit_as_one_batch(&scratch.1, vec![conflicting, swap]);
+    let refused = broken_answer.try_recv().unwrap().unwrap_err();
+    assert_eq!(refused.kind(), StoreErrorKind::Corrupt, "{refused:?}");
+    assert_eq!(fine_answer.try_recv().unwrap(), Ok(SwapOutcome::Swapped));
+    assert_eq!(scratch.stored(&fine), Some(1));
+    assert_eq!(
+        scratch.stored(&broken),
+        Some(3),
+        "the broken object was touched"
+    );
+}
