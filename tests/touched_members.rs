@@ -141,6 +141,43 @@ async fn members_a_patch_leaves_alone_are_not_judged_again() {
     .await;
 }
 
+/// A member the patch merges into a stored object is judged inside as well: a name the
+/// member's schema refuses is 400 naming it (as the whole-object check names it), the object
+/// unchanged; an allowed one is stored.
+#[tokio::test]
+async fn inside_a_merged_object_the_schema_still_judges() {
+    let risk = json!({
+        "type": "object",
+        "properties": {"a": {"type": "integer", "maximum": 5}, "c": {"type": "string"}},
+        "additionalProperties": false
+    });
+    let member_local = json!({"type": "object", "properties": {"riskProfile": risk}});
+    // The same, judged whole (`required` ties the members together).
+    let mut whole = member_local.clone();
+    whole["required"] = json!(["riskProfile"]);
+    for schema_value in [member_local, whole] {
+        let (app, store) = app_with(schema(schema_value.clone()));
+        seed(&app, &store, json!({"riskProfile": {"a": 1}})).await;
+        let before = store.entries();
+        for (body, path) in [
+            (json!({"riskProfile": {"b": 1}}), "riskProfile"),
+            (json!({"riskProfile": {"a": 6, "c": "x"}}), "riskProfile/a"),
+        ] {
+            let reply = patch_body(&app, &body).await;
+            assert_eq!(reply.status, 400, "{schema_value}: {body}");
+            assert!(
+                reply.error_message().contains(path),
+                "{schema_value}: {body}: {}",
+                reply.error_message()
+            );
+            assert_eq!(store.entries(), before, "{body} changed the object");
+        }
+        let reply = patch_body(&app, &json!({"riskProfile": {"a": 5, "c": "x"}})).await;
+        assert_eq!(reply.status, 200, "{}", reply.error_message());
+        assert_eq!(stored(&store)["riskProfile"], json!({"a": 5, "c": "x"}));
+    }
+}
+
 /// A schema whose top-level keywords tie members together (`required`) judges the whole
 /// merged object: removing a required member is 400 and changes nothing, which the same
 /// schema without `required` allows.

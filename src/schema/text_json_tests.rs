@@ -18,6 +18,24 @@ fn conforms_to_jsonschemas_contract() {
     });
     let nested = nested_of(&text, &chosen);
     assert!(!nested.is_empty());
+    // An indexed object value is the same node as its text: same identity.
+    let top = TextNode::Chosen {
+        json: &text,
+        members: &chosen,
+        nested: &nested,
+        at: None,
+    };
+    let object = top.as_object().unwrap();
+    let (entry, _) = &nested[0];
+    let member = &chosen[*entry];
+    let indexed = object
+        .get(&TextJson::prepare_key(&member.name(&text).unwrap()))
+        .unwrap();
+    assert!(matches!(indexed, TextNode::Chosen { at: Some(_), .. }));
+    assert_eq!(
+        indexed.identity(),
+        TextNode::Text(&text[member.value.clone()]).identity()
+    );
     jsonschema::json::conformance::assert_conformance::<TextJson>(&TextNode::Chosen {
         json: &text,
         members: &chosen,

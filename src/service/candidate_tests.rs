@@ -77,6 +77,30 @@ fn compact_values_are_copied_and_null_members_still_dropped() {
     }
 }
 
+/// Checks that each merged object's members were noted where they lie in the written
+/// object (a walk of it finds the same); the number of objects noted.
+fn noted_members_lie_where_noted(merged: &Merged) -> usize {
+    for (entry, inner) in &merged.nested {
+        let value = &merged.touched[*entry].value;
+        assert_eq!(
+            merged.json[value.start], b'{',
+            "member {entry} is not an object"
+        );
+        let at = value.start;
+        let walked: Vec<Member> = index(&merged.json[value.clone()])
+            .unwrap()
+            .into_iter()
+            .map(|m| Member {
+                key: m.key.start + at..m.key.end + at,
+                value: m.value.start + at..m.value.end + at,
+                escaped: m.escaped,
+            })
+            .collect();
+        assert_eq!(*inner, walked, "member {entry}");
+    }
+    merged.nested.len()
+}
+
 /// On 5,000 generated objects and patches (nested objects, nulls at every level, names
 /// that need escaping, members removed, replaced, merged and added), merging onto the JSON
 /// gives the very bytes of merging into a parsed copy and serializing it, an index that
@@ -108,22 +132,7 @@ fn same_bytes_as_merging_a_parsed_copy() {
             "case {case}: {stored:?} + {patch:?}"
         );
         assert_eq!(index(&merged.json).unwrap(), merged.members, "case {case}");
-        // The members noted for merged objects are where they lie.
-        for (entry, inner) in &merged.nested {
-            let value = &merged.touched[*entry].value;
-            let at = value.start;
-            let walked: Vec<Member> = index(&merged.json[value.clone()])
-                .unwrap()
-                .into_iter()
-                .map(|m| Member {
-                    key: m.key.start + at..m.key.end + at,
-                    value: m.value.start + at..m.value.end + at,
-                    escaped: m.escaped,
-                })
-                .collect();
-            assert_eq!(*inner, walked, "case {case}: member {entry}");
-            nested_noted += 1;
-        }
+        nested_noted += noted_members_lie_where_noted(&merged);
         let set: Vec<&String> = patch
             .iter()
             .filter(|(_, v)| !v.is_null())
@@ -169,6 +178,8 @@ fn deep_patches_give_the_parsed_merges_bytes() {
         );
         let members = index(stored.as_bytes()).unwrap();
         let merged = merge_text(stored.as_bytes(), &members, patch.as_bytes());
+        // `top` was merged into, at every depth: its members are noted.
+        assert_eq!(noted_members_lie_where_noted(&merged), 1, "{levels} levels");
         let mut expected: Map<String, Value> = serde_json::from_str(&stored).unwrap();
         apply_to_object(&mut expected, serde_json::from_str(&patch).unwrap());
         assert_eq!(
