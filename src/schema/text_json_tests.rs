@@ -52,16 +52,7 @@ fn nested_of(json: &[u8], members: &[Member]) -> Vec<(usize, Vec<Member>)> {
         .enumerate()
         .filter(|(_, member)| json[member.value.start] == b'{')
         .map(|(entry, member)| {
-            let at = member.value.start;
-            let inner = members::index(&json[member.value.clone()])
-                .unwrap()
-                .into_iter()
-                .map(|m| Member {
-                    key: m.key.start + at..m.key.end + at,
-                    value: m.value.start + at..m.value.end + at,
-                    escaped: m.escaped,
-                })
-                .collect();
+            let inner = members::index_within(json, member.value.clone()).unwrap();
             (entry, inner)
         })
         .collect()

@@ -3,7 +3,7 @@
 use super::*;
 use crate::merge_patch::scan::{scan, scan_noting_compact};
 use crate::merge_patch::scan_tests::Cases;
-use crate::store::members::index;
+use crate::store::members::{index, index_within};
 
 /// Generated objects and patches, from the patch scan tests' fixed sequence of cases.
 impl Cases {
@@ -86,16 +86,7 @@ fn noted_members_lie_where_noted(merged: &Merged) -> usize {
             merged.json[value.start], b'{',
             "member {entry} is not an object"
         );
-        let at = value.start;
-        let walked: Vec<Member> = index(&merged.json[value.clone()])
-            .unwrap()
-            .into_iter()
-            .map(|m| Member {
-                key: m.key.start + at..m.key.end + at,
-                value: m.value.start + at..m.value.end + at,
-                escaped: m.escaped,
-            })
-            .collect();
+        let walked = index_within(&merged.json, value.clone()).unwrap();
         assert_eq!(*inner, walked, "member {entry}");
     }
     merged.nested.len()

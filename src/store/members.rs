@@ -38,6 +38,24 @@ pub(crate) fn index(json: &[u8]) -> Option<Vec<Member>> {
     members.complete().then_some(found)
 }
 
+/// [`index`] of the object value at `at` in `json`, with offsets into `json` (as the merge
+/// notes the members of the objects it merges into).
+#[cfg(test)]
+pub(crate) fn index_within(json: &[u8], at: Range<usize>) -> Option<Vec<Member>> {
+    let shift = at.start;
+    let members = index(&json[at])?;
+    Some(
+        members
+            .into_iter()
+            .map(|m| Member {
+                key: m.key.start + shift..m.key.end + shift,
+                value: m.value.start + shift..m.value.end + shift,
+                escaped: m.escaped,
+            })
+            .collect(),
+    )
+}
+
 /// The members of the JSON object `json`, one at a time and without allocating (for the
 /// JSON Schema check, which walks the texts a write produced). It stops at the end of the
 /// object, or at anything that is not a member.
