@@ -5,6 +5,8 @@ use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::sync::{Arc, RwLock};
 
+use hashbrown::HashTable;
+
 use super::{ObjectKey, SecurityStore, Snapshot, StoreError, SwapOutcome};
 
 /// Power of two, comfortably above the core counts this runs on.
@@ -33,10 +35,15 @@ pub struct MemoryStore {
     shared: Arc<Shards>,
 }
 
+/// The objects of one shard, found by the hash that chose the shard: a key is hashed once
+/// per operation (`SipHash` with a per-store random key, as `std`'s maps: keys are chosen by
+/// callers).
+type Shard = HashTable<(ObjectKey, Snapshot)>;
+
 #[derive(Debug)]
 struct Shards {
     hasher: RandomState,
-    shards: Box<[RwLock<HashMap<ObjectKey, Snapshot>>]>,
+    shards: Box<[RwLock<Shard>]>,
     /// Objects per tenant, counted as they are created (objects are never deleted).
     tenants: std::sync::Mutex<HashMap<Box<str>, u64>>,
 }
@@ -54,7 +61,7 @@ impl MemoryStore {
         Self {
             shared: Arc::new(Shards {
                 hasher: RandomState::new(),
-                shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
+                shards: (0..SHARDS).map(|_| RwLock::new(Shard::new())).collect(),
                 tenants: std::sync::Mutex::default(),
             }),
         }
@@ -86,10 +93,7 @@ impl MemoryStore {
                 let shard = shard
                     .read()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
-                shard
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect::<Vec<_>>()
+                shard.iter().cloned().collect::<Vec<_>>()
             })
             .collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
@@ -102,37 +106,44 @@ impl MemoryStore {
         self.len() == 0
     }
 
-    fn shard(&self, key: &ObjectKey) -> &RwLock<HashMap<ObjectKey, Snapshot>> {
-        let hash = self.shared.hasher.hash_one(key) as usize;
-        &self.shared.shards[hash % SHARDS]
+    /// `key`'s hash and its shard. The shard is chosen by bits the table does not use for
+    /// buckets (the low ones) nor for its control bytes (the top seven).
+    fn shard(&self, key: &ObjectKey) -> (u64, &RwLock<Shard>) {
+        let hash = self.shared.hasher.hash_one(key);
+        (hash, &self.shared.shards[(hash >> 32) as usize % SHARDS])
     }
 
     fn load_now(&self, key: &ObjectKey) -> Option<Snapshot> {
+        let (hash, shard) = self.shard(key);
         // A poisoned lock only means another thread panicked mid-read or mid-swap; the map
         // itself is always consistent (swaps are single inserts), so keep serving.
-        let shard = self
-            .shard(key)
+        let shard = shard
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        shard.get(key).cloned()
+        shard
+            .find(hash, |(stored, _)| stored == key)
+            .map(|(_, snapshot)| snapshot.clone())
     }
 
     fn swap_now(&self, key: &ObjectKey, expected_version: u64, new: Snapshot) -> SwapOutcome {
-        let mut shard = self
-            .shard(key)
+        let (hash, shard) = self.shard(key);
+        let mut shard = shard
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        // `get_mut` first: an existing object is swapped without cloning its key.
-        match shard.get_mut(key) {
-            Some(current) if current.version() == expected_version => {
+        // Found first: an existing object is swapped without cloning its key.
+        match shard.find_mut(hash, |(stored, _)| stored == key) {
+            Some((_, current)) if current.version() == expected_version => {
                 *current = new;
                 SwapOutcome::Swapped
             }
-            Some(current) => SwapOutcome::Conflict {
+            Some((_, current)) => SwapOutcome::Conflict {
                 current: Some(current.clone()),
             },
             None if expected_version == 0 => {
-                shard.insert(key.clone(), new);
+                let hasher = &self.shared.hasher;
+                shard.insert_unique(hash, (key.clone(), new), |(stored, _)| {
+                    hasher.hash_one(stored)
+                });
                 *self
                     .shared
                     .tenants
@@ -172,5 +183,60 @@ impl SecurityStore for MemoryStore {
         new: Snapshot,
     ) -> Result<SwapOutcome, StoreError> {
         Ok(self.swap_now(key, expected_version, new))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Thousands of objects over every shard, each table grown (and rehashed) many times:
+    /// each key finds its own object, swaps only its own, and the tenants are counted.
+    #[test]
+    fn every_key_finds_its_own_object_as_the_shards_grow() {
+        let store = MemoryStore::new();
+        let key = |i: usize| ObjectKey::new(&format!("tenant-{}", i % 3), &format!("user-{i}"));
+        let snapshot = |version: u64, i: usize| {
+            let mut document = serde_json::Map::new();
+            document.insert("i".into(), i.into());
+            Snapshot::new(version, document).unwrap()
+        };
+        for i in 0..10_000 {
+            assert_eq!(
+                store.swap_now(&key(i), 0, snapshot(1, i)),
+                SwapOutcome::Swapped
+            );
+        }
+        assert_eq!(store.len(), 10_000);
+        for i in (0..10_000).step_by(7) {
+            assert_eq!(
+                store.swap_now(&key(i), 1, snapshot(2, i)),
+                SwapOutcome::Swapped
+            );
+            // A second writer from the same version loses, and sees the first one's object.
+            let lost = store.swap_now(&key(i), 1, snapshot(2, i + 1));
+            assert_eq!(
+                lost,
+                SwapOutcome::Conflict {
+                    current: Some(snapshot(2, i))
+                }
+            );
+        }
+        for i in 0..10_000 {
+            let found = store.load_now(&key(i)).expect("stored");
+            let version = if i % 7 == 0 { 2 } else { 1 };
+            assert_eq!(found, snapshot(version, i), "object {i}");
+        }
+        assert_eq!(store.load_now(&ObjectKey::new("tenant-0", "user-1")), None);
+        let counts = store.shared.tenants.lock().unwrap().clone();
+        assert_eq!(counts.values().sum::<u64>(), 10_000);
+        assert_eq!(counts.get("tenant-1"), Some(&3_333));
+        let used = store
+            .shared
+            .shards
+            .iter()
+            .filter(|shard| !shard.read().unwrap().is_empty())
+            .count();
+        assert_eq!(used, SHARDS, "every shard holds objects");
     }
 }
