@@ -66,7 +66,7 @@ use http_body_util::LengthLimitError;
 use serde_json::{Map, Value};
 
 use crate::error::{ErrorKind, GraphError};
-use crate::store::members::Member;
+use crate::store::members::{Member, NotedObjectValues};
 
 /// The request body the inner service of [`MergePatchLayer`] sees: untouched for methods
 /// without a patch, the already-read bytes of the patch for `PATCH` (so an inner axum handler
@@ -100,6 +100,8 @@ pub struct MergePatch {
 pub(crate) struct PatchText {
     pub(crate) json: Bytes,
     pub(crate) members: Vec<Member>,
+    /// The members of the top-level object values.
+    pub(crate) object_values: NotedObjectValues,
     /// Every top-level name can be read, and none is `id` or `@odata.type` (the two whose
     /// values the schema reads) or an annotation.
     plain: bool,
@@ -110,7 +112,12 @@ pub(crate) struct PatchText {
 }
 
 impl PatchText {
-    fn new(json: Bytes, (members, compact): (Vec<Member>, bool)) -> Self {
+    fn new(json: Bytes, scanned: scan::Scanned) -> Self {
+        let scan::Scanned {
+            members,
+            object_values,
+            compact,
+        } = scanned;
         let (mut plain, mut annotated) = (true, false);
         for member in &members {
             let literal = &json[member.key.clone()];
@@ -136,6 +143,7 @@ impl PatchText {
         Self {
             json,
             members,
+            object_values,
             plain,
             annotated,
             compact,
@@ -148,12 +156,22 @@ impl PatchText {
         let scanned = scan::scan_noting_compact(&json, SCAN_DEPTH_LIMIT)?;
         Some(Self::new(json, scanned))
     }
+}
 
-    /// The top-level names, in order (each can be read: see [`MergePatch::plain_names`]).
-    fn names(&self) -> impl Iterator<Item = Cow<'_, str>> {
-        self.members
+/// The top-level names of a patch when every one can be read and none is `id`,
+/// `@odata.type` (the two whose values the schema reads) or an annotation
+/// ([`MergePatch::plain_names`]): a check that needs only names, and none of those, may
+/// skip reading them when it has nothing to look for.
+#[derive(Clone, Copy)]
+pub(crate) struct PlainNames<'a>(&'a PatchText);
+
+impl<'a> PlainNames<'a> {
+    /// The names, in order.
+    pub(crate) fn iter(self) -> impl Iterator<Item = Cow<'a, str>> {
+        let text = self.0;
+        text.members
             .iter()
-            .filter_map(|member| scan::name_of(&self.json[member.key.clone()], member.escaped))
+            .filter_map(|member| scan::name_of(&text.json[member.key.clone()], member.escaped))
     }
 }
 
@@ -245,8 +263,8 @@ impl MergePatch {
     /// The names of the top-level members when every one can be read and none is `id`,
     /// `@odata.type` (the two whose values the schema reads) or an annotation; `None`
     /// otherwise.
-    pub(crate) fn plain_names(&self) -> Option<impl Iterator<Item = Cow<'_, str>>> {
-        self.text().filter(|text| text.plain).map(PatchText::names)
+    pub(crate) fn plain_names(&self) -> Option<PlainNames<'_>> {
+        self.text().filter(|text| text.plain).map(PlainNames)
     }
 
     /// Removes the annotations (see `odata::annotations::strip`).

@@ -1,6 +1,6 @@
 //! A strict scan of a patch's JSON text, instead of building a `serde_json::Value` of it: it
-//! checks everything [`parse`](super::parse) checks and indexes the top-level members, with
-//! no allocation per member or string and no hashing of names. The write path merges the
+//! checks everything [`parse`](super::parse) checks and indexes the top-level members (and
+//! those of top-level object values), with no allocation per string and no hashing of names. The write path merges the
 //! text as it is (`service::candidate`); a `Value` is built only when something asks for one.
 //!
 //! The scan accepts a subset of what the `Value` parse accepts (never more): a text it
@@ -10,7 +10,9 @@
 
 use std::borrow::Cow;
 
-use crate::store::members::Member;
+use std::sync::Arc;
+
+use crate::store::members::{Member, NotedObjectValues};
 
 /// Objects with more members than this find duplicate names through a hash set; smaller ones
 /// compare each name with the ones before it.
@@ -22,13 +24,25 @@ const COMPARE_NAMES_UP_TO: usize = 16;
 /// (infinite), nothing after the object; `None` for anything else.
 #[cfg(test)]
 pub(crate) fn scan(text: &[u8], max_depth: usize) -> Option<Vec<Member>> {
-    scan_noting_compact(text, max_depth).map(|(members, _)| members)
+    scan_noting_compact(text, max_depth).map(|scanned| scanned.members)
 }
 
-/// [`scan`], and whether `text` is already in `serde_json`'s compact form: no space between
-/// tokens, no escape in a string, no float (nor `-0`, which is read as one). Then writing it
-/// out compact gives it back unchanged.
-pub(crate) fn scan_noting_compact(text: &[u8], max_depth: usize) -> Option<(Vec<Member>, bool)> {
+/// What [`scan_noting_compact`] finds.
+#[derive(Debug)]
+pub(crate) struct Scanned {
+    /// The top-level members.
+    pub(crate) members: Vec<Member>,
+    /// The members of the top-level members' object values
+    /// ([`ObjectValues`](crate::store::members::ObjectValues)).
+    pub(crate) object_values: NotedObjectValues,
+    /// The text is in `serde_json`'s compact form.
+    pub(crate) compact: bool,
+}
+
+/// [`scan`], with the members of top-level object values, and whether `text` is already in
+/// `serde_json`'s compact form: no space between tokens, no escape in a string, no float (nor
+/// `-0`, which is read as one). Then writing it out compact gives it back unchanged.
+pub(crate) fn scan_noting_compact(text: &[u8], max_depth: usize) -> Option<Scanned> {
     // Every byte sequence inside a string is valid UTF-8 once the whole text is.
     std::str::from_utf8(text).ok()?;
     let mut scanner = Scanner {
@@ -40,9 +54,14 @@ pub(crate) fn scan_noting_compact(text: &[u8], max_depth: usize) -> Option<(Vec<
     if scanner.peek()? != b'{' {
         return None;
     }
-    let members = scanner.object(max_depth)?;
+    let mut object_values = Vec::new();
+    let members = scanner.object(max_depth, Some(&mut object_values))?;
     scanner.skip_space();
-    (scanner.at == text.len()).then_some((members, scanner.compact))
+    (scanner.at == text.len()).then_some(Scanned {
+        members,
+        object_values,
+        compact: scanner.compact,
+    })
 }
 
 /// The name a key literal (quotes included) spells: borrowed when it holds no escape.
@@ -102,7 +121,7 @@ impl<'a> Scanner<'a> {
 
     fn value(&mut self, depth_left: usize) -> Option<()> {
         match self.peek()? {
-            b'{' => self.object(depth_left).map(drop),
+            b'{' => self.object(depth_left, None).map(drop),
             b'[' => self.array(depth_left),
             b'"' => self.string().map(drop),
             b't' => self.literal(b"true"),
@@ -117,8 +136,13 @@ impl<'a> Scanner<'a> {
         (self.text.get(self.at..end)? == word).then(|| self.at = end)
     }
 
-    /// The object at `at`, and its members.
-    fn object(&mut self, depth_left: usize) -> Option<Vec<Member>> {
+    /// The object at `at`, and its members; the members of its object values noted in
+    /// `values` (with offsets into each value's text) when given.
+    fn object(
+        &mut self,
+        depth_left: usize,
+        mut values: Option<&mut NotedObjectValues>,
+    ) -> Option<Vec<Member>> {
         let depth_left = depth_left.checked_sub(1)?;
         self.at += 1;
         self.skip_space();
@@ -142,7 +166,13 @@ impl<'a> Scanner<'a> {
             self.at += 1;
             self.skip_space();
             let value_start = self.at;
-            self.value(depth_left)?;
+            match values.as_deref_mut() {
+                Some(values) if self.peek() == Some(b'{') => {
+                    let inner = self.object(depth_left, None)?;
+                    values.push((value_start, shifted(inner, value_start)));
+                }
+                _ => self.value(depth_left)?,
+            }
             let member = Member {
                 key,
                 value: value_start..self.at,
@@ -266,6 +296,18 @@ impl<'a> Scanner<'a> {
         self.compact &= !float && literal != b"-0";
         exact.then(|| self.at = i)
     }
+}
+
+/// `members`, with offsets from `origin` instead of from the start of the text.
+fn shifted(members: Vec<Member>, origin: usize) -> Arc<[Member]> {
+    members
+        .into_iter()
+        .map(|member| Member {
+            key: member.key.start - origin..member.key.end - origin,
+            value: member.value.start - origin..member.value.end - origin,
+            escaped: member.escaped,
+        })
+        .collect()
 }
 
 /// Whether two of `members` (members of `text`) have the same name; `None` if a name cannot

@@ -27,8 +27,26 @@ fn agrees(text: &[u8]) -> bool {
         "{:?}",
         String::from_utf8_lossy(text)
     );
+    // Every top-level object value has its members noted, as an index of its text finds
+    // them, offsets from its `{`.
+    let scanned = scan_noting_compact(text, 64).unwrap();
+    let objects: Vec<usize> = members
+        .iter()
+        .filter(|m| text[m.value.start] == b'{')
+        .map(|m| m.value.start)
+        .collect();
+    let noted: Vec<usize> = scanned.object_values.iter().map(|(at, _)| *at).collect();
+    assert_eq!(noted, objects, "{:?}", String::from_utf8_lossy(text));
+    for (member, (_, inner)) in members
+        .iter()
+        .filter(|m| text[m.value.start] == b'{')
+        .zip(&scanned.object_values)
+    {
+        let walked = crate::store::members::index(&text[member.value.clone()]).unwrap();
+        assert_eq!(**inner, walked[..], "{:?}", String::from_utf8_lossy(text));
+    }
     // A text noted as compact is its own compact form.
-    let (_, compact) = scan_noting_compact(text, 64).unwrap();
+    let compact = scanned.compact;
     if compact {
         assert_eq!(written, text, "{:?}", String::from_utf8_lossy(text));
     }
@@ -46,7 +64,7 @@ fn accepts_what_the_parse_accepts_and_writes_it_as_serde_json_does() {
         (r#" {"a":1}"#, false),
     ] {
         assert_eq!(
-            scan_noting_compact(text.as_bytes(), 8).map(|(_, c)| c),
+            scan_noting_compact(text.as_bytes(), 8).map(|scanned| scanned.compact),
             Some(compact),
             "{text}"
         );

@@ -7,7 +7,7 @@ use jsonschema::json::Node as _;
 use super::text_json::{TextJson, TextNode};
 use super::{SchemaError, invalid};
 use crate::error::GraphError;
-use crate::store::members::{Member, NestedMembers};
+use crate::store::members::{Member, ObjectValues};
 
 /// A deployment's JSON Schema: the compiled validator, and which top-level names it allows
 /// (for `$select`).
@@ -115,13 +115,13 @@ impl CustomSchema {
         &self,
         json: &[u8],
         members: &[Member],
-        nested: &NestedMembers,
+        nested: &ObjectValues,
     ) -> Result<(), GraphError> {
         let chosen = TextNode::Chosen {
             json,
             members,
             nested,
-            at: None,
+            whole: false,
         };
         let size: usize = members.iter().map(|member| member.value.len()).sum();
         if size <= CHECK_TEXT_UP_TO {

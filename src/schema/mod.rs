@@ -38,7 +38,8 @@ use std::sync::{Arc, PoisonError, RwLock};
 use serde_json::{Map, Value};
 
 use crate::error::{ErrorKind, GraphError};
-use crate::store::members::{Member, NestedMembers};
+use crate::merge_patch::PlainNames;
+use crate::store::members::{Member, ObjectValues};
 #[cfg(feature = "json-schema")]
 use custom::CustomSchema;
 
@@ -245,13 +246,13 @@ impl ResourceSchema {
     ///
     /// # Errors
     /// 400 naming the first undeclared property.
-    pub(crate) fn check_patch_names<'n>(
-        &self,
-        mut names: impl Iterator<Item = Cow<'n, str>>,
-    ) -> Result<(), GraphError> {
+    pub(crate) fn check_patch_names(&self, names: PlainNames<'_>) -> Result<(), GraphError> {
         match &self.kind {
             SchemaKind::Reloadable(slot) => current(slot).check_patch_names(names),
-            SchemaKind::Graph => names.next().map_or(Ok(()), |key| Err(undeclared(&key))),
+            SchemaKind::Graph => names
+                .iter()
+                .next()
+                .map_or(Ok(()), |key| Err(undeclared(&key))),
             _ => Ok(()),
         }
     }
@@ -322,14 +323,12 @@ impl ResourceSchema {
 
     /// Whether a write of `patch` may check only the members the patch sets
     /// ([`check_members`](Self::check_members)) instead of the whole merged object: when the
-    /// schema judges members one by one, and the patch names neither `id`, `@odata.type` nor a
-    /// read-only property (those are compared with the stored object). Members the patch
-    /// leaves alone were valid when written and are not judged again, as Kubernetes ratchets
-    /// unchanged fields of custom resources (KEP-4008).
-    pub(crate) fn checks_members_alone<'n>(
-        &self,
-        mut names: impl Iterator<Item = Cow<'n, str>>,
-    ) -> bool {
+    /// schema judges members one by one, and the patch names no read-only property (nor, as
+    /// [`PlainNames`] are, `id` or `@odata.type`: those are compared with the stored object).
+    /// Members the patch leaves alone were valid when written and are not judged again, as
+    /// Kubernetes ratchets unchanged fields of custom resources (KEP-4008). Without read-only
+    /// properties, no name is read.
+    pub(crate) fn checks_members_alone(&self, names: PlainNames<'_>) -> bool {
         let local = match &self.kind {
             SchemaKind::Graph | SchemaKind::Open => true,
             #[cfg(feature = "json-schema")]
@@ -337,14 +336,15 @@ impl ResourceSchema {
             SchemaKind::Reloadable(_) => false,
         };
         local
-            && !names.any(|key| {
-                key == ID_KEY || key == ODATA_TYPE_KEY || self.read_only.iter().any(|r| **r == *key)
-            })
+            && (self.read_only.is_empty()
+                || !names
+                    .iter()
+                    .any(|key| self.read_only.iter().any(|r| **r == *key)))
     }
 
     /// Checks the members a patch set, after [`checks_members_alone`](Self::checks_members_alone):
     /// `touched`, members of the merged object's text `json`, read where they lie; `nested`,
-    /// where the members of some of their object values lie.
+    /// the members of those of their object values that are noted.
     ///
     /// # Errors
     /// 400 naming the first offending property.
@@ -352,7 +352,7 @@ impl ResourceSchema {
         &self,
         json: &[u8],
         touched: &[Member],
-        nested: &NestedMembers,
+        nested: &ObjectValues,
     ) -> Result<(), GraphError> {
         // Only a JSON Schema reads the nested objects' members.
         #[cfg(not(feature = "json-schema"))]

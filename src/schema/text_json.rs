@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 
 use crate::merge_patch::scan::name_of;
 use crate::merge_patch::value::value_of;
-use crate::store::members::{self, Elements, Member, Members, NestedMembers};
+use crate::store::members::{self, Elements, Member, Members, ObjectValues, object_value};
 
 /// The representation: nodes are [`TextNode`]s.
 #[derive(Debug)]
@@ -49,14 +49,14 @@ impl Json for TextJson {
 pub(crate) enum TextNode<'a> {
     /// A value's JSON text, with no space around it.
     Text(&'a [u8]),
-    /// An object made of members of the object text `json`: those a patch set (`at: None`),
-    /// or all the members of the object value starting at byte `at` of `json`. `nested`
-    /// indexes object values of some of them.
+    /// An object made of members of the object text `json`: those a patch set, or all of
+    /// them (`whole`: then `json` is this object's own text, and the node is the same value
+    /// as `Text(json)`). `nested` has the members of some of their object values.
     Chosen {
         json: &'a [u8],
         members: &'a [Member],
-        nested: &'a NestedMembers,
-        at: Option<usize>,
+        nested: &'a ObjectValues,
+        whole: bool,
     },
     /// A member name, for `propertyNames`.
     Name(&'a str),
@@ -169,11 +169,13 @@ impl<'a> Node<'a, TextJson> for TextNode<'a> {
         // their tags.
         Some(match self {
             Self::Text(text) => NodeIdentity::tagged(text.as_ptr() as usize, 0),
-            Self::Chosen { json, at: None, .. } => NodeIdentity::tagged(json.as_ptr() as usize, 1),
-            // The object value's own text would have the same identity.
             Self::Chosen {
-                json, at: Some(at), ..
-            } => NodeIdentity::tagged(json.as_ptr() as usize + at, 0),
+                json, whole: false, ..
+            } => NodeIdentity::tagged(json.as_ptr() as usize, 1),
+            // The object's own text has the same identity.
+            Self::Chosen {
+                json, whole: true, ..
+            } => NodeIdentity::tagged(json.as_ptr() as usize, 0),
             Self::Name(name) => NodeIdentity::tagged(name.as_ptr() as usize, 2),
         })
     }
@@ -186,25 +188,21 @@ pub(crate) enum TextObject<'a> {
     Chosen {
         json: &'a [u8],
         members: &'a [Member],
-        nested: &'a NestedMembers,
+        nested: &'a ObjectValues,
     },
 }
 
-/// The node for the value of `members[entry]` of `json`: indexed when `nested` has it.
-fn member_value<'a>(
-    json: &'a [u8],
-    member: &Member,
-    entry: usize,
-    nested: &'a NestedMembers,
-) -> TextNode<'a> {
-    match nested.iter().find(|(of, _)| *of == entry) {
-        Some((_, members)) => TextNode::Chosen {
-            json,
+/// The node for the value of `member` of `json`: its members read from `nested` when noted.
+fn member_value<'a>(json: &'a [u8], member: &Member, nested: &'a ObjectValues) -> TextNode<'a> {
+    let value = &json[member.value.clone()];
+    match object_value(nested, member.value.start) {
+        Some(members) => TextNode::Chosen {
+            json: value,
             members,
             nested: &[],
-            at: Some(member.value.start),
+            whole: true,
         },
-        None => TextNode::Text(&json[member.value.clone()]),
+        None => TextNode::Text(value),
     }
 }
 
@@ -221,7 +219,7 @@ impl<'a> TextObject<'a> {
                 nested,
             } => ObjectMembers::Chosen {
                 json,
-                members: members.iter().enumerate(),
+                members: members.iter(),
                 nested,
             },
         }
@@ -260,9 +258,8 @@ impl<'a> Object<'a, TextJson> for TextObject<'a> {
                 members, nested, ..
             } => members
                 .iter()
-                .enumerate()
-                .find(|(_, member)| named(member))
-                .map(|(entry, member)| member_value(json, member, entry, nested)),
+                .find(|member| named(member))
+                .map(|member| member_value(json, member, nested)),
         }
     }
 
@@ -280,8 +277,8 @@ pub(crate) enum ObjectMembers<'a> {
     },
     Chosen {
         json: &'a [u8],
-        members: std::iter::Enumerate<std::slice::Iter<'a, Member>>,
-        nested: &'a NestedMembers,
+        members: std::slice::Iter<'a, Member>,
+        nested: &'a ObjectValues,
     },
 }
 
@@ -300,9 +297,9 @@ impl<'a> Iterator for ObjectMembers<'a> {
                 members,
                 nested,
             } => {
-                let (entry, member) = members.next()?;
+                let member = members.next()?;
                 let name = member.name(json).unwrap_or_default();
-                Some((name, member_value(json, member, entry, nested)))
+                Some((name, member_value(json, member, nested)))
             }
         }
     }

@@ -14,7 +14,7 @@ fn conforms_to_jsonschemas_contract() {
         json: &text,
         members: &chosen,
         nested: &[],
-        at: None,
+        whole: false,
     });
     let nested = nested_of(&text, &chosen);
     assert!(!nested.is_empty());
@@ -23,15 +23,15 @@ fn conforms_to_jsonschemas_contract() {
         json: &text,
         members: &chosen,
         nested: &nested,
-        at: None,
+        whole: false,
     };
     let object = top.as_object().unwrap();
-    let (entry, _) = &nested[0];
-    let member = &chosen[*entry];
+    let (at, _) = &nested[0];
+    let member = chosen.iter().find(|m| m.value.start == *at).unwrap();
     let indexed = object
         .get(&TextJson::prepare_key(&member.name(&text).unwrap()))
         .unwrap();
-    assert!(matches!(indexed, TextNode::Chosen { at: Some(_), .. }));
+    assert!(matches!(indexed, TextNode::Chosen { whole: true, .. }));
     assert_eq!(
         indexed.identity(),
         TextNode::Text(&text[member.value.clone()]).identity()
@@ -40,20 +40,18 @@ fn conforms_to_jsonschemas_contract() {
         json: &text,
         members: &chosen,
         nested: &nested,
-        at: None,
+        whole: false,
     });
 }
 
-/// Where the members of each object value among `members` lie in `json`, as the merge notes
-/// them for the objects it merges into.
-fn nested_of(json: &[u8], members: &[Member]) -> Vec<(usize, Vec<Member>)> {
+/// The members of each object value among `members` of `json`, as the merge notes them.
+fn nested_of(json: &[u8], members: &[Member]) -> Vec<(usize, std::sync::Arc<[Member]>)> {
     members
         .iter()
-        .enumerate()
-        .filter(|(_, member)| json[member.value.start] == b'{')
-        .map(|(entry, member)| {
-            let inner = members::index_within(json, member.value.clone()).unwrap();
-            (entry, inner)
+        .filter(|member| json[member.value.start] == b'{')
+        .map(|member| {
+            let inner = members::index(&json[member.value.clone()]).unwrap();
+            (member.value.start, inner.into())
         })
         .collect()
 }
@@ -149,7 +147,7 @@ fn judges_as_the_value_validator_does() {
                 json: &text,
                 members: &chosen,
                 nested: &[],
-                at: None,
+                whole: false,
             })
             .map_err(|e| (e.instance_path().to_string(), e.to_string()));
         assert_eq!(got, expected, "{instance} (chosen members)");
@@ -159,7 +157,7 @@ fn judges_as_the_value_validator_does() {
                 json: &text,
                 members: &chosen,
                 nested: &nested,
-                at: None,
+                whole: false,
             })
             .map_err(|e| (e.instance_path().to_string(), e.to_string()));
         assert_eq!(

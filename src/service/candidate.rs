@@ -8,13 +8,14 @@
 //! spelling keeps it in the members a patch does not name, at every depth.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
 use crate::merge_patch::scan::names_repeat;
 use crate::merge_patch::value::value_of;
 use crate::merge_patch::{apply_to_object, canonical};
-use crate::store::members::{self, Member};
+use crate::store::members::{self, Member, NotedObjectValues, ObjectValues, object_value};
 
 /// An object after a patch, as JSON, with where its members lie and which ones the patch set.
 pub(crate) struct Merged {
@@ -22,9 +23,10 @@ pub(crate) struct Merged {
     pub(crate) members: Vec<Member>,
     /// The members the patch set (not removed), in order: what the schema checks.
     pub(crate) touched: Vec<Member>,
-    /// For each of those whose value was merged into a stored object, where the members of
-    /// the merged object lie (by its place in `touched`): the schema check need not walk it.
-    pub(crate) nested: Vec<(usize, Vec<Member>)>,
+    /// The members of top-level object values, where known ([`ObjectValues`]): of those
+    /// the patch merged into, and of those copied unchanged from a stored version or from the
+    /// patch that had them noted. The schema check reads them; the next write merges with them.
+    pub(crate) object_values: NotedObjectValues,
 }
 
 impl Merged {
@@ -59,12 +61,12 @@ const COMPARE_NAMES_UP_TO: usize = 8;
 /// and merged as a `Value` (linear), as every nested merge was before the text merge.
 const MERGE_TEXT_LEVELS: usize = 8;
 
-/// Merges the patch `patch` (a JSON object text the patch scan accepted, whose members lie at
-/// `patch_members`) into the object whose JSON is `json`, whose members lie at `members`.
+/// Merges the patch `patch` (a JSON object text the patch scan accepted) into the stored
+/// object `stored`.
 ///
 /// Member order is the merge's: stored members where they were, new ones after them in patch
-/// order. `members` names each member once ([`Snapshot::members`] refuses a text that names
-/// one twice).
+/// order. `stored` names each member once ([`Snapshot::members`] refuses a text that names
+/// one twice), and so does each object value it has noted.
 ///
 /// [`Snapshot::members`]: crate::store::Snapshot
 ///
@@ -73,162 +75,190 @@ const MERGE_TEXT_LEVELS: usize = 8;
 /// parser would keep one; copying would keep both): the caller merges a parsed copy instead.
 /// Neither happens for JSON this crate wrote.
 pub(crate) fn merge_onto_json(
-    json: &[u8],
-    members: &[Member],
-    patch: &PatchSpans<'_>,
+    stored: &ObjectText<'_>,
+    patch: &ObjectText<'_>,
 ) -> Result<Merged, serde_json::Error> {
-    let PatchSpans {
-        json: patch,
-        members: patch_members,
-        compact,
-    } = *patch;
     let mut merged = Merged {
-        json: Vec::with_capacity(json.len() + patch.len()),
-        members: Vec::with_capacity(members.len() + patch_members.len()),
-        touched: Vec::with_capacity(patch_members.len()),
-        nested: Vec::new(),
-    };
-    let top = Object {
-        json,
-        members,
-        compact: false,
-    };
-    let patch = Object {
-        json: patch,
-        members: patch_members,
-        compact,
+        json: Vec::with_capacity(stored.json.len() + patch.json.len()),
+        members: Vec::with_capacity(stored.members.len() + patch.members.len()),
+        touched: Vec::with_capacity(patch.members.len()),
+        object_values: Vec::new(),
     };
     let notes = Notes {
         members: &mut merged.members,
+        origin: 0,
         set: Some(SetNotes {
             touched: &mut merged.touched,
-            nested: &mut merged.nested,
+            object_values: &mut merged.object_values,
         }),
     };
     merge_objects(
         &mut merged.json,
-        &top,
-        &patch,
+        stored,
+        patch,
         MERGE_TEXT_LEVELS,
         Some(notes),
     )?;
     Ok(merged)
 }
 
-/// A patch's JSON text (an object the patch scan accepted), where its top-level members lie,
-/// and whether the text is in `serde_json`'s compact form
-/// ([`scan_noting_compact`](crate::merge_patch::scan::scan_noting_compact)).
+/// An object's JSON text, where its members lie, the members of those of its object values
+/// that are noted ([`ObjectValues`]), and whether the text is in `serde_json`'s compact form
+/// ([`scan_noting_compact`](crate::merge_patch::scan::scan_noting_compact); only a patch's
+/// compact form is used: its new values are copied as they are).
 #[derive(Clone, Copy)]
-pub(crate) struct PatchSpans<'a> {
+pub(crate) struct ObjectText<'a> {
     pub(crate) json: &'a [u8],
     pub(crate) members: &'a [Member],
+    pub(crate) object_values: &'a ObjectValues,
     pub(crate) compact: bool,
 }
 
-/// An object's JSON text and where its members lie in it.
-struct Object<'a> {
-    json: &'a [u8],
-    members: &'a [Member],
-    /// The text is in `serde_json`'s compact form (the patch's, when it was sent so).
-    compact: bool,
-}
-
-impl Object<'_> {
-    fn key(&self, member: &Member) -> &[u8] {
+impl<'a> ObjectText<'a> {
+    fn key(&self, member: &Member) -> &'a [u8] {
         &self.json[member.key.clone()]
     }
 
+    fn value(&self, member: &Member) -> &'a [u8] {
+        &self.json[member.value.clone()]
+    }
+
     /// Writes the value of patch member `member` where nothing was (RFC 7396: a `null` member
-    /// of an object in it is left out). A compact text is already what the writer would
-    /// write, unless it holds an object with a `null` member (`:null`: one inside a string
-    /// only sends the value the long way); the rest goes through the writer.
-    fn write_new_value(&self, out: &mut Vec<u8>, member: &Member) -> Result<(), serde_json::Error> {
+    /// of an object in it is left out); whether it was copied as it is. A compact text is
+    /// already what the writer would write, unless it holds an object with a `null` member
+    /// (`:null`: one inside a string only sends the value the long way); the rest goes
+    /// through the writer.
+    fn write_new_value(
+        &self,
+        out: &mut Vec<u8>,
+        member: &Member,
+    ) -> Result<bool, serde_json::Error> {
         let value = self.value(member);
         let verbatim = self.compact
             && (value.first() != Some(&b'{') || !value.windows(5).any(|w| w == b":null"));
         if verbatim {
             out.extend_from_slice(value);
-            Ok(())
         } else {
-            canonical::write(out, value, true)
+            canonical::write(out, value, true)?;
         }
+        Ok(verbatim)
     }
 
-    fn value(&self, member: &Member) -> &[u8] {
-        &self.json[member.value.clone()]
+    /// The noted members of `member`'s value, if noted.
+    fn noted(&self, member: &Member) -> Option<&'a Arc<[Member]>> {
+        object_value(self.object_values, member.value.start)
+    }
+
+    /// The members of `member`'s value (an object): as noted, else indexed now, and then,
+    /// when `check_names`, refused if a name is there twice (a stored text of another
+    /// writer; a patch's objects were checked by its scan).
+    fn members_of(
+        &self,
+        member: &Member,
+        check_names: bool,
+    ) -> Result<Cow<'a, [Member]>, serde_json::Error> {
+        if let Some(noted) = self.noted(member) {
+            return Ok(Cow::Borrowed(&noted[..]));
+        }
+        let json = self.value(member);
+        let found = members::index(json).ok_or_else(unreadable)?;
+        if check_names && names_repeat(json, &found) != Some(false) {
+            return Err(unreadable());
+        }
+        Ok(Cow::Owned(found))
     }
 }
 
-/// Where [`merge_objects`] notes what it writes: where each member lands in `out`; at the
-/// top, also which members the patch set and where the members of the objects it merged
-/// into lie.
+/// Where [`merge_objects`] notes what it writes: where each member lands in `out` (as offsets
+/// from `origin`, where the object starts); at the top, also which members the patch set and
+/// the members of object values.
 struct Notes<'r> {
     members: &'r mut Vec<Member>,
+    origin: usize,
     set: Option<SetNotes<'r>>,
 }
 
-/// What [`Merged::touched`] and [`Merged::nested`] are made of.
+/// What [`Merged::touched`] and [`Merged::object_values`] are made of.
 struct SetNotes<'r> {
     touched: &'r mut Vec<Member>,
-    nested: &'r mut Vec<(usize, Vec<Member>)>,
+    object_values: &'r mut NotedObjectValues,
+}
+
+impl Notes<'_> {
+    /// Whether this is the top, where object values are noted.
+    fn notes_object_values(&self) -> bool {
+        self.set.is_some()
+    }
 }
 
 /// Writes `patch` merged into `stored` to `out`, noting what it wrote in `record`.
 fn merge_objects(
     out: &mut Vec<u8>,
-    stored: &Object<'_>,
-    patch: &Object<'_>,
+    stored: &ObjectText<'_>,
+    patch: &ObjectText<'_>,
     levels_left: usize,
     mut record: Option<Notes<'_>>,
 ) -> Result<(), serde_json::Error> {
     let mut names = PatchNames::new(patch)?;
     let mut matched = Matched::new(patch.members.len());
+    let noting_values = record.as_ref().is_some_and(Notes::notes_object_values);
     out.push(b'{');
     let first = out.len();
     for member in stored.members {
         let key = stored.key(member);
         let Some(entry) = names.naming(stored, member, patch)? else {
             let start = begin_member(out, first, key);
+            let value_at = out.len();
             out.extend_from_slice(stored.value(member));
             note(&mut record, out, start, key.len(), member.escaped, false);
+            note_object_value(&mut record, value_at, stored.noted(member).cloned());
             continue;
         };
         matched.set(entry);
-        let value = patch.value(&patch.members[entry]);
+        let patch_member = &patch.members[entry];
+        let value = patch.value(patch_member);
         if canonical::is_null(value) {
             // Removed.
             continue;
         }
         let start = begin_member(out, first, key);
+        let value_at = out.len();
         let stored_value = stored.value(member);
-        let mut merged_members = None;
+        let mut known = None;
         if value.first() == Some(&b'{') && stored_value.first() == Some(&b'{') {
             match levels_left.checked_sub(1) {
                 Some(levels_left) => {
+                    let stored_members = stored.members_of(member, true)?;
+                    let patch_members = patch.members_of(patch_member, false)?;
+                    let inner_stored = ObjectText {
+                        json: stored_value,
+                        members: &stored_members,
+                        object_values: &[],
+                        compact: false,
+                    };
+                    let inner_patch = ObjectText {
+                        json: value,
+                        members: &patch_members,
+                        object_values: &[],
+                        compact: patch.compact,
+                    };
                     // At the top, where the merged object's members land is noted too.
-                    let mut inner = record
-                        .as_ref()
-                        .is_some_and(|notes| notes.set.is_some())
-                        .then(|| Vec::with_capacity(8));
-                    merge_nested(
-                        out,
-                        stored_value,
-                        value,
-                        patch.compact,
-                        levels_left,
-                        inner.as_mut(),
-                    )?;
-                    merged_members = inner;
+                    let mut inner = noting_values.then(|| Vec::with_capacity(8));
+                    let notes = inner.as_mut().map(|members| Notes {
+                        members,
+                        origin: value_at,
+                        set: None,
+                    });
+                    merge_objects(out, &inner_stored, &inner_patch, levels_left, notes)?;
+                    known = inner.map(Arc::from);
                 }
                 None => merge_parsed(out, stored_value, value)?,
             }
-        } else {
-            patch.write_new_value(out, &patch.members[entry])?;
+        } else if patch.write_new_value(out, patch_member)? {
+            known = patch.noted(patch_member).cloned();
         }
         note(&mut record, out, start, key.len(), member.escaped, true);
-        if let (Some(inner), Some(Notes { set: Some(set), .. })) = (merged_members, &mut record) {
-            set.nested.push((set.touched.len() - 1, inner));
-        }
+        note_object_value(&mut record, value_at, known);
     }
     for (entry, member) in patch.members.iter().enumerate() {
         // New members; `null` for a member that is not there removes nothing.
@@ -243,40 +273,18 @@ fn merge_objects(
         canonical::write(out, patch.key(member), false)?;
         let key_len = out.len() - start;
         out.push(b':');
-        patch.write_new_value(out, member)?;
+        let value_at = out.len();
+        let verbatim = patch.write_new_value(out, member)?;
         let escaped = out[start..start + key_len].contains(&b'\\');
         note(&mut record, out, start, key_len, escaped, true);
+        note_object_value(
+            &mut record,
+            value_at,
+            verbatim.then(|| patch.noted(member).cloned()).flatten(),
+        );
     }
     out.push(b'}');
     Ok(())
-}
-
-/// A patch object merged into a stored object member: both indexed, then merged.
-fn merge_nested(
-    out: &mut Vec<u8>,
-    stored: &[u8],
-    patch: &[u8],
-    compact: bool,
-    levels_left: usize,
-    members: Option<&mut Vec<Member>>,
-) -> Result<(), serde_json::Error> {
-    let stored_members = members::index(stored).ok_or_else(unreadable)?;
-    if names_repeat(stored, &stored_members) != Some(false) {
-        return Err(unreadable());
-    }
-    let patch_members = members::index(patch).ok_or_else(unreadable)?;
-    let stored = Object {
-        json: stored,
-        members: &stored_members,
-        compact: false,
-    };
-    let patch = Object {
-        json: patch,
-        members: &patch_members,
-        compact,
-    };
-    let notes = members.map(|members| Notes { members, set: None });
-    merge_objects(out, &stored, &patch, levels_left, notes)
 }
 
 /// A patch object merged into a stored object member the parsed way: past
@@ -300,15 +308,28 @@ fn note(
     touched: bool,
 ) {
     if let Some(notes) = record {
+        let start = start - notes.origin;
         let member = Member {
             key: start..start + key_len,
-            value: start + key_len + 1..out.len(),
+            value: start + key_len + 1..out.len() - notes.origin,
             escaped,
         };
         if let (true, Some(set)) = (touched, &mut notes.set) {
             set.touched.push(member.clone());
         }
         notes.members.push(member);
+    }
+}
+
+/// Records the members of the object value just written at `value_at`, when known, at the
+/// top.
+fn note_object_value(
+    record: &mut Option<Notes<'_>>,
+    value_at: usize,
+    members: Option<Arc<[Member]>>,
+) {
+    if let (Some(members), Some(Notes { set: Some(set), .. })) = (members, record) {
+        set.object_values.push((value_at, members));
     }
 }
 
@@ -324,7 +345,7 @@ enum PatchNames<'a> {
 }
 
 impl<'a> PatchNames<'a> {
-    fn new(patch: &Object<'a>) -> Result<Self, serde_json::Error> {
+    fn new(patch: &ObjectText<'a>) -> Result<Self, serde_json::Error> {
         if patch.members.len() <= COMPARE_NAMES_UP_TO {
             if patch.members.iter().all(|member| !member.escaped) {
                 return Ok(Self::Compare(None));
@@ -347,9 +368,9 @@ impl<'a> PatchNames<'a> {
     /// names each member once, and so does the patch.
     fn naming(
         &mut self,
-        stored: &Object<'_>,
+        stored: &ObjectText<'_>,
         member: &Member,
-        patch: &Object<'_>,
+        patch: &ObjectText<'_>,
     ) -> Result<Option<usize>, serde_json::Error> {
         match self {
             // Both plain: the key literals are the names.
@@ -405,7 +426,7 @@ impl Matched {
     }
 }
 
-fn name<'a>(object: &Object<'a>, member: &Member) -> Result<Cow<'a, str>, serde_json::Error> {
+fn name<'a>(object: &ObjectText<'a>, member: &Member) -> Result<Cow<'a, str>, serde_json::Error> {
     member.name(object.json).ok_or_else(unreadable)
 }
 

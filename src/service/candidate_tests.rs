@@ -3,7 +3,7 @@
 use super::*;
 use crate::merge_patch::scan::{scan, scan_noting_compact};
 use crate::merge_patch::scan_tests::Cases;
-use crate::store::members::{index, index_within};
+use crate::store::members::index;
 
 /// Generated objects and patches, from the patch scan tests' fixed sequence of cases.
 impl Cases {
@@ -43,13 +43,25 @@ impl Cases {
 
 /// `patch` (a text the patch scan accepts) merged onto `json`, as the write path does.
 fn merge_text(json: &[u8], members: &[Member], patch: &[u8]) -> Merged {
-    let (patch_members, compact) = scan_noting_compact(patch, 100).unwrap();
-    let spans = PatchSpans {
-        json: patch,
-        members: &patch_members,
-        compact,
+    let stored = ObjectText {
+        json,
+        members,
+        object_values: &[],
+        compact: false,
     };
-    merge_onto_json(json, members, &spans).unwrap()
+    merge_noted(&stored, patch)
+}
+
+/// `patch` merged onto `stored` (with what it has noted of its object values).
+fn merge_noted(stored: &ObjectText<'_>, patch: &[u8]) -> Merged {
+    let scanned = scan_noting_compact(patch, 100).unwrap();
+    let patch = ObjectText {
+        json: patch,
+        members: &scanned.members,
+        object_values: &scanned.object_values,
+        compact: scanned.compact,
+    };
+    merge_onto_json(stored, &patch).unwrap()
 }
 
 /// A compact patch's new values are copied as they are, except an object with a `null`
@@ -69,7 +81,7 @@ fn compact_values_are_copied_and_null_members_still_dropped() {
         ),
         (br#"{"b":{"s":"k:null"}}"#, br#"{"a":1,"b":{"s":"k:null"}}"#),
     ] {
-        assert!(scan_noting_compact(patch, 8).unwrap().1, "compact");
+        assert!(scan_noting_compact(patch, 8).unwrap().compact, "compact");
         assert_eq!(
             String::from_utf8_lossy(&merge_text(json, &members, patch).json),
             String::from_utf8_lossy(merged)
@@ -77,30 +89,31 @@ fn compact_values_are_copied_and_null_members_still_dropped() {
     }
 }
 
-/// Checks that each merged object's members were noted where they lie in the written
-/// object (a walk of it finds the same); the number of objects noted.
+/// Checks that the members of each object value noted lie where noted (a walk of the
+/// value finds the same), and that each one is a member's value; the number noted.
 fn noted_members_lie_where_noted(merged: &Merged) -> usize {
-    for (entry, inner) in &merged.nested {
-        let value = &merged.touched[*entry].value;
-        assert_eq!(
-            merged.json[value.start], b'{',
-            "member {entry} is not an object"
-        );
-        let walked = index_within(&merged.json, value.clone()).unwrap();
-        assert_eq!(*inner, walked, "member {entry}");
+    for (at, inner) in &merged.object_values {
+        let member = merged.members.iter().find(|m| m.value.start == *at);
+        let value = &member.expect("a member's value").value;
+        assert_eq!(merged.json[value.start], b'{', "the value at {at}");
+        let walked = index(&merged.json[value.clone()]).unwrap();
+        assert_eq!(**inner, walked[..], "the value at {at}");
     }
-    merged.nested.len()
+    assert!(merged.object_values.is_sorted_by_key(|(at, _)| *at));
+    merged.object_values.len()
 }
 
 /// On 5,000 generated objects and patches (nested objects, nulls at every level, names
 /// that need escaping, members removed, replaced, merged and added), merging onto the JSON
 /// gives the very bytes of merging into a parsed copy and serializing it, an index that
-/// matches them, and as touched members exactly what the patch set.
+/// matches them, and as touched members exactly what the patch set; and so does a second
+/// patch merged onto the result with the members of object values the first one noted.
 #[test]
 fn same_bytes_as_merging_a_parsed_copy() {
     let mut cases = Cases(0x9e37_79b9_7f4a_7c15);
     let mut compact = 0;
     let mut nested_noted = 0;
+    let mut carried = 0;
     for case in 0..5_000 {
         let stored = cases.object(3, false);
         let patch = cases.object(3, true);
@@ -112,7 +125,7 @@ fn same_bytes_as_merging_a_parsed_copy() {
         } else {
             serde_json::to_vec(&patch).unwrap()
         };
-        compact += usize::from(scan_noting_compact(&text, 100).unwrap().1);
+        compact += usize::from(scan_noting_compact(&text, 100).unwrap().compact);
         let merged = merge_text(&json, &members, &text);
         let mut expected = stored.clone();
         apply_to_object(&mut expected, patch.clone());
@@ -138,10 +151,29 @@ fn same_bytes_as_merging_a_parsed_copy() {
         for (name, value) in &touched {
             assert_eq!(Some(value), expected.get(name), "case {case}: {name}");
         }
+        // The next write merges onto this version with what it noted, as the write path
+        // does: the same bytes again, its notes in place too.
+        let next_patch = cases.object(3, true);
+        let written = ObjectText {
+            json: &merged.json,
+            members: &merged.members,
+            object_values: &merged.object_values,
+            compact: false,
+        };
+        let next = merge_noted(&written, &serde_json::to_vec(&next_patch).unwrap());
+        apply_to_object(&mut expected, next_patch.clone());
+        assert_eq!(
+            String::from_utf8_lossy(&next.json),
+            serde_json::to_string(&expected).unwrap(),
+            "case {case}: then {next_patch:?}"
+        );
+        assert_eq!(index(&next.json).unwrap(), next.members, "case {case}");
+        carried += noted_members_lie_where_noted(&next);
     }
     // Compact patches take the copying path; enough of them to count.
     assert!(compact >= 100, "{compact} compact patches");
     assert!(nested_noted >= 40, "{nested_noted} merged objects noted");
+    assert!(carried >= 40, "{carried} objects noted in a second write");
 }
 
 #[test]

@@ -5,7 +5,7 @@
 //! patch that leaves the object as it is (`{}`, or the stored values again) is a no-op: no
 //! store write, no new `ETag`, no audit record, and no object created for a never-stored user.
 
-use super::candidate::{PatchSpans, merge_onto_json};
+use super::candidate::{ObjectText, merge_onto_json};
 use super::conditional::{Precondition, etag_text};
 use super::reply::{Reply, serialization_failed};
 use super::{Config, SecurityUpdateService};
@@ -111,19 +111,27 @@ fn merge_as_text(
     if !schema.checks_members_alone(names) {
         return Ok(None);
     }
-    let patch = PatchSpans {
+    let stored = ObjectText {
+        json: current.json(),
+        members,
+        object_values: current.object_values(),
+        compact: false,
+    };
+    let patch = ObjectText {
         json: &text.json,
         members: &text.members,
+        object_values: &text.object_values,
         compact: text.compact,
     };
-    let Ok(merged) = merge_onto_json(current.json(), members, &patch) else {
+    let Ok(merged) = merge_onto_json(&stored, &patch) else {
         return Ok(None);
     };
-    schema.check_members(&merged.json, &merged.touched, &merged.nested)?;
+    schema.check_members(&merged.json, &merged.touched, &merged.object_values)?;
     Ok(Some(Snapshot::from_written(
         current.version() + 1,
         merged.json,
         merged.members,
+        merged.object_values,
     )))
 }
 

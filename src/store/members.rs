@@ -7,6 +7,7 @@
 //! that does not scan as an object gets no index, and its writes take the parsing path.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 /// One member: the byte ranges of its key (the string literal, quotes included) and its value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,10 +25,25 @@ impl Member {
     }
 }
 
-/// Members of object values, noted by the writer as it wrote them: for the `usize`-th of a
-/// list of members, where the members of its value lie in the same text (so that the schema
-/// check does not walk the object again to count and list them).
-pub(crate) type NestedMembers = [(usize, Vec<Member>)];
+/// The members of some top-level object values of an object's text: for each, where the
+/// value starts in the text, and where its members lie in the value's own text (offsets from
+/// its `{`), in text order. Noted by the patch scan and by the merge as they go, and kept by
+/// the versions a write made, so that a merge into a nested object does not index either side
+/// again, and the schema check does not walk it. Only objects whose names are each there once
+/// are noted. Shared, so that a member copied unchanged into the next version keeps its
+/// index without a copy.
+pub(crate) type ObjectValues = [(usize, Arc<[Member]>)];
+
+/// [`ObjectValues`] as they are noted.
+pub(crate) type NotedObjectValues = Vec<(usize, Arc<[Member]>)>;
+
+/// The noted members of the object value starting at byte `at`, if noted.
+pub(crate) fn object_value(values: &ObjectValues, at: usize) -> Option<&Arc<[Member]>> {
+    values
+        .binary_search_by_key(&at, |(start, _)| *start)
+        .ok()
+        .map(|found| &values[found].1)
+}
 
 /// The top-level members of the JSON object `json`, in order; `None` when `json` is not one.
 pub(crate) fn index(json: &[u8]) -> Option<Vec<Member>> {
@@ -36,24 +52,6 @@ pub(crate) fn index(json: &[u8]) -> Option<Vec<Member>> {
     let mut found = Vec::with_capacity(8);
     found.extend(&mut members);
     members.complete().then_some(found)
-}
-
-/// [`index`] of the object value at `at` in `json`, with offsets into `json` (as the merge
-/// notes the members of the objects it merges into).
-#[cfg(test)]
-pub(crate) fn index_within(json: &[u8], at: Range<usize>) -> Option<Vec<Member>> {
-    let shift = at.start;
-    let members = index(&json[at])?;
-    Some(
-        members
-            .into_iter()
-            .map(|m| Member {
-                key: m.key.start + shift..m.key.end + shift,
-                value: m.value.start + shift..m.value.end + shift,
-                escaped: m.escaped,
-            })
-            .collect(),
-    )
 }
 
 /// The members of the JSON object `json`, one at a time and without allocating (for the

@@ -104,6 +104,9 @@ pub struct Snapshot {
 struct Parsed {
     document: OnceLock<Map<String, Value>>,
     members: OnceLock<Option<Vec<members::Member>>>,
+    /// The members of object values, noted by the write that made this version (none for
+    /// other versions: a write indexes what it merges into).
+    object_values: members::NotedObjectValues,
 }
 
 impl fmt::Debug for Snapshot {
@@ -153,9 +156,18 @@ impl Snapshot {
     }
 
     /// A snapshot of JSON this crate just wrote as a compact object, with where its members
-    /// lie; the document is parsed from it when first asked for.
-    pub(crate) fn from_written(version: u64, json: Vec<u8>, members: Vec<members::Member>) -> Self {
-        let parsed = Parsed::default();
+    /// lie and those of object values it noted; the document is parsed from it when first
+    /// asked for.
+    pub(crate) fn from_written(
+        version: u64,
+        json: Vec<u8>,
+        members: Vec<members::Member>,
+        object_values: members::NotedObjectValues,
+    ) -> Self {
+        let parsed = Parsed {
+            object_values,
+            ..Parsed::default()
+        };
         let _ = parsed.members.set(Some(members));
         Self {
             version,
@@ -202,6 +214,12 @@ impl Snapshot {
                 (distinct == members.len()).then_some(members)
             })
             .as_deref()
+    }
+
+    /// The members of object values noted when this version was written
+    /// ([`members::ObjectValues`]).
+    pub(crate) fn object_values(&self) -> &members::ObjectValues {
+        &self.parsed.object_values
     }
 
     /// The document serialized as JSON.
