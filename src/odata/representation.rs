@@ -25,7 +25,16 @@ const EXPANSION_NAMESPACE: uuid::Uuid =
 pub(crate) struct Representation {
     /// `@odata.context`, complete.
     context: String,
+    /// `context` holds nothing a JSON string escapes: it is written as it is.
+    plain: bool,
     options: QueryOptions,
+}
+
+/// Whether `text` holds nothing a JSON string literal escapes (a quote, a backslash, a
+/// control character) nor anything past ASCII (left to `serde_json`'s writer).
+fn is_plain(text: &str) -> bool {
+    text.bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
 }
 
 impl Representation {
@@ -36,10 +45,16 @@ impl Representation {
         user_id: &str,
         options: QueryOptions,
     ) -> Self {
-        // Built in one buffer: this runs on every request.
+        // Built in one buffer: this runs on every request. Only the parts that vary are
+        // checked for what JSON escapes: the constant ones hold nothing of it, a host is
+        // one `is_host` accepted, a scheme one `http` parsed.
         let mut context = String::with_capacity(128);
+        let mut plain = is_plain(user_id);
         match configured_root {
-            Some(root) => context.push_str(root),
+            Some(root) => {
+                plain &= is_plain(root);
+                context.push_str(root);
+            }
             None => {
                 let scheme = request.uri().scheme_str().unwrap_or("http");
                 let host = request
@@ -49,10 +64,12 @@ impl Representation {
                     .or_else(|| request.uri().authority().map(http::uri::Authority::as_str))
                     .filter(|host| is_host(host))
                     .unwrap_or("localhost");
+                let prefix = path_prefix.unwrap_or("");
+                plain &= is_plain(scheme) && is_plain(prefix);
                 context.push_str(scheme);
                 context.push_str("://");
                 context.push_str(host);
-                context.push_str(path_prefix.unwrap_or(""));
+                context.push_str(prefix);
             }
         }
         context.push_str("/$metadata#users('");
@@ -68,6 +85,7 @@ impl Representation {
             context.push('(');
             let mut first = true;
             for name in selected {
+                plain &= is_plain(name);
                 if !first {
                     context.push(',');
                 }
@@ -84,17 +102,17 @@ impl Representation {
             context.push(')');
         }
         context.push_str("/$entity");
-        Self { context, options }
+        Self {
+            context,
+            plain,
+            options,
+        }
     }
 
     /// Appends `@odata.context` to `out` as a JSON string literal.
     fn put_context_json(&self, out: &mut BytesMut) {
         // Plain text (the usual case: a GUID, a validated host) needs no escaping.
-        if self
-            .context
-            .bytes()
-            .all(|b| b >= 0x20 && b != b'"' && b != b'\\' && b < 0x7f)
-        {
+        if self.plain {
             out.put_u8(b'"');
             out.put_slice(self.context.as_bytes());
             out.put_u8(b'"');
@@ -174,6 +192,46 @@ mod tests {
             .body(())
             .unwrap();
         Representation::new(&request, None, None, user_id, QueryOptions::default()).context
+    }
+
+    /// The context is written as a JSON string, escaped where a part of it needs it (a user
+    /// id from a path, a configured root) and copied where nothing does.
+    #[test]
+    fn the_context_is_a_json_string_whatever_its_parts_hold() {
+        let snapshot = crate::store::Snapshot::new(1, Map::new()).unwrap();
+        let request = |host: &str| {
+            Request::patch("/me/security")
+                .header("host", host)
+                .body(())
+                .unwrap()
+        };
+        for (root, prefix, host, user_id) in [
+            (None, None, "example.com", "0a1b"),
+            (None, Some("/be\\ta"), "example.com", "0a1b"),
+            (None, None, "bad\"host", "0a1b"),
+            (None, None, "example.com", "quote\"back\\slash\u{1}é"),
+            (
+                Some("https://graph.example/v\"1"),
+                None,
+                "example.com",
+                "0a1b",
+            ),
+            (Some("https://graph.example/beta"), None, "example.com", "é"),
+        ] {
+            let representation = Representation::new(
+                &request(host),
+                root,
+                prefix,
+                user_id,
+                QueryOptions::default(),
+            );
+            let body: Value = serde_json::from_slice(&representation.render(&snapshot)).unwrap();
+            assert_eq!(
+                body["@odata.context"], *representation.context,
+                "{root:?} {prefix:?} {host:?} {user_id:?}"
+            );
+            assert!(representation.context.contains(user_id));
+        }
     }
 
     /// A quote in the key is doubled, as OData writes a quote inside a string literal.
