@@ -47,11 +47,23 @@ pub const CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("client-reques
 const MAX_CLIENT_REQUEST_ID: usize = 128;
 
 /// The ids of one request, found in request extensions behind [`RequestIdLayer`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct RequestIds {
     request_id: HeaderValue,
     client_request_id: HeaderValue,
+    /// Put there by [`RequestIdLayer`], which stamps the response on its way out: this
+    /// crate's own answers need not stamp it first (two header inserts a request).
+    from_layer: bool,
 }
+
+/// The same ids, wherever they were made.
+impl PartialEq for RequestIds {
+    fn eq(&self, other: &Self) -> bool {
+        self.request_id == other.request_id && self.client_request_id == other.client_request_id
+    }
+}
+
+impl Eq for RequestIds {}
 
 impl RequestIds {
     /// Fresh ids; `client_request_id` is echoed when it is a sane header value, otherwise the
@@ -64,6 +76,7 @@ impl RequestIds {
         Self {
             request_id,
             client_request_id,
+            from_layer: false,
         }
     }
 
@@ -102,6 +115,14 @@ impl RequestIds {
     pub fn stamp(&self, headers: &mut HeaderMap) {
         headers.insert(REQUEST_ID, self.request_id.clone());
         headers.insert(CLIENT_REQUEST_ID, self.client_request_id.clone());
+    }
+
+    /// [`stamp`](Self::stamp), unless the ids came from a [`RequestIdLayer`] outside, which
+    /// stamps the response itself: for this crate's own answers on the hot path.
+    pub(crate) fn stamp_unless_layered(&self, headers: &mut HeaderMap) {
+        if !self.from_layer {
+            self.stamp(headers);
+        }
     }
 }
 
@@ -157,7 +178,10 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let ids = RequestIds::generate(single_header(request.headers(), &CLIENT_REQUEST_ID));
-        request.extensions_mut().insert(ids.clone());
+        request.extensions_mut().insert(RequestIds {
+            from_layer: true,
+            ..ids.clone()
+        });
         ResponseFuture {
             inner: self.inner.call(request),
             ids: Some(ids),

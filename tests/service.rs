@@ -321,6 +321,25 @@ async fn request_id_is_on_every_response_and_client_request_id_echoed() {
             reply.error_message();
         }
     }
+    // Answers that succeed too (the service leaves the ids to the layer outside), the
+    // PATCH a real change under an open type.
+    let (app, _) = open_app();
+    for (method, body) in [(Method::PATCH, revision(1)), (Method::GET, String::new())] {
+        let request = request(method, "/me/security", Some("alice"))
+            .header("client-request-id", "7f0c1f4e-client")
+            .body(Full::from(body))
+            .unwrap();
+        let reply = send(app.clone(), request).await;
+        assert_eq!(
+            reply.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        assert_eq!(reply.header("etag"), "\"1\"");
+        assert_eq!(reply.header("request-id").len(), 36);
+        assert_eq!(reply.header("client-request-id"), "7f0c1f4e-client");
+    }
 }
 
 #[tokio::test]

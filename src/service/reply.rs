@@ -74,7 +74,7 @@ impl Reply {
         let headers = response.headers_mut();
         headers.insert(ODATA_VERSION, HeaderValue::from_static("4.0"));
         headers.insert(header::ETAG, self.snapshot.etag());
-        ids.stamp(headers);
+        ids.stamp_unless_layered(headers);
         response
     }
 }
@@ -96,6 +96,41 @@ pub(crate) fn serialization_failed() -> GraphError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The service's own answers carry the request's ids, unless a `RequestIdLayer` outside
+    /// put them there (it stamps the response itself).
+    #[tokio::test]
+    async fn answers_carry_the_ids_unless_the_layer_outside_stamps_them() {
+        use tower::{Layer, ServiceExt};
+        let reply = || {
+            let request = http::Request::get("/me/security").body(()).unwrap();
+            let representation = Representation::new(&request, None, None, "u", Default::default());
+            Reply::of(
+                default_snapshot(&ObjectKey::new("t", "u")).unwrap(),
+                false,
+                representation,
+            )
+        };
+        let alone = RequestIds::generate(Some(HeaderValue::from_static("client-1")));
+        let response = reply().into_response(&alone);
+        assert_eq!(response.headers()["request-id"], alone.request_id());
+        assert_eq!(response.headers()["client-request-id"], "client-1");
+
+        let layered = crate::RequestIdLayer::new().layer(tower::service_fn(
+            move |request: http::Request<()>| async move {
+                let ids = request.extensions().get::<RequestIds>().cloned().unwrap();
+                let mut response = reply().into_response(&ids);
+                // Not stamped here: the layer does.
+                assert!(response.headers().get("request-id").is_none());
+                response.extensions_mut().insert(ids);
+                Ok::<_, std::convert::Infallible>(response)
+            },
+        ));
+        let response = layered.oneshot(http::Request::new(())).await.unwrap();
+        let seen = response.extensions().get::<RequestIds>().unwrap();
+        assert_eq!(response.headers()["request-id"], seen.request_id());
+        assert_eq!(response.headers()["client-request-id"], seen.request_id());
+    }
 
     #[test]
     fn default_ids_are_stable_and_distinct() {
