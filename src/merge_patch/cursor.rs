@@ -70,10 +70,7 @@ impl<'a> Cursor<'a> {
         loop {
             i += text
                 .get(i..)
-                .and_then(|rest| {
-                    rest.iter()
-                        .position(|&b| super::scan::STOPS_A_STRING_RUN[usize::from(b)])
-                })
+                .and_then(super::scan::string_run_end)
                 .ok_or_else(not_json)?;
             match text[i] {
                 b'"' => break,

@@ -93,6 +93,38 @@ pub(crate) const STOPS_A_STRING_RUN: [bool; 256] = {
     table
 };
 
+/// Where the first byte of `bytes` that ends a run of plain string characters
+/// ([`STOPS_A_STRING_RUN`]) is; `None` when none does. Eight bytes at a time: a byte-by-byte
+/// lookup cost ~7.5 instructions a byte on the patch scan's strings (callgrind).
+pub(crate) fn string_run_end(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGH_BITS: u64 = u64::from_le_bytes([0x80; 8]);
+    let mut chunks = bytes.chunks_exact(8);
+    let mut at = 0;
+    for chunk in &mut chunks {
+        let mut word = [0; 8];
+        word.copy_from_slice(chunk);
+        let word = u64::from_le_bytes(word);
+        // A byte's high bit, for each of: it is a quote, a backslash, below 0x20. A borrow
+        // can only flag bytes above one that is flagged rightly, so the lowest flag is the
+        // first stop (little-endian: the lowest byte comes first).
+        let quote = word ^ (ONES * u64::from(b'"'));
+        let backslash = word ^ (ONES * u64::from(b'\\'));
+        let stops = ((quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash)
+            | (word.wrapping_sub(ONES * 0x20) & !word))
+            & HIGH_BITS;
+        if stops != 0 {
+            return Some(at + (stops.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    let rest = chunks.remainder();
+    rest.iter()
+        .position(|&b| STOPS_A_STRING_RUN[usize::from(b)])
+        .map(|n| at + n)
+}
+
 #[cfg(test)]
 thread_local! {
     /// Escaped names decoded on this thread: the tests check that merges and scans decode
@@ -228,11 +260,7 @@ impl<'a> Scanner<'a> {
         let mut i = self.at + 1;
         let mut escaped = false;
         loop {
-            // Runs of plain characters are skipped with one table lookup per byte.
-            i += text
-                .get(i..)?
-                .iter()
-                .position(|&b| STOPS_A_STRING_RUN[usize::from(b)])?;
+            i += string_run_end(text.get(i..)?)?;
             match text[i] {
                 b'"' => {
                     self.at = i + 1;

@@ -189,3 +189,42 @@ fn mutated_texts_never_split_the_two() {
     // Both kinds of case were seen.
     assert!(accepted > 1_000 && accepted < 19_000, "{accepted}");
 }
+
+/// The word-at-a-time search for the end of a run of plain string characters finds what a
+/// byte-by-byte lookup finds: every byte value at every place in a word and in the tail,
+/// after plain bytes of all kinds (ASCII, past ASCII, just above and below each stop).
+#[test]
+fn string_runs_end_where_a_byte_by_byte_lookup_says() {
+    use super::scan::{STOPS_A_STRING_RUN, string_run_end};
+    let by_byte = |bytes: &[u8]| {
+        bytes
+            .iter()
+            .position(|&b| STOPS_A_STRING_RUN[usize::from(b)])
+    };
+    let plain: &[u8] = b"a \x21#[]\x7f\x80\xa0\xdc\xff\x5b\x5d\x1f\x20";
+    let plain: Vec<u8> = plain
+        .iter()
+        .copied()
+        .filter(|&b| !STOPS_A_STRING_RUN[usize::from(b)])
+        .collect();
+    let mut checked = 0;
+    for len in 0..20 {
+        for at in 0..=len {
+            for stop in 0..=255u8 {
+                let mut bytes: Vec<u8> = (0..len)
+                    .map(|i| plain[(i * 7 + stop as usize) % plain.len()])
+                    .collect();
+                if at < len {
+                    bytes[at] = stop;
+                    // A second stop after the first must not hide it.
+                    if at + 1 < len {
+                        bytes[at + 1] = 0;
+                    }
+                }
+                assert_eq!(string_run_end(&bytes), by_byte(&bytes), "{bytes:?}");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 50_000);
+}

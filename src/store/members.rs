@@ -205,10 +205,7 @@ fn string_end(json: &[u8], at: usize) -> Option<(usize, bool)> {
     let mut i = at + 1;
     let mut escaped = false;
     loop {
-        i += json
-            .get(i..)?
-            .iter()
-            .position(|&b| crate::merge_patch::scan::STOPS_A_STRING_RUN[usize::from(b)])?;
+        i += crate::merge_patch::scan::string_run_end(json.get(i..)?)?;
         match json[i] {
             b'"' => return Some((i + 1, escaped)),
             b'\\' => {
