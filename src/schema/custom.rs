@@ -4,9 +4,9 @@ use serde_json::Value;
 
 use jsonschema::json::Node as _;
 
-use super::text_json::{TextJson, TextNode};
+use super::text_json::{TextJson, TextNode, Window};
 use super::{SchemaError, invalid};
-use crate::error::GraphError;
+use crate::error::{ErrorKind, GraphError};
 use crate::store::members::{Member, ObjectValues};
 
 /// A deployment's JSON Schema: the compiled validator, and which top-level names it allows
@@ -117,8 +117,21 @@ impl CustomSchema {
         members: &[Member],
         nested: &ObjectValues,
     ) -> Result<(), GraphError> {
+        // The part of the text the members span, checked as UTF-8 once.
+        let (start, end) = members
+            .iter()
+            .fold((usize::MAX, 0), |(start, end), member| {
+                (start.min(member.key.start), end.max(member.value.end))
+            });
+        let base = start.min(end);
+        let text = json
+            .get(base..end)
+            .and_then(|part| std::str::from_utf8(part).ok())
+            .ok_or_else(|| {
+                GraphError::new(ErrorKind::Internal, "the merged object could not be read")
+            })?;
         let chosen = TextNode::Chosen {
-            json,
+            json: Window { text, base },
             members,
             nested,
             whole: false,

@@ -5,7 +5,7 @@
 //! Objects and arrays are walked in their text ([`members::members`], [`members::elements`]):
 //! a lookup by name is a walk of the object, cheap for the objects a patch sets, and linear in
 //! an object's size for each property the schema names. Strings without escapes are borrowed
-//! from the text; numbers are read from their literal. The texts are ones this crate wrote
+//! from the text (which is UTF-8, checked once); numbers are read from their literal. The texts are ones this crate wrote
 //! (compact, checked when parsed), so the accessors need no error path; `to_value` (error
 //! messages, `enum`, `const`) reads a node as `serde_json` would. The representation is
 //! checked against `jsonschema`'s own conformance document in the tests below.
@@ -16,7 +16,6 @@ use jsonschema::JsonType;
 use jsonschema::json::{Array, Json, JsonNumber, Node, NodeIdentity, Object};
 use serde_json::{Map, Value};
 
-use crate::merge_patch::scan::name_of;
 use crate::merge_patch::value::value_of;
 use crate::store::members::{self, Elements, Member, Members, ObjectValues, object_value};
 
@@ -48,12 +47,12 @@ impl Json for TextJson {
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum TextNode<'a> {
     /// A value's JSON text, with no space around it.
-    Text(&'a [u8]),
+    Text(&'a str),
     /// An object made of members of the object text `json`: those a patch set, or all of
     /// them (`whole`: then `json` is this object's own text, and the node is the same value
     /// as `Text(json)`). `nested` has the members of some of their object values.
     Chosen {
-        json: &'a [u8],
+        json: Window<'a>,
         members: &'a [Member],
         nested: &'a ObjectValues,
         whole: bool,
@@ -64,7 +63,7 @@ pub(crate) enum TextNode<'a> {
 
 impl<'a> TextNode<'a> {
     /// The text, for a node that is one.
-    fn text(&self) -> Option<&'a [u8]> {
+    fn text(&self) -> Option<&'a str> {
         match self {
             Self::Text(text) => Some(text),
             Self::Chosen { .. } | Self::Name(_) => None,
@@ -72,7 +71,8 @@ impl<'a> TextNode<'a> {
     }
 
     fn first_byte(&self) -> Option<u8> {
-        self.text().and_then(|text| text.first().copied())
+        self.text()
+            .and_then(|text| text.as_bytes().first().copied())
     }
 }
 
@@ -83,7 +83,7 @@ impl<'a> Node<'a, TextJson> for TextNode<'a> {
 
     fn as_object(&self) -> Option<TextObject<'a>> {
         match *self {
-            Self::Text(text) if text.first() == Some(&b'{') => Some(TextObject::Text(text)),
+            Self::Text(text) if text.starts_with('{') => Some(TextObject::Text(text)),
             Self::Chosen {
                 json,
                 members,
@@ -100,13 +100,13 @@ impl<'a> Node<'a, TextJson> for TextNode<'a> {
 
     fn as_array(&self) -> Option<TextArray<'a>> {
         self.text()
-            .filter(|text| text.first() == Some(&b'['))
+            .filter(|text| text.starts_with('['))
             .map(TextArray)
     }
 
     fn as_string(&self) -> Option<Cow<'a, str>> {
         match *self {
-            Self::Text(text) if text.first() == Some(&b'"') => name_of(text, text.contains(&b'\\')),
+            Self::Text(text) if text.starts_with('"') => string_of(text),
             Self::Name(name) => Some(Cow::Borrowed(name)),
             _ => None,
         }
@@ -114,21 +114,20 @@ impl<'a> Node<'a, TextJson> for TextNode<'a> {
 
     fn as_number(&self) -> Option<TextNumber<'a>> {
         self.text()
-            .filter(|text| matches!(text.first(), Some(b'-' | b'0'..=b'9')))
-            .and_then(|text| std::str::from_utf8(text).ok())
+            .filter(|text| matches!(text.as_bytes().first(), Some(b'-' | b'0'..=b'9')))
             .map(TextNumber)
     }
 
     fn as_boolean(&self) -> Option<bool> {
         match self.text()? {
-            b"true" => Some(true),
-            b"false" => Some(false),
+            "true" => Some(true),
+            "false" => Some(false),
             _ => None,
         }
     }
 
     fn is_null(&self) -> bool {
-        self.text() == Some(b"null")
+        self.text() == Some("null")
     }
 
     fn json_type(&self) -> JsonType {
@@ -148,14 +147,14 @@ impl<'a> Node<'a, TextJson> for TextNode<'a> {
 
     fn to_value(&self) -> Cow<'a, Value> {
         Cow::Owned(match *self {
-            Self::Text(text) => value_of(text).unwrap_or(Value::Null),
+            Self::Text(text) => value_of(text.as_bytes()).unwrap_or(Value::Null),
             Self::Chosen { json, members, .. } => Value::Object(
                 members
                     .iter()
                     .filter_map(|member| {
                         Some((
-                            member.name(json)?.into_owned(),
-                            value_of(&json[member.value.clone()]).ok()?,
+                            json.name(member)?.into_owned(),
+                            value_of(json.part(&member.value).as_bytes()).ok()?,
                         ))
                     })
                     .collect::<Map<_, _>>(),
@@ -171,11 +170,11 @@ impl<'a> Node<'a, TextJson> for TextNode<'a> {
             Self::Text(text) => NodeIdentity::tagged(text.as_ptr() as usize, 0),
             Self::Chosen {
                 json, whole: false, ..
-            } => NodeIdentity::tagged(json.as_ptr() as usize, 1),
+            } => NodeIdentity::tagged(json.text.as_ptr() as usize, 1),
             // The object's own text has the same identity.
             Self::Chosen {
                 json, whole: true, ..
-            } => NodeIdentity::tagged(json.as_ptr() as usize, 0),
+            } => NodeIdentity::tagged(json.text.as_ptr() as usize, 0),
             Self::Name(name) => NodeIdentity::tagged(name.as_ptr() as usize, 2),
         })
     }
@@ -184,20 +183,66 @@ impl<'a> Node<'a, TextJson> for TextNode<'a> {
 /// An object: a text, or chosen members of one.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum TextObject<'a> {
-    Text(&'a [u8]),
+    Text(&'a str),
     Chosen {
-        json: &'a [u8],
+        json: Window<'a>,
         members: &'a [Member],
         nested: &'a ObjectValues,
     },
 }
 
+/// Part of an object's text, as UTF-8 (checked once), and where it starts in the text: the
+/// members' offsets are into the whole text. Only the part the members span is checked, so
+/// a small patch to a big object costs what it touches.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Window<'a> {
+    pub(crate) text: &'a str,
+    pub(crate) base: usize,
+}
+
+impl<'a> Window<'a> {
+    /// A whole text.
+    pub(crate) fn whole(text: &'a str) -> Self {
+        Self { text, base: 0 }
+    }
+
+    /// The part at `at` (offsets into the whole text): token boundaries, so character ones
+    /// (empty if not, which a walk of the same text never gives).
+    fn part(&self, at: &std::ops::Range<usize>) -> &'a str {
+        at.start
+            .checked_sub(self.base)
+            .and_then(|start| self.text.get(start..at.end - self.base))
+            .unwrap_or_default()
+    }
+
+    /// `member`'s name: borrowed with no check of its bytes when plain.
+    fn name(&self, member: &Member) -> Option<Cow<'a, str>> {
+        let literal = self.part(&member.key);
+        if member.escaped {
+            serde_json::from_str(literal).ok().map(Cow::Owned)
+        } else {
+            literal
+                .get(1..literal.len().checked_sub(1)?)
+                .map(Cow::Borrowed)
+        }
+    }
+}
+
+/// A string literal's value: borrowed when it holds no escape.
+fn string_of(literal: &str) -> Option<Cow<'_, str>> {
+    if literal.contains('\\') {
+        serde_json::from_str(literal).ok().map(Cow::Owned)
+    } else {
+        literal.get(1..literal.len() - 1).map(Cow::Borrowed)
+    }
+}
+
 /// The node for the value of `member` of `json`: its members read from `nested` when noted.
-fn member_value<'a>(json: &'a [u8], member: &Member, nested: &'a ObjectValues) -> TextNode<'a> {
-    let value = &json[member.value.clone()];
+fn member_value<'a>(json: Window<'a>, member: &Member, nested: &'a ObjectValues) -> TextNode<'a> {
+    let value = json.part(&member.value);
     match object_value(nested, member.value.start) {
         Some(members) => TextNode::Chosen {
-            json: value,
+            json: Window::whole(value),
             members,
             nested: &[],
             whole: true,
@@ -210,8 +255,8 @@ impl<'a> TextObject<'a> {
     fn walk(&self) -> ObjectMembers<'a> {
         match *self {
             Self::Text(text) => ObjectMembers::Text {
-                json: text,
-                walk: members::members(text),
+                json: Window::whole(text),
+                walk: members::members(text.as_bytes()),
             },
             Self::Chosen {
                 json,
@@ -233,27 +278,21 @@ impl<'a> Object<'a, TextJson> for TextObject<'a> {
 
     fn len(&self) -> usize {
         match self {
-            Self::Text(text) => members::members(text).count(),
+            Self::Text(text) => members::members(text.as_bytes()).count(),
             Self::Chosen { members, .. } => members.len(),
         }
     }
 
     fn get(&self, key: &Box<str>) -> Option<TextNode<'a>> {
         let json = match *self {
-            Self::Text(text) => text,
+            Self::Text(text) => Window::whole(text),
             Self::Chosen { json, .. } => json,
         };
-        let named = |member: &Member| {
-            if member.escaped {
-                member.name(json).is_some_and(|name| *name == **key)
-            } else {
-                json[member.key.start + 1..member.key.end - 1] == *key.as_bytes()
-            }
-        };
+        let named = |member: &Member| json.name(member).is_some_and(|name| *name == **key);
         match *self {
-            Self::Text(text) => members::members(text)
+            Self::Text(text) => members::members(text.as_bytes())
                 .find(|member| named(member))
-                .map(|member| TextNode::Text(&json[member.value])),
+                .map(|member| TextNode::Text(json.part(&member.value))),
             Self::Chosen {
                 members, nested, ..
             } => members
@@ -272,11 +311,11 @@ impl<'a> Object<'a, TextJson> for TextObject<'a> {
 #[derive(Debug, Clone)]
 pub(crate) enum ObjectMembers<'a> {
     Text {
-        json: &'a [u8],
+        json: Window<'a>,
         walk: Members<'a>,
     },
     Chosen {
-        json: &'a [u8],
+        json: Window<'a>,
         members: std::slice::Iter<'a, Member>,
         nested: &'a ObjectValues,
     },
@@ -289,8 +328,8 @@ impl<'a> Iterator for ObjectMembers<'a> {
         match self {
             Self::Text { json, walk } => {
                 let member = walk.next()?;
-                let name = member.name(json).unwrap_or_default();
-                Some((name, TextNode::Text(&json[member.value])))
+                let name = json.name(&member).unwrap_or_default();
+                Some((name, TextNode::Text(json.part(&member.value))))
             }
             Self::Chosen {
                 json,
@@ -298,8 +337,8 @@ impl<'a> Iterator for ObjectMembers<'a> {
                 nested,
             } => {
                 let member = members.next()?;
-                let name = member.name(json).unwrap_or_default();
-                Some((name, member_value(json, member, nested)))
+                let name = json.name(member).unwrap_or_default();
+                Some((name, member_value(*json, member, nested)))
             }
         }
     }
@@ -307,20 +346,20 @@ impl<'a> Iterator for ObjectMembers<'a> {
 
 /// An array's text, brackets included.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct TextArray<'a>(&'a [u8]);
+pub(crate) struct TextArray<'a>(&'a str);
 
 impl<'a> Array<'a, TextJson> for TextArray<'a> {
     type Node = TextNode<'a>;
     type ElementsIter = ArrayElements<'a>;
 
     fn len(&self) -> usize {
-        members::elements(self.0).count()
+        members::elements(self.0.as_bytes()).count()
     }
 
     fn elements(&self) -> ArrayElements<'a> {
         ArrayElements {
             json: self.0,
-            walk: members::elements(self.0),
+            walk: members::elements(self.0.as_bytes()),
         }
     }
 }
@@ -328,7 +367,7 @@ impl<'a> Array<'a, TextJson> for TextArray<'a> {
 /// An array's elements, in order.
 #[derive(Debug, Clone)]
 pub(crate) struct ArrayElements<'a> {
-    json: &'a [u8],
+    json: &'a str,
     walk: Elements<'a>,
 }
 
@@ -336,7 +375,9 @@ impl<'a> Iterator for ArrayElements<'a> {
     type Item = TextNode<'a>;
 
     fn next(&mut self) -> Option<TextNode<'a>> {
-        self.walk.next().map(|at| TextNode::Text(&self.json[at]))
+        self.walk
+            .next()
+            .map(|at| TextNode::Text(self.json.get(at).unwrap_or_default()))
     }
 }
 

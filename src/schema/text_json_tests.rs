@@ -8,10 +8,10 @@ use super::*;
 fn conforms_to_jsonschemas_contract() {
     let document = jsonschema::json::conformance::document();
     let text = serde_json::to_vec(&document).unwrap();
-    jsonschema::json::conformance::assert_conformance::<TextJson>(&TextNode::Text(&text));
+    jsonschema::json::conformance::assert_conformance::<TextJson>(&TextNode::Text(str_of(&text)));
     let chosen = members::index(&text).unwrap();
     jsonschema::json::conformance::assert_conformance::<TextJson>(&TextNode::Chosen {
-        json: &text,
+        json: Window::whole(str_of(&text)),
         members: &chosen,
         nested: &[],
         whole: false,
@@ -20,7 +20,7 @@ fn conforms_to_jsonschemas_contract() {
     assert!(!nested.is_empty());
     // An indexed object value is the same node as its text: same identity.
     let top = TextNode::Chosen {
-        json: &text,
+        json: Window::whole(str_of(&text)),
         members: &chosen,
         nested: &nested,
         whole: false,
@@ -34,10 +34,10 @@ fn conforms_to_jsonschemas_contract() {
     assert!(matches!(indexed, TextNode::Chosen { whole: true, .. }));
     assert_eq!(
         indexed.identity(),
-        TextNode::Text(&text[member.value.clone()]).identity()
+        TextNode::Text(&str_of(&text)[member.value.clone()]).identity()
     );
     jsonschema::json::conformance::assert_conformance::<TextJson>(&TextNode::Chosen {
-        json: &text,
+        json: Window::whole(str_of(&text)),
         members: &chosen,
         nested: &nested,
         whole: false,
@@ -81,7 +81,7 @@ fn draft_4_integers_as_for_a_value() {
         let value: Value = serde_json::from_str(instance).unwrap();
         let text = serde_json::to_vec(&value).unwrap();
         assert_eq!(
-            by_text.is_valid(TextNode::Text(&text)),
+            by_text.is_valid(TextNode::Text(str_of(&text))),
             by_value.is_valid(&value),
             "{instance} written {}",
             String::from_utf8_lossy(&text)
@@ -111,6 +111,7 @@ fn judges_as_the_value_validator_does() {
     let by_text = jsonschema::options_for::<TextJson>()
         .build(&schema)
         .unwrap();
+    let mut windows = 0;
     for instance in [
         r#"{"level":"medium","score":42,"reasons":["a","bc"],"flag":null}"#,
         r#"{"level":"urgent"}"#,
@@ -131,6 +132,8 @@ fn judges_as_the_value_validator_does() {
         r#"{"flag":"yes"}"#,
         r#"{"other":1}"#,
         r#"{"le\"vel":"low"}"#,
+        r#"{"level":"low","nested":{"b":1},"x-bad":"ABC"}"#,
+        r#"{"flag":true,"reasons":["\u00e9\u00e9\u00e9\u00e9"],"score":7}"#,
     ] {
         let value: Value = serde_json::from_str(instance).unwrap();
         let text = serde_json::to_vec(&value).unwrap();
@@ -138,13 +141,13 @@ fn judges_as_the_value_validator_does() {
             .validate(&value)
             .map_err(|e| (e.instance_path().to_string(), e.to_string()));
         let got = by_text
-            .validate(TextNode::Text(&text))
+            .validate(TextNode::Text(str_of(&text)))
             .map_err(|e| (e.instance_path().to_string(), e.to_string()));
         assert_eq!(got, expected, "{instance}");
         let chosen = members::index(&text).unwrap();
         let got = by_text
             .validate(TextNode::Chosen {
-                json: &text,
+                json: Window::whole(str_of(&text)),
                 members: &chosen,
                 nested: &[],
                 whole: false,
@@ -154,7 +157,7 @@ fn judges_as_the_value_validator_does() {
         let nested = nested_of(&text, &chosen);
         let got = by_text
             .validate(TextNode::Chosen {
-                json: &text,
+                json: Window::whole(str_of(&text)),
                 members: &chosen,
                 nested: &nested,
                 whole: false,
@@ -164,5 +167,37 @@ fn judges_as_the_value_validator_does() {
             got, expected,
             "{instance} (chosen members, objects indexed)"
         );
+        // All members but the first, read from the part of the text they span only.
+        if chosen.len() > 1 {
+            let rest: serde_json::Map<String, Value> = value
+                .as_object()
+                .unwrap()
+                .clone()
+                .into_iter()
+                .skip(1)
+                .collect();
+            let expected = by_value
+                .validate(&Value::Object(rest))
+                .map_err(|e| (e.instance_path().to_string(), e.to_string()));
+            let base = chosen[1].key.start;
+            let got = by_text
+                .validate(TextNode::Chosen {
+                    json: Window {
+                        text: &str_of(&text)[base..],
+                        base,
+                    },
+                    members: &chosen[1..],
+                    nested: &nested,
+                    whole: false,
+                })
+                .map_err(|e| (e.instance_path().to_string(), e.to_string()));
+            assert_eq!(got, expected, "{instance} (a part of the text)");
+            windows += 1;
+        }
     }
+    assert!(windows >= 5, "{windows} parts");
+}
+
+fn str_of(text: &[u8]) -> &str {
+    std::str::from_utf8(text).unwrap()
 }
