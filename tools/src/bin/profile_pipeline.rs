@@ -7,7 +7,8 @@
 //! callgrind_annotate --inclusive=yes callgrind.out.<pid> | head -60
 //! ```
 //!
-//! Contenders: `floor`, `axum`, `ours`, `ours-metrics` (ours with the Prometheus observer
+//! Contenders: `floor`, `axum`, `ours` (static tokens), `ours-jwt` (a real ES256 token found
+//! in `JwtValidator`'s cache, as a server sees a client's later requests), `ours-metrics` (ours with the Prometheus observer
 //! and `MetricsLayer`: the metrics' cost is its instruction count less `ours`'), and `ours-1k`
 //! / `ours-64k` (ours under an open JSON Schema on an object of that many bytes, as the
 //! `object_size` bench: the answer is checked fully once, then by status, so that parsing a
@@ -96,6 +97,33 @@ fn main() {
             }
             let rate = (per_task * 8) as f64 / started.elapsed().as_secs_f64();
             println!("{contender}: {rate:.0} requests/s");
+        }
+        "ours-jwt" => {
+            // The product as a server runs it: a real ES256 token, validated once and then
+            // found in `JwtValidator`'s cache, as every later request of a client is.
+            let signer = security_update::EphemeralSigner::generate().unwrap();
+            let issuer = format!("https://login.microsoftonline.com/{TENANT}/v2.0");
+            let audience = "https://graph.microsoft.com";
+            let validator =
+                security_update::JwtValidator::new(signer.jwks(), [issuer.as_str()], [audience])
+                    .unwrap();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            let token = signer
+                .sign(&serde_json::json!({
+                    "iss": issuer, "aud": audience, "exp": now + 3600, "nbf": now - 1,
+                    "iat": now, "tid": TENANT, "oid": USER,
+                    "scp": "SecurityEvents.ReadWrite.All",
+                }))
+                .unwrap();
+            let (service, _) = ours(validator);
+            for _ in 0..count {
+                let request = changing_patch("/me/security", &token);
+                let (status, body) = rt.block_on(answer(&service, request));
+                assert_merged("ours-jwt", status, &body);
+            }
         }
         "ours-1k" | "ours-64k" => {
             let bytes = if contender == "ours-1k" {
