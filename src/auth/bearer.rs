@@ -6,8 +6,16 @@ use http::header::{self, HeaderMap};
 
 use super::AuthFailure;
 
-/// The bearer token of `headers`, or why there is none.
+/// The bearer token of `headers`, or why there is none: [`bearer_bytes`], then
+/// [`token_text`] (the layer asks the validator's cache in between).
+#[cfg(test)]
 pub(super) fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthFailure> {
+    token_text(bearer_bytes(headers)?)
+}
+
+/// The bytes of `headers`' bearer token, its form not checked yet ([`token_text`] checks
+/// it), or why there is none.
+pub(super) fn bearer_bytes(headers: &HeaderMap) -> Result<&[u8], AuthFailure> {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         return Err(AuthFailure::Missing("Access token is empty."));
@@ -15,41 +23,52 @@ pub(super) fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthFailure> {
     if values.next().is_some() {
         return Err(AuthFailure::Ambiguous);
     }
-    // One pass over the bytes (a JWT is ~1 KB on every request): the token68 check admits
-    // ASCII only, so `to_str`'s own pass is needed only to say why a header was refused.
     let bytes = value.as_bytes();
-    let refuse = |failure: AuthFailure| {
-        if bytes.is_ascii() {
-            Err(failure)
-        } else {
-            Err(AuthFailure::Malformed(
-                "the Authorization header is not ASCII",
-            ))
-        }
-    };
     let (scheme, rest) = match bytes.iter().position(|&b| b == b' ') {
         Some(at) => (&bytes[..at], &bytes[at + 1..]),
         None => (bytes, &b""[..]),
     };
     if !scheme.eq_ignore_ascii_case(b"bearer") {
-        return refuse(AuthFailure::Missing(
-            "the Authorization header does not carry a Bearer token",
-        ));
+        return refuse(
+            bytes,
+            AuthFailure::Missing("the Authorization header does not carry a Bearer token"),
+        );
     }
     let start = rest.iter().position(|&b| b != b' ').unwrap_or(rest.len());
     let token = &rest[start..];
     if token.is_empty() {
-        return refuse(AuthFailure::Malformed("Access token is empty."));
+        return refuse(bytes, AuthFailure::Malformed("Access token is empty."));
     }
-    let Some(token) = is_token68(token)
+    Ok(token)
+}
+
+/// The token as text when it is a `token68`, or why it is not. One pass over the bytes (a
+/// JWT is ~1 KB on every request): the `token68` check admits ASCII only, so the bytes are
+/// checked for ASCII only to say why a token was refused.
+pub(super) fn token_text(token: &[u8]) -> Result<&str, AuthFailure> {
+    is_token68(token)
         .then(|| std::str::from_utf8(token).ok())
         .flatten()
-    else {
-        return refuse(AuthFailure::Malformed(
-            "the bearer token is not well formed",
-        ));
-    };
-    Ok(token)
+        .map_or_else(
+            || {
+                refuse(
+                    token,
+                    AuthFailure::Malformed("the bearer token is not well formed"),
+                )
+            },
+            Ok,
+        )
+}
+
+/// `failure`, or that the header is not ASCII when it is not (`bytes`: what was read).
+fn refuse<T>(bytes: &[u8], failure: AuthFailure) -> Result<T, AuthFailure> {
+    if bytes.is_ascii() {
+        Err(failure)
+    } else {
+        Err(AuthFailure::Malformed(
+            "the Authorization header is not ASCII",
+        ))
+    }
 }
 
 /// RFC 7235 `token68`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.

@@ -206,3 +206,61 @@ fn bearer_tokens_must_be_token68() {
         );
     }
 }
+
+/// A validator whose cache knows one token; its `validate` knows none, and counts its calls.
+struct CachedOnly {
+    validated: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl TokenValidator for CachedOnly {
+    type Future = std::future::Ready<Result<Principal, TokenRejection>>;
+    fn validate(&self, _: &str) -> Self::Future {
+        self.validated
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        std::future::ready(Err(TokenRejection::new("not known")))
+    }
+    fn cached(&self, token: &[u8]) -> Option<Principal> {
+        (token == b"known.token").then(|| Principal::delegated("t", "cached"))
+    }
+}
+
+/// A token the validator's cache knows is let in without `validate`; any other goes through
+/// the form check and `validate` as before, and a malformed one is refused for its form.
+#[tokio::test]
+async fn a_cached_token_is_let_in_before_its_form_is_checked() {
+    let validated = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let svc = AuthLayer::new(CachedOnly {
+        validated: validated.clone(),
+    })
+    .layer(service_fn(who));
+    let send = |value: &'static str| {
+        let request = Request::get("/")
+            .header("authorization", value)
+            .body(())
+            .unwrap();
+        svc.clone().oneshot(request)
+    };
+    let response = send("Bearer known.token").await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap();
+    assert_eq!(&body.to_bytes()[..], b"cached");
+    assert_eq!(validated.load(std::sync::atomic::Ordering::Relaxed), 0);
+
+    let response = send("Bearer other.token").await.unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(validated.load(std::sync::atomic::Ordering::Relaxed), 1);
+
+    let response = send("Bearer known token").await.unwrap();
+    assert_eq!(response.status(), 401);
+    assert!(challenge_of(&response).contains("not well formed"));
+    assert_eq!(validated.load(std::sync::atomic::Ordering::Relaxed), 1);
+}
+
+fn challenge_of<B>(response: &Response<B>) -> String {
+    response.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}

@@ -38,14 +38,13 @@ impl TokenCache {
         }
     }
 
-    fn bucket_of(&self, token: &str) -> u64 {
+    fn bucket_of(&self, bytes: &[u8]) -> u64 {
         use std::hash::BuildHasher;
-        let bytes = token.as_bytes();
         self.hasher
             .hash_one(&bytes[bytes.len().saturating_sub(64)..])
     }
 
-    pub(super) fn get(&self, token: &str, now: u64, leeway: u64) -> Option<Principal> {
+    pub(super) fn get(&self, token: &[u8], now: u64, leeway: u64) -> Option<Principal> {
         if self.capacity.load(Ordering::Relaxed) == 0 {
             return None;
         }
@@ -54,7 +53,10 @@ impl TokenCache {
             .entries
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let cached = entries.get(&bucket)?.iter().find(|c| &*c.token == token)?;
+        let cached = entries
+            .get(&bucket)?
+            .iter()
+            .find(|c| c.token.as_bytes() == token)?;
         let valid =
             now < cached.exp.saturating_add(leeway) && now.saturating_add(leeway) >= cached.nbf;
         valid.then(|| cached.principal.clone())
@@ -73,7 +75,7 @@ impl TokenCache {
         if capacity == 0 {
             return;
         }
-        let bucket = self.bucket_of(token);
+        let bucket = self.bucket_of(token.as_bytes());
         let mut entries = self
             .entries
             .write()

@@ -169,8 +169,66 @@ fn a_bad_signature_is_remembered_until_the_keys_change_and_not_yet_valid_is_not(
     // New keys: every remembered refusal is forgotten.
     validator.replace_keys(signer.jwks()).unwrap();
     assert_eq!(validator.shared.rejections.len(), 0);
-    // The genuine token is accepted, and then known good without work.
+    // The genuine token is accepted, and then known good without work; a refused one, an
+    // early one and a changed one are not found in the cache.
     assert!(!validator.is_known_good(&good));
+    assert!(validator.cached(good.as_bytes()).is_none());
     assert!(check(&validator, &good).is_ok());
     assert!(validator.is_known_good(&good));
+    let principal = validator.cached(good.as_bytes()).expect("cached");
+    assert_eq!(
+        principal.object_id(),
+        check(&validator, &good).unwrap().object_id()
+    );
+    for unknown in [forged.as_bytes(), early.as_bytes(), &good.as_bytes()[1..]] {
+        assert!(validator.cached(unknown).is_none());
+    }
+}
+
+/// Token outcomes, as an observer sees them.
+#[derive(Default)]
+struct Outcomes(std::sync::Mutex<Vec<crate::observe::TokenOutcome>>);
+
+impl crate::observe::Observer for Outcomes {
+    fn token(&self, outcome: crate::observe::TokenOutcome) {
+        self.0.lock().unwrap().push(outcome);
+    }
+}
+
+/// Behind the auth layer, a token's first request verifies it and its later ones are let in
+/// from the cache (before the scan of its form), each reported as a cache hit.
+#[tokio::test]
+async fn behind_the_layer_a_known_token_is_a_reported_cache_hit() {
+    use crate::observe::TokenOutcome;
+    use tower::{Layer, ServiceExt};
+    let (signer, validator) = setup();
+    let outcomes = std::sync::Arc::new(Outcomes::default());
+    let validator = validator.with_observer(outcomes.clone());
+    let token = signer.sign(&claims(json!({}))).unwrap();
+    let svc = crate::AuthLayer::new(validator).layer(tower::service_fn(
+        |request: http::Request<()>| async move {
+            let principal = request.extensions().get::<Principal>().cloned();
+            Ok::<_, std::convert::Infallible>(http::Response::new(
+                principal
+                    .map(|p| p.object_id().to_owned())
+                    .unwrap_or_default(),
+            ))
+        },
+    ));
+    for _ in 0..3 {
+        let request = http::Request::get("/")
+            .header("authorization", format!("Bearer {token}"))
+            .body(())
+            .unwrap();
+        let response = svc.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    assert_eq!(
+        *outcomes.0.lock().unwrap(),
+        [
+            TokenOutcome::Verified,
+            TokenOutcome::CacheHit,
+            TokenOutcome::CacheHit
+        ]
+    );
 }
