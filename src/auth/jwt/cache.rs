@@ -1,8 +1,9 @@
 //! The principal cache: each token's signature is checked once, and its principal remembered
 //! until the token expires. Bounded; emptied whenever the keys change.
 
-use std::collections::HashMap;
 use std::sync::RwLock;
+
+use hashbrown::HashTable;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::unix_now;
@@ -13,15 +14,18 @@ use crate::auth::Principal;
 pub(super) struct TokenCache {
     pub(super) capacity: AtomicUsize,
     /// Entries by a keyed hash of the token's last 64 bytes (inside the signature, so as
-    /// varied as a hash needs); each entry keeps the whole token and is compared in full.
-    /// `SipHash` over a whole 1-2 KB token on every request cost more than everything else in
-    /// the lookup. Only verified tokens are inserted, so nobody can fill a bucket at will.
-    entries: RwLock<HashMap<u64, Vec<Cached>>>,
+    /// varied as a hash needs), found by that hash alone (no second hash of it); each entry
+    /// keeps the whole token and is compared in full. `SipHash` over a whole 1-2 KB token on
+    /// every request cost more than everything else in the lookup. Only verified tokens are
+    /// inserted, so nobody can fill a bucket at will.
+    entries: RwLock<HashTable<Cached>>,
     hasher: std::collections::hash_map::RandomState,
     len: AtomicUsize,
 }
 
 struct Cached {
+    /// [`TokenCache::bucket_of`] the token.
+    bucket: u64,
     token: Box<str>,
     principal: Principal,
     exp: u64,
@@ -32,7 +36,7 @@ impl TokenCache {
     pub(super) fn new(capacity: usize) -> Self {
         Self {
             capacity: AtomicUsize::new(capacity),
-            entries: RwLock::new(HashMap::new()),
+            entries: RwLock::new(HashTable::new()),
             hasher: std::collections::hash_map::RandomState::new(),
             len: AtomicUsize::new(0),
         }
@@ -53,10 +57,7 @@ impl TokenCache {
             .entries
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let cached = entries
-            .get(&bucket)?
-            .iter()
-            .find(|c| c.token.as_bytes() == token)?;
+        let cached = entries.find(bucket, |c| c.token.as_bytes() == token)?;
         let valid =
             now < cached.exp.saturating_add(leeway) && now.saturating_add(leeway) >= cached.nbf;
         valid.then(|| cached.principal.clone())
@@ -85,30 +86,28 @@ impl TokenCache {
         }
         if self.len.load(Ordering::Relaxed) >= capacity {
             let now = unix_now();
-            entries.retain(|_, cached| {
-                cached.retain(|c| c.exp > now);
-                !cached.is_empty()
-            });
-            let mut len: usize = entries.values().map(Vec::len).sum();
+            entries.retain(|cached| cached.exp > now);
+            let mut len = entries.len();
             if len >= capacity {
                 entries.clear();
                 len = 0;
             }
             self.len.store(len, Ordering::Relaxed);
         }
-        let slot = entries.entry(bucket).or_default();
-        if let Some(existing) = slot.iter_mut().find(|c| &*c.token == token) {
+        if let Some(existing) = entries.find_mut(bucket, |c| &*c.token == token) {
             existing.exp = exp;
             existing.nbf = nbf;
             existing.principal = principal.clone();
             return;
         }
-        slot.push(Cached {
+        let cached = Cached {
+            bucket,
             token: token.into(),
             principal: principal.clone(),
             exp,
             nbf,
-        });
+        };
+        entries.insert_unique(bucket, cached, |c| c.bucket);
         self.len.fetch_add(1, Ordering::Relaxed);
     }
 

@@ -125,6 +125,7 @@ fn cached_tokens_are_dropped_when_keys_change() {
 fn cache_stays_bounded() {
     let (signer, validator) = setup();
     let validator = validator.with_cache_capacity(4);
+    let mut tokens = Vec::new();
     for i in 0..20 {
         let token = signer
             .sign(&claims(json!({"oid": format!("o{i}")})))
@@ -132,7 +133,15 @@ fn cache_stays_bounded() {
         assert!(check(&validator, &token).is_ok());
         let len = validator.shared.cache.len();
         assert!(len <= 4, "cache grew to {len}");
+        // The token just verified is found, by its own bytes only.
+        assert!(validator.cached(token.as_bytes()).is_some(), "token {i}");
+        tokens.push(token);
     }
+    let found = tokens
+        .iter()
+        .filter(|token| validator.cached(token.as_bytes()).is_some())
+        .count();
+    assert!((1..=4).contains(&found), "{found} tokens found");
 }
 
 #[test]
