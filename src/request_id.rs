@@ -50,7 +50,8 @@ const MAX_CLIENT_REQUEST_ID: usize = 128;
 #[derive(Debug, Clone)]
 pub struct RequestIds {
     request_id: HeaderValue,
-    client_request_id: HeaderValue,
+    /// `None` when the `request-id` stands in for it (no copy of it made).
+    client_request_id: Option<HeaderValue>,
     /// Put there by [`RequestIdLayer`], which stamps the response on its way out: this
     /// crate's own answers need not stamp it first (two header inserts a request).
     from_layer: bool,
@@ -59,7 +60,8 @@ pub struct RequestIds {
 /// The same ids, wherever they were made.
 impl PartialEq for RequestIds {
     fn eq(&self, other: &Self) -> bool {
-        self.request_id == other.request_id && self.client_request_id == other.client_request_id
+        self.request_id == other.request_id
+            && self.client_request_id() == other.client_request_id()
     }
 }
 
@@ -70,9 +72,7 @@ impl RequestIds {
     /// new `request-id` stands in for it, as Graph does.
     pub fn generate(client_request_id: Option<HeaderValue>) -> Self {
         let request_id = new_request_id();
-        let client_request_id = client_request_id
-            .filter(is_echoable)
-            .unwrap_or_else(|| request_id.clone());
+        let client_request_id = client_request_id.filter(is_echoable);
         Self {
             request_id,
             client_request_id,
@@ -100,7 +100,7 @@ impl RequestIds {
 
     /// The `client-request-id` echoed to the caller.
     pub fn client_request_id(&self) -> &HeaderValue {
-        &self.client_request_id
+        self.client_request_id.as_ref().unwrap_or(&self.request_id)
     }
 
     pub(crate) fn request_id_str(&self) -> &str {
@@ -108,13 +108,13 @@ impl RequestIds {
     }
 
     pub(crate) fn client_request_id_str(&self) -> &str {
-        self.client_request_id.to_str().unwrap_or_default()
+        self.client_request_id().to_str().unwrap_or_default()
     }
 
     /// Writes both ids into response headers, replacing any there.
     pub fn stamp(&self, headers: &mut HeaderMap) {
         headers.insert(REQUEST_ID, self.request_id.clone());
-        headers.insert(CLIENT_REQUEST_ID, self.client_request_id.clone());
+        headers.insert(CLIENT_REQUEST_ID, self.client_request_id().clone());
     }
 
     /// [`stamp`](Self::stamp), unless the ids came from a [`RequestIdLayer`] outside, which

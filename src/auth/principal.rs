@@ -165,7 +165,11 @@ impl Principal {
             PrincipalKind::Delegated => &self.data.scopes,
             PrincipalKind::Application => &self.data.roles,
         };
-        granted.iter().any(|g| g.eq_ignore_ascii_case(permission))
+        // Spelled as configured (the usual case) is a plain comparison; only a difference
+        // in case pays for the case-folding one.
+        granted
+            .iter()
+            .any(|g| **g == *permission || g.eq_ignore_ascii_case(permission))
     }
 
     /// Whether the caller holds the directory role with this template id.
@@ -174,7 +178,7 @@ impl Principal {
         self.data
             .role_template_ids
             .iter()
-            .any(|id| id.eq_ignore_ascii_case(template_id))
+            .any(|id| **id == *template_id || id.eq_ignore_ascii_case(template_id))
     }
 }
 
