@@ -60,8 +60,7 @@ pub struct RequestIds {
 /// The same ids, wherever they were made.
 impl PartialEq for RequestIds {
     fn eq(&self, other: &Self) -> bool {
-        self.request_id == other.request_id
-            && self.client_request_id() == other.client_request_id()
+        self.request_id == other.request_id && self.client_request_id() == other.client_request_id()
     }
 }
 

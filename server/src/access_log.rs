@@ -11,14 +11,17 @@ use http::{Method, Request, Response};
 use pin_project_lite::pin_project;
 use tower::Service;
 
+use crate::direct_lines::DirectLines;
+
 #[derive(Debug, Clone)]
 pub(crate) struct AccessLog<S> {
     inner: S,
+    lines: DirectLines,
 }
 
 impl<S> AccessLog<S> {
-    pub(crate) fn new(inner: S) -> Self {
-        Self { inner }
+    pub(crate) fn new(inner: S, lines: DirectLines) -> Self {
+        Self { inner, lines }
     }
 }
 
@@ -37,6 +40,7 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         tracing::debug!(method = %request.method(), "request started");
         LogFuture {
+            lines: self.lines.clone(),
             method: request.method().clone(),
             path: escape(request.uri().path(), 256),
             started: Instant::now(),
@@ -49,6 +53,7 @@ pin_project! {
     pub(crate) struct LogFuture<F> {
         #[pin]
         inner: F,
+        lines: DirectLines,
         method: Method,
         path: String,
         started: Instant,
@@ -77,14 +82,19 @@ where
                 .get("request-id")
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("-");
-            tracing::info!(
-                method = %this.method,
-                path = %this.path,
-                status = response.status().as_u16(),
-                latency_us = this.started.elapsed().as_micros() as u64,
-                request_id,
-                "request"
-            );
+            // `tracing::info!(method = %method, path = %path, status, latency_us, request_id,
+            // "request")`, written directly (`direct_lines`).
+            if tracing::enabled!(tracing::Level::INFO) {
+                let latency_us = this.started.elapsed().as_micros() as u64;
+                this.lines
+                    .write(tracing::Level::INFO, module_path!(), "request", |line| {
+                        line.shown("method", this.method.as_str());
+                        line.shown("path", this.path);
+                        line.number("status", u64::from(response.status().as_u16()));
+                        line.number("latency_us", latency_us);
+                        line.text("request_id", request_id);
+                    });
+            }
         }
         Poll::Ready(result)
     }
@@ -108,7 +118,60 @@ pub(crate) fn escape(text: &str, max_chars: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::escape;
+    use super::*;
+
+    /// One line per request when the access log's target is enabled at `info`, none when it
+    /// is not, as `RUST_LOG` says.
+    #[test]
+    fn a_line_per_request_when_its_target_is_enabled() {
+        use tower::ServiceExt;
+        use tracing_subscriber::layer::SubscriberExt;
+        for (filter, lines) in [
+            ("info", 1),
+            ("warn", 0),
+            ("info,security_update_server::access_log=off", 0),
+            ("off,security_update_server::access_log=info", 1),
+        ] {
+            let written = crate::direct_lines::tests::direct(crate::cli::LogFormat::Text, |log| {
+                let service = AccessLog::new(
+                    tower::service_fn(|_: Request<()>| async {
+                        Ok::<_, std::convert::Infallible>(Response::new(()))
+                    }),
+                    log.clone(),
+                );
+                let subscriber = tracing_subscriber::registry()
+                    .with(tracing_subscriber::EnvFilter::new(filter))
+                    .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink));
+                let _default = tracing::subscriber::set_default(subscriber);
+                let request = Request::get("/beta/me/security").body(()).unwrap();
+                let response = futures_now(service.oneshot(request)).unwrap();
+                assert_eq!(response.status(), 200);
+            });
+            assert_eq!(written.len(), lines, "{filter}: {written:?}");
+            if lines == 1 {
+                let line = &written[0];
+                assert!(
+                    line.starts_with(
+                        " INFO security_update_server::access_log: request method=GET \
+                         path=/beta/me/security status=200 latency_us="
+                    ) && line.ends_with(" request_id=\"-\""),
+                    "{line}"
+                );
+            }
+        }
+    }
+
+    /// A future that is ready at once, polled once.
+    fn futures_now<F: Future>(future: F) -> F::Output {
+        let mut future = std::pin::pin!(future);
+        match future
+            .as_mut()
+            .poll(&mut Context::from_waker(std::task::Waker::noop()))
+        {
+            Poll::Ready(output) => output,
+            Poll::Pending => panic!("not ready at once"),
+        }
+    }
 
     #[test]
     fn client_text_cannot_forge_a_field_or_a_line() {

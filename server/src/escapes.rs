@@ -15,7 +15,7 @@ thread_local! {
 const KEEP_SCRATCH_UP_TO: usize = 64 * 1024;
 
 /// Bytes that `<str as Debug>` escapes in ASCII text.
-const DEBUG_ESCAPES: [bool; 256] = {
+pub(crate) const DEBUG_ESCAPES: [bool; 256] = {
     let mut table = [false; 256];
     let mut byte = 0;
     while byte < 256 {
@@ -27,7 +27,7 @@ const DEBUG_ESCAPES: [bool; 256] = {
 };
 
 /// Bytes a JSON string escapes (RFC 8259 §7): quotes, backslashes, control characters.
-const JSON_ESCAPES: [bool; 256] = {
+pub(crate) const JSON_ESCAPES: [bool; 256] = {
     let mut table = [false; 256];
     let mut byte = 0;
     while byte < 0x20 {
@@ -41,31 +41,41 @@ const JSON_ESCAPES: [bool; 256] = {
 
 /// `text` (ASCII) escaped exactly as `<str as Debug>` escapes it, without the quotes.
 pub(crate) fn write_debug_ascii(out: &mut impl Write, text: &str) -> fmt::Result {
-    write_escaped(out, text, &DEBUG_ESCAPES, |byte, scratch| match byte {
-        b'"' => scratch.extend_from_slice(b"\\\""),
-        b'\\' => scratch.extend_from_slice(b"\\\\"),
-        b'\n' => scratch.extend_from_slice(b"\\n"),
-        b'\r' => scratch.extend_from_slice(b"\\r"),
-        b'\t' => scratch.extend_from_slice(b"\\t"),
-        b'\0' => scratch.extend_from_slice(b"\\0"),
-        _ => {
-            let _ = std::io::Write::write_fmt(scratch, format_args!("\\u{{{byte:x}}}"));
-        }
-    })
+    write_escaped(out, text, &DEBUG_ESCAPES, debug_escape)
 }
 
 /// `text` escaped for a JSON string, without the quotes.
 pub(crate) fn write_json(out: &mut impl Write, text: &str) -> fmt::Result {
-    write_escaped(out, text, &JSON_ESCAPES, |byte, scratch| match byte {
-        b'"' => scratch.extend_from_slice(b"\\\""),
-        b'\\' => scratch.extend_from_slice(b"\\\\"),
-        b'\n' => scratch.extend_from_slice(b"\\n"),
-        b'\r' => scratch.extend_from_slice(b"\\r"),
-        b'\t' => scratch.extend_from_slice(b"\\t"),
+    write_escaped(out, text, &JSON_ESCAPES, json_escape)
+}
+
+/// How `<str as Debug>` writes `byte`, one of [`DEBUG_ESCAPES`].
+pub(crate) fn debug_escape(byte: u8, out: &mut Vec<u8>) {
+    match byte {
+        b'"' => out.extend_from_slice(b"\\\""),
+        b'\\' => out.extend_from_slice(b"\\\\"),
+        b'\n' => out.extend_from_slice(b"\\n"),
+        b'\r' => out.extend_from_slice(b"\\r"),
+        b'\t' => out.extend_from_slice(b"\\t"),
+        b'\0' => out.extend_from_slice(b"\\0"),
         _ => {
-            let _ = std::io::Write::write_fmt(scratch, format_args!("\\u{byte:04x}"));
+            let _ = std::io::Write::write_fmt(out, format_args!("\\u{{{byte:x}}}"));
         }
-    })
+    }
+}
+
+/// How a JSON string writes `byte`, one of [`JSON_ESCAPES`].
+pub(crate) fn json_escape(byte: u8, out: &mut Vec<u8>) {
+    match byte {
+        b'"' => out.extend_from_slice(b"\\\""),
+        b'\\' => out.extend_from_slice(b"\\\\"),
+        b'\n' => out.extend_from_slice(b"\\n"),
+        b'\r' => out.extend_from_slice(b"\\r"),
+        b'\t' => out.extend_from_slice(b"\\t"),
+        _ => {
+            let _ = std::io::Write::write_fmt(out, format_args!("\\u{byte:04x}"));
+        }
+    }
 }
 
 /// `text` with each byte `escapes` marks replaced by what `escape` writes. Only ASCII bytes
@@ -74,7 +84,7 @@ fn write_escaped(
     out: &mut impl Write,
     text: &str,
     escapes: &[bool; 256],
-    escape: impl Fn(u8, &mut Vec<u8>),
+    escape: fn(u8, &mut Vec<u8>),
 ) -> fmt::Result {
     let bytes = text.as_bytes();
     let Some(first) = bytes.iter().position(|&b| escapes[usize::from(b)]) else {

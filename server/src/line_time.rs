@@ -16,10 +16,26 @@ pub(crate) fn write_now(out: &mut impl Write) -> fmt::Result {
     write_time(SystemTime::now(), out)
 }
 
-/// Writes `time` (times before 1970 as 1970: no clock here runs that late).
-pub(crate) fn write_time(time: SystemTime, out: &mut impl Write) -> fmt::Result {
-    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
+/// Appends the current time to a line's bytes.
+pub(crate) fn push_now(out: &mut Vec<u8>) {
+    let _ = write_now(&mut Appender(out));
+}
+
+/// Appends `time` to the second, `YYYY-MM-DDTHH:MM:SS` (UTC, no zone), as the library's
+/// audit records and error bodies write their times.
+pub(crate) fn push_second(time: SystemTime, out: &mut Vec<u8>) {
+    let secs = time
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let _ = with_second(secs, |text| {
+        out.extend_from_slice(text.strip_suffix('.').unwrap_or(text).as_bytes());
+        Ok(())
+    });
+}
+
+/// `f` with the text of second `secs` up to its dot, made once per second per thread.
+fn with_second(secs: u64, f: impl FnOnce(&str) -> fmt::Result) -> fmt::Result {
     SECOND.with(|second| {
         let mut second = second.borrow_mut();
         if second.0 != secs {
@@ -27,8 +43,25 @@ pub(crate) fn write_time(time: SystemTime, out: &mut impl Write) -> fmt::Result 
             write_second(secs, &mut second.1)?;
             second.0 = secs;
         }
-        out.write_str(&second.1)
-    })?;
+        f(&second.1)
+    })
+}
+
+/// `fmt::Write` into bytes.
+struct Appender<'a>(&'a mut Vec<u8>);
+
+impl Write for Appender<'_> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        self.0.extend_from_slice(text.as_bytes());
+        Ok(())
+    }
+}
+
+/// Writes `time` (times before 1970 as 1970: no clock here runs that late).
+pub(crate) fn write_time(time: SystemTime, out: &mut impl Write) -> fmt::Result {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    with_second(secs, |text| out.write_str(text))?;
     let mut micros = [b'0'; 7];
     let mut left = since.subsec_micros();
     for digit in micros[..6].iter_mut().rev() {

@@ -21,6 +21,7 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
 use crate::cli::LogFormat;
+use crate::direct_lines::DirectLines;
 
 /// How long the writer thread waits after the first line of a batch before writing it: the
 /// delay a line may see before it reaches stderr, and what turns a line per system call into
@@ -33,12 +34,24 @@ const MAX_BUFFERED: usize = 4 * 1024 * 1024;
 const EXIT_WAIT: Duration = Duration::from_secs(2);
 
 /// Installs the global subscriber: `RUST_LOG` (default `info`) with the audit trail kept at
-/// `info` unless `RUST_LOG` names it, in `format`. Keep the guard until the end of `main`.
+/// `info` unless `RUST_LOG` names it, in `format`; and gives the writer of the access and
+/// audit lines (`direct_lines`), in the same format into the same buffer. Keep the guard
+/// until the end of `main`.
 ///
 /// # Errors
 /// When the writer thread cannot be started.
-pub(crate) fn install(format: LogFormat) -> std::io::Result<FlushOnExit> {
+pub(crate) fn install(format: LogFormat) -> std::io::Result<(FlushOnExit, DirectLines)> {
     let (writer, guard) = BatchedStderr::start_with(std::io::stderr(), EXIT_WAIT)?;
+    let direct = {
+        let writer = writer.clone();
+        DirectLines::new(
+            format,
+            Arc::new(move |line: &[u8]| {
+                // As `tracing-subscriber` hands over a line: whole, in one write.
+                let _ = writer.make_writer().write_all(line);
+            }),
+        )
+    };
     let filter_text = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned());
     let mut filter = EnvFilter::try_new(&filter_text).unwrap_or_else(|_| EnvFilter::new("info"));
     if !filter_text.contains("security_update::audit")
@@ -54,7 +67,7 @@ pub(crate) fn install(format: LogFormat) -> std::io::Result<FlushOnExit> {
         // One JSON object per line, for log shippers.
         LogFormat::Json => logs.event_format(crate::json_lines::JsonLines).init(),
     }
-    Ok(guard)
+    Ok((guard, direct))
 }
 
 /// What loggers and the writer thread share.

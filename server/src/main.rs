@@ -7,10 +7,12 @@
 
 mod access_log;
 mod any_store;
+mod audit_lines;
 mod backup;
 mod cli;
 mod client_address;
 mod dev;
+mod direct_lines;
 mod escapes;
 mod front_door;
 mod json_lines;
@@ -61,8 +63,8 @@ fn main() -> ExitCode {
         }
     };
     // Log lines go to stderr in batches from a background thread (see `logs`).
-    let _flush_on_exit = match logs::install(cli.log_format) {
-        Ok(guard) => guard,
+    let (_flush_on_exit, log_lines) = match logs::install(cli.log_format) {
+        Ok(installed) => installed,
         Err(error) => return fail(1, &format!("cannot start the log writer: {error}")),
     };
     // Use the open-file allowance the system grants (soft limit up to the hard one, as Go and
@@ -79,7 +81,7 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(error) => return fail(1, &format!("cannot start the runtime: {error}")),
     };
-    runtime.block_on(run(cli))
+    runtime.block_on(run(cli, log_lines))
 }
 
 fn fail(code: u8, message: &str) -> ExitCode {
@@ -96,7 +98,7 @@ fn read_file(flag: &str, path: &std::path::Path) -> Result<String, ExitCode> {
     })
 }
 
-async fn run(cli: Cli) -> ExitCode {
+async fn run(cli: Cli, log_lines: direct_lines::DirectLines) -> ExitCode {
     // Signal handlers first: the default action of SIGHUP and SIGUSR1 ends the process, and a
     // log rotation or a backup cron may send them while the store is still opening.
     let hup = reload::sighup();
@@ -222,6 +224,7 @@ async fn run(cli: Cli) -> ExitCode {
     };
     let stack = builder
         .with_schema(schema)
+        .with_audit(Arc::new(audit_lines::AuditLines::new(log_lines.clone())))
         .with_path_prefix("/beta")
         .with_body_limit(cli.max_body)
         .with_max_object_bytes(cli.max_object_bytes)
@@ -234,7 +237,7 @@ async fn run(cli: Cli) -> ExitCode {
         ))
         .build(validator);
     // Probes first: no access-log line, no token, no rate limit, no metrics for them.
-    let logged = AccessLog::new(stack);
+    let logged = AccessLog::new(stack, log_lines);
     let measured = match &metrics {
         Some(metrics) => {
             tower::util::Either::Left(MetricsLayer::new(metrics.clone()).layer(logged))

@@ -1,0 +1,118 @@
+//! Tests of `audit_lines`: records made by the library's own stack, written directly and
+//! through `TracingAudit`, give the same lines in both formats.
+
+use std::sync::{Arc, Mutex};
+
+use http_body_util::{BodyExt, Full};
+use security_update::{MemoryStore, Principal, ResourceSchema, StackBuilder, StaticTokens};
+use tower::ServiceExt;
+
+use super::*;
+use crate::cli::LogFormat;
+use crate::direct_lines::tests::{direct, through_tracing};
+
+const ALICE: &str = "0a1b2c3d-0000-4000-8000-000000000001";
+
+/// Keeps the records it is given.
+#[derive(Debug, Default)]
+struct Kept(Mutex<Vec<AuditRecord>>);
+
+impl AuditSink for Kept {
+    fn record(&self, record: &AuditRecord) {
+        self.0.lock().unwrap().push(record.clone());
+    }
+}
+
+/// Records of every outcome, made by the stack as it serves: accepted writes whose patches
+/// hold what a text line escapes (quotes, a newline, non-ASCII) and one cut for its size, and
+/// a refused attempt at another user's object.
+async fn records() -> Vec<AuditRecord> {
+    let kept = Arc::new(Kept::default());
+    let tokens = StaticTokens::new()
+        .with_token(
+            "alice",
+            Principal::delegated("tenant-1", ALICE).with_scopes(["SecurityEvents.ReadWrite.All"]),
+        )
+        .with_token(
+            "app",
+            Principal::application("tenant-1", "5e6f")
+                .with_app_id("app-\"id\"")
+                .with_roles(["SecurityEvents.ReadWrite.All"]),
+        );
+    let stack = StackBuilder::new(MemoryStore::new())
+        .with_schema(ResourceSchema::open_type())
+        .with_audit(kept.clone())
+        .build(tokens);
+    let long = "x".repeat(20_000);
+    let sends = [
+        (
+            "alice",
+            "/me/security",
+            r#"{"note":"say \"hi\"\nthen é \u2028 \\ bye"}"#.to_owned(),
+        ),
+        ("alice", "/me/security", format!(r#"{{"long":"{long}"}}"#)),
+        (
+            "app",
+            &format!("/users/{}/security", ALICE.to_uppercase()),
+            r#"{"by":"app"}"#.to_owned(),
+        ),
+        (
+            "alice",
+            "/users/9c8d-other\"/security",
+            r#"{"x":1}"#.to_owned(),
+        ),
+    ];
+    for (token, path, body) in sends {
+        let request = http::Request::patch(path)
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(Full::new(bytes::Bytes::from(body)))
+            .unwrap();
+        let response = stack.clone().oneshot(request).await.unwrap();
+        let _ = response.into_body().collect().await;
+    }
+    kept.0.lock().unwrap().clone()
+}
+
+#[tokio::test]
+async fn audit_lines_are_tracing_audits_lines() {
+    let records = records().await;
+    let outcomes: Vec<bool> = records
+        .iter()
+        .map(|r| matches!(r.outcome, AuditOutcome::Accepted { .. }))
+        .collect();
+    assert_eq!(outcomes, [true, true, true, false], "{records:#?}");
+    for format in [LogFormat::Text, LogFormat::Json] {
+        for record in &records {
+            let theirs = through_tracing(format, || TracingAudit.record(record));
+            let ours = direct(format, |lines| {
+                AuditLines::new(lines.clone()).record(record);
+            });
+            assert_eq!(ours, theirs, "{format:?}");
+            assert_eq!(ours.len(), 1);
+        }
+    }
+}
+
+/// Whether lines are wanted is `tracing`'s to say, for the audit trail's target.
+#[test]
+fn the_audit_trail_is_written_when_its_target_is_enabled() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let sink = direct(LogFormat::Text, |lines| {
+        let audit = AuditLines::new(lines.clone());
+        for (filter, wanted) in [
+            ("info", true),
+            ("off,security_update::audit=info", true),
+            ("info,security_update::audit=off", false),
+            ("warn", false),
+        ] {
+            let subscriber = tracing_subscriber::registry()
+                .with(tracing_subscriber::EnvFilter::new(filter))
+                .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink));
+            tracing::subscriber::with_default(subscriber, || {
+                assert_eq!(audit.enabled(), wanted, "{filter}");
+            });
+        }
+    });
+    assert!(sink.is_empty());
+}

@@ -1,0 +1,160 @@
+//! Tests of `direct_lines`: the same lines as the event formats write through `tracing`.
+
+use std::sync::{Arc, Mutex};
+
+use super::*;
+use crate::logs::CapturedLines;
+
+/// The lines `events` logs through `tracing` in `format`, their timestamps cut out.
+pub(crate) fn through_tracing(format: LogFormat, events: impl FnOnce()) -> Vec<String> {
+    let lines = CapturedLines::default();
+    let sink = lines.clone();
+    let builder = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_max_level(Level::TRACE)
+        .with_writer(move || sink.clone());
+    match format {
+        LogFormat::Text => tracing::subscriber::with_default(
+            builder.event_format(crate::text_lines::TextLines).finish(),
+            events,
+        ),
+        LogFormat::Json => tracing::subscriber::with_default(
+            builder.event_format(crate::json_lines::JsonLines).finish(),
+            events,
+        ),
+    }
+    let bytes = lines.0.lock().unwrap().clone();
+    untimed(&bytes)
+}
+
+/// The lines `write` writes directly in `format`, their timestamps cut out.
+pub(crate) fn direct(format: LogFormat, write: impl FnOnce(&DirectLines)) -> Vec<String> {
+    let bytes = Arc::new(Mutex::new(Vec::new()));
+    let sink = bytes.clone();
+    let lines = DirectLines::new(
+        format,
+        Arc::new(move |line: &[u8]| sink.lock().unwrap().extend_from_slice(line)),
+    );
+    write(&lines);
+    let bytes = bytes.lock().unwrap().clone();
+    untimed(&bytes)
+}
+
+/// Each line without its timestamp (which differs between two writes), every byte else kept.
+fn untimed(bytes: &[u8]) -> Vec<String> {
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    assert!(text.is_empty() || text.ends_with('\n'), "{text:?}");
+    text.lines()
+        .map(|line| match line.strip_prefix("{\"timestamp\":\"") {
+            Some(rest) => {
+                let (time, rest) = rest.split_once('"').unwrap();
+                assert!(time.ends_with('Z'), "{line}");
+                rest.to_owned()
+            }
+            None => {
+                let (time, rest) = line.split_once(' ').unwrap();
+                assert!(time.ends_with('Z'), "{line}");
+                rest.to_owned()
+            }
+        })
+        .collect()
+}
+
+const FORMATS: [LogFormat; 2] = [LogFormat::Text, LogFormat::Json];
+
+/// The access line with every kind of value, and text that needs escaping in each format:
+/// quotes, backslashes, control characters, non-ASCII, empty.
+#[test]
+fn access_lines_are_the_events_lines() {
+    let values = [
+        (
+            "PATCH",
+            "/beta/me/security",
+            200u16,
+            1234u64,
+            "0a1b-request",
+        ),
+        ("GET", "/a\\u{a0}b", 404, 0, "quote\"back\\slash\nline\u{1}"),
+        ("DELETE", "", 405, u64::MAX, "é \u{2028} \u{202e} \u{301}"),
+        ("PATCH", "/x", 503, 7, ""),
+    ];
+    for format in FORMATS {
+        for (method, path, status, latency_us, request_id) in values {
+            let theirs = through_tracing(format, || {
+                tracing::info!(
+                    target: "security_update_server::access_log",
+                    method = %method,
+                    path = %path,
+                    status,
+                    latency_us,
+                    request_id,
+                    "request"
+                );
+            });
+            let ours = direct(format, |lines| {
+                lines.write(
+                    Level::INFO,
+                    "security_update_server::access_log",
+                    "request",
+                    |line| {
+                        line.shown("method", method);
+                        line.shown("path", path);
+                        line.number("status", u64::from(status));
+                        line.number("latency_us", latency_us);
+                        line.text("request_id", request_id);
+                    },
+                );
+            });
+            assert_eq!(ours, theirs, "{format:?}");
+            assert_eq!(ours.len(), 1);
+        }
+    }
+}
+
+/// Every level, and a target that JSON must escape.
+#[test]
+fn levels_and_targets_are_written_alike() {
+    for format in FORMATS {
+        let theirs = through_tracing(format, || {
+            tracing::trace!(target: "a\"b", "m");
+            tracing::debug!(target: "a\"b", "m");
+            tracing::info!(target: "a\"b", "m");
+            tracing::warn!(target: "a\"b", "m");
+            tracing::error!(target: "a\"b", "m");
+        });
+        let ours = direct(format, |lines| {
+            for level in [
+                Level::TRACE,
+                Level::DEBUG,
+                Level::INFO,
+                Level::WARN,
+                Level::ERROR,
+            ] {
+                lines.write(level, "a\"b", "m", |_| {});
+            }
+        });
+        assert_eq!(ours, theirs, "{format:?}");
+        assert_eq!(ours.len(), 5);
+    }
+}
+
+/// A JSON line is one JSON object that reads back what was written.
+#[test]
+fn json_lines_read_back() {
+    let tricky = "a \"q\" \\ \n\r\t\u{0}\u{1f} é \u{2028}";
+    let ours = direct(LogFormat::Json, |lines| {
+        lines.write(Level::INFO, "t", tricky, |line| {
+            line.text("text", tricky);
+            line.shown("shown", tricky);
+            line.number("n", 42);
+        });
+    });
+    let value: serde_json::Value =
+        serde_json::from_str(&format!("{{\"timestamp\":\"x\"{}", ours[0]))
+            .unwrap_or_else(|e| panic!("{e}: {}", ours[0]));
+    assert_eq!(value["fields"]["message"], tricky);
+    assert_eq!(value["fields"]["text"], tricky);
+    assert_eq!(value["fields"]["shown"], tricky);
+    assert_eq!(value["fields"]["n"], 42);
+    assert_eq!(value["level"], "INFO");
+}
