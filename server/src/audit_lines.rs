@@ -28,6 +28,11 @@ impl AuditSink for AuditLines {
     }
 
     fn record(&self, record: &AuditRecord) {
+        // Callers may record without asking `enabled` first (the library's refused-access
+        // record does): as `TracingAudit`'s event is, a record is filtered here.
+        if !self.enabled() {
+            return;
+        }
         let common = |line: &mut crate::direct_lines::Line<'_>, outcome: &str| {
             line.text("outcome", outcome);
             line.time("at", record.at);

@@ -94,25 +94,31 @@ async fn audit_lines_are_tracing_audits_lines() {
     }
 }
 
-/// Whether lines are wanted is `tracing`'s to say, for the audit trail's target.
-#[test]
-fn the_audit_trail_is_written_when_its_target_is_enabled() {
+/// Whether lines are wanted is `tracing`'s to say, for the audit trail's target: asked with
+/// `enabled`, and by a record made without asking (the library's refused-access record).
+#[tokio::test]
+async fn the_audit_trail_is_written_when_its_target_is_enabled() {
     use tracing_subscriber::layer::SubscriberExt;
-    let sink = direct(LogFormat::Text, |lines| {
-        let audit = AuditLines::new(lines.clone());
-        for (filter, wanted) in [
-            ("info", true),
-            ("off,security_update::audit=info", true),
-            ("info,security_update::audit=off", false),
-            ("warn", false),
-        ] {
+    let records = records().await;
+    for (filter, wanted) in [
+        ("info", true),
+        ("off,security_update::audit=info", true),
+        ("info,security_update::audit=off", false),
+        ("warn", false),
+    ] {
+        let written = direct(LogFormat::Text, |lines| {
+            let audit = AuditLines::new(lines.clone());
             let subscriber = tracing_subscriber::registry()
                 .with(tracing_subscriber::EnvFilter::new(filter))
                 .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink));
             tracing::subscriber::with_default(subscriber, || {
                 assert_eq!(audit.enabled(), wanted, "{filter}");
+                for record in &records {
+                    audit.record(record);
+                }
             });
-        }
-    });
-    assert!(sink.is_empty());
+        });
+        let expected = if wanted { records.len() } else { 0 };
+        assert_eq!(written.len(), expected, "{filter}: {written:?}");
+    }
 }

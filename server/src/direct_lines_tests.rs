@@ -27,7 +27,8 @@ pub(crate) fn through_tracing(format: LogFormat, events: impl FnOnce()) -> Vec<S
     untimed(&bytes)
 }
 
-/// The lines `write` writes directly in `format`, their timestamps cut out.
+/// The lines `write` writes directly in `format`, their timestamps cut out; every level of
+/// every target enabled (for the writers that ask `tracing`), unless `write` says otherwise.
 pub(crate) fn direct(format: LogFormat, write: impl FnOnce(&DirectLines)) -> Vec<String> {
     let bytes = Arc::new(Mutex::new(Vec::new()));
     let sink = bytes.clone();
@@ -35,7 +36,11 @@ pub(crate) fn direct(format: LogFormat, write: impl FnOnce(&DirectLines)) -> Vec
         format,
         Arc::new(move |line: &[u8]| sink.lock().unwrap().extend_from_slice(line)),
     );
-    write(&lines);
+    let everything = tracing_subscriber::fmt()
+        .with_max_level(Level::TRACE)
+        .with_writer(std::io::sink)
+        .finish();
+    tracing::subscriber::with_default(everything, || write(&lines));
     let bytes = bytes.lock().unwrap().clone();
     untimed(&bytes)
 }
