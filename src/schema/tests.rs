@@ -168,6 +168,42 @@ fn set_members_are_judged_alike_small_or_big() {
     }
 }
 
+/// Members set far apart in a big object (its first and its last, 50 KB between them) are
+/// judged as near ones are, each read from its own part of the text.
+#[cfg(feature = "json-schema")]
+#[test]
+fn members_far_apart_are_judged_as_near_ones() {
+    let schema = ResourceSchema::from_json_schema(&json!({
+        "type": "object",
+        "properties": {"first": {"type": "string", "maxLength": 3}, "last": {"enum": ["é"]}},
+        "additionalProperties": {"type": "string"}
+    }))
+    .unwrap();
+    let object = |first: &str, last: &str| {
+        let mut object = serde_json::Map::new();
+        object.insert("first".into(), json!(first));
+        for i in 0..500 {
+            object.insert(format!("filler{i}"), json!("é".repeat(50)));
+        }
+        object.insert("last".into(), json!(last));
+        serde_json::to_vec(&object).unwrap()
+    };
+    for (first, last, refused) in [
+        ("abc", "é", None),
+        ("abcd", "é", Some("first")),
+        ("abc", "e", Some("last")),
+    ] {
+        let text = object(first, last);
+        let all = crate::store::members::index(&text).unwrap();
+        let set = [all[0].clone(), all[all.len() - 1].clone()];
+        let outcome = schema.check_members(&text, &set, &[]);
+        match refused {
+            None => assert!(outcome.is_ok(), "{first} {last}"),
+            Some(property) => assert!(message(outcome).contains(property), "{first} {last}"),
+        }
+    }
+}
+
 #[cfg(feature = "json-schema")]
 fn patch(text: &str) -> crate::MergePatch {
     crate::MergePatch::parse(bytes::Bytes::copy_from_slice(text.as_bytes()), 64).unwrap()

@@ -49,10 +49,11 @@ pub(crate) enum TextNode<'a> {
     /// A value's JSON text, with no space around it.
     Text(&'a str),
     /// An object made of members of the object text `json`: those a patch set, or all of
-    /// them (`whole`: then `json` is this object's own text, and the node is the same value
-    /// as `Text(json)`). `nested` has the members of some of their object values.
+    /// them (`whole`: then `json` is one window on this object's own text, and the node is
+    /// the same value as `Text` of it). `nested` has the members of some of their object
+    /// values.
     Chosen {
-        json: Window<'a>,
+        json: Windows<'a>,
         members: &'a [Member],
         nested: &'a ObjectValues,
         whole: bool,
@@ -151,7 +152,9 @@ impl<'a> Node<'a, TextJson> for TextNode<'a> {
             Self::Chosen { json, members, .. } => Value::Object(
                 members
                     .iter()
-                    .filter_map(|member| {
+                    .enumerate()
+                    .filter_map(|(entry, member)| {
+                        let json = json.of(entry);
                         Some((
                             json.name(member)?.into_owned(),
                             value_of(json.part(&member.value).as_bytes()).ok()?,
@@ -169,12 +172,14 @@ impl<'a> Node<'a, TextJson> for TextNode<'a> {
         Some(match self {
             Self::Text(text) => NodeIdentity::tagged(text.as_ptr() as usize, 0),
             Self::Chosen {
-                json, whole: false, ..
-            } => NodeIdentity::tagged(json.text.as_ptr() as usize, 1),
+                members,
+                whole: false,
+                ..
+            } => NodeIdentity::tagged(members.as_ptr() as usize, 1),
             // The object's own text has the same identity.
             Self::Chosen {
                 json, whole: true, ..
-            } => NodeIdentity::tagged(json.text.as_ptr() as usize, 0),
+            } => NodeIdentity::tagged(json.of(0).text.as_ptr() as usize, 0),
             Self::Name(name) => NodeIdentity::tagged(name.as_ptr() as usize, 2),
         })
     }
@@ -185,7 +190,7 @@ impl<'a> Node<'a, TextJson> for TextNode<'a> {
 pub(crate) enum TextObject<'a> {
     Text(&'a str),
     Chosen {
-        json: Window<'a>,
+        json: Windows<'a>,
         members: &'a [Member],
         nested: &'a ObjectValues,
     },
@@ -228,6 +233,26 @@ impl<'a> Window<'a> {
     }
 }
 
+/// Where chosen members' text is: one window on the part of the text they span, or a window
+/// on each member when they lie far apart in a big text (then checking the text as UTF-8
+/// costs what the members hold, not what lies between them).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Windows<'a> {
+    One(Window<'a>),
+    /// The window of each member, by its place in the members.
+    Each(&'a [Window<'a>]),
+}
+
+impl<'a> Windows<'a> {
+    /// The window of the member at `entry`.
+    fn of(&self, entry: usize) -> Window<'a> {
+        match self {
+            Self::One(window) => *window,
+            Self::Each(windows) => windows.get(entry).copied().unwrap_or(Window::whole("")),
+        }
+    }
+}
+
 /// A string literal's value: borrowed when it holds no escape.
 fn string_of(literal: &str) -> Option<Cow<'_, str>> {
     if literal.contains('\\') {
@@ -242,7 +267,7 @@ fn member_value<'a>(json: Window<'a>, member: &Member, nested: &'a ObjectValues)
     let value = json.part(&member.value);
     match object_value(nested, member.value.start) {
         Some(members) => TextNode::Chosen {
-            json: Window::whole(value),
+            json: Windows::One(Window::whole(value)),
             members,
             nested: &[],
             whole: true,
@@ -264,7 +289,7 @@ impl<'a> TextObject<'a> {
                 nested,
             } => ObjectMembers::Chosen {
                 json,
-                members: members.iter(),
+                members: members.iter().enumerate(),
                 nested,
             },
         }
@@ -284,21 +309,25 @@ impl<'a> Object<'a, TextJson> for TextObject<'a> {
     }
 
     fn get(&self, key: &Box<str>) -> Option<TextNode<'a>> {
-        let json = match *self {
-            Self::Text(text) => Window::whole(text),
-            Self::Chosen { json, .. } => json,
+        let named = |json: Window<'_>, member: &Member| {
+            json.name(member).is_some_and(|name| *name == **key)
         };
-        let named = |member: &Member| json.name(member).is_some_and(|name| *name == **key);
         match *self {
-            Self::Text(text) => members::members(text.as_bytes())
-                .find(|member| named(member))
-                .map(|member| TextNode::Text(json.part(&member.value))),
+            Self::Text(text) => {
+                let json = Window::whole(text);
+                members::members(text.as_bytes())
+                    .find(|member| named(json, member))
+                    .map(|member| TextNode::Text(json.part(&member.value)))
+            }
             Self::Chosen {
-                members, nested, ..
+                json,
+                members,
+                nested,
             } => members
                 .iter()
-                .find(|member| named(member))
-                .map(|member| member_value(json, member, nested)),
+                .enumerate()
+                .find(|(entry, member)| named(json.of(*entry), member))
+                .map(|(entry, member)| member_value(json.of(entry), member, nested)),
         }
     }
 
@@ -315,8 +344,8 @@ pub(crate) enum ObjectMembers<'a> {
         walk: Members<'a>,
     },
     Chosen {
-        json: Window<'a>,
-        members: std::slice::Iter<'a, Member>,
+        json: Windows<'a>,
+        members: std::iter::Enumerate<std::slice::Iter<'a, Member>>,
         nested: &'a ObjectValues,
     },
 }
@@ -336,9 +365,10 @@ impl<'a> Iterator for ObjectMembers<'a> {
                 members,
                 nested,
             } => {
-                let member = members.next()?;
+                let (entry, member) = members.next()?;
+                let json = json.of(entry);
                 let name = json.name(member).unwrap_or_default();
-                Some((name, member_value(*json, member, nested)))
+                Some((name, member_value(json, member, nested)))
             }
         }
     }

@@ -11,7 +11,7 @@ fn conforms_to_jsonschemas_contract() {
     jsonschema::json::conformance::assert_conformance::<TextJson>(&TextNode::Text(str_of(&text)));
     let chosen = members::index(&text).unwrap();
     jsonschema::json::conformance::assert_conformance::<TextJson>(&TextNode::Chosen {
-        json: Window::whole(str_of(&text)),
+        json: Windows::One(Window::whole(str_of(&text))),
         members: &chosen,
         nested: &[],
         whole: false,
@@ -20,7 +20,7 @@ fn conforms_to_jsonschemas_contract() {
     assert!(!nested.is_empty());
     // An indexed object value is the same node as its text: same identity.
     let top = TextNode::Chosen {
-        json: Window::whole(str_of(&text)),
+        json: Windows::One(Window::whole(str_of(&text))),
         members: &chosen,
         nested: &nested,
         whole: false,
@@ -37,7 +37,7 @@ fn conforms_to_jsonschemas_contract() {
         TextNode::Text(&str_of(&text)[member.value.clone()]).identity()
     );
     jsonschema::json::conformance::assert_conformance::<TextJson>(&TextNode::Chosen {
-        json: Window::whole(str_of(&text)),
+        json: Windows::One(Window::whole(str_of(&text))),
         members: &chosen,
         nested: &nested,
         whole: false,
@@ -147,7 +147,7 @@ fn judges_as_the_value_validator_does() {
         let chosen = members::index(&text).unwrap();
         let got = by_text
             .validate(TextNode::Chosen {
-                json: Window::whole(str_of(&text)),
+                json: Windows::One(Window::whole(str_of(&text))),
                 members: &chosen,
                 nested: &[],
                 whole: false,
@@ -157,7 +157,7 @@ fn judges_as_the_value_validator_does() {
         let nested = nested_of(&text, &chosen);
         let got = by_text
             .validate(TextNode::Chosen {
-                json: Window::whole(str_of(&text)),
+                json: Windows::One(Window::whole(str_of(&text))),
                 members: &chosen,
                 nested: &nested,
                 whole: false,
@@ -182,16 +182,33 @@ fn judges_as_the_value_validator_does() {
             let base = chosen[1].key.start;
             let got = by_text
                 .validate(TextNode::Chosen {
-                    json: Window {
+                    json: Windows::One(Window {
                         text: &str_of(&text)[base..],
                         base,
-                    },
+                    }),
                     members: &chosen[1..],
                     nested: &nested,
                     whole: false,
                 })
                 .map_err(|e| (e.instance_path().to_string(), e.to_string()));
             assert_eq!(got, expected, "{instance} (a part of the text)");
+            // And from each member's own part.
+            let each: Vec<Window<'_>> = chosen[1..]
+                .iter()
+                .map(|m| Window {
+                    text: &str_of(&text)[m.key.start..m.value.end],
+                    base: m.key.start,
+                })
+                .collect();
+            let got = by_text
+                .validate(TextNode::Chosen {
+                    json: Windows::Each(&each),
+                    members: &chosen[1..],
+                    nested: &nested,
+                    whole: false,
+                })
+                .map_err(|e| (e.instance_path().to_string(), e.to_string()));
+            assert_eq!(got, expected, "{instance} (each member's part)");
             windows += 1;
         }
     }
