@@ -202,18 +202,28 @@ fn merge_objects(
     let mut names = PatchNames::new(patch)?;
     let mut matched = Matched::new(patch.members.len());
     let noting_values = record.as_ref().is_some_and(Notes::notes_object_values);
+    // The stored object's noted values, walked in step with its members (both in text
+    // order): a big object copies hundreds of members, each asked for at no search.
+    let mut stored_noted = stored.object_values.iter().peekable();
     out.push(b'{');
     let first = out.len();
-    for member in stored.members {
-        let key = stored.key(member);
+    // Stored members the patch does not name, not copied yet (by their places in `stored`).
+    let mut unnamed: Option<std::ops::Range<usize>> = None;
+    for (at, member) in stored.members.iter().enumerate() {
         let Some(entry) = names.naming(stored, member, patch)? else {
-            let start = begin_member(out, first, key);
-            let value_at = out.len();
-            out.extend_from_slice(stored.value(member));
-            note(&mut record, out, start, key.len(), member.escaped, false);
-            note_object_value(&mut record, value_at, stored.noted(member).cloned());
+            unnamed = Some(unnamed.map_or(at..at + 1, |run| run.start..at + 1));
             continue;
         };
+        if let Some(run) = unnamed.take() {
+            let mut copy = Copy {
+                out,
+                first,
+                record: &mut record,
+                noted: noting_values.then_some(&mut stored_noted),
+            };
+            copy.run(stored, &stored.members[run]);
+        }
+        let key = stored.key(member);
         matched.set(entry);
         let patch_member = &patch.members[entry];
         let value = patch.value(patch_member);
@@ -259,6 +269,15 @@ fn merge_objects(
         }
         note(&mut record, out, start, key.len(), member.escaped, true);
         note_object_value(&mut record, value_at, known);
+    }
+    if let Some(run) = unnamed.take() {
+        let mut copy = Copy {
+            out,
+            first,
+            record: &mut record,
+            noted: noting_values.then_some(&mut stored_noted),
+        };
+        copy.run(stored, &stored.members[run]);
     }
     for (entry, member) in patch.members.iter().enumerate() {
         // New members; `null` for a member that is not there removes nothing.
@@ -321,8 +340,103 @@ fn note(
     }
 }
 
+/// Stored members copied as they are into the merged object.
+struct Copy<'o, 'r, 'n, 'v> {
+    out: &'o mut Vec<u8>,
+    /// Where the merged object's first member starts.
+    first: usize,
+    record: &'o mut Option<Notes<'r>>,
+    /// The stored object's noted values, walked forward, when they are noted.
+    noted: Option<&'n mut NotedValues<'v>>,
+}
+
+/// A stored object's noted values, walked in text order.
+type NotedValues<'v> = std::iter::Peekable<std::slice::Iter<'v, (usize, Arc<[Member]>)>>;
+
+impl Copy<'_, '_, '_, '_> {
+    /// Copies `members`, consecutive members of `stored`. Written compact in the stored text
+    /// (as this crate writes: one comma between members, nothing around colons), they are
+    /// copied with one copy and their places shifted: a big object's hundreds of untouched
+    /// members cost a copy, not a write each. Otherwise member by member, as `key:value`.
+    fn run(&mut self, stored: &ObjectText<'_>, members: &[Member]) {
+        let (Some(head), Some(tail)) = (members.first(), members.last()) else {
+            return;
+        };
+        let text = head.key.start..tail.value.end;
+        let compact_len: usize = members
+            .iter()
+            .map(|member| member.key.len() + 1 + member.value.len())
+            .sum::<usize>()
+            + members.len()
+            - 1;
+        if text.len() != compact_len {
+            for member in members {
+                self.member(stored, member);
+            }
+            return;
+        }
+        if self.out.len() > self.first {
+            self.out.push(b',');
+        }
+        let out_start = self.out.len();
+        self.out.extend_from_slice(&stored.json[text.clone()]);
+        // A place in `stored` to one in `out`.
+        let moved = |at: usize| at - text.start + out_start;
+        if let Some(notes) = self.record.as_mut() {
+            let origin = notes.origin;
+            notes.members.extend(members.iter().map(|member| Member {
+                key: moved(member.key.start) - origin..moved(member.key.end) - origin,
+                value: moved(member.value.start) - origin..moved(member.value.end) - origin,
+                escaped: member.escaped,
+            }));
+        }
+        if let Some(noted) = self.noted.as_deref_mut() {
+            for member in members {
+                if noted.peek().is_none() {
+                    break;
+                }
+                if let Some(values) = noted_at(noted, member.value.start) {
+                    note_object_value(self.record, moved(member.value.start), Some(values.clone()));
+                }
+            }
+        }
+    }
+
+    /// Copies one member as `key:value`.
+    fn member(&mut self, stored: &ObjectText<'_>, member: &Member) {
+        let key = stored.key(member);
+        let start = begin_member(self.out, self.first, key);
+        let value_at = self.out.len();
+        self.out.extend_from_slice(stored.value(member));
+        note(
+            self.record,
+            self.out,
+            start,
+            key.len(),
+            member.escaped,
+            false,
+        );
+        if let Some(noted) = self.noted.as_deref_mut()
+            && noted.peek().is_some()
+            && let Some(values) = noted_at(noted, member.value.start)
+        {
+            note_object_value(self.record, value_at, Some(values.clone()));
+        }
+    }
+}
+
+/// The noted members of the value starting at `at`, from `noted` walked forward (values
+/// before `at` are passed by).
+fn noted_at<'v>(noted: &mut NotedValues<'v>, at: usize) -> Option<&'v Arc<[Member]>> {
+    while noted.next_if(|(start, _)| *start < at).is_some() {}
+    noted
+        .next_if(|(start, _)| *start == at)
+        .map(|(_, members)| members)
+}
+
 /// Records the members of the object value just written at `value_at`, when known, at the
 /// top.
+#[inline]
 fn note_object_value(
     record: &mut Option<Notes<'_>>,
     value_at: usize,

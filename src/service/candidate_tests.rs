@@ -176,6 +176,44 @@ fn same_bytes_as_merging_a_parsed_copy() {
     assert!(carried >= 40, "{carried} objects noted in a second write");
 }
 
+/// Untouched members of a stored text with space between its members (another store's
+/// spelling) are written `key:value`, as the parsed merge writes them; in a compact text
+/// they are copied in runs; either way the index matches the bytes.
+#[test]
+fn untouched_runs_are_copied_only_where_the_text_is_compact() {
+    for (json, patch, merged) in [
+        (
+            &br#"{"a": 1 , "b" :2,"c":3}"#[..],
+            &br#"{"c":4}"#[..],
+            &br#"{"a":1,"b":2,"c":4}"#[..],
+        ),
+        (
+            br#"{"a":1,"b":[1, 2],"c":3}"#,
+            br#"{"b":null}"#,
+            br#"{"a":1,"c":3}"#,
+        ),
+        (
+            br#"{"a":1,"b":2,"c":3}"#,
+            br#"{"b":5,"d":6}"#,
+            br#"{"a":1,"b":5,"c":3,"d":6}"#,
+        ),
+        (br#"{"a":1,"b":2}"#, br#"{"a":null,"b":null}"#, br#"{}"#),
+        (
+            br#"{ "a":1,"b":2 }"#,
+            br#"{"z":0}"#,
+            br#"{"a":1,"b":2,"z":0}"#,
+        ),
+    ] {
+        let members = index(json).unwrap();
+        let result = merge_text(json, &members, patch);
+        assert_eq!(
+            String::from_utf8_lossy(&result.json),
+            String::from_utf8_lossy(merged)
+        );
+        assert_eq!(index(&result.json).unwrap(), result.members);
+    }
+}
+
 #[test]
 fn untouched_members_keep_their_bytes() {
     // Whitespace inside a value the patch does not name is kept as stored.
