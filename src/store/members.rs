@@ -201,6 +201,7 @@ fn skip_string(json: &[u8], at: usize) -> Option<usize> {
 }
 
 /// [`skip_string`], and whether the literal holds an escape.
+#[inline]
 fn string_end(json: &[u8], at: usize) -> Option<(usize, bool)> {
     let mut i = at + 1;
     let mut escaped = false;
