@@ -209,19 +209,25 @@ fn merge_objects(
     let first = out.len();
     // Stored members the patch does not name, not copied yet (by their places in `stored`).
     let mut unnamed: Option<std::ops::Range<usize>> = None;
+    let copy_unnamed = |out: &mut Vec<u8>,
+                        record: &mut Option<Notes<'_>>,
+                        noted: &mut NotedValues<'_>,
+                        run: std::ops::Range<usize>| {
+        Copy {
+            out,
+            first,
+            record,
+            noted: noting_values.then_some(noted),
+        }
+        .run(stored, &stored.members[run]);
+    };
     for (at, member) in stored.members.iter().enumerate() {
         let Some(entry) = names.naming(stored, member, patch)? else {
             unnamed = Some(unnamed.map_or(at..at + 1, |run| run.start..at + 1));
             continue;
         };
         if let Some(run) = unnamed.take() {
-            let mut copy = Copy {
-                out,
-                first,
-                record: &mut record,
-                noted: noting_values.then_some(&mut stored_noted),
-            };
-            copy.run(stored, &stored.members[run]);
+            copy_unnamed(out, &mut record, &mut stored_noted, run);
         }
         let key = stored.key(member);
         matched.set(entry);
@@ -271,13 +277,7 @@ fn merge_objects(
         note_object_value(&mut record, value_at, known);
     }
     if let Some(run) = unnamed.take() {
-        let mut copy = Copy {
-            out,
-            first,
-            record: &mut record,
-            noted: noting_values.then_some(&mut stored_noted),
-        };
-        copy.run(stored, &stored.members[run]);
+        copy_unnamed(out, &mut record, &mut stored_noted, run);
     }
     for (entry, member) in patch.members.iter().enumerate() {
         // New members; `null` for a member that is not there removes nothing.
