@@ -158,9 +158,10 @@ pub trait AuditSink: Debug + Send + Sync + 'static {
 
 /// Audit records as `tracing` events (target `security_update::audit`, level INFO).
 ///
-/// Caller-controlled text (the patch, the requested user) is logged as string values, which
-/// text formats quote and escape as `Debug` does, so a newline in it cannot forge a second
-/// log line; a JSON format writes them as JSON strings.
+/// Caller-controlled text (the patch, the requested user, and the caller's ids, which come
+/// from token claims) is logged as string values, which text formats quote and escape as
+/// `Debug` does, so a newline in it cannot forge a second log line or a field; a JSON format
+/// writes them as JSON strings.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TracingAudit;
 
@@ -180,10 +181,10 @@ impl AuditSink for TracingAudit {
                 target: "security_update::audit",
                 outcome = "accepted",
                 at,
-                actor_tenant = %record.actor_tenant_id,
-                actor = %record.actor_object_id,
+                actor_tenant = record.actor_tenant_id.as_str(),
+                actor = record.actor_object_id.as_str(),
                 actor_app = record.actor_app_id.as_deref().unwrap_or("-"),
-                target_tenant = %record.target_tenant_id,
+                target_tenant = record.target_tenant_id.as_str(),
                 target_user = record.target_user.as_str(),
                 etag_before = %etag_before,
                 etag_after = %etag_after,
@@ -194,10 +195,10 @@ impl AuditSink for TracingAudit {
                 target: "security_update::audit",
                 outcome = "denied",
                 at,
-                actor_tenant = %record.actor_tenant_id,
-                actor = %record.actor_object_id,
+                actor_tenant = record.actor_tenant_id.as_str(),
+                actor = record.actor_object_id.as_str(),
                 actor_app = record.actor_app_id.as_deref().unwrap_or("-"),
-                target_tenant = %record.target_tenant_id,
+                target_tenant = record.target_tenant_id.as_str(),
                 target_user = record.target_user.as_str(),
                 status,
                 reason = reason.as_str(),

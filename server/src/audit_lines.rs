@@ -36,10 +36,10 @@ impl AuditSink for AuditLines {
         let common = |line: &mut crate::direct_lines::Line<'_>, outcome: &str| {
             line.text("outcome", outcome);
             line.time("at", record.at);
-            line.shown("actor_tenant", &record.actor_tenant_id);
-            line.shown("actor", &record.actor_object_id);
+            line.text("actor_tenant", &record.actor_tenant_id);
+            line.text("actor", &record.actor_object_id);
             line.text("actor_app", record.actor_app_id.as_deref().unwrap_or("-"));
-            line.shown("target_tenant", &record.target_tenant_id);
+            line.text("target_tenant", &record.target_tenant_id);
             line.text("target_user", &record.target_user);
         };
         match &record.outcome {
