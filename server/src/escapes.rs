@@ -49,16 +49,24 @@ pub(crate) fn write_json(out: &mut impl Write, text: &str) -> fmt::Result {
     write_escaped(out, text, &JSON_ESCAPES, json_escape)
 }
 
+/// The two-character escapes `Debug` and JSON write alike.
+fn short_escape(byte: u8) -> Option<&'static [u8]> {
+    match byte {
+        b'"' => Some(b"\\\""),
+        b'\\' => Some(b"\\\\"),
+        b'\n' => Some(b"\\n"),
+        b'\r' => Some(b"\\r"),
+        b'\t' => Some(b"\\t"),
+        _ => None,
+    }
+}
+
 /// How `<str as Debug>` writes `byte`, one of [`DEBUG_ESCAPES`].
 pub(crate) fn debug_escape(byte: u8, out: &mut Vec<u8>) {
-    match byte {
-        b'"' => out.extend_from_slice(b"\\\""),
-        b'\\' => out.extend_from_slice(b"\\\\"),
-        b'\n' => out.extend_from_slice(b"\\n"),
-        b'\r' => out.extend_from_slice(b"\\r"),
-        b'\t' => out.extend_from_slice(b"\\t"),
-        b'\0' => out.extend_from_slice(b"\\0"),
-        _ => {
+    match (short_escape(byte), byte) {
+        (Some(escape), _) => out.extend_from_slice(escape),
+        (None, b'\0') => out.extend_from_slice(b"\\0"),
+        (None, _) => {
             let _ = std::io::Write::write_fmt(out, format_args!("\\u{{{byte:x}}}"));
         }
     }
@@ -66,13 +74,9 @@ pub(crate) fn debug_escape(byte: u8, out: &mut Vec<u8>) {
 
 /// How a JSON string writes `byte`, one of [`JSON_ESCAPES`].
 pub(crate) fn json_escape(byte: u8, out: &mut Vec<u8>) {
-    match byte {
-        b'"' => out.extend_from_slice(b"\\\""),
-        b'\\' => out.extend_from_slice(b"\\\\"),
-        b'\n' => out.extend_from_slice(b"\\n"),
-        b'\r' => out.extend_from_slice(b"\\r"),
-        b'\t' => out.extend_from_slice(b"\\t"),
-        _ => {
+    match short_escape(byte) {
+        Some(escape) => out.extend_from_slice(escape),
+        None => {
             let _ = std::io::Write::write_fmt(out, format_args!("\\u{byte:04x}"));
         }
     }
