@@ -49,12 +49,6 @@ fn unreadable() -> serde_json::Error {
     <serde_json::Error as serde::de::Error>::custom("a member name cannot be read")
 }
 
-/// Patches of at most this many members are matched to stored members by comparing names
-/// (a length check, then bytes): cheaper than hashing every stored name, and still linear in
-/// the object. Bigger patches go through a hash map of their names, so that matching stays
-/// linear for big objects and big patches alike.
-const COMPARE_NAMES_UP_TO: usize = 8;
-
 /// Nested objects merged as text at most this deep below the top. Each level indexes the
 /// stored object it merges into, walking its whole subtree, so the text merge costs the
 /// stored object's size once per level; below this depth the stored member is parsed once
@@ -340,100 +334,6 @@ fn note(
     }
 }
 
-/// Stored members copied as they are into the merged object.
-struct Copy<'o, 'r, 'n, 'v> {
-    out: &'o mut Vec<u8>,
-    /// Where the merged object's first member starts.
-    first: usize,
-    record: &'o mut Option<Notes<'r>>,
-    /// The stored object's noted values, walked forward, when they are noted.
-    noted: Option<&'n mut NotedValues<'v>>,
-}
-
-/// A stored object's noted values, walked in text order.
-type NotedValues<'v> = std::iter::Peekable<std::slice::Iter<'v, (usize, Arc<[Member]>)>>;
-
-impl Copy<'_, '_, '_, '_> {
-    /// Copies `members`, consecutive members of `stored`. Written compact in the stored text
-    /// (as this crate writes: one comma between members, nothing around colons), they are
-    /// copied with one copy and their places shifted: a big object's hundreds of untouched
-    /// members cost a copy, not a write each. Otherwise member by member, as `key:value`.
-    fn run(&mut self, stored: &ObjectText<'_>, members: &[Member]) {
-        let (Some(head), Some(tail)) = (members.first(), members.last()) else {
-            return;
-        };
-        let text = head.key.start..tail.value.end;
-        let compact_len: usize = members
-            .iter()
-            .map(|member| member.key.len() + 1 + member.value.len())
-            .sum::<usize>()
-            + members.len()
-            - 1;
-        if text.len() != compact_len {
-            for member in members {
-                self.member(stored, member);
-            }
-            return;
-        }
-        if self.out.len() > self.first {
-            self.out.push(b',');
-        }
-        let out_start = self.out.len();
-        self.out.extend_from_slice(&stored.json[text.clone()]);
-        // A place in `stored` to one in `out`.
-        let moved = |at: usize| at - text.start + out_start;
-        if let Some(notes) = self.record.as_mut() {
-            let origin = notes.origin;
-            notes.members.extend(members.iter().map(|member| Member {
-                key: moved(member.key.start) - origin..moved(member.key.end) - origin,
-                value: moved(member.value.start) - origin..moved(member.value.end) - origin,
-                escaped: member.escaped,
-            }));
-        }
-        if let Some(noted) = self.noted.as_deref_mut() {
-            for member in members {
-                if noted.peek().is_none() {
-                    break;
-                }
-                if let Some(values) = noted_at(noted, member.value.start) {
-                    note_object_value(self.record, moved(member.value.start), Some(values.clone()));
-                }
-            }
-        }
-    }
-
-    /// Copies one member as `key:value`.
-    fn member(&mut self, stored: &ObjectText<'_>, member: &Member) {
-        let key = stored.key(member);
-        let start = begin_member(self.out, self.first, key);
-        let value_at = self.out.len();
-        self.out.extend_from_slice(stored.value(member));
-        note(
-            self.record,
-            self.out,
-            start,
-            key.len(),
-            member.escaped,
-            false,
-        );
-        if let Some(noted) = self.noted.as_deref_mut()
-            && noted.peek().is_some()
-            && let Some(values) = noted_at(noted, member.value.start)
-        {
-            note_object_value(self.record, value_at, Some(values.clone()));
-        }
-    }
-}
-
-/// The noted members of the value starting at `at`, from `noted` walked forward (values
-/// before `at` are passed by).
-fn noted_at<'v>(noted: &mut NotedValues<'v>, at: usize) -> Option<&'v Arc<[Member]>> {
-    while noted.next_if(|(start, _)| *start < at).is_some() {}
-    noted
-        .next_if(|(start, _)| *start == at)
-        .map(|(_, members)| members)
-}
-
 /// Records the members of the object value just written at `value_at`, when known, at the
 /// top.
 #[inline]
@@ -447,103 +347,6 @@ fn note_object_value(
     }
 }
 
-/// Finds the patch member that names a stored member: by comparing names for small patches
-/// (no allocation, no hashing), through a map of the patch's names for big ones. Each name is
-/// decoded at most once per object, whatever its escapes: decoding a long escaped patch name
-/// again for every stored member would make one small patch cost minutes of CPU against a
-/// wide object.
-enum PatchNames<'a> {
-    /// Compare; the patch's names decoded once when one of them holds an escape.
-    Compare(Option<Vec<Cow<'a, str>>>),
-    Map(std::collections::HashMap<Cow<'a, str>, usize>),
-}
-
-impl<'a> PatchNames<'a> {
-    fn new(patch: &ObjectText<'a>) -> Result<Self, serde_json::Error> {
-        if patch.members.len() <= COMPARE_NAMES_UP_TO {
-            if patch.members.iter().all(|member| !member.escaped) {
-                return Ok(Self::Compare(None));
-            }
-            let decoded = patch
-                .members
-                .iter()
-                .map(|member| name(patch, member))
-                .collect::<Result<_, _>>()?;
-            return Ok(Self::Compare(Some(decoded)));
-        }
-        let mut by_name = std::collections::HashMap::with_capacity(patch.members.len());
-        for (entry, member) in patch.members.iter().enumerate() {
-            by_name.insert(name(patch, member)?, entry);
-        }
-        Ok(Self::Map(by_name))
-    }
-
-    /// The patch member naming `member` (a member of `stored`), if any. The stored object
-    /// names each member once, and so does the patch.
-    fn naming(
-        &mut self,
-        stored: &ObjectText<'_>,
-        member: &Member,
-        patch: &ObjectText<'_>,
-    ) -> Result<Option<usize>, serde_json::Error> {
-        match self {
-            // Both plain: the key literals are the names.
-            Self::Compare(None) if !member.escaped => {
-                let key = stored.key(member);
-                Ok(patch
-                    .members
-                    .iter()
-                    .position(|wanted| patch.key(wanted) == key))
-            }
-            Self::Compare(decoded) => {
-                let own = name(stored, member)?;
-                Ok(match decoded {
-                    Some(names) => names.iter().position(|wanted| *wanted == own),
-                    None => patch.members.iter().position(|wanted| {
-                        let key = patch.key(wanted);
-                        key[1..key.len() - 1] == *own.as_bytes()
-                    }),
-                })
-            }
-            Self::Map(by_name) => Ok(by_name.remove(name(stored, member)?.as_ref())),
-        }
-    }
-}
-
-/// Which patch members named a stored member: bits for up to 64 of them.
-enum Matched {
-    Bits(u64),
-    Flags(Vec<bool>),
-}
-
-impl Matched {
-    fn new(len: usize) -> Self {
-        if len <= 64 {
-            Self::Bits(0)
-        } else {
-            Self::Flags(vec![false; len])
-        }
-    }
-
-    fn set(&mut self, entry: usize) {
-        match self {
-            Self::Bits(bits) => *bits |= 1 << entry,
-            Self::Flags(flags) => flags[entry] = true,
-        }
-    }
-
-    fn get(&self, entry: usize) -> bool {
-        match self {
-            Self::Bits(bits) => bits & (1 << entry) != 0,
-            Self::Flags(flags) => flags[entry],
-        }
-    }
-}
-
-fn name<'a>(object: &ObjectText<'a>, member: &Member) -> Result<Cow<'a, str>, serde_json::Error> {
-    member.name(object.json).ok_or_else(unreadable)
-}
-
 /// Writes the separator and `key:`; returns where the key starts.
 fn begin_member(out: &mut Vec<u8>, first: usize, key: &[u8]) -> usize {
     if out.len() > first {
@@ -554,6 +357,14 @@ fn begin_member(out: &mut Vec<u8>, first: usize, key: &[u8]) -> usize {
     out.push(b':');
     start
 }
+
+#[path = "candidate_copy.rs"]
+mod copy;
+use copy::{Copy, NotedValues};
+
+#[path = "candidate_names.rs"]
+mod names;
+use names::{Matched, PatchNames};
 
 #[cfg(test)]
 #[path = "candidate_tests.rs"]
