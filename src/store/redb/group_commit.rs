@@ -166,8 +166,21 @@ fn run(db: &Database, cache: &ReadCache, queue: &Receiver<Pending>) {
                 }
             }
             Err(error) => {
+                // After an I/O error redb refuses every later write until the file is
+                // opened again (`PreviousIo`), and whether this batch reached the disk is not
+                // known (an fsync that failed says nothing of what it wrote): no swap of it
+                // is answered as written, none is left in the cache, and the committer
+                // stops, so that the store says it cannot write (`/readyz` 503) instead of
+                // failing every write while it looks ready.
+                let fatal = error.kind() == StoreErrorKind::Unavailable;
                 for pending in batch.drain(..) {
+                    if fatal {
+                        cache.forget(&pending.key);
+                    }
                     let _ = pending.reply.send(Err(error.clone()));
+                }
+                if fatal {
+                    return;
                 }
             }
         }
@@ -294,6 +307,13 @@ fn commit(
     }
     if changed {
         // redb's default durability: the commit returns once the data is on disk.
+        #[cfg(test)]
+        if batch
+            .iter()
+            .any(|p| p.key.tenant_id() == IO_ERROR_IN_COMMIT)
+        {
+            return Err(storage(std::io::Error::other("a fault the tests inject")));
+        }
         write.commit().map_err(storage)?;
         #[cfg(test)]
         assert!(
@@ -314,6 +334,9 @@ const PANICS_IN_COMMIT: &str = "panics-in-commit";
 /// A tenant whose swaps make a commit panic once it is on disk, in this crate's tests.
 #[cfg(test)]
 const PANICS_AFTER_COMMIT: &str = "panics-after-commit";
+/// A tenant whose swaps make a commit fail with an I/O error, in this crate's tests.
+#[cfg(test)]
+const IO_ERROR_IN_COMMIT: &str = "io-error-in-commit";
 
 #[cfg(test)]
 #[path = "group_commit_tests.rs"]

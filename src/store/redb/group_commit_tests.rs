@@ -170,3 +170,40 @@ fn an_unreadable_object_fails_its_own_swap_not_its_batch() {
         "the broken object was touched"
     );
 }
+
+/// A commit that fails with an I/O error answers its writes with the error, leaves nothing
+/// of them in the read cache (whether they reached the disk is not known), and stops the
+/// committer: later writes fail at once and the store says it cannot write.
+#[tokio::test]
+async fn an_io_error_in_a_commit_stops_the_committer() {
+    let scratch = Scratch::new("io-error");
+    let cache = Arc::new(ReadCache::new());
+    let committer = GroupCommit::start(scratch.1.clone(), cache.clone()).unwrap();
+    let first = |key: &ObjectKey| pending(key, 0).0.new;
+    let fine = ObjectKey::new("t", "fine");
+    assert_eq!(
+        committer.swap(fine.clone(), 0, first(&fine)).await,
+        Ok(SwapOutcome::Swapped)
+    );
+    let doomed = ObjectKey::new(IO_ERROR_IN_COMMIT, "u");
+    let failed = committer
+        .swap(doomed.clone(), 0, first(&doomed))
+        .await
+        .unwrap_err();
+    assert_eq!(failed.kind(), StoreErrorKind::Unavailable, "{failed:?}");
+    assert!(cache.get(&doomed).is_err());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while committer.running().is_ok() && std::time::Instant::now() < deadline {
+        std::thread::yield_now();
+    }
+    assert_eq!(committer.running(), Err(stopped()));
+    let later = ObjectKey::new("t", "later");
+    assert_eq!(
+        committer.swap(later.clone(), 0, first(&later)).await,
+        Err(stopped())
+    );
+    drop(committer);
+    assert_eq!(scratch.stored(&fine), Some(1));
+    assert_eq!(scratch.stored(&doomed), None);
+    assert_eq!(scratch.stored(&later), None);
+}

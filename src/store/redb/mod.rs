@@ -302,7 +302,8 @@ fn migrate(db: &Database) -> Result<(), String> {
 fn storage(error: impl Into<redb::Error>) -> StoreError {
     let error: redb::Error = error.into();
     let kind = match &error {
-        redb::Error::Io(_) => StoreErrorKind::Unavailable,
+        // Both mean the file cannot take writes until it is opened again.
+        redb::Error::Io(_) | redb::Error::PreviousIo => StoreErrorKind::Unavailable,
         redb::Error::Corrupted(_) => StoreErrorKind::Corrupt,
         _ => StoreErrorKind::Other,
     };
@@ -314,7 +315,8 @@ impl SecurityStore for RedbStore {
         "redb"
     }
 
-    /// `Err` once the committer has stopped (a commit panicked): every write would fail.
+    /// `Err` once the committer has stopped (a commit panicked or failed with an I/O error):
+    /// every write would fail.
     fn writable(&self) -> Result<(), StoreError> {
         self.committer.running()
     }
