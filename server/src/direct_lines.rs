@@ -199,17 +199,25 @@ impl Line<'_> {
     }
 }
 
-/// `text` with each byte `escapes` marks replaced by what `escape` writes, a byte at a time
-/// into room reserved up front: an audited patch has a quote every few bytes, and a call per
-/// plain run between them cost more than the bytes.
+/// `text` with each byte `escapes` marks replaced by what `escape` writes: copied whole when
+/// there is none, else a byte at a time from the first into room reserved up front (an
+/// audited patch has a quote every few bytes, and a call per plain run between them cost more
+/// than the bytes).
 fn push_escaped(
     out: &mut Vec<u8>,
     text: &str,
     escapes: &[bool; 256],
     escape: fn(u8, &mut Vec<u8>),
 ) {
+    let bytes = text.as_bytes();
+    // Ids, names and paths (the usual field) need no escape: one look, one copy.
+    let Some(first) = bytes.iter().position(|&byte| escapes[usize::from(byte)]) else {
+        out.extend_from_slice(bytes);
+        return;
+    };
     out.reserve(text.len() + text.len() / 2);
-    for &byte in text.as_bytes() {
+    out.extend_from_slice(&bytes[..first]);
+    for &byte in &bytes[first..] {
         if escapes[usize::from(byte)] {
             escape(byte, out);
         } else {
