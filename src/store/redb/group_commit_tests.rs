@@ -77,13 +77,14 @@ fn a_swap_whose_writer_is_gone_is_not_applied() {
     assert_eq!(tenants.get("t").unwrap().unwrap().value(), 1);
 }
 
-/// A commit that panics stops the committer: later writes fail at once, and the
-/// committer says it is not running (what `RedbStore::writable`, and so the server's
-/// `/readyz`, reports).
-#[tokio::test]
-async fn a_panicking_commit_stops_the_committer_and_every_later_write() {
-    let scratch = Scratch::new("panic");
-    let committer = GroupCommit::start(scratch.1.clone(), Arc::new(ReadCache::new())).unwrap();
+/// A committer over a fresh store writes one object, then a swap of `tenant` (whose commits
+/// fail by a fault the tests inject) fails; the committer stops (what `RedbStore::writable`,
+/// and so the server's `/readyz`, reports), a later write fails at once, and only the first
+/// object is stored. The failure, the read cache and the failed key, for each test's checks.
+async fn a_failing_commit(tenant: &str) -> (StoreError, Arc<ReadCache>, ObjectKey) {
+    let scratch = Scratch::new(tenant);
+    let cache = Arc::new(ReadCache::new());
+    let committer = GroupCommit::start(scratch.1.clone(), cache.clone()).unwrap();
     assert_eq!(committer.running(), Ok(()));
     let first = |key: &ObjectKey| pending(key, 0).0.new;
     let fine = ObjectKey::new("t", "fine");
@@ -91,22 +92,34 @@ async fn a_panicking_commit_stops_the_committer_and_every_later_write() {
         committer.swap(fine.clone(), 0, first(&fine)).await,
         Ok(SwapOutcome::Swapped)
     );
-    let doomed = ObjectKey::new(PANICS_IN_COMMIT, "u");
-    let failed = committer.swap(doomed.clone(), 0, first(&doomed)).await;
-    assert!(failed.unwrap_err().message().contains("panicked"));
-    let later = ObjectKey::new("t", "later");
-    let refused = committer.swap(later.clone(), 0, first(&later)).await;
-    assert_eq!(refused, Err(stopped()));
+    let doomed = ObjectKey::new(tenant, "u");
+    let failed = committer
+        .swap(doomed.clone(), 0, first(&doomed))
+        .await
+        .unwrap_err();
     // The thread ends right after answering the batch.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while committer.running().is_ok() && std::time::Instant::now() < deadline {
         std::thread::yield_now();
     }
     assert_eq!(committer.running(), Err(stopped()));
+    let later = ObjectKey::new("t", "later");
+    assert_eq!(
+        committer.swap(later.clone(), 0, first(&later)).await,
+        Err(stopped())
+    );
     drop(committer);
     assert_eq!(scratch.stored(&fine), Some(1));
     assert_eq!(scratch.stored(&doomed), None);
     assert_eq!(scratch.stored(&later), None);
+    (failed, cache, doomed)
+}
+
+/// A commit that panics stops the committer and every later write.
+#[tokio::test]
+async fn a_panicking_commit_stops_the_committer_and_every_later_write() {
+    let (failed, _, _) = a_failing_commit(PANICS_IN_COMMIT).await;
+    assert!(failed.message().contains("panicked"), "{failed:?}");
 }
 
 /// A batch whose commit panicked is settled by what the file holds: a panic before the
@@ -176,34 +189,7 @@ fn an_unreadable_object_fails_its_own_swap_not_its_batch() {
 /// committer: later writes fail at once and the store says it cannot write.
 #[tokio::test]
 async fn an_io_error_in_a_commit_stops_the_committer() {
-    let scratch = Scratch::new("io-error");
-    let cache = Arc::new(ReadCache::new());
-    let committer = GroupCommit::start(scratch.1.clone(), cache.clone()).unwrap();
-    let first = |key: &ObjectKey| pending(key, 0).0.new;
-    let fine = ObjectKey::new("t", "fine");
-    assert_eq!(
-        committer.swap(fine.clone(), 0, first(&fine)).await,
-        Ok(SwapOutcome::Swapped)
-    );
-    let doomed = ObjectKey::new(IO_ERROR_IN_COMMIT, "u");
-    let failed = committer
-        .swap(doomed.clone(), 0, first(&doomed))
-        .await
-        .unwrap_err();
+    let (failed, cache, doomed) = a_failing_commit(IO_ERROR_IN_COMMIT).await;
     assert_eq!(failed.kind(), StoreErrorKind::Unavailable, "{failed:?}");
     assert!(cache.get(&doomed).is_err());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while committer.running().is_ok() && std::time::Instant::now() < deadline {
-        std::thread::yield_now();
-    }
-    assert_eq!(committer.running(), Err(stopped()));
-    let later = ObjectKey::new("t", "later");
-    assert_eq!(
-        committer.swap(later.clone(), 0, first(&later)).await,
-        Err(stopped())
-    );
-    drop(committer);
-    assert_eq!(scratch.stored(&fine), Some(1));
-    assert_eq!(scratch.stored(&doomed), None);
-    assert_eq!(scratch.stored(&later), None);
 }
