@@ -6,10 +6,13 @@ store, dev mode, one worker thread, the bench schema), sends 200 PATCHes over on
 connection to warm it up, turns it on (`callgrind_control -i on`), sends 2,000
 more, turns it off, and stops the server: the instructions collected, divided by 2,000, are
 what a PATCH costs, with start-up (key generation takes a random time) and shutdown left
-out. Every PATCH changes the object (a revision in `notes`).
+out. Every PATCH changes the object (a revision in `notes`). The two baselines of the benches,
+`floor` and `axum_baseline`, served by `bench_servers` the way the server serves our stack, are
+measured the same way in the same run, so the figures can be read side by side.
 
 Usage: scripts/server_instructions.py   (needs valgrind; builds nothing: cargo build --release
-first; SERVER=path measures another build of the server)
+-p security-update-server -p security-update-tools first; SERVER=path measures another build
+of the server; BASELINES=0 leaves the baselines out)
 """
 import http.client
 import os
@@ -29,35 +32,43 @@ BODY = ('{"riskProfile":{"level":"medium","score":42,"reasons":["mfa-missing","l
 WARM_UP, MEASURED = 200, 2000
 
 
-def per_request(rust_log):
+OURS = [os.environ.get("SERVER", os.path.join(ROOT, "target/release/security-update-server")),
+        "--memory", "--listen", "127.0.0.1:0", "--worker-threads", "1", "--rate-limit", "0",
+        "--schema", os.path.join(ROOT, "scripts/bench-schema.json")]
+# The baselines' token and path (benches/support); ours prints its dev token on line 3.
+BASELINE_TOKEN = "bench-token-0123456789abcdef"
+
+
+def baseline(name):
+    return [os.path.join(ROOT, "target/release/bench_servers"), name, "127.0.0.1:0", "1"]
+
+
+def per_request(command, rust_log="info", path="/beta/me/security"):
     work = tempfile.mkdtemp()
     out, err = os.path.join(work, "out"), os.path.join(work, "err")
     env = dict(os.environ, RUST_LOG=rust_log)
     with open(out, "w") as stdout, open(err, "w") as stderr:
         server = subprocess.Popen(
             ["valgrind", "--tool=callgrind", "--instr-atstart=no",
-             "--callgrind-out-file=" + os.path.join(work, "cg"),
-             os.environ.get("SERVER", os.path.join(ROOT, "target/release/security-update-server")),
-             "--memory",
-             "--listen", "127.0.0.1:0", "--worker-threads", "1", "--rate-limit", "0",
-             "--schema", os.path.join(ROOT, "scripts/bench-schema.json")],
+             "--callgrind-out-file=" + os.path.join(work, "cg")] + command,
             stdout=stdout, stderr=stderr, env=env, cwd=ROOT)
     try:
         deadline = time.monotonic() + 120
         while True:
             lines = open(out).read().splitlines()
-            if any(line.startswith("listening on ") for line in lines) and len(lines) >= 3:
+            started = any(line.startswith("listening on ") for line in lines)
+            if started and (path != "/beta/me/security" or len(lines) >= 3):
                 break
             if time.monotonic() > deadline or server.poll() is not None:
                 raise SystemExit("the server did not start:\n" + open(err).read())
             time.sleep(0.2)
         address = next(line.split()[2] for line in lines if line.startswith("listening on "))
-        token = lines[2].strip()
+        token = lines[2].strip() if path == "/beta/me/security" else BASELINE_TOKEN
         host, port = address.rsplit(":", 1)
         connection = http.client.HTTPConnection(host, int(port), timeout=60)
 
         def patch(revision):
-            connection.request("PATCH", "/beta/me/security", body=BODY % revision, headers={
+            connection.request("PATCH", path, body=BODY % revision, headers={
                 "Authorization": "Bearer " + token, "Content-Type": "application/json"})
             response = connection.getresponse()
             response.read()
@@ -79,9 +90,18 @@ def per_request(rust_log):
 
 
 def main():
+    figures = {}
     for label, rust_log in [("logs (RUST_LOG unset: info)", "info"),
                             ("all logging off", "off,security_update::audit=off")]:
-        print(f"{label}: {per_request(rust_log):,.0f} instructions per PATCH")
+        figures[label] = per_request(OURS, rust_log)
+        print(f"{label}: {figures[label]:,.0f} instructions per PATCH")
+    if os.environ.get("BASELINES", "1") == "0":
+        return
+    for name in ["floor", "axum"]:
+        count = per_request(baseline(name), path="/me/security")
+        ratios = ", ".join(f"{label.split(' (')[0]} {value / count:.2f}x"
+                           for label, value in figures.items())
+        print(f"{name}: {count:,.0f} instructions per PATCH (ours against it: {ratios})")
 
 
 if __name__ == "__main__":
