@@ -106,6 +106,24 @@ impl StoreOperation {
 /// A shared observer, as the pieces hold it.
 pub type SharedObserver = Arc<dyn Observer>;
 
+/// [`timed`] for an operation done at once (`AtOnce`).
+pub(crate) fn timed_now<T, E>(
+    observer: Option<&SharedObserver>,
+    store: &'static str,
+    operation: StoreOperation,
+    work: impl FnOnce() -> Result<T, E>,
+) -> Result<T, E> {
+    match observer {
+        None => work(),
+        Some(observer) => {
+            let started = std::time::Instant::now();
+            let result = work();
+            observer.store_operation(store, operation, started.elapsed(), result.is_err());
+            result
+        }
+    }
+}
+
 /// Runs `operation` against the store, timing it for `observer` if there is one.
 pub(crate) async fn timed<T, E>(
     observer: Option<&SharedObserver>,

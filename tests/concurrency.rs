@@ -3,8 +3,15 @@
 mod common;
 
 use common::*;
-use security_update::{MemoryStore, ObjectKey, ResourceSchema, SecurityStore, StackBuilder, stack};
+use security_update::audit::{AuditOutcome, AuditRecord, AuditSink};
+use security_update::store::AtOnce;
+use security_update::{
+    MemoryStore, ObjectKey, ResourceSchema, SecurityStore, Snapshot, StackBuilder, StoreError,
+    SwapOutcome, stack,
+};
 use serde_json::json;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 const WRITERS: usize = 64;
 
@@ -83,17 +90,31 @@ async fn concurrent_patches_to_many_objects_land_separately() {
 }
 
 /// A store whose first compare-and-swap loses to a rival write that lands just before it, so
-/// the service's retry path runs deterministically.
+/// the service's retry path runs deterministically. With `at_once`, it offers its operations
+/// at once too (as the memory store does): the service's first attempt then runs within
+/// `call`, loses there, and the write goes on as a task.
 struct RacingStore {
     inner: MemoryStore,
-    raced: std::sync::atomic::AtomicBool,
+    raced: AtomicBool,
+    at_once: bool,
+}
+
+impl RacingStore {
+    /// The rival's write, the first time only.
+    fn race(&self, key: &ObjectKey, expected: u64, new: &Snapshot) {
+        if !self.raced.swap(true, Ordering::SeqCst) {
+            let mut rival = new.document().clone();
+            rival.retain(|k, _| k == "@odata.type" || k == "id");
+            rival.insert("rival".into(), json!(true));
+            let rival = Snapshot::new(expected + 1, rival).unwrap();
+            let outcome = self.inner.compare_and_swap_at_once(key, expected, rival);
+            assert_eq!(outcome, Ok(SwapOutcome::Swapped));
+        }
+    }
 }
 
 impl SecurityStore for RacingStore {
-    async fn load(
-        &self,
-        key: &ObjectKey,
-    ) -> Result<Option<security_update::Snapshot>, security_update::StoreError> {
+    async fn load(&self, key: &ObjectKey) -> Result<Option<Snapshot>, StoreError> {
         self.inner.load(key).await
     }
 
@@ -101,78 +122,160 @@ impl SecurityStore for RacingStore {
         &self,
         key: &ObjectKey,
         expected: u64,
-        new: security_update::Snapshot,
-    ) -> Result<security_update::SwapOutcome, security_update::StoreError> {
-        if !self.raced.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            let mut rival = new.document().clone();
-            rival.retain(|k, _| k == "@odata.type" || k == "id");
-            rival.insert("rival".into(), json!(true));
-            let rival = security_update::Snapshot::new(expected + 1, rival).unwrap();
-            let outcome = self.inner.compare_and_swap(key, expected, rival).await?;
-            assert_eq!(outcome, security_update::SwapOutcome::Swapped);
-        }
+        new: Snapshot,
+    ) -> Result<SwapOutcome, StoreError> {
+        self.race(key, expected, &new);
         self.inner.compare_and_swap(key, expected, new).await
+    }
+
+    fn at_once(&self) -> Option<&dyn AtOnce> {
+        self.at_once.then_some(self as &dyn AtOnce)
     }
 }
 
-/// The stack over a [`RacingStore`], and the memory store underneath.
-fn racing_app() -> (
+impl AtOnce for RacingStore {
+    fn load_at_once(&self, key: &ObjectKey) -> Result<Option<Snapshot>, StoreError> {
+        self.inner.load_at_once(key)
+    }
+
+    fn compare_and_swap_at_once(
+        &self,
+        key: &ObjectKey,
+        expected: u64,
+        new: Snapshot,
+    ) -> Result<SwapOutcome, StoreError> {
+        self.race(key, expected, &new);
+        self.inner.compare_and_swap_at_once(key, expected, new)
+    }
+
+    fn count_tenant_at_once(&self, tenant_id: &str) -> Result<Option<u64>, StoreError> {
+        self.inner.count_tenant_at_once(tenant_id)
+    }
+}
+
+/// Collects audit records.
+#[derive(Debug, Default)]
+struct Collect(Mutex<Vec<AuditRecord>>);
+
+impl AuditSink for Collect {
+    fn record(&self, record: &AuditRecord) {
+        self.0.lock().unwrap().push(record.clone());
+    }
+}
+
+/// The stack over a [`RacingStore`], the memory store underneath, and the audit trail.
+fn racing_app(
+    at_once: bool,
+    max_attempts: u32,
+) -> (
     security_update::Stack<RacingStore, security_update::StaticTokens>,
     MemoryStore,
+    Arc<Collect>,
 ) {
     let open = ResourceSchema::from_json_schema(&json!({"type": "object"})).unwrap();
     let store = MemoryStore::new();
     let racing = RacingStore {
         inner: store.clone(),
-        raced: Default::default(),
+        raced: AtomicBool::default(),
+        at_once,
     };
+    let audit = Arc::new(Collect::default());
     let app = stack(
-        StackBuilder::new(racing).with_schema(open).into_service(),
+        StackBuilder::new(racing)
+            .with_schema(open)
+            .with_audit(audit.clone())
+            .with_max_attempts(max_attempts)
+            .into_service(),
         tokens(),
     );
-    (app, store)
+    (app, store, audit)
 }
 
+/// Whether the store answers at once (the attempt made within `call` loses, the write goes on
+/// as a task) or not (every attempt is awaited), the write lands once, on the rival's object,
+/// and is audited once, from the rival's version.
 #[tokio::test]
 async fn a_lost_race_is_retried_on_the_winners_object() {
-    let (app, store) = racing_app();
-    let reply = patch(
-        &app,
-        "/me/security",
-        "alice",
-        r#"{"mine":{"a":1,"b":null}}"#,
-    )
-    .await;
-    assert_eq!(reply.status, 200);
-    assert_eq!(reply.header("etag"), "\"2\"");
-    let json = reply.object();
-    assert_eq!(json["rival"], true, "the rival's write was lost: {json}");
-    assert_eq!(json["mine"], json!({"a": 1}), "{json}");
-    let stored = store
-        .load(&ObjectKey::new(TENANT, ALICE))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(stored.document(), json.as_object().unwrap());
+    for at_once in [false, true] {
+        let (app, store, audit) = racing_app(at_once, 64);
+        let reply = patch(
+            &app,
+            "/me/security",
+            "alice",
+            r#"{"mine":{"a":1,"b":null}}"#,
+        )
+        .await;
+        assert_eq!(reply.status, 200, "at once: {at_once}");
+        assert_eq!(reply.header("etag"), "\"2\"");
+        let json = reply.object();
+        assert_eq!(json["rival"], true, "the rival's write was lost: {json}");
+        assert_eq!(json["mine"], json!({"a": 1}), "{json}");
+        let stored = store
+            .load(&ObjectKey::new(TENANT, ALICE))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.document(), json.as_object().unwrap());
+        let records = audit.0.lock().unwrap();
+        let [record] = records.as_slice() else {
+            panic!("at once: {at_once}: {records:?}");
+        };
+        let AuditOutcome::Accepted {
+            etag_before,
+            etag_after,
+            patch,
+        } = &record.outcome
+        else {
+            panic!("{record:?}");
+        };
+        assert_eq!(
+            (etag_before.as_str(), etag_after.as_str()),
+            ("\"1\"", "\"2\"")
+        );
+        assert_eq!(patch, r#"{"mine":{"a":1,"b":null}}"#);
+    }
 }
 
 /// With `If-Match`, a lost race means the precondition no longer holds: 412, not a blind retry.
 #[tokio::test]
 async fn a_lost_race_under_if_match_is_412() {
-    let (app, store) = racing_app();
-    let request = request(http::Method::PATCH, "/me/security", Some("alice"))
-        .header("if-match", "\"0\"")
-        .body(http_body_util::Full::from(r#"{"mine":1}"#))
-        .unwrap();
-    let reply = send(app, request).await;
-    assert_eq!(reply.status, 412);
-    let stored = store
-        .load(&ObjectKey::new(TENANT, ALICE))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(stored.document().get("mine").is_none());
-    assert_eq!(stored.version(), 1, "only the rival's write landed");
+    for at_once in [false, true] {
+        let (app, store, audit) = racing_app(at_once, 64);
+        let request = request(http::Method::PATCH, "/me/security", Some("alice"))
+            .header("if-match", "\"0\"")
+            .body(http_body_util::Full::from(r#"{"mine":1}"#))
+            .unwrap();
+        let reply = send(app, request).await;
+        assert_eq!(reply.status, 412, "at once: {at_once}");
+        let stored = store
+            .load(&ObjectKey::new(TENANT, ALICE))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(stored.document().get("mine").is_none());
+        assert_eq!(stored.version(), 1, "only the rival's write landed");
+        assert!(audit.0.lock().unwrap().is_empty(), "nothing of ours landed");
+    }
+}
+
+/// A lost race counts as an attempt on either path: with one attempt allowed, the loser is
+/// 503 with `Retry-After`, and nothing of its patch landed.
+#[tokio::test]
+async fn a_lost_race_spends_an_attempt_on_either_path() {
+    for at_once in [false, true] {
+        let (app, store, audit) = racing_app(at_once, 1);
+        let reply = patch(&app, "/me/security", "alice", r#"{"mine":1}"#).await;
+        assert_eq!(reply.status, 503, "at once: {at_once}");
+        assert_eq!(reply.header("retry-after"), "1");
+        let stored = store
+            .load(&ObjectKey::new(TENANT, ALICE))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(stored.document().get("mine").is_none());
+        assert_eq!(stored.version(), 1, "only the rival's write landed");
+        assert!(audit.0.lock().unwrap().is_empty(), "nothing of ours landed");
+    }
 }
 
 /// Several writers per thread, each sending one PATCH after another to one object: a loser

@@ -1,5 +1,6 @@
 //! The store chosen on the command line.
 
+use security_update::store::AtOnce;
 use security_update::{
     MemoryStore, ObjectKey, PostgresStore, RedbStore, SecurityStore, Snapshot, StoreError,
     SwapOutcome,
@@ -27,6 +28,14 @@ impl SecurityStore for AnyStore {
             Self::Memory(store) => store.writable(),
             Self::Redb(store) => store.writable(),
             Self::Postgres(store) => store.writable(),
+        }
+    }
+
+    fn at_once(&self) -> Option<&dyn AtOnce> {
+        match self {
+            Self::Memory(store) => store.at_once(),
+            Self::Redb(store) => store.at_once(),
+            Self::Postgres(store) => store.at_once(),
         }
     }
 

@@ -26,6 +26,7 @@ mod in_flight;
 mod preflight;
 mod reply;
 mod write;
+mod write_at_once;
 mod write_gate;
 
 pub use future::ResponseFuture;
@@ -58,7 +59,8 @@ use conditional::{Precondition, prefers_minimal};
 use endpoint::missing_principal;
 use future::BoxFuture;
 use reply::{Reply, default_snapshot};
-use write::Write;
+use write::{Resumed, Write};
+use write_at_once::AtOnceOutcome;
 
 /// Compare-and-swap attempts before answering 503; each lost race means another write landed.
 pub(crate) const DEFAULT_MAX_ATTEMPTS: u32 = 64;
@@ -202,6 +204,28 @@ where
             Ok(operation) => operation,
             Err(error) => return ResponseFuture::ready(error.into_response(&ids)),
         };
+        // A store that answers at once: the operation is done here, or goes on as a task
+        // from where it stopped (see `write_at_once`).
+        let (operation, resumed) = match (self.store.at_once(), operation) {
+            (Some(store), Operation::Write(write)) => match self.write_at_once(store, write) {
+                Ok(AtOnceOutcome::GoesOn(write, resumed)) => (Operation::Write(write), resumed),
+                Ok(AtOnceOutcome::Answered(outcome)) => return answer(outcome, &ids),
+                Err(error) => return answer(Err(error), &ids),
+            },
+            (
+                Some(store),
+                Operation::Read {
+                    key,
+                    representation,
+                    conditions,
+                    head,
+                },
+            ) => {
+                let outcome = self.read_at_once(store, &key, representation, &conditions, head);
+                return answer(outcome, &ids);
+            }
+            (None, operation) => (operation, Resumed::default()),
+        };
         let this = self.clone();
         let entered = self.config.in_flight.enter();
         let future: BoxFuture = Box::pin(async move {
@@ -213,7 +237,7 @@ where
                     conditions,
                     head,
                 } => this.read(&key, representation, &conditions, head).await,
-                Operation::Write(write) => this.write(write).await,
+                Operation::Write(write) => this.write(write, resumed).await,
             };
             Ok(match outcome {
                 Ok(reply) => reply.into_response(&ids),
@@ -222,6 +246,14 @@ where
         });
         ResponseFuture::run_to_the_end(future)
     }
+}
+
+/// The answer to an operation done within `call`.
+fn answer(outcome: Result<Reply, GraphError>, ids: &RequestIds) -> ResponseFuture {
+    ResponseFuture::ready(match outcome {
+        Ok(reply) => reply.into_response(ids),
+        Err(error) => error.into_response(ids),
+    })
 }
 
 /// What a request asks for, once everything that needs no store has been checked.
@@ -306,6 +338,17 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
         head: bool,
     ) -> Result<Reply, GraphError> {
         let snapshot = self.load_or_default(key).await?;
+        Self::read_reply(snapshot, representation, if_match, if_none_match, head)
+    }
+
+    /// A read's answer, with RFC 9110 §13.2.2's order of its preconditions.
+    fn read_reply(
+        snapshot: Snapshot,
+        representation: Representation,
+        if_match: &Precondition,
+        if_none_match: &Precondition,
+        head: bool,
+    ) -> Result<Reply, GraphError> {
         if_match.check(&snapshot)?;
         let not_modified = if_none_match.matches_weakly(&snapshot);
         Ok(Reply {

@@ -8,6 +8,7 @@
 use super::candidate::{ObjectText, merge_onto_json};
 use super::conditional::{Precondition, etag_text};
 use super::reply::{Reply, serialization_failed};
+use super::write_gate::GateGuard;
 use super::{Config, SecurityUpdateService};
 use crate::audit::AuditRecord;
 use crate::auth::Principal;
@@ -48,7 +49,7 @@ const FAIR_AFTER_LOSSES: u32 = 12;
 /// Merges and validations of this many bytes (patch + stored object) or more run on tokio's
 /// blocking pool: a megabyte patch must not hold an async worker thread (and every request
 /// queued behind it) while it is merged, validated and serialized.
-const OFF_THE_WORKERS_FROM: usize = 64 * 1024;
+pub(crate) const OFF_THE_WORKERS_FROM: usize = 64 * 1024;
 
 /// The object after `patch`: merged with `current`, validated against `schema`, serialized,
 /// and no larger than `max_bytes`; or `current` itself (same version) when the patch changes
@@ -58,7 +59,7 @@ const OFF_THE_WORKERS_FROM: usize = 64 * 1024;
 /// [`ResourceSchema::checks_members_alone`]) the patch's text is merged onto `current`'s
 /// JSON ([`merge_as_text`]); otherwise the patch's document is merged into a parsed copy and
 /// validated whole.
-fn next_snapshot(
+pub(crate) fn next_snapshot(
     schema: &ResourceSchema,
     current: &Snapshot,
     patch: &MergePatch,
@@ -150,21 +151,53 @@ async fn off_the_workers<T: Send + 'static>(
     })
 }
 
-impl<S: SecurityStore> SecurityUpdateService<S> {
-    /// 507 when `tenant` already has as many objects as it may. Concurrent first saves in one
-    /// tenant may overshoot the limit by their number; the bound is on growth, not exact.
-    async fn check_tenant_quota(&self, tenant: &str) -> Result<(), GraphError> {
-        let limit = self.config.max_objects_per_tenant;
-        let count = self.store.count_tenant(tenant);
-        let observer = self.config.observer.as_ref();
-        match timed(
-            observer,
-            self.store.kind(),
-            StoreOperation::CountTenant,
-            count,
-        )
-        .await?
-        {
+/// Where a write stands when it goes on as a task: the races it lost and whether it has
+/// passed the point of no return (its first compare-and-swap).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Resumed {
+    pub(crate) losses: u32,
+    pub(crate) started: bool,
+}
+
+/// Whether `next` changes the object, once the request's preconditions hold for `current`. A
+/// patch that changes nothing writes nothing: the answer is the current object with its
+/// current `ETag`, and no audit record (nothing changed), as Kubernetes answers a no-op patch
+/// without a new resourceVersion.
+pub(crate) fn changes(
+    write: &Write,
+    current: &Snapshot,
+    next: &Snapshot,
+) -> Result<bool, GraphError> {
+    write.precondition.check(current)?;
+    write.unless.check_none_match(current)?;
+    Ok(next.version() != current.version())
+}
+
+/// The point of no return: past here the write is never answered 408.
+pub(crate) fn begin_write(write: &Write, started: &mut bool) -> Result<(), GraphError> {
+    if let Some(deadline) = &write.deadline {
+        deadline.begin_write(*started)?;
+        *started = true;
+    }
+    Ok(())
+}
+
+/// 503 once every attempt lost its race.
+pub(crate) fn too_many_writers() -> GraphError {
+    GraphError::new(
+        ErrorKind::ServiceUnavailable,
+        "The object is being updated by too many writers at once; retry later.",
+    )
+    .with_retry_after(1)
+}
+
+impl Config {
+    /// 507 when the tenant already has `count` objects, as many as it may. Concurrent first
+    /// saves in one tenant may overshoot the limit by their number; the bound is on growth,
+    /// not exact. `None`: the store does not count, and no quota applies.
+    pub(crate) fn check_tenant_quota(&self, count: Option<u64>) -> Result<(), GraphError> {
+        let limit = self.max_objects_per_tenant;
+        match count {
             Some(count) if count >= limit => Err(GraphError::new(
                 ErrorKind::QuotaExceeded,
                 format!(
@@ -176,65 +209,74 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
         }
     }
 
+    /// The audit record of a write that landed (when the audit sink wants it).
+    pub(crate) fn audit_accepted(&self, write: &Write, current: &Snapshot, next: &Snapshot) {
+        if !self.audit.enabled() {
+            return;
+        }
+        self.audit.record(&AuditRecord::accepted(
+            &write.actor,
+            &write.key,
+            etag_text(current),
+            etag_text(next),
+            AuditRecord::patch_text(write.patch.compact_json()),
+        ));
+        if let Some(observer) = &self.observer {
+            observer.audit_written();
+        }
+    }
+}
+
+impl<S: SecurityStore> SecurityUpdateService<S> {
     /// The patch is kept for every attempt: a lost race merges the same text again onto the
-    /// winner's object.
-    pub(crate) async fn write(&self, write: Write) -> Result<Reply, GraphError> {
-        let Write {
-            key,
-            actor,
-            patch,
-            precondition,
-            unless,
-            minimal,
-            deadline,
-            representation,
-        } = write;
+    /// winner's object. `resumed` is where an attempt made at once
+    /// ([`write_at_once`](Self::write_at_once)) left the write.
+    pub(crate) async fn write(&self, write: Write, resumed: Resumed) -> Result<Reply, GraphError> {
         let config: &Config = &self.config;
-        let audited_patch = config
-            .audit
-            .enabled()
-            .then(|| AuditRecord::patch_text(patch.compact_json()));
-        if let Some(deadline) = &deadline {
+        if let Some(deadline) = &write.deadline {
             deadline.check()?;
         }
+        let key = &write.key;
+        let Resumed {
+            mut losses,
+            mut started,
+        } = resumed;
         // Queue behind writers already queueing for this object, if one of them has waited
         // too long.
-        let mut gate = if config.gates.is_fair(&key) {
-            Some(config.gates.enter(&key).await)
+        let mut gate = if config.gates.is_fair(key) {
+            Some(config.gates.enter(key).await)
         } else {
             None
         };
-        let mut losses = 0;
-        let mut current = self.load_or_default(&key).await?;
-        let mut started = false;
-        for _ in 0..config.max_attempts {
+        if losses > 0 {
+            self.after_a_loss(&mut gate, key, losses).await;
+        }
+        let mut current = self.load_or_default(key).await?;
+        // A race lost at once counts as an attempt.
+        while losses < config.max_attempts {
             let limit = config.max_object_bytes;
-            let next = if patch.raw().len() + current.json().len() >= OFF_THE_WORKERS_FROM {
-                let (schema, base, patch) = (config.schema.clone(), current.clone(), patch.clone());
+            let next = if write.patch.raw().len() + current.json().len() >= OFF_THE_WORKERS_FROM {
+                let (schema, base, patch) =
+                    (config.schema.clone(), current.clone(), write.patch.clone());
                 off_the_workers(move || next_snapshot(&schema, &base, &patch, limit)).await?
             } else {
-                next_snapshot(&config.schema, &current, &patch, limit)?
+                next_snapshot(&config.schema, &current, &write.patch, limit)?
             };
-            precondition.check(&current)?;
-            unless.check_none_match(&current)?;
-            // A patch that changes nothing writes nothing: the answer is the current object
-            // with its current ETag, and no audit record (nothing changed), as Kubernetes
-            // answers a no-op patch without a new resourceVersion.
-            if next.version() == current.version() {
-                return Ok(Reply::of(current, minimal, representation));
+            if !changes(&write, &current, &next)? {
+                return Ok(Reply::of(current, write.minimal, write.representation));
             }
             // A first save creates an object: the tenant's quota must have room for it.
             if current.version() == 0 {
-                self.check_tenant_quota(key.tenant_id()).await?;
+                let count = self.store.count_tenant(key.tenant_id());
+                let observer = config.observer.as_ref();
+                let kind = self.store.kind();
+                let count = timed(observer, kind, StoreOperation::CountTenant, count).await?;
+                config.check_tenant_quota(count)?;
             }
-            // The point of no return: past here the write is never answered 408.
-            if let Some(deadline) = &deadline {
-                deadline.begin_write(started)?;
-                started = true;
-            }
+            begin_write(&write, &mut started)?;
             let swap = self
                 .store
-                .compare_and_swap(&key, current.version(), next.clone());
+                .compare_and_swap(key, current.version(), next.clone());
             let observer = config.observer.as_ref();
             match timed(
                 observer,
@@ -245,19 +287,8 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
             .await
             {
                 Ok(SwapOutcome::Swapped) => {
-                    if config.audit.enabled() {
-                        config.audit.record(&AuditRecord::accepted(
-                            &actor,
-                            &key,
-                            etag_text(&current),
-                            etag_text(&next),
-                            audited_patch.unwrap_or_default(),
-                        ));
-                        if let Some(observer) = observer {
-                            observer.audit_written();
-                        }
-                    }
-                    return Ok(Reply::of(next, minimal, representation));
+                    config.audit_accepted(&write, &current, &next);
+                    return Ok(Reply::of(next, write.minimal, write.representation));
                 }
                 Ok(SwapOutcome::Conflict { .. }) => {
                     if let Some(observer) = observer {
@@ -266,28 +297,33 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
                 }
                 Err(error) => return Err(error.into()),
             }
-            // Lost a race. Let the other tasks on this thread run (tokio's yield: a task that
-            // wakes itself lands in tokio's LIFO slot and is polled again at once, which
-            // yields nothing); after a few losses queue at the object's gate, so that losers
-            // retry one at a time; after many, have every new writer queue too (see
-            // `write_gate`). Then start again from what is current by then.
             losses += 1;
-            match &mut gate {
-                None if losses >= QUEUE_AFTER_LOSSES => {
-                    gate = Some(config.gates.enter(&key).await);
-                }
-                Some(held) if losses >= FAIR_AFTER_LOSSES => {
-                    held.insist_on_fairness();
-                    tokio::task::yield_now().await;
-                }
-                _ => tokio::task::yield_now().await,
-            }
-            current = self.load_or_default(&key).await?;
+            self.after_a_loss(&mut gate, key, losses).await;
+            current = self.load_or_default(key).await?;
         }
-        Err(GraphError::new(
-            ErrorKind::ServiceUnavailable,
-            "The object is being updated by too many writers at once; retry later.",
-        )
-        .with_retry_after(1))
+        Err(too_many_writers())
+    }
+
+    /// After a lost race: let the other tasks on this thread run (tokio's yield: a task that
+    /// wakes itself lands in tokio's LIFO slot and is polled again at once, which yields
+    /// nothing); after a few losses queue at the object's gate, so that losers retry one at a
+    /// time; after many, have every new writer queue too (see `write_gate`). The caller then
+    /// starts again from what is current by then.
+    async fn after_a_loss<'a>(
+        &'a self,
+        gate: &mut Option<GateGuard<'a>>,
+        key: &ObjectKey,
+        losses: u32,
+    ) {
+        match gate {
+            None if losses >= QUEUE_AFTER_LOSSES => {
+                *gate = Some(self.config.gates.enter(key).await);
+            }
+            Some(held) if losses >= FAIR_AFTER_LOSSES => {
+                held.insist_on_fairness();
+                tokio::task::yield_now().await;
+            }
+            _ => tokio::task::yield_now().await,
+        }
     }
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 
 use hashbrown::HashTable;
 
-use super::{ObjectKey, SecurityStore, Snapshot, StoreError, SwapOutcome};
+use super::{AtOnce, ObjectKey, SecurityStore, Snapshot, StoreError, SwapOutcome};
 
 /// Power of two, comfortably above the core counts this runs on.
 const SHARDS: usize = 64;
@@ -163,13 +163,12 @@ impl SecurityStore for MemoryStore {
         "memory"
     }
 
+    fn at_once(&self) -> Option<&dyn AtOnce> {
+        Some(self)
+    }
+
     async fn count_tenant(&self, tenant_id: &str) -> Result<Option<u64>, StoreError> {
-        let tenants = self
-            .shared
-            .tenants
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        Ok(Some(tenants.get(tenant_id).copied().unwrap_or(0)))
+        self.count_tenant_at_once(tenant_id)
     }
 
     async fn load(&self, key: &ObjectKey) -> Result<Option<Snapshot>, StoreError> {
@@ -183,6 +182,31 @@ impl SecurityStore for MemoryStore {
         new: Snapshot,
     ) -> Result<SwapOutcome, StoreError> {
         Ok(self.swap_now(key, expected_version, new))
+    }
+}
+
+/// Every operation of the memory store is a lookup under a shard's lock: nothing waits.
+impl AtOnce for MemoryStore {
+    fn load_at_once(&self, key: &ObjectKey) -> Result<Option<Snapshot>, StoreError> {
+        Ok(self.load_now(key))
+    }
+
+    fn compare_and_swap_at_once(
+        &self,
+        key: &ObjectKey,
+        expected_version: u64,
+        new: Snapshot,
+    ) -> Result<SwapOutcome, StoreError> {
+        Ok(self.swap_now(key, expected_version, new))
+    }
+
+    fn count_tenant_at_once(&self, tenant_id: &str) -> Result<Option<u64>, StoreError> {
+        let tenants = self
+            .shared
+            .tenants
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(Some(tenants.get(tenant_id).copied().unwrap_or(0)))
     }
 }
 

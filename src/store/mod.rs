@@ -6,6 +6,8 @@
 //! to the newer object. No update is ever lost, and no store-wide lock is held while a patch is
 //! merged or validated.
 
+mod at_once;
+mod error;
 pub(crate) mod members;
 pub mod memory;
 #[cfg(feature = "postgres")]
@@ -17,6 +19,8 @@ pub mod redb;
 pub use self::postgres::{PostgresOptions, PostgresStore};
 #[cfg(feature = "redb")]
 pub use self::redb::{RedbOpenError, RedbStore};
+pub use at_once::AtOnce;
+pub use error::{StoreError, StoreErrorKind};
 pub use memory::MemoryStore;
 
 use std::fmt;
@@ -310,61 +314,6 @@ pub enum SwapOutcome {
     },
 }
 
-/// Why a store could not answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoreError {
-    kind: StoreErrorKind,
-    message: String,
-}
-
-/// The kind of a [`StoreError`].
-#[non_exhaustive]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoreErrorKind {
-    /// The store is unreachable for now; the request may be retried (503).
-    Unavailable,
-    /// Stored data could not be read back (500).
-    Corrupt,
-    /// Anything else (500).
-    Other,
-}
-
-impl StoreError {
-    /// An error of `kind`; the message is logged, not shown to callers.
-    pub fn new(kind: StoreErrorKind, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            message: message.into(),
-        }
-    }
-
-    /// The kind.
-    #[must_use]
-    pub fn kind(&self) -> StoreErrorKind {
-        self.kind
-    }
-
-    /// The message.
-    #[must_use]
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-
-    /// The message, by value.
-    #[must_use]
-    pub fn into_message(self) -> String {
-        self.message
-    }
-}
-
-impl fmt::Display for StoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}: {}", self.kind, self.message)
-    }
-}
-
-impl std::error::Error for StoreError {}
-
 /// A versioned store of security objects.
 ///
 /// Implementations must make `compare_and_swap` atomic: of any number of concurrent calls with
@@ -411,6 +360,14 @@ pub trait SecurityStore: Send + Sync + 'static {
     fn writable(&self) -> Result<(), StoreError> {
         Ok(())
     }
+
+    /// The same operations done on the caller's thread, for a store that never waits (see
+    /// [`AtOnce`]); the service then makes a write's first attempt without its async
+    /// machinery, calling these instead of `load` and `compare_and_swap`. By default, `None`:
+    /// the store's futures are awaited.
+    fn at_once(&self) -> Option<&dyn AtOnce> {
+        None
+    }
 }
 
 impl<S: SecurityStore> SecurityStore for Arc<S> {
@@ -420,6 +377,10 @@ impl<S: SecurityStore> SecurityStore for Arc<S> {
 
     fn writable(&self) -> Result<(), StoreError> {
         (**self).writable()
+    }
+
+    fn at_once(&self) -> Option<&dyn AtOnce> {
+        (**self).at_once()
     }
 
     fn count_tenant(
