@@ -17,7 +17,7 @@ use std::sync::Arc;
 use tracing::Level;
 
 use crate::cli::LogFormat;
-use crate::escapes::{DEBUG_ESCAPES, JSON_ESCAPES, debug_escape, json_escape};
+use crate::escapes::{DebugAscii, Json, push_escaped};
 
 thread_local! {
     /// The line being built on this thread.
@@ -114,7 +114,7 @@ impl Line<'_> {
     fn end(&mut self, target: &str) {
         if self.json {
             self.out.extend_from_slice(b"},\"target\":\"");
-            push_escaped(self.out, target, &JSON_ESCAPES, json_escape);
+            push_escaped::<Json>(self.out, target);
             self.out.extend_from_slice(b"\"}\n");
         } else {
             self.out.push(b'\n');
@@ -138,7 +138,7 @@ impl Line<'_> {
         if self.json {
             self.out
                 .extend_from_slice(if self.first { b"\"" } else { b",\"" });
-            push_escaped(self.out, name, &JSON_ESCAPES, json_escape);
+            push_escaped::<Json>(self.out, name);
             self.out.extend_from_slice(b"\":");
         } else {
             if !self.first {
@@ -152,7 +152,7 @@ impl Line<'_> {
 
     fn json_string(&mut self, value: &str) {
         self.out.push(b'"');
-        push_escaped(self.out, value, &JSON_ESCAPES, json_escape);
+        push_escaped::<Json>(self.out, value);
         self.out.push(b'"');
     }
 
@@ -164,7 +164,7 @@ impl Line<'_> {
             self.json_string(value);
         } else if value.is_ascii() {
             self.out.push(b'"');
-            push_escaped(self.out, value, &DEBUG_ESCAPES, debug_escape);
+            push_escaped::<DebugAscii>(self.out, value);
             self.out.push(b'"');
         } else {
             // What `Debug` does past ASCII (which characters it escapes) is its own.
@@ -196,33 +196,6 @@ impl Line<'_> {
         self.name(name);
         self.out
             .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
-    }
-}
-
-/// `text` with each byte `escapes` marks replaced by what `escape` writes: copied whole when
-/// there is none, else a byte at a time from the first into room reserved up front (an
-/// audited patch has a quote every few bytes, and a call per plain run between them cost more
-/// than the bytes).
-fn push_escaped(
-    out: &mut Vec<u8>,
-    text: &str,
-    escapes: &[bool; 256],
-    escape: fn(u8, &mut Vec<u8>),
-) {
-    let bytes = text.as_bytes();
-    // Ids, names and paths (the usual field) need no escape: one look, one copy.
-    let Some(first) = bytes.iter().position(|&byte| escapes[usize::from(byte)]) else {
-        out.extend_from_slice(bytes);
-        return;
-    };
-    out.reserve(text.len() + text.len() / 2);
-    out.extend_from_slice(&bytes[..first]);
-    for &byte in &bytes[first..] {
-        if escapes[usize::from(byte)] {
-            escape(byte, out);
-        } else {
-            out.push(byte);
-        }
     }
 }
 

@@ -82,6 +82,125 @@ pub(crate) fn json_escape(byte: u8, out: &mut Vec<u8>) {
     }
 }
 
+/// How a byte is escaped, eight bytes at a time: which bytes need it (`DEL` too, as `Debug`
+/// escapes it), how one is written, and the table for the last few bytes.
+pub(crate) trait Escapes {
+    const DEL: bool;
+    const TABLE: &'static [bool; 256];
+    fn escape(byte: u8, out: &mut Vec<u8>);
+}
+
+/// As `<str as Debug>` escapes ASCII text.
+pub(crate) struct DebugAscii;
+
+impl Escapes for DebugAscii {
+    const DEL: bool = true;
+    const TABLE: &'static [bool; 256] = &DEBUG_ESCAPES;
+    fn escape(byte: u8, out: &mut Vec<u8>) {
+        debug_escape(byte, out);
+    }
+}
+
+/// As a JSON string (RFC 8259 §7).
+pub(crate) struct Json;
+
+impl Escapes for Json {
+    const DEL: bool = false;
+    const TABLE: &'static [bool; 256] = &JSON_ESCAPES;
+    fn escape(byte: u8, out: &mut Vec<u8>) {
+        json_escape(byte, out);
+    }
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const LOWS: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of every byte of `word` below `LIMIT` (1 to 0x80), and of no other: the seven
+/// low bits plus `0x80 - LIMIT` reach the high bit exactly when they are `LIMIT` or more, and
+/// never carry into the next byte.
+const fn below<const LIMIT: u64>(word: u64) -> u64 {
+    !(((word & LOWS) + ONES * (0x80 - LIMIT)) | word) & HIGHS
+}
+
+/// The high bit of every byte of `word` equal to `BYTE`, and of no other.
+const fn equal<const BYTE: u64>(word: u64) -> u64 {
+    below::<1>(word ^ (ONES * BYTE))
+}
+
+/// The bytes of `word` that `E` escapes, each marked by its high bit.
+fn marks<E: Escapes>(word: u64) -> u64 {
+    below::<0x20>(word)
+        | equal::<{ b'"' as u64 }>(word)
+        | equal::<{ b'\\' as u64 }>(word)
+        | if E::DEL { equal::<0x7f>(word) } else { 0 }
+}
+
+/// Appends the bytes of `word` from `from` to `to` (at most eight): all eight are copied, at
+/// a fixed size, and the line is cut back.
+fn push_part(out: &mut Vec<u8>, word: u64, from: usize, to: usize) {
+    let start = out.len();
+    out.extend_from_slice(&(word >> (from * 8)).to_le_bytes());
+    out.truncate(start + to - from);
+}
+
+/// Appends `text` escaped as `E` says, eight bytes at a time: each word is read once, its
+/// bytes to escape found at once, and the plain parts around them copied at a fixed size. An
+/// audited patch is JSON with a quote every few bytes, and a copy per plain run between them
+/// (a call each) or a push per byte (a capacity check each) cost more than the rest of the
+/// line.
+pub(crate) fn push_escaped<E: Escapes>(out: &mut Vec<u8>, text: &str) {
+    let bytes = text.as_bytes();
+    out.reserve(2 * bytes.len() + 16);
+    let mut words = bytes.chunks_exact(8);
+    for chunk in words.by_ref() {
+        let mut word = [0; 8];
+        word.copy_from_slice(chunk);
+        let value = u64::from_le_bytes(word);
+        let mut marked = marks::<E>(value);
+        if marked == 0 {
+            out.extend_from_slice(&word);
+            continue;
+        }
+        let mut from = 0;
+        while marked != 0 {
+            let at = (marked.trailing_zeros() / 8) as usize;
+            push_part(out, value, from, at);
+            push_escape::<E>(word[at], out);
+            from = at + 1;
+            marked &= marked - 1;
+        }
+        if from < 8 {
+            push_part(out, value, from, 8);
+        }
+    }
+    for &byte in words.remainder() {
+        if E::TABLE[usize::from(byte)] {
+            push_escape::<E>(byte, out);
+        } else {
+            out.push(byte);
+        }
+    }
+}
+
+/// The escapes both formats write as a backslash and one character.
+const SHORT: [u8; 256] = {
+    let mut table = [0; 256];
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    table[b'\n' as usize] = b'n';
+    table[b'\r' as usize] = b'r';
+    table[b'\t' as usize] = b't';
+    table
+};
+
+fn push_escape<E: Escapes>(byte: u8, out: &mut Vec<u8>) {
+    match SHORT[usize::from(byte)] {
+        0 => E::escape(byte, out),
+        second => out.extend_from_slice(&[b'\\', second]),
+    }
+}
+
 /// `text` with each byte `escapes` marks replaced by what `escape` writes. Only ASCII bytes
 /// may be marked: the runs between them are then whole characters.
 fn write_escaped(
@@ -123,6 +242,88 @@ fn write_escaped(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every byte to escape, at every offset of a word and next to every other, as the byte at
+    /// a time loop escapes it.
+    #[test]
+    fn word_at_a_time_escapes_as_byte_at_a_time() {
+        fn one_by_one(text: &str, table: &[bool; 256], escape: fn(u8, &mut Vec<u8>)) -> Vec<u8> {
+            let mut out = Vec::new();
+            for &byte in text.as_bytes() {
+                if table[usize::from(byte)] {
+                    escape(byte, &mut out);
+                } else {
+                    out.push(byte);
+                }
+            }
+            out
+        }
+        let specials: Vec<char> = (0u8..0x20)
+            .chain([b'"', b'\\', 0x7f, b'a', b' ', b'~', b'!', b'#', b'[', b']'])
+            .map(char::from)
+            .collect();
+        let mut texts = vec![
+            String::new(),
+            "plain text, long enough for words".to_owned(),
+        ];
+        for (i, &special) in specials.iter().enumerate() {
+            for offset in 0..17 {
+                let mut text = "x".repeat(offset);
+                text.push(special);
+                text.push(specials[(i * 7 + offset) % specials.len()]);
+                text.push_str("tail of it");
+                texts.push(text);
+            }
+        }
+        texts.push(specials.iter().collect());
+        texts.push("é \u{2028} \"q\" \\ \u{1f600}\n".to_owned());
+        for text in &texts {
+            let mut json = b"x".to_vec();
+            push_escaped::<Json>(&mut json, text);
+            assert_eq!(
+                json[1..],
+                one_by_one(text, &JSON_ESCAPES, json_escape),
+                "{text:?}"
+            );
+            if text.is_ascii() {
+                let mut debug = b"x".to_vec();
+                push_escaped::<DebugAscii>(&mut debug, text);
+                let expected = one_by_one(text, &DEBUG_ESCAPES, debug_escape);
+                assert_eq!(debug[1..], expected, "{text:?}");
+                assert_eq!(
+                    format!("\"{}\"", String::from_utf8(expected).unwrap()),
+                    format!("{text:?}")
+                );
+            }
+        }
+    }
+
+    /// The marks of a word are exactly the bytes the tables escape, whatever their neighbours
+    /// (no borrow or carry runs from one byte into the next): every pair of bytes, side by side.
+    #[test]
+    fn marks_are_exactly_the_bytes_to_escape() {
+        fn expected(word: [u8; 8], table: &[bool; 256]) -> u64 {
+            (0..8)
+                .filter(|&i| table[usize::from(word[i])])
+                .map(|i| 0x80u64 << (8 * i))
+                .sum()
+        }
+        for a in 0..=255u8 {
+            for b in 0..=255u8 {
+                let word = [b'x', a, b, 0x20, a, a, b, b];
+                let value = u64::from_le_bytes(word);
+                assert_eq!(
+                    marks::<Json>(value),
+                    expected(word, &JSON_ESCAPES),
+                    "{a:#x} {b:#x}"
+                );
+                if a.is_ascii() && b.is_ascii() {
+                    let debug = expected(word, &DEBUG_ESCAPES);
+                    assert_eq!(marks::<DebugAscii>(value), debug, "{a:#x} {b:#x}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn ascii_is_escaped_as_debug_escapes_it() {
