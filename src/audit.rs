@@ -87,6 +87,65 @@ pub struct AuditRecord {
     pub outcome: AuditOutcome,
 }
 
+/// An accepted change, by reference: what [`AuditSink::record_accepted`] is given, so that a
+/// sink that writes it out at once need not copy the caller's ids, the `ETag`s and the patch
+/// into an [`AuditRecord`] first ([`to_record`](Self::to_record) makes that record).
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy)]
+pub struct AcceptedChange<'a> {
+    /// When it happened.
+    pub at: SystemTime,
+    /// Who made it.
+    pub actor: &'a Principal,
+    /// The object changed.
+    pub target: &'a ObjectKey,
+    /// The object's `ETag` before the change.
+    pub etag_before: &'a str,
+    /// Its `ETag` after.
+    pub etag_after: &'a str,
+    /// The patch, as [`AuditOutcome::Accepted`] holds it: compact, cut when long.
+    pub patch: &'a str,
+}
+
+impl<'a> AcceptedChange<'a> {
+    /// A change, as the service makes one when a write lands (for sinks' tests).
+    #[must_use]
+    pub fn new(
+        at: SystemTime,
+        actor: &'a Principal,
+        target: &'a ObjectKey,
+        (etag_before, etag_after): (&'a str, &'a str),
+        patch: &'a str,
+    ) -> Self {
+        Self {
+            at,
+            actor,
+            target,
+            etag_before,
+            etag_after,
+            patch,
+        }
+    }
+
+    /// The record of this change, owning its text.
+    #[must_use]
+    pub fn to_record(&self) -> AuditRecord {
+        AuditRecord {
+            at: self.at,
+            ..AuditRecord::new(
+                self.actor,
+                self.target.tenant_id(),
+                self.target.user_id(),
+                AuditOutcome::Accepted {
+                    etag_before: self.etag_before.to_owned(),
+                    etag_after: self.etag_after.to_owned(),
+                    patch: self.patch.to_owned(),
+                },
+            )
+        }
+    }
+}
+
 impl AuditRecord {
     pub(crate) fn new(
         actor: &Principal,
@@ -106,41 +165,21 @@ impl AuditRecord {
         }
     }
 
-    /// The audit text of a patch given as compact JSON (`MergePatch::compact_json`): bounded;
-    /// see [`AuditOutcome::Accepted`].
-    pub(crate) fn patch_text(full: String) -> String {
+    /// `full` cut at [`MAX_AUDITED_PATCH`] bytes with its size and digest, when longer.
+    pub(crate) fn cut_patch(full: &str) -> Option<String> {
         if full.len() <= MAX_AUDITED_PATCH {
-            return full;
+            return None;
         }
         let mut cut = MAX_AUDITED_PATCH;
         while !full.is_char_boundary(cut) {
             cut -= 1;
         }
-        format!(
+        Some(format!(
             "{}... (cut: {} bytes in all, fnv1a64 {:016x})",
             &full[..cut],
             full.len(),
             fnv1a64(full.as_bytes())
-        )
-    }
-
-    pub(crate) fn accepted(
-        actor: &Principal,
-        key: &ObjectKey,
-        before: String,
-        after: String,
-        patch: String,
-    ) -> Self {
-        Self::new(
-            actor,
-            key.tenant_id(),
-            key.user_id(),
-            AuditOutcome::Accepted {
-                etag_before: before,
-                etag_after: after,
-                patch,
-            },
-        )
+        ))
     }
 }
 
@@ -149,6 +188,13 @@ impl AuditRecord {
 pub trait AuditSink: Debug + Send + Sync + 'static {
     /// Records one event.
     fn record(&self, record: &AuditRecord);
+
+    /// Records an accepted change. By default, [`record`](Self::record)s its
+    /// [`to_record`](AcceptedChange::to_record); a sink that writes the change out at once can
+    /// write it from the references instead.
+    fn record_accepted(&self, change: &AcceptedChange<'_>) {
+        self.record(&change.to_record());
+    }
 
     /// Whether records are wanted at all; when not, none is even built.
     fn enabled(&self) -> bool {
@@ -170,6 +216,11 @@ impl AuditSink for TracingAudit {
         tracing::enabled!(target: "security_update::audit", tracing::Level::INFO)
     }
 
+    fn record_accepted(&self, change: &AcceptedChange<'_>) {
+        let etags = (change.etag_before, change.etag_after);
+        accepted_event(change.at, &Ids::of_change(change), etags, change.patch);
+    }
+
     fn record(&self, record: &AuditRecord) {
         let at = crate::error::utc_timestamp(record.at);
         match &record.outcome {
@@ -177,19 +228,11 @@ impl AuditSink for TracingAudit {
                 etag_before,
                 etag_after,
                 patch,
-            } => tracing::info!(
-                target: "security_update::audit",
-                outcome = "accepted",
-                at,
-                actor_tenant = record.actor_tenant_id.as_str(),
-                actor = record.actor_object_id.as_str(),
-                actor_app = record.actor_app_id.as_deref().unwrap_or("-"),
-                target_tenant = record.target_tenant_id.as_str(),
-                target_user = record.target_user.as_str(),
-                etag_before = %etag_before,
-                etag_after = %etag_after,
-                patch = patch.as_str(),
-                "audit"
+            } => accepted_event(
+                record.at,
+                &Ids::of_record(record),
+                (etag_before, etag_after),
+                patch,
             ),
             AuditOutcome::Denied { status, reason } => tracing::info!(
                 target: "security_update::audit",
@@ -208,6 +251,56 @@ impl AuditSink for TracingAudit {
     }
 }
 
+/// Who acted on which object, as an audit line names them.
+struct Ids<'a> {
+    actor_tenant: &'a str,
+    actor: &'a str,
+    actor_app: &'a str,
+    target_tenant: &'a str,
+    target_user: &'a str,
+}
+
+impl<'a> Ids<'a> {
+    fn of_record(record: &'a AuditRecord) -> Self {
+        Self {
+            actor_tenant: &record.actor_tenant_id,
+            actor: &record.actor_object_id,
+            actor_app: record.actor_app_id.as_deref().unwrap_or("-"),
+            target_tenant: &record.target_tenant_id,
+            target_user: &record.target_user,
+        }
+    }
+
+    fn of_change(change: &AcceptedChange<'a>) -> Self {
+        Self {
+            actor_tenant: change.actor.tenant_id(),
+            actor: change.actor.object_id(),
+            actor_app: change.actor.app_id().unwrap_or("-"),
+            target_tenant: change.target.tenant_id(),
+            target_user: change.target.user_id(),
+        }
+    }
+}
+
+/// `TracingAudit`'s event for an accepted change.
+fn accepted_event(at: SystemTime, ids: &Ids<'_>, etags: (&str, &str), patch: &str) {
+    let at = crate::error::utc_timestamp(at);
+    tracing::info!(
+        target: "security_update::audit",
+        outcome = "accepted",
+        at,
+        actor_tenant = ids.actor_tenant,
+        actor = ids.actor,
+        actor_app = ids.actor_app,
+        target_tenant = ids.target_tenant,
+        target_user = ids.target_user,
+        etag_before = %etags.0,
+        etag_after = %etags.1,
+        patch,
+        "audit"
+    );
+}
+
 #[cfg(test)]
 mod bounded_patch_tests {
     use super::*;
@@ -216,11 +309,12 @@ mod bounded_patch_tests {
     fn the_audited_patch_is_compact_and_bounded() {
         let small =
             crate::MergePatch::parse(bytes::Bytes::from_static(b"{ \"a\" :   1 }"), 8).unwrap();
-        assert_eq!(AuditRecord::patch_text(small.compact_json()), r#"{"a":1}"#);
+        assert_eq!(small.compact_text(), r#"{"a":1}"#);
+        assert_eq!(AuditRecord::cut_patch(r#"{"a":1}"#), None);
         let big: serde_json::Map<String, serde_json::Value> = (0..10_000)
             .map(|i| (format!("member{i}"), serde_json::Value::from(i)))
             .collect();
-        let text = AuditRecord::patch_text(serde_json::to_string(&big).unwrap());
+        let text = AuditRecord::cut_patch(&serde_json::to_string(&big).unwrap()).unwrap();
         let full = serde_json::to_string(&big).unwrap();
         assert!(text.len() < MAX_AUDITED_PATCH + 80, "{} bytes", text.len());
         assert!(

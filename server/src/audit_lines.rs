@@ -1,11 +1,15 @@
 //! The server's audit trail: the library's audit records as log lines written directly
 //! (`direct_lines`), the very lines `TracingAudit` writes through `tracing` (the tests
-//! compare them for records of every kind), at a fraction of the cost.
+//! compare them for records of every kind), at a fraction of the cost. An accepted change is
+//! written from the references the service hands over (`record_accepted`), without the
+//! owned copies of an `AuditRecord`.
 
-use security_update::audit::{AuditOutcome, AuditRecord, AuditSink, TracingAudit};
+use std::time::SystemTime;
+
+use security_update::audit::{AcceptedChange, AuditOutcome, AuditRecord, AuditSink, TracingAudit};
 use tracing::Level;
 
-use crate::direct_lines::DirectLines;
+use crate::direct_lines::{DirectLines, Line};
 
 /// The target and level of the audit trail, as `TracingAudit` logs it: `RUST_LOG` names it.
 const TARGET: &str = "security_update::audit";
@@ -20,6 +24,37 @@ impl AuditLines {
     pub(crate) fn new(lines: DirectLines) -> Self {
         Self { lines }
     }
+
+    fn accepted(&self, who: &Who<'_>, etags: (&str, &str), patch: &str) {
+        self.lines.write(Level::INFO, TARGET, "audit", |line| {
+            who.write(line, "accepted");
+            line.shown("etag_before", etags.0);
+            line.shown("etag_after", etags.1);
+            line.text("patch", patch);
+        });
+    }
+}
+
+/// The fields every audit line starts with.
+struct Who<'a> {
+    at: SystemTime,
+    actor_tenant: &'a str,
+    actor: &'a str,
+    actor_app: &'a str,
+    target_tenant: &'a str,
+    target_user: &'a str,
+}
+
+impl Who<'_> {
+    fn write(&self, line: &mut Line<'_>, outcome: &str) {
+        line.text("outcome", outcome);
+        line.time("at", self.at);
+        line.text("actor_tenant", self.actor_tenant);
+        line.text("actor", self.actor);
+        line.text("actor_app", self.actor_app);
+        line.text("target_tenant", self.target_tenant);
+        line.text("target_user", self.target_user);
+    }
 }
 
 impl AuditSink for AuditLines {
@@ -33,29 +68,23 @@ impl AuditSink for AuditLines {
         if !self.enabled() {
             return;
         }
-        let common = |line: &mut crate::direct_lines::Line<'_>, outcome: &str| {
-            line.text("outcome", outcome);
-            line.time("at", record.at);
-            line.text("actor_tenant", &record.actor_tenant_id);
-            line.text("actor", &record.actor_object_id);
-            line.text("actor_app", record.actor_app_id.as_deref().unwrap_or("-"));
-            line.text("target_tenant", &record.target_tenant_id);
-            line.text("target_user", &record.target_user);
+        let who = Who {
+            at: record.at,
+            actor_tenant: &record.actor_tenant_id,
+            actor: &record.actor_object_id,
+            actor_app: record.actor_app_id.as_deref().unwrap_or("-"),
+            target_tenant: &record.target_tenant_id,
+            target_user: &record.target_user,
         };
         match &record.outcome {
             AuditOutcome::Accepted {
                 etag_before,
                 etag_after,
                 patch,
-            } => self.lines.write(Level::INFO, TARGET, "audit", |line| {
-                common(line, "accepted");
-                line.shown("etag_before", etag_before);
-                line.shown("etag_after", etag_after);
-                line.text("patch", patch);
-            }),
+            } => self.accepted(&who, (etag_before, etag_after), patch),
             AuditOutcome::Denied { status, reason } => {
                 self.lines.write(Level::INFO, TARGET, "audit", |line| {
-                    common(line, "denied");
+                    who.write(line, "denied");
                     line.number("status", u64::from(*status));
                     line.text("reason", reason);
                 });
@@ -63,6 +92,21 @@ impl AuditSink for AuditLines {
             // An outcome this server does not know yet: as the library logs it.
             _ => TracingAudit.record(record),
         }
+    }
+
+    fn record_accepted(&self, change: &AcceptedChange<'_>) {
+        if !self.enabled() {
+            return;
+        }
+        let who = Who {
+            at: change.at,
+            actor_tenant: change.actor.tenant_id(),
+            actor: change.actor.object_id(),
+            actor_app: change.actor.app_id().unwrap_or("-"),
+            target_tenant: change.target.tenant_id(),
+            target_user: change.target.user_id(),
+        };
+        self.accepted(&who, (change.etag_before, change.etag_after), change.patch);
     }
 }
 

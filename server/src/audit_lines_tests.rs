@@ -28,6 +28,12 @@ impl AuditSink for Kept {
 /// a refused attempt at another user's object.
 async fn records() -> Vec<AuditRecord> {
     let kept = Arc::new(Kept::default());
+    serve(kept.clone()).await;
+    kept.0.lock().unwrap().clone()
+}
+
+/// The requests of [`records`], served by a stack auditing to `sink`.
+async fn serve(sink: Arc<dyn AuditSink>) {
     let tokens = StaticTokens::new()
         .with_token(
             "alice",
@@ -47,7 +53,7 @@ async fn records() -> Vec<AuditRecord> {
         );
     let stack = StackBuilder::new(MemoryStore::new())
         .with_schema(ResourceSchema::open_type())
-        .with_audit(kept.clone())
+        .with_audit(sink)
         .build(tokens);
     let long = "x".repeat(20_000);
     let sends = [
@@ -78,7 +84,51 @@ async fn records() -> Vec<AuditRecord> {
         let response = stack.clone().oneshot(request).await.unwrap();
         let _ = response.into_body().collect().await;
     }
-    kept.0.lock().unwrap().clone()
+}
+
+/// For each accepted change the stack hands over by reference, its lines written three ways:
+/// by `AuditLines` from the references, by `TracingAudit` from the references, and by
+/// `TracingAudit` from the owned record.
+#[derive(Debug)]
+struct ThreeWays {
+    format: LogFormat,
+    lines: Mutex<Vec<[Vec<String>; 3]>>,
+}
+
+impl AuditSink for ThreeWays {
+    fn record(&self, _: &AuditRecord) {}
+
+    fn record_accepted(&self, change: &AcceptedChange<'_>) {
+        let ours = direct(self.format, |lines| {
+            AuditLines::new(lines.clone()).record_accepted(change);
+        });
+        let theirs = through_tracing(self.format, || TracingAudit.record_accepted(change));
+        let owned = through_tracing(self.format, || TracingAudit.record(&change.to_record()));
+        self.lines.lock().unwrap().push([ours, theirs, owned]);
+    }
+}
+
+#[tokio::test]
+async fn accepted_changes_by_reference_are_written_as_their_records() {
+    for format in [LogFormat::Text, LogFormat::Json] {
+        let sink = Arc::new(ThreeWays {
+            format,
+            lines: Mutex::default(),
+        });
+        serve(sink.clone()).await;
+        let written = sink.lines.lock().unwrap();
+        assert_eq!(written.len(), 4, "the four accepted writes");
+        for [ours, theirs, owned] in written.iter() {
+            assert_eq!(ours.len(), 1);
+            assert_eq!(ours, theirs, "{format:?}");
+            assert_eq!(ours, owned, "{format:?}");
+            assert!(!ours[0].contains(" forged="), "{}", ours[0]);
+        }
+        assert!(
+            written[1][0][0].contains("bytes in all"),
+            "the long patch is cut"
+        );
+    }
 }
 
 #[tokio::test]

@@ -147,11 +147,6 @@ pub(crate) fn prefers_minimal(headers: &HeaderMap) -> bool {
         })
 }
 
-/// The `ETag` of `snapshot` as text, for audit records.
-pub(crate) fn etag_text(snapshot: &Snapshot) -> String {
-    crate::store::etag_string(snapshot.version())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -243,10 +243,10 @@ pub(crate) fn etag_of(version: u64) -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
 }
 
-/// The strong `ETag` of `version` as text, for the audit record.
-pub(crate) fn etag_string(version: u64) -> String {
-    let mut buffer = [0u8; 22];
-    String::from_utf8_lossy(etag_bytes(version, &mut buffer)).into_owned()
+/// The `ETag` of `version` (`"7"`), written into `buffer`: no allocation.
+pub(crate) fn etag_str(version: u64, buffer: &mut [u8; 22]) -> &str {
+    // Quotes and decimal digits: ASCII.
+    std::str::from_utf8(etag_bytes(version, buffer)).unwrap_or("\"?\"")
 }
 
 /// `"<decimal>"` written by hand into a stack buffer: no `format!` on every response.
@@ -297,7 +297,8 @@ mod tests {
     fn etags_are_quoted_decimal_versions() {
         for version in [0, 1, 9, 10, 12345, u64::MAX] {
             assert_eq!(etag_of(version).to_str().unwrap(), format!("\"{version}\""));
-            assert_eq!(etag_string(version), format!("\"{version}\""));
+            let mut buffer = [0; 22];
+            assert_eq!(etag_str(version, &mut buffer), format!("\"{version}\""));
         }
     }
 }
