@@ -188,3 +188,71 @@ async fn a_first_save_past_the_tenant_quota_is_507_and_updates_go_on() {
         StatusCode::OK
     );
 }
+
+/// The preflight hands its decision to the service, which takes it only for the request it
+/// was made for. Between the two, a layer that swaps the principal for one that may only read,
+/// or rewrites `/me/security` to another user's object, gets the service's own decision: 403,
+/// and nothing written. With nothing in between, the write lands.
+#[tokio::test]
+async fn the_preflights_decision_holds_only_for_the_request_it_was_made_for() {
+    use security_update::{ContentTypeLayer, MergePatchLayer};
+    use tower::{Layer, ServiceBuilder, ServiceExt};
+
+    #[derive(Clone, Copy, Debug)]
+    enum Between {
+        Nothing,
+        ReaderPrincipal,
+        OtherUsersPath,
+    }
+    let reader = Principal::delegated(TENANT, ALICE).with_scopes([common::READ]);
+    let writer = Principal::delegated(TENANT, ALICE).with_scopes([WRITE]);
+    for between in [
+        Between::ReaderPrincipal,
+        Between::OtherUsersPath,
+        Between::Nothing,
+    ] {
+        let store = MemoryStore::new();
+        let service = StackBuilder::new(store.clone())
+            .with_schema(ResourceSchema::open_type())
+            .into_service();
+        let reader = reader.clone();
+        let meddle = tower::layer::layer_fn(
+            move |inner: security_update::SecurityUpdateService<MemoryStore>| {
+                let reader = reader.clone();
+                let inner = ContentTypeLayer::new().layer(MergePatchLayer::new().layer(inner));
+                tower::service_fn(move |mut request: http::Request<Full<Bytes>>| {
+                    match between {
+                        Between::Nothing => {}
+                        Between::ReaderPrincipal => {
+                            request.extensions_mut().insert(reader.clone());
+                        }
+                        Between::OtherUsersPath => {
+                            *request.uri_mut() =
+                                format!("/users/{}/security", common::BOB).parse().unwrap();
+                        }
+                    }
+                    inner.clone().oneshot(request)
+                })
+            },
+        );
+        let app = ServiceBuilder::new()
+            .layer(service.preflight_layer())
+            .layer(meddle)
+            .service(service);
+        let mut sent = request(Method::PATCH, "/me/security", None)
+            .body(Full::from(r#"{"notes":"x"}"#))
+            .unwrap();
+        sent.extensions_mut().insert(writer.clone());
+        let reply = send(app, sent).await;
+        let expected = match between {
+            Between::Nothing => StatusCode::OK,
+            _ => StatusCode::FORBIDDEN,
+        };
+        assert_eq!(reply.status, expected, "{between:?}: {:?}", reply.body);
+        assert_eq!(
+            store.len(),
+            usize::from(expected == StatusCode::OK),
+            "{between:?}"
+        );
+    }
+}

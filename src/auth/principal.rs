@@ -43,6 +43,11 @@ struct PrincipalData {
 }
 
 impl Principal {
+    /// The very same principal (one shared value), not merely an equal one.
+    pub(crate) fn same_as(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.data, &other.data)
+    }
+
     fn new(kind: PrincipalKind, tenant_id: &str, object_id: &str) -> Self {
         Self {
             data: Arc::new(PrincipalData {

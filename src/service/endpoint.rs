@@ -3,6 +3,8 @@
 //! 404 / 405 / 401 / 403 / 400 before any body is read, and audits refused attempts at
 //! another user's object.
 
+use std::sync::Arc;
+
 use http::{Method, Request, StatusCode};
 
 use super::Config;
@@ -61,6 +63,58 @@ impl Config {
                 }
             })?;
         Ok((access, key))
+    }
+}
+
+/// The preflight's decision, carried to the service in the request's extensions so that it
+/// is not made twice. Only this crate can make one (the type is private), and the service
+/// takes it only for the request it was made for: the same configuration, principal (the
+/// same shared value), method and path (the same bytes, not equal ones: a layer between the
+/// two that rewrote the URI or swapped the principal gets a fresh decision). Without one,
+/// or with one that does not hold, the service decides itself: fail closed.
+#[derive(Clone)]
+pub(crate) struct Decided {
+    config: usize,
+    principal: Principal,
+    method: Method,
+    path: (usize, usize),
+    pub(crate) access: Access,
+    pub(crate) key: ObjectKey,
+}
+
+impl Decided {
+    /// `authorize`'s decision for `request`, to travel with it.
+    pub(crate) fn new<B>(
+        config: &Arc<Config>,
+        request: &Request<B>,
+        (access, key): (Access, ObjectKey),
+    ) -> Option<Self> {
+        let path = request.uri().path();
+        Some(Self {
+            config: Arc::as_ptr(config) as usize,
+            principal: request.extensions().get::<Principal>()?.clone(),
+            method: request.method().clone(),
+            path: (path.as_ptr() as usize, path.len()),
+            access,
+            key,
+        })
+    }
+
+    /// The decision, with its principal, if it was made for this request as it is now.
+    pub(crate) fn for_request<B>(
+        self,
+        config: &Arc<Config>,
+        request: &Request<B>,
+    ) -> Option<(Access, ObjectKey, Principal)> {
+        let path = request.uri().path();
+        let holds = self.config == Arc::as_ptr(config) as usize
+            && self.method == request.method()
+            && self.path == (path.as_ptr() as usize, path.len())
+            && request
+                .extensions()
+                .get::<Principal>()
+                .is_some_and(|now| now.same_as(&self.principal));
+        holds.then_some((self.access, self.key, self.principal))
     }
 }
 

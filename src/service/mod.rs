@@ -56,7 +56,7 @@ use crate::schema::ResourceSchema;
 use crate::store::{ObjectKey, SecurityStore, Snapshot};
 use crate::timeout::WriteDeadline;
 use conditional::{Precondition, prefers_minimal};
-use endpoint::missing_principal;
+use endpoint::{Decided, missing_principal};
 use future::BoxFuture;
 use reply::{Reply, default_snapshot};
 use write::{Resumed, Write};
@@ -273,7 +273,18 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
     /// syntax and the patch-only schema rules: everything that needs no store.
     fn prepare<B>(&self, request: &mut Request<B>) -> Result<Operation, GraphError> {
         let config = &*self.config;
-        let (access, key) = config.authorize(request)?;
+        // The preflight's decision, if it holds for this request; else decided here.
+        let decided = request
+            .extensions_mut()
+            .remove::<Decided>()
+            .and_then(|decided| decided.for_request(&self.config, request));
+        let (access, key, actor) = match decided {
+            Some((access, key, actor)) => (access, key, Some(actor)),
+            None => {
+                let (access, key) = config.authorize(request)?;
+                (access, key, None)
+            }
+        };
         let options = QueryOptions::parse(request.uri().query(), &config.schema)?;
         let representation = Representation::new(
             request,
@@ -312,11 +323,14 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
             None => config.schema.check_patch(patch.document())?,
         }
         let headers = request.headers();
-        let actor = request
-            .extensions()
-            .get::<Principal>()
-            .cloned()
-            .ok_or_else(missing_principal)?;
+        let actor = match actor {
+            Some(actor) => actor,
+            None => request
+                .extensions()
+                .get::<Principal>()
+                .cloned()
+                .ok_or_else(missing_principal)?,
+        };
         Ok(Operation::Write(Write {
             key,
             actor,

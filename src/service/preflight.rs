@@ -10,6 +10,7 @@ use http::{Request, Response};
 use tower::Service;
 
 use super::Config;
+use super::endpoint::Decided;
 use crate::body::{ResponseBody, ResponseFuture};
 use crate::request_id::RequestIds;
 
@@ -71,9 +72,15 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
         match self.config.authorize(&request) {
-            Ok(_) => ResponseFuture::inner(self.inner.call(request)),
+            Ok(decision) => {
+                // The service takes this decision instead of making it again.
+                if let Some(decided) = Decided::new(&self.config, &request, decision) {
+                    request.extensions_mut().insert(decided);
+                }
+                ResponseFuture::inner(self.inner.call(request))
+            }
             Err(error) => ResponseFuture::rejected(error.into_response(&RequestIds::of(&request))),
         }
     }
