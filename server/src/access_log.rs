@@ -42,7 +42,7 @@ where
         LogFuture {
             lines: self.lines.clone(),
             method: request.method().clone(),
-            path: escape(request.uri().path(), 256),
+            path: ShownPath::of(request.uri().path()),
             started: Instant::now(),
             inner: self.inner.call(request),
         }
@@ -55,7 +55,7 @@ pin_project! {
         inner: F,
         lines: DirectLines,
         method: Method,
-        path: String,
+        path: ShownPath,
         started: Instant,
     }
 }
@@ -75,7 +75,7 @@ where
                 .get::<security_update::GraphError>()
                 .and_then(|error| error.detail())
             {
-                tracing::warn!(path = %this.path, detail, "request failed in the store");
+                tracing::warn!(path = %this.path.as_str(), detail, "request failed in the store");
             }
             let request_id = response
                 .headers()
@@ -89,7 +89,7 @@ where
                 this.lines
                     .write(tracing::Level::INFO, module_path!(), "request", |line| {
                         line.shown("method", this.method.as_str());
-                        line.shown("path", this.path);
+                        line.shown("path", this.path.as_str());
                         line.number("status", u64::from(response.status().as_u16()));
                         line.number("latency_us", latency_us);
                         line.text("request_id", request_id);
@@ -100,6 +100,46 @@ where
     }
 }
 
+/// Longest path kept in place: a path as long as this, all of it printable ASCII without
+/// quotes or backslashes, is its own escape and is kept as it is, without an allocation.
+const INLINE_PATH: usize = 64;
+
+/// The path as the access line shows it ([`escape`]d, at most 256 characters), kept without
+/// an allocation for the usual short and plain path.
+pub(crate) enum ShownPath {
+    Inline([u8; INLINE_PATH], u8),
+    Escaped(String),
+}
+
+impl ShownPath {
+    pub(crate) fn of(path: &str) -> Self {
+        let bytes = path.as_bytes();
+        if bytes.len() <= INLINE_PATH && bytes.iter().all(|&b| is_shown_as_is(char::from(b))) {
+            let mut inline = [0; INLINE_PATH];
+            inline[..bytes.len()].copy_from_slice(bytes);
+            // At most INLINE_PATH (64) bytes: fits a u8.
+            Self::Inline(inline, bytes.len() as u8)
+        } else {
+            Self::Escaped(escape(path, 256))
+        }
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            // Printable ASCII, checked when made.
+            Self::Inline(bytes, len) => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or("")
+            }
+            Self::Escaped(text) => text,
+        }
+    }
+}
+
+/// Whether `c` is written as it is by [`escape`].
+fn is_shown_as_is(c: char) -> bool {
+    c.is_ascii_graphic() && c != '"' && c != '\\'
+}
+
 /// `text`, at most `max_chars` of it, with everything but printable ASCII (space, quotes and
 /// backslashes included) written as `\u{..}`: line and paragraph separators (U+2028, U+0085),
 /// bidi overrides (U+202E) and look-alike spaces (U+00A0) cannot forge a log field or line.
@@ -107,7 +147,7 @@ pub(crate) fn escape(text: &str, max_chars: usize) -> String {
     use std::fmt::Write;
     let mut out = String::with_capacity(text.len().min(max_chars));
     for c in text.chars().take(max_chars) {
-        if c.is_ascii_graphic() && c != '"' && c != '\\' {
+        if is_shown_as_is(c) {
             out.push(c);
         } else {
             let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
@@ -192,5 +232,21 @@ mod tests {
         }
         assert_eq!(escape("a\u{a0}b", 256), "a\\u{a0}b");
         assert_eq!(escape(&"x".repeat(300), 256).len(), 256);
+        // Kept in place or escaped, the path shows the same.
+        for path in [
+            "/beta/me/security",
+            "/users/a\"b/security",
+            "/a b",
+            "/\u{2028}",
+            &format!("/{}", "x".repeat(63)),
+            &format!("/{}", "x".repeat(64)),
+            &"y".repeat(300),
+        ] {
+            assert_eq!(ShownPath::of(path).as_str(), escape(path, 256), "{path}");
+        }
+        assert!(matches!(
+            ShownPath::of("/beta/me/security"),
+            ShownPath::Inline(..)
+        ));
     }
 }

@@ -16,9 +16,28 @@ pub(crate) fn write_now(out: &mut impl Write) -> fmt::Result {
     write_time(SystemTime::now(), out)
 }
 
-/// Appends the current time to a line's bytes.
+/// Appends the current time to a line's bytes, as [`write_now`] writes it.
 pub(crate) fn push_now(out: &mut Vec<u8>) {
-    let _ = write_now(&mut Appender(out));
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let _ = with_second(since.as_secs(), |text| {
+        out.extend_from_slice(text.as_bytes());
+        Ok(())
+    });
+    out.extend_from_slice(&micros_text(since.subsec_micros()));
+}
+
+/// The six digits of the microseconds and the `Z`.
+fn micros_text(micros: u32) -> [u8; 7] {
+    let mut text = [b'0'; 7];
+    let mut left = micros;
+    for digit in text[..6].iter_mut().rev() {
+        *digit = b'0' + (left % 10) as u8;
+        left /= 10;
+    }
+    text[6] = b'Z';
+    text
 }
 
 /// Appends `time` to the second, `YYYY-MM-DDTHH:MM:SS` (UTC, no zone), as the library's
@@ -47,28 +66,12 @@ fn with_second(secs: u64, f: impl FnOnce(&str) -> fmt::Result) -> fmt::Result {
     })
 }
 
-/// `fmt::Write` into bytes.
-struct Appender<'a>(&'a mut Vec<u8>);
-
-impl Write for Appender<'_> {
-    fn write_str(&mut self, text: &str) -> fmt::Result {
-        self.0.extend_from_slice(text.as_bytes());
-        Ok(())
-    }
-}
-
 /// Writes `time` (times before 1970 as 1970: no clock here runs that late).
 pub(crate) fn write_time(time: SystemTime, out: &mut impl Write) -> fmt::Result {
     let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
     with_second(secs, |text| out.write_str(text))?;
-    let mut micros = [b'0'; 7];
-    let mut left = since.subsec_micros();
-    for digit in micros[..6].iter_mut().rev() {
-        *digit = b'0' + (left % 10) as u8;
-        left /= 10;
-    }
-    micros[6] = b'Z';
+    let micros = micros_text(since.subsec_micros());
     out.write_str(std::str::from_utf8(&micros).map_err(|_| fmt::Error)?)
 }
 
@@ -126,7 +129,8 @@ mod tests {
         assert_eq!(at(0, 10), "1970-01-01T00:00:00.000010Z");
     }
 
-    /// The same text as `tracing-subscriber`'s clock, read at (nearly) the same moment.
+    /// The same text as `tracing-subscriber`'s clock, read at (nearly) the same moment, whether
+    /// written (`write_now`) or appended (`push_now`).
     #[test]
     fn the_format_of_tracing_subscriber() {
         for _ in 0..100 {
@@ -136,10 +140,14 @@ mod tests {
             tracing_subscriber::fmt::time::SystemTime
                 .format_time(&mut Writer::new(&mut theirs))
                 .unwrap();
+            let mut pushed = Vec::new();
+            push_now(&mut pushed);
+            let pushed = String::from_utf8(pushed).unwrap();
             // Equal up to the microseconds, unless a second passed in between: then again.
-            if ours[..20] == theirs[..20] {
+            if ours[..20] == theirs[..20] && pushed[..20] == theirs[..20] {
                 assert_eq!(ours.len(), theirs.len(), "{ours} {theirs}");
-                assert!(ours.ends_with('Z') && theirs.ends_with('Z'));
+                assert_eq!(pushed.len(), theirs.len(), "{pushed} {theirs}");
+                assert!(ours.ends_with('Z') && theirs.ends_with('Z') && pushed.ends_with('Z'));
                 return;
             }
         }
