@@ -177,8 +177,9 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
     /// A layer that routes and authorizes requests exactly as this service will, before any
     /// body is read: `PATCH /nowhere` is 404 and a caller without the write permission is 403
     /// without uploading a megabyte first. [`stack`](crate::stack) mounts it between the auth
-    /// and content-type layers. The service repeats the checks itself, so it stays fail-closed
-    /// without it.
+    /// and content-type layers. The service takes the layer's decision for the request it was
+    /// made for (not after a layer in between changed the path or the principal) and makes it
+    /// itself otherwise, so it stays fail-closed without the layer.
     pub fn preflight_layer(&self) -> PreflightLayer {
         PreflightLayer {
             config: self.config.clone(),

@@ -1,6 +1,8 @@
 //! [`PreflightLayer`]: routes and authorizes a request exactly as the service will, before any
 //! body is read, so `PATCH /nowhere` is 404 and a caller without the write permission is 403
-//! without uploading a megabyte first. The service repeats the checks itself (fail closed).
+//! without uploading a megabyte first. Its decision travels to the service with the request,
+//! which takes it only for the request it was made for and otherwise decides itself (fail
+//! closed).
 
 use std::fmt;
 use std::sync::Arc;
