@@ -77,14 +77,14 @@ where
             {
                 tracing::warn!(path = %this.path.as_str(), detail, "request failed in the store");
             }
-            let request_id = response
-                .headers()
-                .get("request-id")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("-");
             // `tracing::info!(method = %method, path = %path, status, latency_us, request_id,
             // "request")`, written directly (`direct_lines`).
             if tracing::enabled!(tracing::Level::INFO) {
+                let request_id = response
+                    .headers()
+                    .get(REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
                 let latency_us = this.started.elapsed().as_micros() as u64;
                 this.lines
                     .write(tracing::Level::INFO, module_path!(), "request", |line| {
@@ -99,6 +99,10 @@ where
         Poll::Ready(result)
     }
 }
+
+/// The response header the line's `request_id` comes from; a constant, so that the lookup
+/// does not parse the name on every request.
+const REQUEST_ID: http::HeaderName = http::HeaderName::from_static("request-id");
 
 /// Longest path kept in place: a path as long as this, all of it printable ASCII without
 /// quotes or backslashes, is its own escape and is kept as it is, without an allocation.
