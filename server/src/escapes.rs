@@ -276,6 +276,11 @@ mod tests {
             }
         }
         texts.push(specials.iter().collect());
+        // Long texts, escapes everywhere and nowhere.
+        let every_special: String = specials.iter().collect();
+        texts.push(every_special.repeat(40));
+        texts.push("plain ".repeat(100));
+        texts.push(format!("{}\"{}\u{1}", "q\"".repeat(300), "x".repeat(500)));
         texts.push("é \u{2028} \"q\" \\ \u{1f600}\n".to_owned());
         for text in &texts {
             let mut json = b"x".to_vec();
