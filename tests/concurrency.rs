@@ -236,6 +236,18 @@ async fn a_lost_race_is_retried_on_the_winners_object() {
     }
 }
 
+/// Only the rival's write is stored, and nothing of ours was audited.
+async fn only_the_rival_landed(store: &MemoryStore, audit: &Collect) {
+    let stored = store
+        .load(&ObjectKey::new(TENANT, ALICE))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(stored.document().get("mine").is_none());
+    assert_eq!(stored.version(), 1, "only the rival's write landed");
+    assert!(audit.0.lock().unwrap().is_empty(), "nothing of ours landed");
+}
+
 /// With `If-Match`, a lost race means the precondition no longer holds: 412, not a blind retry.
 #[tokio::test]
 async fn a_lost_race_under_if_match_is_412() {
@@ -247,14 +259,7 @@ async fn a_lost_race_under_if_match_is_412() {
             .unwrap();
         let reply = send(app, request).await;
         assert_eq!(reply.status, 412, "at once: {at_once}");
-        let stored = store
-            .load(&ObjectKey::new(TENANT, ALICE))
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(stored.document().get("mine").is_none());
-        assert_eq!(stored.version(), 1, "only the rival's write landed");
-        assert!(audit.0.lock().unwrap().is_empty(), "nothing of ours landed");
+        only_the_rival_landed(&store, &audit).await;
     }
 }
 
@@ -267,14 +272,7 @@ async fn a_lost_race_spends_an_attempt_on_either_path() {
         let reply = patch(&app, "/me/security", "alice", r#"{"mine":1}"#).await;
         assert_eq!(reply.status, 503, "at once: {at_once}");
         assert_eq!(reply.header("retry-after"), "1");
-        let stored = store
-            .load(&ObjectKey::new(TENANT, ALICE))
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(stored.document().get("mine").is_none());
-        assert_eq!(stored.version(), 1, "only the rival's write landed");
-        assert!(audit.0.lock().unwrap().is_empty(), "nothing of ours landed");
+        only_the_rival_landed(&store, &audit).await;
     }
 }
 

@@ -172,7 +172,7 @@ impl SecurityStore for MemoryStore {
     }
 
     async fn load(&self, key: &ObjectKey) -> Result<Option<Snapshot>, StoreError> {
-        Ok(self.load_now(key))
+        self.load_at_once(key)
     }
 
     async fn compare_and_swap(
@@ -181,7 +181,7 @@ impl SecurityStore for MemoryStore {
         expected_version: u64,
         new: Snapshot,
     ) -> Result<SwapOutcome, StoreError> {
-        Ok(self.swap_now(key, expected_version, new))
+        self.compare_and_swap_at_once(key, expected_version, new)
     }
 }
 
