@@ -76,6 +76,9 @@ pub(crate) fn debug_escape(byte: u8, out: &mut Vec<u8>) {
 pub(crate) fn json_escape(byte: u8, out: &mut Vec<u8>) {
     match short_escape(byte) {
         Some(escape) => out.extend_from_slice(escape),
+        // As `serde_json` (and so `tracing-subscriber`'s JSON lines) writes them.
+        None if byte == 0x08 => out.extend_from_slice(b"\\b"),
+        None if byte == 0x0c => out.extend_from_slice(b"\\f"),
         None => {
             let _ = std::io::Write::write_fmt(out, format_args!("\\u{byte:04x}"));
         }
@@ -150,6 +153,11 @@ fn push_part(out: &mut Vec<u8>, word: u64, from: usize, to: usize) {
 /// (a call each) or a push per byte (a capacity check each) cost more than the rest of the
 /// line.
 pub(crate) fn push_escaped<E: Escapes>(out: &mut Vec<u8>, text: &str) {
+    // Debug's escapes past ASCII are per character, not per byte: the caller sees to it.
+    debug_assert!(
+        !E::DEL || text.is_ascii(),
+        "DebugAscii escapes ASCII text only"
+    );
     let bytes = text.as_bytes();
     out.reserve(2 * bytes.len() + 16);
     let mut words = bytes.chunks_exact(8);
@@ -355,6 +363,12 @@ mod tests {
             ours.push('"');
             let back: String = serde_json::from_str(&ours).unwrap();
             assert_eq!(back, text);
+            // Byte for byte as serde_json writes it (tracing-subscriber's JSON lines do).
+            assert_eq!(ours, serde_json::to_string(text).unwrap());
+            let mut words = b"\"".to_vec();
+            push_escaped::<Json>(&mut words, text);
+            words.push(b'"');
+            assert_eq!(String::from_utf8(words).unwrap(), ours);
             assert!(!ours[1..ours.len() - 1].bytes().any(|b| b < 0x20));
         }
     }
