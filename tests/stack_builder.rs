@@ -189,6 +189,22 @@ async fn a_first_save_past_the_tenant_quota_is_507_and_updates_go_on() {
     );
 }
 
+/// A policy that counts how often it is asked.
+#[derive(Debug)]
+struct Counted(DefaultPolicy, Arc<std::sync::atomic::AtomicUsize>);
+
+impl security_update::Policy for Counted {
+    fn authorize(
+        &self,
+        principal: &Principal,
+        access: security_update::Access,
+        target: &security_update::Target<'_>,
+    ) -> Result<ObjectKey, security_update::GraphError> {
+        self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.authorize(principal, access, target)
+    }
+}
+
 /// The preflight hands its decision to the service, which takes it only for the request it
 /// was made for. Between the two, a layer that swaps the principal for one that may only read,
 /// or rewrites `/me/security` to another user's object, gets the service's own decision: 403,
@@ -212,8 +228,10 @@ async fn the_preflights_decision_holds_only_for_the_request_it_was_made_for() {
         Between::Nothing,
     ] {
         let store = MemoryStore::new();
+        let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let service = StackBuilder::new(store.clone())
             .with_schema(ResourceSchema::open_type())
+            .with_policy(Counted(DefaultPolicy::new(), asked.clone()))
             .into_service();
         let reader = reader.clone();
         let meddle = tower::layer::layer_fn(
@@ -254,5 +272,9 @@ async fn the_preflights_decision_holds_only_for_the_request_it_was_made_for() {
             usize::from(expected == StatusCode::OK),
             "{between:?}"
         );
+        // Decided once when the decision holds; by the service again when it does not.
+        let times = asked.load(std::sync::atomic::Ordering::SeqCst);
+        let decided_once = matches!(between, Between::Nothing);
+        assert_eq!(times, if decided_once { 1 } else { 2 }, "{between:?}");
     }
 }

@@ -36,6 +36,11 @@ pub enum Access {
 }
 
 /// Decides whether a principal may reach a target, and which stored object it is.
+///
+/// Asked once per request, before its body is read: by the preflight when the stack mounts
+/// one (the service then takes that decision), else by the service. A decision is a function
+/// of what it is given; a policy that consults changing state answers for the moment the
+/// request's headers arrived.
 pub trait Policy: Debug + Send + Sync + 'static {
     /// The key of the object `principal` may access, or the error to answer.
     ///

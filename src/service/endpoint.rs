@@ -68,16 +68,19 @@ impl Config {
 
 /// The preflight's decision, carried to the service in the request's extensions so that it
 /// is not made twice. Only this crate can make one (the type is private), and the service
-/// takes it only for the request it was made for: the same configuration, principal (the
-/// same shared value), method and path (the same bytes, not equal ones: a layer between the
-/// two that rewrote the URI or swapped the principal gets a fresh decision). Without one,
-/// or with one that does not hold, the service decides itself: fail closed.
+/// takes it only for the request it was made for: the same configuration (the same shared
+/// value, held here), the very same principal value (held here), the same method and the same
+/// path. A layer between the two that rewrote the path or swapped the principal gets a fresh
+/// decision; without one, or with one that does not hold, the service decides itself: fail
+/// closed. What the policy decides from (principal, method, path) is all compared, so the
+/// policy is asked once per request, before its body is read.
 #[derive(Clone)]
 pub(crate) struct Decided {
-    config: usize,
+    config: Arc<Config>,
     principal: Principal,
     method: Method,
-    path: (usize, usize),
+    /// The request's URI as decided on: a shared handle to its bytes, compared by content.
+    uri: http::Uri,
     pub(crate) access: Access,
     pub(crate) key: ObjectKey,
 }
@@ -89,12 +92,11 @@ impl Decided {
         request: &Request<B>,
         (access, key): (Access, ObjectKey),
     ) -> Option<Self> {
-        let path = request.uri().path();
         Some(Self {
-            config: Arc::as_ptr(config) as usize,
+            config: config.clone(),
             principal: request.extensions().get::<Principal>()?.clone(),
             method: request.method().clone(),
-            path: (path.as_ptr() as usize, path.len()),
+            uri: request.uri().clone(),
             access,
             key,
         })
@@ -106,10 +108,9 @@ impl Decided {
         config: &Arc<Config>,
         request: &Request<B>,
     ) -> Option<(Access, ObjectKey, Principal)> {
-        let path = request.uri().path();
-        let holds = self.config == Arc::as_ptr(config) as usize
+        let holds = Arc::ptr_eq(&self.config, config)
             && self.method == request.method()
-            && self.path == (path.as_ptr() as usize, path.len())
+            && self.uri.path() == request.uri().path()
             && request
                 .extensions()
                 .get::<Principal>()
