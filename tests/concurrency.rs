@@ -10,7 +10,7 @@ use security_update::{
     SwapOutcome, stack,
 };
 use serde_json::json;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 const WRITERS: usize = 64;
@@ -97,6 +97,28 @@ struct RacingStore {
     inner: MemoryStore,
     raced: AtomicBool,
     at_once: bool,
+    /// Calls: loads and compare-and-swaps, at once and awaited.
+    calls: Arc<Calls>,
+}
+
+#[derive(Debug, Default)]
+struct Calls {
+    loads_at_once: AtomicUsize,
+    loads: AtomicUsize,
+    swaps_at_once: AtomicUsize,
+    swaps: AtomicUsize,
+}
+
+impl Calls {
+    /// (loads at once, loads awaited, swaps at once, swaps awaited).
+    fn counts(&self) -> (usize, usize, usize, usize) {
+        (
+            self.loads_at_once.load(Ordering::SeqCst),
+            self.loads.load(Ordering::SeqCst),
+            self.swaps_at_once.load(Ordering::SeqCst),
+            self.swaps.load(Ordering::SeqCst),
+        )
+    }
 }
 
 impl RacingStore {
@@ -115,6 +137,7 @@ impl RacingStore {
 
 impl SecurityStore for RacingStore {
     async fn load(&self, key: &ObjectKey) -> Result<Option<Snapshot>, StoreError> {
+        self.calls.loads.fetch_add(1, Ordering::SeqCst);
         self.inner.load(key).await
     }
 
@@ -124,6 +147,7 @@ impl SecurityStore for RacingStore {
         expected: u64,
         new: Snapshot,
     ) -> Result<SwapOutcome, StoreError> {
+        self.calls.swaps.fetch_add(1, Ordering::SeqCst);
         self.race(key, expected, &new);
         self.inner.compare_and_swap(key, expected, new).await
     }
@@ -135,6 +159,7 @@ impl SecurityStore for RacingStore {
 
 impl AtOnce for RacingStore {
     fn load_at_once(&self, key: &ObjectKey) -> Result<Option<Snapshot>, StoreError> {
+        self.calls.loads_at_once.fetch_add(1, Ordering::SeqCst);
         self.inner.load_at_once(key)
     }
 
@@ -144,6 +169,7 @@ impl AtOnce for RacingStore {
         expected: u64,
         new: Snapshot,
     ) -> Result<SwapOutcome, StoreError> {
+        self.calls.swaps_at_once.fetch_add(1, Ordering::SeqCst);
         self.race(key, expected, &new);
         self.inner.compare_and_swap_at_once(key, expected, new)
     }
@@ -171,6 +197,7 @@ fn racing_app(
     security_update::Stack<RacingStore, security_update::StaticTokens>,
     MemoryStore,
     Arc<Collect>,
+    Arc<Calls>,
 ) {
     let open = ResourceSchema::from_json_schema(&json!({"type": "object"})).unwrap();
     let store = MemoryStore::new();
@@ -178,7 +205,9 @@ fn racing_app(
         inner: store.clone(),
         raced: AtomicBool::default(),
         at_once,
+        calls: Arc::default(),
     };
+    let calls = racing.calls.clone();
     let audit = Arc::new(Collect::default());
     let app = stack(
         StackBuilder::new(racing)
@@ -188,7 +217,7 @@ fn racing_app(
             .into_service(),
         tokens(),
     );
-    (app, store, audit)
+    (app, store, audit, calls)
 }
 
 /// Whether the store answers at once (the attempt made within `call` loses, the write goes on
@@ -197,7 +226,7 @@ fn racing_app(
 #[tokio::test]
 async fn a_lost_race_is_retried_on_the_winners_object() {
     for at_once in [false, true] {
-        let (app, store, audit) = racing_app(at_once, 64);
+        let (app, store, audit, calls) = racing_app(at_once, 64);
         let reply = patch(
             &app,
             "/me/security",
@@ -233,6 +262,9 @@ async fn a_lost_race_is_retried_on_the_winners_object() {
             ("\"1\"", "\"2\"")
         );
         assert_eq!(patch, r#"{"mine":{"a":1,"b":null}}"#);
+        // At once: the first attempt within `call`, the retry awaited; else both awaited.
+        let expected = if at_once { (1, 1, 1, 1) } else { (0, 2, 0, 2) };
+        assert_eq!(calls.counts(), expected, "at once: {at_once}");
     }
 }
 
@@ -252,7 +284,7 @@ async fn only_the_rival_landed(store: &MemoryStore, audit: &Collect) {
 #[tokio::test]
 async fn a_lost_race_under_if_match_is_412() {
     for at_once in [false, true] {
-        let (app, store, audit) = racing_app(at_once, 64);
+        let (app, store, audit, _) = racing_app(at_once, 64);
         let request = request(http::Method::PATCH, "/me/security", Some("alice"))
             .header("if-match", "\"0\"")
             .body(http_body_util::Full::from(r#"{"mine":1}"#))
@@ -263,12 +295,34 @@ async fn a_lost_race_under_if_match_is_412() {
     }
 }
 
+/// A merge big enough for the blocking pool goes on as a task from the object the attempt
+/// made at once loaded: loaded once, then again only after the lost race.
+#[tokio::test]
+async fn a_big_merge_goes_on_from_the_object_loaded_at_once() {
+    for at_once in [false, true] {
+        let (app, store, audit, calls) = racing_app(at_once, 64);
+        let big = format!(r#"{{"mine":"{}"}}"#, "x".repeat(70 * 1024));
+        let reply = patch(&app, "/me/security", "alice", &big).await;
+        assert_eq!(reply.status, 200, "at once: {at_once}");
+        assert_eq!(reply.object()["rival"], true);
+        let expected = if at_once { (1, 1, 0, 2) } else { (0, 2, 0, 2) };
+        assert_eq!(calls.counts(), expected, "at once: {at_once}");
+        let stored = store
+            .load(&ObjectKey::new(TENANT, ALICE))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.version(), 2);
+        assert_eq!(audit.0.lock().unwrap().len(), 1);
+    }
+}
+
 /// A lost race counts as an attempt on either path: with one attempt allowed, the loser is
 /// 503 with `Retry-After`, and nothing of its patch landed.
 #[tokio::test]
 async fn a_lost_race_spends_an_attempt_on_either_path() {
     for at_once in [false, true] {
-        let (app, store, audit) = racing_app(at_once, 1);
+        let (app, store, audit, _) = racing_app(at_once, 1);
         let reply = patch(&app, "/me/security", "alice", r#"{"mine":1}"#).await;
         assert_eq!(reply.status, 503, "at once: {at_once}");
         assert_eq!(reply.header("retry-after"), "1");

@@ -151,12 +151,14 @@ async fn off_the_workers<T: Send + 'static>(
     })
 }
 
-/// Where a write stands when it goes on as a task: the races it lost and whether it has
-/// passed the point of no return (its first compare-and-swap).
-#[derive(Debug, Default, Clone, Copy)]
+/// Where a write stands when it goes on as a task: the races it lost, whether it has passed
+/// the point of no return (its first compare-and-swap), and the object it loaded, if it
+/// stopped before merging (a merge for the blocking pool): not loaded, nor counted, twice.
+#[derive(Debug, Default)]
 pub(crate) struct Resumed {
     pub(crate) losses: u32,
     pub(crate) started: bool,
+    pub(crate) loaded: Option<Snapshot>,
 }
 
 /// Whether `next` changes the object, once the request's preconditions hold for `current`. A
@@ -247,6 +249,7 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
         let Resumed {
             mut losses,
             mut started,
+            loaded,
         } = resumed;
         // Queue behind writers already queueing for this object, if one of them has waited
         // too long.
@@ -258,7 +261,11 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
         if losses > 0 {
             self.after_a_loss(&mut gate, key, losses).await;
         }
-        let mut current = self.load_or_default(key).await?;
+        // What an attempt made at once loaded, unless the object's gate was waited for since.
+        let mut current = match loaded {
+            Some(loaded) if gate.is_none() => loaded,
+            _ => self.load_or_default(key).await?,
+        };
         // A race lost at once counts as an attempt.
         while losses < config.max_attempts {
             let limit = config.max_object_bytes;

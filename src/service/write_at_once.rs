@@ -37,7 +37,11 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
         }
         let current = self.load_at_once(store, &write.key)?;
         if write.patch.raw().len() + current.json().len() >= OFF_THE_WORKERS_FROM {
-            return Ok(AtOnceOutcome::GoesOn(write, Resumed::default()));
+            let resumed = Resumed {
+                loaded: Some(current),
+                ..Resumed::default()
+            };
+            return Ok(AtOnceOutcome::GoesOn(write, resumed));
         }
         let limit = config.max_object_bytes;
         let next = next_snapshot(&config.schema, &current, &write.patch, limit)?;
@@ -69,7 +73,12 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
                 if let Some(observer) = observer {
                     observer.write_conflict();
                 }
-                Ok(AtOnceOutcome::GoesOn(write, Resumed { losses: 1, started }))
+                let resumed = Resumed {
+                    losses: 1,
+                    started,
+                    loaded: None,
+                };
+                Ok(AtOnceOutcome::GoesOn(write, resumed))
             }
         }
     }

@@ -11,9 +11,11 @@
 //! whatever would wait (an object whose writers queue, a merge big enough for the blocking
 //! pool, a lost race) goes on as a task, as before.
 //!
-//! The service calls a store's `AtOnce` operations or its async ones, not both: a store that
-//! wraps another passes the inner store's `AtOnce` on only if it adds nothing to the
-//! operations themselves, as this one, which only names itself for metrics:
+//! A write's first attempt calls a store's `AtOnce` operations; a write that goes on as a task
+//! (a lost race, a queue at the object) calls its async ones. A store that wraps another
+//! passes the inner store's `AtOnce` on only if it adds nothing to the operations
+//! themselves (else the first attempts would bypass what it adds), as this one, which only
+//! names itself for metrics:
 //!
 //! ```
 //! use security_update::store::AtOnce;
