@@ -74,13 +74,16 @@ impl Config {
 /// decision; without one, or with one that does not hold, the service decides itself: fail
 /// closed. What the policy decides from (principal, method, path) is all compared, so the
 /// policy is asked once per request, before its body is read.
+/// Longest path a decision keeps: `/beta/users/{id}/security` with a GUID and a prefix fits.
+const KEPT_PATH: usize = 96;
+
 #[derive(Clone)]
 pub(crate) struct Decided {
     config: Arc<Config>,
     principal: Principal,
     method: Method,
-    /// The request's URI as decided on: a shared handle to its bytes, compared by content.
-    uri: http::Uri,
+    /// The path decided on, kept in place (no allocation, no shared handle to copy).
+    path: ([u8; KEPT_PATH], u8),
     pub(crate) access: Access,
     pub(crate) key: ObjectKey,
 }
@@ -92,11 +95,18 @@ impl Decided {
         request: &Request<B>,
         (access, key): (Access, ObjectKey),
     ) -> Option<Self> {
+        // A longer path (none of ours is) is decided again by the service.
+        let path = request.uri().path().as_bytes();
+        let len = u8::try_from(path.len())
+            .ok()
+            .filter(|&len| usize::from(len) <= KEPT_PATH)?;
+        let mut kept = [0; KEPT_PATH];
+        kept[..path.len()].copy_from_slice(path);
         Some(Self {
             config: config.clone(),
             principal: request.extensions().get::<Principal>()?.clone(),
             method: request.method().clone(),
-            uri: request.uri().clone(),
+            path: (kept, len),
             access,
             key,
         })
@@ -110,7 +120,7 @@ impl Decided {
     ) -> Option<(Access, ObjectKey, Principal)> {
         let holds = Arc::ptr_eq(&self.config, config)
             && self.method == request.method()
-            && self.uri.path() == request.uri().path()
+            && self.path.0[..usize::from(self.path.1)] == *request.uri().path().as_bytes()
             && request
                 .extensions()
                 .get::<Principal>()
