@@ -11,7 +11,7 @@ use http::{Method, Request, Response};
 use pin_project_lite::pin_project;
 use tower::Service;
 
-use crate::direct_lines::DirectLines;
+use crate::direct_lines::{DirectLines, field};
 
 #[derive(Debug, Clone)]
 pub(crate) struct AccessLog<S> {
@@ -88,11 +88,11 @@ where
                 let latency_us = this.started.elapsed().as_micros() as u64;
                 this.lines
                     .write(tracing::Level::INFO, module_path!(), "request", |line| {
-                        line.shown("method", this.method.as_str());
-                        line.shown("path", this.path.as_str());
-                        line.number("status", u64::from(response.status().as_u16()));
-                        line.number("latency_us", latency_us);
-                        line.text("request_id", request_id);
+                        line.shown(field!("method"), this.method.as_str());
+                        line.shown(field!("path"), this.path.as_str());
+                        line.number(field!("status"), u64::from(response.status().as_u16()));
+                        line.number(field!("latency_us"), latency_us);
+                        line.text(field!("request_id"), request_id);
                     });
             }
         }

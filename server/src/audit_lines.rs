@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use security_update::audit::{AcceptedChange, AuditOutcome, AuditRecord, AuditSink, TracingAudit};
 use tracing::Level;
 
-use crate::direct_lines::{DirectLines, Line};
+use crate::direct_lines::{DirectLines, Line, field};
 
 /// The target and level of the audit trail, as `TracingAudit` logs it: `RUST_LOG` names it.
 const TARGET: &str = "security_update::audit";
@@ -28,9 +28,9 @@ impl AuditLines {
     fn accepted(&self, who: &Who<'_>, etags: (&str, &str), patch: &str) {
         self.lines.write(Level::INFO, TARGET, "audit", |line| {
             who.write(line, "accepted");
-            line.shown("etag_before", etags.0);
-            line.shown("etag_after", etags.1);
-            line.text("patch", patch);
+            line.shown(field!("etag_before"), etags.0);
+            line.shown(field!("etag_after"), etags.1);
+            line.text(field!("patch"), patch);
         });
     }
 }
@@ -47,13 +47,13 @@ struct Who<'a> {
 
 impl Who<'_> {
     fn write(&self, line: &mut Line<'_>, outcome: &str) {
-        line.text("outcome", outcome);
-        line.time("at", self.at);
-        line.text("actor_tenant", self.actor_tenant);
-        line.text("actor", self.actor);
-        line.text("actor_app", self.actor_app);
-        line.text("target_tenant", self.target_tenant);
-        line.text("target_user", self.target_user);
+        line.text(field!("outcome"), outcome);
+        line.time(field!("at"), self.at);
+        line.text(field!("actor_tenant"), self.actor_tenant);
+        line.text(field!("actor"), self.actor);
+        line.text(field!("actor_app"), self.actor_app);
+        line.text(field!("target_tenant"), self.target_tenant);
+        line.text(field!("target_user"), self.target_user);
     }
 }
 
@@ -85,8 +85,8 @@ impl AuditSink for AuditLines {
             AuditOutcome::Denied { status, reason } => {
                 self.lines.write(Level::INFO, TARGET, "audit", |line| {
                     who.write(line, "denied");
-                    line.number("status", u64::from(*status));
-                    line.text("reason", reason);
+                    line.number(field!("status"), u64::from(*status));
+                    line.text(field!("reason"), reason);
                 });
             }
             // An outcome this server does not know yet: as the library logs it.

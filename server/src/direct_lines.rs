@@ -83,6 +83,42 @@ impl DirectLines {
     }
 }
 
+/// A field's name with what comes before its value, in each format (` name=`, `,"name":`),
+/// made once by [`field!`] from a plain name (letters, digits, `_`: nothing to escape).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Field {
+    pub(crate) text: &'static str,
+    pub(crate) json: &'static str,
+}
+
+impl Field {
+    /// Checks, at compile time where [`field!`] is used, that `name` needs no escape.
+    pub(crate) const fn plain(name: &str) -> bool {
+        let bytes = name.as_bytes();
+        let mut at = 0;
+        while at < bytes.len() {
+            let b = bytes[at];
+            if !(b.is_ascii_alphanumeric() || b == b'_') {
+                return false;
+            }
+            at += 1;
+        }
+        !bytes.is_empty()
+    }
+}
+
+/// The [`Field`] named `$name`.
+macro_rules! field {
+    ($name:literal) => {{
+        const _: () = assert!($crate::direct_lines::Field::plain($name));
+        $crate::direct_lines::Field {
+            text: concat!(" ", $name, "="),
+            json: concat!(",\"", $name, "\":"),
+        }
+    }};
+}
+pub(crate) use field;
+
 /// A line being written: its fields are added in order.
 pub(crate) struct Line<'b> {
     out: &'b mut Vec<u8>,
@@ -133,6 +169,16 @@ impl Line<'_> {
         }
     }
 
+    /// A field's separator and name, written whole: every field follows the message.
+    fn field(&mut self, field: Field) {
+        self.out.extend_from_slice(if self.json {
+            field.json.as_bytes()
+        } else {
+            field.text.as_bytes()
+        });
+        self.first = false;
+    }
+
     /// A field's separator and name.
     fn name(&mut self, name: &str) {
         if self.json {
@@ -158,8 +204,8 @@ impl Line<'_> {
 
     /// A string field (`name = value` in `tracing`'s macros): quoted and escaped as `Debug`
     /// escapes it in text, a JSON string in JSON.
-    pub(crate) fn text(&mut self, name: &str, value: &str) {
-        self.name(name);
+    pub(crate) fn text(&mut self, field: Field, value: &str) {
+        self.field(field);
         if self.json {
             self.json_string(value);
         } else if value.is_ascii() {
@@ -173,8 +219,8 @@ impl Line<'_> {
     }
 
     /// A displayed field (`name = %value`): as it displays in text, a JSON string in JSON.
-    pub(crate) fn shown(&mut self, name: &str, value: &str) {
-        self.name(name);
+    pub(crate) fn shown(&mut self, field: Field, value: &str) {
+        self.field(field);
         if self.json {
             self.json_string(value);
         } else {
@@ -184,16 +230,16 @@ impl Line<'_> {
 
     /// A time to the second as a string field (`name = utc_timestamp(time)`): quoted in
     /// both formats, nothing in it to escape.
-    pub(crate) fn time(&mut self, name: &str, time: std::time::SystemTime) {
-        self.name(name);
+    pub(crate) fn time(&mut self, field: Field, time: std::time::SystemTime) {
+        self.field(field);
         self.out.push(b'"');
         crate::line_time::push_second(time, self.out);
         self.out.push(b'"');
     }
 
     /// A number field.
-    pub(crate) fn number(&mut self, name: &str, value: u64) {
-        self.name(name);
+    pub(crate) fn number(&mut self, field: Field, value: u64) {
+        self.field(field);
         self.out
             .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
     }

@@ -102,11 +102,11 @@ fn access_lines_are_the_events_lines() {
                     "security_update_server::access_log",
                     "request",
                     |line| {
-                        line.shown("method", method);
-                        line.shown("path", path);
-                        line.number("status", u64::from(status));
-                        line.number("latency_us", latency_us);
-                        line.text("request_id", request_id);
+                        line.shown(field!("method"), method);
+                        line.shown(field!("path"), path);
+                        line.number(field!("status"), u64::from(status));
+                        line.number(field!("latency_us"), latency_us);
+                        line.text(field!("request_id"), request_id);
                     },
                 );
             });
@@ -149,9 +149,9 @@ fn json_lines_read_back() {
     let tricky = "a \"q\" \\ \n\r\t\u{0}\u{1f} é \u{2028}";
     let ours = direct(LogFormat::Json, |lines| {
         lines.write(Level::INFO, "t", tricky, |line| {
-            line.text("text", tricky);
-            line.shown("shown", tricky);
-            line.number("n", 42);
+            line.text(field!("text"), tricky);
+            line.shown(field!("shown"), tricky);
+            line.number(field!("n"), 42);
         });
     });
     let value: serde_json::Value =
