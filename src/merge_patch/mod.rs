@@ -285,13 +285,12 @@ impl MergePatch {
 
     /// [`compact_json`](Self::compact_json), borrowed when the patch was sent compact.
     pub(crate) fn compact_text(&self) -> std::borrow::Cow<'_, str> {
-        match self.text() {
-            Some(text) if text.compact => match std::str::from_utf8(&text.json) {
-                Ok(json) => std::borrow::Cow::Borrowed(json),
-                Err(_) => std::borrow::Cow::Owned(self.compact_json()),
-            },
-            _ => std::borrow::Cow::Owned(self.compact_json()),
+        if let Some(text) = self.text().filter(|text| text.compact)
+            && let Ok(json) = std::str::from_utf8(&text.json)
+        {
+            return std::borrow::Cow::Borrowed(json);
         }
+        std::borrow::Cow::Owned(self.compact_json())
     }
 
     /// The patch as compact JSON, as `serde_json` writes its document, for the audit record.

@@ -210,7 +210,7 @@ where
         let (operation, resumed) = match (self.store.at_once(), operation) {
             (Some(store), Operation::Write(write)) => match self.write_at_once(store, write) {
                 Ok(AtOnceOutcome::GoesOn(write, resumed)) => (Operation::Write(write), resumed),
-                Ok(AtOnceOutcome::Answered(outcome)) => return answer(outcome, &ids),
+                Ok(AtOnceOutcome::Answered(reply)) => return answer(Ok(reply), &ids),
                 Err(error) => return answer(Err(error), &ids),
             },
             (

@@ -15,8 +15,8 @@ use crate::store::{AtOnce, ObjectKey, SecurityStore, Snapshot, SwapOutcome};
 
 /// What an attempt made at once came to, unless refused.
 pub(crate) enum AtOnceOutcome {
-    /// The answer.
-    Answered(Result<Reply, GraphError>),
+    /// The answer (a refusal is the `Err` beside this).
+    Answered(Reply),
     /// The write has to wait: it goes on as a task, from `Resumed`.
     GoesOn(Write, Resumed),
 }
@@ -47,7 +47,7 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
         let next = next_snapshot(&config.schema, &current, &write.patch, limit)?;
         if !changes(&write, &current, &next)? {
             let reply = Reply::of(current, write.minimal, write.representation);
-            return Ok(AtOnceOutcome::Answered(Ok(reply)));
+            return Ok(AtOnceOutcome::Answered(reply));
         }
         let observer = config.observer.as_ref();
         let kind = self.store.kind();
@@ -67,7 +67,7 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
             SwapOutcome::Swapped => {
                 config.audit_accepted(&write, &current, &next);
                 let reply = Reply::of(next, write.minimal, write.representation);
-                Ok(AtOnceOutcome::Answered(Ok(reply)))
+                Ok(AtOnceOutcome::Answered(reply))
             }
             SwapOutcome::Conflict { .. } => {
                 if let Some(observer) = observer {
