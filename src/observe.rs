@@ -125,19 +125,158 @@ pub(crate) fn timed_now<T, E>(
 }
 
 /// Runs `operation` against the store, timing it for `observer` if there is one.
-pub(crate) async fn timed<T, E>(
-    observer: Option<&SharedObserver>,
+///
+/// A named future rather than an `async fn`: an `async fn` keeps its argument `work` and the
+/// `work` it awaits side by side in its state, so it was twice the store's future (4.6 KB
+/// around the server's 2.3 KB compare-and-swap), and every write that awaits its store boxes
+/// it.
+pub(crate) fn timed<'a, F, T, E>(
+    observer: Option<&'a SharedObserver>,
     store: &'static str,
     operation: StoreOperation,
-    work: impl std::future::Future<Output = Result<T, E>>,
-) -> Result<T, E> {
-    match observer {
-        None => work.await,
-        Some(observer) => {
-            let started = std::time::Instant::now();
-            let result = work.await;
-            observer.store_operation(store, operation, started.elapsed(), result.is_err());
-            result
+    work: F,
+) -> Timed<'a, F>
+where
+    F: std::future::Future<Output = Result<T, E>>,
+{
+    Timed {
+        work,
+        observer,
+        store,
+        operation,
+        started: None,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`timed`]: the clock is read when it is first polled, as the work starts.
+    pub(crate) struct Timed<'a, F> {
+        #[pin]
+        work: F,
+        observer: Option<&'a SharedObserver>,
+        store: &'static str,
+        operation: StoreOperation,
+        started: Option<std::time::Instant>,
+    }
+}
+
+impl<F, T, E> std::future::Future for Timed<'_, F>
+where
+    F: std::future::Future<Output = Result<T, E>>,
+{
+    type Output = Result<T, E>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.project();
+        let Some(observer) = *this.observer else {
+            return this.work.poll(cx);
+        };
+        let started = *this.started.get_or_insert_with(std::time::Instant::now);
+        let result = std::task::ready!(this.work.poll(cx));
+        observer.store_operation(
+            this.store,
+            *this.operation,
+            started.elapsed(),
+            result.is_err(),
+        );
+        std::task::Poll::Ready(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::sync::Mutex;
+    use std::task::{Context, Poll, Waker};
+
+    use super::*;
+
+    /// Every report, as it came.
+    #[derive(Default)]
+    struct Reports(Mutex<Vec<(&'static str, StoreOperation, bool)>>);
+
+    impl Observer for Reports {
+        fn store_operation(
+            &self,
+            store: &'static str,
+            operation: StoreOperation,
+            _elapsed: Duration,
+            failed: bool,
+        ) {
+            self.0.lock().unwrap().push((store, operation, failed));
         }
+    }
+
+    /// A store operation that is pending once, then ends with `outcome`.
+    fn pending_once(outcome: Result<u8, ()>) -> impl Future<Output = Result<u8, ()>> {
+        let mut polled = false;
+        std::future::poll_fn(move |cx| {
+            if polled {
+                return Poll::Ready(outcome);
+            }
+            polled = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        })
+    }
+
+    /// `timed` reports an operation once, when it ends (not while it is pending), with its
+    /// outcome; without an observer it only passes the outcome on.
+    #[test]
+    fn an_operation_is_reported_once_when_it_ends() {
+        let reports = Arc::new(Reports::default());
+        let observer: SharedObserver = reports.clone();
+        let mut cx = Context::from_waker(Waker::noop());
+        for (outcome, failed) in [(Ok(7), false), (Err(()), true)] {
+            let mut timed = pin!(timed(
+                Some(&observer),
+                "redb",
+                StoreOperation::CompareAndSwap,
+                pending_once(outcome),
+            ));
+            let before = reports.0.lock().unwrap().len();
+            assert_eq!(timed.as_mut().poll(&mut cx), Poll::Pending);
+            assert_eq!(
+                reports.0.lock().unwrap().len(),
+                before,
+                "reported while pending"
+            );
+            assert_eq!(timed.as_mut().poll(&mut cx), Poll::Ready(outcome));
+            assert_eq!(
+                reports.0.lock().unwrap().last(),
+                Some(&("redb", StoreOperation::CompareAndSwap, failed))
+            );
+        }
+        assert_eq!(reports.0.lock().unwrap().len(), 2);
+
+        let mut unobserved = pin!(timed(
+            None,
+            "redb",
+            StoreOperation::Load,
+            pending_once(Ok(1))
+        ));
+        assert_eq!(unobserved.as_mut().poll(&mut cx), Poll::Pending);
+        assert_eq!(unobserved.as_mut().poll(&mut cx), Poll::Ready(Ok(1)));
+        assert_eq!(reports.0.lock().unwrap().len(), 2);
+    }
+
+    /// The state `timed` adds to the store's future is a few words, not a second copy of it.
+    #[test]
+    fn timing_does_not_double_the_future() {
+        let work = pending_once(Ok(0));
+        let size = std::mem::size_of_val(&work);
+        let padded = [0u8; 2048];
+        let big = async move {
+            let kept = padded;
+            work.await.map(|n| n + kept[0])
+        };
+        let inner = std::mem::size_of_val(&big);
+        let timed = timed(None, "redb", StoreOperation::Load, big);
+        assert!(inner > 2048 + size);
+        assert!(std::mem::size_of_val(&timed) < inner + 64);
     }
 }

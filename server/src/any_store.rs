@@ -7,6 +7,11 @@ use security_update::{
 };
 
 /// One of the stores the server can run on.
+///
+/// PostgreSQL's futures are boxed: tokio-postgres's are 1.6-2.2 KB, and unboxed they would
+/// size every store future of this enum, so a write on the embedded store (whose writes the
+/// service boxes, one allocation a request) would move and allocate PostgreSQL's size. A
+/// PostgreSQL operation is a round trip over the network; its allocation is lost in it.
 #[derive(Debug, Clone)]
 pub(crate) enum AnyStore {
     Memory(MemoryStore),
@@ -43,7 +48,7 @@ impl SecurityStore for AnyStore {
         match self {
             Self::Memory(store) => store.count_tenant(tenant_id).await,
             Self::Redb(store) => store.count_tenant(tenant_id).await,
-            Self::Postgres(store) => store.count_tenant(tenant_id).await,
+            Self::Postgres(store) => Box::pin(store.count_tenant(tenant_id)).await,
         }
     }
 
@@ -51,7 +56,7 @@ impl SecurityStore for AnyStore {
         match self {
             Self::Memory(store) => store.load(key).await,
             Self::Redb(store) => store.load(key).await,
-            Self::Postgres(store) => store.load(key).await,
+            Self::Postgres(store) => Box::pin(store.load(key)).await,
         }
     }
 
@@ -64,7 +69,9 @@ impl SecurityStore for AnyStore {
         match self {
             Self::Memory(store) => store.compare_and_swap(key, expected_version, new).await,
             Self::Redb(store) => store.compare_and_swap(key, expected_version, new).await,
-            Self::Postgres(store) => store.compare_and_swap(key, expected_version, new).await,
+            Self::Postgres(store) => {
+                Box::pin(store.compare_and_swap(key, expected_version, new)).await
+            }
         }
     }
 }
