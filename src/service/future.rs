@@ -87,3 +87,45 @@ impl Future for ResponseFuture {
         }
     }
 }
+
+pin_project_lite::pin_project! {
+    /// An operation that waits for its store, answering with its outcome; the operation counts
+    /// as running ([`InFlight`](super::InFlight)) until the answer is made. A named future, so
+    /// that the operation's future is held once: an `async` block awaiting it keeps it twice
+    /// (as captured and as awaited), and this is boxed for every such request.
+    pub(crate) struct Answering<F> {
+        #[pin]
+        operation: F,
+        ids: RequestIds,
+        entered: Option<super::in_flight::Entered>,
+    }
+}
+
+impl<F> Answering<F> {
+    pub(crate) fn new(operation: F, ids: RequestIds, entered: super::in_flight::Entered) -> Self {
+        Self {
+            operation,
+            ids,
+            entered: Some(entered),
+        }
+    }
+}
+
+impl<F> Future for Answering<F>
+where
+    F: Future<Output = Result<super::reply::Reply, GraphError>>,
+{
+    type Output = Result<Response<Full<Bytes>>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let outcome = std::task::ready!(this.operation.poll(cx));
+        let response = match outcome {
+            Ok(reply) => reply.into_response(this.ids),
+            Err(error) => error.into_response(this.ids),
+        };
+        // The operation ends with its answer, not when this future is dropped later.
+        this.entered.take();
+        Poll::Ready(Ok(response))
+    }
+}

@@ -57,7 +57,7 @@ use crate::store::{ObjectKey, SecurityStore, Snapshot};
 use crate::timeout::WriteDeadline;
 use conditional::{Precondition, prefers_minimal};
 use endpoint::{Decided, missing_principal};
-use future::BoxFuture;
+use future::{Answering, BoxFuture};
 use reply::{Reply, default_snapshot};
 use write::{Resumed, Write};
 use write_at_once::AtOnceOutcome;
@@ -229,22 +229,23 @@ where
         };
         let this = self.clone();
         let entered = self.config.in_flight.enter();
-        let future: BoxFuture = Box::pin(async move {
-            let _entered = entered;
-            let outcome = match operation {
-                Operation::Read {
-                    key,
-                    representation,
-                    conditions,
-                    head,
-                } => this.read(&key, representation, &conditions, head).await,
-                Operation::Write(write) => this.write(write, resumed).await,
-            };
-            Ok(match outcome {
-                Ok(reply) => reply.into_response(&ids),
-                Err(error) => error.into_response(&ids),
-            })
-        });
+        // Each operation's future held once, in a named future that answers with its outcome
+        // (an `async` block awaiting it would hold it twice).
+        let future: BoxFuture = match operation {
+            Operation::Read {
+                key,
+                representation,
+                conditions,
+                head,
+            } => Box::pin(Answering::new(
+                async move { this.read(&key, representation, &conditions, head).await },
+                ids,
+                entered,
+            )),
+            Operation::Write(write) => {
+                Box::pin(Answering::new(this.write(write, resumed), ids, entered))
+            }
+        };
         ResponseFuture::run_to_the_end(future)
     }
 }

@@ -240,82 +240,99 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
     /// The patch is kept for every attempt: a lost race merges the same text again onto the
     /// winner's object. `resumed` is where an attempt made at once
     /// ([`write_at_once`](Self::write_at_once)) left the write.
-    pub(crate) async fn write(&self, write: Write, resumed: Resumed) -> Result<Reply, GraphError> {
-        let config: &Config = &self.config;
-        if let Some(deadline) = &write.deadline {
-            deadline.check()?;
-        }
-        let key = &write.key;
-        let Resumed {
-            mut losses,
-            mut started,
-            loaded,
-        } = resumed;
-        // Queue behind writers already queueing for this object, if one of them has waited
-        // too long.
-        let mut gate = if config.gates.is_fair(key) {
-            Some(config.gates.enter(key).await)
-        } else {
-            None
-        };
-        if losses > 0 {
-            self.after_a_loss(&mut gate, key, losses).await;
-        }
-        // What an attempt made at once loaded, unless the object's gate was waited for since.
-        let mut current = match loaded {
-            Some(loaded) if gate.is_none() => loaded,
-            _ => self.load_or_default(key).await?,
-        };
-        // A race lost at once counts as an attempt.
-        while losses < config.max_attempts {
-            let limit = config.max_object_bytes;
-            let next = if write.patch.raw().len() + current.json().len() >= OFF_THE_WORKERS_FROM {
-                let (schema, base, patch) =
-                    (config.schema.clone(), current.clone(), write.patch.clone());
-                off_the_workers(move || next_snapshot(&schema, &base, &patch, limit)).await?
+    ///
+    /// An `async` block owning the service (two `Arc`s) rather than an `async fn` of `&self`:
+    /// an `async fn` keeps each argument twice in its state (as passed, and as the local it is
+    /// moved to), and a borrowing future could not be boxed beside the service it borrows.
+    /// This future is boxed for every write that awaits its store (`-Zprint-type-sizes`:
+    /// 1,080 bytes as an `async fn`).
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an async fn holds its arguments twice (above)"
+    )]
+    pub(crate) fn write(
+        self,
+        write: Write,
+        resumed: Resumed,
+    ) -> impl std::future::Future<Output = Result<Reply, GraphError>> + Send {
+        async move {
+            let config: &Config = &self.config;
+            if let Some(deadline) = &write.deadline {
+                deadline.check()?;
+            }
+            let key = &write.key;
+            let Resumed {
+                mut losses,
+                mut started,
+                loaded,
+            } = resumed;
+            // Queue behind writers already queueing for this object, if one of them has waited
+            // too long.
+            let mut gate = if config.gates.is_fair(key) {
+                Some(config.gates.enter(key).await)
             } else {
-                next_snapshot(&config.schema, &current, &write.patch, limit)?
+                None
             };
-            if !changes(&write, &current, &next)? {
-                return Ok(Reply::of(current, write.minimal, write.representation));
+            if losses > 0 {
+                self.after_a_loss(&mut gate, key, losses).await;
             }
-            // A first save creates an object: the tenant's quota must have room for it.
-            if current.version() == 0 {
-                let count = self.store.count_tenant(key.tenant_id());
+            // What an attempt made at once loaded, unless the object's gate was waited for since.
+            let mut current = match loaded {
+                Some(loaded) if gate.is_none() => loaded,
+                _ => self.load_or_default(key).await?,
+            };
+            // A race lost at once counts as an attempt.
+            while losses < config.max_attempts {
+                let limit = config.max_object_bytes;
+                let next = if write.patch.raw().len() + current.json().len() >= OFF_THE_WORKERS_FROM
+                {
+                    let (schema, base, patch) =
+                        (config.schema.clone(), current.clone(), write.patch.clone());
+                    off_the_workers(move || next_snapshot(&schema, &base, &patch, limit)).await?
+                } else {
+                    next_snapshot(&config.schema, &current, &write.patch, limit)?
+                };
+                if !changes(&write, &current, &next)? {
+                    return Ok(Reply::of(current, write.minimal, write.representation));
+                }
+                // A first save creates an object: the tenant's quota must have room for it.
+                if current.version() == 0 {
+                    let count = self.store.count_tenant(key.tenant_id());
+                    let observer = config.observer.as_ref();
+                    let kind = self.store.kind();
+                    let count = timed(observer, kind, StoreOperation::CountTenant, count).await?;
+                    config.check_tenant_quota(count)?;
+                }
+                begin_write(&write, &mut started)?;
+                let swap = self
+                    .store
+                    .compare_and_swap(key, current.version(), next.clone());
                 let observer = config.observer.as_ref();
-                let kind = self.store.kind();
-                let count = timed(observer, kind, StoreOperation::CountTenant, count).await?;
-                config.check_tenant_quota(count)?;
-            }
-            begin_write(&write, &mut started)?;
-            let swap = self
-                .store
-                .compare_and_swap(key, current.version(), next.clone());
-            let observer = config.observer.as_ref();
-            match timed(
-                observer,
-                self.store.kind(),
-                StoreOperation::CompareAndSwap,
-                swap,
-            )
-            .await
-            {
-                Ok(SwapOutcome::Swapped) => {
-                    config.audit_accepted(&write, &current, &next);
-                    return Ok(Reply::of(next, write.minimal, write.representation));
-                }
-                Ok(SwapOutcome::Conflict { .. }) => {
-                    if let Some(observer) = observer {
-                        observer.write_conflict();
+                match timed(
+                    observer,
+                    self.store.kind(),
+                    StoreOperation::CompareAndSwap,
+                    swap,
+                )
+                .await
+                {
+                    Ok(SwapOutcome::Swapped) => {
+                        config.audit_accepted(&write, &current, &next);
+                        return Ok(Reply::of(next, write.minimal, write.representation));
                     }
+                    Ok(SwapOutcome::Conflict { .. }) => {
+                        if let Some(observer) = observer {
+                            observer.write_conflict();
+                        }
+                    }
+                    Err(error) => return Err(error.into()),
                 }
-                Err(error) => return Err(error.into()),
+                losses += 1;
+                self.after_a_loss(&mut gate, key, losses).await;
+                current = self.load_or_default(key).await?;
             }
-            losses += 1;
-            self.after_a_loss(&mut gate, key, losses).await;
-            current = self.load_or_default(key).await?;
+            Err(too_many_writers())
         }
-        Err(too_many_writers())
     }
 
     /// After a lost race: let the other tasks on this thread run (tokio's yield: a task that
