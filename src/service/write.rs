@@ -243,7 +243,9 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
     ///
     /// An `async` block owning the service (two `Arc`s) rather than an `async fn` of `&self`:
     /// an `async fn` keeps each argument twice in its state (as passed, and as the local it is
-    /// moved to), and a borrowing future could not be boxed beside the service it borrows.
+    /// moved to; the block still does so for `resumed`, which it takes apart, but no longer for
+    /// the 200-byte `write`), and a borrowing future could not be boxed beside the service it
+    /// borrows.
     /// This future is boxed for every write that awaits its store (`-Zprint-type-sizes`:
     /// 1,080 bytes as an `async fn`).
     #[allow(
