@@ -129,7 +129,8 @@ async fn a_panicking_commit_stops_the_committer_and_every_later_write() {
 #[test]
 fn a_panicked_batch_is_answered_by_what_landed() {
     for (tenant, landed) in [(PANICS_IN_COMMIT, false), (PANICS_AFTER_COMMIT, true)] {
-        let scratch = Scratch::new(tenant);
+        // A directory of this test's own: `a_failing_commit` may run beside it with `tenant`.
+        let scratch = Scratch::new(&format!("settled-{tenant}"));
         let cache = ReadCache::new();
         let (a, b) = (ObjectKey::new("t", "a"), ObjectKey::new(tenant, "b"));
         let (swap_a, mut answer_a) = pending(&a, 0);
