@@ -97,6 +97,48 @@ async fn contract<S: SecurityStore>(store: Arc<S>, name: &str) {
         other => panic!("{name}: {other:?}"),
     }
 
+    // A version that outgrows the place of the one before (redb replaces a value where it
+    // lies when it fits) and one that shrinks back: each reads back whole, and a neighbour
+    // stored beside them is untouched.
+    let (neighbour, growing) = (ObjectKey::new("grow", "a"), ObjectKey::new("grow", "b"));
+    let beside = snapshot(1, json!({"@odata.type": "#t", "id": "a", "n": 0}));
+    let versions = [
+        snapshot(1, json!({"@odata.type": "#t", "id": "b", "n": 1})),
+        snapshot(
+            2,
+            json!({"@odata.type": "#t", "id": "b", "pad": "p".repeat(100_000)}),
+        ),
+        snapshot(3, json!({"@odata.type": "#t", "id": "b", "n": 3})),
+    ];
+    assert_eq!(
+        store.compare_and_swap(&neighbour, 0, beside).await.unwrap(),
+        SwapOutcome::Swapped,
+        "{name}"
+    );
+    for next in versions {
+        let expected = next.version() - 1;
+        assert_eq!(
+            store
+                .compare_and_swap(&growing, expected, next.clone())
+                .await
+                .unwrap(),
+            SwapOutcome::Swapped,
+            "{name}"
+        );
+        let loaded = store.load(&growing).await.unwrap().unwrap();
+        assert_eq!(
+            (loaded.version(), loaded.json()),
+            (next.version(), next.json()),
+            "{name}: version {expected} + 1 read back whole"
+        );
+        let other = store.load(&neighbour).await.unwrap().unwrap();
+        assert_eq!(
+            (other.version(), &other.document()["n"]),
+            (1, &json!(0)),
+            "{name}"
+        );
+    }
+
     // Keys: case-normalized, and tenants apart.
     let same = ObjectKey::new("tenant-a", "USER-1");
     assert_eq!(

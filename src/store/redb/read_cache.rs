@@ -112,6 +112,18 @@ impl ReadCache {
     }
 
     fn insert(shard: &mut Shard, key: &ObjectKey, snapshot: &Snapshot) {
+        // A write to an object already cached, the common case: its entry is replaced in
+        // place, with no look-up to remove it and no copy of its key to insert it again.
+        if snapshot.json().len() <= LARGEST_CACHED
+            && let Some(cached) = shard.objects.get_mut(key)
+        {
+            let bytes = shard.bytes - weight(cached) + weight(snapshot);
+            if bytes <= BYTES_PER_SHARD {
+                *cached = snapshot.clone();
+                shard.bytes = bytes;
+                return;
+            }
+        }
         if let Some(old) = shard.objects.remove(key) {
             shard.bytes -= weight(&old);
         }
