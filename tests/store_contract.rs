@@ -97,9 +97,8 @@ async fn contract<S: SecurityStore>(store: Arc<S>, name: &str) {
         other => panic!("{name}: {other:?}"),
     }
 
-    // A version that outgrows the place of the one before (redb replaces a value where it
-    // lies when it fits) and one that shrinks back: each reads back whole, and a neighbour
-    // stored beside them is untouched.
+    // A version far larger than the one before and one that shrinks back: each reads back
+    // whole, and a neighbour stored beside them is untouched.
     let (neighbour, growing) = (ObjectKey::new("grow", "a"), ObjectKey::new("grow", "b"));
     let beside = snapshot(1, json!({"@odata.type": "#t", "id": "a", "n": 0}));
     let versions = [
@@ -404,6 +403,47 @@ fn redb_refuses_a_store_of_a_newer_layout() {
     let error = RedbStore::open(&dir.0).unwrap_err();
     assert!(matches!(error, RedbOpenError::Incompatible(..)), "{error}");
     assert!(error.to_string().contains("layout version 99"), "{error}");
+}
+
+/// Objects that grow far past a page and shrink back, among neighbours on either side in
+/// key order: every object reads back whole from the file once the store is opened again
+/// (no read cache left to answer for it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redb_objects_that_grow_and_shrink_keep_their_neighbours_on_disk() {
+    let dir = TempDir::new("redb-grow-shrink");
+    let keys: Vec<ObjectKey> = (0..40)
+        .map(|i| ObjectKey::new("grow", &format!("user-{i:02}")))
+        .collect();
+    let mut latest = Vec::new();
+    {
+        let store = RedbStore::open(&dir.0).unwrap();
+        for (i, key) in keys.iter().enumerate() {
+            let mut versions = vec![snapshot(1, json!({"id": i, "n": 1}))];
+            if i % 7 == 3 {
+                let pad = "p".repeat(100_000 + i);
+                versions.push(snapshot(2, json!({"id": i, "pad": pad})));
+                versions.push(snapshot(3, json!({"id": i, "n": 3})));
+            }
+            for next in &versions {
+                let outcome = store
+                    .compare_and_swap(key, next.version() - 1, next.clone())
+                    .await
+                    .unwrap();
+                assert_eq!(outcome, SwapOutcome::Swapped, "{key:?}");
+            }
+            latest.push(versions.pop().unwrap());
+        }
+    }
+    let store = RedbStore::open(&dir.0).unwrap();
+    for (key, expected) in keys.iter().zip(&latest) {
+        let loaded = store.load(key).await.unwrap().unwrap();
+        assert_eq!(
+            (loaded.version(), loaded.json()),
+            (expected.version(), expected.json()),
+            "{key:?}"
+        );
+    }
+    assert_eq!(store.count_tenant("grow").await.unwrap(), Some(40));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

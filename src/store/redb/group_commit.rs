@@ -272,44 +272,48 @@ fn commit(
                 "a fault the tests inject"
             );
             let id = (key.tenant_id(), key.user_id());
-            let new = (pending.new.version(), pending.new.json().as_ref());
-            // One walk down the tree finds the stored object and, when the swap holds,
-            // replaces it where it lies (a `get` then an `insert` walked it twice).
-            // (Rust 2024 drops the guard before `else`, which may then insert.)
-            let outcome = if let Some(mut stored) = table.get_mut(id).map_err(storage)? {
-                let (version, json) = stored.value();
-                if version == pending.expected {
-                    stored.insert(new).map_err(storage)?;
-                    Ok(SwapOutcome::Swapped)
-                } else {
-                    // The bytes are needed only to report the conflict.
-                    let json = Bytes::copy_from_slice(json);
-                    Snapshot::from_json(version, json)
-                        .map(|current| SwapOutcome::Conflict {
-                            current: Some(current),
+            let current = table.get(id).map_err(storage)?.map(|entry| {
+                let (version, json) = entry.value();
+                // The bytes are needed only to report a conflict.
+                let json = (version != pending.expected).then(|| Bytes::copy_from_slice(json));
+                (version, json)
+            });
+            let current_version = current.as_ref().map_or(0, |(version, _)| *version);
+            // `insert`, not a replacement through `get_mut`'s guard (one walk down the tree
+            // fewer): the guard rebuilds a leaf that outgrows its page into one bigger page
+            // instead of splitting it, and keeps a page grown that way when the value shrinks
+            // back, so every later write to any object of that leaf would copy all of it.
+            if current_version == pending.expected {
+                table
+                    .insert(id, (pending.new.version(), pending.new.json().as_ref()))
+                    .map_err(storage)?;
+                if current.is_none() {
+                    let count = tenants
+                        .get(key.tenant_id())
+                        .map_err(storage)?
+                        .map_or(0, |count| count.value());
+                    tenants
+                        .insert(key.tenant_id(), count + 1)
+                        .map_err(storage)?;
+                }
+                changed = true;
+                outcomes.push(Ok(SwapOutcome::Swapped));
+            } else {
+                outcomes.push(
+                    current
+                        .map(|(version, json)| {
+                            Snapshot::from_json(version, json.unwrap_or_default())
                         })
+                        .transpose()
+                        .map(|current| SwapOutcome::Conflict { current })
                         .map_err(|e| {
                             StoreError::new(
                                 StoreErrorKind::Corrupt,
                                 format!("stored object is not JSON: {e}"),
                             )
-                        })
-                }
-            } else if pending.expected == 0 {
-                table.insert(id, new).map_err(storage)?;
-                let count = tenants
-                    .get(key.tenant_id())
-                    .map_err(storage)?
-                    .map_or(0, |count| count.value());
-                tenants
-                    .insert(key.tenant_id(), count + 1)
-                    .map_err(storage)?;
-                Ok(SwapOutcome::Swapped)
-            } else {
-                Ok(SwapOutcome::Conflict { current: None })
-            };
-            changed |= matches!(outcome, Ok(SwapOutcome::Swapped));
-            outcomes.push(outcome);
+                        }),
+                );
+            }
         }
     }
     if changed {

@@ -171,10 +171,25 @@ mod tests {
             let counted: usize = shard.objects.values().map(weight).sum();
             assert_eq!(counted, shard.bytes);
         }
-        // A replaced object is counted once.
+        // A replaced object is counted once, at its new size (in place, or evicted when it
+        // grows past the limit).
         let key = ObjectKey::new("t", "again");
-        cache.committed(&key, &snapshot(1, 100));
-        cache.committed(&key, &snapshot(2, 100));
-        assert_eq!(cache.get(&key).map(|s| s.version()).ok(), Some(2));
+        for (version, bytes) in [
+            (1, 100),
+            (2, 100),
+            (3, 5_000),
+            (4, 10),
+            (5, LARGEST_CACHED + 1),
+        ] {
+            cache.committed(&key, &snapshot(version, bytes));
+            let cached = cache.get(&key).map(|s| s.version()).ok();
+            let expected = (bytes <= LARGEST_CACHED).then_some(version);
+            assert_eq!(cached, expected, "version {version}");
+            for shard in cache.shards.iter() {
+                let shard = shard.lock().unwrap();
+                let counted: usize = shard.objects.values().map(weight).sum();
+                assert_eq!(counted, shard.bytes, "version {version}");
+            }
+        }
     }
 }
