@@ -68,12 +68,15 @@ impl ObjectKey {
     }
 }
 
-/// Hashed as where the user id starts, then both ids in one run: two writes into the keyed
-/// hash of the stores and caches, not the derived three (a string's bytes, its end marker,
-/// then the number), each of which works through the hasher's partial block.
+/// Hashed as where the user id starts and how long both ids are, then the ids in one run:
+/// whole words first, so the keyed hash of the stores and caches takes the ids without
+/// working through its partial block (the derived hash wrote the ids, an end marker, then the
+/// number). The lengths come first, so a key hashed inside a larger value (a tuple of a key
+/// and a string) stays prefix-free.
 impl std::hash::Hash for ObjectKey {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         state.write_usize(self.tenant_len);
+        state.write_usize(self.ids.len());
         state.write(self.ids.as_bytes());
     }
 }
