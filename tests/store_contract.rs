@@ -414,24 +414,27 @@ async fn redb_objects_that_grow_and_shrink_keep_their_neighbours_on_disk() {
     let keys: Vec<ObjectKey> = (0..40)
         .map(|i| ObjectKey::new("grow", &format!("user-{i:02}")))
         .collect();
-    let mut latest = Vec::new();
+    let mut latest: Vec<Snapshot> = (0..keys.len())
+        .map(|i| snapshot(1, json!({"id": i, "n": 1})))
+        .collect();
     {
         let store = RedbStore::open(&dir.0).unwrap();
-        for (i, key) in keys.iter().enumerate() {
-            let mut versions = vec![snapshot(1, json!({"id": i, "n": 1}))];
-            if i % 7 == 3 {
-                let pad = "p".repeat(100_000 + i);
-                versions.push(snapshot(2, json!({"id": i, "pad": pad})));
-                versions.push(snapshot(3, json!({"id": i, "n": 3})));
-            }
-            for next in &versions {
+        // Every object first, so each that grows has neighbours on both sides.
+        for (key, first) in keys.iter().zip(&latest) {
+            let outcome = store.compare_and_swap(key, 0, first.clone()).await;
+            assert_eq!(outcome.unwrap(), SwapOutcome::Swapped, "{key:?}");
+        }
+        for (i, key) in keys.iter().enumerate().filter(|(i, _)| i % 7 == 3) {
+            let pad = "p".repeat(100_000 + i);
+            let grown = snapshot(2, json!({"id": i, "pad": pad}));
+            let shrunk = snapshot(3, json!({"id": i, "n": 3}));
+            for next in [grown, shrunk] {
                 let outcome = store
                     .compare_and_swap(key, next.version() - 1, next.clone())
-                    .await
-                    .unwrap();
-                assert_eq!(outcome, SwapOutcome::Swapped, "{key:?}");
+                    .await;
+                assert_eq!(outcome.unwrap(), SwapOutcome::Swapped, "{key:?}");
+                latest[i] = next;
             }
-            latest.push(versions.pop().unwrap());
         }
     }
     let store = RedbStore::open(&dir.0).unwrap();
