@@ -151,6 +151,16 @@ mod tests {
         Snapshot::new(version, document).unwrap()
     }
 
+    /// Every shard within its byte budget, its count the sum of what it holds.
+    fn assert_counted(cache: &ReadCache, after: &str) {
+        for shard in cache.shards.iter() {
+            let shard = shard.lock().unwrap();
+            assert!(shard.bytes <= BYTES_PER_SHARD, "{after}: {}", shard.bytes);
+            let counted: usize = shard.objects.values().map(weight).sum();
+            assert_eq!(counted, shard.bytes, "{after}");
+        }
+    }
+
     #[test]
     fn bounded_in_bytes_and_large_objects_are_not_kept() {
         let cache = ReadCache::new();
@@ -165,12 +175,7 @@ mod tests {
             let key = ObjectKey::new("t", &format!("u{i}"));
             cache.committed(&key, &snapshot(1, 32 * 1024));
         }
-        for shard in cache.shards.iter() {
-            let shard = shard.lock().unwrap();
-            assert!(shard.bytes <= BYTES_PER_SHARD, "{}", shard.bytes);
-            let counted: usize = shard.objects.values().map(weight).sum();
-            assert_eq!(counted, shard.bytes);
-        }
+        assert_counted(&cache, "2000 objects");
         // A replaced object is counted once, at its new size (in place, or evicted when it
         // grows past the limit).
         let key = ObjectKey::new("t", "again");
@@ -185,11 +190,7 @@ mod tests {
             let cached = cache.get(&key).map(|s| s.version()).ok();
             let expected = (bytes <= LARGEST_CACHED).then_some(version);
             assert_eq!(cached, expected, "version {version}");
-            for shard in cache.shards.iter() {
-                let shard = shard.lock().unwrap();
-                let counted: usize = shard.objects.values().map(weight).sum();
-                assert_eq!(counted, shard.bytes, "version {version}");
-            }
+            assert_counted(&cache, &format!("version {version}"));
         }
     }
 }
