@@ -17,11 +17,12 @@ use std::sync::Arc;
 use tracing::Level;
 
 use crate::cli::LogFormat;
-use crate::escapes::{DebugAscii, Json, push_escaped};
+use crate::escapes::{push_debug_ascii, push_json};
+use crate::line_buffer::{LineBuffer, Padded, PushBytes};
 
 thread_local! {
     /// The line being built on this thread.
-    static LINE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    static LINE: RefCell<LineBuffer> = const { RefCell::new(LineBuffer::new()) };
 }
 
 /// Line buffers longer than this are not kept between lines.
@@ -64,7 +65,7 @@ impl DirectLines {
     ) {
         LINE.with(|buffer| {
             let mut buffer = buffer.borrow_mut();
-            buffer.clear();
+            buffer.clear(KEEP_LINE_UP_TO);
             let mut line = Line {
                 out: &mut buffer,
                 json: self.json,
@@ -75,20 +76,18 @@ impl DirectLines {
             line.message(message);
             fields(&mut line);
             line.end(target);
-            (self.sink)(&buffer);
-            if buffer.capacity() > KEEP_LINE_UP_TO {
-                *buffer = Vec::new();
-            }
+            (self.sink)(buffer.as_bytes());
+            buffer.clear(KEEP_LINE_UP_TO);
         });
     }
 }
 
 /// A field's name with what comes before its value, in each format (` name=`, `,"name":`),
 /// made once by [`field!`] from a plain name (letters, digits, `_`: nothing to escape).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub(crate) struct Field {
-    pub(crate) text: &'static str,
-    pub(crate) json: &'static str,
+    pub(crate) text: Padded,
+    pub(crate) json: Padded,
 }
 
 impl Field {
@@ -111,17 +110,18 @@ impl Field {
 macro_rules! field {
     ($name:literal) => {{
         const _: () = assert!($crate::direct_lines::Field::plain($name));
-        $crate::direct_lines::Field {
-            text: concat!(" ", $name, "="),
-            json: concat!(",\"", $name, "\":"),
-        }
+        static FIELD: $crate::direct_lines::Field = $crate::direct_lines::Field {
+            text: $crate::line_buffer::Padded::new(concat!(" ", $name, "=")),
+            json: $crate::line_buffer::Padded::new(concat!(",\"", $name, "\":")),
+        };
+        &FIELD
     }};
 }
 pub(crate) use field;
 
 /// A line being written: its fields are added in order.
 pub(crate) struct Line<'b> {
-    out: &'b mut Vec<u8>,
+    out: &'b mut LineBuffer,
     json: bool,
     first: bool,
 }
@@ -129,29 +129,29 @@ pub(crate) struct Line<'b> {
 impl Line<'_> {
     fn begin(&mut self, level: Level, target: &str) {
         if self.json {
-            self.out.extend_from_slice(b"{\"timestamp\":\"");
+            self.out.push_bytes(b"{\"timestamp\":\"");
             crate::line_time::push_now(self.out);
-            self.out.extend_from_slice(b"\",\"level\":\"");
-            self.out.extend_from_slice(level.as_str().as_bytes());
-            self.out.extend_from_slice(b"\",\"fields\":{");
+            self.out.push_bytes(b"\",\"level\":\"");
+            self.out.push_bytes(level.as_str().as_bytes());
+            self.out.push_bytes(b"\",\"fields\":{");
         } else {
             crate::line_time::push_now(self.out);
-            self.out.extend_from_slice(match level {
+            self.out.push_bytes(match level {
                 Level::TRACE => b" TRACE ",
                 Level::DEBUG => b" DEBUG ",
                 Level::INFO => b"  INFO ",
                 Level::WARN => b"  WARN ",
                 Level::ERROR => b" ERROR ",
             });
-            self.out.extend_from_slice(target.as_bytes());
+            self.out.push_bytes(target.as_bytes());
         }
     }
 
     fn end(&mut self, target: &str) {
         if self.json {
-            self.out.extend_from_slice(b"},\"target\":\"");
-            push_escaped::<Json>(self.out, target);
-            self.out.extend_from_slice(b"\"}\n");
+            self.out.push_bytes(b"},\"target\":\"");
+            push_json(self.out, target);
+            self.out.push_bytes(b"\"}\n");
         } else {
             self.out.push(b'\n');
         }
@@ -164,33 +164,29 @@ impl Line<'_> {
             self.json_string(message);
         } else {
             self.first = false;
-            self.out.extend_from_slice(b": ");
-            self.out.extend_from_slice(message.as_bytes());
+            self.out.push_bytes(b": ");
+            self.out.push_bytes(message.as_bytes());
         }
     }
 
     /// A field's separator and name, written whole: every field follows the message.
-    fn field(&mut self, field: Field) {
-        self.out.extend_from_slice(if self.json {
-            field.json.as_bytes()
-        } else {
-            field.text.as_bytes()
-        });
+    fn field(&mut self, field: &Field) {
+        self.out
+            .push_padded(if self.json { &field.json } else { &field.text });
         self.first = false;
     }
 
     /// A field's separator and name.
     fn name(&mut self, name: &str) {
         if self.json {
-            self.out
-                .extend_from_slice(if self.first { b"\"" } else { b",\"" });
-            push_escaped::<Json>(self.out, name);
-            self.out.extend_from_slice(b"\":");
+            self.out.push_bytes(if self.first { b"\"" } else { b",\"" });
+            push_json(self.out, name);
+            self.out.push_bytes(b"\":");
         } else {
             if !self.first {
                 self.out.push(b' ');
             }
-            self.out.extend_from_slice(name.as_bytes());
+            self.out.push_bytes(name.as_bytes());
             self.out.push(b'=');
         }
         self.first = false;
@@ -198,39 +194,41 @@ impl Line<'_> {
 
     fn json_string(&mut self, value: &str) {
         self.out.push(b'"');
-        push_escaped::<Json>(self.out, value);
+        push_json(self.out, value);
         self.out.push(b'"');
     }
 
     /// A string field (`name = value` in `tracing`'s macros): quoted and escaped as `Debug`
     /// escapes it in text, a JSON string in JSON.
-    pub(crate) fn text(&mut self, field: Field, value: &str) {
+    pub(crate) fn text(&mut self, field: &Field, value: &str) {
         self.field(field);
         if self.json {
             self.json_string(value);
-        } else if value.is_ascii() {
-            self.out.push(b'"');
-            push_escaped::<DebugAscii>(self.out, value);
-            self.out.push(b'"');
         } else {
-            // What `Debug` does past ASCII (which characters it escapes) is its own.
-            let _ = fmt::Write::write_fmt(&mut Appender(self.out), format_args!("{value:?}"));
+            self.out.push(b'"');
+            if push_debug_ascii(self.out, value).is_ok() {
+                self.out.push(b'"');
+            } else {
+                // What `Debug` does past ASCII (which characters it escapes) is its own.
+                self.out.truncate(self.out.len() - 1);
+                let _ = fmt::Write::write_fmt(&mut Appender(self.out), format_args!("{value:?}"));
+            }
         }
     }
 
     /// A displayed field (`name = %value`): as it displays in text, a JSON string in JSON.
-    pub(crate) fn shown(&mut self, field: Field, value: &str) {
+    pub(crate) fn shown(&mut self, field: &Field, value: &str) {
         self.field(field);
         if self.json {
             self.json_string(value);
         } else {
-            self.out.extend_from_slice(value.as_bytes());
+            self.out.push_bytes(value.as_bytes());
         }
     }
 
     /// A time to the second as a string field (`name = utc_timestamp(time)`): quoted in
     /// both formats, nothing in it to escape.
-    pub(crate) fn time(&mut self, field: Field, time: std::time::SystemTime) {
+    pub(crate) fn time(&mut self, field: &Field, time: std::time::SystemTime) {
         self.field(field);
         self.out.push(b'"');
         crate::line_time::push_second(time, self.out);
@@ -238,19 +236,19 @@ impl Line<'_> {
     }
 
     /// A number field.
-    pub(crate) fn number(&mut self, field: Field, value: u64) {
+    pub(crate) fn number(&mut self, field: &Field, value: u64) {
         self.field(field);
         self.out
-            .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+            .push_bytes(itoa::Buffer::new().format(value).as_bytes());
     }
 }
 
 /// `fmt::Write` into a line's bytes.
-struct Appender<'a>(&'a mut Vec<u8>);
+struct Appender<'a>(&'a mut LineBuffer);
 
 impl fmt::Write for Appender<'_> {
     fn write_str(&mut self, text: &str) -> fmt::Result {
-        self.0.extend_from_slice(text.as_bytes());
+        self.0.push_bytes(text.as_bytes());
         Ok(())
     }
 }

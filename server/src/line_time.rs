@@ -6,6 +6,8 @@ use std::cell::RefCell;
 use std::fmt::{self, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::line_buffer::PushBytes;
+
 thread_local! {
     /// The last second this thread wrote, and its text up to the seconds' dot.
     static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
@@ -17,15 +19,15 @@ pub(crate) fn write_now(out: &mut impl Write) -> fmt::Result {
 }
 
 /// Appends the current time to a line's bytes, as [`write_now`] writes it.
-pub(crate) fn push_now(out: &mut Vec<u8>) {
+pub(crate) fn push_now(out: &mut impl PushBytes) {
     let since = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     let _ = with_second(since.as_secs(), |text| {
-        out.extend_from_slice(text.as_bytes());
+        out.push_bytes(text.as_bytes());
         Ok(())
     });
-    out.extend_from_slice(&micros_text(since.subsec_micros()));
+    out.push_bytes(&micros_text(since.subsec_micros()));
 }
 
 /// The six digits of the microseconds and the `Z`.
@@ -42,13 +44,13 @@ fn micros_text(micros: u32) -> [u8; 7] {
 
 /// Appends `time` to the second, `YYYY-MM-DDTHH:MM:SS` (UTC, no zone), as the library's
 /// audit records and error bodies write their times.
-pub(crate) fn push_second(time: SystemTime, out: &mut Vec<u8>) {
+pub(crate) fn push_second(time: SystemTime, out: &mut impl PushBytes) {
     let secs = time
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs();
     let _ = with_second(secs, |text| {
-        out.extend_from_slice(text.strip_suffix('.').unwrap_or(text).as_bytes());
+        out.push_bytes(text.strip_suffix('.').unwrap_or(text).as_bytes());
         Ok(())
     });
 }

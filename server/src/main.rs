@@ -16,6 +16,7 @@ mod direct_lines;
 mod escapes;
 mod front_door;
 mod json_lines;
+mod line_buffer;
 mod line_time;
 mod logs;
 mod metrics_endpoint;
