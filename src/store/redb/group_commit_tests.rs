@@ -154,6 +154,57 @@ fn a_panicked_batch_is_answered_by_what_landed() {
     }
 }
 
+/// A swap that loses its race leaves nothing of its write (the committer writes first and
+/// compares after): what it replaced is put back, bytes and all, whether the object existed
+/// or not, and whether its batch commits (another swap of it won) or not (every swap lost).
+#[test]
+fn a_swap_that_loses_leaves_the_stored_object_as_it_was() {
+    let scratch = Scratch::new("lost");
+    let (raced, missing) = (ObjectKey::new("t", "raced"), ObjectKey::new("t", "missing"));
+    let conflict_version = |answer: &mut Answer| match answer.try_recv().unwrap() {
+        Ok(SwapOutcome::Conflict { current }) => current.map(|current| current.version()),
+        other => panic!("not a conflict: {other:?}"),
+    };
+    let (first, mut answer) = pending(&raced, 0);
+    commit_as_one_batch(&scratch.1, vec![first]);
+    assert_eq!(answer.try_recv().unwrap(), Ok(SwapOutcome::Swapped));
+    let at_one = stored(&scratch.1, &raced).unwrap().unwrap();
+    assert_eq!(at_one.0, 1);
+
+    // Every swap of the batch loses: from a version neither object has.
+    let (stale, mut stale_answer) = pending(&raced, 5);
+    let (ghost, mut ghost_answer) = pending(&missing, 5);
+    commit_as_one_batch(&scratch.1, vec![stale, ghost]);
+    assert_eq!(conflict_version(&mut stale_answer), Some(1));
+    assert_eq!(conflict_version(&mut ghost_answer), None);
+    assert_eq!(stored(&scratch.1, &raced).unwrap(), Some(at_one.clone()));
+    assert_eq!(scratch.stored(&missing), None);
+
+    // One wins, then one loses on the same object (its write, version 1, differs from the
+    // winner's) and one on an object that does not exist, in one batch that commits.
+    let (wins, mut wins_answer) = pending(&raced, 1);
+    let (loses, mut loses_answer) = pending(&raced, 0);
+    let (ghost, mut ghost_answer) = pending(&missing, 3);
+    commit_as_one_batch(&scratch.1, vec![wins, loses, ghost]);
+    assert_eq!(wins_answer.try_recv().unwrap(), Ok(SwapOutcome::Swapped));
+    assert_eq!(conflict_version(&mut loses_answer), Some(2));
+    assert_eq!(conflict_version(&mut ghost_answer), None);
+    let (version, json) = stored(&scratch.1, &raced).unwrap().unwrap();
+    assert_eq!(version, 2);
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&json).unwrap(),
+        json!({"n": 2})
+    );
+    assert_eq!(
+        scratch.stored(&missing),
+        None,
+        "a lost swap created its object"
+    );
+    let read = scratch.1.begin_read().unwrap();
+    let tenants = read.open_table(TENANTS).unwrap();
+    assert_eq!(tenants.get("t").unwrap().unwrap().value(), 1);
+}
+
 /// A stored object that is not JSON fails the swap that needed to read it; the other
 /// writers of its batch are committed and answered.
 #[test]
@@ -179,8 +230,8 @@ fn an_unreadable_object_fails_its_own_swap_not_its_batch() {
     assert_eq!(fine_answer.try_recv().unwrap(), Ok(SwapOutcome::Swapped));
     assert_eq!(scratch.stored(&fine), Some(1));
     assert_eq!(
-        scratch.stored(&broken),
-        Some(3),
+        stored(&scratch.1, &broken).unwrap(),
+        Some((3, b"not json".to_vec())),
         "the broken object was touched"
     );
 }
