@@ -9,8 +9,10 @@
 //! and a shard that reaches either bound is emptied (objects are read back from the file as
 //! needed), so 65k objects near the object size limit cannot take the process's memory.
 
-use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::{Mutex, PoisonError};
+
+use hashbrown::HashTable;
 
 use crate::store::{ObjectKey, Snapshot};
 
@@ -27,7 +29,9 @@ const LARGEST_CACHED: usize = 64 * 1024;
 struct Shard {
     /// Bumped by every commit into this shard.
     epoch: u64,
-    objects: HashMap<ObjectKey, Snapshot>,
+    /// Found by a hash made once per access (the shard is picked by other bits of it),
+    /// not hashed again by a map of its own.
+    objects: HashTable<(ObjectKey, Snapshot)>,
     /// The counted size of `objects`.
     bytes: usize,
 }
@@ -51,7 +55,7 @@ impl std::fmt::Debug for ReadCache {
 
 /// What a missed read must show to fill the cache.
 pub(super) struct Ticket {
-    shard: usize,
+    hash: u64,
     epoch: u64,
 }
 
@@ -63,25 +67,26 @@ impl ReadCache {
         }
     }
 
-    fn shard(&self, key: &ObjectKey) -> usize {
-        use std::hash::BuildHasher;
-        (self.hasher.hash_one(key) as usize) % SHARDS
+    fn hash(&self, key: &ObjectKey) -> u64 {
+        self.hasher.hash_one(key)
     }
 
-    fn lock(&self, shard: usize) -> std::sync::MutexGuard<'_, Shard> {
-        self.shards[shard]
+    /// The shard of a key of hash `hash`: chosen by bits the table uses neither for buckets
+    /// (the low ones) nor for its control bytes (the top seven), as the memory store does.
+    fn lock(&self, hash: u64) -> std::sync::MutexGuard<'_, Shard> {
+        self.shards[(hash >> 32) as usize % SHARDS]
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The cached object, or a ticket to fill the cache after reading the file.
     pub(super) fn get(&self, key: &ObjectKey) -> Result<Snapshot, Ticket> {
-        let shard = self.shard(key);
-        let guard = self.lock(shard);
-        match guard.objects.get(key) {
-            Some(snapshot) => Ok(snapshot.clone()),
+        let hash = self.hash(key);
+        let guard = self.lock(hash);
+        match guard.objects.find(hash, |(cached, _)| cached == key) {
+            Some((_, snapshot)) => Ok(snapshot.clone()),
             None => Err(Ticket {
-                shard,
+                hash,
                 epoch: guard.epoch,
             }),
         }
@@ -89,33 +94,40 @@ impl ReadCache {
 
     /// Caches what a missed read found, unless a commit touched the shard since.
     pub(super) fn fill(&self, ticket: &Ticket, key: &ObjectKey, snapshot: &Snapshot) {
-        let mut guard = self.lock(ticket.shard);
+        let mut guard = self.lock(ticket.hash);
         if guard.epoch == ticket.epoch {
-            Self::insert(&mut guard, key, snapshot);
+            self.insert(&mut guard, ticket.hash, key, snapshot);
         }
     }
 
     /// Puts a committed object in place (before its writer is answered).
     pub(super) fn committed(&self, key: &ObjectKey, snapshot: &Snapshot) {
-        let mut guard = self.lock(self.shard(key));
+        let hash = self.hash(key);
+        let mut guard = self.lock(hash);
         guard.epoch += 1;
-        Self::insert(&mut guard, key, snapshot);
+        self.insert(&mut guard, hash, key, snapshot);
     }
 
     /// Drops `key`'s object, whatever it was: after a commit whose outcome is not known.
     pub(super) fn forget(&self, key: &ObjectKey) {
-        let mut guard = self.lock(self.shard(key));
+        let hash = self.hash(key);
+        let mut guard = self.lock(hash);
         guard.epoch += 1;
-        if let Some(old) = guard.objects.remove(key) {
-            guard.bytes -= weight(&old);
+        Self::remove(&mut guard, hash, key);
+    }
+
+    fn remove(shard: &mut Shard, hash: u64, key: &ObjectKey) {
+        if let Ok(entry) = shard.objects.find_entry(hash, |(cached, _)| cached == key) {
+            let ((_, old), _) = entry.remove();
+            shard.bytes -= weight(&old);
         }
     }
 
-    fn insert(shard: &mut Shard, key: &ObjectKey, snapshot: &Snapshot) {
+    fn insert(&self, shard: &mut Shard, hash: u64, key: &ObjectKey, snapshot: &Snapshot) {
         // A write to an object already cached, the common case: its entry is replaced in
         // place, with no look-up to remove it and no copy of its key to insert it again.
         if snapshot.json().len() <= LARGEST_CACHED
-            && let Some(cached) = shard.objects.get_mut(key)
+            && let Some((_, cached)) = shard.objects.find_mut(hash, |(cached, _)| cached == key)
         {
             let bytes = shard.bytes - weight(cached) + weight(snapshot);
             if bytes <= BYTES_PER_SHARD {
@@ -124,9 +136,7 @@ impl ReadCache {
                 return;
             }
         }
-        if let Some(old) = shard.objects.remove(key) {
-            shard.bytes -= weight(&old);
-        }
+        Self::remove(shard, hash, key);
         if snapshot.json().len() > LARGEST_CACHED {
             return;
         }
@@ -136,7 +146,11 @@ impl ReadCache {
             shard.bytes = 0;
         }
         shard.bytes += weight;
-        shard.objects.insert(key.clone(), snapshot.clone());
+        shard
+            .objects
+            .insert_unique(hash, (key.clone(), snapshot.clone()), |(cached, _)| {
+                self.hash(cached)
+            });
     }
 }
 
@@ -156,7 +170,7 @@ mod tests {
         for shard in cache.shards.iter() {
             let shard = shard.lock().unwrap();
             assert!(shard.bytes <= BYTES_PER_SHARD, "{after}: {}", shard.bytes);
-            let counted: usize = shard.objects.values().map(weight).sum();
+            let counted: usize = shard.objects.iter().map(|(_, cached)| weight(cached)).sum();
             assert_eq!(counted, shard.bytes, "{after}");
         }
     }
@@ -173,9 +187,18 @@ mod tests {
         // Many mid-sized objects: every shard stays within its byte budget.
         for i in 0..2000 {
             let key = ObjectKey::new("t", &format!("u{i}"));
-            cache.committed(&key, &snapshot(1, 32 * 1024));
+            cache.committed(&key, &snapshot(i + 1, 32 * 1024));
         }
         assert_counted(&cache, "2000 objects");
+        // Each key finds its own object, or none (its shard was emptied at its bound).
+        let mut found = 0;
+        for i in 0..2000 {
+            if let Ok(cached) = cache.get(&ObjectKey::new("t", &format!("u{i}"))) {
+                assert_eq!(cached.version(), i + 1);
+                found += 1;
+            }
+        }
+        assert!(found > 0, "nothing was cached");
         // A replaced object is counted once, at its new size (in place, or evicted when it
         // grows past the limit).
         let key = ObjectKey::new("t", "again");
