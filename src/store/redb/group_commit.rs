@@ -272,25 +272,24 @@ fn commit(
                 "a fault the tests inject"
             );
             let id = (key.tenant_id(), key.user_id());
-            // Written first, compared after: `insert` hands back the value it replaced (redb
-            // copies it out either way), so the common case, a swap that wins, walks the
-            // tree once instead of twice (`get`, then `insert`). A swap that loses puts the
-            // old value back below, in the same transaction, before anything can read it.
-            // `insert`, not a replacement through `get_mut`'s guard: the guard rebuilds a
-            // leaf that outgrows its page into one bigger page instead of splitting it, and
-            // keeps a page grown that way when the value shrinks back, so every later write
-            // to any object of that leaf would copy all of it.
-            let current = table
-                .insert(id, (pending.new.version(), pending.new.json().as_ref()))
-                .map_err(storage)?
-                .map(|entry| {
-                    let (version, json) = entry.value();
-                    // The bytes are needed only to report a conflict (and to undo its write).
-                    let json = (version != pending.expected).then(|| Bytes::copy_from_slice(json));
-                    (version, json)
-                });
+            let current = table.get(id).map_err(storage)?.map(|entry| {
+                let (version, json) = entry.value();
+                // The bytes are needed only to report a conflict.
+                let json = (version != pending.expected).then(|| Bytes::copy_from_slice(json));
+                (version, json)
+            });
             let current_version = current.as_ref().map_or(0, |(version, _)| *version);
+            // `insert`, not a replacement through `get_mut`'s guard (one walk down the tree
+            // fewer): the guard rebuilds a leaf that outgrows its page into one bigger page
+            // instead of splitting it, and keeps a page grown that way when the value shrinks
+            // back, so every later write to any object of that leaf would copy all of it.
+            // Nor `insert` first, comparing the old value it hands back (one walk fewer
+            // too): a swap that lost would put the old value back, and if its write was the
+            // larger, its leaf would stay rebuilt into a bigger page, or split, the same way.
             if current_version == pending.expected {
+                table
+                    .insert(id, (pending.new.version(), pending.new.json().as_ref()))
+                    .map_err(storage)?;
                 if current.is_none() {
                     let count = tenants
                         .get(key.tenant_id())
@@ -303,16 +302,6 @@ fn commit(
                 changed = true;
                 outcomes.push(Ok(SwapOutcome::Swapped));
             } else {
-                // Lost its race: what was there goes back.
-                match &current {
-                    Some((version, json)) => {
-                        let json = json.as_deref().unwrap_or_default();
-                        table.insert(id, (*version, json)).map_err(storage)?;
-                    }
-                    None => {
-                        table.remove(id).map_err(storage)?;
-                    }
-                }
                 outcomes.push(
                     current
                         .map(|(version, json)| {

@@ -154,9 +154,9 @@ fn a_panicked_batch_is_answered_by_what_landed() {
     }
 }
 
-/// A swap that loses its race leaves nothing of its write (the committer writes first and
-/// compares after): what it replaced is put back, bytes and all, whether the object existed
-/// or not, and whether its batch commits (another swap of it won) or not (every swap lost).
+/// A swap that loses its race leaves nothing of its write: the stored object stays as it
+/// was, bytes and all, whether it existed or not, and whether the batch commits (another
+/// swap of it won) or not (every swap lost).
 #[test]
 fn a_swap_that_loses_leaves_the_stored_object_as_it_was() {
     let scratch = Scratch::new("lost");
