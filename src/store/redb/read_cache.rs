@@ -94,6 +94,7 @@ impl ReadCache {
 
     /// Caches what a missed read found, unless a commit touched the shard since.
     pub(super) fn fill(&self, ticket: &Ticket, key: &ObjectKey, snapshot: &Snapshot) {
+        debug_assert_eq!(ticket.hash, self.hash(key), "a ticket for another key");
         let mut guard = self.lock(ticket.hash);
         if guard.epoch == ticket.epoch {
             self.insert(&mut guard, ticket.hash, key, snapshot);
@@ -173,6 +174,23 @@ mod tests {
             let counted: usize = shard.objects.iter().map(|(_, cached)| weight(cached)).sum();
             assert_eq!(counted, shard.bytes, "{after}");
         }
+    }
+
+    /// A missed read's object is found by the next read once filled in, unless a commit to
+    /// its shard came between the read and the fill: then the older object stays out.
+    #[test]
+    fn a_missed_read_fills_the_cache_unless_a_commit_came_first() {
+        let cache = ReadCache::new();
+        let key = ObjectKey::new("t", "u");
+        let ticket = cache.get(&key).expect_err("found in an empty cache");
+        cache.fill(&ticket, &key, &snapshot(1, 10));
+        assert_eq!(cache.get(&key).map(|s| s.version()).ok(), Some(1));
+        let other = ObjectKey::new("t", "v");
+        let stale = cache.get(&other).expect_err("found before it was cached");
+        cache.committed(&other, &snapshot(2, 10));
+        cache.fill(&stale, &other, &snapshot(1, 10));
+        assert_eq!(cache.get(&other).map(|s| s.version()).ok(), Some(2));
+        assert_counted(&cache, "fills");
     }
 
     #[test]
