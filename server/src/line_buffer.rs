@@ -17,11 +17,24 @@ impl PushBytes for Vec<u8> {
     }
 }
 
-/// A line's bytes: `bytes[..used]`, with `bytes` as long as the longest line yet.
-#[derive(Debug, Default)]
+/// A line's bytes: `bytes[..used]`, with `bytes` as long as the longest line yet. Past
+/// `used` lie earlier lines' bytes (audit records among them): they never leave, neither
+/// through [`as_bytes`](Self::as_bytes) nor through `Debug`, and a writer can take into the
+/// line only what it was given room for.
+#[derive(Default)]
 pub(crate) struct LineBuffer {
     bytes: Vec<u8>,
     used: usize,
+    /// The end of the room last given: [`advance`](Self::advance) stops there.
+    room_end: usize,
+}
+
+impl std::fmt::Debug for LineBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LineBuffer")
+            .field("used", &self.used)
+            .finish_non_exhaustive()
+    }
 }
 
 impl LineBuffer {
@@ -29,12 +42,14 @@ impl LineBuffer {
         Self {
             bytes: Vec::new(),
             used: 0,
+            room_end: 0,
         }
     }
 
     /// Starts a new line; a buffer grown past `keep` bytes by a long line is given back.
     pub(crate) fn clear(&mut self, keep: usize) {
         self.used = 0;
+        self.room_end = 0;
         if self.bytes.len() > keep {
             self.bytes = Vec::new();
         }
@@ -49,6 +64,7 @@ impl LineBuffer {
     /// Cuts the line back to its first `len` bytes.
     pub(crate) fn truncate(&mut self, len: usize) {
         self.used = self.used.min(len);
+        self.room_end = self.room_end.min(self.used);
     }
 
     /// What the line holds.
@@ -57,7 +73,7 @@ impl LineBuffer {
         &self.bytes[..self.used]
     }
 
-    /// At least `len` bytes to write into, just past the line's end; [`advance`] then says
+    /// `len` bytes to write into, just past the line's end; [`advance`] then says
     /// how many of them the line now holds.
     ///
     /// [`advance`]: Self::advance
@@ -67,7 +83,8 @@ impl LineBuffer {
         if needed > self.bytes.len() {
             self.grow(needed);
         }
-        &mut self.bytes[self.used..]
+        self.room_end = needed;
+        &mut self.bytes[self.used..needed]
     }
 
     /// Doubling, so that a line that grows field by field is not copied on each.
@@ -80,7 +97,7 @@ impl LineBuffer {
     /// Takes `len` bytes written into [`room`](Self::room) into the line.
     #[inline]
     pub(crate) fn advance(&mut self, len: usize) {
-        assert!(self.used + len <= self.bytes.len(), "past the room given");
+        assert!(self.used + len <= self.room_end, "past the room given");
         self.used += len;
     }
 
