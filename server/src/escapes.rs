@@ -53,15 +53,12 @@ pub(crate) fn write_json(out: &mut impl Write, text: &str) -> fmt::Result {
     write_escaped(out, text, &JSON_ESCAPES, json_escape)
 }
 
-/// The two-character escapes `Debug` and JSON write alike.
-fn short_escape(byte: u8) -> Option<&'static [u8]> {
-    match byte {
-        b'"' => Some(b"\\\""),
-        b'\\' => Some(b"\\\\"),
-        b'\n' => Some(b"\\n"),
-        b'\r' => Some(b"\\r"),
-        b'\t' => Some(b"\\t"),
-        _ => None,
+/// The two-character escape `Debug` and JSON write alike for `byte`, if it has one
+/// ([`SHORT`]).
+fn short_escape(byte: u8) -> Option<[u8; 2]> {
+    match SHORT[usize::from(byte)] {
+        0 => None,
+        second => Some([b'\\', second]),
     }
 }
 
@@ -71,7 +68,7 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 /// How `<str as Debug>` writes `byte`, one of [`DEBUG_ESCAPES`].
 pub(crate) fn debug_escape(byte: u8, out: &mut impl PushBytes) {
     match (short_escape(byte), byte) {
-        (Some(escape), _) => out.push_bytes(escape),
+        (Some(escape), _) => out.push_bytes(&escape),
         (None, b'\0') => out.push_bytes(b"\\0"),
         // `\u{1f}`: as `{:x}` writes it, without leading zeros.
         (None, 0..0x10) => out.push_bytes(&[b'\\', b'u', b'{', HEX[usize::from(byte)], b'}']),
@@ -89,7 +86,7 @@ pub(crate) fn debug_escape(byte: u8, out: &mut impl PushBytes) {
 /// How a JSON string writes `byte`, one of [`JSON_ESCAPES`].
 pub(crate) fn json_escape(byte: u8, out: &mut impl PushBytes) {
     match short_escape(byte) {
-        Some(escape) => out.push_bytes(escape),
+        Some(escape) => out.push_bytes(&escape),
         // As `serde_json` (and so `tracing-subscriber`'s JSON lines) writes them.
         None if byte == 0x08 => out.push_bytes(b"\\b"),
         None if byte == 0x0c => out.push_bytes(b"\\f"),
