@@ -11,7 +11,7 @@ use http::{Method, Request, Response};
 use pin_project_lite::pin_project;
 use tower::Service;
 
-use crate::direct_lines::{DirectLines, field};
+use crate::direct_lines::{DirectLines, Field, Line, field};
 
 #[derive(Debug, Clone)]
 pub(crate) struct AccessLog<S> {
@@ -89,7 +89,7 @@ where
                 this.lines
                     .write(tracing::Level::INFO, module_path!(), "request", |line| {
                         line.shown(field!("method"), this.method.as_str());
-                        line.shown(field!("path"), this.path.as_str());
+                        this.path.show(line, field!("path"));
                         line.number(field!("status"), u64::from(response.status().as_u16()));
                         line.number(field!("latency_us"), latency_us);
                         line.text(field!("request_id"), request_id);
@@ -125,6 +125,15 @@ impl ShownPath {
             Self::Inline(inline, bytes.len() as u8)
         } else {
             Self::Escaped(escape(path, 256))
+        }
+    }
+
+    /// Writes the path as field `field` of `line`: kept in place, it goes as it is, without
+    /// being made a `&str` again (a UTF-8 check per line).
+    pub(crate) fn show(&self, line: &mut Line<'_>, field: &Field) {
+        match self {
+            Self::Inline(bytes, len) => line.shown_plain(field, &bytes[..usize::from(*len)]),
+            Self::Escaped(text) => line.shown(field, text),
         }
     }
 

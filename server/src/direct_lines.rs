@@ -226,6 +226,26 @@ impl Line<'_> {
         }
     }
 
+    /// [`shown`](Self::shown) for a value that is its own escape in both formats: printable
+    /// ASCII without quotes or backslashes (checked when it was made, so it is not checked
+    /// again, nor made a `&str` again, here).
+    pub(crate) fn shown_plain(&mut self, field: &Field, value: &[u8]) {
+        debug_assert!(
+            value
+                .iter()
+                .all(|&b| b.is_ascii_graphic() && b != b'"' && b != b'\\'),
+            "not plain: {value:?}"
+        );
+        self.field(field);
+        if self.json {
+            self.out.push(b'"');
+            self.out.push_bytes(value);
+            self.out.push(b'"');
+        } else {
+            self.out.push_bytes(value);
+        }
+    }
+
     /// A time to the second as a string field (`name = utc_timestamp(time)`): quoted in
     /// both formats, nothing in it to escape.
     pub(crate) fn time(&mut self, field: &Field, time: std::time::SystemTime) {

@@ -3,6 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use super::*;
+use crate::access_log::ShownPath;
 use crate::logs::CapturedLines;
 
 /// The lines `events` logs through `tracing` in `format`, their timestamps cut out.
@@ -68,7 +69,8 @@ fn untimed(bytes: &[u8]) -> Vec<String> {
 const FORMATS: [LogFormat; 2] = [LogFormat::Text, LogFormat::Json];
 
 /// The access line with every kind of value, and text that needs escaping in each format:
-/// quotes, backslashes, control characters, non-ASCII, empty.
+/// quotes, backslashes, control characters, non-ASCII, empty; paths kept in place (shown as
+/// they are) and escaped.
 #[test]
 fn access_lines_are_the_events_lines() {
     let values = [
@@ -82,6 +84,14 @@ fn access_lines_are_the_events_lines() {
         ("GET", "/a\\u{a0}b", 404, 0, "quote\"back\\slash\nline\u{1}"),
         ("DELETE", "", 405, u64::MAX, "é \u{2028} \u{202e} \u{301}"),
         ("PATCH", "/x", 503, 7, ""),
+        // Plain, but longer than is kept in place.
+        (
+            "GET",
+            "/users/0123456789abcdef0123456789abcdef0123456789abcdef0123456789/security",
+            200,
+            1,
+            "id",
+        ),
     ];
     for format in FORMATS {
         for (method, path, status, latency_us, request_id) in values {
@@ -89,7 +99,7 @@ fn access_lines_are_the_events_lines() {
                 tracing::info!(
                     target: "security_update_server::access_log",
                     method = %method,
-                    path = %path,
+                    path = %ShownPath::of(path).as_str(),
                     status,
                     latency_us,
                     request_id,
@@ -103,7 +113,7 @@ fn access_lines_are_the_events_lines() {
                     "request",
                     |line| {
                         line.shown(field!("method"), method);
-                        line.shown(field!("path"), path);
+                        ShownPath::of(path).show(line, field!("path"));
                         line.number(field!("status"), u64::from(status));
                         line.number(field!("latency_us"), latency_us);
                         line.text(field!("request_id"), request_id);
