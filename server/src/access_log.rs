@@ -11,7 +11,7 @@ use http::{Method, Request, Response};
 use pin_project_lite::pin_project;
 use tower::Service;
 
-use crate::direct_lines::{DirectLines, Field, Line, field};
+use crate::direct_lines::{DirectLines, Field, Line, field, head};
 
 #[derive(Debug, Clone)]
 pub(crate) struct AccessLog<S> {
@@ -79,7 +79,7 @@ where
             }
             // `tracing::info!(method = %method, path = %path, status, latency_us, request_id,
             // "request")`, written directly (`direct_lines`).
-            if tracing::enabled!(tracing::Level::INFO) {
+            if crate::line_gate::wanted!(target: module_path!(), tracing::Level::INFO) {
                 let request_id = response
                     .headers()
                     .get(REQUEST_ID)
@@ -87,7 +87,7 @@ where
                     .unwrap_or("-");
                 let latency_us = this.started.elapsed().as_micros() as u64;
                 this.lines
-                    .write(tracing::Level::INFO, module_path!(), "request", |line| {
+                    .write(head!(INFO, module_path!(), "request"), |line| {
                         line.shown(field!("method"), this.method.as_str());
                         this.path.show(line, field!("path"));
                         line.number(field!("status"), u64::from(response.status().as_u16()));

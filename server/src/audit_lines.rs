@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use security_update::audit::{AcceptedChange, AuditOutcome, AuditRecord, AuditSink, TracingAudit};
 use tracing::Level;
 
-use crate::direct_lines::{DirectLines, Line, field};
+use crate::direct_lines::{DirectLines, Line, field, head};
 
 /// The target and level of the audit trail, as `TracingAudit` logs it: `RUST_LOG` names it.
 const TARGET: &str = "security_update::audit";
@@ -26,7 +26,7 @@ impl AuditLines {
     }
 
     fn accepted(&self, who: &Who<'_>, etags: (&str, &str), patch: &str) {
-        self.lines.write(Level::INFO, TARGET, "audit", |line| {
+        self.lines.write(head!(INFO, TARGET, "audit"), |line| {
             who.write(line, "accepted");
             line.shown(field!("etag_before"), etags.0);
             line.shown(field!("etag_after"), etags.1);
@@ -59,7 +59,7 @@ impl Who<'_> {
 
 impl AuditSink for AuditLines {
     fn enabled(&self) -> bool {
-        tracing::enabled!(target: TARGET, Level::INFO)
+        crate::line_gate::wanted!(target: TARGET, Level::INFO)
     }
 
     fn record(&self, record: &AuditRecord) {
@@ -83,7 +83,7 @@ impl AuditSink for AuditLines {
                 patch,
             } => self.accepted(&who, (etag_before, etag_after), patch),
             AuditOutcome::Denied { status, reason } => {
-                self.lines.write(Level::INFO, TARGET, "audit", |line| {
+                self.lines.write(head!(INFO, TARGET, "audit"), |line| {
                     who.write(line, "denied");
                     line.number(field!("status"), u64::from(*status));
                     line.text(field!("reason"), reason);

@@ -14,10 +14,8 @@ use std::cell::RefCell;
 use std::fmt;
 use std::sync::Arc;
 
-use tracing::Level;
-
 use crate::cli::LogFormat;
-use crate::escapes::{push_debug_ascii, push_json};
+use crate::escapes::{DebugAscii, Json, push_quoted};
 use crate::line_buffer::{LineBuffer, Padded, PushBytes};
 
 thread_local! {
@@ -27,6 +25,9 @@ thread_local! {
 
 /// Line buffers longer than this are not kept between lines.
 const KEEP_LINE_UP_TO: usize = 64 * 1024;
+
+/// What every JSON line starts with.
+static JSON_START: Padded = Padded::new("{\"timestamp\":\"");
 
 /// Where whole lines go.
 pub(crate) type LineSink = Arc<dyn Fn(&[u8]) + Send + Sync>;
@@ -55,32 +56,88 @@ impl DirectLines {
     }
 
     /// Writes one line: what `tracing::event!(target: target, level, { fields }, message)`
-    /// writes in this format. Whether it is wanted is the caller's to ask (`enabled!`).
-    pub(crate) fn write(
-        &self,
-        level: Level,
-        target: &str,
-        message: &str,
-        fields: impl FnOnce(&mut Line<'_>),
-    ) {
+    /// writes in this format, `head` naming the level, target and message ([`head!`]).
+    /// Whether it is wanted is the caller's to ask (`line_gate`).
+    pub(crate) fn write(&self, head: &Head, fields: impl FnOnce(&mut Line<'_>)) {
         LINE.with(|buffer| {
             let mut buffer = buffer.borrow_mut();
             buffer.clear(KEEP_LINE_UP_TO);
             let mut line = Line {
                 out: &mut buffer,
                 json: self.json,
-                first: true,
             };
-            line.begin(level, target);
-            // The message is the first field, as `tracing`'s macros declare it.
-            line.message(message);
+            line.begin(head);
             fields(&mut line);
-            line.end(target);
+            line.end(head);
             (self.sink)(buffer.as_bytes());
             buffer.clear(KEEP_LINE_UP_TO);
         });
     }
 }
+
+/// What comes before a line's fields and after them, in each format, made once by [`head!`]
+/// from the line's level, target and message (none of them with anything to escape): in text,
+/// `  INFO target: message` after the timestamp; in JSON, the level and the message (the first
+/// field) after the timestamp, the target after the fields.
+#[derive(Debug)]
+pub(crate) struct Head {
+    pub(crate) text: Padded<HEAD>,
+    pub(crate) json: Padded<HEAD>,
+    pub(crate) json_end: Padded<HEAD>,
+}
+
+/// The longest [`Head`] part.
+const HEAD: usize = 96;
+
+impl Head {
+    /// The head of lines of `level` (`INFO`, ...), `target` and `message`; panics (at compile
+    /// time in [`head!`]) when one of them needs an escape in either format.
+    pub(crate) const fn new(level: &str, target: &str, message: &str) -> Self {
+        assert!(
+            Self::plain(target) && Self::plain(message),
+            "nothing to escape"
+        );
+        // `tracing-subscriber` pads the level to five characters, on the left.
+        let pad = if level.len() < 5 { " " } else { "" };
+        Self {
+            text: Padded::joined(&[" ", pad, level, " ", target, ": ", message]),
+            json: Padded::joined(&[
+                "\",\"level\":\"",
+                level,
+                "\",\"fields\":{\"message\":\"",
+                message,
+                "\"",
+            ]),
+            json_end: Padded::joined(&["},\"target\":\"", target, "\"}\n"]),
+        }
+    }
+
+    /// Printable ASCII without quotes or backslashes: the same in both formats as it is.
+    const fn plain(text: &str) -> bool {
+        let bytes = text.as_bytes();
+        let mut at = 0;
+        while at < bytes.len() {
+            let b = bytes[at];
+            if (!b.is_ascii_graphic() && b != b' ') || b == b'"' || b == b'\\' {
+                return false;
+            }
+            at += 1;
+        }
+        true
+    }
+}
+
+/// The [`Head`] of lines at level `$level` (`INFO`, ...) of `$target` with `$message`.
+macro_rules! head {
+    ($level:ident, $target:expr, $message:expr) => {{
+        // The level is one `tracing` has.
+        const _: tracing::Level = tracing::Level::$level;
+        static HEAD: $crate::direct_lines::Head =
+            $crate::direct_lines::Head::new(stringify!($level), $target, $message);
+        &HEAD
+    }};
+}
+pub(crate) use head;
 
 /// A field's name with what comes before its value, in each format (` name=`, `,"name":`),
 /// made once by [`field!`] from a plain name (letters, digits, `_`: nothing to escape).
@@ -123,49 +180,26 @@ pub(crate) use field;
 pub(crate) struct Line<'b> {
     out: &'b mut LineBuffer,
     json: bool,
-    first: bool,
 }
 
 impl Line<'_> {
-    fn begin(&mut self, level: Level, target: &str) {
+    /// The timestamp and the head: everything before the fields.
+    fn begin(&mut self, head: &Head) {
         if self.json {
-            self.out.push_bytes(b"{\"timestamp\":\"");
+            self.out.push_padded(&JSON_START);
             crate::line_time::push_now(self.out);
-            self.out.push_bytes(b"\",\"level\":\"");
-            self.out.push_bytes(level.as_str().as_bytes());
-            self.out.push_bytes(b"\",\"fields\":{");
+            self.out.push_padded(&head.json);
         } else {
             crate::line_time::push_now(self.out);
-            self.out.push_bytes(match level {
-                Level::TRACE => b" TRACE ",
-                Level::DEBUG => b" DEBUG ",
-                Level::INFO => b"  INFO ",
-                Level::WARN => b"  WARN ",
-                Level::ERROR => b" ERROR ",
-            });
-            self.out.push_bytes(target.as_bytes());
+            self.out.push_padded(&head.text);
         }
     }
 
-    fn end(&mut self, target: &str) {
+    fn end(&mut self, head: &Head) {
         if self.json {
-            self.out.push_bytes(b"},\"target\":\"");
-            push_json(self.out, target);
-            self.out.push_bytes(b"\"}\n");
+            self.out.push_padded(&head.json_end);
         } else {
             self.out.push(b'\n');
-        }
-    }
-
-    /// The message: the first field in JSON, the text after the target in text.
-    fn message(&mut self, message: &str) {
-        if self.json {
-            self.name("message");
-            self.json_string(message);
-        } else {
-            self.first = false;
-            self.out.push_bytes(b": ");
-            self.out.push_bytes(message.as_bytes());
         }
     }
 
@@ -173,55 +207,28 @@ impl Line<'_> {
     fn field(&mut self, field: &Field) {
         self.out
             .push_padded(if self.json { &field.json } else { &field.text });
-        self.first = false;
-    }
-
-    /// A field's separator and name.
-    fn name(&mut self, name: &str) {
-        if self.json {
-            self.out.push_bytes(if self.first { b"\"" } else { b",\"" });
-            push_json(self.out, name);
-            self.out.push_bytes(b"\":");
-        } else {
-            if !self.first {
-                self.out.push(b' ');
-            }
-            self.out.push_bytes(name.as_bytes());
-            self.out.push(b'=');
-        }
-        self.first = false;
-    }
-
-    fn json_string(&mut self, value: &str) {
-        self.out.push(b'"');
-        push_json(self.out, value);
-        self.out.push(b'"');
     }
 
     /// A string field (`name = value` in `tracing`'s macros): quoted and escaped as `Debug`
     /// escapes it in text, a JSON string in JSON.
     pub(crate) fn text(&mut self, field: &Field, value: &str) {
-        self.field(field);
         if self.json {
-            self.json_string(value);
-        } else {
-            self.out.push(b'"');
-            if push_debug_ascii(self.out, value).is_ok() {
-                self.out.push(b'"');
-            } else {
-                // What `Debug` does past ASCII (which characters it escapes) is its own.
-                self.out.truncate(self.out.len() - 1);
-                let _ = fmt::Write::write_fmt(&mut Appender(self.out), format_args!("{value:?}"));
-            }
+            let pushed = push_quoted::<Json>(self.out, &field.json, value);
+            debug_assert!(pushed.is_ok(), "JSON escapes any text");
+        } else if push_quoted::<DebugAscii>(self.out, &field.text, value).is_err() {
+            // What `Debug` does past ASCII (which characters it escapes) is its own.
+            self.out.push_padded(&field.text);
+            let _ = fmt::Write::write_fmt(&mut Appender(self.out), format_args!("{value:?}"));
         }
     }
 
     /// A displayed field (`name = %value`): as it displays in text, a JSON string in JSON.
     pub(crate) fn shown(&mut self, field: &Field, value: &str) {
-        self.field(field);
         if self.json {
-            self.json_string(value);
+            let pushed = push_quoted::<Json>(self.out, &field.json, value);
+            debug_assert!(pushed.is_ok(), "JSON escapes any text");
         } else {
+            self.out.push_padded(&field.text);
             self.out.push_bytes(value.as_bytes());
         }
     }

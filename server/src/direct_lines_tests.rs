@@ -2,6 +2,8 @@
 
 use std::sync::{Arc, Mutex};
 
+use tracing::Level;
+
 use super::*;
 use crate::access_log::ShownPath;
 use crate::logs::CapturedLines;
@@ -108,9 +110,7 @@ fn access_lines_are_the_events_lines() {
             });
             let ours = direct(format, |lines| {
                 lines.write(
-                    Level::INFO,
-                    "security_update_server::access_log",
-                    "request",
+                    head!(INFO, "security_update_server::access_log", "request"),
                     |line| {
                         line.shown(field!("method"), method);
                         ShownPath::of(path).show(line, field!("path"));
@@ -126,31 +126,37 @@ fn access_lines_are_the_events_lines() {
     }
 }
 
-/// Every level, and a target that JSON must escape.
+/// Every level, padded in text as `tracing-subscriber` pads it.
 #[test]
-fn levels_and_targets_are_written_alike() {
+fn levels_are_written_alike() {
     for format in FORMATS {
         let theirs = through_tracing(format, || {
-            tracing::trace!(target: "a\"b", "m");
-            tracing::debug!(target: "a\"b", "m");
-            tracing::info!(target: "a\"b", "m");
-            tracing::warn!(target: "a\"b", "m");
-            tracing::error!(target: "a\"b", "m");
+            tracing::trace!(target: "a::b", "m n");
+            tracing::debug!(target: "a::b", "m n");
+            tracing::info!(target: "a::b", "m n");
+            tracing::warn!(target: "a::b", "m n");
+            tracing::error!(target: "a::b", "m n");
         });
         let ours = direct(format, |lines| {
-            for level in [
-                Level::TRACE,
-                Level::DEBUG,
-                Level::INFO,
-                Level::WARN,
-                Level::ERROR,
-            ] {
-                lines.write(level, "a\"b", "m", |_| {});
-            }
+            lines.write(head!(TRACE, "a::b", "m n"), |_| {});
+            lines.write(head!(DEBUG, "a::b", "m n"), |_| {});
+            lines.write(head!(INFO, "a::b", "m n"), |_| {});
+            lines.write(head!(WARN, "a::b", "m n"), |_| {});
+            lines.write(head!(ERROR, "a::b", "m n"), |_| {});
         });
         assert_eq!(ours, theirs, "{format:?}");
         assert_eq!(ours.len(), 5);
     }
+}
+
+/// A head is refused when its target or message would need an escape in either format.
+#[test]
+fn heads_with_anything_to_escape_are_refused() {
+    for (target, message) in [("a\"b", "m"), ("t", "a\\b"), ("t", "line\n"), ("t", "é")] {
+        let refused = std::panic::catch_unwind(|| Head::new("INFO", target, message));
+        assert!(refused.is_err(), "{target:?} {message:?}");
+    }
+    let _ = Head::new("INFO", "security_update::audit", "audit");
 }
 
 /// A JSON line is one JSON object that reads back what was written.
@@ -158,7 +164,7 @@ fn levels_and_targets_are_written_alike() {
 fn json_lines_read_back() {
     let tricky = "a \"q\" \\ \n\r\t\u{0}\u{1f} é \u{2028}";
     let ours = direct(LogFormat::Json, |lines| {
-        lines.write(Level::INFO, "t", tricky, |line| {
+        lines.write(head!(INFO, "t", "json line"), |line| {
             line.text(field!("text"), tricky);
             line.shown(field!("shown"), tricky);
             line.number(field!("n"), 42);
@@ -167,7 +173,7 @@ fn json_lines_read_back() {
     let value: serde_json::Value =
         serde_json::from_str(&format!("{{\"timestamp\":\"x\"{}", ours[0]))
             .unwrap_or_else(|e| panic!("{e}: {}", ours[0]));
-    assert_eq!(value["fields"]["message"], tricky);
+    assert_eq!(value["fields"]["message"], "json line");
     assert_eq!(value["fields"]["text"], tricky);
     assert_eq!(value["fields"]["shown"], tricky);
     assert_eq!(value["fields"]["n"], 42);

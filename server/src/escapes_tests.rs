@@ -2,6 +2,32 @@
 
 use super::*;
 
+/// `text` escaped for a JSON string into `out`, without the quotes.
+fn push_json(out: &mut LineBuffer, text: &str) {
+    push_debug_or_json::<Json>(out, text).unwrap();
+}
+
+/// `text` escaped as `Debug` escapes ASCII into `out`, without the quotes; refused past
+/// ASCII, with `out` as it was.
+fn push_debug_ascii(out: &mut LineBuffer, text: &str) -> Result<(), PastAscii> {
+    push_debug_or_json::<DebugAscii>(out, text)
+}
+
+/// [`push_quoted`] with no prefix, its quotes taken off again.
+fn push_debug_or_json<E: Escapes>(out: &mut LineBuffer, text: &str) -> Result<(), PastAscii> {
+    let start = out.len();
+    let before = out.as_bytes().to_vec();
+    if let Err(refused) = push_quoted::<E>(out, &Padded::new(""), text) {
+        assert_eq!(out.as_bytes(), before, "refused, and nothing written");
+        return Err(refused);
+    }
+    let written = out.as_bytes()[start..].to_vec();
+    assert_eq!((written[0], written[written.len() - 1]), (b'"', b'"'));
+    out.truncate(start);
+    out.push_bytes(&written[1..written.len() - 1]);
+    Ok(())
+}
+
 /// Every byte to escape, at every offset of a word and next to every other, as the byte at
 /// a time loop escapes it.
 #[test]

@@ -112,37 +112,62 @@ impl LineBuffer {
     /// Appends a short constant text in one fixed-size copy (a `memcpy` call for a dozen
     /// bytes costs as much as the rest of a field).
     #[inline]
-    pub(crate) fn push_padded(&mut self, text: &Padded) {
-        self.room(PADDED)[..PADDED].copy_from_slice(&text.bytes);
+    pub(crate) fn push_padded<const N: usize>(&mut self, text: &Padded<N>) {
+        self.room(N)[..N].copy_from_slice(&text.bytes);
         self.used += usize::from(text.len);
     }
 }
 
-/// The longest [`Padded`] text.
-const PADDED: usize = 32;
+/// The size of a field's [`Padded`] name.
+pub(crate) const PADDED: usize = 32;
 
-/// A constant text of at most [`PADDED`] bytes, kept padded to that size.
+/// A constant text of at most `N` bytes, kept padded to that size.
 #[derive(Debug)]
-pub(crate) struct Padded {
-    bytes: [u8; PADDED],
+pub(crate) struct Padded<const N: usize = PADDED> {
+    bytes: [u8; N],
     len: u8,
 }
 
-impl Padded {
+impl<const N: usize> Padded<N> {
     /// `text`, checked (at compile time, where it is a constant) to fit.
     pub(crate) const fn new(text: &str) -> Self {
-        let from = text.as_bytes();
-        assert!(from.len() <= PADDED, "too long to pad");
-        let mut bytes = [0; PADDED];
-        let mut at = 0;
-        while at < from.len() {
-            bytes[at] = from[at];
-            at += 1;
+        Self::joined(&[text])
+    }
+
+    /// `parts` one after the other, checked (at compile time, where they are constants) to
+    /// fit.
+    pub(crate) const fn joined(parts: &[&str]) -> Self {
+        assert!(N <= u8::MAX as usize, "a padded length fits a byte");
+        let mut bytes = [0; N];
+        let mut len = 0;
+        let mut part = 0;
+        while part < parts.len() {
+            let from = parts[part].as_bytes();
+            assert!(len + from.len() <= N, "too long to pad");
+            let mut at = 0;
+            while at < from.len() {
+                bytes[len] = from[at];
+                len += 1;
+                at += 1;
+            }
+            part += 1;
         }
         Self {
             bytes,
-            len: from.len() as u8,
+            len: len as u8,
         }
+    }
+
+    /// The text, then zeros up to `N` bytes.
+    #[inline]
+    pub(crate) fn bytes(&self) -> &[u8; N] {
+        &self.bytes
+    }
+
+    /// How long the text is.
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        usize::from(self.len)
     }
 }
 
@@ -192,19 +217,20 @@ mod tests {
         line.push_bytes(b"old bytes past the end of the next line, longer than the room");
         line.clear(4096);
         line.push_padded(&FIELD);
-        line.push_padded(&Padded::new(""));
-        line.push_padded(&Padded::new(&longest));
+        line.push_padded(&Padded::<PADDED>::new(""));
+        line.push_padded(&Padded::<PADDED>::new(&longest));
+        line.push_padded(&Padded::<64>::joined(&["a", "", "bc"]));
         line.push(b'!');
         assert_eq!(
             line.as_bytes(),
-            format!(" target_tenant={longest}!").as_bytes()
+            format!(" target_tenant={longest}abc!").as_bytes()
         );
     }
 
     #[test]
     #[should_panic(expected = "too long to pad")]
     fn a_text_too_long_to_pad_is_refused() {
-        let _ = Padded::new(&"x".repeat(PADDED + 1));
+        let _ = Padded::<PADDED>::new(&"x".repeat(PADDED + 1));
     }
 
     #[test]

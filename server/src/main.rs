@@ -17,6 +17,7 @@ mod escapes;
 mod front_door;
 mod json_lines;
 mod line_buffer;
+mod line_gate;
 mod line_time;
 mod logs;
 mod metrics_endpoint;
