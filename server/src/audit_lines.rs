@@ -4,12 +4,16 @@
 //! written from the references the service hands over (`record_accepted`), without the
 //! owned copies of an `AuditRecord`.
 
-use std::time::SystemTime;
+use std::cell::RefCell;
+use std::ops::Range;
+use std::time::Duration;
 
+use security_update::Principal;
 use security_update::audit::{AcceptedChange, AuditOutcome, AuditRecord, AuditSink, TracingAudit};
 use tracing::Level;
 
 use crate::direct_lines::{DirectLines, Line, field, head};
+use crate::line_time;
 
 /// The target and level of the audit trail, as `TracingAudit` logs it: `RUST_LOG` names it.
 const TARGET: &str = "security_update::audit";
@@ -26,18 +30,22 @@ impl AuditLines {
     }
 
     fn accepted(&self, who: &Who<'_>, etags: (&str, &str), patch: &str) {
-        self.lines.write(head!(INFO, TARGET, "audit"), |line| {
-            who.write(line, "accepted");
-            line.shown(field!("etag_before"), etags.0);
-            line.shown(field!("etag_after"), etags.1);
-            line.text(field!("patch"), patch);
-        });
+        self.lines
+            .write_at(head!(INFO, TARGET, "audit"), who.at, |line| {
+                who.write(line, "accepted");
+                line.shown(field!("etag_before"), etags.0);
+                line.shown(field!("etag_after"), etags.1);
+                line.text(field!("patch"), patch);
+            });
     }
 }
 
 /// The fields every audit line starts with.
 struct Who<'a> {
-    at: SystemTime,
+    /// When the record was made, since the epoch: the line's timestamp and its `at`.
+    at: Duration,
+    /// The principal the actor's ids are from, when the service handed it over.
+    principal: Option<&'a Principal>,
     actor_tenant: &'a str,
     actor: &'a str,
     actor_app: &'a str,
@@ -49,12 +57,71 @@ impl Who<'_> {
     fn write(&self, line: &mut Line<'_>, outcome: &str) {
         line.text(field!("outcome"), outcome);
         line.time(field!("at"), self.at);
-        line.text(field!("actor_tenant"), self.actor_tenant);
-        line.text(field!("actor"), self.actor);
-        line.text(field!("actor_app"), self.actor_app);
-        line.text(field!("target_tenant"), self.target_tenant);
-        line.text(field!("target_user"), self.target_user);
+        let (tenant, actor) = self.write_actor(line);
+        // A user's change to their own object (`/me`) names the same ids twice: the second
+        // time they are copied from the line, not escaped again.
+        if self.target_tenant == self.actor_tenant {
+            line.repeat(field!("target_tenant"), tenant);
+        } else {
+            line.text(field!("target_tenant"), self.target_tenant);
+        }
+        if self.target_user == self.actor {
+            line.repeat(field!("target_user"), actor);
+        } else {
+            line.text(field!("target_user"), self.target_user);
+        }
     }
+
+    /// The actor's three fields, and where in the line the tenant's and the actor's values
+    /// went. The principal of a token is one shared value for as long as the validator caches
+    /// it (`Principal` compares by identity first), so the fields last written for it on this
+    /// thread are copied as they were.
+    fn write_actor(&self, line: &mut Line<'_>) -> (Range<usize>, Range<usize>) {
+        let start = line.len();
+        let cached = self.principal.and_then(|principal| {
+            WRITTEN_ACTOR.with_borrow(|written| {
+                let written = written.as_ref()?;
+                (written.json == line.is_json() && written.principal == *principal).then(|| {
+                    line.push_written(&written.fields);
+                    (
+                        start + written.tenant.start..start + written.tenant.end,
+                        start + written.actor.start..start + written.actor.end,
+                    )
+                })
+            })
+        });
+        if let Some(ranges) = cached {
+            return ranges;
+        }
+        let tenant = line.text_at(field!("actor_tenant"), self.actor_tenant);
+        let actor = line.text_at(field!("actor"), self.actor);
+        line.text(field!("actor_app"), self.actor_app);
+        if let Some(principal) = self.principal {
+            let written = WrittenActor {
+                principal: principal.clone(),
+                json: line.is_json(),
+                fields: line.since(start).to_vec(),
+                tenant: tenant.start - start..tenant.end - start,
+                actor: actor.start - start..actor.end - start,
+            };
+            WRITTEN_ACTOR.set(Some(written));
+        }
+        (tenant, actor)
+    }
+}
+
+/// The actor's fields of the last accepted change this thread wrote (see
+/// [`Who::write_actor`]), the ranges of the tenant's and the actor's values in them.
+struct WrittenActor {
+    principal: Principal,
+    json: bool,
+    fields: Vec<u8>,
+    tenant: Range<usize>,
+    actor: Range<usize>,
+}
+
+thread_local! {
+    static WRITTEN_ACTOR: RefCell<Option<WrittenActor>> = const { RefCell::new(None) };
 }
 
 impl AuditSink for AuditLines {
@@ -69,7 +136,8 @@ impl AuditSink for AuditLines {
             return;
         }
         let who = Who {
-            at: record.at,
+            at: line_time::since_epoch(record.at),
+            principal: None,
             actor_tenant: &record.actor_tenant_id,
             actor: &record.actor_object_id,
             actor_app: record.actor_app_id.as_deref().unwrap_or("-"),
@@ -83,11 +151,12 @@ impl AuditSink for AuditLines {
                 patch,
             } => self.accepted(&who, (etag_before, etag_after), patch),
             AuditOutcome::Denied { status, reason } => {
-                self.lines.write(head!(INFO, TARGET, "audit"), |line| {
-                    who.write(line, "denied");
-                    line.number(field!("status"), u64::from(*status));
-                    line.text(field!("reason"), reason);
-                });
+                self.lines
+                    .write_at(head!(INFO, TARGET, "audit"), who.at, |line| {
+                        who.write(line, "denied");
+                        line.number(field!("status"), u64::from(*status));
+                        line.text(field!("reason"), reason);
+                    });
             }
             // An outcome this server does not know yet: as the library logs it.
             _ => TracingAudit.record(record),
@@ -98,7 +167,8 @@ impl AuditSink for AuditLines {
         // Not asked again (a filter lookup, ~100 instructions a PATCH): the service, this
         // sink's one caller, asks `enabled` before it makes the change.
         let who = Who {
-            at: change.at,
+            at: line_time::since_epoch(change.at),
+            principal: Some(change.actor),
             actor_tenant: change.actor.tenant_id(),
             actor: change.actor.object_id(),
             actor_app: change.actor.app_id().unwrap_or("-"),

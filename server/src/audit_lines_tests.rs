@@ -180,3 +180,49 @@ async fn the_audit_trail_is_written_when_its_target_is_enabled() {
         assert_eq!(written.len(), expected, "{filter}: {written:?}");
     }
 }
+
+/// The actor's fields copied from the last line for the same principal, and the target's
+/// copied from the actor's, are what `TracingAudit` writes: for one principal twice, an equal
+/// one, another with ids to escape, in both formats one after the other, and targets that
+/// are and are not the actor.
+#[test]
+fn repeated_actors_and_targets_are_written_as_tracing_audit_writes_them() {
+    use security_update::ObjectKey;
+    let alice = Principal::delegated("tenant-1", ALICE);
+    let same_ids = Principal::delegated("tenant-1", ALICE);
+    let odd = Principal::delegated("tenant \"2\"", "a\nb").with_app_id("app-\\");
+    let own = ObjectKey::new("tenant-1", ALICE);
+    let other = ObjectKey::new("tenant-1", "someone-else");
+    // As long as the actor's ids, one character off.
+    let near = ObjectKey::new("tenant-9", "0a1b2c3d-0000-4000-8000-000000000002");
+    let odd_own = ObjectKey::new("tenant \"2\"", "a\nb");
+    let changes = [
+        (&alice, &own),
+        (&alice, &own),
+        (&alice, &other),
+        (&alice, &near),
+        (&same_ids, &own),
+        (&odd, &odd_own),
+        (&odd, &own),
+        (&alice, &odd_own),
+    ];
+    for _ in 0..2 {
+        for format in [LogFormat::Text, LogFormat::Json] {
+            for (actor, target) in changes {
+                let change = AcceptedChange::new(
+                    std::time::SystemTime::now(),
+                    actor,
+                    target,
+                    ("\"1\"", "\"2\""),
+                    r#"{"a":"\"q\""}"#,
+                );
+                let ours = direct(format, |lines| {
+                    AuditLines::new(lines.clone()).record_accepted(&change);
+                });
+                let theirs = through_tracing(format, || TracingAudit.record_accepted(&change));
+                assert_eq!(ours, theirs, "{format:?} {actor:?} {target:?}");
+                assert_eq!(ours.len(), 1);
+            }
+        }
+    }
+}

@@ -12,11 +12,14 @@
 
 use std::cell::RefCell;
 use std::fmt;
+use std::ops::Range;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use crate::cli::LogFormat;
 use crate::escapes::{DebugAscii, Json, push_quoted};
-use crate::line_buffer::{LineBuffer, Padded, PushBytes};
+use crate::line_buffer::{LineBuffer, PADDED, Padded, PushBytes};
+use crate::line_time;
 
 thread_local! {
     /// The line being built on this thread.
@@ -59,6 +62,17 @@ impl DirectLines {
     /// writes in this format, `head` naming the level, target and message ([`head!`]).
     /// Whether it is wanted is the caller's to ask (`line_gate`).
     pub(crate) fn write(&self, head: &Head, fields: impl FnOnce(&mut Line<'_>)) {
+        self.write_at(head, line_time::since_epoch(SystemTime::now()), fields);
+    }
+
+    /// [`write`](Self::write), timestamped `since` the epoch: a line that records an event
+    /// of its own time (an audit record) is stamped with it, without reading the clock again.
+    pub(crate) fn write_at(
+        &self,
+        head: &Head,
+        since: Duration,
+        fields: impl FnOnce(&mut Line<'_>),
+    ) {
         LINE.with(|buffer| {
             let mut buffer = buffer.borrow_mut();
             buffer.clear(KEEP_LINE_UP_TO);
@@ -66,7 +80,7 @@ impl DirectLines {
                 out: &mut buffer,
                 json: self.json,
             };
-            line.begin(head);
+            line.begin(head, since);
             fields(&mut line);
             line.end(head);
             (self.sink)(buffer.as_bytes());
@@ -184,13 +198,13 @@ pub(crate) struct Line<'b> {
 
 impl Line<'_> {
     /// The timestamp and the head: everything before the fields.
-    fn begin(&mut self, head: &Head) {
+    fn begin(&mut self, head: &Head, since: Duration) {
         if self.json {
             self.out.push_padded(&JSON_START);
-            crate::line_time::push_now(self.out);
+            line_time::push_time(since, self.out);
             self.out.push_padded(&head.json);
         } else {
-            crate::line_time::push_now(self.out);
+            line_time::push_time(since, self.out);
             self.out.push_padded(&head.text);
         }
     }
@@ -222,14 +236,52 @@ impl Line<'_> {
         }
     }
 
+    /// [`text`](Self::text), saying where in the line the value (its quotes included) went:
+    /// a field that repeats it can copy it from there ([`repeat`](Self::repeat)).
+    pub(crate) fn text_at(&mut self, field: &Field, value: &str) -> Range<usize> {
+        let start = self.out.len() + self.prefix(field).len();
+        self.text(field, value);
+        start..self.out.len()
+    }
+
+    /// A field whose value is the same text as one written earlier in this line at `value`
+    /// ([`text_at`](Self::text_at)): copied from there, not escaped again.
+    pub(crate) fn repeat(&mut self, field: &Field, value: Range<usize>) {
+        self.out.push_repeated(self.prefix(field), value);
+    }
+
+    /// How many bytes the line holds: where the next field starts.
+    pub(crate) fn len(&self) -> usize {
+        self.out.len()
+    }
+
+    /// The bytes written since `start`.
+    pub(crate) fn since(&self, start: usize) -> &[u8] {
+        &self.out.as_bytes()[start..]
+    }
+
+    /// Fields written before, by [`since`](Self::since) of a line in the same format, again.
+    pub(crate) fn push_written(&mut self, fields: &[u8]) {
+        self.out.push_bytes(fields);
+    }
+
+    /// Whether the line is JSON.
+    pub(crate) fn is_json(&self) -> bool {
+        self.json
+    }
+
+    /// The name of `field` and what comes before its value, in the line's format.
+    fn prefix<'f>(&self, field: &'f Field) -> &'f Padded {
+        if self.json { &field.json } else { &field.text }
+    }
+
     /// A displayed field (`name = %value`): as it displays in text, a JSON string in JSON.
     pub(crate) fn shown(&mut self, field: &Field, value: &str) {
         if self.json {
             let pushed = push_quoted::<Json>(self.out, &field.json, value);
             debug_assert!(pushed.is_ok(), "JSON escapes any text");
         } else {
-            self.out.push_padded(&field.text);
-            self.out.push_bytes(value.as_bytes());
+            self.put(&field.text, value.as_bytes(), false);
         }
     }
 
@@ -243,30 +295,53 @@ impl Line<'_> {
                 .all(|&b| b.is_ascii_graphic() && b != b'"' && b != b'\\'),
             "not plain: {value:?}"
         );
-        self.field(field);
         if self.json {
-            self.out.push(b'"');
-            self.out.push_bytes(value);
-            self.out.push(b'"');
+            self.put(&field.json, value, true);
         } else {
-            self.out.push_bytes(value);
+            self.put(&field.text, value, false);
         }
     }
 
-    /// A time to the second as a string field (`name = utc_timestamp(time)`): quoted in
-    /// both formats, nothing in it to escape.
-    pub(crate) fn time(&mut self, field: &Field, time: std::time::SystemTime) {
+    /// `prefix` then `value` as it is, between quotes if `quoted`, in one room.
+    fn put(&mut self, prefix: &Padded, value: &[u8], quoted: bool) {
+        let quote = usize::from(quoted);
+        let room = self.out.room(PADDED + value.len() + 2);
+        room[..PADDED].copy_from_slice(prefix.bytes());
+        let start = prefix.len() + quote;
+        let end = start + value.len();
+        // Unquoted, the two quotes land where the value and the room past the line go: the
+        // value overwrites the first, the line never takes the second.
+        room[start - quote] = b'"';
+        room[start..end].copy_from_slice(value);
+        room[end] = b'"';
+        self.out.advance(end + quote);
+    }
+
+    /// A time to the second as a string field (`name = utc_timestamp(time)`), `since` the
+    /// epoch: quoted in both formats, nothing in it to escape.
+    pub(crate) fn time(&mut self, field: &Field, since: Duration) {
         self.field(field);
         self.out.push(b'"');
-        crate::line_time::push_second(time, self.out);
+        line_time::push_second(since.as_secs(), self.out);
         self.out.push(b'"');
     }
 
-    /// A number field.
+    /// A number field, its digits written straight after the name.
     pub(crate) fn number(&mut self, field: &Field, value: u64) {
-        self.field(field);
-        self.out
-            .push_bytes(itoa::Buffer::new().format(value).as_bytes());
+        let prefix = if self.json { &field.json } else { &field.text };
+        let room = self.out.room(PADDED + 20);
+        room[..PADDED].copy_from_slice(prefix.bytes());
+        let end = prefix.len() + value.checked_ilog10().map_or(1, |log| log as usize + 1);
+        let (mut rest, mut at) = (value, end);
+        loop {
+            at -= 1;
+            room[at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        self.out.advance(end);
     }
 }
 

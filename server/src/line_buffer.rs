@@ -6,6 +6,8 @@
 //! `memset` call for every escaped field, eight a PATCH. Here the room is already there from
 //! the lines before, and the line only moves its end.
 
+use std::ops::Range;
+
 /// Bytes appended to, as a line is: a `Vec<u8>` or a [`LineBuffer`].
 pub(crate) trait PushBytes {
     fn push_bytes(&mut self, bytes: &[u8]);
@@ -115,6 +117,25 @@ impl LineBuffer {
     pub(crate) fn push_padded<const N: usize>(&mut self, text: &Padded<N>) {
         self.room(N)[..N].copy_from_slice(&text.bytes);
         self.used += usize::from(text.len);
+    }
+}
+
+impl LineBuffer {
+    /// Appends `prefix`, then again the line's own bytes at `earlier`.
+    pub(crate) fn push_repeated<const N: usize>(
+        &mut self,
+        prefix: &Padded<N>,
+        earlier: Range<usize>,
+    ) {
+        assert!(
+            earlier.end <= self.used,
+            "repeats the line's own bytes only"
+        );
+        let len = earlier.len();
+        self.room(N + len)[..N].copy_from_slice(&prefix.bytes);
+        let at = self.used + prefix.len();
+        self.bytes.copy_within(earlier, at);
+        self.advance(prefix.len() + len);
     }
 }
 

@@ -2,15 +2,28 @@
 //! it (RFC 3339, UTC, microseconds: `2026-11-29T19:05:38.445008Z`), with the date and time
 //! of day worked out once per second per thread instead of through `core::fmt` on every line.
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::fmt::{self, Write};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::line_buffer::PushBytes;
 
+/// `YYYY-MM-DDTHH:MM:SS.`: a second's text, with the dot before the microseconds.
+type SecondText = [u8; 20];
+
 thread_local! {
-    /// The last second this thread wrote, and its text up to the seconds' dot.
-    static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    /// The last second this thread wrote, and its text.
+    static SECOND: Cell<(u64, SecondText)> = const { Cell::new((u64::MAX, [0; 20])) };
+}
+
+/// The last second of year 9999: later times are written as it (no clock here runs that late,
+/// and the text keeps its four-digit year).
+const LAST_SECOND: u64 = 253_402_300_799;
+
+/// How long after the epoch `time` is (times before 1970 as 1970: no clock here runs that
+/// early either).
+pub(crate) fn since_epoch(time: SystemTime) -> Duration {
+    time.duration_since(UNIX_EPOCH).unwrap_or_default()
 }
 
 /// Writes the current time.
@@ -18,76 +31,85 @@ pub(crate) fn write_now(out: &mut impl Write) -> fmt::Result {
     write_time(SystemTime::now(), out)
 }
 
-/// Appends the current time to a line's bytes, as [`write_now`] writes it.
-pub(crate) fn push_now(out: &mut impl PushBytes) {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let _ = with_second(since.as_secs(), |text| {
-        out.push_bytes(text.as_bytes());
-        Ok(())
-    });
-    out.push_bytes(&micros_text(since.subsec_micros()));
+/// Appends the time `since` the epoch, as [`write_now`] writes it: one fixed-size copy of
+/// the second's text (made once per second per thread) and the microseconds.
+pub(crate) fn push_time(since: Duration, out: &mut impl PushBytes) {
+    out.push_bytes(&time_text(since));
 }
 
-/// The six digits of the microseconds and the `Z`.
-fn micros_text(micros: u32) -> [u8; 7] {
-    let mut text = [b'0'; 7];
-    let mut left = micros;
-    for digit in text[..6].iter_mut().rev() {
-        *digit = b'0' + (left % 10) as u8;
-        left /= 10;
-    }
-    text[6] = b'Z';
+/// The text of the time `since` the epoch.
+fn time_text(since: Duration) -> [u8; 27] {
+    let mut text = [0; 27];
+    text[..20].copy_from_slice(&second_text(since.as_secs()));
+    text[20..].copy_from_slice(&micros_text(since.subsec_micros()));
     text
 }
 
-/// Appends `time` to the second, `YYYY-MM-DDTHH:MM:SS` (UTC, no zone), as the library's
-/// audit records and error bodies write their times.
-pub(crate) fn push_second(time: SystemTime, out: &mut impl PushBytes) {
-    let secs = time
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
-    let _ = with_second(secs, |text| {
-        out.push_bytes(text.strip_suffix('.').unwrap_or(text).as_bytes());
-        Ok(())
-    });
+/// The six digits of the microseconds and the `Z`, two digits at a time.
+fn micros_text(micros: u32) -> [u8; 7] {
+    let mut text = [b'Z'; 7];
+    let micros = micros.min(999_999) as usize;
+    text[..2].copy_from_slice(&TWO_DIGITS[micros / 10_000]);
+    text[2..4].copy_from_slice(&TWO_DIGITS[micros / 100 % 100]);
+    text[4..6].copy_from_slice(&TWO_DIGITS[micros % 100]);
+    text
 }
 
-/// `f` with the text of second `secs` up to its dot, made once per second per thread.
-fn with_second(secs: u64, f: impl FnOnce(&str) -> fmt::Result) -> fmt::Result {
+/// `00` to `99`.
+const TWO_DIGITS: [[u8; 2]; 100] = {
+    let mut digits = [[0; 2]; 100];
+    let mut n = 0;
+    while n < 100 {
+        digits[n] = [b'0' + (n / 10) as u8, b'0' + (n % 10) as u8];
+        n += 1;
+    }
+    digits
+};
+
+/// Appends the second `secs` after the epoch, `YYYY-MM-DDTHH:MM:SS` (UTC, no zone), as the
+/// library's audit records and error bodies write their times.
+pub(crate) fn push_second(secs: u64, out: &mut impl PushBytes) {
+    out.push_bytes(&second_text(secs)[..19]);
+}
+
+/// The text of second `secs`, made once per second per thread.
+fn second_text(secs: u64) -> SecondText {
+    let secs = secs.min(LAST_SECOND);
     SECOND.with(|second| {
-        let mut second = second.borrow_mut();
-        if second.0 != secs {
-            second.1.clear();
-            write_second(secs, &mut second.1)?;
-            second.0 = secs;
+        let (cached, text) = second.get();
+        if cached == secs {
+            return text;
         }
-        f(&second.1)
+        let text = make_second_text(secs);
+        second.set((secs, text));
+        text
     })
 }
 
-/// Writes `time` (times before 1970 as 1970: no clock here runs that late).
+/// Writes `time` (times before 1970 as 1970, after 9999 as 9999's last second).
 pub(crate) fn write_time(time: SystemTime, out: &mut impl Write) -> fmt::Result {
-    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    with_second(secs, |text| out.write_str(text))?;
-    let micros = micros_text(since.subsec_micros());
-    out.write_str(std::str::from_utf8(&micros).map_err(|_| fmt::Error)?)
+    let text = time_text(since_epoch(time));
+    out.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
 }
 
-/// `YYYY-MM-DDTHH:MM:SS.` for `secs` after the epoch.
-fn write_second(secs: u64, out: &mut String) -> fmt::Result {
+/// `YYYY-MM-DDTHH:MM:SS.` for `secs` (at most [`LAST_SECOND`]) after the epoch.
+fn make_second_text(secs: u64) -> SecondText {
     let (year, month, day) = civil_from_days((secs / 86_400) as i64);
     let rem = secs % 86_400;
-    write!(
-        out,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    let year = year.clamp(0, 9999) as usize;
+    let mut text = *b"0000-00-00T00:00:00.";
+    text[..2].copy_from_slice(&TWO_DIGITS[year / 100]);
+    text[2..4].copy_from_slice(&TWO_DIGITS[year % 100]);
+    for (at, value) in [
+        (5, month as usize),
+        (8, day as usize),
+        (11, (rem / 3600) as usize),
+        (14, (rem % 3600 / 60) as usize),
+        (17, (rem % 60) as usize),
+    ] {
+        text[at..at + 2].copy_from_slice(&TWO_DIGITS[value]);
+    }
+    text
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian (year, month, day); Howard Hinnant's
@@ -129,10 +151,17 @@ mod tests {
         // The cached second is replaced when the second changes, in either direction.
         assert_eq!(at(4_102_444_800, 1), "2100-01-01T00:00:00.000001Z");
         assert_eq!(at(0, 10), "1970-01-01T00:00:00.000010Z");
+        // Past year 9999: its last second, a four-digit year still.
+        assert_eq!(at(LAST_SECOND, 5), "9999-12-31T23:59:59.000005Z");
+        assert_eq!(
+            at(LAST_SECOND + 86_400 * 400, 5),
+            "9999-12-31T23:59:59.000005Z"
+        );
+        assert_eq!(at(LAST_SECOND + 1, 999_999), "9999-12-31T23:59:59.999999Z");
     }
 
     /// The same text as `tracing-subscriber`'s clock, read at (nearly) the same moment, whether
-    /// written (`write_now`) or appended (`push_now`).
+    /// written (`write_now`) or appended (`push_time`).
     #[test]
     fn the_format_of_tracing_subscriber() {
         for _ in 0..100 {
@@ -143,7 +172,7 @@ mod tests {
                 .format_time(&mut Writer::new(&mut theirs))
                 .unwrap();
             let mut pushed = Vec::new();
-            push_now(&mut pushed);
+            push_time(since_epoch(SystemTime::now()), &mut pushed);
             let pushed = String::from_utf8(pushed).unwrap();
             // Equal up to the microseconds, unless a second passed in between: then again.
             if ours[..20] == theirs[..20] && pushed[..20] == theirs[..20] {
