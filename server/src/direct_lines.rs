@@ -326,22 +326,11 @@ impl Line<'_> {
         self.out.push(b'"');
     }
 
-    /// A number field, its digits written straight after the name.
+    /// A number field, its digits (`itoa`'s, two at a time) copied in with its name.
     pub(crate) fn number(&mut self, field: &Field, value: u64) {
-        let prefix = if self.json { &field.json } else { &field.text };
-        let room = self.out.room(PADDED + 20);
-        room[..PADDED].copy_from_slice(prefix.bytes());
-        let end = prefix.len() + value.checked_ilog10().map_or(1, |log| log as usize + 1);
-        let (mut rest, mut at) = (value, end);
-        loop {
-            at -= 1;
-            room[at] = b'0' + (rest % 10) as u8;
-            rest /= 10;
-            if rest == 0 {
-                break;
-            }
-        }
-        self.out.advance(end);
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(value).as_bytes();
+        self.put(self.prefix(field), digits, false);
     }
 }
 

@@ -213,8 +213,8 @@ fn escape_rest<E: Escapes>(out: &mut LineBuffer, mut rest: &[u8]) -> Result<(), 
         }
         E::escape(byte, out);
         rest = after;
-        // Each byte writes at most two, and the last block stored may reach sixteen past them.
-        let (read, written) = escape_short::<E>(rest, out.room(2 * rest.len() + 16));
+        // Each byte writes at most two, and the last block's window reaches past them.
+        let (read, written) = escape_short::<E>(rest, out.room(2 * rest.len() + WINDOW));
         out.advance(written);
         rest = &rest[read..];
     }
@@ -240,7 +240,8 @@ fn plain_prefix<E: Escapes>(written: &[u8], len: usize) -> usize {
 
 /// Escapes `text` into `to` up to its end or its first byte with a longer escape than a
 /// backslash and one character: how many bytes were read and written. `to` holds twice
-/// `text`'s length and sixteen more.
+/// `text`'s length and a [`WINDOW`] more (the last block's window starts at most at twice
+/// the bytes before it).
 fn escape_short<E: Escapes>(text: &[u8], to: &mut [u8]) -> (usize, usize) {
     if text.len() < 16 {
         return escape_bytes::<E>(text, to);
@@ -295,9 +296,14 @@ fn escape_bytes<E: Escapes>(text: &[u8], to: &mut [u8]) -> (usize, usize) {
     (text.len(), written)
 }
 
+/// How many bytes a block's escapes may reach past where the block starts: the sixteen bytes
+/// doubled, and the eight-byte store of a word's rest after the last of them.
+const WINDOW: usize = 48;
+
 /// Writes `block` into `to` at `at`, its `marked` bytes (high bits) escaped: where the next
 /// block goes, or, at a byte with a longer escape, where it is in the block and where the
-/// bytes before it end.
+/// bytes before it end. `to` holds [`WINDOW`] bytes from `at`: one bounds check for the block,
+/// none for each escape (their places in the window are masked to what they can be).
 #[inline(always)]
 fn escape_block(
     block: [u8; 16],
@@ -305,28 +311,38 @@ fn escape_block(
     to: &mut [u8],
     at: usize,
 ) -> Result<usize, (usize, usize)> {
-    to[at..at + 16].copy_from_slice(&block);
+    let window: &mut [u8; WINDOW] = (&mut to[at..at + WINDOW])
+        .try_into()
+        .expect("a window's room");
+    window[..16].copy_from_slice(&block);
     if marked == 0 {
         return Ok(at + 16);
     }
     // Half by half: a bit count and a shift of a `u64` are one instruction each, of a `u128`
     // four or five.
     let (low, high) = block.split_at(8);
-    let at = escape_word(low, marked as u64, to, at)?;
-    escape_word(high, (marked >> 64) as u64, to, at).map_err(|(escaped, end)| (8 + escaped, end))
+    let end =
+        escape_word(low, marked as u64, window, 0).map_err(|(escaped, end)| (escaped, at + end))?;
+    escape_word(high, (marked >> 64) as u64, window, end)
+        .map(|end| at + end)
+        .map_err(|(escaped, end)| (8 + escaped, at + end))
 }
 
-/// [`escape_block`] for eight bytes.
+/// [`escape_block`] for eight bytes written at `at` in the block's window (at most sixteen:
+/// the first word's eight bytes, each doubled).
 #[inline(always)]
 fn escape_word(
     word: &[u8],
     mut marked: u64,
-    to: &mut [u8],
-    mut at: usize,
+    window: &mut [u8; WINDOW],
+    at: usize,
 ) -> Result<usize, (usize, usize)> {
     let mut bytes = [0; 8];
     bytes.copy_from_slice(word);
-    to[at..at + 8].copy_from_slice(&bytes);
+    // Every place below is under 32 (a block's sixteen bytes, each doubled): the masks change
+    // nothing but let the compiler see the stores stay in the window.
+    let mut at = at & 31;
+    window[at..at + 8].copy_from_slice(&bytes);
     if marked == 0 {
         return Ok(at + 8);
     }
@@ -335,18 +351,18 @@ fn escape_word(
     while marked != 0 {
         let escaped = (marked.trailing_zeros() / 8) as usize;
         // The plain bytes before the escape are in place already (the eight stored last).
-        at += escaped - from;
-        let second = SHORT[usize::from(bytes[escaped])];
+        at = (at + escaped - from) & 31;
+        let second = SHORT[usize::from(bytes[escaped & 7])];
         if second == 0 {
             return Err((escaped, at));
         }
-        to[at] = b'\\';
-        to[at + 1] = second;
+        window[at] = b'\\';
+        window[at + 1] = second;
         at += 2;
         from = escaped + 1;
         if from < 8 {
             // The rest of the word, moved down past the escape.
-            to[at..at + 8].copy_from_slice(&(value >> (8 * from)).to_le_bytes());
+            window[at..at + 8].copy_from_slice(&(value >> (8 * from)).to_le_bytes());
         }
         marked &= marked - 1;
     }
