@@ -79,7 +79,11 @@ where
             }
             // `tracing::info!(method = %method, path = %path, status, latency_us, request_id,
             // "request")`, written directly (`direct_lines`).
-            if crate::line_gate::wanted!(target: module_path!(), tracing::Level::INFO) {
+            if crate::line_gate::wanted!(
+                target: module_path!(),
+                tracing::Level::INFO,
+                fields: ["message", "method", "path", "status", "latency_us", "request_id"]
+            ) {
                 let request_id = response
                     .headers()
                     .get(REQUEST_ID)
@@ -88,7 +92,12 @@ where
                 let latency_us = this.started.elapsed().as_micros() as u64;
                 this.lines
                     .write(head!(INFO, module_path!(), "request"), |line| {
-                        line.shown(field!("method"), this.method.as_str());
+                        match *this.method {
+                            Method::PATCH => line.constant(field!("method" = %"PATCH")),
+                            Method::GET => line.constant(field!("method" = %"GET")),
+                            Method::POST => line.constant(field!("method" = %"POST")),
+                            _ => line.shown(field!("method"), this.method.as_str()),
+                        }
                         this.path.show(line, field!("path"));
                         line.number(field!("status"), u64::from(response.status().as_u16()));
                         line.number(field!("latency_us"), latency_us);

@@ -12,7 +12,7 @@ use security_update::Principal;
 use security_update::audit::{AcceptedChange, AuditOutcome, AuditRecord, AuditSink, TracingAudit};
 use tracing::Level;
 
-use crate::direct_lines::{DirectLines, Line, field, head};
+use crate::direct_lines::{DirectLines, Field, Line, field, head};
 use crate::line_time;
 
 /// The target and level of the audit trail, as `TracingAudit` logs it: `RUST_LOG` names it.
@@ -31,8 +31,8 @@ impl AuditLines {
 
     fn accepted(&self, who: &Who<'_>, etags: (&str, &str), patch: &str) {
         self.lines
-            .write_at(head!(INFO, TARGET, "audit"), who.at, |line| {
-                who.write(line, "accepted");
+            .write_at(head!(INFO, TARGET, "audit"), who.stamp(), |line| {
+                who.write(line, field!("outcome" = "accepted"));
                 line.shown(field!("etag_before"), etags.0);
                 line.shown(field!("etag_after"), etags.1);
                 line.text(field!("patch"), patch);
@@ -42,8 +42,12 @@ impl AuditLines {
 
 /// The fields every audit line starts with.
 struct Who<'a> {
-    /// When the record was made, since the epoch: the line's timestamp and its `at`.
+    /// When the record was made, since the epoch: its `at`.
     at: Duration,
+    /// The change was handed over as it was made (`record_accepted`): the line is stamped
+    /// with its `at`, without reading the clock again. A record made earlier and written now
+    /// is stamped now, as `tracing` stamps its event.
+    stamped_at: bool,
     /// The principal the actor's ids are from, when the service handed it over.
     principal: Option<&'a Principal>,
     actor_tenant: &'a str,
@@ -54,8 +58,18 @@ struct Who<'a> {
 }
 
 impl Who<'_> {
-    fn write(&self, line: &mut Line<'_>, outcome: &str) {
-        line.text(field!("outcome"), outcome);
+    /// The line's timestamp.
+    fn stamp(&self) -> Duration {
+        if self.stamped_at {
+            self.at
+        } else {
+            line_time::since_epoch(std::time::SystemTime::now())
+        }
+    }
+
+    /// The fields, `outcome` first (`field!("outcome" = ...)`).
+    fn write(&self, line: &mut Line<'_>, outcome: &Field) {
+        line.constant(outcome);
         line.time(field!("at"), self.at);
         let (tenant, actor) = self.write_actor(line);
         // A user's change to their own object (`/me`) names the same ids twice: the second
@@ -124,19 +138,43 @@ thread_local! {
     static WRITTEN_ACTOR: RefCell<Option<WrittenActor>> = const { RefCell::new(None) };
 }
 
+/// Whether `TracingAudit`'s event for an accepted change would be written: its target, level
+/// and field names (a directive may name fields).
+fn accepted_wanted() -> bool {
+    crate::line_gate::wanted!(
+        target: TARGET,
+        Level::INFO,
+        fields: [
+            "message", "outcome", "at", "actor_tenant", "actor", "actor_app", "target_tenant",
+            "target_user", "etag_before", "etag_after", "patch",
+        ]
+    )
+}
+
+/// Whether `TracingAudit`'s event for a refused attempt would be written.
+fn denied_wanted() -> bool {
+    crate::line_gate::wanted!(
+        target: TARGET,
+        Level::INFO,
+        fields: [
+            "message", "outcome", "at", "actor_tenant", "actor", "actor_app", "target_tenant",
+            "target_user", "status", "reason",
+        ]
+    )
+}
+
 impl AuditSink for AuditLines {
+    /// Whether an accepted change would be written: the service asks before it hands one over.
     fn enabled(&self) -> bool {
-        crate::line_gate::wanted!(target: TARGET, Level::INFO)
+        accepted_wanted()
     }
 
     fn record(&self, record: &AuditRecord) {
         // Callers may record without asking `enabled` first (the library's refused-access
-        // record does): as `TracingAudit`'s event is, a record is filtered here.
-        if !self.enabled() {
-            return;
-        }
+        // record does): as `TracingAudit`'s events are, each record is filtered here.
         let who = Who {
             at: line_time::since_epoch(record.at),
+            stamped_at: false,
             principal: None,
             actor_tenant: &record.actor_tenant_id,
             actor: &record.actor_object_id,
@@ -149,14 +187,20 @@ impl AuditSink for AuditLines {
                 etag_before,
                 etag_after,
                 patch,
-            } => self.accepted(&who, (etag_before, etag_after), patch),
+            } => {
+                if accepted_wanted() {
+                    self.accepted(&who, (etag_before, etag_after), patch);
+                }
+            }
             AuditOutcome::Denied { status, reason } => {
-                self.lines
-                    .write_at(head!(INFO, TARGET, "audit"), who.at, |line| {
-                        who.write(line, "denied");
-                        line.number(field!("status"), u64::from(*status));
-                        line.text(field!("reason"), reason);
-                    });
+                if denied_wanted() {
+                    self.lines
+                        .write_at(head!(INFO, TARGET, "audit"), who.stamp(), |line| {
+                            who.write(line, field!("outcome" = "denied"));
+                            line.number(field!("status"), u64::from(*status));
+                            line.text(field!("reason"), reason);
+                        });
+                }
             }
             // An outcome this server does not know yet: as the library logs it.
             _ => TracingAudit.record(record),
@@ -168,6 +212,7 @@ impl AuditSink for AuditLines {
         // sink's one caller, asks `enabled` before it makes the change.
         let who = Who {
             at: line_time::since_epoch(change.at),
+            stamped_at: true,
             principal: Some(change.actor),
             actor_tenant: change.actor.tenant_id(),
             actor: change.actor.object_id(),

@@ -226,3 +226,35 @@ fn repeated_actors_and_targets_are_written_as_tracing_audit_writes_them() {
         }
     }
 }
+
+/// The record's `at` is written as the library writes it, at the end of year 9999 and past it
+/// (five digits, no `+`), before 1970 (as 1970), and now.
+#[test]
+fn record_times_are_written_as_the_library_writes_them() {
+    use security_update::ObjectKey;
+    use std::time::{Duration, UNIX_EPOCH};
+    let alice = Principal::delegated("tenant-1", ALICE);
+    let own = ObjectKey::new("tenant-1", ALICE);
+    for at in [
+        UNIX_EPOCH + Duration::from_secs(253_402_300_799),
+        UNIX_EPOCH + Duration::from_secs(253_402_300_800),
+        UNIX_EPOCH + Duration::from_secs(253_402_300_800 + 86_400 * 365 * 3000),
+        UNIX_EPOCH - Duration::from_secs(10),
+        std::time::SystemTime::now(),
+    ] {
+        let change = AcceptedChange::new(at, &alice, &own, ("\"1\"", "\"2\""), "{}");
+        for format in [LogFormat::Text, LogFormat::Json] {
+            let ours = direct(format, |lines| {
+                AuditLines::new(lines.clone()).record_accepted(&change);
+            });
+            let theirs = through_tracing(format, || TracingAudit.record_accepted(&change));
+            assert_eq!(ours, theirs, "{format:?} {at:?}");
+        }
+        let record = change.to_record();
+        let ours = direct(LogFormat::Text, |lines| {
+            AuditLines::new(lines.clone()).record(&record);
+        });
+        let theirs = through_tracing(LogFormat::Text, || TracingAudit.record(&record));
+        assert_eq!(ours, theirs, "{at:?}");
+    }
+}

@@ -127,7 +127,7 @@ impl Head {
     }
 
     /// Printable ASCII without quotes or backslashes: the same in both formats as it is.
-    const fn plain(text: &str) -> bool {
+    pub(crate) const fn plain(text: &str) -> bool {
         let bytes = text.as_bytes();
         let mut at = 0;
         while at < bytes.len() {
@@ -177,8 +177,28 @@ impl Field {
     }
 }
 
-/// The [`Field`] named `$name`.
+/// The [`Field`] named `$name`; or the whole field, name and value, of a constant string
+/// value (`$name = $value`, quoted in both formats) or a constant shown value
+/// (`$name = %$value`, as it is in text), for [`Line::constant`].
 macro_rules! field {
+    ($name:literal = $value:literal) => {{
+        const _: () = assert!($crate::direct_lines::Field::plain($name));
+        const _: () = assert!($crate::direct_lines::Head::plain($value));
+        static FIELD: $crate::direct_lines::Field = $crate::direct_lines::Field {
+            text: $crate::line_buffer::Padded::new(concat!(" ", $name, "=\"", $value, "\"")),
+            json: $crate::line_buffer::Padded::new(concat!(",\"", $name, "\":\"", $value, "\"")),
+        };
+        &FIELD
+    }};
+    ($name:literal = % $value:literal) => {{
+        const _: () = assert!($crate::direct_lines::Field::plain($name));
+        const _: () = assert!($crate::direct_lines::Head::plain($value));
+        static FIELD: $crate::direct_lines::Field = $crate::direct_lines::Field {
+            text: $crate::line_buffer::Padded::new(concat!(" ", $name, "=", $value)),
+            json: $crate::line_buffer::Padded::new(concat!(",\"", $name, "\":\"", $value, "\"")),
+        };
+        &FIELD
+    }};
     ($name:literal) => {{
         const _: () = assert!($crate::direct_lines::Field::plain($name));
         static FIELD: $crate::direct_lines::Field = $crate::direct_lines::Field {
@@ -273,6 +293,11 @@ impl Line<'_> {
     /// The name of `field` and what comes before its value, in the line's format.
     fn prefix<'f>(&self, field: &'f Field) -> &'f Padded {
         if self.json { &field.json } else { &field.text }
+    }
+
+    /// A whole field made by `field!(name = value)` or `field!(name = %value)`.
+    pub(crate) fn constant(&mut self, field: &Field) {
+        self.out.push_padded(self.prefix(field));
     }
 
     /// A displayed field (`name = %value`): as it displays in text, a JSON string in JSON.

@@ -60,6 +60,27 @@ fn word_at_a_time_escapes_as_byte_at_a_time() {
             texts.push(text);
         }
     }
+    // The same after a first escape and with a tail of a block or more, so that the rest is
+    // escaped in whole blocks (the block and word path, not the byte path of a text shorter
+    // than a block), the escapes at every offset of two blocks.
+    for (i, &special) in specials.iter().enumerate() {
+        for offset in 0..32 {
+            let mut text = "\"".to_owned();
+            text.push_str(&"p".repeat(offset));
+            text.push(special);
+            text.push(specials[(i * 5 + offset) % specials.len()]);
+            text.push_str("and a tail that fills a block or two");
+            texts.push(text);
+        }
+    }
+    // Runs of two-character escapes, whole words of them, at every offset.
+    for offset in 0..17 {
+        texts.push(format!(
+            "\"{}{}",
+            "x".repeat(offset),
+            "\"\\\n\r\t\"\"\\".repeat(9)
+        ));
+    }
     texts.push(specials.iter().collect());
     // Long texts, escapes everywhere and nowhere.
     let every_special: String = specials.iter().collect();

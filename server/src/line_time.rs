@@ -16,8 +16,8 @@ thread_local! {
     static SECOND: Cell<(u64, SecondText)> = const { Cell::new((u64::MAX, [0; 20])) };
 }
 
-/// The last second of year 9999: later times are written as it (no clock here runs that late,
-/// and the text keeps its four-digit year).
+/// The last second of year 9999: the second's text of later times is not the fixed
+/// [`SecondText`] (more digits in the year) and is made on its own ([`far_second`]).
 const LAST_SECOND: u64 = 253_402_300_799;
 
 /// How long after the epoch `time` is (times before 1970 as 1970: no clock here runs that
@@ -34,15 +34,41 @@ pub(crate) fn write_now(out: &mut impl Write) -> fmt::Result {
 /// Appends the time `since` the epoch, as [`write_now`] writes it: one fixed-size copy of
 /// the second's text (made once per second per thread) and the microseconds.
 pub(crate) fn push_time(since: Duration, out: &mut impl PushBytes) {
-    out.push_bytes(&time_text(since));
+    match time_text(since) {
+        Some(text) => out.push_bytes(&text),
+        None => out.push_bytes(far_time(since).as_bytes()),
+    }
 }
 
-/// The text of the time `since` the epoch.
-fn time_text(since: Duration) -> [u8; 27] {
+/// The text of the time `since` the epoch, up to year 9999.
+fn time_text(since: Duration) -> Option<[u8; 27]> {
+    let secs = since.as_secs();
+    if secs > LAST_SECOND {
+        return None;
+    }
     let mut text = [0; 27];
-    text[..20].copy_from_slice(&second_text(since.as_secs()));
+    text[..20].copy_from_slice(&second_text(secs));
     text[20..].copy_from_slice(&micros_text(since.subsec_micros()));
-    text
+    Some(text)
+}
+
+/// A time past year 9999 as `tracing-subscriber` writes it: the year with a `+`.
+fn far_time(since: Duration) -> String {
+    let micros = micros_text(since.subsec_micros());
+    let micros = std::str::from_utf8(&micros).unwrap_or_default();
+    format!("+{}.{micros}", far_second(since.as_secs()))
+}
+
+/// `YYYYY-MM-DDTHH:MM:SS` for a second past year 9999, as many digits in the year as it takes.
+fn far_second(secs: u64) -> String {
+    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
 }
 
 /// The six digits of the microseconds and the `Z`, two digits at a time.
@@ -67,14 +93,19 @@ const TWO_DIGITS: [[u8; 2]; 100] = {
 };
 
 /// Appends the second `secs` after the epoch, `YYYY-MM-DDTHH:MM:SS` (UTC, no zone), as the
-/// library's audit records and error bodies write their times.
+/// library's audit records and error bodies write their times (past year 9999, with the
+/// year's every digit and no `+`).
 pub(crate) fn push_second(secs: u64, out: &mut impl PushBytes) {
-    out.push_bytes(&second_text(secs)[..19]);
+    if secs > LAST_SECOND {
+        out.push_bytes(far_second(secs).as_bytes());
+    } else {
+        out.push_bytes(&second_text(secs)[..19]);
+    }
 }
 
 /// The text of second `secs`, made once per second per thread.
 fn second_text(secs: u64) -> SecondText {
-    let secs = secs.min(LAST_SECOND);
+    debug_assert!(secs <= LAST_SECOND, "a four-digit year");
     SECOND.with(|second| {
         let (cached, text) = second.get();
         if cached == secs {
@@ -86,17 +117,20 @@ fn second_text(secs: u64) -> SecondText {
     })
 }
 
-/// Writes `time` (times before 1970 as 1970, after 9999 as 9999's last second).
+/// Writes `time` (times before 1970 as 1970).
 pub(crate) fn write_time(time: SystemTime, out: &mut impl Write) -> fmt::Result {
-    let text = time_text(since_epoch(time));
-    out.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
+    let since = since_epoch(time);
+    match time_text(since) {
+        Some(text) => out.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?),
+        None => out.write_str(&far_time(since)),
+    }
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.` for `secs` (at most [`LAST_SECOND`]) after the epoch.
 fn make_second_text(secs: u64) -> SecondText {
     let (year, month, day) = civil_from_days((secs / 86_400) as i64);
     let rem = secs % 86_400;
-    let year = year.clamp(0, 9999) as usize;
+    let year = year as usize;
     let mut text = *b"0000-00-00T00:00:00.";
     text[..2].copy_from_slice(&TWO_DIGITS[year / 100]);
     text[2..4].copy_from_slice(&TWO_DIGITS[year % 100]);
@@ -151,13 +185,20 @@ mod tests {
         // The cached second is replaced when the second changes, in either direction.
         assert_eq!(at(4_102_444_800, 1), "2100-01-01T00:00:00.000001Z");
         assert_eq!(at(0, 10), "1970-01-01T00:00:00.000010Z");
-        // Past year 9999: its last second, a four-digit year still.
+        // Around the end of year 9999: past it, a `+` and five digits, as
+        // `tracing-subscriber` writes them.
         assert_eq!(at(LAST_SECOND, 5), "9999-12-31T23:59:59.000005Z");
         assert_eq!(
-            at(LAST_SECOND + 86_400 * 400, 5),
-            "9999-12-31T23:59:59.000005Z"
+            at(LAST_SECOND + 1, 999_999),
+            "+10000-01-01T00:00:00.999999Z"
         );
-        assert_eq!(at(LAST_SECOND + 1, 999_999), "9999-12-31T23:59:59.999999Z");
+        assert_eq!(
+            at(LAST_SECOND + 86_400 + 61, 5),
+            "+10000-01-02T00:01:00.000005Z"
+        );
+        let mut pushed = Vec::new();
+        push_time(Duration::new(LAST_SECOND + 1, 7_000), &mut pushed);
+        assert_eq!(pushed, b"+10000-01-01T00:00:00.000007Z");
     }
 
     /// The same text as `tracing-subscriber`'s clock, read at (nearly) the same moment, whether
