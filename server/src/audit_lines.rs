@@ -71,9 +71,15 @@ impl Who<'_> {
     fn write(&self, line: &mut Line<'_>, outcome: &Field) {
         line.constant(outcome);
         line.time(field!("at"), self.at);
-        let (tenant, actor) = self.write_actor(line);
         // A user's change to their own object (`/me`) names the same ids twice: the second
-        // time they are copied from the line, not escaped again.
+        // time they are copied from the line, not escaped again; and the five fields, as the
+        // last such line for the same principal wrote them, are copied whole.
+        let own = self.target_tenant == self.actor_tenant && self.target_user == self.actor;
+        if own && self.push_own_written(line) {
+            return;
+        }
+        let start = line.len();
+        let (tenant, actor) = self.write_actor(line);
         if self.target_tenant == self.actor_tenant {
             line.repeat(field!("target_tenant"), tenant);
         } else {
@@ -84,6 +90,45 @@ impl Who<'_> {
         } else {
             line.text(field!("target_user"), self.target_user);
         }
+        if own {
+            self.keep_own_written(line.is_json(), line.since(start));
+        }
+    }
+
+    /// The five id fields of a change to the actor's own object, as the last one for the same
+    /// principal on this thread wrote them, if it did.
+    fn push_own_written(&self, line: &mut Line<'_>) -> bool {
+        let Some(principal) = self.principal else {
+            return false;
+        };
+        WRITTEN_ACTOR.with_borrow(|written| match written {
+            Some(WrittenActor {
+                principal: written,
+                json,
+                own: Some(own),
+                ..
+            }) if *json == line.is_json() && *written == *principal => {
+                line.push_written(own);
+                true
+            }
+            _ => false,
+        })
+    }
+
+    /// Keeps `fields`, the five id fields of a change to the actor's own object, beside the
+    /// actor's three ([`write_actor`](Self::write_actor) kept them just before).
+    fn keep_own_written(&self, json: bool, fields: &[u8]) {
+        let Some(principal) = self.principal else {
+            return;
+        };
+        WRITTEN_ACTOR.with_borrow_mut(|written| {
+            if let Some(written) = written
+                && written.json == json
+                && written.principal == *principal
+            {
+                written.own = Some(fields.to_vec());
+            }
+        });
     }
 
     /// The actor's three fields, and where in the line the tenant's and the actor's values
@@ -117,6 +162,7 @@ impl Who<'_> {
                 fields: line.since(start).to_vec(),
                 tenant: tenant.start - start..tenant.end - start,
                 actor: actor.start - start..actor.end - start,
+                own: None,
             };
             WRITTEN_ACTOR.set(Some(written));
         }
@@ -125,13 +171,15 @@ impl Who<'_> {
 }
 
 /// The actor's fields of the last accepted change this thread wrote (see
-/// [`Who::write_actor`]), the ranges of the tenant's and the actor's values in them.
+/// [`Who::write_actor`]), the ranges of the tenant's and the actor's values in them, and the
+/// five id fields of a change to the actor's own object once one was written.
 struct WrittenActor {
     principal: Principal,
     json: bool,
     fields: Vec<u8>,
     tenant: Range<usize>,
     actor: Range<usize>,
+    own: Option<Vec<u8>>,
 }
 
 thread_local! {
