@@ -196,7 +196,9 @@ pub trait AuditSink: Debug + Send + Sync + 'static {
         self.record(&change.to_record());
     }
 
-    /// Whether records are wanted at all; when not, none is even built.
+    /// Whether the record of an accepted change is wanted; when not, none is even built. The
+    /// service asks before it hands over each accepted change; a refused attempt is recorded
+    /// without asking ([`record`](Self::record) filters it, if the sink filters).
     fn enabled(&self) -> bool {
         true
     }
@@ -212,8 +214,26 @@ pub trait AuditSink: Debug + Send + Sync + 'static {
 pub struct TracingAudit;
 
 impl AuditSink for TracingAudit {
+    /// Whether the event of an accepted change would be written: the service asks before it
+    /// hands one over. Asked as that event (its field names: a `RUST_LOG` directive may name
+    /// fields, `security_update::audit[{reason}]=off`), not as a hint with no fields, which
+    /// such a directive would match whatever the event's fields.
     fn enabled(&self) -> bool {
-        tracing::enabled!(target: "security_update::audit", tracing::Level::INFO)
+        tracing::event_enabled!(
+            target: "security_update::audit",
+            tracing::Level::INFO,
+            message,
+            outcome,
+            at,
+            actor_tenant,
+            actor,
+            actor_app,
+            target_tenant,
+            target_user,
+            etag_before,
+            etag_after,
+            patch
+        )
     }
 
     fn record_accepted(&self, change: &AcceptedChange<'_>) {

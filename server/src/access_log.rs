@@ -182,43 +182,89 @@ pub(crate) fn escape(text: &str, max_chars: usize) -> String {
 mod tests {
     use super::*;
 
-    /// One line per request when the access log's target is enabled at `info`, none when it
-    /// is not, as `RUST_LOG` says.
-    #[test]
-    fn a_line_per_request_when_its_target_is_enabled() {
+    /// The lines of one `method` request to a service answering 200 at once, under `filter`.
+    fn served(filter: &str, format: crate::cli::LogFormat, method: Method) -> Vec<String> {
         use tower::ServiceExt;
         use tracing_subscriber::layer::SubscriberExt;
+        crate::direct_lines::tests::direct(format, |log| {
+            let service = AccessLog::new(
+                tower::service_fn(|_: Request<()>| async {
+                    Ok::<_, std::convert::Infallible>(Response::new(()))
+                }),
+                log.clone(),
+            );
+            let subscriber = tracing_subscriber::registry()
+                .with(tracing_subscriber::EnvFilter::new(filter))
+                .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink));
+            let _default = tracing::subscriber::set_default(subscriber);
+            let request = Request::builder()
+                .method(method)
+                .uri("/beta/me/security")
+                .body(())
+                .unwrap();
+            let response = futures_now(service.oneshot(request)).unwrap();
+            assert_eq!(response.status(), 200);
+        })
+    }
+
+    /// One line per request when its event would be written, as `RUST_LOG` says: by target
+    /// and level, and by the field names a directive names (the line's or another event's).
+    #[test]
+    fn a_line_per_request_when_its_event_would_be_written() {
         for (filter, lines) in [
             ("info", 1),
             ("warn", 0),
             ("info,security_update_server::access_log=off", 0),
             ("off,security_update_server::access_log=info", 1),
+            (
+                "warn,security_update_server::access_log[{latency_us}]=info",
+                1,
+            ),
+            (
+                "info,security_update_server::access_log[{request_id}]=off",
+                0,
+            ),
+            ("warn,security_update_server::access_log[{detail}]=info", 0),
         ] {
-            let written = crate::direct_lines::tests::direct(crate::cli::LogFormat::Text, |log| {
-                let service = AccessLog::new(
-                    tower::service_fn(|_: Request<()>| async {
-                        Ok::<_, std::convert::Infallible>(Response::new(()))
-                    }),
-                    log.clone(),
-                );
-                let subscriber = tracing_subscriber::registry()
-                    .with(tracing_subscriber::EnvFilter::new(filter))
-                    .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink));
-                let _default = tracing::subscriber::set_default(subscriber);
-                let request = Request::get("/beta/me/security").body(()).unwrap();
-                let response = futures_now(service.oneshot(request)).unwrap();
-                assert_eq!(response.status(), 200);
-            });
+            let written = served(filter, crate::cli::LogFormat::Text, Method::GET);
             assert_eq!(written.len(), lines, "{filter}: {written:?}");
-            if lines == 1 {
-                let line = &written[0];
-                assert!(
-                    line.starts_with(
-                        " INFO security_update_server::access_log: request method=GET \
-                         path=/beta/me/security status=200 latency_us="
-                    ) && line.ends_with(" request_id=\"-\""),
-                    "{line}"
-                );
+        }
+    }
+
+    /// The line is the event's, byte for byte, in both formats, for the methods written as
+    /// constants and for others.
+    #[test]
+    fn lines_are_the_events_lines_for_every_method() {
+        for format in [crate::cli::LogFormat::Text, crate::cli::LogFormat::Json] {
+            for method in [
+                Method::PATCH,
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::DELETE,
+            ] {
+                let ours = served("info", format, method.clone());
+                assert_eq!(ours.len(), 1, "{ours:?}");
+                // The latency the line measured, for the event to say the same.
+                let after = ours[0].split("latency_us").nth(1).unwrap();
+                let digits: String = after
+                    .chars()
+                    .skip_while(|c| !c.is_ascii_digit())
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                let latency_us: u64 = digits.parse().unwrap();
+                let theirs = crate::direct_lines::tests::through_tracing(format, || {
+                    tracing::info!(
+                        target: "security_update_server::access_log",
+                        method = %method,
+                        path = %"/beta/me/security",
+                        status = 200u64,
+                        latency_us,
+                        request_id = "-",
+                        "request"
+                    );
+                });
+                assert_eq!(ours, theirs, "{format:?} {method}");
             }
         }
     }

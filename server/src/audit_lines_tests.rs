@@ -152,33 +152,69 @@ async fn audit_lines_are_tracing_audits_lines() {
     }
 }
 
-/// Whether lines are wanted is `tracing`'s to say, for the audit trail's target: asked with
-/// `enabled`, and by a record made without asking (the library's refused-access record).
+/// Whether lines are wanted is `tracing`'s to say, as for `TracingAudit`'s events: asked with
+/// `enabled` (the accepted change's event), and by each record made without asking (the
+/// library's refused-access record), under filters on the target and on the field names one
+/// outcome's event has and the other's has not.
 #[tokio::test]
-async fn the_audit_trail_is_written_when_its_target_is_enabled() {
+async fn the_audit_trail_is_written_when_its_events_would_be() {
     use tracing_subscriber::layer::SubscriberExt;
     let records = records().await;
-    for (filter, wanted) in [
-        ("info", true),
-        ("off,security_update::audit=info", true),
-        ("info,security_update::audit=off", false),
-        ("warn", false),
+    let filtered = |filter: &str| {
+        tracing_subscriber::registry()
+            .with(tracing_subscriber::EnvFilter::new(filter))
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink))
+    };
+    for (filter, accepted, denied) in [
+        ("info", true, true),
+        ("off,security_update::audit=info", true, true),
+        ("info,security_update::audit=off", false, false),
+        ("warn", false, false),
+        ("warn,security_update::audit[{patch}]=info", true, false),
+        ("warn,security_update::audit[{reason}]=info", false, true),
+        ("info,security_update::audit[{reason}]=off", true, false),
+        ("info,security_update::audit[{outcome}]=off", false, false),
     ] {
         let written = direct(LogFormat::Text, |lines| {
             let audit = AuditLines::new(lines.clone());
-            let subscriber = tracing_subscriber::registry()
-                .with(tracing_subscriber::EnvFilter::new(filter))
-                .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink));
-            tracing::subscriber::with_default(subscriber, || {
-                assert_eq!(audit.enabled(), wanted, "{filter}");
+            tracing::subscriber::with_default(filtered(filter), || {
+                assert_eq!(audit.enabled(), accepted, "{filter}");
+                assert_eq!(TracingAudit.enabled(), accepted, "{filter}: the library's");
                 for record in &records {
                     audit.record(record);
                 }
             });
         });
-        let expected = if wanted { records.len() } else { 0 };
+        // The same records through `TracingAudit`, under the same filter.
+        let theirs = through_tracing_filtered(filter, || {
+            for record in &records {
+                TracingAudit.record(record);
+            }
+        });
+        assert_eq!(written, theirs, "{filter}");
+        let expected = 4 * usize::from(accepted) + usize::from(denied);
         assert_eq!(written.len(), expected, "{filter}: {written:?}");
     }
+}
+
+/// The lines `TracingAudit`'s events make under `filter`, in text, their timestamps cut out.
+fn through_tracing_filtered(filter: &str, events: impl FnOnce()) -> Vec<String> {
+    use tracing_subscriber::layer::SubscriberExt;
+    let lines = crate::logs::CapturedLines::default();
+    let sink = lines.clone();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_subscriber::EnvFilter::new(filter))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .event_format(crate::text_lines::TextLines)
+                .with_writer(move || sink.clone()),
+        );
+    tracing::subscriber::with_default(subscriber, events);
+    let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    text.lines()
+        .map(|line| line.split_once(' ').unwrap().1.to_owned())
+        .collect()
 }
 
 /// The actor's fields copied from the last line for the same principal, and the target's
@@ -257,4 +293,40 @@ fn record_times_are_written_as_the_library_writes_them() {
         let theirs = through_tracing(LogFormat::Text, || TracingAudit.record(&record));
         assert_eq!(ours, theirs, "{at:?}");
     }
+}
+
+/// A change handed over as it is made is stamped with its own time; a record written later
+/// than it was made is stamped when it is written, as `tracing` stamps its event.
+#[test]
+fn lines_are_stamped_when_their_events_would_be() {
+    use security_update::ObjectKey;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+    let alice = Principal::delegated("tenant-1", ALICE);
+    let own = ObjectKey::new("tenant-1", ALICE);
+    // 2001-09-09T01:46:40.000123Z
+    let then = UNIX_EPOCH + Duration::new(1_000_000_000, 123_000);
+    let change = AcceptedChange::new(then, &alice, &own, ("\"1\"", "\"2\""), "{}");
+    let stamp = |line: &[u8]| String::from_utf8(line[..27].to_vec()).unwrap();
+    let handed_over = crate::direct_lines::tests::direct_bytes(LogFormat::Text, |lines| {
+        AuditLines::new(lines.clone()).record_accepted(&change);
+    });
+    assert_eq!(stamp(&handed_over), "2001-09-09T01:46:40.000123Z");
+    let record = change.to_record();
+    let before = SystemTime::now();
+    let written_later = crate::direct_lines::tests::direct_bytes(LogFormat::Text, |lines| {
+        AuditLines::new(lines.clone()).record(&record);
+    });
+    let mut now = String::new();
+    crate::line_time::write_time(before, &mut now).unwrap();
+    // Stamped at or after `before` (to the second: the text compares as the time does).
+    assert!(
+        stamp(&written_later)[..19] >= now[..19],
+        "{}",
+        stamp(&written_later)
+    );
+    let written_later = String::from_utf8(written_later).unwrap();
+    assert!(
+        written_later.contains(" at=\"2001-09-09T01:46:40\" "),
+        "{written_later}"
+    );
 }

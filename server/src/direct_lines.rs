@@ -7,8 +7,8 @@
 //! cost 16.7k instructions a PATCH against 54.5k for all the rest: field values went one by
 //! one through dynamic `fmt::Write` calls, each `%value` through `core::fmt`, and the audited
 //! patch (JSON: a quote every few bytes) through an escaper called once per plain run.
-//! `tracing` still decides whether a line is written (`RUST_LOG`, through `enabled!` on
-//! the line's target and level) and writes every other line.
+//! `tracing` still decides whether a line is written (`RUST_LOG`, asked through
+//! `line_gate` with the line's target, level and field names) and writes every other line.
 
 use std::cell::RefCell;
 use std::fmt;

@@ -33,6 +33,11 @@ pub(crate) fn through_tracing(format: LogFormat, events: impl FnOnce()) -> Vec<S
 /// The lines `write` writes directly in `format`, their timestamps cut out; every level of
 /// every target enabled (for the writers that ask `tracing`), unless `write` says otherwise.
 pub(crate) fn direct(format: LogFormat, write: impl FnOnce(&DirectLines)) -> Vec<String> {
+    untimed(&direct_bytes(format, write))
+}
+
+/// What [`direct`] writes, timestamps and all.
+pub(crate) fn direct_bytes(format: LogFormat, write: impl FnOnce(&DirectLines)) -> Vec<u8> {
     let bytes = Arc::new(Mutex::new(Vec::new()));
     let sink = bytes.clone();
     let lines = DirectLines::new(
@@ -44,8 +49,7 @@ pub(crate) fn direct(format: LogFormat, write: impl FnOnce(&DirectLines)) -> Vec
         .with_writer(std::io::sink)
         .finish();
     tracing::subscriber::with_default(everything, || write(&lines));
-    let bytes = bytes.lock().unwrap().clone();
-    untimed(&bytes)
+    bytes.lock().unwrap().clone()
 }
 
 /// Each line without its timestamp (which differs between two writes), every byte else kept.

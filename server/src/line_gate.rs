@@ -18,10 +18,13 @@ use tracing_core::callsite::{Callsite, DefaultCallsite};
 ///
 /// `always` is taken as it is, without asking the current dispatcher: every registered
 /// dispatcher wants the event, and every thread's dispatcher is a registered one once a
-/// global default is set, which `logs::install` does before it hands out the lines (a thread
-/// with no dispatcher at all, possible only before that, would drop the event). Telling that
-/// case apart would cost a downcast through every layer (`Dispatch::is`, ~100 instructions a
-/// line with the dispatcher lookup).
+/// global default is set, which `logs::install` does before it hands out the lines. Where
+/// the current dispatcher is one never registered (none set anywhere, before that; the empty
+/// one `tracing` hands a subscriber's own callbacks, or one set with
+/// `dispatcher::with_default(&Dispatch::none(), ..)`; neither happens in this server),
+/// `tracing` would drop the event and the line is written all the same. Telling those
+/// cases apart would cost a downcast through every layer (`Dispatch::is`, ~100 instructions
+/// a line with the dispatcher lookup).
 #[inline]
 pub(crate) fn ask(callsite: &'static DefaultCallsite) -> bool {
     let metadata = callsite.metadata();
@@ -111,7 +114,7 @@ mod tests {
 
     /// The answer is whether `tracing` writes the same event, under filters that enable it,
     /// disable it, name its target or another, and name fields one event has and the other
-    /// has not (which `enabled!`, a hint with no fields, does not see).
+    /// has not (which `enabled!`, a hint with no fields, matches whatever the event's fields).
     #[test]
     fn a_line_is_wanted_when_its_event_would_be_written() {
         for filter in [
