@@ -1,8 +1,6 @@
 //! An in-memory store: sharded maps, so writers to different objects rarely share a lock.
 
 use std::collections::HashMap;
-use std::collections::hash_map::RandomState;
-use std::hash::BuildHasher;
 use std::sync::{Arc, RwLock};
 
 use hashbrown::HashTable;
@@ -35,14 +33,13 @@ pub struct MemoryStore {
     shared: Arc<Shards>,
 }
 
-/// The objects of one shard, found by the hash that chose the shard: a key is hashed once
-/// per operation (`SipHash` with a per-store random key, as `std`'s maps: keys are chosen by
-/// callers).
+/// The objects of one shard, found by the hash that chose the shard: the key's placement
+/// (`ObjectKey::placement`, `SipHash` with keys random per process: keys are chosen by
+/// callers), made once per key.
 type Shard = HashTable<(ObjectKey, Snapshot)>;
 
 #[derive(Debug)]
 struct Shards {
-    hasher: RandomState,
     shards: Box<[RwLock<Shard>]>,
     /// Objects per tenant, counted as they are created (objects are never deleted).
     tenants: std::sync::Mutex<HashMap<Box<str>, u64>>,
@@ -60,7 +57,6 @@ impl MemoryStore {
     pub fn new() -> Self {
         Self {
             shared: Arc::new(Shards {
-                hasher: RandomState::new(),
                 shards: (0..SHARDS).map(|_| RwLock::new(Shard::new())).collect(),
                 tenants: std::sync::Mutex::default(),
             }),
@@ -109,7 +105,7 @@ impl MemoryStore {
     /// `key`'s hash and its shard. The shard is chosen by bits the table does not use for
     /// buckets (the low ones) nor for its control bytes (the top seven).
     fn shard(&self, key: &ObjectKey) -> (u64, &RwLock<Shard>) {
-        let hash = self.shared.hasher.hash_one(key);
+        let hash = key.placement();
         (hash, &self.shared.shards[(hash >> 32) as usize % SHARDS])
     }
 
@@ -140,10 +136,7 @@ impl MemoryStore {
                 current: Some(current.clone()),
             },
             None if expected_version == 0 => {
-                let hasher = &self.shared.hasher;
-                shard.insert_unique(hash, (key.clone(), new), |(stored, _)| {
-                    hasher.hash_one(stored)
-                });
+                shard.insert_unique(hash, (key.clone(), new), |(stored, _)| stored.placement());
                 *self
                     .shared
                     .tenants

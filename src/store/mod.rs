@@ -25,7 +25,8 @@ pub use memory::MemoryStore;
 
 use std::fmt;
 use std::future::Future;
-use std::sync::{Arc, OnceLock};
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Arc, LazyLock, OnceLock};
 
 use bytes::Bytes;
 use http::HeaderValue;
@@ -33,13 +34,27 @@ use serde_json::{Map, Value};
 
 /// Which object: a user of a tenant. Both ids are kept ASCII-lowercase, so GUIDs compare
 /// case-insensitively.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct ObjectKey {
     /// The tenant id then the user id, in one allocation: a key is built for every request.
     ids: Box<str>,
     /// Where the user id starts in `ids`.
     tenant_len: usize,
+    /// [`placement`](Self::placement), made the first time it is asked for.
+    placement: OnceLock<u64>,
 }
+
+/// Equal ids (the placement, made from them, follows).
+impl PartialEq for ObjectKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.tenant_len == other.tenant_len && self.ids == other.ids
+    }
+}
+
+impl Eq for ObjectKey {}
+
+/// The keys of [`ObjectKey::placement`]: random per process, as `std`'s maps' are per map.
+static PLACEMENT: LazyLock<RandomState> = LazyLock::new(RandomState::new);
 
 impl ObjectKey {
     /// The key of `user_id`'s object in `tenant_id`.
@@ -52,7 +67,15 @@ impl ObjectKey {
         Self {
             ids: ids.into_boxed_str(),
             tenant_len: tenant_id.len(),
+            placement: OnceLock::new(),
         }
+    }
+
+    /// Where the stores and caches of this process place the key: a keyed hash of it (`SipHash`
+    /// with keys random per process: ids are chosen by callers), made once however many
+    /// lookups the key serves (a write looks it up twice: the load, then the swap).
+    pub(crate) fn placement(&self) -> u64 {
+        *self.placement.get_or_init(|| PLACEMENT.hash_one(self))
     }
 
     /// The tenant id, lowercase.
@@ -283,6 +306,26 @@ fn etag_bytes(version: u64, buffer: &mut [u8; 22]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Equal keys are placed alike, however they were spelled and whether or not either was
+    /// placed before; a clone keeps its key's placement; keys that differ are told apart by
+    /// the ids, not the placement.
+    #[test]
+    fn equal_keys_have_one_placement() {
+        let key = ObjectKey::new("Tenant-A", "User-1");
+        let same = ObjectKey::new("tenant-a", "USER-1");
+        assert_eq!(key, same, "neither placed");
+        let placed = key.placement();
+        assert_eq!(key, same, "one placed");
+        assert_eq!(same.placement(), placed);
+        assert_eq!(key.clone().placement(), placed);
+        assert_eq!(key.placement(), placed, "made once, the same after");
+        assert_ne!(
+            ObjectKey::new("ab", "c").placement(),
+            ObjectKey::new("a", "bc").placement()
+        );
+        assert_ne!(ObjectKey::new("ab", "c"), ObjectKey::new("a", "bc"));
+    }
 
     /// One allocation holds both ids; where one ends still tells keys apart and orders them.
     #[test]

@@ -9,7 +9,6 @@
 //! and a shard that reaches either bound is emptied (objects are read back from the file as
 //! needed), so 65k objects near the object size limit cannot take the process's memory.
 
-use std::hash::BuildHasher;
 use std::sync::{Mutex, PoisonError};
 
 use hashbrown::HashTable;
@@ -44,7 +43,6 @@ fn weight(snapshot: &Snapshot) -> usize {
 /// See the [module docs](self).
 pub(super) struct ReadCache {
     shards: Box<[Mutex<Shard>]>,
-    hasher: std::collections::hash_map::RandomState,
 }
 
 impl std::fmt::Debug for ReadCache {
@@ -63,12 +61,12 @@ impl ReadCache {
     pub(super) fn new() -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
-            hasher: std::collections::hash_map::RandomState::new(),
         }
     }
 
+    /// The key's placement (`ObjectKey::placement`: made once per key).
     fn hash(&self, key: &ObjectKey) -> u64 {
-        self.hasher.hash_one(key)
+        key.placement()
     }
 
     /// The shard of a key of hash `hash`: chosen by bits the table uses neither for buckets
