@@ -192,3 +192,55 @@ fn json_strings_are_escaped_as_serde_json_reads_them_back() {
         assert!(!ours[1..ours.len() - 1].bytes().any(|b| b < 0x20));
     }
 }
+
+/// Random texts over an alphabet heavy in what is escaped (quotes, backslashes, newlines,
+/// control characters with long escapes, `DEL`, non-ASCII) and of every length up to 200,
+/// written one after the other into one buffer with random field names before them, escape
+/// as `Debug` and `serde_json` do: the block and word path, its window and its masks, at
+/// every mix of offsets the alphabet makes. A fixed seed, so a failure repeats.
+#[test]
+fn random_texts_escape_as_debug_and_serde_json_do() {
+    const ALPHABET: [&str; 14] = [
+        "a", "b", " ", "\"", "\\", "\n", "\r", "\t", "\u{1}", "\u{1f}", "\u{7f}", "é", "x", "\"\"",
+    ];
+    const NAMES: [&str; 3] = ["", " actor=", ",\"patch\":"];
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        // xorshift64*
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    };
+    let mut line = LineBuffer::new();
+    for _ in 0..4000 {
+        let len = (next() % 200) as usize;
+        let text: String = (0..len)
+            .map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize])
+            .collect();
+        let name = NAMES[(next() % NAMES.len() as u64) as usize];
+        let prefix = Padded::<PADDED>::new(name);
+        let start = line.len();
+        let json = push_quoted::<Json>(&mut line, &prefix, &text);
+        assert!(json.is_ok());
+        let written = String::from_utf8(line.as_bytes()[start..].to_vec()).unwrap();
+        assert_eq!(
+            written,
+            format!("{name}{}", serde_json::to_string(&text).unwrap())
+        );
+        let start = line.len();
+        match push_quoted::<DebugAscii>(&mut line, &prefix, &text) {
+            Ok(()) => {
+                let written = String::from_utf8(line.as_bytes()[start..].to_vec()).unwrap();
+                assert_eq!(written, format!("{name}{text:?}"));
+            }
+            Err(PastAscii) => {
+                assert!(!text.is_ascii(), "{text:?}");
+                assert_eq!(line.len(), start, "refused, nothing written");
+            }
+        }
+        if line.len() > 16 * 1024 {
+            line.clear(usize::MAX);
+        }
+    }
+}
