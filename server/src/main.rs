@@ -1,9 +1,7 @@
 //! `security-update-server`: Microsoft Graph beta "Update security" served standalone under
-//! `/beta`, HTTP/1.1 and HTTP/2, on the embedded durable store by default.
-//!
-//! Run `security-update-server --help` for the flags. Exit codes: 0 after a clean shutdown,
-//! 2 for a bad flag or an unreadable file, 1 when the server cannot start (address or data
-//! directory in use).
+//! `/beta`, HTTP/1.1 and HTTP/2, on the embedded durable store by default. `--help` lists the
+//! flags. Exit codes: 0 after a clean shutdown, 2 for a bad flag or an unreadable file, 1 when
+//! the server cannot start (address or data directory in use).
 
 mod access_log;
 mod any_store;
