@@ -239,8 +239,7 @@ impl Line<'_> {
 
     /// A field's separator and name, written whole: every field follows the message.
     fn field(&mut self, field: &Field) {
-        self.out
-            .push_padded(if self.json { &field.json } else { &field.text });
+        self.out.push_padded(self.prefix(field));
     }
 
     /// A string field (`name = value` in `tracing`'s macros): quoted and escaped as `Debug`
