@@ -191,7 +191,10 @@ where
         let ids = RequestIds::of(&request);
         ResponseFuture {
             inner: self.inner.call(request),
-            sleep: Some(tokio::time::sleep(limit)),
+            // Made the first time the inner future is not ready: most requests are answered
+            // within their first poll (a body that came with its head, a store that answers
+            // at once), and a timer made for nothing costs a clock read and a runtime lookup.
+            sleep: None,
             deadline: Some(deadline),
             ids: Some(ids),
         }
@@ -222,6 +225,14 @@ where
         if let Poll::Ready(result) = this.inner.poll(cx) {
             return Poll::Ready(result.map(|response| response.map(ResponseBody::inner)));
         }
+        if this.sleep.is_none() {
+            // The first time the request waits: the timer, to the deadline set in `call`.
+            let Some(deadline) = this.deadline.as_ref() else {
+                return Poll::Pending;
+            };
+            this.sleep
+                .set(Some(tokio::time::sleep_until(deadline.at.into())));
+        }
         let Some(sleep) = this.sleep.as_mut().as_pin_mut() else {
             return Poll::Pending;
         };
@@ -229,7 +240,8 @@ where
             return Poll::Pending;
         }
         // The deadline passed. If a write already started, it wins: wait for it, with no
-        // further deadline (the store's own timeouts bound it).
+        // further deadline (the store's own timeouts bound it). With the deadline taken, no
+        // timer is made again.
         this.sleep.set(None);
         let Some(deadline) = this.deadline.take() else {
             return Poll::Pending;
