@@ -14,7 +14,9 @@
 //! | a write started before the limit                | the write's own answer |
 //!
 //! Mount it inside [`RequestIdLayer`](crate::RequestIdLayer) so the 408 carries the request's
-//! ids; [`StackBuilder`](crate::StackBuilder) does.
+//! ids; [`StackBuilder`](crate::StackBuilder) does. It needs a tokio runtime with timers
+//! (`enable_time`, or `enable_all` as `#[tokio::main]` has): a request's timer is made the
+//! first time it waits, on tokio's clock (paused with it in tests).
 //!
 //! ```
 //! use std::time::Duration;
@@ -55,18 +57,24 @@ const TIMED_OUT: u8 = 2;
 pub struct WriteDeadline {
     state: Arc<AtomicU8>,
     limit: Duration,
-    /// When the limit runs out. A request may carry several writes (the sub-requests of a
-    /// batch share their batch's deadline): once one has started, the deadline no longer
-    /// answers 408, so a write that has not started yet checks the time itself.
-    at: std::time::Instant,
+    /// When the limit runs out, on tokio's clock (the one its timers keep, paused in tests
+    /// with `test-util`). A request may carry several writes (the sub-requests of a batch
+    /// share their batch's deadline): once one has started, the deadline no longer answers
+    /// 408, so a write that has not started yet checks the time itself.
+    at: tokio::time::Instant,
 }
+
+/// As far as a limit too long for the clock reaches: thirty years, as tokio's own
+/// `sleep(Duration::MAX)` does.
+const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
 
 impl WriteDeadline {
     fn new(limit: Duration) -> Self {
+        let now = tokio::time::Instant::now();
         Self {
             state: Arc::new(AtomicU8::new(OPEN)),
             limit,
-            at: std::time::Instant::now() + limit,
+            at: now.checked_add(limit).unwrap_or_else(|| now + FAR_FUTURE),
         }
     }
 
@@ -87,7 +95,7 @@ impl WriteDeadline {
             Ok(_) => Ok(()),
             // Another write of the same request (a batch) holds the deadline off; this one
             // starts only within the limit.
-            Err(WRITING) if std::time::Instant::now() < self.at => Ok(()),
+            Err(WRITING) if tokio::time::Instant::now() < self.at => Ok(()),
             Err(_) => Err(timed_out(self.limit)),
         }
     }
@@ -230,8 +238,7 @@ where
             let Some(deadline) = this.deadline.as_ref() else {
                 return Poll::Pending;
             };
-            this.sleep
-                .set(Some(tokio::time::sleep_until(deadline.at.into())));
+            this.sleep.set(Some(tokio::time::sleep_until(deadline.at)));
         }
         let Some(sleep) = this.sleep.as_mut().as_pin_mut() else {
             return Poll::Pending;
@@ -261,6 +268,40 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The deadline runs on tokio's clock from the request's arrival, also when that clock is
+    /// paused and ahead of the real one: a request answered within the limit is answered,
+    /// one that is not gets 408 exactly at the limit, not earlier nor later.
+    #[tokio::test(start_paused = true)]
+    async fn the_deadline_is_kept_on_tokios_clock() {
+        use tower::{ServiceExt, service_fn};
+        // Tokio's clock a minute ahead of the real one.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let taking = |secs| {
+            TimeoutLayer::new(Duration::from_secs(30)).layer(service_fn(
+                move |_: Request<()>| async move {
+                    tokio::time::sleep(Duration::from_secs(secs)).await;
+                    Ok::<_, std::convert::Infallible>(Response::new(String::new()))
+                },
+            ))
+        };
+        let started = tokio::time::Instant::now();
+        let answered = taking(29).oneshot(Request::new(())).await.unwrap();
+        assert_eq!(answered.status(), 200);
+        assert_eq!(started.elapsed(), Duration::from_secs(29));
+        let started = tokio::time::Instant::now();
+        let timed_out = taking(31).oneshot(Request::new(())).await.unwrap();
+        assert_eq!(timed_out.status(), http::StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(started.elapsed(), Duration::from_secs(30));
+    }
+
+    /// A limit too long for the clock is a deadline far away, not a panic.
+    #[tokio::test]
+    async fn a_limit_past_the_clock_is_far_away() {
+        let deadline = WriteDeadline::new(Duration::MAX);
+        assert!(deadline.at > tokio::time::Instant::now() + Duration::from_secs(86_400 * 365));
+        assert!(deadline.begin_write(false).is_ok());
+    }
 
     #[test]
     fn a_write_that_claims_first_is_never_timed_out() {
