@@ -74,18 +74,20 @@ impl Who<'_> {
         // A user's change to their own object (`/me`) names the same ids twice: the second
         // time they are copied from the line, not escaped again; and the five fields, as the
         // last such line for the same principal wrote them, are copied whole.
-        let own = self.target_tenant == self.actor_tenant && self.target_user == self.actor;
+        let same_tenant = self.target_tenant == self.actor_tenant;
+        let same_user = self.target_user == self.actor;
+        let own = same_tenant && same_user;
         if own && self.push_own_written(line) {
             return;
         }
         let start = line.len();
         let (tenant, actor) = self.write_actor(line);
-        if self.target_tenant == self.actor_tenant {
+        if same_tenant {
             line.repeat(field!("target_tenant"), tenant);
         } else {
             line.text(field!("target_tenant"), self.target_tenant);
         }
-        if self.target_user == self.actor {
+        if same_user {
             line.repeat(field!("target_user"), actor);
         } else {
             line.text(field!("target_user"), self.target_user);
