@@ -7,7 +7,8 @@ use common::*;
 use http::{Method, Request, StatusCode};
 use http_body_util::Full;
 use security_update::{
-    MemoryStore, ODATA_TYPE, ObjectKey, SecurityStore, SecurityUpdateService, StackBuilder,
+    MemoryStore, ODATA_TYPE, ObjectKey, ResourceSchema, SecurityStore, SecurityUpdateService,
+    StackBuilder,
 };
 use serde_json::{Value, json};
 
@@ -765,4 +766,41 @@ async fn store_failures_are_graph_errors_not_panics() {
     )
     .await;
     assert_eq!(reply.status, 503);
+}
+
+/// A store operation that panics (a bug) while the request waits for it is answered 500 with
+/// Graph's error shape, and the service goes on serving: the panic stays in that operation.
+#[tokio::test]
+async fn a_store_that_panics_mid_write_is_a_500_not_a_lost_connection() {
+    #[derive(Debug)]
+    struct Panics(MemoryStore);
+    impl SecurityStore for Panics {
+        async fn load(
+            &self,
+            key: &ObjectKey,
+        ) -> Result<Option<security_update::Snapshot>, security_update::StoreError> {
+            self.0.load(key).await
+        }
+        async fn compare_and_swap(
+            &self,
+            _: &ObjectKey,
+            _: u64,
+            _: security_update::Snapshot,
+        ) -> Result<security_update::SwapOutcome, security_update::StoreError> {
+            // Waits first, so that the panic comes on a later poll, as a real store's would.
+            tokio::task::yield_now().await;
+            panic!("a bug in a store");
+        }
+    }
+    let memory = MemoryStore::new();
+    let service = StackBuilder::new(Panics(memory.clone()))
+        .with_schema(ResourceSchema::open_type())
+        .into_service();
+    let app = security_update::stack(service, tokens());
+    let reply = patch(&app, "/me/security", "alice", &revision(1)).await;
+    assert_eq!(reply.status, 500);
+    assert_eq!(reply.json()["error"]["code"], "generalException");
+    assert_eq!(get(&app, "/me/security", "alice").await.status, 200);
+    let stored = memory.load(&ObjectKey::new(TENANT, ALICE)).await.unwrap();
+    assert!(stored.is_none(), "nothing was saved");
 }

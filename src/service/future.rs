@@ -24,8 +24,14 @@ pub struct ResponseFuture {
 
 enum Kind {
     Ready(Option<Response<Full<Bytes>>>),
-    Pending(BoxFuture),
-    Spawned(tokio::task::JoinHandle<Result<Response<Full<Bytes>>, Infallible>>),
+    /// An operation that waits for its store, polled in place; `runtime` is where it goes on
+    /// if this future is dropped before it ends (none outside a tokio runtime).
+    Running {
+        operation: BoxFuture,
+        runtime: Option<tokio::runtime::Handle>,
+    },
+    /// The operation ended (answered or panicked).
+    Done,
 }
 
 impl ResponseFuture {
@@ -36,27 +42,37 @@ impl ResponseFuture {
     }
 
     /// Runs the operation so that it finishes even if the request goes away (client gone,
-    /// timeout, stream reset): a save that has started (redb's blocking commit, a statement
-    /// sent to `PostgreSQL`) may land anyway, and then it must be audited like any other.
+    /// timeout, stream reset): a save that has started (a swap queued for redb's committer, a
+    /// statement sent to `PostgreSQL`) may land anyway, and then it must be audited like any
+    /// other.
     ///
-    /// Stores that answer at once (the memory store) finish on a first poll right here, with
-    /// nothing to protect and no task to spawn. An operation that has to wait moves to its own
-    /// tokio task, which dropping this future does not cancel. (A future polled with a no-op
-    /// waker registers the real one on its next poll, so handing it on is sound.) Outside a
-    /// tokio runtime there is nowhere to spawn, so the operation is polled in place.
-    pub(crate) fn run_to_the_end(mut future: BoxFuture) -> Self {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return Self {
-                kind: Kind::Pending(future),
-            };
-        };
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        match future.as_mut().poll(&mut cx) {
-            Poll::Ready(Ok(response)) => Self::ready(response),
-            Poll::Ready(Err(never)) => match never {},
-            Poll::Pending => Self {
-                kind: Kind::Spawned(runtime.spawn(future)),
+    /// The operation is polled in place, by whoever polls this future (hyper's connection
+    /// task), and moves to a tokio task of its own only if this future is dropped before it
+    /// ends. Spawning every waiting operation instead costs a task, a second wake-up and a
+    /// second poll for each of them (the store's answer wakes the task, whose end wakes the
+    /// connection): `soak --durable` measured the difference (benches/README.md). An
+    /// operation polled here and finished elsewhere is sound: a future registers the waker of
+    /// its latest poll. Outside a tokio runtime there is nowhere to move it, and dropping this
+    /// future drops the operation.
+    pub(crate) fn run_to_the_end(operation: BoxFuture) -> Self {
+        Self {
+            kind: Kind::Running {
+                operation,
+                runtime: tokio::runtime::Handle::try_current().ok(),
             },
+        }
+    }
+}
+
+impl Drop for ResponseFuture {
+    fn drop(&mut self) {
+        if let Kind::Running {
+            operation,
+            runtime: Some(runtime),
+        } = std::mem::replace(&mut self.kind, Kind::Done)
+        {
+            // A runtime shutting down drops the task at once, as it would have dropped this.
+            drop(runtime.spawn(operation));
         }
     }
 }
@@ -71,20 +87,33 @@ impl Future for ResponseFuture {
     type Output = Result<Response<Full<Bytes>>, Infallible>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match &mut self.kind {
-            Kind::Ready(response) => Poll::Ready(Ok(response
-                .take()
-                .unwrap_or_else(crate::body::polled_after_completion))),
-            Kind::Pending(future) => future.as_mut().poll(cx),
-            Kind::Spawned(task) => Pin::new(task).poll(cx).map(|joined| {
-                joined.unwrap_or_else(|_| {
-                    Ok(
-                        GraphError::new(ErrorKind::Internal, "the request's task failed")
-                            .into_response(&RequestIds::generate(None)),
-                    )
-                })
-            }),
-        }
+        let response = match &mut self.kind {
+            Kind::Ready(response) => {
+                return Poll::Ready(Ok(response
+                    .take()
+                    .unwrap_or_else(crate::body::polled_after_completion)));
+            }
+            Kind::Done => crate::body::polled_after_completion(),
+            Kind::Running { operation, .. } => {
+                // A panicking operation answers 500, as a panicking task of its own did, and
+                // takes neither the connection's task nor anything else down with it.
+                let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    operation.as_mut().poll(cx)
+                }));
+                match polled {
+                    Ok(Poll::Pending) => return Poll::Pending,
+                    Ok(Poll::Ready(Ok(response))) => response,
+                    Ok(Poll::Ready(Err(never))) => match never {},
+                    Err(_) => {
+                        GraphError::new(ErrorKind::Internal, "the request's operation failed")
+                            .into_response(&RequestIds::generate(None))
+                    }
+                }
+            }
+        };
+        // Ended: nothing for `drop` to move on.
+        self.kind = Kind::Done;
+        Poll::Ready(Ok(response))
     }
 }
 
