@@ -262,7 +262,9 @@ fn commit(
     let mut changed = false;
     {
         let mut table = write.open_table(OBJECTS).map_err(storage)?;
-        let mut tenants = write.open_table(TENANTS).map_err(storage)?;
+        // Opened only for a batch that creates an object: opening a table is a walk of the
+        // table tree (~5k instructions), in every commit otherwise.
+        let mut tenants = None;
         for pending in batch {
             let key = &pending.key;
             #[cfg(test)]
@@ -291,6 +293,10 @@ fn commit(
                     .insert(id, (pending.new.version(), pending.new.json().as_ref()))
                     .map_err(storage)?;
                 if current.is_none() {
+                    let tenants = match &mut tenants {
+                        Some(tenants) => tenants,
+                        None => tenants.insert(write.open_table(TENANTS).map_err(storage)?),
+                    };
                     let count = tenants
                         .get(key.tenant_id())
                         .map_err(storage)?
