@@ -12,7 +12,9 @@ measured the same way in the same run, so the figures can be read side by side.
 
 Usage: scripts/server_instructions.py   (needs valgrind; builds nothing: cargo build --release
 -p security-update-server -p security-update-tools first; SERVER=path measures another build
-of the server; BASELINES=0 leaves the baselines out)
+of the server; BASELINES=0 leaves the baselines out; STORE=embedded serves from the embedded
+store, in a new data directory for each run, instead of memory: every PATCH is then one
+commit of one write, the group commit's worst case, committer thread included)
 """
 import http.client
 import os
@@ -45,6 +47,10 @@ def baseline(name):
 
 def per_request(command, rust_log="info", path="/beta/me/security"):
     work = tempfile.mkdtemp()
+    if command is OURS and os.environ.get("STORE", "memory") == "embedded":
+        command = [os.path.join(work, "data") if arg == "--memory" else arg
+                   for arg in command]
+        command.insert(command.index(os.path.join(work, "data")), "--data")
     out, err = os.path.join(work, "out"), os.path.join(work, "err")
     env = dict(os.environ, RUST_LOG=rust_log)
     with open(out, "w") as stdout, open(err, "w") as stderr:

@@ -66,6 +66,17 @@ impl ResponseFuture {
 
 impl Drop for ResponseFuture {
     fn drop(&mut self) {
+        // Matched in place first: most of these end answered, and moving `kind` out to look
+        // at it would copy a whole response.
+        if !matches!(
+            self.kind,
+            Kind::Running {
+                runtime: Some(_),
+                ..
+            }
+        ) {
+            return;
+        }
         if let Kind::Running {
             operation,
             runtime: Some(runtime),
