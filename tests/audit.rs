@@ -194,6 +194,57 @@ async fn a_save_that_outlives_its_request_is_still_audited() {
     ));
 }
 
+/// The same when the request's future, polled once, is dropped on a thread outside the
+/// runtime (a caller that hands futures between threads): the save goes on, on the runtime
+/// the request was made in, and is audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_whose_future_is_dropped_off_the_runtime_is_still_audited() {
+    let sink = Arc::new(Collect::default());
+    let memory = MemoryStore::new();
+    let store = Arc::new(SlowSaves {
+        inner: memory.clone(),
+        started: tokio::sync::Notify::new(),
+        release: tokio::sync::Notify::new(),
+    });
+    let service = StackBuilder::new(store.clone())
+        .with_schema(ResourceSchema::open_type())
+        .with_audit(sink.clone())
+        .into_service();
+    let app = stack(service, tokens());
+    let request = request(http::Method::PATCH, "/me/security", Some("alice"))
+        .body(http_body_util::Full::from(revision(1)))
+        .unwrap();
+    let mut response = Box::pin(tower::ServiceExt::oneshot(app, request));
+    // One poll takes the request through the layers to the save, which waits.
+    std::future::poll_fn(|cx| {
+        assert!(response.as_mut().poll(cx).is_pending(), "the save waits");
+        std::task::Poll::Ready(())
+    })
+    .await;
+    tokio::time::timeout(std::time::Duration::from_secs(30), store.started.notified())
+        .await
+        .expect("the save started");
+    std::thread::spawn(move || drop(response)).join().unwrap();
+    assert!(
+        sink.0.lock().unwrap().is_empty(),
+        "audited before the save landed"
+    );
+    store.release.notify_one();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while sink.0.lock().unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the save was never audited"
+        );
+        tokio::task::yield_now().await;
+    }
+    let saved = memory
+        .load(&security_update::ObjectKey::new(TENANT, ALICE))
+        .await
+        .unwrap();
+    assert_eq!(saved.map(|s| s.version()), Some(1), "the save landed");
+}
+
 /// Writers on several threads patching one saved object (racing compare-and-swaps, retried
 /// from the winner's object): every accepted write has one record, and their `ETag`s chain
 /// without a gap or a repeat, ending at the stored version.

@@ -92,7 +92,7 @@ async fn concurrent_patches_to_many_objects_land_separately() {
 /// A store whose first compare-and-swap loses to a rival write that lands just before it, so
 /// the service's retry path runs deterministically. With `at_once`, it offers its operations
 /// at once too (as the memory store does): the service's first attempt then runs within
-/// `call`, loses there, and the write goes on as a task.
+/// `call`, loses there, and the write goes on asynchronously.
 struct RacingStore {
     inner: MemoryStore,
     raced: AtomicBool,
@@ -221,7 +221,7 @@ fn racing_app(
 }
 
 /// Whether the store answers at once (the attempt made within `call` loses, the write goes on
-/// as a task) or not (every attempt is awaited), the write lands once, on the rival's object,
+/// asynchronously) or not (every attempt is awaited), the write lands once, on the rival's object,
 /// and is audited once, from the rival's version.
 #[tokio::test]
 async fn a_lost_race_is_retried_on_the_winners_object() {
@@ -295,7 +295,7 @@ async fn a_lost_race_under_if_match_is_412() {
     }
 }
 
-/// A merge big enough for the blocking pool goes on as a task from the object the attempt
+/// A merge big enough for the blocking pool goes on asynchronously from the object the attempt
 /// made at once loaded: loaded once, then again only after the lost race.
 #[tokio::test]
 async fn a_big_merge_goes_on_from_the_object_loaded_at_once() {

@@ -1,5 +1,6 @@
 //! [`ResponseFuture`] of the service: ready at once for requests refused before the store is
-//! involved; otherwise an operation that runs to its end even if the request goes away.
+//! involved; otherwise an operation that runs to its end even if the request goes away (its
+//! future dropped), within a tokio runtime.
 
 use std::convert::Infallible;
 use std::fmt;
@@ -18,6 +19,13 @@ pub(crate) type BoxFuture =
     Pin<Box<dyn Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send>>;
 
 /// Response future of [`SecurityUpdateService`](super::SecurityUpdateService).
+///
+/// Poll it to its end or drop it, as every tower response future: an operation waiting for
+/// its store is driven by this future's polls, and moves to a tokio task of its own when this
+/// future is dropped unfinished, so that a write that may already have landed is finished and
+/// audited. A future kept without being polled (or leaked) holds its write where it stopped:
+/// with the object's queue of writers if it had joined it, and counted as running by
+/// [`InFlight`](crate::service::InFlight).
 pub struct ResponseFuture {
     kind: Kind,
 }
@@ -47,13 +55,14 @@ impl ResponseFuture {
     /// other.
     ///
     /// The operation is polled in place, by whoever polls this future (hyper's connection
-    /// task), and moves to a tokio task of its own only if this future is dropped before it
-    /// ends. Spawning every waiting operation instead costs a task, a second wake-up and a
-    /// second poll for each of them (the store's answer wakes the task, whose end wakes the
-    /// connection): `soak --durable` measured the difference (benches/README.md). An
-    /// operation polled here and finished elsewhere is sound: a future registers the waker of
-    /// its latest poll. Outside a tokio runtime there is nowhere to move it, and dropping this
-    /// future drops the operation.
+    /// or stream task, a `$batch`'s sub-request task), and moves to a tokio task of its own
+    /// only if this future is dropped before it ends, on the runtime it was made in (from
+    /// whichever thread drops it). Spawning every waiting operation instead costs a task, a
+    /// second wake-up and a second poll for each of them (the store's answer wakes the task,
+    /// whose end wakes the connection): with the embedded store, ~2.5k instructions a PATCH
+    /// (benches/README.md, tenth session). An operation polled here and finished elsewhere
+    /// is sound: a future registers the waker of its latest poll. Made outside a tokio
+    /// runtime, there is nowhere to move it, and dropping this future drops the operation.
     pub(crate) fn run_to_the_end(operation: BoxFuture) -> Self {
         Self {
             kind: Kind::Running {

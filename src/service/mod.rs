@@ -205,8 +205,8 @@ where
             Ok(operation) => operation,
             Err(error) => return ResponseFuture::ready(error.into_response(&ids)),
         };
-        // A store that answers at once: the operation is done here, or goes on as a task
-        // from where it stopped (see `write_at_once`).
+        // A store that answers at once: the operation is done here, or goes on in the
+        // response future from where it stopped (see `write_at_once`).
         let (operation, resumed) = match (self.store.at_once(), operation) {
             (Some(store), Operation::Write(write)) => match self.write_at_once(store, write) {
                 Ok(AtOnceOutcome::GoesOn(write, resumed)) => (Operation::Write(write), resumed),

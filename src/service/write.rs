@@ -151,7 +151,7 @@ async fn off_the_workers<T: Send + 'static>(
     })
 }
 
-/// Where a write stands when it goes on as a task: the races it lost, whether it has passed
+/// Where a write stands when it goes on asynchronously: the races it lost, whether it has passed
 /// the point of no return (its first compare-and-swap), and the object it loaded, if it
 /// stopped before merging (a merge for the blocking pool): not loaded, nor counted, twice.
 #[derive(Debug, Default)]

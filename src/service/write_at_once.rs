@@ -1,7 +1,7 @@
 //! The first attempt of a write, or a read, made within `call` when the store answers at once
 //! ([`AtOnce`]): the same steps, in the same order, as the async path of
-//! [`write`](super::write), without its state machine. What would wait goes on as a task
-//! from where this left it: an object whose writers queue, a merge big enough for the
+//! [`write`](super::write), without its state machine. What would wait goes on in the
+//! response future from where this left it: an object whose writers queue, a merge big enough for the
 //! blocking pool, a lost race.
 
 use super::conditional::Precondition;
@@ -17,7 +17,7 @@ use crate::store::{AtOnce, ObjectKey, SecurityStore, Snapshot, SwapOutcome};
 pub(crate) enum AtOnceOutcome {
     /// The answer (a refusal is the `Err` beside this).
     Answered(Reply),
-    /// The write has to wait: it goes on as a task, from `Resumed`.
+    /// The write has to wait: it goes on in the response future, from `Resumed`.
     GoesOn(Write, Resumed),
 }
 

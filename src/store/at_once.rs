@@ -9,10 +9,10 @@
 //! to 57.8k (`ours-jwt`) once the service stopped going through it. A store that offers
 //! [`AtOnce`] has the service make a write's first attempt, or a read, within `call`;
 //! whatever would wait (an object whose writers queue, a merge big enough for the blocking
-//! pool, a lost race) goes on as a task, as before.
+//! pool, a lost race) goes on asynchronously, as before.
 //!
-//! A write's first attempt calls a store's `AtOnce` operations; a write that goes on as a task
-//! (a lost race, a queue at the object) calls its async ones. A store that wraps another
+//! A write's first attempt calls a store's `AtOnce` operations; a write that goes on
+//! asynchronously (a lost race, a queue at the object) calls its async ones. A store that wraps another
 //! passes the inner store's `AtOnce` on only if it adds nothing to the operations
 //! themselves (else the first attempts would bypass what it adds), as this one, which only
 //! names itself for metrics:
