@@ -13,6 +13,10 @@
 //! | not answered within the limit, no write started | 408 `requestTimeout`, the request's ids |
 //! | a write started before the limit                | the write's own answer |
 //!
+//! The limit runs from the request's arrival at this layer. A request first polled after it
+//! (hyper polls a pipelined request once it can write its answer) is answered 408 if it would
+//! start a write; one that writes nothing is answered as it would have been.
+//!
 //! Mount it inside [`RequestIdLayer`](crate::RequestIdLayer) so the 408 carries the request's
 //! ids; [`StackBuilder`](crate::StackBuilder) does. It needs a tokio runtime with timers
 //! (`enable_time`, or `enable_all` as `#[tokio::main]` has): a request's timer is made the
@@ -88,14 +92,21 @@ impl WriteDeadline {
         if already_started {
             return Ok(());
         }
+        // The limit may have run out before the deadline's timer could say so: the timer is
+        // made on the request's first wait, and a request may be polled first only after its
+        // limit (hyper polls a pipelined request once it can write its answer). A write that
+        // would start late does not, whoever else has started.
+        if tokio::time::Instant::now() >= self.at {
+            self.expire();
+            return Err(timed_out(self.limit));
+        }
         match self
             .state
             .compare_exchange(OPEN, WRITING, Ordering::AcqRel, Ordering::Acquire)
         {
-            Ok(_) => Ok(()),
-            // Another write of the same request (a batch) holds the deadline off; this one
-            // starts only within the limit.
-            Err(WRITING) if tokio::time::Instant::now() < self.at => Ok(()),
+            // Or another write of the same request (a batch) holds the deadline off; this one
+            // starts, within the limit.
+            Ok(_) | Err(WRITING) => Ok(()),
             Err(_) => Err(timed_out(self.limit)),
         }
     }
@@ -317,6 +328,20 @@ mod tests {
         );
     }
 
+    /// Past the limit, a write does not start even if the deadline's timer has not fired
+    /// (it is made on the request's first wait, which may come late), and the deadline is
+    /// then taken: the request is timed out.
+    #[tokio::test(start_paused = true)]
+    async fn a_write_after_the_limit_never_starts_before_the_timer_fires() {
+        let deadline = WriteDeadline::new(Duration::from_secs(30));
+        tokio::time::advance(Duration::from_secs(29)).await;
+        assert!(deadline.check().is_ok());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let error = deadline.begin_write(false).unwrap_err();
+        assert_eq!(error.status(), http::StatusCode::REQUEST_TIMEOUT);
+        assert!(deadline.check().is_err(), "the request is timed out");
+    }
+
     #[test]
     fn a_write_after_the_deadline_never_starts() {
         let deadline = WriteDeadline::new(Duration::from_secs(1));
@@ -325,11 +350,16 @@ mod tests {
         assert_eq!(error.status(), http::StatusCode::REQUEST_TIMEOUT);
     }
 
-    #[test]
-    fn a_second_write_of_the_request_does_not_start_after_the_limit() {
-        let deadline = WriteDeadline::new(Duration::ZERO);
+    #[tokio::test(start_paused = true)]
+    async fn a_second_write_of_the_request_does_not_start_after_the_limit() {
+        let deadline = WriteDeadline::new(Duration::from_secs(1));
         // The first write claims the request (its deadline then never answers 408)...
         assert!(deadline.begin_write(false).is_ok());
+        assert!(
+            deadline.begin_write(false).is_ok(),
+            "another, within the limit"
+        );
+        tokio::time::advance(Duration::from_secs(1)).await;
         // ...but another write of the same request (a batch's next PATCH) may not start late.
         let error = deadline.begin_write(false).unwrap_err();
         assert_eq!(error.status(), http::StatusCode::REQUEST_TIMEOUT);

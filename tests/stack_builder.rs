@@ -115,6 +115,37 @@ async fn a_timeout_answers_408_with_the_requests_ids() {
     store.release.notify_waiters();
 }
 
+/// A request first polled after its limit (hyper polls a pipelined request only once it can
+/// write its answer) is timed out before any write started: 408, and nothing written.
+#[tokio::test(start_paused = true)]
+async fn a_write_first_polled_after_its_limit_is_408_and_writes_nothing() {
+    use tower::{Service, ServiceExt};
+    let memory = MemoryStore::new();
+    let mut app = StackBuilder::new(memory.clone())
+        .with_schema(ResourceSchema::open_type())
+        .with_timeout(Duration::from_secs(30))
+        .build(tokens());
+    let late = request(Method::PATCH, "/me/security", Some("alice"))
+        .body(Full::from(revision(1)))
+        .unwrap();
+    let response = ServiceExt::<http::Request<Full<Bytes>>>::ready(&mut app)
+        .await
+        .unwrap()
+        .call(late);
+    tokio::time::advance(Duration::from_secs(30)).await;
+    let response = response.await.unwrap();
+    assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
+    let key = ObjectKey::new(TENANT, ALICE);
+    assert!(
+        memory.load(&key).await.unwrap().is_none(),
+        "nothing written"
+    );
+    // Polled within its limit, the same request writes.
+    let reply = patch(&app, "/me/security", "alice", &revision(1)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(memory.load(&key).await.unwrap().unwrap().version(), 1);
+}
+
 #[tokio::test]
 async fn a_write_that_started_before_the_deadline_is_answered_with_its_outcome() {
     let store = HeldStore::default();
