@@ -12,10 +12,12 @@
 //! | answered within the limit                       | the inner service's |
 //! | not answered within the limit, no write started | 408 `requestTimeout`, the request's ids |
 //! | a write started before the limit                | the write's own answer |
+//! | a write that would start after the limit         | it does not start: 408 (in a `$batch`, its sub-response) |
 //!
-//! The limit runs from the request's arrival at this layer. A request first polled after it
-//! (hyper polls a pipelined request once it can write its answer) is answered 408 if it would
-//! start a write; one that writes nothing is answered as it would have been.
+//! The limit runs from the request's arrival at this layer, even when the request is first
+//! polled later (hyper polls a pipelined request once it can write its answer): a write that
+//! would start past it does not, and a request that is still running when the layer's timer
+//! fires gets 408, as in the table.
 //!
 //! Mount it inside [`RequestIdLayer`](crate::RequestIdLayer) so the 408 carries the request's
 //! ids; [`StackBuilder`](crate::StackBuilder) does. It needs a tokio runtime with timers
@@ -124,11 +126,16 @@ impl WriteDeadline {
         }
     }
 
-    /// Claims the request for the deadline; false when a write has already started.
+    /// Claims the request for the deadline; false when a write has already started. True
+    /// again when the deadline was taken already: by a write that found the limit run out
+    /// ([`begin_write`](Self::begin_write)) before the timer fired, and the layer must then
+    /// answer 408 for whatever else the request is still doing (a batch's other parts).
     fn expire(&self) -> bool {
-        self.state
-            .compare_exchange(OPEN, TIMED_OUT, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+        matches!(
+            self.state
+                .compare_exchange(OPEN, TIMED_OUT, Ordering::AcqRel, Ordering::Acquire),
+            Ok(_) | Err(TIMED_OUT)
+        )
     }
 }
 
@@ -340,6 +347,30 @@ mod tests {
         let error = deadline.begin_write(false).unwrap_err();
         assert_eq!(error.status(), http::StatusCode::REQUEST_TIMEOUT);
         assert!(deadline.check().is_err(), "the request is timed out");
+    }
+
+    /// A write that took the deadline itself (the limit ran out before the timer fired) does
+    /// not stop the layer from answering 408 for the rest of the request, which still waits.
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_taken_by_a_late_write_still_bounds_the_request() {
+        use tower::{ServiceExt, service_fn};
+        let mut service = TimeoutLayer::new(Duration::from_secs(30)).layer(service_fn(
+            |request: Request<()>| async move {
+                let deadline = request.extensions().get::<WriteDeadline>().unwrap();
+                assert!(deadline.begin_write(false).is_err(), "too late to write");
+                // The rest of the request (a batch's read, say) waits for its store.
+                std::future::pending::<()>().await;
+                Ok::<_, std::convert::Infallible>(Response::new(String::new()))
+            },
+        ));
+        // Called now; first polled at the limit.
+        let response = service.ready().await.unwrap().call(Request::new(()));
+        tokio::time::advance(Duration::from_secs(30)).await;
+        let answered = tokio::time::timeout(Duration::from_secs(3600), response)
+            .await
+            .expect("the layer answers")
+            .unwrap();
+        assert_eq!(answered.status(), http::StatusCode::REQUEST_TIMEOUT);
     }
 
     #[test]
