@@ -147,10 +147,13 @@ impl SecurityStore for SlowSaves {
     }
 }
 
-/// A client that gives up (or a timeout) while the save is under way must not leave a saved
-/// change without its audit record: the write finishes on its own task.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_save_that_outlives_its_request_is_still_audited() {
+/// The stack over a store whose saves wait for `release`, auditing into a sink.
+fn slow_saves() -> (
+    security_update::Stack<Arc<SlowSaves>, security_update::StaticTokens>,
+    Arc<SlowSaves>,
+    MemoryStore,
+    Arc<Collect>,
+) {
     let sink = Arc::new(Collect::default());
     let memory = MemoryStore::new();
     let store = Arc::new(SlowSaves {
@@ -162,14 +165,12 @@ async fn a_save_that_outlives_its_request_is_still_audited() {
         .with_schema(ResourceSchema::open_type())
         .with_audit(sink.clone())
         .into_service();
-    let app = stack(service, tokens());
-    let request =
-        tokio::spawn(async move { patch(&app, "/me/security", "alice", &revision(1)).await });
-    tokio::time::timeout(std::time::Duration::from_secs(30), store.started.notified())
-        .await
-        .expect("the save started");
-    request.abort();
-    assert!(request.await.unwrap_err().is_cancelled());
+    (stack(service, tokens()), store, memory, sink)
+}
+
+/// Once the request is gone and its save waiting: nothing audited yet; released, the save
+/// lands and is audited as accepted.
+async fn released_save_lands_audited(store: &SlowSaves, memory: &MemoryStore, sink: &Collect) {
     assert!(
         sink.0.lock().unwrap().is_empty(),
         "audited before the save landed"
@@ -194,23 +195,27 @@ async fn a_save_that_outlives_its_request_is_still_audited() {
     ));
 }
 
+/// A client that gives up (or a timeout) while the save is under way must not leave a saved
+/// change without its audit record: the write finishes on its own task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_that_outlives_its_request_is_still_audited() {
+    let (app, store, memory, sink) = slow_saves();
+    let request =
+        tokio::spawn(async move { patch(&app, "/me/security", "alice", &revision(1)).await });
+    tokio::time::timeout(std::time::Duration::from_secs(30), store.started.notified())
+        .await
+        .expect("the save started");
+    request.abort();
+    assert!(request.await.unwrap_err().is_cancelled());
+    released_save_lands_audited(&store, &memory, &sink).await;
+}
+
 /// The same when the request's future, polled once, is dropped on a thread outside the
 /// runtime (a caller that hands futures between threads): the save goes on, on the runtime
 /// the request was made in, and is audited.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_save_whose_future_is_dropped_off_the_runtime_is_still_audited() {
-    let sink = Arc::new(Collect::default());
-    let memory = MemoryStore::new();
-    let store = Arc::new(SlowSaves {
-        inner: memory.clone(),
-        started: tokio::sync::Notify::new(),
-        release: tokio::sync::Notify::new(),
-    });
-    let service = StackBuilder::new(store.clone())
-        .with_schema(ResourceSchema::open_type())
-        .with_audit(sink.clone())
-        .into_service();
-    let app = stack(service, tokens());
+    let (app, store, memory, sink) = slow_saves();
     let request = request(http::Method::PATCH, "/me/security", Some("alice"))
         .body(http_body_util::Full::from(revision(1)))
         .unwrap();
@@ -225,24 +230,7 @@ async fn a_save_whose_future_is_dropped_off_the_runtime_is_still_audited() {
         .await
         .expect("the save started");
     std::thread::spawn(move || drop(response)).join().unwrap();
-    assert!(
-        sink.0.lock().unwrap().is_empty(),
-        "audited before the save landed"
-    );
-    store.release.notify_one();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while sink.0.lock().unwrap().is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the save was never audited"
-        );
-        tokio::task::yield_now().await;
-    }
-    let saved = memory
-        .load(&security_update::ObjectKey::new(TENANT, ALICE))
-        .await
-        .unwrap();
-    assert_eq!(saved.map(|s| s.version()), Some(1), "the save landed");
+    released_save_lands_audited(&store, &memory, &sink).await;
 }
 
 /// Writers on several threads patching one saved object (racing compare-and-swaps, retried
