@@ -12,7 +12,7 @@
 //! | answered within the limit                       | the inner service's |
 //! | not answered within the limit, no write started | 408 `requestTimeout`, the request's ids |
 //! | a write started before the limit                | the write's own answer |
-//! | a write that would start after the limit         | it does not start: 408 (in a `$batch`, its sub-response) |
+//! | a write that would start after the limit        | not started: 408 (in a `$batch`, its own) |
 //!
 //! The limit runs from the request's arrival at this layer, even when the request is first
 //! polled later (hyper polls a pipelined request once it can write its answer): a write that

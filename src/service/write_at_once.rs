@@ -1,8 +1,8 @@
 //! The first attempt of a write, or a read, made within `call` when the store answers at once
 //! ([`AtOnce`]): the same steps, in the same order, as the async path of
 //! [`write`](super::write), without its state machine. What would wait goes on in the
-//! response future from where this left it: an object whose writers queue, a merge big enough for the
-//! blocking pool, a lost race.
+//! response future from where this left it: an object whose writers queue, a merge big
+//! enough for the blocking pool, a lost race.
 
 use super::conditional::Precondition;
 use super::reply::{Reply, default_snapshot};

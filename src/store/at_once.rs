@@ -12,10 +12,10 @@
 //! pool, a lost race) goes on asynchronously, as before.
 //!
 //! A write's first attempt calls a store's `AtOnce` operations; a write that goes on
-//! asynchronously (a lost race, a queue at the object) calls its async ones. A store that wraps another
-//! passes the inner store's `AtOnce` on only if it adds nothing to the operations
-//! themselves (else the first attempts would bypass what it adds), as this one, which only
-//! names itself for metrics:
+//! asynchronously (a lost race, a queue at the object) calls its async ones. A store that
+//! wraps another passes the inner store's `AtOnce` on only if it adds nothing to the
+//! operations themselves (else the first attempts would bypass what it adds), as this one,
+//! which only names itself for metrics:
 //!
 //! ```
 //! use security_update::store::AtOnce;
