@@ -14,7 +14,8 @@ Usage: scripts/server_instructions.py   (needs valgrind; builds nothing: cargo b
 -p security-update-server -p security-update-tools first; SERVER=path measures another build
 of the server; BASELINES=0 leaves the baselines out; STORE=embedded serves from the embedded
 store, in a new data directory for each run, instead of memory: every PATCH is then one
-commit of one write, the group commit's worst case, committer thread included)
+commit of one write, the group commit's worst case, committer thread included; ATOMICS=1 also
+counts the atomic instructions a PATCH executes, which cost far more than their count here)
 """
 import http.client
 import os
@@ -25,6 +26,8 @@ import sys
 import tempfile
 import time
 
+import atomics
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BODY = ('{"riskProfile":{"level":"medium","score":42,"reasons":["mfa-missing","legacy-auth"],'
         '"reviewedBy":null},"notes":"quarterly review of sign-in risk for this account, '
@@ -32,6 +35,8 @@ BODY = ('{"riskProfile":{"level":"medium","score":42,"reasons":["mfa-missing","l
 
 
 WARM_UP, MEASURED = 200, 2000
+# ATOMICS=1 also counts the locked instructions a PATCH executes (scripts/atomics.py).
+ATOMICS = ["--dump-instr=yes"] if os.environ.get("ATOMICS") == "1" else []
 
 
 OURS = [os.environ.get("SERVER", os.path.join(ROOT, "target/release/security-update-server")),
@@ -56,7 +61,7 @@ def per_request(command, rust_log="info", path="/beta/me/security"):
     with open(out, "w") as stdout, open(err, "w") as stderr:
         server = subprocess.Popen(
             ["valgrind", "--tool=callgrind", "--instr-atstart=no",
-             "--callgrind-out-file=" + os.path.join(work, "cg")] + command,
+             "--callgrind-out-file=" + os.path.join(work, "cg")] + ATOMICS + command,
             stdout=stdout, stderr=stderr, env=env, cwd=ROOT)
     try:
         deadline = time.monotonic() + 120
@@ -92,6 +97,9 @@ def per_request(command, rust_log="info", path="/beta/me/security"):
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=120)
     refs = re.findall(r"I\s+refs:\s+([\d,]+)", open(err).read())
+    if ATOMICS:
+        locked, _ = atomics.count(os.path.join(work, "cg"))
+        print(f"  ({locked / MEASURED:.1f} atomic instructions per PATCH)")
     return int(refs[-1].replace(",", "")) / MEASURED
 
 

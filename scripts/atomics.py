@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""Atomic read-modify-write instructions a request executes, counted exactly (callgrind).
+
+Instruction counts miss what separates our time from the floor's more than anything else but
+the instructions themselves: a `lock`-prefixed instruction (an `Arc` or `Bytes` count, a
+mutex) is one instruction, yet drains the core's store buffer and costs ~6-9 ns here even
+uncontended (a chain of `fetch_add` on one counter, measured on these machines), 20-40
+ordinary instructions. So this counts them: callgrind with `--dump-instr=yes` gives every
+instruction address its execution count; `objdump` says which addresses hold `lock ...` or
+`xchg` with memory (implicitly locked); the sum over a run, for every object in the process
+(the binary, libc), is the count.
+
+Usage:
+  scripts/atomics.py [CONTENDER ...]     in process: target/release/profile_pipeline (or
+                                         PIPELINE=path), runs of
+                                         N and 2N requests, (count(2N) - count(N)) / N; the
+                                         contenders default to floor, axum, ours-jwt;
+                                         TOP=n also lists the n functions with the most
+  import atomics; atomics.count(cg)      from another script (server_instructions.py, with
+                                         ATOMICS=1): the count in one callgrind output file
+
+Needs valgrind and objdump; builds nothing (cargo build --release -p security-update-tools).
+"""
+import collections
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+N = 2000
+
+_LOCKED = re.compile(r"^\s*([0-9a-f]+):\s+(?:lock\s|xchg\s+%\w+,\s*-?\w*\()")
+_objects = {}
+
+
+def _locked_addresses(path):
+    """Addresses of locked instructions, as callgrind writes them (offsets in the file)."""
+    if path not in _objects:
+        dump = subprocess.run(["objdump", "-d", "--no-show-raw-insn", path],
+                              capture_output=True, text=True).stdout
+        _objects[path] = {int(locked.group(1), 16) for locked in map(_LOCKED.match,
+                                                                      dump.splitlines())
+                          if locked}
+    return _objects[path]
+
+
+def count(cg_file):
+    """Locked instructions executed in one `--dump-instr=yes` callgrind output, in total and
+    by function."""
+    names, functions, locked, position, call_line = {}, {}, {}, 0, False
+    function = "?"
+    by_function = collections.Counter()
+    total = 0
+    with open(cg_file) as lines:
+        for line in lines:
+            if line.startswith(("ob=", "cob=")):
+                key, _, name = line.strip().partition(" ")
+                number = key.split("=", 1)[1]
+                if name:
+                    names[number] = name
+                if line.startswith("ob="):
+                    path = names.get(number, "")
+                    locked = _locked_addresses(path) if os.path.isfile(path) else set()
+                continue
+            if line.startswith(("fn=", "cfn=")):
+                key, _, name = line.strip().partition(" ")
+                number = key.split("=", 1)[1]
+                if name:
+                    functions[number] = name
+                if line.startswith("fn="):
+                    function = functions.get(number, "?")
+                continue
+            if line.startswith("calls="):
+                call_line = True
+                continue
+            if not line or line[0] not in "0123456789+-*":
+                continue
+            fields = line.split()
+            where = fields[0]
+            if where.startswith("0x"):
+                position = int(where, 16)
+            elif where[0] in "+-":
+                step = int(where[1:], 16) if where[1:].startswith("0x") else int(where[1:])
+                position += step if where[0] == "+" else -step
+            if call_line:
+                # The line after `calls=` is the call's inclusive cost, not this address's.
+                call_line = False
+                continue
+            if position in locked and len(fields) > 2:
+                executed = int(fields[2])
+                total += executed
+                by_function[function] += executed
+    return total, by_function
+
+
+def in_process(contender, requests):
+    work = tempfile.mkdtemp()
+    out = os.path.join(work, "cg")
+    subprocess.run(["valgrind", "--tool=callgrind", "--dump-instr=yes",
+                    "--callgrind-out-file=" + out,
+                    os.environ.get("PIPELINE", os.path.join(ROOT, "target/release/profile_pipeline")), contender,
+                    str(requests)], check=True, capture_output=True)
+    return count(out)
+
+
+def main():
+    contenders = sys.argv[1:] or ["floor", "axum", "ours-jwt"]
+    top = int(os.environ.get("TOP", "0"))
+    for contender in contenders:
+        (once, by_once), (twice, by_twice) = in_process(contender, N), in_process(contender, 2 * N)
+        print(f"{contender}: {(twice - once) / N:.1f} atomic instructions per PATCH")
+        by_twice.subtract(by_once)
+        for function, executed in by_twice.most_common(top):
+            print(f"  {executed / N:6.1f}  {function[:140]}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
