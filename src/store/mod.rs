@@ -26,6 +26,7 @@ pub use memory::MemoryStore;
 use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, OnceLock};
 
 use bytes::Bytes;
@@ -34,14 +35,26 @@ use serde_json::{Map, Value};
 
 /// Which object: a user of a tenant. Both ids are kept ASCII-lowercase, so GUIDs compare
 /// case-insensitively.
-#[derive(Clone)]
 pub struct ObjectKey {
     /// The tenant id then the user id, in one allocation: a key is built for every request.
     ids: Box<str>,
     /// Where the user id starts in `ids`.
     tenant_len: usize,
-    /// [`placement`](Self::placement), made the first time it is asked for.
-    placement: OnceLock<u64>,
+    /// [`placement`](Self::placement), made the first time it is asked for; 0 until then.
+    /// A plain store, not a once-only initialization (`OnceLock`, two locked instructions a
+    /// key): the value depends only on the ids, so two threads making it at once write the
+    /// same value.
+    placement: AtomicU64,
+}
+
+impl Clone for ObjectKey {
+    fn clone(&self) -> Self {
+        Self {
+            ids: self.ids.clone(),
+            tenant_len: self.tenant_len,
+            placement: AtomicU64::new(self.placement.load(Ordering::Relaxed)),
+        }
+    }
 }
 
 /// Equal ids (the placement, made from them, follows).
@@ -67,7 +80,7 @@ impl ObjectKey {
         Self {
             ids: ids.into_boxed_str(),
             tenant_len: tenant_id.len(),
-            placement: OnceLock::new(),
+            placement: AtomicU64::new(0),
         }
     }
 
@@ -75,7 +88,16 @@ impl ObjectKey {
     /// with keys random per process: ids are chosen by callers), made once however many
     /// lookups the key serves (a write looks it up twice: the load, then the swap).
     pub(crate) fn placement(&self) -> u64 {
-        *self.placement.get_or_init(|| PLACEMENT.hash_one(self))
+        match self.placement.load(Ordering::Relaxed) {
+            0 => {
+                // 0 means "not made yet": a hash of 0 is kept as 1 (one placement in 2^64
+                // shared with another; placements only spread keys, equality decides).
+                let placement = PLACEMENT.hash_one(self).max(1);
+                self.placement.store(placement, Ordering::Relaxed);
+                placement
+            }
+            made => made,
+        }
     }
 
     /// The tenant id, lowercase.
@@ -143,6 +165,11 @@ pub struct Snapshot {
 #[derive(Default)]
 struct Parsed {
     document: OnceLock<Map<String, Value>>,
+    /// Where the members lie, noted by the write that made this version. Not a `OnceLock`
+    /// made full: setting one is a once-only initialization, two locked instructions on
+    /// every write's path (`scripts/atomics.py`).
+    written_members: Option<Vec<members::Member>>,
+    /// Where the members lie, found the first time asked for (versions not made by a write).
     members: OnceLock<Option<Vec<members::Member>>>,
     /// The members of object values, noted by the write that made this version (none for
     /// other versions: a write indexes what it merges into).
@@ -206,9 +233,9 @@ impl Snapshot {
     ) -> Self {
         let parsed = Parsed {
             object_values,
+            written_members: Some(members),
             ..Parsed::default()
         };
-        let _ = parsed.members.set(Some(members));
         Self {
             version,
             json: Bytes::from(json),
@@ -244,6 +271,9 @@ impl Snapshot {
     /// Where the top-level members of the JSON lie; `None` if it does not scan as an object,
     /// or names a member twice (a parser keeps one of them; copying bytes would keep both).
     pub(crate) fn members(&self) -> Option<&[members::Member]> {
+        if let Some(written) = &self.parsed.written_members {
+            return Some(written);
+        }
         self.parsed
             .members
             .get_or_init(|| {
