@@ -89,6 +89,14 @@ pub const DEFAULT_MAX_OBJECTS_PER_TENANT: u64 = 1_000_000;
 /// # let _ = service;
 /// ```
 pub struct SecurityUpdateService<S> {
+    shared: Arc<Shared<S>>,
+}
+
+/// The store and the configuration behind one `Arc`: a service is cloned for every request
+/// (hyper-util's adapter does), and each `Arc` in it is two atomic instructions a request
+/// (`scripts/atomics.py`). The configuration stays an `Arc` of its own: the preflight shares
+/// it.
+struct Shared<S> {
     store: Arc<S>,
     config: Arc<Config>,
 }
@@ -134,8 +142,7 @@ impl Config {
 impl<S> Clone for SecurityUpdateService<S> {
     fn clone(&self) -> Self {
         Self {
-            store: self.store.clone(),
-            config: self.config.clone(),
+            shared: self.shared.clone(),
         }
     }
 }
@@ -143,9 +150,9 @@ impl<S> Clone for SecurityUpdateService<S> {
 impl<S> fmt::Debug for SecurityUpdateService<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SecurityUpdateService")
-            .field("policy", &self.config.policy)
-            .field("schema", &self.config.schema)
-            .field("path_prefix", &self.config.path_prefix)
+            .field("policy", &self.shared.config.policy)
+            .field("schema", &self.shared.config.schema)
+            .field("path_prefix", &self.shared.config.path_prefix)
             .finish_non_exhaustive()
     }
 }
@@ -159,19 +166,21 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
 
     pub(crate) fn from_parts(store: Arc<S>, config: Config) -> Self {
         Self {
-            store,
-            config: Arc::new(config),
+            shared: Arc::new(Shared {
+                store,
+                config: Arc::new(config),
+            }),
         }
     }
 
     pub(crate) fn config_path_prefix(&self) -> &str {
-        self.config.path_prefix.as_deref().unwrap_or("")
+        self.shared.config.path_prefix.as_deref().unwrap_or("")
     }
 
     /// The store.
     #[must_use]
     pub fn store(&self) -> &S {
-        &self.store
+        &self.shared.store
     }
 
     /// A layer that routes and authorizes requests exactly as this service will, before any
@@ -182,7 +191,7 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
     /// itself otherwise, so it stays fail-closed without the layer.
     pub fn preflight_layer(&self) -> PreflightLayer {
         PreflightLayer {
-            config: self.config.clone(),
+            config: self.shared.config.clone(),
         }
     }
 }
@@ -207,7 +216,7 @@ where
         };
         // A store that answers at once: the operation is done here, or goes on in the
         // response future from where it stopped (see `write_at_once`).
-        let (operation, resumed) = match (self.store.at_once(), operation) {
+        let (operation, resumed) = match (self.shared.store.at_once(), operation) {
             (Some(store), Operation::Write(write)) => match self.write_at_once(store, write) {
                 Ok(AtOnceOutcome::GoesOn(write, resumed)) => (Operation::Write(write), resumed),
                 Ok(AtOnceOutcome::Answered(reply)) => return answer(Ok(reply), &ids),
@@ -228,7 +237,7 @@ where
             (None, operation) => (operation, Resumed::default()),
         };
         let this = self.clone();
-        let entered = self.config.in_flight.enter();
+        let entered = self.shared.config.in_flight.enter();
         // Each operation's future held once, in a named future that answers with its outcome
         // (an `async` block awaiting it would hold it twice).
         let future: BoxFuture = match operation {
@@ -274,12 +283,12 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
     /// Routing, authentication, authorization, content type, patch presence, `If-Match`
     /// syntax and the patch-only schema rules: everything that needs no store.
     fn prepare<B>(&self, request: &mut Request<B>) -> Result<Operation, GraphError> {
-        let config = &*self.config;
+        let config = &*self.shared.config;
         // The preflight's decision, if it holds for this request; else decided here.
         let decided = request
             .extensions_mut()
             .remove::<Decided>()
-            .and_then(|decided| decided.for_request(&self.config, request));
+            .and_then(|decided| decided.for_request(&self.shared.config, request));
         let (access, key, actor) = match decided {
             Some((access, key, actor)) => (access, key, Some(actor)),
             None => {
@@ -375,9 +384,16 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
     }
 
     pub(crate) async fn load_or_default(&self, key: &ObjectKey) -> Result<Snapshot, GraphError> {
-        let load = self.store.load(key);
-        let observer = self.config.observer.as_ref();
-        match crate::observe::timed(observer, self.store.kind(), StoreOperation::Load, load).await {
+        let load = self.shared.store.load(key);
+        let observer = self.shared.config.observer.as_ref();
+        match crate::observe::timed(
+            observer,
+            self.shared.store.kind(),
+            StoreOperation::Load,
+            load,
+        )
+        .await
+        {
             Ok(Some(snapshot)) => Ok(snapshot),
             Ok(None) => default_snapshot(key),
             Err(error) => Err(error.into()),

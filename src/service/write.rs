@@ -258,7 +258,7 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
         resumed: Resumed,
     ) -> impl std::future::Future<Output = Result<Reply, GraphError>> + Send {
         async move {
-            let config: &Config = &self.config;
+            let config: &Config = &self.shared.config;
             if let Some(deadline) = &write.deadline {
                 deadline.check()?;
             }
@@ -299,20 +299,21 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
                 }
                 // A first save creates an object: the tenant's quota must have room for it.
                 if current.version() == 0 {
-                    let count = self.store.count_tenant(key.tenant_id());
+                    let count = self.shared.store.count_tenant(key.tenant_id());
                     let observer = config.observer.as_ref();
-                    let kind = self.store.kind();
+                    let kind = self.shared.store.kind();
                     let count = timed(observer, kind, StoreOperation::CountTenant, count).await?;
                     config.check_tenant_quota(count)?;
                 }
                 begin_write(&write, &mut started)?;
                 let swap = self
+                    .shared
                     .store
                     .compare_and_swap(key, current.version(), next.clone());
                 let observer = config.observer.as_ref();
                 match timed(
                     observer,
-                    self.store.kind(),
+                    self.shared.store.kind(),
                     StoreOperation::CompareAndSwap,
                     swap,
                 )
@@ -350,7 +351,7 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
     ) {
         match gate {
             None if losses >= QUEUE_AFTER_LOSSES => {
-                *gate = Some(self.config.gates.enter(key).await);
+                *gate = Some(self.shared.config.gates.enter(key).await);
             }
             Some(held) if losses >= FAIR_AFTER_LOSSES => {
                 held.insist_on_fairness();

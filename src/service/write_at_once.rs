@@ -28,7 +28,7 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
         store: &dyn AtOnce,
         write: Write,
     ) -> Result<AtOnceOutcome, GraphError> {
-        let config: &Config = &self.config;
+        let config: &Config = &self.shared.config;
         if let Some(deadline) = &write.deadline {
             deadline.check()?;
         }
@@ -50,7 +50,7 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
             return Ok(AtOnceOutcome::Answered(reply));
         }
         let observer = config.observer.as_ref();
-        let kind = self.store.kind();
+        let kind = self.shared.store.kind();
         if current.version() == 0 {
             let count = || store.count_tenant_at_once(write.key.tenant_id());
             config.check_tenant_quota(timed_now(
@@ -97,9 +97,14 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
     }
 
     fn load_at_once(&self, store: &dyn AtOnce, key: &ObjectKey) -> Result<Snapshot, GraphError> {
-        let observer = self.config.observer.as_ref();
+        let observer = self.shared.config.observer.as_ref();
         let load = || store.load_at_once(key);
-        match timed_now(observer, self.store.kind(), StoreOperation::Load, load) {
+        match timed_now(
+            observer,
+            self.shared.store.kind(),
+            StoreOperation::Load,
+            load,
+        ) {
             Ok(Some(snapshot)) => Ok(snapshot),
             Ok(None) => default_snapshot(key),
             Err(error) => Err(error.into()),
