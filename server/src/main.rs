@@ -31,7 +31,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use hyper_util::service::TowerToHyperService;
 use security_update::auth::FailureThrottle;
 use security_update::metrics::{MetricsLayer, PrometheusMetrics};
 use security_update::{
@@ -345,7 +344,7 @@ async fn run(cli: Cli, log_lines: direct_lines::DirectLines) -> ExitCode {
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let service = TowerToHyperService::new(client_address::WithClientAddress::new(
+                let service = front_door::InPlace::new(client_address::WithClientAddress::new(
                     app.clone(),
                     peer.ip(),
                     is_trusted.clone(),

@@ -14,6 +14,7 @@
 
 pub(crate) mod conn_limits;
 pub(crate) mod detect;
+mod in_place;
 mod ip_net;
 mod linger;
 mod write_stall;
@@ -24,6 +25,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
+
+pub(crate) use in_place::InPlace;
 
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
