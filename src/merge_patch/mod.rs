@@ -95,10 +95,13 @@ pub struct MergePatch {
     document: OnceLock<Map<String, Value>>,
 }
 
-/// A patch's JSON text with where its top-level members lie.
+/// Where a patch's top-level members lie in its JSON text ([`MergePatch::text_json`]).
 #[derive(Debug, Clone)]
 pub(crate) struct PatchText {
-    pub(crate) json: Bytes,
+    /// The parsed document written out again, when the raw bytes did not scan; `None`: the
+    /// text is the raw bytes (not a second handle on them: each `Bytes` clone and drop is an
+    /// atomic instruction, two a request).
+    rewritten: Option<Bytes>,
     pub(crate) members: Vec<Member>,
     /// The members of the top-level object values.
     pub(crate) object_values: NotedObjectValues,
@@ -107,12 +110,13 @@ pub(crate) struct PatchText {
     plain: bool,
     /// Some top-level name is an annotation other than `@odata.type`, or cannot be read.
     annotated: bool,
-    /// `json` is already in `serde_json`'s compact form (see [`scan::scan_noting_compact`]).
+    /// The text is already in `serde_json`'s compact form (see [`scan::scan_noting_compact`]).
     pub(crate) compact: bool,
 }
 
 impl PatchText {
-    fn new(json: Bytes, scanned: scan::Scanned) -> Self {
+    /// The index of `json`, the raw bytes (`of` sets `rewritten` for other texts).
+    fn new(json: &[u8], scanned: scan::Scanned) -> Self {
         let scan::Scanned {
             members,
             object_values,
@@ -141,7 +145,7 @@ impl PatchText {
             }
         }
         Self {
-            json,
+            rewritten: None,
             members,
             object_values,
             plain,
@@ -154,7 +158,9 @@ impl PatchText {
     fn of(document: &Map<String, Value>) -> Option<Self> {
         let json = Bytes::from(serde_json::to_vec(document).ok()?);
         let scanned = scan::scan_noting_compact(&json, SCAN_DEPTH_LIMIT)?;
-        Some(Self::new(json, scanned))
+        let mut text = Self::new(&json, scanned);
+        text.rewritten = Some(json);
+        Some(text)
     }
 }
 
@@ -163,15 +169,19 @@ impl PatchText {
 /// ([`MergePatch::plain_names`]): a check that needs only names, and none of those, may
 /// skip reading them when it has nothing to look for.
 #[derive(Clone, Copy)]
-pub(crate) struct PlainNames<'a>(&'a PatchText);
+pub(crate) struct PlainNames<'a> {
+    json: &'a [u8],
+    text: &'a PatchText,
+}
 
 impl<'a> PlainNames<'a> {
     /// The names, in order.
     pub(crate) fn iter(self) -> impl Iterator<Item = Cow<'a, str>> {
-        let text = self.0;
-        text.members
+        let json = self.json;
+        self.text
+            .members
             .iter()
-            .filter_map(|member| scan::name_of(&text.json[member.key.clone()], member.escaped))
+            .filter_map(move |member| scan::name_of(&json[member.key.clone()], member.escaped))
     }
 }
 
@@ -200,7 +210,7 @@ impl MergePatch {
         let depth = max_depth.min(parse::SERDE_JSON_DEPTH_LIMIT);
         if let Some(scanned) = scan::scan_noting_compact(&raw, depth.min(SCAN_DEPTH_LIMIT)) {
             return Ok(Self {
-                text: Some(PatchText::new(raw.clone(), scanned)),
+                text: Some(PatchText::new(&raw, scanned)),
                 raw,
                 document: OnceLock::new(),
             });
@@ -255,16 +265,29 @@ impl MergePatch {
         &self.raw
     }
 
-    /// The patch as JSON text with its members indexed (see [`PatchText`]).
+    /// The patch as JSON text with its members indexed (see [`PatchText`]); the text is
+    /// [`text_json`](Self::text_json).
     pub(crate) fn text(&self) -> Option<&PatchText> {
         self.text.as_ref()
+    }
+
+    /// The JSON text [`text`](Self::text) indexes: the raw bytes, or the document written
+    /// out again when they did not scan.
+    pub(crate) fn text_json(&self) -> &[u8] {
+        self.text
+            .as_ref()
+            .and_then(|text| text.rewritten.as_deref())
+            .unwrap_or(&self.raw)
     }
 
     /// The names of the top-level members when every one can be read and none is `id`,
     /// `@odata.type` (the two whose values the schema reads) or an annotation; `None`
     /// otherwise.
     pub(crate) fn plain_names(&self) -> Option<PlainNames<'_>> {
-        self.text().filter(|text| text.plain).map(PlainNames)
+        let json = self.text_json();
+        self.text()
+            .filter(|text| text.plain)
+            .map(|text| PlainNames { json, text })
     }
 
     /// Removes the annotations (see `odata::annotations::strip`).
@@ -285,8 +308,8 @@ impl MergePatch {
 
     /// [`compact_json`](Self::compact_json), borrowed when the patch was sent compact.
     pub(crate) fn compact_text(&self) -> std::borrow::Cow<'_, str> {
-        if let Some(text) = self.text().filter(|text| text.compact)
-            && let Ok(json) = std::str::from_utf8(&text.json)
+        if self.text().is_some_and(|text| text.compact)
+            && let Ok(json) = std::str::from_utf8(self.text_json())
         {
             return std::borrow::Cow::Borrowed(json);
         }
@@ -295,12 +318,13 @@ impl MergePatch {
 
     /// The patch as compact JSON, as `serde_json` writes its document, for the audit record.
     pub(crate) fn compact_json(&self) -> String {
+        let json = self.text_json();
         let written = self.text().and_then(|text| {
             if text.compact {
-                return String::from_utf8(text.json.to_vec()).ok();
+                return String::from_utf8(json.to_vec()).ok();
             }
-            let mut out = Vec::with_capacity(text.json.len());
-            canonical::write(&mut out, &text.json, false).ok()?;
+            let mut out = Vec::with_capacity(json.len());
+            canonical::write(&mut out, json, false).ok()?;
             String::from_utf8(out).ok()
         });
         written.unwrap_or_else(|| serde_json::to_string(self.document()).unwrap_or_default())

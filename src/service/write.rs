@@ -119,7 +119,7 @@ fn merge_as_text(
         compact: false,
     };
     let patch = ObjectText {
-        json: &text.json,
+        json: patch.text_json(),
         members: &text.members,
         object_values: &text.object_values,
         compact: text.compact,
