@@ -85,6 +85,16 @@ impl RequestIds {
         Self::from_parts(request.headers(), request.extensions())
     }
 
+    /// [`of`](Self::of), taking the ids out of `request`'s extensions instead of cloning
+    /// them: for the service at the end of the stack, which consumes the request (a clone
+    /// and its drop are two atomic instructions a `HeaderValue`).
+    pub(crate) fn take<B>(request: &mut Request<B>) -> Self {
+        match request.extensions_mut().remove::<Self>() {
+            Some(ids) => ids,
+            None => Self::generate(single_header(request.headers(), &CLIENT_REQUEST_ID)),
+        }
+    }
+
     pub(crate) fn from_parts(headers: &HeaderMap, extensions: &http::Extensions) -> Self {
         match extensions.get::<Self>() {
             Some(ids) => ids.clone(),
@@ -114,6 +124,15 @@ impl RequestIds {
     pub fn stamp(&self, headers: &mut HeaderMap) {
         headers.insert(REQUEST_ID, self.request_id.clone());
         headers.insert(CLIENT_REQUEST_ID, self.client_request_id().clone());
+    }
+
+    /// [`stamp`](Self::stamp), by value: the `request-id` moves into its header.
+    fn stamp_owned(self, headers: &mut HeaderMap) {
+        let client_request_id = self
+            .client_request_id
+            .unwrap_or_else(|| self.request_id.clone());
+        headers.insert(REQUEST_ID, self.request_id);
+        headers.insert(CLIENT_REQUEST_ID, client_request_id);
     }
 
     /// [`stamp`](Self::stamp), unless the ids came from a [`RequestIdLayer`] outside, which
@@ -208,7 +227,7 @@ where
         let this = self.project();
         let mut response = std::task::ready!(this.inner.poll(cx))?;
         if let Some(ids) = this.ids.take() {
-            ids.stamp(response.headers_mut());
+            ids.stamp_owned(response.headers_mut());
         }
         Poll::Ready(Ok(response))
     }

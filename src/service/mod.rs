@@ -209,7 +209,7 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let ids = RequestIds::of(&request);
+        let ids = RequestIds::take(&mut request);
         let operation = match self.prepare(&mut request) {
             Ok(operation) => operation,
             Err(error) => return ResponseFuture::ready(error.into_response(&ids)),
