@@ -321,6 +321,12 @@ impl ResourceSchema {
         }
     }
 
+    /// [`in_effect`](Self::in_effect), owned: for a check that may take long (a big merge on
+    /// the blocking pool), which must not hold the slot's lock meanwhile.
+    pub(crate) fn in_effect_owned(&self) -> Self {
+        self.in_effect().clone()
+    }
+
     /// Whether a write of `patch` may check only the members the patch sets
     /// ([`check_members`](Self::check_members)) instead of the whole merged object: when the
     /// schema judges members one by one, and the patch names no read-only property (nor, as
@@ -397,11 +403,14 @@ impl SchemaReloader {
 }
 
 /// The schema a slot holds now, held for one check (or one write's checks,
-/// [`ResourceSchema::in_effect`]) under the slot's read lock: a replacement waits for the
-/// checks under way, and none waits for it but for the moment of the swap. Held rather than
-/// cloned out: a clone and its drop were four more atomic instructions a check, eight a
-/// write (`scripts/atomics.py`). Never taken twice on one thread: the slot holds a schema
-/// already resolved, never another reloadable one.
+/// [`ResourceSchema::in_effect`]) under the slot's read lock. Held rather than cloned out: a
+/// clone and its drop were four more atomic instructions a check, eight a write
+/// (`scripts/atomics.py`). A replacement waits for the checks under way, and checks that
+/// start meanwhile wait behind it (`std`'s lock lets a waiting writer in first): a reload
+/// stalls checks for as long as the longest check under way, which is why a merge big enough
+/// for the blocking pool takes its schema owned ([`ResourceSchema::in_effect_owned`]). Never
+/// taken twice on one thread: the slot holds a schema already resolved, never another
+/// reloadable one.
 fn current(slot: &RwLock<ResourceSchema>) -> RwLockReadGuard<'_, ResourceSchema> {
     slot.read().unwrap_or_else(PoisonError::into_inner)
 }
