@@ -213,3 +213,25 @@ fn patch(text: &str) -> crate::MergePatch {
 fn plain_names(patch: &crate::MergePatch) -> PlainNames<'_> {
     patch.plain_names().expect("plain names")
 }
+
+#[test]
+fn a_held_schema_in_effect_holds_the_slot_and_an_owned_one_does_not() {
+    let (schema, reloader) = ResourceSchema::graph().reloadable();
+    let SchemaKind::Reloadable(slot) = &schema.kind else {
+        unreachable!("a reloadable schema has a slot")
+    };
+    let held = schema.in_effect();
+    assert!(!held.allows("riskLevel"), "Graph's schema is in effect");
+    assert!(
+        slot.try_write().is_err(),
+        "a held schema keeps a replacement waiting"
+    );
+    drop(held);
+    // A big merge on the blocking pool takes its schema owned: a reload goes ahead meanwhile,
+    // and the merge keeps judging by the schema it started with.
+    let owned = schema.in_effect_owned();
+    assert!(slot.try_write().is_ok(), "an owned schema holds no lock");
+    reloader.replace(ResourceSchema::open_type());
+    assert!(!owned.allows("riskLevel"));
+    assert!(schema.allows("riskLevel"), "the replacement is in effect");
+}
