@@ -236,6 +236,63 @@ impl security_update::Policy for Counted {
     }
 }
 
+/// A decision is taken only by the service of the configuration that made it: another
+/// stack's preflight in front (a looser policy, say) does not decide for this service, which
+/// asks its own policy and refuses what that refuses.
+#[tokio::test]
+async fn another_stacks_preflight_does_not_decide_for_this_service() {
+    use security_update::{ContentTypeLayer, MergePatchLayer, Policy};
+    use tower::ServiceBuilder;
+
+    /// Lets anyone write (and counts): the policy of the other stack.
+    #[derive(Debug)]
+    struct Anyone(Arc<std::sync::atomic::AtomicUsize>);
+    impl Policy for Anyone {
+        fn authorize(
+            &self,
+            principal: &Principal,
+            _: security_update::Access,
+            target: &security_update::Target<'_>,
+        ) -> Result<ObjectKey, security_update::GraphError> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            DefaultPolicy::new().authorize(principal, security_update::Access::Read, target)
+        }
+    }
+    let store = MemoryStore::new();
+    let (theirs, ours) = (
+        Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+        Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+    );
+    let other = StackBuilder::new(store.clone())
+        .with_policy(Anyone(theirs.clone()))
+        .into_service();
+    let service = StackBuilder::new(store.clone())
+        .with_schema(ResourceSchema::open_type())
+        .with_policy(Counted(DefaultPolicy::new(), ours.clone()))
+        .into_service();
+    let app = ServiceBuilder::new()
+        .layer(other.preflight_layer())
+        .layer(ContentTypeLayer::new())
+        .layer(MergePatchLayer::new())
+        .service(service);
+    let reader = Principal::delegated(TENANT, ALICE).with_scopes([common::READ]);
+    let mut sent = request(Method::PATCH, "/me/security", None)
+        .body(Full::from(r#"{"notes":"x"}"#))
+        .unwrap();
+    sent.extensions_mut().insert(reader);
+    let reply = send(app, sent).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{:?}", reply.body);
+    assert_eq!(store.len(), 0, "nothing written");
+    let asked = |count: &Arc<std::sync::atomic::AtomicUsize>| {
+        count.load(std::sync::atomic::Ordering::SeqCst)
+    };
+    assert_eq!(
+        (asked(&theirs), asked(&ours)),
+        (1, 1),
+        "each policy asked once"
+    );
+}
+
 /// The preflight hands its decision to the service, which takes it only for the request it
 /// was made for. Between the two, a layer that swaps the principal for one that may only read,
 /// or rewrites `/me/security` to another user's object, gets the service's own decision: 403,

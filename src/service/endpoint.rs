@@ -3,8 +3,6 @@
 //! 404 / 405 / 401 / 403 / 400 before any body is read, and audits refused attempts at
 //! another user's object.
 
-use std::sync::Arc;
-
 use http::{Method, Request, StatusCode};
 
 use super::Config;
@@ -68,9 +66,8 @@ impl Config {
 
 /// The preflight's decision, carried to the service in the request's extensions so that it
 /// is not made twice. Only this crate can make one (the type is private), and the service
-/// takes it only for the request it was made for: the same configuration (the same shared
-/// value, held here), the very same principal value (held here), the same method and the same
-/// path. A layer between the two that rewrote the path or swapped the principal gets a fresh
+/// takes it only for the request it was made for: the same configuration (its process-unique
+/// id), the very same principal value (held here), the same method and the same path. A layer between the two that rewrote the path or swapped the principal gets a fresh
 /// decision; without one, or with one that does not hold, the service decides itself: fail
 /// closed. What the policy decides from (principal, method, path) is all compared, so the
 /// policy is asked once per request, before its body is read.
@@ -79,7 +76,7 @@ const KEPT_PATH: usize = 96;
 
 #[derive(Clone)]
 pub(crate) struct Decided {
-    config: Arc<Config>,
+    config: u64,
     principal: Principal,
     method: Method,
     /// The path decided on, kept in place (no allocation, no shared handle to copy).
@@ -91,7 +88,7 @@ pub(crate) struct Decided {
 impl Decided {
     /// `authorize`'s decision for `request`, to travel with it.
     pub(crate) fn new<B>(
-        config: &Arc<Config>,
+        config: &Config,
         request: &Request<B>,
         (access, key): (Access, ObjectKey),
     ) -> Option<Self> {
@@ -103,7 +100,7 @@ impl Decided {
         let mut kept = [0; KEPT_PATH];
         kept[..path.len()].copy_from_slice(path);
         Some(Self {
-            config: config.clone(),
+            config: config.id,
             principal: request.extensions().get::<Principal>()?.clone(),
             method: request.method().clone(),
             path: (kept, len),
@@ -115,10 +112,10 @@ impl Decided {
     /// The decision, with its principal, if it was made for this request as it is now.
     pub(crate) fn for_request<B>(
         self,
-        config: &Arc<Config>,
+        config: &Config,
         request: &Request<B>,
     ) -> Option<(Access, ObjectKey, Principal)> {
-        let holds = Arc::ptr_eq(&self.config, config)
+        let holds = self.config == config.id
             && self.method == request.method()
             && self.path.0[..usize::from(self.path.1)] == *request.uri().path().as_bytes()
             && request

@@ -103,6 +103,10 @@ struct Shared<S> {
 
 /// What the service and its preflight decide with; fixed once built.
 pub(crate) struct Config {
+    /// Which configuration this is, never reused in the process: the preflight's decision
+    /// names its configuration by this, not by a clone of its `Arc` (two atomic instructions
+    /// a request). `Config` is not `Clone`, so one id is one configuration.
+    pub(crate) id: u64,
     pub(crate) gates: write_gate::WriteGates,
     pub(crate) in_flight: InFlight,
     pub(crate) audit: Arc<dyn AuditSink>,
@@ -123,7 +127,9 @@ pub(crate) struct Config {
 
 impl Config {
     pub(crate) fn new() -> Self {
+        static IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         Self {
+            id: IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             gates: write_gate::WriteGates::new(),
             in_flight: InFlight::default(),
             audit: Arc::new(TracingAudit),
