@@ -344,12 +344,12 @@ async fn run(cli: Cli, log_lines: direct_lines::DirectLines) -> ExitCode {
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let service = front_door::InPlace::new(client_address::WithClientAddress::new(
+                let service = client_address::WithClientAddress::new(
                     app.clone(),
                     peer.ip(),
                     is_trusted.clone(),
                     tls.is_some(),
-                ));
+                );
                 let draining = draining.clone();
                 let acceptor = tls.as_ref().map(|tls| tls.acceptor.clone());
                 let metrics = metrics.clone();

@@ -106,7 +106,7 @@ where
                 drop(stream);
                 continue;
             };
-            let service = hyper_util::service::TowerToHyperService::new(service.clone());
+            let service = service.clone();
             let shutdown = shutdown.clone();
             tokio::spawn(async move {
                 crate::front_door::serve_connection(stream, None, service, deadlines, shutdown)

@@ -1,18 +1,25 @@
-//! [`InPlace`]: a tower service as hyper's service for one connection, called where it is.
+//! [`InPlace`]: a tower service as hyper's service for an HTTP/1 connection, called where it
+//! is.
 //!
 //! hyper calls its services through `&self`, tower's through `&mut self`; hyper-util's
 //! `TowerToHyperService` bridges the two by cloning the tower service for every request and
-//! driving the clone with `oneshot`. Our application is some twenty `Arc`s deep (the stack's
-//! shared configuration, the validator, the access log's and the probes' state), so that clone
-//! and its drop cost ~18 atomic instructions a request, each ~6-9 ns here uncontended, more than
-//! the floor spends on its whole service (`scripts/atomics.py`, benches/README.md).
+//! driving the clone with `oneshot`. Our application is many `Arc`s deep (the stack's shared
+//! parts, the access log's and the probes' state), so that clone and its drop cost ~18 atomic
+//! instructions a request, each ~6-9 ns here uncontended (`scripts/atomics.py`,
+//! benches/README.md).
 //!
-//! A connection calls its service from one task, one call at a time: HTTP/1 has one request in
-//! flight, and hyper's HTTP/2 server calls the service from the connection's task and spawns
-//! each stream's response future. So one service a connection, in a `RefCell`, is enough: a
-//! call asks it to be ready and calls it in place. Tower's contract is kept: a service that is
-//! not ready at once (none of ours: their readiness is their inner service's, down to the leaf,
-//! always ready) is cloned and driven with `oneshot`, as hyper-util does.
+//! An HTTP/1 connection has one request in flight, and hyper calls its service and polls the
+//! response future on the connection's task: one service a connection, in a `RefCell`, is
+//! enough. A call asks it to be ready (with a no-op waker) and calls it in place. A service not
+//! ready at once (none of ours: their readiness is their inner service's, down to the leaf,
+//! always ready) goes with the request, driven by `oneshot` with the request's own waker, and a
+//! clone of it stays for the next request: the one that was asked is the one a layer may have
+//! queued for capacity (a semaphore's place), so it is the one that must be polled again.
+//!
+//! Not for HTTP/2: hyper's HTTP/2 server calls the service on the connection's task for every
+//! stream and spawns the response futures, so work done in `call` (a token's signature, a
+//! read) would run there for each stream in turn; `front_door` keeps hyper-util's adapter,
+//! which does that work in each stream's task.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -23,7 +30,7 @@ use pin_project_lite::pin_project;
 use tower::util::Oneshot;
 use tower::{Service, ServiceExt};
 
-/// hyper's service for one connection; see the [module docs](self).
+/// hyper's service for one HTTP/1 connection; see the [module docs](self).
 pub(crate) struct InPlace<S> {
     service: RefCell<S>,
 }
@@ -33,14 +40,6 @@ impl<S> InPlace<S> {
         Self {
             service: RefCell::new(service),
         }
-    }
-}
-
-/// Another connection's service (hyper's HTTP/2 wrapper is cloned with it): the same service,
-/// cloned, in a cell of its own.
-impl<S: Clone> Clone for InPlace<S> {
-    fn clone(&self) -> Self {
-        Self::new(self.service.borrow().clone())
     }
 }
 
@@ -60,11 +59,15 @@ where
             Poll::Ready(Ok(())) => InPlaceFuture::Called {
                 future: service.call(request),
             },
-            // Not ready at once, or failing: a clone gets ready with the request's own waker
-            // (and reports the failure), as `TowerToHyperService` does for every request.
-            _ => InPlaceFuture::Waiting {
-                oneshot: service.clone().oneshot(request),
-            },
+            // Not ready at once, or failing: the service asked goes with the request and gets
+            // ready with the request's own waker (or reports its failure); a clone stays.
+            _ => {
+                let clone = service.clone();
+                let asked = std::mem::replace(&mut *service, clone);
+                InPlaceFuture::Waiting {
+                    oneshot: asked.oneshot(request),
+                }
+            }
         }
     }
 }
@@ -102,30 +105,32 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    /// Counts its clones and calls; ready only after `not_ready_for` polls of a service made
-    /// by a clone (the original is ready at once when `not_ready_for` is 0).
+    /// Counts its clones and calls, and answers which one it is (0: the first, n: the nth
+    /// clone); not ready for its first `pending_polls` polls.
     #[derive(Default)]
     struct Counting {
         clones: Arc<AtomicUsize>,
         calls: Arc<AtomicUsize>,
         pending_polls: usize,
+        which: usize,
     }
 
     impl Clone for Counting {
         fn clone(&self) -> Self {
-            self.clones.fetch_add(1, Ordering::SeqCst);
+            let which = self.clones.fetch_add(1, Ordering::SeqCst) + 1;
             Self {
                 clones: self.clones.clone(),
                 calls: self.calls.clone(),
                 pending_polls: self.pending_polls,
+                which,
             }
         }
     }
 
     impl Service<u32> for Counting {
-        type Response = u32;
+        type Response = (u32, usize);
         type Error = Infallible;
-        type Future = std::future::Ready<Result<u32, Infallible>>;
+        type Future = std::future::Ready<Result<(u32, usize), Infallible>>;
 
         fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
             if self.pending_polls > 0 {
@@ -138,7 +143,7 @@ mod tests {
 
         fn call(&mut self, request: u32) -> Self::Future {
             self.calls.fetch_add(1, Ordering::SeqCst);
-            std::future::ready(Ok(request * 2))
+            std::future::ready(Ok((request * 2, self.which)))
         }
     }
 
@@ -149,7 +154,7 @@ mod tests {
         let in_place = InPlace::new(service);
         for n in 0..3 {
             let answer = hyper::service::Service::call(&in_place, n).await;
-            assert_eq!(answer.unwrap(), n * 2);
+            assert_eq!(answer.unwrap(), (n * 2, 0));
         }
         assert_eq!(calls.load(Ordering::SeqCst), 3);
         assert_eq!(
@@ -160,7 +165,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_service_not_ready_at_once_is_cloned_and_waited_for() {
+    async fn a_service_not_ready_at_once_goes_with_the_request_and_a_clone_stays() {
         let service = Counting {
             pending_polls: 2,
             ..Counting::default()
@@ -168,12 +173,16 @@ mod tests {
         let (clones, calls) = (service.clones.clone(), service.calls.clone());
         let in_place = InPlace::new(service);
         let answer = hyper::service::Service::call(&in_place, 21).await;
-        assert_eq!(answer.unwrap(), 42);
+        // The service that was asked (and may hold a place in a queue) answered it.
+        assert_eq!(answer.unwrap(), (42, 0));
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         assert_eq!(
             clones.load(Ordering::SeqCst),
             1,
-            "the request went to a clone"
+            "one clone stays for the next"
         );
+        // The clone that stayed serves the next request (after its own wait).
+        let answer = hyper::service::Service::call(&in_place, 1).await;
+        assert_eq!(answer.unwrap(), (2, 1));
     }
 }

@@ -26,12 +26,13 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-pub(crate) use in_place::InPlace;
+use in_place::InPlace;
 
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulConnection;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, watch};
 
@@ -54,7 +55,8 @@ pub(crate) struct Deadlines {
     pub(crate) grace: Duration,
 }
 
-/// Serves one accepted connection to the end, within `deadlines`; returns when it is closed.
+/// Serves one accepted connection with the tower `service` to the end, within `deadlines`;
+/// returns when it is closed.
 /// `shutdown` turning true asks for a graceful close (the server is draining). With `tls`, the
 /// handshake comes first, under its own deadline, and ALPN says which protocol follows;
 /// without, the first bytes say it.
@@ -65,7 +67,7 @@ pub(crate) async fn serve_connection<S, B>(
     deadlines: Deadlines,
     mut shutdown: watch::Receiver<bool>,
 ) where
-    S: hyper::service::Service<http::Request<Incoming>, Response = http::Response<B>>
+    S: tower::Service<http::Request<Incoming>, Response = http::Response<B>>
         + Clone
         + Send
         + 'static,
@@ -131,7 +133,7 @@ async fn serve_io<I, S, B>(
     shutdown: watch::Receiver<bool>,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    S: hyper::service::Service<http::Request<Incoming>, Response = http::Response<B>>
+    S: tower::Service<http::Request<Incoming>, Response = http::Response<B>>
         + Clone
         + Send
         + 'static,
@@ -143,17 +145,21 @@ async fn serve_io<I, S, B>(
 {
     match protocol {
         Protocol::Http1 => {
+            // One request at a time, on this task either way: called in place, no clone.
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .keep_alive(true)
                 .header_read_timeout(deadlines.header_read)
-                .serve_connection(io, service);
+                .serve_connection(io, InPlace::new(service));
             drive(connection, None, deadlines, shutdown).await;
         }
         Protocol::Http2 => {
             let streams = Arc::new(StreamCount::default());
+            // hyper's HTTP/2 server calls the service on the connection's task and spawns the
+            // futures: a clone a request, whose work (a token's signature, a read) runs in its
+            // stream's task, not in place, where every stream's would run in turn.
             let counted = Counted {
-                inner: service,
+                inner: TowerToHyperService::new(service),
                 streams: streams.clone(),
             };
             let connection = http2::Builder::new(TokioExecutor::new())
