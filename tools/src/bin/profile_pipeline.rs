@@ -7,6 +7,9 @@
 //! callgrind_annotate --inclusive=yes callgrind.out.<pid> | head -60
 //! ```
 //!
+//! `rounds N` times instead: floor, axum and ours-jwt in alternating batches, N rounds, the
+//! medians of the rounds' ratios (see `rounds`): the in-process time target, side by side.
+//!
 //! Contenders: `floor`, `axum`, `ours` (static tokens), `ours-jwt` (a real ES256 token found
 //! in `JwtValidator`'s cache, as a server sees a client's later requests), `ours-metrics` (ours with the Prometheus observer
 //! and `MetricsLayer`: the metrics' cost is its instruction count less `ours`'), and `ours-1k`
@@ -29,6 +32,7 @@ fn main() {
         .unwrap();
     let request = || changing_patch("/me/security", TOKEN);
     match contender.as_str() {
+        "rounds" => rounds(&rt, count),
         "floor" => {
             let service = Floor::default().service();
             for _ in 0..count {
@@ -101,23 +105,7 @@ fn main() {
         "ours-jwt" => {
             // The product as a server runs it: a real ES256 token, validated once and then
             // found in `JwtValidator`'s cache, as every later request of a client is.
-            let signer = security_update::EphemeralSigner::generate().unwrap();
-            let issuer = format!("https://login.microsoftonline.com/{TENANT}/v2.0");
-            let audience = "https://graph.microsoft.com";
-            let validator =
-                security_update::JwtValidator::new(signer.jwks(), [issuer.as_str()], [audience])
-                    .unwrap();
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_secs();
-            let token = signer
-                .sign(&serde_json::json!({
-                    "iss": issuer, "aud": audience, "exp": now + 3600, "nbf": now - 1,
-                    "iat": now, "tid": TENANT, "oid": USER,
-                    "scp": "SecurityEvents.ReadWrite.All",
-                }))
-                .unwrap();
+            let (validator, token) = validator_with_token();
             let (service, _) = ours(validator);
             for _ in 0..count {
                 let request = changing_patch("/me/security", &token);
@@ -147,6 +135,112 @@ fn main() {
             }
         }
     }
+}
+
+/// A `JwtValidator` trusting a fresh ES256 key, and a token it signed for the bench user.
+fn validator_with_token() -> (security_update::JwtValidator, String) {
+    let signer = security_update::EphemeralSigner::generate().unwrap();
+    let issuer = format!("https://login.microsoftonline.com/{TENANT}/v2.0");
+    let audience = "https://graph.microsoft.com";
+    let validator =
+        security_update::JwtValidator::new(signer.jwks(), [issuer.as_str()], [audience]).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let token = signer
+        .sign(&serde_json::json!({
+            "iss": issuer, "aud": audience, "exp": now + 3600, "nbf": now - 1,
+            "iat": now, "tid": TENANT, "oid": USER,
+            "scp": "SecurityEvents.ReadWrite.All",
+        }))
+        .unwrap();
+    (validator, token)
+}
+
+/// `rounds N`: the in-process time target in one process, side by side. Each round times a
+/// batch of 1,000 PATCHes for each of `floor`, `axum` and `ours-jwt`, in an order that turns
+/// each round, and takes the round's ratios; the medians over N rounds are printed. Batches
+/// of the contenders alternate every few milliseconds, so the machine's speed, which drifts
+/// over seconds here (criterion's runs of one contender after another differ by 30%), is
+/// nearly the same for the three batches of a round. As criterion's `iter_batched`, requests
+/// are made outside the timed part and answers dropped after it; every answer is checked by
+/// status, the first of each contender whole.
+fn rounds(rt: &tokio::runtime::Runtime, count: usize) {
+    const BATCH: usize = 1000;
+    let floor = Floor::default().service();
+    let axum = axum_baseline();
+    let (validator, token) = validator_with_token();
+    let (ours, _) = ours(validator);
+    let request = || changing_patch("/me/security", TOKEN);
+    let jwt_request = || changing_patch("/me/security", &token);
+    for (name, (status, body)) in [
+        ("floor", rt.block_on(answer(&floor, request()))),
+        ("axum", rt.block_on(answer(&axum, request()))),
+        ("ours-jwt", rt.block_on(answer(&ours, jwt_request()))),
+    ] {
+        assert_merged(name, status, &body);
+    }
+    fn batch<S, B>(
+        rt: &tokio::runtime::Runtime,
+        service: &S,
+        make: &dyn Fn() -> http::Request<http_body_util::Full<bytes::Bytes>>,
+    ) -> f64
+    where
+        S: tower::Service<
+                http::Request<http_body_util::Full<bytes::Bytes>>,
+                Response = http::Response<B>,
+            > + Clone,
+        S::Error: std::fmt::Debug,
+        B: http_body::Body,
+        B::Error: std::fmt::Debug,
+    {
+        let requests: Vec<_> = (0..BATCH).map(|_| make()).collect();
+        let mut answers = Vec::with_capacity(BATCH);
+        let started = std::time::Instant::now();
+        for request in requests {
+            answers.push(rt.block_on(answer(service, request)));
+        }
+        let nanos = started.elapsed().as_nanos() as f64 / BATCH as f64;
+        assert!(answers.iter().all(|(status, _)| *status == 200));
+        nanos
+    }
+    let (mut ours_floor, mut axum_floor, mut axum_ours) = (Vec::new(), Vec::new(), Vec::new());
+    let mut times = [Vec::new(), Vec::new(), Vec::new()];
+    for round in 0..count {
+        let mut took = [0.0; 3];
+        for turn in 0..3 {
+            let which = (round + turn) % 3;
+            took[which] = match which {
+                0 => batch(rt, &floor, &request),
+                1 => batch(rt, &axum, &request),
+                _ => batch(rt, &ours, &jwt_request),
+            };
+        }
+        ours_floor.push(took[2] / took[0]);
+        axum_floor.push(took[1] / took[0]);
+        axum_ours.push(took[1] / took[2]);
+        for (all, one) in times.iter_mut().zip(took) {
+            all.push(one);
+        }
+    }
+    let median = |values: &mut Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    println!(
+        "{count} rounds of {BATCH} PATCHes each; medians: floor {:.0} ns, axum {:.0} ns, \
+         ours-jwt {:.0} ns a PATCH",
+        median(&mut times[0]),
+        median(&mut times[1]),
+        median(&mut times[2])
+    );
+    println!(
+        "ours-jwt / floor {:.3}x; axum / floor {:.3}x; ours-jwt is {:.3}x axum's speed",
+        median(&mut ours_floor),
+        median(&mut axum_floor),
+        median(&mut axum_ours)
+    );
 }
 
 /// Our stack under an open JSON Schema, over a store holding the bench user's object grown to
