@@ -1,14 +1,18 @@
 #!/usr/bin/env python3
 """Atomic read-modify-write instructions a request executes, counted exactly (callgrind).
 
-Instruction counts miss what separates our time from the floor's more than anything else but
-the instructions themselves: a `lock`-prefixed instruction (an `Arc` or `Bytes` count, a
-mutex) is one instruction, yet drains the core's store buffer and costs ~6-9 ns here even
-uncontended (a chain of `fetch_add` on one counter, measured on these machines), 20-40
-ordinary instructions. So this counts them: callgrind with `--dump-instr=yes` gives every
-instruction address its execution count; `objdump` says which addresses hold `lock ...` or
-`xchg` with memory (implicitly locked); the sum over a run, for every object in the process
-(the binary, libc), is the count.
+An instruction count takes a `lock`-prefixed instruction (an `Arc` or `Bytes` count, a mutex)
+as one instruction, yet it drains the core's store buffer: a chain of them on one counter
+takes ~6-9 ns each here, uncontended, the time of 20-40 ordinary instructions. So this counts
+them: callgrind with `--dump-instr=yes` gives every instruction address its execution count;
+`objdump` says which addresses hold `lock ...` or `xchg` with memory (implicitly locked); the
+sum over a run, for every object in the process (the binary, libc), is the count.
+
+What it showed (benches/README.md, eleventh session): in process, ours-jwt went from 82 to 64
+a PATCH (floor 40, 15 of them in glibc's `malloc_consolidate`) with no change in time beyond
+the noise of `profile_pipeline rounds` (+-3%): out of order, most of them overlap other work.
+The instruction cache explains more of the gap between our time and the floor's
+(`valgrind --tool=callgrind --cache-sim=yes`: L1i misses a PATCH).
 
 Usage:
   scripts/atomics.py [CONTENDER ...]     in process: target/release/profile_pipeline (or

@@ -5,8 +5,8 @@
 //! `TowerToHyperService` bridges the two by cloning the tower service for every request and
 //! driving the clone with `oneshot`. Our application is many `Arc`s deep (the stack's shared
 //! parts, the access log's and the probes' state), so that clone and its drop cost ~18 atomic
-//! instructions a request, each ~6-9 ns here uncontended (`scripts/atomics.py`,
-//! benches/README.md).
+//! instructions a request (`scripts/atomics.py`, benches/README.md), and the clone's futures
+//! and state are moved and dropped for each.
 //!
 //! An HTTP/1 connection has one request in flight, and hyper calls its service and polls the
 //! response future on the connection's task: one service a connection, in a `RefCell`, is
