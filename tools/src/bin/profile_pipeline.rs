@@ -159,7 +159,7 @@ fn validator_with_token() -> (security_update::JwtValidator, String) {
 }
 
 /// `rounds N`: the in-process time target in one process, side by side. Each round times a
-/// batch of 1,000 PATCHes for each of `floor`, `axum` and `ours-jwt`, in an order that turns
+/// batch of 1,000 `PATCH`es for each of `floor`, `axum` and `ours-jwt`, in an order that turns
 /// each round, and takes the round's ratios; the medians over N rounds are printed. Batches
 /// of the contenders alternate every few milliseconds, so the machine's speed, which drifts
 /// over seconds here (criterion's runs of one contender after another differ by 30%), is
