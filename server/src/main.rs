@@ -278,6 +278,8 @@ async fn run(cli: Cli, log_lines: direct_lines::DirectLines) -> ExitCode {
             hup.subscribe(),
         ));
     }
+    // Watched before the banner: a SIGTERM sent once "listening on" is printed drains.
+    let shutdown = shutdown_signal();
     announce(addr, dev_token.as_deref(), &cli, tls.is_some());
 
     let deadlines = front_door::Deadlines {
@@ -304,7 +306,6 @@ async fn run(cli: Cli, log_lines: direct_lines::DirectLines) -> ExitCode {
         Arc::new(move |ip| tracker.is_trusted_proxy(ip))
     };
     let (drain, draining) = tokio::sync::watch::channel(false);
-    let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(10);
     // After SIGTERM: /readyz says 503 and the server keeps accepting for --drain-delay, so
@@ -428,21 +429,34 @@ fn announce(addr: std::net::SocketAddr, dev_token: Option<&str>, cli: &Cli, tls:
     let _ = out.flush();
 }
 
-/// Resolves with the name of the first of SIGTERM or SIGINT.
-async fn shutdown_signal() -> &'static str {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
+/// Resolves with the name of the first of SIGTERM or SIGINT. The handlers are installed here,
+/// when this is called, not when the future is first polled: the accept loop may not poll it
+/// before a request is answered (`select!` stops at the first ready branch), and a SIGTERM
+/// sent before the handler is installed kills the process without a drain.
+fn shutdown_signal() -> impl std::future::Future<Output = &'static str> {
+    /// The next delivery of a watched signal; never, for one that could not be watched.
+    async fn next(signal: &mut Option<tokio::signal::unix::Signal>) {
+        match signal {
+            Some(signal) => {
                 signal.recv().await;
             }
-            Err(error) => {
-                tracing::warn!(%error, "cannot watch SIGTERM");
-                std::future::pending::<()>().await;
-            }
+            None => std::future::pending().await,
         }
+    }
+    use tokio::signal::unix::{SignalKind, signal};
+    let watch = |kind: SignalKind, name: &str| {
+        signal(kind)
+            .inspect_err(|error| tracing::warn!(%error, "cannot watch {name}"))
+            .ok()
     };
-    tokio::select! {
-        _ = terminate => "SIGTERM",
-        _ = tokio::signal::ctrl_c() => "SIGINT",
+    let (mut terminate, mut interrupt) = (
+        watch(SignalKind::terminate(), "SIGTERM"),
+        watch(SignalKind::interrupt(), "SIGINT"),
+    );
+    async move {
+        tokio::select! {
+            () = next(&mut terminate) => "SIGTERM",
+            () = next(&mut interrupt) => "SIGINT",
+        }
     }
 }

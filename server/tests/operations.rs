@@ -84,6 +84,18 @@ async fn readiness_is_503_while_draining_and_the_server_still_accepts() {
     assert!(server.wait().success());
 }
 
+/// The signal handlers are installed before the banner: a SIGTERM sent as soon as "listening
+/// on" is printed drains and exits cleanly, never kills the process half-started (the accept
+/// loop, which used to install them on its first poll, may not poll them before it serves).
+#[test]
+fn a_sigterm_sent_as_soon_as_the_banner_is_printed_drains() {
+    let dir = TempDir::new("early-term");
+    let mut server = Server::start(&["--memory"], &dir.0);
+    server.signal("TERM");
+    assert!(server.wait().success(), "{}", server.logs());
+    assert!(server.logs().contains("shutting down"), "{}", server.logs());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn readiness_follows_the_database_and_recovers_by_itself() {
     let Some(db) = TestDb::create("readiness_follows_the_database").await else {
