@@ -50,31 +50,35 @@ def _locked_addresses(path):
     return _objects[path]
 
 
+def _named(line, table):
+    """The number of a compressed name line (`fn=(12) name` or `fn=(12)`), noting the name."""
+    key, _, name = line.strip().partition(" ")
+    number = key.split("=", 1)[1]
+    if name:
+        table[number] = name
+    return number
+
+
 def count(cg_file):
     """Locked instructions executed in one `--dump-instr=yes` callgrind output, in total and
     by function."""
-    names, functions, locked, position, call_line = {}, {}, {}, 0, False
+    names, functions, locked, position, call_line = {}, {}, set(), 0, False
     function = "?"
     by_function = collections.Counter()
     total = 0
     with open(cg_file) as lines:
         for line in lines:
-            if line.startswith(("ob=", "cob=")):
-                key, _, name = line.strip().partition(" ")
-                number = key.split("=", 1)[1]
-                if name:
-                    names[number] = name
-                if line.startswith("ob="):
-                    path = names.get(number, "")
+            # `ob=(n) path` names an object, `fn=(n) name` a function, the first time only
+            # (compressed names); `cob=`/`cfn=` name the callee of a call the same way.
+            kind = line.split("=", 1)[0]
+            if kind in ("ob", "cob", "fn", "cfn"):
+                table = names if kind.endswith("ob") else functions
+                number = _named(line, table)
+                if kind == "ob":
+                    path = table.get(number, "")
                     locked = _locked_addresses(path) if os.path.isfile(path) else set()
-                continue
-            if line.startswith(("fn=", "cfn=")):
-                key, _, name = line.strip().partition(" ")
-                number = key.split("=", 1)[1]
-                if name:
-                    functions[number] = name
-                if line.startswith("fn="):
-                    function = functions.get(number, "?")
+                elif kind == "fn":
+                    function = table.get(number, "?")
                 continue
             if line.startswith("calls="):
                 call_line = True
