@@ -59,9 +59,11 @@ where
             Poll::Ready(Ok(())) => InPlaceFuture::Called {
                 future: service.call(request),
             },
-            // Not ready at once, or failing: the service asked goes with the request and gets
-            // ready with the request's own waker (or reports its failure); a clone stays.
-            _ => {
+            // A failed service answers with its error, once, as `oneshot` would.
+            Poll::Ready(Err(error)) => InPlaceFuture::Failed { error: Some(error) },
+            // Not ready at once: the service asked goes with the request and gets ready with
+            // the request's own waker; a clone stays.
+            Poll::Pending => {
                 let clone = service.clone();
                 let asked = std::mem::replace(&mut *service, clone);
                 InPlaceFuture::Waiting {
@@ -81,6 +83,7 @@ pin_project! {
     {
         Called { #[pin] future: S::Future },
         Waiting { #[pin] oneshot: Oneshot<S, R> },
+        Failed { error: Option<S::Error> },
     }
 }
 
@@ -94,6 +97,9 @@ where
         match self.project() {
             Projected::Called { future } => future.poll(cx),
             Projected::Waiting { oneshot } => oneshot.poll(cx),
+            Projected::Failed { error } => {
+                Poll::Ready(Err(error.take().expect("polled after its error")))
+            }
         }
     }
 }
@@ -184,5 +190,43 @@ mod tests {
         // The clone that stayed serves the next request (after its own wait).
         let answer = hyper::service::Service::call(&in_place, 1).await;
         assert_eq!(answer.unwrap(), (2, 1));
+    }
+
+    /// Fails in `poll_ready`; counts how often it is asked and called.
+    #[derive(Clone, Default)]
+    struct Failing {
+        polls: Arc<AtomicUsize>,
+        calls: Arc<AtomicUsize>,
+    }
+
+    impl Service<u32> for Failing {
+        type Response = u32;
+        type Error = &'static str;
+        type Future = std::future::Ready<Result<u32, &'static str>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), &'static str>> {
+            self.polls.fetch_add(1, Ordering::SeqCst);
+            Poll::Ready(Err("broken"))
+        }
+
+        fn call(&mut self, request: u32) -> Self::Future {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(Ok(request))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_service_that_fails_to_get_ready_answers_its_error_uncalled() {
+        let service = Failing::default();
+        let (polls, calls) = (service.polls.clone(), service.calls.clone());
+        let in_place = InPlace::new(service);
+        let answer = hyper::service::Service::call(&in_place, 1).await;
+        assert_eq!(answer, Err("broken"));
+        assert_eq!(
+            polls.load(Ordering::SeqCst),
+            1,
+            "its first error is the answer"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 0, "never called");
     }
 }
