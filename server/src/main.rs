@@ -99,9 +99,11 @@ fn read_file(flag: &str, path: &std::path::Path) -> Result<String, ExitCode> {
 
 async fn run(cli: Cli, log_lines: direct_lines::DirectLines) -> ExitCode {
     // Signal handlers first: the default action of SIGHUP and SIGUSR1 ends the process, and a
-    // log rotation or a backup cron may send them while the store is still opening.
+    // log rotation or a backup cron may send them while the store is still opening; a SIGTERM
+    // from then on is kept and acted on when the accept loop starts: a drain, never a kill.
     let hup = reload::sighup();
     let usr1 = backup::install();
+    let shutdown = shutdown_signal();
     let tls = match (&cli.tls_cert, &cli.tls_key) {
         (Some(cert), Some(key)) => {
             let files = tls::TlsFiles {
@@ -278,8 +280,6 @@ async fn run(cli: Cli, log_lines: direct_lines::DirectLines) -> ExitCode {
             hup.subscribe(),
         ));
     }
-    // Watched before the banner: a SIGTERM sent once "listening on" is printed drains.
-    let shutdown = shutdown_signal();
     announce(addr, dev_token.as_deref(), &cli, tls.is_some());
 
     let deadlines = front_door::Deadlines {
