@@ -73,7 +73,7 @@ enum SchemaKind {
     #[cfg(feature = "json-schema")]
     Custom(Arc<CustomSchema>),
     /// Whatever schema the slot holds now ([`ResourceSchema::reloadable`]).
-    Reloadable(Arc<RwLock<ResourceSchema>>),
+    Reloadable(Arc<RwLock<Arc<ResourceSchema>>>),
 }
 
 impl std::fmt::Debug for ResourceSchema {
@@ -189,7 +189,7 @@ impl ResourceSchema {
     /// ```
     #[must_use]
     pub fn reloadable(self) -> (Self, SchemaReloader) {
-        let slot = Arc::new(RwLock::new(self.resolved()));
+        let slot = Arc::new(RwLock::new(Arc::new(self.resolved())));
         (
             Self {
                 kind: SchemaKind::Reloadable(slot.clone()),
@@ -202,7 +202,7 @@ impl ResourceSchema {
     /// The schema in effect now: itself, or what its slot holds.
     fn resolved(self) -> Self {
         match &self.kind {
-            SchemaKind::Reloadable(slot) => current(slot).clone(),
+            SchemaKind::Reloadable(slot) => ResourceSchema::clone(&current(slot)),
             _ => self,
         }
     }
@@ -320,15 +320,9 @@ impl ResourceSchema {
     /// write is checked against one schema even if it is replaced meanwhile).
     pub(crate) fn in_effect(&self) -> InEffect<'_> {
         match &self.kind {
-            SchemaKind::Reloadable(slot) => InEffect::Held(current(slot)),
+            SchemaKind::Reloadable(slot) => InEffect::Taken(current(slot)),
             _ => InEffect::Itself(self),
         }
-    }
-
-    /// [`in_effect`](Self::in_effect), owned: for a check that may take long (a big merge on
-    /// the blocking pool), which must not hold the slot's lock meanwhile.
-    pub(crate) fn in_effect_owned(&self) -> Self {
-        self.in_effect().clone()
     }
 
     /// Whether a write of `patch` may check only the members the patch sets

@@ -288,11 +288,8 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
                 let limit = config.max_object_bytes;
                 let next = if write.patch.raw().len() + current.json().len() >= OFF_THE_WORKERS_FROM
                 {
-                    let (schema, base, patch) = (
-                        config.schema.in_effect_owned(),
-                        current.clone(),
-                        write.patch.clone(),
-                    );
+                    let (schema, base, patch) =
+                        (config.schema.clone(), current.clone(), write.patch.clone());
                     off_the_workers(move || next_snapshot(&schema, &base, &patch, limit)).await?
                 } else {
                     next_snapshot(&config.schema, &current, &write.patch, limit)?
