@@ -59,13 +59,12 @@ def _named(line, table):
     return number
 
 
-def count(cg_file):
-    """Locked instructions executed in one `--dump-instr=yes` callgrind output, in total and
-    by function."""
-    names, functions, locked, position, call_line = {}, {}, set(), 0, False
-    function = "?"
-    by_function = collections.Counter()
-    total = 0
+def executions(cg_file):
+    """Every address's execution count in one `--dump-instr=yes` callgrind output, as
+    `(object path, function, address, count)` (an address may come more than once, under
+    different call contexts; callers sum)."""
+    names, functions, position, call_line = {}, {}, 0, False
+    path, function = "", "?"
     with open(cg_file) as lines:
         for line in lines:
             # `ob=(n) path` names an object, `fn=(n) name` a function, the first time only
@@ -76,7 +75,6 @@ def count(cg_file):
                 number = _named(line, table)
                 if kind == "ob":
                     path = table.get(number, "")
-                    locked = _locked_addresses(path) if os.path.isfile(path) else set()
                 elif kind == "fn":
                     function = table.get(number, "?")
                 continue
@@ -96,21 +94,35 @@ def count(cg_file):
                 # The line after `calls=` is the call's inclusive cost, not this address's.
                 call_line = False
                 continue
-            if position in locked and len(fields) > 2:
-                executed = int(fields[2])
-                total += executed
-                by_function[function] += executed
+            if len(fields) > 2:
+                yield path, function, position, int(fields[2])
+
+
+def count(cg_file):
+    """Locked instructions executed in one `--dump-instr=yes` callgrind output, in total and
+    by function."""
+    by_function = collections.Counter()
+    total = 0
+    for path, function, address, executed in executions(cg_file):
+        locked = _locked_addresses(path) if os.path.isfile(path) else ()
+        if address in locked:
+            total += executed
+            by_function[function] += executed
     return total, by_function
 
 
-def in_process(contender, requests):
-    work = tempfile.mkdtemp()
-    out = os.path.join(work, "cg")
+def callgrind_in_process(contender, requests):
+    """A `--dump-instr=yes` callgrind output of `profile_pipeline CONTENDER REQUESTS`."""
+    out = os.path.join(tempfile.mkdtemp(), "cg")
+    pipeline = os.environ.get("PIPELINE", os.path.join(ROOT, "target/release/profile_pipeline"))
     subprocess.run(["valgrind", "--tool=callgrind", "--dump-instr=yes",
-                    "--callgrind-out-file=" + out,
-                    os.environ.get("PIPELINE", os.path.join(ROOT, "target/release/profile_pipeline")), contender,
-                    str(requests)], check=True, capture_output=True)
-    return count(out)
+                    "--callgrind-out-file=" + out, pipeline, contender, str(requests)],
+                   check=True, capture_output=True)
+    return out
+
+
+def in_process(contender, requests):
+    return count(callgrind_in_process(contender, requests))
 
 
 def main():

@@ -15,7 +15,8 @@ Usage: scripts/server_instructions.py   (needs valgrind; builds nothing: cargo b
 of the server; BASELINES=0 leaves the baselines out; STORE=embedded serves from the embedded
 store, in a new data directory for each run, instead of memory: every PATCH is then one
 commit of one write, the group commit's worst case, committer thread included; ATOMICS=1 also
-counts the atomic instructions a PATCH executes, which cost far more than their count here)
+counts the atomic instructions a PATCH executes, which cost far more than their count here;
+KEEP=1 prints where each run's callgrind output is, for callgrind_annotate)
 """
 import http.client
 import os
@@ -96,6 +97,8 @@ def per_request(command, rust_log="info", path="/beta/me/security"):
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=120)
+    if os.environ.get("KEEP") == "1":
+        print(f"  (callgrind output: {os.path.join(work, 'cg')})")
     refs = re.findall(r"I\s+refs:\s+([\d,]+)", open(err).read())
     if ATOMICS:
         locked, _ = atomics.count(os.path.join(work, "cg"))
