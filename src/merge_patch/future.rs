@@ -145,7 +145,7 @@ where
                     });
                     match parsed {
                         Ok(patch) => {
-                            let raw = patch.raw.clone();
+                            let raw = patch.raw().clone();
                             parts.extensions.insert(patch);
                             let request = Request::from_parts(parts, RequestBody::bytes(raw));
                             State::Inner {

@@ -168,3 +168,28 @@ async fn transfer_codings_other_than_chunked_are_501_before_the_body_is_read() {
         .unwrap();
     assert_eq!(send(MergePatchLayer::new(), request).await.0, 501);
 }
+
+/// A clone shares the parsed patch; changing one (stripping its annotations) leaves the other
+/// as it was, and either gives its own document by value even while the other holds it.
+#[test]
+fn a_clone_shares_the_parse_and_keeps_its_own_value() {
+    let raw = Bytes::from_static(br##"{"a":1,"b@odata.type":"#Int32","b":2}"##);
+    let original = MergePatch::parse(raw.clone(), DEFAULT_MAX_DEPTH).unwrap();
+    let mut stripped = original.clone();
+    assert!(
+        std::ptr::eq(original.raw(), stripped.raw()),
+        "a clone shares the parse"
+    );
+    stripped.strip_annotations().unwrap();
+    let names = |patch: &MergePatch| patch.document().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(names(&stripped), ["a", "b"]);
+    assert_eq!(names(&original), ["a", "b@odata.type", "b"]);
+    assert_eq!(original.raw(), &raw);
+    let held = original.clone();
+    assert_eq!(original.into_document(), *held.document());
+    assert_eq!(
+        held.into_document().len(),
+        3,
+        "the last handle gives its own"
+    );
+}

@@ -351,7 +351,7 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
         Ok(Operation::Write(Write {
             key,
             actor,
-            patch: std::sync::Arc::new(patch),
+            patch,
             precondition: Precondition::parse(headers)?,
             unless: Precondition::parse_none_match(headers)?,
             minimal: prefers_minimal(headers),

@@ -19,14 +19,13 @@ use crate::odata::representation::Representation;
 use crate::schema::ResourceSchema;
 use crate::store::{ObjectKey, SecurityStore, Snapshot, SwapOutcome, etag_str};
 use crate::timeout::WriteDeadline;
-use std::sync::Arc;
 
 /// A validated write request, ready for the store.
 pub(crate) struct Write {
     pub(crate) key: ObjectKey,
     pub(crate) actor: Principal,
     /// Shared with the blocking pool for big merges.
-    pub(crate) patch: Arc<MergePatch>,
+    pub(crate) patch: MergePatch,
     pub(crate) precondition: Precondition,
     /// `If-None-Match`.
     pub(crate) unless: Precondition,
