@@ -233,8 +233,10 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
-        #[pin]
-        sleep: Option<tokio::time::Sleep>,
+        // Boxed: made only for a request that waits (see `call`), where one allocation is
+        // nothing next to the wait; inline, tokio's timer entry (~240 bytes) made every
+        // request's whole future that much bigger, copied at each move of it.
+        sleep: Option<Pin<Box<tokio::time::Sleep>>>,
         deadline: Option<WriteDeadline>,
         ids: Option<RequestIds>,
     }
@@ -247,7 +249,7 @@ where
     type Output = Result<Response<ResponseBody<B>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
+        let this = self.project();
         if let Poll::Ready(result) = this.inner.poll(cx) {
             return Poll::Ready(result.map(|response| response.map(ResponseBody::inner)));
         }
@@ -256,18 +258,18 @@ where
             let Some(deadline) = this.deadline.as_ref() else {
                 return Poll::Pending;
             };
-            this.sleep.set(Some(tokio::time::sleep_until(deadline.at)));
+            *this.sleep = Some(Box::pin(tokio::time::sleep_until(deadline.at)));
         }
-        let Some(sleep) = this.sleep.as_mut().as_pin_mut() else {
+        let Some(sleep) = this.sleep.as_mut() else {
             return Poll::Pending;
         };
-        if sleep.poll(cx).is_pending() {
+        if sleep.as_mut().poll(cx).is_pending() {
             return Poll::Pending;
         }
         // The deadline passed. If a write already started, it wins: wait for it, with no
         // further deadline (the store's own timeouts bound it). With the deadline taken, no
         // timer is made again.
-        this.sleep.set(None);
+        *this.sleep = None;
         let Some(deadline) = this.deadline.take() else {
             return Poll::Pending;
         };
