@@ -96,7 +96,7 @@ pub struct MergePatch {
 }
 
 /// What [`MergePatch`] shares.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct Parsed {
     raw: Bytes,
     /// The patch as JSON text: `raw` when the strict scan accepted it, else the parsed
@@ -108,10 +108,16 @@ struct Parsed {
 
 impl fmt::Debug for MergePatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Destructured, so that a field added to `Parsed` is not left out here.
+        let Parsed {
+            raw,
+            text,
+            document,
+        } = &*self.parsed;
         f.debug_struct("MergePatch")
-            .field("raw", &self.parsed.raw)
-            .field("text", &self.parsed.text)
-            .field("document", &self.parsed.document)
+            .field("raw", raw)
+            .field("text", text)
+            .field("document", document)
             .finish()
     }
 }
@@ -341,9 +347,15 @@ impl MergePatch {
         if self.text().is_some_and(|text| !text.annotated) {
             return Ok(());
         }
-        self.document();
+        // Copied first when shared, then parsed in the copy: not parsed into the shared
+        // handle only to be copied with it.
         let parsed = Arc::make_mut(&mut self.parsed);
-        let mut document = parsed.document.take().unwrap_or_default();
+        let mut document = match parsed.document.take() {
+            Some(document) => document,
+            None => {
+                serde_json::from_slice(&parsed.raw).expect("a text the patch scan accepted parses")
+            }
+        };
         let stripped = crate::odata::annotations::strip(&mut document);
         parsed.text = PatchText::of(&document);
         parsed.document = OnceLock::from(document);
