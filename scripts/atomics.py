@@ -103,9 +103,11 @@ def count(cg_file):
     by function."""
     by_function = collections.Counter()
     total = 0
+    objects = {}
     for path, function, address, executed in executions(cg_file):
-        locked = _locked_addresses(path) if os.path.isfile(path) else ()
-        if address in locked:
+        if path not in objects:
+            objects[path] = _locked_addresses(path) if os.path.isfile(path) else frozenset()
+        if address in objects[path]:
             total += executed
             by_function[function] += executed
     return total, by_function
