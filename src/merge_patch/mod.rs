@@ -122,6 +122,17 @@ impl fmt::Debug for MergePatch {
     }
 }
 
+impl Parsed {
+    /// The document the raw bytes hold, parsed.
+    ///
+    /// # Panics
+    /// Never: a text the patch scan accepted is one `serde_json` parses, and a patch that did
+    /// not scan was made with its document.
+    fn read_document(&self) -> Map<String, Value> {
+        serde_json::from_slice(&self.raw).expect("a text the patch scan accepted parses")
+    }
+}
+
 impl From<Parsed> for MergePatch {
     fn from(parsed: Parsed) -> Self {
         Self {
@@ -198,20 +209,17 @@ impl MergePatch {
     #[must_use]
     pub fn document(&self) -> &Map<String, Value> {
         let parsed = &*self.parsed;
-        parsed.document.get_or_init(|| {
-            serde_json::from_slice(&parsed.raw).expect("a text the patch scan accepted parses")
-        })
+        parsed.document.get_or_init(|| parsed.read_document())
     }
 
     /// The patch document, by value, for [`apply_to_object`].
     #[must_use]
     pub fn into_document(self) -> Map<String, Value> {
         match Arc::try_unwrap(self.parsed) {
-            Ok(parsed) => match parsed.document.into_inner() {
-                Some(document) => document,
-                None => serde_json::from_slice(&parsed.raw)
-                    .expect("a text the patch scan accepted parses"),
-            },
+            Ok(mut parsed) => parsed
+                .document
+                .take()
+                .unwrap_or_else(|| parsed.read_document()),
             Err(shared) => Self { parsed: shared }.document().clone(),
         }
     }
@@ -260,12 +268,10 @@ impl MergePatch {
         // Copied first when shared, then parsed in the copy: not parsed into the shared
         // handle only to be copied with it.
         let parsed = Arc::make_mut(&mut self.parsed);
-        let mut document = match parsed.document.take() {
-            Some(document) => document,
-            None => {
-                serde_json::from_slice(&parsed.raw).expect("a text the patch scan accepted parses")
-            }
-        };
+        let mut document = parsed
+            .document
+            .take()
+            .unwrap_or_else(|| parsed.read_document());
         let stripped = crate::odata::annotations::strip(&mut document);
         parsed.text = PatchText::of(&document);
         parsed.document = OnceLock::from(document);
