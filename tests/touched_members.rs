@@ -141,6 +141,52 @@ async fn members_a_patch_leaves_alone_are_not_judged_again() {
     .await;
 }
 
+/// A member a patch sets to the very value it has is not judged again either (the object is
+/// the one a patch leaving it alone would make): stored values the schema now refuses may be
+/// repeated, at the top or inside a merged object; any other value is judged, and refused
+/// changes nothing.
+#[tokio::test]
+async fn members_a_patch_sets_to_their_stored_value_are_not_judged_again() {
+    let (app, store) = app_with(schema(json!({
+        "type": "object",
+        "properties": {
+            "level": {"enum": ["low", "high"]},
+            "notes": {"type": "string"},
+            "risk": {"type": "object", "properties": {"a": {"type": "integer", "maximum": 5}}}
+        },
+        "additionalProperties": false
+    })));
+    seed(
+        &app,
+        &store,
+        json!({"level": "legacy-value", "notes": "a", "risk": {"a": 9}}),
+    )
+    .await;
+
+    for (body, notes) in [
+        (json!({"level": "legacy-value", "notes": "b"}), "b"),
+        (json!({"risk": {"a": 9, "gone": null}, "notes": "c"}), "c"),
+        (json!({"level": "legacy-value", "risk": {"a": 9}}), "c"),
+    ] {
+        let reply = patch_body(&app, &body).await;
+        assert_eq!(reply.status, 200, "{body}: {}", reply.error_message());
+        let now = stored(&store);
+        assert_eq!(
+            (&now["level"], &now["risk"], &now["notes"]),
+            (&json!("legacy-value"), &json!({"a": 9}), &json!(notes)),
+            "{body}"
+        );
+    }
+
+    for (body, path) in [
+        (json!({"level": "legacy-value2", "notes": "d"}), "level"),
+        (json!({"risk": {"a": 9, "b": 1}, "notes": "d"}), "risk/a"),
+        (json!({"risk": {"a": 10}}), "risk/a"),
+    ] {
+        assert_refused_naming(&app, &store, &body, path).await;
+    }
+}
+
 /// A member the patch merges into a stored object is judged inside as well: a name the
 /// member's schema refuses is 400 naming it (as the whole-object check names it), the object
 /// unchanged; an allowed one is stored.

@@ -329,9 +329,10 @@ impl ResourceSchema {
     /// ([`check_members`](Self::check_members)) instead of the whole merged object: when the
     /// schema judges members one by one, and the patch names no read-only property (nor, as
     /// [`PlainNames`] are, `id` or `@odata.type`: those are compared with the stored object).
-    /// Members the patch leaves alone were valid when written and are not judged again, as
-    /// Kubernetes ratchets unchanged fields of custom resources (KEP-4008). Without read-only
-    /// properties, no name is read.
+    /// Members the patch leaves alone, or sets to the very bytes they had, were valid when
+    /// written and are not judged again, as Kubernetes ratchets unchanged fields of custom
+    /// resources (KEP-4008): the object a write makes decides, not how its patch was spelled.
+    /// Without read-only properties, no name is read.
     pub(crate) fn checks_members_alone(&self, names: PlainNames<'_>) -> bool {
         let local = match &self.kind {
             SchemaKind::Graph | SchemaKind::Open => true,
@@ -346,8 +347,9 @@ impl ResourceSchema {
                     .any(|key| self.read_only.iter().any(|r| **r == *key)))
     }
 
-    /// Checks the members a patch set, after [`checks_members_alone`](Self::checks_members_alone):
-    /// `touched`, members of the merged object's text `json`, read where they lie; `nested`,
+    /// Checks the members a patch changed, after
+    /// [`checks_members_alone`](Self::checks_members_alone): `touched`, members of the merged
+    /// object's text `json`, read where they lie; `nested`,
     /// the members of those of their object values that are noted.
     ///
     /// # Errors

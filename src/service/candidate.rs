@@ -21,7 +21,9 @@ use crate::store::members::{self, Member, NotedObjectValues, ObjectValues, objec
 pub(crate) struct Merged {
     pub(crate) json: Vec<u8>,
     pub(crate) members: Vec<Member>,
-    /// The members the patch set (not removed), in order: what the schema checks.
+    /// The members the patch set (not removed) to a value other than the stored one, in
+    /// order: what the schema checks. A member set to the very bytes it had is left out, as
+    /// the members the patch does not name are: the object is the same either way.
     pub(crate) touched: Vec<Member>,
     /// The members of top-level object values, where known ([`ObjectValues`]): of those
     /// the patch merged into, and of those copied unchanged from a stored version or from the
@@ -30,7 +32,7 @@ pub(crate) struct Merged {
 }
 
 impl Merged {
-    /// The members the patch set, with their values after the merge.
+    /// The members the patch changed, with their values after the merge.
     #[cfg(test)]
     pub(crate) fn touched_values(&self) -> Result<Map<String, Value>, serde_json::Error> {
         self.touched
@@ -267,7 +269,9 @@ fn merge_objects(
         } else if patch.write_new_value(out, patch_member)? {
             known = patch.noted(patch_member).cloned();
         }
-        note(&mut record, out, start, key.len(), member.escaped, true);
+        // At the top, a member whose merged value is the stored one's bytes is unchanged.
+        let changed = !noting_values || out[value_at..] != *stored_value;
+        note(&mut record, out, start, key.len(), member.escaped, changed);
         note_object_value(&mut record, value_at, known);
     }
     if let Some(run) = unnamed.take() {

@@ -106,17 +106,22 @@ fn noted_members_lie_where_noted(merged: &Merged) -> usize {
 /// On 5,000 generated objects and patches (nested objects, nulls at every level, names
 /// that need escaping, members removed, replaced, merged and added), merging onto the JSON
 /// gives the very bytes of merging into a parsed copy and serializing it, an index that
-/// matches them, and as touched members exactly what the patch set; and so does a second
-/// patch merged onto the result with the members of object values the first one noted.
+/// matches them, and as touched members exactly what the patch set to a new value (every
+/// fourth patch sets one member to its stored value); and so does a second patch merged
+/// onto the result with the members of object values the first one noted.
 #[test]
 fn same_bytes_as_merging_a_parsed_copy() {
     let mut cases = Cases(0x9e37_79b9_7f4a_7c15);
     let mut compact = 0;
     let mut nested_noted = 0;
     let mut carried = 0;
+    let mut unchanged = 0;
     for case in 0..5_000 {
         let stored = cases.object(3, false);
-        let patch = cases.object(3, true);
+        let mut patch = cases.object(3, true);
+        if let (0, Some((name, value))) = (case % 4, stored.iter().next()) {
+            patch.insert(name.clone(), value.clone());
+        }
         let json = serde_json::to_vec(&stored).unwrap();
         let members = index(&json).unwrap();
         // Half the patches as sent with spaces and new lines, half compact.
@@ -137,11 +142,16 @@ fn same_bytes_as_merging_a_parsed_copy() {
         );
         assert_eq!(index(&merged.json).unwrap(), merged.members, "case {case}");
         nested_noted += noted_members_lie_where_noted(&merged);
+        // Set, and to something other than what was stored.
         let set: Vec<&String> = patch
             .iter()
-            .filter(|(_, v)| !v.is_null())
+            .filter(|(k, v)| !v.is_null() && stored.get(*k) != expected.get(*k))
             .map(|(k, _)| k)
             .collect();
+        unchanged += patch
+            .iter()
+            .filter(|(k, v)| !v.is_null() && stored.get(*k) == expected.get(*k))
+            .count();
         let touched = merged.touched_values().unwrap();
         let mut touched_names: Vec<&String> = touched.keys().collect();
         touched_names.sort();
@@ -174,6 +184,10 @@ fn same_bytes_as_merging_a_parsed_copy() {
     assert!(compact >= 100, "{compact} compact patches");
     assert!(nested_noted >= 40, "{nested_noted} merged objects noted");
     assert!(carried >= 40, "{carried} objects noted in a second write");
+    assert!(
+        unchanged >= 40,
+        "{unchanged} members set to their stored value"
+    );
 }
 
 /// Untouched members of a stored text with space between its members (another store's
