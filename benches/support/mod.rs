@@ -84,6 +84,27 @@ pub fn patch_request(path: &str, token: &str, body: impl Into<Bytes>) -> Request
         .unwrap()
 }
 
+/// [`changing_body`] with every member it sets changed as well, from one request to the
+/// next (the level, the score, a reason and the review time alternate between two values):
+/// no member repeats its stored value, so a write judges each one. The first has
+/// [`PATCH_BODY`]'s values.
+pub fn every_member_changing_body() -> String {
+    let n = REVISION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let body = if n.is_multiple_of(2) {
+        PATCH_BODY.to_owned()
+    } else {
+        PATCH_BODY
+            .replace("\"medium\"", "\"high\"")
+            .replace("\"score\":42", "\"score\":43")
+            .replace("\"legacy-auth\"", "\"legacy-auth-2\"")
+            .replace("01:02:03Z", "01:02:04Z")
+    };
+    body.replace(
+        "for this account",
+        &format!("for this account, revision {n}"),
+    )
+}
+
 /// A PATCH of [`changing_body`]: a real change on every request.
 pub fn changing_patch(path: &str, token: &str) -> Request<Full<Bytes>> {
     patch_request(path, token, changing_body())

@@ -9,9 +9,13 @@
 //!
 //! `rounds N` times instead: floor, axum and ours-jwt in alternating batches, N rounds, the
 //! medians of the rounds' ratios (see `rounds`): the in-process time target, side by side.
+//! `rounds N every` sends every contender bodies in which each member changes from one
+//! request to the next (`every_member_changing_body`), where the bench's body changes only
+//! `notes`: then no member is left out of our schema check for repeating its stored value.
 //!
 //! Contenders: `floor`, `axum`, `ours` (static tokens), `ours-jwt` (a real ES256 token found
-//! in `JwtValidator`'s cache, as a server sees a client's later requests), `ours-metrics` (ours with the Prometheus observer
+//! in `JwtValidator`'s cache, as a server sees a client's later requests), `floor-every` and
+//! `ours-jwt-every` (the same with `every_member_changing_body`), `ours-metrics` (ours with the Prometheus observer
 //! and `MetricsLayer`: the metrics' cost is its instruction count less `ours`'), and `ours-1k`
 //! / `ours-64k` (ours under an open JSON Schema on an object of that many bytes, as the
 //! `object_size` bench: the answer is checked fully once, then by status, so that parsing a
@@ -32,7 +36,13 @@ fn main() {
         .unwrap();
     let request = || changing_patch("/me/security", TOKEN);
     match contender.as_str() {
-        "rounds" => rounds(&rt, count),
+        "rounds" => {
+            let body = match args.next().as_deref() {
+                Some("every") => every_member_changing_body,
+                _ => changing_body,
+            };
+            rounds(&rt, count, body);
+        }
         "floor" => {
             let service = Floor::default().service();
             for _ in 0..count {
@@ -113,6 +123,23 @@ fn main() {
                 assert_merged("ours-jwt", status, &body);
             }
         }
+        "floor-every" => {
+            let service = Floor::default().service();
+            for n in 0..count {
+                let request = patch_request("/me/security", TOKEN, every_member_changing_body());
+                let (status, body) = rt.block_on(answer(&service, request));
+                assert_first_merged("floor-every", n, status, &body);
+            }
+        }
+        "ours-jwt-every" => {
+            let (validator, token) = validator_with_token();
+            let (service, _) = ours(validator);
+            for n in 0..count {
+                let request = patch_request("/me/security", &token, every_member_changing_body());
+                let (status, body) = rt.block_on(answer(&service, request));
+                assert_first_merged("ours-jwt-every", n, status, &body);
+            }
+        }
         "ours-1k" | "ours-64k" => {
             let bytes = if contender == "ours-1k" {
                 1024
@@ -134,6 +161,15 @@ fn main() {
                 assert_merged("ours", status, &body);
             }
         }
+    }
+}
+
+/// The first answer checked whole (its body has `PATCH_BODY`'s values), the others by status.
+fn assert_first_merged(name: &str, n: usize, status: u16, body: &[u8]) {
+    if n == 0 {
+        assert_merged(name, status, body);
+    } else {
+        assert_eq!(status, 200, "{name}: {}", String::from_utf8_lossy(body));
     }
 }
 
@@ -166,18 +202,28 @@ fn validator_with_token() -> (security_update::JwtValidator, String) {
 /// nearly the same for the three batches of a round. As criterion's `iter_batched`, requests
 /// are made outside the timed part and answers dropped after it; every answer is checked by
 /// status, the first of each contender whole.
-fn rounds(rt: &tokio::runtime::Runtime, count: usize) {
+fn rounds(rt: &tokio::runtime::Runtime, count: usize, body: fn() -> String) {
     const BATCH: usize = 1000;
     let floor = Floor::default().service();
     let axum = axum_baseline();
     let (validator, token) = validator_with_token();
     let (ours, _) = ours(validator);
-    let request = || changing_patch("/me/security", TOKEN);
-    let jwt_request = || changing_patch("/me/security", &token);
+    let request = || patch_request("/me/security", TOKEN, body());
+    let jwt_request = || patch_request("/me/security", &token, body());
+    // Each checked whole once, with the bench's values.
     for (name, (status, body)) in [
-        ("floor", rt.block_on(answer(&floor, request()))),
-        ("axum", rt.block_on(answer(&axum, request()))),
-        ("ours-jwt", rt.block_on(answer(&ours, jwt_request()))),
+        (
+            "floor",
+            rt.block_on(answer(&floor, changing_patch("/me/security", TOKEN))),
+        ),
+        (
+            "axum",
+            rt.block_on(answer(&axum, changing_patch("/me/security", TOKEN))),
+        ),
+        (
+            "ours-jwt",
+            rt.block_on(answer(&ours, changing_patch("/me/security", &token))),
+        ),
     ] {
         assert_merged(name, status, &body);
     }
