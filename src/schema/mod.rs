@@ -329,10 +329,12 @@ impl ResourceSchema {
     /// ([`check_members`](Self::check_members)) instead of the whole merged object: when the
     /// schema judges members one by one, and the patch names no read-only property (nor, as
     /// [`PlainNames`] are, `id` or `@odata.type`: those are compared with the stored object).
-    /// Members the patch leaves alone, or sets to the very bytes they had, were valid when
-    /// written and are not judged again, as Kubernetes ratchets unchanged fields of custom
-    /// resources (KEP-4008): the object a write makes decides, not how its patch was spelled.
-    /// Without read-only properties, no name is read.
+    /// Members the patch leaves alone were valid when written and are not judged again, as
+    /// Kubernetes ratchets unchanged fields of custom resources (KEP-4008); nor are members
+    /// whose merged value is byte for byte the stored one (always so for a value repeated
+    /// onto an object this crate wrote; a stored text with other spacing or escapes is
+    /// judged). A patch that names `id`, `@odata.type` or a read-only property has the whole
+    /// object judged. Without read-only properties, no name is read.
     pub(crate) fn checks_members_alone(&self, names: PlainNames<'_>) -> bool {
         let local = match &self.kind {
             SchemaKind::Graph | SchemaKind::Open => true,
