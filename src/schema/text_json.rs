@@ -135,6 +135,32 @@ impl<'a> Node<'a, TextJson> for TextNode<'a> {
         self.text() == Some("null")
     }
 
+    /// `minLength` and `maxLength`, decided by the byte length where it can be, as
+    /// `jsonschema` does for a `serde_json` string: `n` bytes of UTF-8 hold `n / 4` (rounded
+    /// up) to `n` code points. A literal without escapes is its string's bytes between quotes,
+    /// so it is not decoded; one with escapes is.
+    fn string_length_within(&self, min: u64, max: u64) -> Option<bool> {
+        let Self::Text(text) = *self else {
+            return self
+                .string_length()
+                .map(|length| (min..=max).contains(&length));
+        };
+        let content = text.strip_prefix('"')?.strip_suffix('"')?;
+        if content.contains('\\') {
+            let length = string_of(text)?.chars().count() as u64;
+            return Some((min..=max).contains(&length));
+        }
+        let bytes = content.len() as u64;
+        let fewest = bytes.div_ceil(4);
+        if bytes < min || fewest > max {
+            return Some(false);
+        }
+        if min <= fewest && bytes <= max {
+            return Some(true);
+        }
+        Some((min..=max).contains(&(content.chars().count() as u64)))
+    }
+
     fn json_type(&self) -> JsonType {
         match self {
             Self::Chosen { .. } => JsonType::Object,

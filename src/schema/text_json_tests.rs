@@ -218,3 +218,66 @@ fn judges_as_the_value_validator_does() {
 fn str_of(text: &[u8]) -> &str {
     std::str::from_utf8(text).unwrap()
 }
+
+/// `minLength` and `maxLength` answer for a literal as for the `serde_json` string it holds,
+/// at and around every bound the byte length decides by, for one- to four-byte characters,
+/// escapes, and what is not a string.
+#[test]
+fn string_lengths_are_judged_as_for_a_value() {
+    let strings = [
+        "",
+        "a",
+        "abcd",
+        "abcde",
+        "é",
+        "éé",
+        "aé",
+        "€",
+        "€€a",
+        "😀",
+        "😀😀",
+        "a😀b",
+        "\u{7f}",
+        "tab\there",
+        "quote\"",
+        "back\\slash",
+        "é\n😀",
+    ];
+    let mut decided = 0;
+    for string in strings {
+        let value = serde_json::Value::from(string);
+        let literal = serde_json::to_string(&value).unwrap();
+        let node = TextNode::Text(&literal);
+        let bytes = string.len() as u64;
+        let bounds = [
+            0,
+            1,
+            bytes.div_ceil(4),
+            string.chars().count() as u64,
+            bytes,
+        ];
+        for min in bounds.iter().flat_map(|b| [b.saturating_sub(1), *b, b + 1]) {
+            for max in bounds.iter().flat_map(|b| [b.saturating_sub(1), *b, b + 1]) {
+                let expected =
+                    <&Value as Node<'_, jsonschema::json::SerdeJson>>::string_length_within(
+                        &&value, min, max,
+                    );
+                assert_eq!(
+                    node.string_length_within(min, max),
+                    expected,
+                    "{literal} in {min}..={max}"
+                );
+                decided += usize::from(expected == Some(true));
+            }
+        }
+    }
+    assert!(decided > 100, "{decided} lengths within bounds");
+    for other in ["1", "null", "[\"a\"]", "{\"a\":\"b\"}", "true"] {
+        assert_eq!(
+            TextNode::Text(other).string_length_within(0, 10),
+            None,
+            "{other}"
+        );
+    }
+    assert_eq!(TextNode::Name("ab").string_length_within(2, 2), Some(true));
+}
