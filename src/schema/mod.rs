@@ -261,6 +261,18 @@ impl ResourceSchema {
         }
     }
 
+    /// The checks of a patch alone ([`check_patch_names`](Self::check_patch_names), or
+    /// [`check_patch`](Self::check_patch) when its names are not all plain).
+    ///
+    /// # Errors
+    /// 400 naming the first offending property.
+    pub(crate) fn check_patch_alone(&self, patch: &crate::MergePatch) -> Result<(), GraphError> {
+        match patch.plain_names() {
+            Some(names) => self.check_patch_names(names),
+            None => self.check_patch(patch.document()),
+        }
+    }
+
     /// Checks a merged object against the object it was patched from.
     ///
     /// # Errors

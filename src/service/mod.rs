@@ -335,10 +335,7 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
                 )
             })?;
         patch.strip_annotations()?;
-        match patch.plain_names() {
-            Some(names) => config.schema.check_patch_names(names)?,
-            None => config.schema.check_patch(patch.document())?,
-        }
+        config.schema.check_patch_alone(&patch)?;
         let headers = request.headers();
         let actor = match actor {
             Some(actor) => actor,

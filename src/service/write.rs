@@ -16,7 +16,7 @@ use crate::error::{ErrorKind, GraphError};
 use crate::merge_patch::{MergePatch, apply_to_object};
 use crate::observe::{StoreOperation, timed};
 use crate::odata::representation::Representation;
-use crate::schema::ResourceSchema;
+use crate::schema::{InEffect, ResourceSchema};
 use crate::store::{ObjectKey, SecurityStore, Snapshot, SwapOutcome, etag_str};
 use crate::timeout::WriteDeadline;
 
@@ -65,6 +65,11 @@ pub(crate) fn next_snapshot(
     max_bytes: usize,
 ) -> Result<Snapshot, GraphError> {
     let schema = schema.in_effect();
+    if let InEffect::Taken(taken) = &schema {
+        // The request's patch was checked alone against the schema in effect when it came;
+        // a reload since may have put another in: one schema judges the whole write.
+        taken.check_patch_alone(patch)?;
+    }
     let next = match merge_as_text(&schema, current, patch)? {
         Some(next) => next,
         None => {
@@ -358,5 +363,36 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
             }
             _ => tokio::task::yield_now().await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A schema replaced between a request's arrival and its write: the write is judged by
+    /// one schema, the one in effect when it starts, its patch's names included. Graph's
+    /// schema refuses every other name, so a patch that removes one is refused, as it would
+    /// be had it come after the replacement; before it, the same write removes the member.
+    #[test]
+    fn a_write_checks_its_patch_again_under_the_schema_that_judges_it() {
+        let patch = MergePatch::parse(bytes::Bytes::from_static(br#"{"x":null}"#), 64).unwrap();
+        let current = super::super::reply::default_snapshot(&ObjectKey::new("t", "u")).unwrap();
+        let mut document = current.document().clone();
+        document.insert("x".into(), 1.into());
+        let current = Snapshot::new(1, document).unwrap();
+
+        let (schema, reloader) = ResourceSchema::open_type().reloadable();
+        schema.check_patch_alone(&patch).unwrap();
+        let next = next_snapshot(&schema, &current, &patch, 1 << 20).unwrap();
+        assert!(
+            next.document().get("x").is_none(),
+            "removed under the open type"
+        );
+
+        reloader.replace(ResourceSchema::graph());
+        let refused = next_snapshot(&schema, &current, &patch, 1 << 20).unwrap_err();
+        assert_eq!(refused.status(), http::StatusCode::BAD_REQUEST);
+        assert!(refused.message().contains("'x'"), "{}", refused.message());
     }
 }
