@@ -55,7 +55,7 @@ use crate::request_id::RequestIds;
 use crate::schema::ResourceSchema;
 use crate::store::{ObjectKey, SecurityStore, Snapshot};
 use crate::timeout::WriteDeadline;
-use conditional::{Precondition, prefers_minimal};
+use conditional::{Conditions, Precondition};
 use endpoint::{Decided, missing_principal};
 use future::{Answering, BoxFuture};
 use reply::{Reply, default_snapshot};
@@ -311,14 +311,11 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
             options,
         );
         if access == Access::Read {
-            let headers = request.headers();
+            let conditions = Conditions::parse(request.headers())?;
             return Ok(Operation::Read {
                 key,
                 representation,
-                conditions: (
-                    Precondition::parse(headers)?,
-                    Precondition::parse_none_match(headers)?,
-                ),
+                conditions: (conditions.if_match, conditions.if_none_match),
                 head: request.method() == Method::HEAD,
             });
         }
@@ -336,7 +333,6 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
             })?;
         patch.strip_annotations()?;
         config.schema.check_patch_alone(&patch)?;
-        let headers = request.headers();
         let actor = match actor {
             Some(actor) => actor,
             None => request
@@ -345,13 +341,14 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
                 .cloned()
                 .ok_or_else(missing_principal)?,
         };
+        let conditions = Conditions::parse(request.headers())?;
         Ok(Operation::Write(Write {
             key,
             actor,
             patch,
-            precondition: Precondition::parse(headers)?,
-            unless: Precondition::parse_none_match(headers)?,
-            minimal: prefers_minimal(headers),
+            precondition: conditions.if_match,
+            unless: conditions.if_none_match,
+            minimal: conditions.minimal,
             deadline: request.extensions().get::<WriteDeadline>().cloned(),
             representation,
         }))
