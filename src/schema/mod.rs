@@ -173,8 +173,9 @@ impl ResourceSchema {
 
     /// This schema, replaceable while the service runs: the returned schema goes to the
     /// [`StackBuilder`](crate::StackBuilder), the [`SchemaReloader`] to whoever reloads it (the
-    /// server does on SIGHUP). Each request is checked against the schema in place when the
-    /// check runs; stored objects are not revalidated when it changes.
+    /// server does on SIGHUP). A write is judged whole by the schema in place when it starts
+    /// (its patch was also checked alone by the one in place when it came); stored objects
+    /// are not revalidated when it changes.
     ///
     /// ```
     /// use security_update::ResourceSchema;

@@ -197,8 +197,9 @@ mod tests {
             (header::IF_NONE_MATCH, "*"),
             (PREFER, "return=minimal"),
             (header::IF_MATCH, "not a tag"),
+            (header::IF_NONE_MATCH, "W/"),
         ];
-        let mut cases = 0;
+        let (mut cases, mut refused) = (0, 0);
         for others in [0, 2, WALK_NAMES_UP_TO, WALK_NAMES_UP_TO + 3] {
             for chosen in 0..1 << sent.len() {
                 let mut map = HeaderMap::new();
@@ -224,10 +225,12 @@ mod tests {
                     alone.as_ref().map_err(GraphError::message),
                     "{map:?}"
                 );
+                refused += usize::from(together.is_err());
                 cases += usize::from(together.is_ok_and(|c| c.minimal));
             }
         }
         assert_eq!(cases, 4 * 4, "return=minimal among the valid cases");
+        assert!(refused >= 3 * 4 * 4, "{refused} refused");
     }
 
     fn headers(values: &[&str]) -> HeaderMap {

@@ -374,25 +374,35 @@ mod tests {
     /// one schema, the one in effect when it starts, its patch's names included. Graph's
     /// schema refuses every other name, so a patch that removes one is refused, as it would
     /// be had it come after the replacement; before it, the same write removes the member.
+    /// Both kinds of patch: names all plain (checked by name), and one naming `@odata.type`
+    /// (checked as a parsed document).
     #[test]
     fn a_write_checks_its_patch_again_under_the_schema_that_judges_it() {
-        let patch = MergePatch::parse(bytes::Bytes::from_static(br#"{"x":null}"#), 64).unwrap();
         let current = super::super::reply::default_snapshot(&ObjectKey::new("t", "u")).unwrap();
         let mut document = current.document().clone();
         document.insert("x".into(), 1.into());
         let current = Snapshot::new(1, document).unwrap();
+        for text in [
+            r#"{"x":null}"#,
+            r##"{"@odata.type":"#microsoft.graph.security.security","x":null}"##,
+        ] {
+            let patch = MergePatch::parse(bytes::Bytes::from(text), 64).unwrap();
+            let (schema, reloader) = ResourceSchema::open_type().reloadable();
+            schema.check_patch_alone(&patch).unwrap();
+            let next = next_snapshot(&schema, &current, &patch, 1 << 20).unwrap();
+            assert!(
+                next.document().get("x").is_none(),
+                "{text}: removed under the open type"
+            );
 
-        let (schema, reloader) = ResourceSchema::open_type().reloadable();
-        schema.check_patch_alone(&patch).unwrap();
-        let next = next_snapshot(&schema, &current, &patch, 1 << 20).unwrap();
-        assert!(
-            next.document().get("x").is_none(),
-            "removed under the open type"
-        );
-
-        reloader.replace(ResourceSchema::graph());
-        let refused = next_snapshot(&schema, &current, &patch, 1 << 20).unwrap_err();
-        assert_eq!(refused.status(), http::StatusCode::BAD_REQUEST);
-        assert!(refused.message().contains("'x'"), "{}", refused.message());
+            reloader.replace(ResourceSchema::graph());
+            let refused = next_snapshot(&schema, &current, &patch, 1 << 20).unwrap_err();
+            assert_eq!(refused.status(), http::StatusCode::BAD_REQUEST, "{text}");
+            assert!(
+                refused.message().contains("'x'"),
+                "{text}: {}",
+                refused.message()
+            );
+        }
     }
 }
