@@ -364,8 +364,8 @@ impl ResourceSchema {
 
     /// Checks the members a patch changed, after
     /// [`checks_members_alone`](Self::checks_members_alone): `touched`, members of the merged
-    /// object's text `json`, read where they lie; `nested`,
-    /// the members of those of their object values that are noted.
+    /// object's text `json`, read where they lie; `nested`, the members of those of their
+    /// object values that are noted.
     ///
     /// # Errors
     /// 400 naming the first offending property.
