@@ -194,29 +194,40 @@ async fn members_a_patch_sets_to_their_stored_value_are_not_judged_again() {
 }
 
 /// Byte for byte, not value for value: a stored text spelled otherwise than this crate writes
-/// (another store's spacing) has its repeated value rewritten by the merge, and judged.
+/// (another store's spacing, or escapes where this crate writes the characters) has its
+/// repeated value rewritten by the merge, and judged, even when the patch repeats the very
+/// text stored.
 #[tokio::test]
 async fn a_value_repeated_onto_another_spelling_is_judged() {
     let (app, store) = app_with(schema(json!({
         "type": "object",
         "properties": {
             "risk": {"type": "object", "properties": {"a": {"type": "integer", "maximum": 5}}},
-            "notes": {"type": "string"}
+            "notes": {"type": "string", "maxLength": 3}
         }
     })));
     let id = get(&app, "/me/security", "alice").await.json()["id"].clone();
     let text = format!(
-        r##"{{"@odata.type":"#microsoft.graph.security.security","id":{id},"risk": {{ "a": 9 }}}}"##
+        r##"{{"@odata.type":"#microsoft.graph.security.security","id":{id},"risk": {{ "a": 9 }},"notes":"\u00e9\u00e9\u00e9\u00e9"}}"##
     );
     let snapshot = Snapshot::from_json(1, text.into()).unwrap();
     store.compare_and_swap(&alice(), 0, snapshot).await.unwrap();
-    assert_refused_naming(
-        &app,
-        &store,
-        &json!({"risk": {"a": 9}, "notes": "x"}),
-        "risk/a",
-    )
-    .await;
+    // Sent as written here: the second repeats the stored text byte for byte.
+    for (body, path) in [
+        (r#"{"risk":{"a":9}}"#, "risk/a"),
+        (r#"{"notes":"\u00e9\u00e9\u00e9\u00e9"}"#, "notes"),
+        (r#"{"notes":"éééé"}"#, "notes"),
+    ] {
+        let before = store.entries();
+        let reply = patch(&app, "/me/security", "alice", body).await;
+        assert_eq!(reply.status, 400, "{body}");
+        assert!(
+            reply.error_message().contains(path),
+            "{body}: {}",
+            reply.error_message()
+        );
+        assert_eq!(store.entries(), before, "{body} changed the object");
+    }
 }
 
 /// The case the rule is for: an object written under one schema, the schema replaced by a
