@@ -15,11 +15,11 @@
 //!
 //! Contenders: `floor`, `axum`, `ours` (static tokens), `ours-jwt` (a real ES256 token found
 //! in `JwtValidator`'s cache, as a server sees a client's later requests), `floor-every` and
-//! `ours-jwt-every` (the same with `every_member_changing_body`), `ours-metrics` (ours with the Prometheus observer
-//! and `MetricsLayer`: the metrics' cost is its instruction count less `ours`'), and `ours-1k`
-//! / `ours-64k` (ours under an open JSON Schema on an object of that many bytes, as the
-//! `object_size` bench: the answer is checked fully once, then by status, so that parsing a
-//! big answer does not hide the write).
+//! `ours-jwt-every` (the same with `every_member_changing_body`), `ours-metrics` (ours with
+//! the Prometheus observer and `MetricsLayer`: the metrics' cost is its instruction count less
+//! `ours`'), and `ours-1k` / `ours-64k` (ours under an open JSON Schema on an object of that
+//! many bytes, as the `object_size` bench: the answer is checked fully once, then by status,
+//! so that parsing a big answer does not hide the write).
 
 #[path = "../../../benches/support/mod.rs"]
 mod support;
