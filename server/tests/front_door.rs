@@ -228,6 +228,49 @@ fn an_idle_http1_keep_alive_connection_is_closed_by_the_header_timer() {
     assert!(reply.starts_with(b"HTTP/1.1 401"), "{reply:?}");
 }
 
+/// Reads one whole HTTP/1 response (head and a `content-length` body) from `stream`.
+fn read_response(stream: &mut TcpStream) -> Vec<u8> {
+    stream.set_read_timeout(Some(BOUND)).unwrap();
+    let mut all = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        if let Some(head) = all.windows(4).position(|w| w == b"\r\n\r\n") {
+            let text = String::from_utf8_lossy(&all[..head]).to_ascii_lowercase();
+            let length: usize = text
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length: "))
+                .map_or(0, |value| value.trim().parse().unwrap());
+            if all.len() >= head + 4 + length {
+                return all;
+            }
+        }
+        let n = stream.read(&mut buffer).expect("a response");
+        assert!(n > 0, "the connection closed mid-response: {all:?}");
+        all.extend_from_slice(&buffer[..n]);
+    }
+}
+
+#[test]
+fn a_keep_alive_connection_busy_past_the_header_timeout_is_kept() {
+    let dir = TempDir::new("front-door-keep-alive-busy");
+    let server = Server::start(&["--memory", "--header-read-timeout", "1"], &dir.0);
+    let mut stream = connect_from("127.0.0.1", server.addr);
+    // Each head comes half the timeout after the last answer, five times: 2.5 s on one
+    // connection, more than twice the timeout, and no head ever late. The timer an earlier
+    // head set must not cut a later one.
+    for _ in 0..5 {
+        stream
+            .write_all(b"GET /beta/me/security HTTP/1.1\r\nhost: x\r\n\r\n")
+            .unwrap();
+        let reply = read_response(&mut stream);
+        assert!(reply.starts_with(b"HTTP/1.1 401"), "{reply:?}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // Then silence: cut by the same timer.
+    let rest = read_to_close(&mut stream);
+    assert!(rest.is_empty(), "{rest:?}");
+}
+
 #[test]
 fn an_http2_peer_that_takes_no_response_is_dropped() {
     let dir = TempDir::new("front-door-h2-window");

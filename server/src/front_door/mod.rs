@@ -5,7 +5,7 @@
 //! | accepted, over a cap | closed at once, before any read ([`conn_limits`]) |
 //! | TLS handshake (with `--tls-cert`) | `--tls-handshake-timeout`; then ALPN decides the protocol |
 //! | first bytes (HTTP/1 or HTTP/2?) | `--first-bytes-timeout` ([`detect`]; hyper-util's auto builder has none, hyperium/hyper#3962) |
-//! | HTTP/1 request head, and idle keep-alive | `--header-read-timeout` (hyper's header timer covers both) |
+//! | HTTP/1 request head, and idle keep-alive | `--header-read-timeout` (hyper's header timer covers both; [`header_timer`]) |
 //! | request, body included | `--request-timeout` (408, in the library's `TimeoutLayer`) |
 //! | HTTP/2 with no open stream (idle, or a header block that never ends) | `--h2-idle-timeout`, then a graceful GOAWAY and, after a grace period, the socket is dropped |
 //! | a peer that stops reading our response | `--write-stall-timeout` ([`write_stall`]) |
@@ -14,6 +14,7 @@
 
 pub(crate) mod conn_limits;
 pub(crate) mod detect;
+mod header_timer;
 mod in_place;
 mod ip_net;
 mod linger;
@@ -147,7 +148,7 @@ async fn serve_io<I, S, B>(
         Protocol::Http1 => {
             // One request at a time, on this task either way: called in place, no clone.
             let connection = http1::Builder::new()
-                .timer(TokioTimer::new())
+                .timer(header_timer::HeaderTimer::default())
                 .keep_alive(true)
                 .header_read_timeout(deadlines.header_read)
                 .serve_connection(io, InPlace::new(service));
