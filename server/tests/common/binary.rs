@@ -8,6 +8,14 @@ use std::time::{Duration, Instant};
 
 use super::process::PATIENCE;
 
+/// The binary under test: the one cargo built for these tests, or another build of the same
+/// source named by `SECURITY_UPDATE_SERVER_BINARY` (`scripts/pgo_build.sh` runs these tests
+/// against its profile-guided build).
+fn binary() -> String {
+    std::env::var("SECURITY_UPDATE_SERVER_BINARY")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_security-update-server").to_owned())
+}
+
 /// A running server process, killed when dropped.
 pub struct Server {
     pub child: Child,
@@ -50,15 +58,15 @@ impl Server {
                 .unwrap()
                 .as_nanos()
         ));
-        let binary = env!("CARGO_BIN_EXE_security-update-server");
+        let binary = binary();
         let mut command = match open_files {
-            None => Command::new(binary),
+            None => Command::new(&binary),
             Some(limit) => {
                 let mut command = Command::new("sh");
                 command.args([
                     "-c",
                     &format!("ulimit -n {limit} && exec \"$0\" \"$@\""),
-                    binary,
+                    &binary,
                 ]);
                 command
             }
@@ -181,7 +189,7 @@ fn wait_with_timeout(child: &mut Child, patience: Duration) -> Option<ExitStatus
 
 /// Runs the binary to completion (for flag errors), returning (exit code, stdout, stderr).
 pub fn run_to_exit(args: &[&str]) -> (Option<i32>, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_security-update-server"))
+    let mut child = Command::new(binary())
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
