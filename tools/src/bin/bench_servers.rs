@@ -27,9 +27,17 @@ fn main() {
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&addr).await.expect("bind");
         println!("listening on {}", listener.local_addr().expect("addr"));
-        match which.as_str() {
-            "axum" => serve(listener, support::axum_baseline()).await,
-            _ => serve(listener, support::Floor::default().service()).await,
+        let serving = async move {
+            match which.as_str() {
+                "axum" => serve(listener, support::axum_baseline()).await,
+                _ => serve(listener, support::Floor::default().service()).await,
+            }
+        };
+        // Ctrl-C (SIGINT) returns from `main`, so that an instrumented build
+        // (scripts/pgo_build.sh) writes its profile at exit.
+        tokio::select! {
+            () = serving => {}
+            _ = tokio::signal::ctrl_c() => {}
         }
     });
 }
