@@ -6,22 +6,27 @@
 # afresh and runs them one after the other, and the ratios are taken within a round and their
 # median reported. Contenders, in this order in every round:
 #   floor, axum                 the two baselines (tools/src/bin/bench_servers.rs)
-#   shipped                     security-update-server as deployed: RUST_LOG unset (info)
+#   shipped                     security-update-server as deployed: RUST_LOG unset (info);
+#                               target/release's build, or SERVER=path (scripts/pgo_build.sh's)
 #   logging_off                 the same binary with every line off, audit included
 #   start_shipped, start_off    the same two for another build, when START=path is given
 #                               (a build of an earlier commit, to be measured beside this one)
+#   floor_pgo, axum_pgo         the baselines built with PGO, when PGO_BASELINES=path is given
+#                               (scripts/pgo_build.sh with BASELINES=1), to see what PGO gives
+#                               code that is not ours
 # Each server has one worker thread pinned to core 0, wrk (-t1) runs on core 1, 127.0.0.1 only,
 # every run bounded by DURATION. Every request changes the object (scripts/patch.lua); a round
 # with any answer but 200 fails the script.
 #
 # Usage: scripts/loopback_rounds.sh   (env: ROUNDS=4 DURATION=6s CONNECTIONS=32 START=path
-# BUILD=0 to use the binaries in target/release as they are)
+# SERVER=path PGO_BASELINES=path BUILD=0 to use the binaries in target/release as they are)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS="${ROUNDS:-4}"
 DURATION="${DURATION:-6s}"
 CONNECTIONS="${CONNECTIONS:-32}"
 LOGGING_OFF="off,security_update::audit=off"
+SERVER="${SERVER:-target/release/security-update-server}"
 
 if ! command -v wrk >/dev/null; then
   echo "installing wrk (Debian package)..." >&2
@@ -44,7 +49,7 @@ start() {
   server=$!
   for _ in $(seq 1 150); do
     if grep -q '^listening on ' "$work/$name.out" 2>/dev/null; then
-      case "$name" in floor|axum) return ;; esac
+      case "$name" in floor*|axum*) return ;; esac
       [ "$(wc -l <"$work/$name.out")" -ge 3 ] && return
     fi
     sleep 0.1
@@ -60,7 +65,7 @@ measure() {
   local name="$1" round="$2" path token address
   address=$(awk '/^listening on / {print $3; exit}' "$work/$name.out")
   case "$name" in
-    floor|axum) path=/me/security; token=bench-token-0123456789abcdef ;;
+    floor*|axum*) path=/me/security; token=bench-token-0123456789abcdef ;;
     *) path=/beta/me/security; token=$(sed -n '3p' "$work/$name.out") ;;
   esac
   TOKEN="$token" taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"$DURATION" -s scripts/patch.lua \
@@ -81,9 +86,13 @@ for round in $(seq 1 "$ROUNDS"); do
   for baseline in floor axum; do
     start "$baseline" target/release/bench_servers "$baseline" 127.0.0.1:0 1
     measure "$baseline" "$round"; stop
+    if [ -n "${PGO_BASELINES:-}" ]; then
+      start "${baseline}_pgo" "$PGO_BASELINES" "$baseline" 127.0.0.1:0 1
+      measure "${baseline}_pgo" "$round"; stop
+    fi
   done
-  ours shipped target/release/security-update-server info; measure shipped "$round"; stop
-  ours logging_off target/release/security-update-server "$LOGGING_OFF"
+  ours shipped "$SERVER" info; measure shipped "$round"; stop
+  ours logging_off "$SERVER" "$LOGGING_OFF"
   measure logging_off "$round"; stop
   if [ -n "${START:-}" ]; then
     ours start_shipped "$START" info; measure start_shipped "$round"; stop
@@ -122,6 +131,11 @@ for name in names:
 for name in names:
     if name not in ("floor", "axum"):
         show(f"{name} / axum", ratios(name, "axum"))
+for name in names:
+    if not name.startswith(("floor", "axum")):
+        show(f"{name} / floor_pgo", ratios(name, "floor_pgo"))
+        show(f"{name} / axum_pgo", ratios(name, "axum_pgo"))
+show("axum_pgo / axum (PGO's gain)", ratios("axum_pgo", "axum"))
 show("shipped / logging_off (logs' cost)", ratios("shipped", "logging_off"))
 show("start_shipped / start_off", ratios("start_shipped", "start_off"))
 show("shipped / start_shipped", ratios("shipped", "start_shipped"))
