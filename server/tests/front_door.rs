@@ -253,22 +253,31 @@ fn read_response(stream: &mut TcpStream) -> Vec<u8> {
 #[test]
 fn a_keep_alive_connection_busy_past_the_header_timeout_is_kept() {
     let dir = TempDir::new("front-door-keep-alive-busy");
-    let server = Server::start(&["--memory", "--header-read-timeout", "1"], &dir.0);
+    let server = Server::start(&["--memory", "--header-read-timeout", "2"], &dir.0);
     let mut stream = connect_from("127.0.0.1", server.addr);
-    // Each head comes half the timeout after the last answer, five times: 2.5 s on one
-    // connection, more than twice the timeout, and no head ever late. The timer an earlier
-    // head set must not cut a later one.
-    for _ in 0..5 {
+    // Each head comes a quarter of the timeout after the last answer, six times: 3 s on one
+    // connection, more than the timeout, and no head ever late. The timer an earlier head set
+    // must not cut a later one.
+    let mut last_answer = std::time::Instant::now();
+    for _ in 0..6 {
+        std::thread::sleep(Duration::from_millis(500));
         stream
             .write_all(b"GET /beta/me/security HTTP/1.1\r\nhost: x\r\n\r\n")
             .unwrap();
         let reply = read_response(&mut stream);
+        last_answer = std::time::Instant::now();
         assert!(reply.starts_with(b"HTTP/1.1 401"), "{reply:?}");
-        std::thread::sleep(Duration::from_millis(500));
     }
-    // Then silence: cut by the same timer.
+    // Then silence: cut by the same timer at its deadline, 2 s after the server starts waiting
+    // for the next head (as it sends the last answer): not much before the answer came plus
+    // 2 s, nor long after (a thread here may be scheduled late; the bounds leave room).
     let rest = read_to_close(&mut stream);
+    let silent_for = last_answer.elapsed();
     assert!(rest.is_empty(), "{rest:?}");
+    assert!(
+        silent_for >= Duration::from_millis(1500) && silent_for <= Duration::from_secs(7),
+        "closed after {silent_for:?} of silence"
+    );
 }
 
 #[test]
