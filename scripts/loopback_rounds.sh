@@ -82,6 +82,9 @@ ours() { # name, binary, RUST_LOG
     --rate-limit 0 --schema scripts/bench-schema.json
 }
 
+# The rounds run in a subshell (the pipe to tee), which does not inherit the EXIT trap: its
+# own stops the server it started if a round fails.
+( trap '[ -z "$server" ] || stop' EXIT
 for round in $(seq 1 "$ROUNDS"); do
   for baseline in floor axum; do
     start "$baseline" target/release/bench_servers "$baseline" 127.0.0.1:0 1
@@ -98,7 +101,7 @@ for round in $(seq 1 "$ROUNDS"); do
     ours start_shipped "$START" info; measure start_shipped "$round"; stop
     ours start_off "$START" "$LOGGING_OFF"; measure start_off "$round"; stop
   fi
-done | tee "$work/rounds"
+done ) | tee "$work/rounds"
 
 echo "machine: $(nproc) cores, $(uname -r); $ROUNDS rounds; wrk -t1 -c$CONNECTIONS -d$DURATION;" \
   "one server worker on core 0, wrk on core 1"

@@ -28,7 +28,8 @@ cd "$(dirname "$0")/.."
 TRAIN="${TRAIN:-8s}"
 work="$PWD/target/pgo"
 
-profdata="$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin/llvm-profdata"
+host="$(rustc -vV | sed -n 's/^host: //p')"
+profdata="$(rustc --print sysroot)/lib/rustlib/$host/bin/llvm-profdata"
 if [ ! -x "$profdata" ]; then
   echo "adding rustup's llvm-tools (llvm-profdata)..." >&2
   rustup component add llvm-tools >/dev/null
@@ -62,6 +63,10 @@ train() { # store arguments...: one training run; the profile is written when th
   local address token
   address=$(awk '/^listening on / {print $3; exit}' "$scratch/out")
   token=$(sed -n '3p' "$scratch/out")
+  if [ -z "$address" ] || [ -z "$token" ]; then
+    echo "training: the server did not start" >&2
+    exit 1
+  fi
   TOKEN="$token" wrk -t1 -c32 -d"$TRAIN" -s scripts/patch.lua \
     "http://$address/beta/me/security" >"$scratch/wrk"
   if grep '^status ' "$scratch/wrk" | grep -v '^status 200' >&2; then
@@ -70,8 +75,19 @@ train() { # store arguments...: one training run; the profile is written when th
   fi
   python3 scripts/pgo_requests.py "$address" "$token"
   kill -TERM "$server"
-  wait "$server" || true
+  stopped "$server"
+}
+
+stopped() { # pid: waits for a training server's clean exit, which is when it writes its profile
+  if ! wait "$1"; then
+    echo "training: the server did not exit cleanly, so wrote no profile" >&2
+    exit 1
+  fi
   server=""
+  if ! compgen -G "$work/raw/*.profraw" >/dev/null; then
+    echo "training: no profile in $work/raw" >&2
+    exit 1
+  fi
 }
 
 train --memory
@@ -104,6 +120,10 @@ for baseline in floor axum; do
     sleep 0.1
   done
   address=$(awk '/^listening on / {print $3; exit}' "$scratch/out")
+  if [ -z "$address" ]; then
+    echo "training: $baseline did not start" >&2
+    exit 1
+  fi
   wrk -t1 -c32 -d"$TRAIN" -s scripts/patch.lua "http://$address/me/security" >"$scratch/wrk"
   if grep '^status ' "$scratch/wrk" | grep -v '^status 200' >&2; then
     echo "training $baseline: answers other than 200 (above)" >&2
@@ -111,8 +131,7 @@ for baseline in floor axum; do
   fi
   # bench_servers has no signal handling: a SIGTERM would end it without writing its profile.
   kill -INT "$server"
-  wait "$server" || true
-  server=""
+  stopped "$server"
 done
 "$profdata" merge -o "$work/baselines.profdata" "$work/raw"
 RUSTFLAGS="-Cprofile-use=$work/baselines.profdata" CARGO_TARGET_DIR="$work/use" \

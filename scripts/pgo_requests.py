@@ -43,7 +43,8 @@ def main(address, token):
              dict(patch_headers, **{"If-Match": etag}))
         send("PATCH", "/beta/me/security", 401, "{}", {"Content-Type": "application/json"})
         send("PATCH", "/beta/me/security", 400, "{not json", patch_headers)
-        send("PATCH", "/beta/me/security", 415, "{}", dict(bearer, **{"Content-Type": "text/plain"}))
+        send("PATCH", "/beta/me/security", 415, "{}",
+             dict(bearer, **{"Content-Type": "text/plain"}))
         send("PATCH", "/beta/me/security", 400, json.dumps({"id": "other"}), patch_headers)
         send("POST", "/beta/$batch", 200, batch, patch_headers)
         send("GET", "/healthz", 200)

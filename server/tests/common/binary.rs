@@ -12,8 +12,17 @@ use super::process::PATIENCE;
 /// source named by `SECURITY_UPDATE_SERVER_BINARY` (`scripts/pgo_build.sh` runs these tests
 /// against its profile-guided build).
 fn binary() -> String {
-    std::env::var("SECURITY_UPDATE_SERVER_BINARY")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_security-update-server").to_owned())
+    let Ok(path) = std::env::var("SECURITY_UPDATE_SERVER_BINARY") else {
+        return env!("CARGO_BIN_EXE_security-update-server").to_owned();
+    };
+    // Tests run in the package's directory, not the caller's: a relative path would name
+    // another file than the one meant.
+    assert!(
+        Path::new(&path).is_absolute(),
+        "SECURITY_UPDATE_SERVER_BINARY must be an absolute path: {path}"
+    );
+    eprintln!("testing {path} (SECURITY_UPDATE_SERVER_BINARY)");
+    path
 }
 
 /// A running server process, killed when dropped.
