@@ -5,10 +5,10 @@
 //! the moment it starts waiting for one, and drops it once the head is in. With hyper-util's
 //! `TokioTimer` each of those is a boxed tokio `Sleep`: allocated, put in the runtime's timer
 //! wheel when first polled (under the wheel's lock) and taken out again when dropped (the lock
-//! again), every request. Here a connection's sleeps all wait on one tokio
-//! `Sleep`, which is only moved when it fires before the deadline of the sleep being polled
-//! (that sleep's head started later than the one the entry was set for): once per timeout on a
-//! busy connection, not once per request. The entry is never later than the deadline of any
+//! again), every request. Here a connection's sleeps all wait on one tokio `Sleep`, which is
+//! only moved when it fires before the deadline of the sleep being polled (that sleep's head
+//! started later than the one the entry was set for): once per timeout on a busy connection,
+//! not once per request. The entry is never later than the deadline of any
 //! sleep polled: one asking for an earlier deadline moves it back at once. So every sleep is
 //! due exactly when asked, as hyper's own; what changes is that an entry set for an earlier
 //! head may wake the connection's task once, needlessly, when it fires. By callgrind
