@@ -129,7 +129,7 @@ for baseline in floor axum; do
     echo "training $baseline: answers other than 200 (above)" >&2
     exit 1
   fi
-  # bench_servers has no signal handling: a SIGTERM would end it without writing its profile.
+  # bench_servers returns from main on SIGINT only; a SIGTERM would end it without its profile.
   kill -INT "$server"
   stopped "$server"
 done
