@@ -10,6 +10,7 @@ use std::time::Instant;
 use http::{Method, Request, Response};
 use pin_project_lite::pin_project;
 use tower::Service;
+use tracing::level_filters::LevelFilter;
 
 use crate::direct_lines::{DirectLines, Field, Line, field, head};
 
@@ -39,24 +40,34 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         tracing::debug!(method = %request.method(), "request started");
-        LogFuture {
+        // With every level off (`RUST_LOG=off`, set once at start-up) no line can be written
+        // for this request: its path is not copied, the clock not read, the sink not shared.
+        let record = (LevelFilter::current() >= LevelFilter::WARN).then(|| Record {
             lines: self.lines.clone(),
             method: request.method().clone(),
             path: ShownPath::of(request.uri().path()),
             started: Instant::now(),
+        });
+        LogFuture {
+            record,
             inner: self.inner.call(request),
         }
     }
+}
+
+/// What the lines of one request say besides its answer, taken when it arrives.
+struct Record {
+    lines: DirectLines,
+    method: Method,
+    path: ShownPath,
+    started: Instant,
 }
 
 pin_project! {
     pub(crate) struct LogFuture<F> {
         #[pin]
         inner: F,
-        lines: DirectLines,
-        method: Method,
-        path: ShownPath,
-        started: Instant,
+        record: Option<Record>,
     }
 }
 
@@ -69,43 +80,51 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = ready!(this.inner.poll(cx));
-        if let Ok(response) = &result {
-            if let Some(detail) = response
-                .extensions()
-                .get::<security_update::GraphError>()
-                .and_then(|error| error.detail())
-            {
-                tracing::warn!(path = %this.path.as_str(), detail, "request failed in the store");
-            }
-            // `tracing::info!(method = %method, path = %path, status, latency_us, request_id,
-            // "request")`, written directly (`direct_lines`).
-            if crate::line_gate::wanted!(
-                target: module_path!(),
-                tracing::Level::INFO,
-                fields: ["message", "method", "path", "status", "latency_us", "request_id"]
-            ) {
-                let request_id = response
-                    .headers()
-                    .get(REQUEST_ID)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("-");
-                let latency_us = this.started.elapsed().as_micros() as u64;
-                this.lines
-                    .write(head!(INFO, module_path!(), "request"), |line| {
-                        match *this.method {
-                            Method::PATCH => line.constant(field!("method" = %"PATCH")),
-                            Method::GET => line.constant(field!("method" = %"GET")),
-                            Method::POST => line.constant(field!("method" = %"POST")),
-                            _ => line.shown(field!("method"), this.method.as_str()),
-                        }
-                        this.path.show(line, field!("path"));
-                        line.number(field!("status"), u64::from(response.status().as_u16()));
-                        line.number(field!("latency_us"), latency_us);
-                        line.text(field!("request_id"), request_id);
-                    });
-            }
+        if let (Ok(response), Some(record)) = (&result, this.record.as_ref()) {
+            record.write(response);
         }
         Poll::Ready(result)
+    }
+}
+
+impl Record {
+    /// The lines of a request answered with `response`: a warning when the store failed, and
+    /// the access line.
+    fn write<B>(&self, response: &Response<B>) {
+        if let Some(detail) = response
+            .extensions()
+            .get::<security_update::GraphError>()
+            .and_then(|error| error.detail())
+        {
+            tracing::warn!(path = %self.path.as_str(), detail, "request failed in the store");
+        }
+        // `tracing::info!(method = %method, path = %path, status, latency_us, request_id,
+        // "request")`, written directly (`direct_lines`).
+        if crate::line_gate::wanted!(
+            target: module_path!(),
+            tracing::Level::INFO,
+            fields: ["message", "method", "path", "status", "latency_us", "request_id"]
+        ) {
+            let request_id = response
+                .headers()
+                .get(REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            let latency_us = self.started.elapsed().as_micros() as u64;
+            self.lines
+                .write(head!(INFO, module_path!(), "request"), |line| {
+                    match self.method {
+                        Method::PATCH => line.constant(field!("method" = %"PATCH")),
+                        Method::GET => line.constant(field!("method" = %"GET")),
+                        Method::POST => line.constant(field!("method" = %"POST")),
+                        _ => line.shown(field!("method"), self.method.as_str()),
+                    }
+                    self.path.show(line, field!("path"));
+                    line.number(field!("status"), u64::from(response.status().as_u16()));
+                    line.number(field!("latency_us"), latency_us);
+                    line.text(field!("request_id"), request_id);
+                });
+        }
     }
 }
 
