@@ -84,6 +84,7 @@ pub mod batch;
 mod body;
 pub mod content_type;
 mod error;
+mod extension_room;
 mod macros;
 pub mod merge_patch;
 #[cfg(feature = "prometheus")]
@@ -111,6 +112,7 @@ pub use batch::BatchLayer;
 pub use body::ResponseBody;
 pub use content_type::{ContentTypeLayer, JsonContentType};
 pub use error::{ERROR_CATALOGUE, ErrorKind, GraphError};
+pub use extension_room::make_extension_room;
 pub use merge_patch::{MergePatch, MergePatchLayer};
 pub use odata::QueryOptions;
 pub use rate_limit::RateLimitLayer;

@@ -196,6 +196,8 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let ids = RequestIds::generate(single_header(request.headers(), &CLIENT_REQUEST_ID));
+        // The outermost layer of the stack: room for what the layers inside put there.
+        crate::make_extension_room(request.extensions_mut());
         request.extensions_mut().insert(RequestIds {
             from_layer: true,
             ..ids.clone()

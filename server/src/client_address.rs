@@ -83,6 +83,8 @@ where
             Some(self.peer)
         };
         if let Some(address) = address {
+            // The first thing a request's extensions get: room for the stack's too.
+            security_update::make_extension_room(request.extensions_mut());
             request.extensions_mut().insert(ClientAddress(address));
         }
         if self.tls {
