@@ -276,7 +276,11 @@ fn new_request_id() -> HeaderValue {
             at += 1;
         }
     }
-    HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+    // One allocation holding the count and the text: the id is cloned into the request's
+    // extensions and the response's headers, and `from_bytes`'s copy (a `Vec`) allocated its
+    // shared count again on the first clone.
+    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(text))
+        .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
