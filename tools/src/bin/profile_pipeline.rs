@@ -169,9 +169,10 @@ fn main() {
 
 /// Our stack built up one layer at a time from the inside, the layers as `stack` mounts
 /// them, so that each one's cost is the difference of two contenders' counts (ours-jwt is
-/// the whole stack): `ours-core`, the merge-patch layer and the service, with the principal
-/// put in by hand (the service still checks the content type and authorizes, as it does
-/// without the layers); `ours-upto-preflight` adds the content-type layer and the
+/// the whole stack). Each makes room in the request's extensions first, as the stack's
+/// outermost layer does. `ours-core`: the merge-patch layer and the service, with the
+/// principal put in by hand (the service still checks the content type and authorizes, as
+/// it does without the layers); `ours-upto-preflight` adds the content-type layer and the
 /// preflight; `ours-upto-batch` the rate limit (unlimited, as in `stack`) and batching;
 /// `ours-upto-auth` the auth layer with the cached ES256 token instead of the hand-made
 /// principal. Left for ours-jwt: the timeout (off) and the request ids.
@@ -188,6 +189,8 @@ fn upto(rt: &tokio::runtime::Runtime, contender: &str, count: usize) {
     let core = MergePatchLayer::new().layer(service);
     let by_hand = principal();
     let given = move |mut request: http::Request<_>| {
+        // As the stack's outermost layer does.
+        security_update::make_extension_room(request.extensions_mut());
         request.extensions_mut().insert(by_hand.clone());
         request
     };
@@ -223,7 +226,12 @@ fn upto(rt: &tokio::runtime::Runtime, contender: &str, count: usize) {
         }
         _ => {
             let (validator, token) = validator_with_token();
-            let service = AuthLayer::new(validator).layer(batched());
+            let service = ServiceBuilder::new()
+                .map_request(|mut request: http::Request<_>| {
+                    security_update::make_extension_room(request.extensions_mut());
+                    request
+                })
+                .service(AuthLayer::new(validator).layer(batched()));
             for _ in 0..count {
                 let request = changing_patch("/me/security", &token);
                 let (status, body) = rt.block_on(answer(&service, request));
