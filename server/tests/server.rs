@@ -409,7 +409,17 @@ async fn a_data_directory_in_use_is_refused_clearly() {
 async fn sigterm_lets_in_flight_requests_finish_then_exits_cleanly() {
     let dir = TempDir::new("graceful");
     let data = dir.0.join("data");
-    let mut server = Server::start(&["--data", data.to_str().unwrap()], &dir.0);
+    // The keep-alive connection must be closed by the drain, right after its answer, not by
+    // the wait for a next request's head (30 s by default, as long as the read below waits).
+    let mut server = Server::start(
+        &[
+            "--data",
+            data.to_str().unwrap(),
+            "--header-read-timeout",
+            "300",
+        ],
+        &dir.0,
+    );
     let token = server.dev_token();
     let addr = server.addr;
 
