@@ -14,6 +14,7 @@
 
 pub(crate) mod conn_limits;
 pub(crate) mod detect;
+mod drain_signal;
 mod header_timer;
 mod in_place;
 mod ip_net;
@@ -181,11 +182,12 @@ async fn drive<C>(
     connection: C,
     streams: Option<Arc<StreamCount>>,
     deadlines: Deadlines,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) where
     C: GracefulConnection<Error = hyper::Error>,
 {
     tokio::pin!(connection);
+    let mut drain = drain_signal::DrainSignal::new(shutdown);
     let mut closing = false;
     let mut give_up: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(std::future::pending());
     loop {
@@ -196,7 +198,7 @@ async fn drive<C>(
                 }
                 return;
             }
-            _ = shutdown.changed(), if !closing => {
+            () = &mut drain, if !closing => {
                 connection.as_mut().graceful_shutdown();
                 closing = true;
                 if let Some(streams) = &streams {
