@@ -20,13 +20,21 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use hyper::rt::{Sleep, Timer};
 
 /// The one timer entry a connection's sleeps share; `None` until one is first polled.
-type Entry = Arc<Mutex<Option<Pin<Box<tokio::time::Sleep>>>>>;
+type Entry = Arc<Mutex<Option<Shared>>>;
+
+/// The entry, and the waker it will wake when it fires, if it has been polled since it last
+/// fired or moved.
+#[derive(Debug)]
+struct Shared {
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    registered: Option<Waker>,
+}
 
 /// hyper's [`Timer`] for one HTTP/1 connection: see the [module docs](self).
 ///
@@ -69,17 +77,36 @@ impl Future for SharedSleep {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let deadline = self.deadline;
         let mut entry = self.entry.lock().unwrap_or_else(PoisonError::into_inner);
-        let sleep = entry.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        if sleep.deadline() > deadline {
-            sleep.as_mut().reset(deadline);
+        let shared = entry.get_or_insert_with(|| Shared {
+            sleep: Box::pin(tokio::time::sleep_until(deadline)),
+            registered: None,
+        });
+        if shared.sleep.deadline() > deadline {
+            shared.sleep.as_mut().reset(deadline);
+            shared.registered = None;
+        }
+        // Polled already by this task and not fired since: it wakes this task when it fires,
+        // and a poll now would only register the same waker again (hyper polls the sleep
+        // twice a request; tokio's poll re-registers each time: ~100 instructions).
+        if shared
+            .registered
+            .as_ref()
+            .is_some_and(|waker| waker.will_wake(cx.waker()))
+            && !shared.sleep.is_elapsed()
+        {
+            return Poll::Pending;
         }
         loop {
-            ready!(sleep.as_mut().poll(cx));
-            if sleep.deadline() >= deadline {
+            if shared.sleep.as_mut().poll(cx).is_pending() {
+                shared.registered = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            shared.registered = None;
+            if shared.sleep.deadline() >= deadline {
                 return Poll::Ready(());
             }
             // Set for an earlier head, and fired: on to this one's deadline.
-            sleep.as_mut().reset(deadline);
+            shared.sleep.as_mut().reset(deadline);
         }
     }
 }
@@ -143,6 +170,44 @@ mod tests {
         );
         tokio::time::advance(2 * TIMEOUT).await;
         assert!(due(&mut long).await);
+    }
+
+    /// A waker that counts its wakes.
+    #[derive(Default)]
+    struct Counted(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Counted {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    fn wakes(counted: &Counted) -> usize {
+        counted.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The entry is polled again, not taken as registered, when the waker is another: then
+    /// the other one is woken when it fires. Polled again with the same waker, it is woken
+    /// once.
+    #[tokio::test(start_paused = true)]
+    async fn a_sleep_polled_with_another_waker_wakes_that_one() {
+        let timer = HeaderTimer::default();
+        let mut sleep = timer.sleep(TIMEOUT);
+        let (first, second) = (Arc::new(Counted::default()), Arc::new(Counted::default()));
+        let mut poll = |counted: &Arc<Counted>| {
+            let waker = Waker::from(counted.clone());
+            sleep
+                .as_mut()
+                .poll(&mut Context::from_waker(&waker))
+                .is_ready()
+        };
+        assert!(!poll(&first));
+        assert!(!poll(&first));
+        assert!(!poll(&second));
+        assert!(!poll(&second));
+        tokio::time::advance(TIMEOUT).await;
+        assert_eq!((wakes(&first), wakes(&second)), (0, 1));
+        assert!(poll(&second));
     }
 
     #[tokio::test(start_paused = true)]
