@@ -3,9 +3,10 @@
 //! is, but cheap to poll again.
 //!
 //! A connection's task is woken for every request, and `select!` polls every branch on each
-//! wake: `changed()` took the watch's lock to register the same waker again each time, ~160
-//! instructions a poll and two polls a request (callgrind). [`DrainSignal`] registers once
-//! for each waker it is polled with, and otherwise reads the watch's version.
+//! wake: `changed()` took the lock of the watch's waiter list to register the same waker again
+//! each time, ~160 instructions a poll and two polls a request (callgrind). [`DrainSignal`]
+//! registers once for each waker it is polled with, and otherwise reads the watch's version.
+//! A poll made out of tokio's budget registers nothing, and is not taken for a registration.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -19,8 +20,10 @@ type Wait = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// Ready when the drain watch has changed since it was handed over, or has no sender left.
 pub(super) struct DrainSignal {
     receiver: watch::Receiver<bool>,
-    /// The wait, registered with the waker beside it.
-    waiting: Option<(Wait, Waker)>,
+    /// The wait, made on the first poll that needs it.
+    waiting: Option<Wait>,
+    /// The waker the wait is registered with, if its last poll registered one.
+    registered: Option<Waker>,
 }
 
 impl DrainSignal {
@@ -28,6 +31,7 @@ impl DrainSignal {
         Self {
             receiver,
             waiting: None,
+            registered: None,
         }
     }
 }
@@ -35,28 +39,36 @@ impl DrainSignal {
 impl Future for DrainSignal {
     type Output = ();
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
         // Changed since this receiver last looked, or the sender is gone: what ends
         // `changed()`, with a value or an error.
-        if self.receiver.has_changed().unwrap_or(true) {
+        if this.receiver.has_changed().unwrap_or(true) {
             return Poll::Ready(());
         }
-        if let Some((_, waker)) = &self.waiting
-            && waker.will_wake(cx.waker())
+        if this
+            .registered
+            .as_ref()
+            .is_some_and(|waker| waker.will_wake(cx.waker()))
         {
             // Registered with this task: a change wakes it, and the check above sees it.
             return Poll::Pending;
         }
-        // A clone has seen what this receiver has: a change made since the check above makes
-        // the wait ready at once, so none is missed.
-        let mut own = self.receiver.clone();
-        let mut waiting: Wait = Box::pin(async move {
-            let _ = own.changed().await;
+        // Its receiver is a clone of this one, which has seen nothing since it was handed
+        // over: any change since makes the wait ready, so none is missed.
+        let receiver = &this.receiver;
+        let waiting = this.waiting.get_or_insert_with(|| {
+            let mut own = receiver.clone();
+            Box::pin(async move {
+                let _ = own.changed().await;
+            })
         });
         if waiting.as_mut().poll(cx).is_ready() {
             return Poll::Ready(());
         }
-        self.waiting = Some((waiting, cx.waker().clone()));
+        // Out of tokio's budget for this task, `changed()` registered nothing (tokio wakes the
+        // task to poll again): then the next poll polls the wait again too.
+        this.registered = tokio::task::coop::has_budget_remaining().then(|| cx.waker().clone());
         Poll::Pending
     }
 }
@@ -119,6 +131,29 @@ mod tests {
         assert!(poll(&mut signal, &task).is_pending());
         drop(drain);
         assert_eq!(task.0.load(Ordering::SeqCst), 1);
+        assert!(poll(&mut signal, &task).is_ready());
+    }
+
+    /// A poll made when the task is out of tokio's budget registers nothing: the next one
+    /// polls the wait again, and the drain wakes the task.
+    #[tokio::test]
+    async fn a_poll_out_of_budget_is_not_taken_for_a_registration() {
+        let (drain, receiver) = watch::channel(false);
+        let mut signal = DrainSignal::new(receiver);
+        let task = Arc::new(Counted::default());
+        while tokio::task::coop::has_budget_remaining() {
+            tokio::task::coop::consume_budget().await;
+        }
+        assert!(poll(&mut signal, &task).is_pending());
+        tokio::task::yield_now().await;
+        let woken_before = task.0.load(Ordering::SeqCst);
+        assert!(poll(&mut signal, &task).is_pending());
+        drain.send_replace(true);
+        assert_eq!(
+            task.0.load(Ordering::SeqCst),
+            woken_before + 1,
+            "the drain woke the task"
+        );
         assert!(poll(&mut signal, &task).is_ready());
     }
 

@@ -85,9 +85,9 @@ impl Future for SharedSleep {
             shared.sleep.as_mut().reset(deadline);
             shared.registered = None;
         }
-        // Polled already by this task and not fired since: it wakes this task when it fires,
-        // and a poll now would only register the same waker again (hyper polls the sleep
-        // twice a request; tokio's poll re-registers each time: ~100 instructions).
+        // Polled already by this task, registered, and not fired since: it wakes this task
+        // when it fires, and a poll now would only register the same waker again (hyper polls
+        // the sleep twice a request; tokio's poll re-registers each time: ~100 instructions).
         if shared
             .registered
             .as_ref()
@@ -98,7 +98,10 @@ impl Future for SharedSleep {
         }
         loop {
             if shared.sleep.as_mut().poll(cx).is_pending() {
-                shared.registered = Some(cx.waker().clone());
+                // Out of tokio's budget for this task, the poll registered nothing (tokio
+                // wakes the task to poll again): then the next poll is a real one too.
+                shared.registered =
+                    tokio::task::coop::has_budget_remaining().then(|| cx.waker().clone());
                 return Poll::Pending;
             }
             shared.registered = None;
@@ -208,6 +211,22 @@ mod tests {
         tokio::time::advance(TIMEOUT).await;
         assert_eq!((wakes(&first), wakes(&second)), (0, 1));
         assert!(poll(&second));
+    }
+
+    /// A poll made when the task is out of tokio's budget registers nothing: the next one
+    /// polls the entry again, and the sleep is due at its deadline.
+    #[tokio::test(start_paused = true)]
+    async fn a_poll_out_of_budget_is_not_taken_for_a_registration() {
+        let timer = HeaderTimer::default();
+        let mut sleep = timer.sleep(TIMEOUT);
+        while tokio::task::coop::has_budget_remaining() {
+            tokio::task::coop::consume_budget().await;
+        }
+        assert!(!due(&mut sleep).await);
+        tokio::task::yield_now().await;
+        assert!(!due(&mut sleep).await);
+        tokio::time::advance(TIMEOUT).await;
+        assert!(due(&mut sleep).await, "the entry was never registered");
     }
 
     #[tokio::test(start_paused = true)]
