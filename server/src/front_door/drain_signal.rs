@@ -76,41 +76,25 @@ impl Future for DrainSignal {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::task::Wake;
 
     use super::*;
+    use crate::front_door::counting_waker::CountingWaker;
 
-    /// A waker that counts its wakes.
-    #[derive(Default)]
-    struct Counted(AtomicUsize);
-
-    impl Wake for Counted {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    fn poll(signal: &mut DrainSignal, waker: &Arc<Counted>) -> Poll<()> {
-        let waker = Waker::from(waker.clone());
-        Pin::new(signal).poll(&mut Context::from_waker(&waker))
+    fn poll(signal: &mut DrainSignal, task: &Arc<CountingWaker>) -> Poll<()> {
+        Pin::new(signal).poll(&mut Context::from_waker(&task.waker()))
     }
 
     #[test]
     fn pending_until_the_drain_then_ready_and_the_task_woken() {
         let (drain, receiver) = watch::channel(false);
         let mut signal = DrainSignal::new(receiver);
-        let task = Arc::new(Counted::default());
+        let task = CountingWaker::new();
         for _ in 0..3 {
             assert!(poll(&mut signal, &task).is_pending());
         }
-        assert_eq!(task.0.load(Ordering::SeqCst), 0);
+        assert_eq!(task.wakes(), 0);
         drain.send_replace(true);
-        assert_eq!(
-            task.0.load(Ordering::SeqCst),
-            1,
-            "the waiting task is woken"
-        );
+        assert_eq!(task.wakes(), 1, "the waiting task is woken");
         assert!(poll(&mut signal, &task).is_ready());
         assert!(poll(&mut signal, &task).is_ready(), "and stays ready");
     }
@@ -120,17 +104,17 @@ mod tests {
         let (drain, receiver) = watch::channel(false);
         let mut signal = DrainSignal::new(receiver);
         drain.send_replace(true);
-        assert!(poll(&mut signal, &Arc::new(Counted::default())).is_ready());
+        assert!(poll(&mut signal, &CountingWaker::new()).is_ready());
     }
 
     #[test]
     fn a_sender_gone_is_a_drain() {
         let (drain, receiver) = watch::channel(false);
         let mut signal = DrainSignal::new(receiver);
-        let task = Arc::new(Counted::default());
+        let task = CountingWaker::new();
         assert!(poll(&mut signal, &task).is_pending());
         drop(drain);
-        assert_eq!(task.0.load(Ordering::SeqCst), 1);
+        assert_eq!(task.wakes(), 1);
         assert!(poll(&mut signal, &task).is_ready());
     }
 
@@ -140,20 +124,16 @@ mod tests {
     async fn a_poll_out_of_budget_is_not_taken_for_a_registration() {
         let (drain, receiver) = watch::channel(false);
         let mut signal = DrainSignal::new(receiver);
-        let task = Arc::new(Counted::default());
+        let task = CountingWaker::new();
         while tokio::task::coop::has_budget_remaining() {
             tokio::task::coop::consume_budget().await;
         }
         assert!(poll(&mut signal, &task).is_pending());
         tokio::task::yield_now().await;
-        let woken_before = task.0.load(Ordering::SeqCst);
+        let woken_before = task.wakes();
         assert!(poll(&mut signal, &task).is_pending());
         drain.send_replace(true);
-        assert_eq!(
-            task.0.load(Ordering::SeqCst),
-            woken_before + 1,
-            "the drain woke the task"
-        );
+        assert_eq!(task.wakes(), woken_before + 1, "the drain woke the task");
         assert!(poll(&mut signal, &task).is_ready());
     }
 
@@ -162,11 +142,11 @@ mod tests {
     fn a_new_waker_is_the_one_woken() {
         let (drain, receiver) = watch::channel(false);
         let mut signal = DrainSignal::new(receiver);
-        let (first, second) = (Arc::new(Counted::default()), Arc::new(Counted::default()));
+        let (first, second) = (CountingWaker::new(), CountingWaker::new());
         assert!(poll(&mut signal, &first).is_pending());
         assert!(poll(&mut signal, &second).is_pending());
         drain.send_replace(true);
-        assert_eq!(second.0.load(Ordering::SeqCst), 1);
+        assert_eq!(second.wakes(), 1);
         assert!(poll(&mut signal, &second).is_ready());
     }
 }

@@ -121,6 +121,7 @@ mod tests {
     use std::future::poll_fn;
 
     use super::*;
+    use crate::front_door::counting_waker::CountingWaker;
 
     const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -175,20 +176,6 @@ mod tests {
         assert!(due(&mut long).await);
     }
 
-    /// A waker that counts its wakes.
-    #[derive(Default)]
-    struct Counted(std::sync::atomic::AtomicUsize);
-
-    impl std::task::Wake for Counted {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        }
-    }
-
-    fn wakes(counted: &Counted) -> usize {
-        counted.0.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
     /// The entry is polled again, not taken as registered, when the waker is another: then
     /// the other one is woken when it fires. Polled again with the same waker, it is woken
     /// once.
@@ -196,12 +183,11 @@ mod tests {
     async fn a_sleep_polled_with_another_waker_wakes_that_one() {
         let timer = HeaderTimer::default();
         let mut sleep = timer.sleep(TIMEOUT);
-        let (first, second) = (Arc::new(Counted::default()), Arc::new(Counted::default()));
-        let mut poll = |counted: &Arc<Counted>| {
-            let waker = Waker::from(counted.clone());
+        let (first, second) = (CountingWaker::new(), CountingWaker::new());
+        let mut poll = |task: &Arc<CountingWaker>| {
             sleep
                 .as_mut()
-                .poll(&mut Context::from_waker(&waker))
+                .poll(&mut Context::from_waker(&task.waker()))
                 .is_ready()
         };
         assert!(!poll(&first));
@@ -209,7 +195,7 @@ mod tests {
         assert!(!poll(&second));
         assert!(!poll(&second));
         tokio::time::advance(TIMEOUT).await;
-        assert_eq!((wakes(&first), wakes(&second)), (0, 1));
+        assert_eq!((first.wakes(), second.wakes()), (0, 1));
         assert!(poll(&second));
     }
 

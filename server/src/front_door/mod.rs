@@ -13,6 +13,8 @@
 //! | HTTP/2 peer that stops answering | keep-alive PING every 20 s, closed if unanswered for 20 s |
 
 pub(crate) mod conn_limits;
+#[cfg(test)]
+mod counting_waker;
 pub(crate) mod detect;
 mod drain_signal;
 mod header_timer;
