@@ -44,6 +44,10 @@ struct RawBody {
 pub(crate) fn parse(bytes: &[u8]) -> Result<Vec<Sub>, GraphError> {
     let document: Value = serde_json::from_slice(bytes)
         .map_err(|error| bad(format!("The batch is not valid JSON: {error}")))?;
+    // Valid JSON is UTF-8.
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        refuse_duplicate_members(text)?;
+    }
     let requests = document
         .get("requests")
         .and_then(Value::as_array)
@@ -170,6 +174,111 @@ fn sub(
     })
 }
 
+/// The members of one JSON object, in order, their values unparsed.
+struct Members<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Members<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Members<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Members<'de>, A::Error> {
+                let mut members = Vec::new();
+                while let Some(name) = map.next_key::<String>()? {
+                    members.push((name, map.next_value::<&'de RawValue>()?));
+                }
+                Ok(Members(members))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
+impl<'a> Members<'a> {
+    /// The members of `json` if it is an object; `None` leaves naming what is wrong with it
+    /// to the checks that follow.
+    fn of(json: &'a str) -> Option<Self> {
+        serde_json::from_str(json).ok()
+    }
+
+    fn get(&self, name: &str) -> Option<&'a RawValue> {
+        self.0
+            .iter()
+            .find(|(named, _)| named == name)
+            .map(|(_, value)| *value)
+    }
+
+    /// The first name given twice (ASCII case folded with `fold_case`), found with a set: linear,
+    /// as a headers object may have thousands of members.
+    fn named_twice(&self, fold_case: bool) -> Option<&str> {
+        let mut seen = std::collections::HashSet::with_capacity(self.0.len());
+        self.0.iter().map(|(name, _)| name.as_str()).find(|name| {
+            !seen.insert(if fold_case {
+                std::borrow::Cow::Owned(name.to_ascii_lowercase())
+            } else {
+                std::borrow::Cow::Borrowed(*name)
+            })
+        })
+    }
+}
+
+/// Refuses a member named twice in the batch's own objects: the document, each request and
+/// each request's headers (there in any case: one header either way). `serde_json` keeps the
+/// last of two where another reader of the same bytes (a proxy, an audit of the request) may
+/// keep the first, so that the `If-Match` one of them saw is not the one that ran. The bodies
+/// are left to the strict patch parser, which refuses a duplicate there as a sub-request's
+/// 400, as it does for a PATCH of its own.
+fn refuse_duplicate_members(text: &str) -> Result<(), GraphError> {
+    let Some(document) = Members::of(text) else {
+        return Ok(());
+    };
+    if let Some(name) = document.named_twice(false) {
+        return Err(bad(format!(
+            "The batch has the member '{}' twice.",
+            short(name)
+        )));
+    }
+    let Some(requests) = document
+        .get("requests")
+        .and_then(|requests| serde_json::from_str::<Vec<&RawValue>>(requests.get()).ok())
+    else {
+        return Ok(());
+    };
+    for (index, request) in requests.iter().enumerate() {
+        let Some(request) = Members::of(request.get()) else {
+            continue;
+        };
+        let place = index + 1;
+        if let Some(name) = request.named_twice(false) {
+            return Err(bad(format!(
+                "Request {place} of the batch has the member '{}' twice.",
+                short(name)
+            )));
+        }
+        let headers = request
+            .get("headers")
+            .and_then(|headers| Members::of(headers.get()));
+        if let Some(name) = headers
+            .as_ref()
+            .and_then(|headers| headers.named_twice(true))
+        {
+            return Err(bad(format!(
+                "Request {place} of the batch names the header '{}' twice.",
+                short(name)
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Kahn's algorithm: every request must be reachable in dependency order.
 fn check_acyclic(subs: &[Sub]) -> Result<(), GraphError> {
     let mut done = vec![false; subs.len()];
@@ -231,6 +340,33 @@ mod tests {
             .map(|i| format!(r#"{{"id":"{i}","method":"GET","url":"/me/security"}}"#))
             .collect();
         assert!(error(&format!(r#"{{"requests":[{}]}}"#, many.join(","))).contains("at most 20"));
+    }
+
+    #[test]
+    fn a_member_named_twice_in_the_batchs_own_objects_is_refused() {
+        let get = r#"{"id":"1","method":"GET","url":"/me/security"}"#;
+        let cases = [
+            (format!(r#"{{"requests":[{get}],"requests":[{get}]}}"#), "member 'requests' twice"),
+            (
+                r#"{"requests":[{"id":"1","method":"GET","method":"PATCH","url":"/a"}]}"#.into(),
+                "Request 1 of the batch has the member 'method' twice",
+            ),
+            (
+                // An escape spells the same name.
+                format!(r#"{{"requests":[{get},{{"id":"2","url":"/a","method":"GET","\u0075rl":"/b"}}]}}"#),
+                "Request 2 of the batch has the member 'url' twice",
+            ),
+            (
+                r#"{"requests":[{"id":"1","method":"GET","url":"/a","headers":{"If-Match":"\"1\"","if-match":"*"}}]}"#.into(),
+                "names the header 'if-match' twice",
+            ),
+        ];
+        for (json, needle) in cases {
+            assert!(error(&json).contains(needle), "{json}: {}", error(&json));
+        }
+        // In a body, a duplicate is the patch parser's to refuse, as that sub-request's 400.
+        let body = r#"{"requests":[{"id":"1","method":"PATCH","url":"/a","headers":{"content-type":"application/json"},"body":{"a":1,"a":2}}]}"#;
+        assert_eq!(parse(body.as_bytes()).unwrap().len(), 1);
     }
 
     #[test]
