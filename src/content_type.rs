@@ -17,6 +17,7 @@
 //! | `PATCH`, `application/json; charset=latin1` | 415 |
 //! | `PATCH`, no `Content-Type`                | 415 |
 //! | `PATCH`, two `Content-Type` headers       | 400 |
+//! | `PATCH`, `Content-Encoding: gzip`         | 415, with `Accept-Encoding: identity` |
 //! | `GET`, no body                            | passed on |
 //!
 //! ```
@@ -133,6 +134,7 @@ pub(crate) fn has_body<B>(request: &Request<B>) -> bool {
 /// # Errors
 /// 415 when it is absent, not JSON, unparseable or not UTF-8; 400 when sent more than once.
 pub(crate) fn check_json_content_type(headers: &HeaderMap) -> Result<(), GraphError> {
+    check_identity_coding(headers)?;
     let mut values = headers.get_all(header::CONTENT_TYPE).iter();
     let Some(value) = values.next() else {
         return Err(unsupported(
@@ -178,6 +180,25 @@ pub(crate) fn check_json_content_type(headers: &HeaderMap) -> Result<(), GraphEr
     }
 }
 
+/// A body in a content coding other than `identity` is 415 (RFC 9110 §8.4 and §15.5.16; the
+/// answer's `Accept-Encoding: identity` says what would do): we decode none, and reading
+/// compressed bytes as if they were JSON would be a wrong answer at best.
+fn check_identity_coding(headers: &HeaderMap) -> Result<(), GraphError> {
+    for value in &headers.get_all(header::CONTENT_ENCODING) {
+        let Ok(text) = value.to_str() else {
+            return Err(unsupported("Content-Encoding is not valid ASCII"));
+        };
+        let mut codings = text.split(',').map(str::trim).filter(|c| !c.is_empty());
+        if let Some(coding) = codings.find(|coding| !coding.eq_ignore_ascii_case("identity")) {
+            let coding: String = coding.chars().take(64).collect();
+            return Err(unsupported(format!(
+                "Content-Encoding '{coding}' is not supported; send the body unencoded"
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn unsupported(message: impl Into<std::borrow::Cow<'static, str>>) -> GraphError {
     GraphError::new(ErrorKind::UnsupportedMediaType, message)
 }
@@ -209,6 +230,40 @@ mod tests {
             .get("accept-patch")
             .map(|v| v.to_str().unwrap().to_owned());
         (status, accept_patch)
+    }
+
+    #[tokio::test]
+    async fn a_body_in_any_coding_but_identity_is_415_with_accept_encoding() {
+        let cases: &[(&[&str], u16)] = &[
+            (&[], 200),
+            (&["identity"], 200),
+            (&["IDENTITY"], 200),
+            (&["identity, identity"], 200),
+            (&["gzip"], 415),
+            (&["identity, gzip"], 415),
+            (&["identity", "br"], 415),
+            (&["x-unknown"], 415),
+        ];
+        for (codings, expected) in cases {
+            let mut builder =
+                Request::patch("/me/security").header("content-type", "application/json");
+            for coding in *codings {
+                builder = builder.header("content-encoding", *coding);
+            }
+            let response = ContentTypeLayer::new()
+                .layer(service_fn(echo_marker))
+                .oneshot(builder.body(()).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(
+                response.status(),
+                *expected,
+                "Content-Encoding: {codings:?}"
+            );
+            if *expected == 415 {
+                assert_eq!(response.headers()["accept-encoding"], "identity");
+            }
+        }
     }
 
     #[tokio::test]

@@ -344,6 +344,8 @@ impl GraphError {
             }
             ErrorKind::UnsupportedMediaType => {
                 headers.insert("accept-patch", HeaderValue::from_static(ACCEPT_PATCH));
+                // The only content coding a body may have (RFC 9110 §15.5.16).
+                headers.insert("accept-encoding", HeaderValue::from_static("identity"));
             }
             _ => {}
         }

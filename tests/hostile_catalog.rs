@@ -105,6 +105,8 @@ fn catalog() -> Vec<Case> {
         case("form encoding", 415).set("content-type", "application/x-www-form-urlencoded"),
         case("text/json", 415).set("content-type", "text/json"),
         case("non-ASCII Content-Type", 415).set("content-type", b"application/json\xff".to_vec()),
+        case("gzip Content-Encoding", 415).set("content-encoding", "gzip"),
+        case("identity, then br", 415).set("content-encoding", "identity, br"),
         case("GET announcing a text body", 415)
             .method(Method::GET)
             .set("content-type", "text/plain")
