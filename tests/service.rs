@@ -219,6 +219,54 @@ async fn patch_if_none_match_creates_only_and_refuses_a_matching_tag() {
     );
 }
 
+/// `*` (RFC 9110 §13.1.1-2) matches an object that has been saved, in `If-Match` and
+/// `If-None-Match`, on reads and writes alike: on one never saved, `If-Match: *` fails and
+/// `If-None-Match: *` passes; once saved, the other way round. Never both on one state.
+#[tokio::test]
+async fn a_star_matches_a_saved_object_in_both_conditions_on_reads_and_writes() {
+    let (app, store) = open_app();
+    let with = |method: Method, name: &'static str, body: Option<String>| {
+        let request = request(method, "/me/security", Some("alice")).header(name, "*");
+        request
+            .body(body.map(Full::from).unwrap_or_default())
+            .unwrap()
+    };
+    // Never saved.
+    let read = send(app.clone(), with(Method::GET, "if-none-match", None)).await;
+    assert_eq!(read.status, StatusCode::OK);
+    assert!(read.object().is_object(), "the default object, whole");
+    let read = send(app.clone(), with(Method::GET, "if-match", None)).await;
+    assert_eq!(read.status, StatusCode::PRECONDITION_FAILED);
+    let write = send(
+        app.clone(),
+        with(Method::PATCH, "if-match", Some(revision(1))),
+    )
+    .await;
+    assert_eq!(write.status, StatusCode::PRECONDITION_FAILED);
+    assert!(write.error_message().contains("If-Match"));
+    assert!(store.is_empty(), "a 412 saved the object");
+    // Saved.
+    assert_eq!(
+        patch(&app, "/me/security", "alice", &revision(1))
+            .await
+            .status,
+        200
+    );
+    let read = send(app.clone(), with(Method::GET, "if-none-match", None)).await;
+    assert_eq!(read.status, StatusCode::NOT_MODIFIED);
+    let read = send(app.clone(), with(Method::GET, "if-match", None)).await;
+    assert_eq!(read.status, StatusCode::OK);
+    let write = send(
+        app.clone(),
+        with(Method::PATCH, "if-match", Some(revision(2))),
+    )
+    .await;
+    assert_eq!(
+        (write.status, write.header("etag")),
+        (StatusCode::OK, "\"2\"")
+    );
+}
+
 #[tokio::test]
 async fn etag_changes_with_each_write_and_matches_get() {
     let (app, _) = open_app();

@@ -76,11 +76,12 @@ impl Precondition {
         Ok(Self::OneOf(tags.into_iter().flatten().collect()))
     }
 
-    /// For `If-None-Match`: whether the current object matches, so a read answers 304.
+    /// For `If-None-Match`: whether the current object matches, so a read answers 304. `*`
+    /// matches an object that has been saved, as everywhere here (see `check`).
     pub(crate) fn matches_weakly(&self, current: &Snapshot) -> bool {
         match self {
             Self::None => false,
-            Self::Any => true,
+            Self::Any => current.version() > 0,
             Self::OneOf(tags) => {
                 let etag = current.etag();
                 let current_tag = etag.to_str().unwrap_or_default().trim_matches('"');
@@ -93,11 +94,7 @@ impl Precondition {
     /// object that has been saved (a `PATCH` with `If-None-Match: *` creates only); a tag
     /// matches weakly.
     pub(crate) fn check_none_match(&self, current: &Snapshot) -> Result<(), GraphError> {
-        let matched = match self {
-            Self::Any => current.version() > 0,
-            other => other.matches_weakly(current),
-        };
-        if matched {
+        if self.matches_weakly(current) {
             Err(GraphError::new(
                 ErrorKind::PreconditionFailed,
                 format!(
@@ -110,9 +107,21 @@ impl Precondition {
         }
     }
 
+    /// For `If-Match` (RFC 9110 §13.1.1): 412 unless a tag matches strongly. `*` matches an
+    /// object that has been saved: one never saved has no current representation of its own
+    /// (reads answer the default one), so `If-Match: *` fails where `If-None-Match: *` passes,
+    /// and the two never both pass on one state.
     pub(crate) fn check(&self, current: &Snapshot) -> Result<(), GraphError> {
-        let Self::OneOf(tags) = self else {
-            return Ok(());
+        let tags = match self {
+            Self::None => return Ok(()),
+            Self::Any if current.version() > 0 => return Ok(()),
+            Self::Any => {
+                return Err(GraphError::new(
+                    ErrorKind::PreconditionFailed,
+                    "If-Match: * needs an object that has been saved; this one never was.",
+                ));
+            }
+            Self::OneOf(tags) => tags,
         };
         let etag = current.etag();
         let current_tag = etag.to_str().unwrap_or_default().trim_matches('"');
