@@ -288,7 +288,6 @@ async fn run(cli: Cli, log_lines: direct_lines::DirectLines) -> ExitCode {
         header_read: Duration::from_secs(cli.header_read_timeout.max(1)),
         h2_idle: Duration::from_secs(cli.h2_idle_timeout.max(1)),
         write_stall: Duration::from_secs(cli.write_stall_timeout.max(1)),
-        h2_stall: Duration::from_secs(cli.request_timeout.max(1) + cli.write_stall_timeout.max(1)),
         grace: Duration::from_secs(cli.h2_idle_timeout.max(1)),
     };
     let max_connections = cli

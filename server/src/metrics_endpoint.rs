@@ -91,7 +91,6 @@ where
         header_read: std::time::Duration::from_secs(5),
         h2_idle: std::time::Duration::from_secs(10),
         write_stall: std::time::Duration::from_secs(10),
-        h2_stall: std::time::Duration::from_secs(20),
         grace: std::time::Duration::from_secs(5),
     };
     tokio::spawn(async move {

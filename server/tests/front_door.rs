@@ -7,7 +7,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::binary::Server;
 use common::process::TempDir;
@@ -258,14 +258,14 @@ fn a_keep_alive_connection_busy_past_the_header_timeout_is_kept() {
     // Each head comes a quarter of the timeout after the last answer, six times: 3 s on one
     // connection, more than the timeout, and no head ever late. The timer an earlier head set
     // must not cut a later one.
-    let mut last_answer = std::time::Instant::now();
+    let mut last_answer = Instant::now();
     for _ in 0..6 {
         std::thread::sleep(Duration::from_millis(500));
         stream
             .write_all(b"GET /beta/me/security HTTP/1.1\r\nhost: x\r\n\r\n")
             .unwrap();
         let reply = read_response(&mut stream);
-        last_answer = std::time::Instant::now();
+        last_answer = Instant::now();
         assert!(reply.starts_with(b"HTTP/1.1 401"), "{reply:?}");
     }
     // Then silence: cut by the same timer at its deadline, 2 s after the server starts waiting
@@ -283,11 +283,14 @@ fn a_keep_alive_connection_busy_past_the_header_timeout_is_kept() {
 #[test]
 fn an_http2_peer_that_takes_no_response_is_dropped() {
     let dir = TempDir::new("front-door-h2-window");
+    // The request deadline far past the read bound: the write-stall deadline alone counts
+    // from the moment the answer is ready (it once counted from the request's arrival, and
+    // waited for the request deadline as well).
     let server = Server::start(
         &[
             "--memory",
             "--request-timeout",
-            "1",
+            "60",
             "--write-stall-timeout",
             "1",
             "--h2-idle-timeout",
@@ -307,10 +310,89 @@ fn an_http2_peer_that_takes_no_response_is_dropped() {
     block.extend_from_slice(path);
     block.extend_from_slice(&[0x41, 1, b'x']);
     stream.write_all(&frame(1, 0x4 | 0x1, 1, &block)).unwrap();
+    let sent = Instant::now();
     // The response headers come (type 1), its body cannot; the connection must not live on
-    // (the idle deadline is 60 s, far past the read bound: only the stall deadline closes it).
+    // (the idle deadline is 60 s: only the stall deadline closes it, 1 s after the answer).
     let types = frame_types(&read_to_close(&mut stream));
     assert!(types.contains(&1), "no response headers: {types:?}");
+    // The keep-alive's PINGs (every 20 s, closed when unanswered 20 s later) would close it
+    // at 40 s; a thread here may be scheduled late, the bound leaves room.
+    let open_for = sent.elapsed();
+    assert!(
+        open_for < Duration::from_secs(15),
+        "dropped after {open_for:?}"
+    );
+}
+
+/// HPACK (RFC 7541 §6.2.2): a header field as a literal, not indexed, with a literal name.
+fn hpack_literal(block: &mut Vec<u8>, name: &str, value: &str) {
+    fn length(block: &mut Vec<u8>, mut n: usize) {
+        // A 7-bit prefix (no Huffman coding), then 7 bits a byte (§5.1).
+        if n < 127 {
+            block.push(n as u8);
+            return;
+        }
+        block.push(127);
+        n -= 127;
+        while n >= 128 {
+            block.push((n % 128) as u8 | 0x80);
+            n /= 128;
+        }
+        block.push(n as u8);
+    }
+    block.push(0);
+    length(block, name.len());
+    block.extend_from_slice(name.as_bytes());
+    length(block, value.len());
+    block.extend_from_slice(value.as_bytes());
+}
+
+/// The write-stall clock of HTTP/2 runs for answers the peer does not take, not for a request
+/// still being answered: a PATCH whose body comes slowly (longer than the stall deadline, well
+/// within the request deadline) is answered, on a connection that stays open.
+#[test]
+fn an_http2_request_still_being_answered_is_no_stall() {
+    let dir = TempDir::new("front-door-h2-slow-body");
+    let server = Server::start(
+        &[
+            "--memory",
+            "--request-timeout",
+            "60",
+            "--write-stall-timeout",
+            "1",
+            "--h2-idle-timeout",
+            "60",
+        ],
+        &dir.0,
+    );
+    let mut stream = connect_from("127.0.0.1", server.addr);
+    stream.write_all(PREFACE).unwrap();
+    stream.write_all(&frame(4, 0, 0, &[])).unwrap();
+    let mut block = Vec::new();
+    for (name, value) in [
+        (":method", "PATCH"),
+        (":scheme", "http"),
+        (":path", "/beta/me/security"),
+        (":authority", "x"),
+        ("authorization", &format!("Bearer {}", server.dev_token())),
+        ("content-type", "application/json"),
+    ] {
+        hpack_literal(&mut block, name, value);
+    }
+    // END_HEADERS, the body to follow: half of it now, the rest after three stall deadlines.
+    stream.write_all(&frame(1, 0x4, 1, &block)).unwrap();
+    stream.write_all(&frame(0, 0, 1, b"{")).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    stream.write_all(&frame(0, 0x1, 1, b"}")).unwrap();
+    stream.set_read_timeout(Some(BOUND)).unwrap();
+    let mut all = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !frame_types(&all).contains(&1) {
+        match stream.read(&mut buffer) {
+            Ok(0) | Err(_) => panic!("closed before the answer: {:?}", frame_types(&all)),
+            Ok(n) => all.extend_from_slice(&buffer[..n]),
+        }
+    }
 }
 
 /// With 128 descriptors the caps derive from the limit, connections past them are closed at

@@ -9,7 +9,7 @@
 //! | request, body included | `--request-timeout` (408, in the library's `TimeoutLayer`) |
 //! | HTTP/2 with no open stream (idle, or a header block that never ends) | `--h2-idle-timeout`, then a graceful GOAWAY and, after a grace period, the socket is dropped |
 //! | a peer that stops reading our response | `--write-stall-timeout` ([`write_stall`]) |
-//! | HTTP/2 peer that takes no response (zero flow-control window) | open streams, none finished for `--request-timeout` + `--write-stall-timeout`: dropped |
+//! | HTTP/2 peer that takes no response (zero flow-control window) | an answer ready and no stream finished for `--write-stall-timeout`: dropped |
 //! | HTTP/2 peer that stops answering | keep-alive PING every 20 s, closed if unanswered for 20 s |
 
 pub(crate) mod conn_limits;
@@ -50,10 +50,10 @@ pub(crate) struct Deadlines {
     pub(crate) tls_handshake: Duration,
     pub(crate) header_read: Duration,
     pub(crate) h2_idle: Duration,
+    /// A peer that takes none of our response for this long is dropped: over HTTP/1 the
+    /// socket takes no byte; over HTTP/2, answers wait and no stream finishes (a closed
+    /// flow-control window keeps the socket writable while the bodies stay in memory).
     pub(crate) write_stall: Duration,
-    /// HTTP/2: streams open and none finished for this long (responses the peer does not
-    /// take) drops the connection. Longer than any request may take plus `write_stall`.
-    pub(crate) h2_stall: Duration,
     /// After a graceful shutdown, how long the connection may go on with no request in flight
     /// (a peer that ignores the GOAWAY) before the socket is dropped.
     pub(crate) grace: Duration,
@@ -217,7 +217,7 @@ async fn drive<C>(
                     give_up = Box::pin(idle_owned(streams.clone(), deadlines.grace));
                 }
             }
-            () = stalled(streams.as_deref(), deadlines.h2_stall) => {
+            () = stalled(streams.as_deref(), deadlines.write_stall) => {
                 tracing::debug!("HTTP/2 responses not taken by the peer: dropping the connection");
                 return;
             }
@@ -238,6 +238,8 @@ async fn drive<C>(
 #[derive(Debug, Default)]
 struct StreamCount {
     open: AtomicUsize,
+    /// Open streams whose response is ready: from then on only the peer holds them up.
+    answered: AtomicUsize,
     /// Streams finished so far: progress, for the stall deadline.
     finished: AtomicU64,
     changed: Notify,
@@ -253,6 +255,25 @@ impl StreamCount {
 
 /// One open stream; dropping it (response sent, stream reset) closes it.
 struct StreamGuard(Arc<StreamCount>);
+
+impl StreamGuard {
+    /// The stream's response is ready: the stall clock may run for it.
+    fn answered(&self) -> AnsweredGuard {
+        self.0.answered.fetch_add(1, Ordering::AcqRel);
+        self.0.changed.notify_waiters();
+        AnsweredGuard(self.0.clone())
+    }
+}
+
+/// One stream whose response is ready and not yet sent to its end.
+struct AnsweredGuard(Arc<StreamCount>);
+
+impl Drop for AnsweredGuard {
+    fn drop(&mut self) {
+        self.0.answered.fetch_sub(1, Ordering::AcqRel);
+        self.0.changed.notify_waiters();
+    }
+}
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
@@ -290,8 +311,9 @@ async fn idle_owned(streams: Arc<StreamCount>, timeout: Duration) {
     idle(Some(&streams), timeout).await;
 }
 
-/// Resolves once `streams` has had streams open but none finished for `timeout`: responses
-/// the peer does not take (a zero flow-control window), however many new streams it opens.
+/// Resolves once `streams` has had answers waiting but no stream finished for `timeout`:
+/// responses the peer does not take (a zero flow-control window), however many new streams it
+/// opens. A stream still being answered does not count: the request's own deadline bounds it.
 async fn stalled(streams: Option<&StreamCount>, timeout: Duration) {
     let Some(streams) = streams else {
         return std::future::pending().await;
@@ -306,11 +328,11 @@ async fn stalled(streams: Option<&StreamCount>, timeout: Duration) {
             if streams.finished.load(Ordering::Acquire) != finished {
                 break;
             }
-            let busy = streams.open.load(Ordering::Acquire) > 0;
+            let busy = streams.answered.load(Ordering::Acquire) > 0;
             tokio::select! {
                 () = tokio::time::sleep_until(deadline), if busy => {
                     if streams.finished.load(Ordering::Acquire) == finished
-                        && streams.open.load(Ordering::Acquire) > 0
+                        && streams.answered.load(Ordering::Acquire) > 0
                     {
                         return;
                     }
@@ -363,9 +385,11 @@ where
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let result = std::task::ready!(self.inner.as_mut().poll(cx));
         let guard = self.guard.take();
+        let answered = guard.as_ref().map(StreamGuard::answered);
         Poll::Ready(result.map(|response| {
             response.map(|body| CountedBody {
                 inner: Box::pin(body),
+                _answered: answered,
                 _guard: guard,
             })
         }))
@@ -375,6 +399,7 @@ where
 /// A response body that keeps its stream counted until it is finished or dropped.
 struct CountedBody<B> {
     inner: Pin<Box<B>>,
+    _answered: Option<AnsweredGuard>,
     _guard: Option<StreamGuard>,
 }
 
