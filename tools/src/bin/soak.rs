@@ -98,6 +98,67 @@ fn token(signer: &EphemeralSigner, user: &str) -> String {
         .unwrap()
 }
 
+/// CPU time each thread of process `pid` has used so far, in clock ticks (user, system), by
+/// thread name: what a store costs the server a request, and whether it had the core to itself.
+fn cpu_ticks(pid: u32) -> BTreeMap<String, (u64, u64)> {
+    let mut by_name: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return by_name;
+    };
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ...`: the name may hold spaces, so split after its last ')'.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].to_owned();
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        // Fields 14 and 15 of proc_pid_stat(5), counted from the state (field 3) here.
+        let (Some(user), Some(system)) = (fields.get(11), fields.get(12)) else {
+            continue;
+        };
+        let entry = by_name.entry(name).or_default();
+        entry.0 += user.parse::<u64>().unwrap_or(0);
+        entry.1 += system.parse::<u64>().unwrap_or(0);
+    }
+    by_name
+}
+
+/// Microseconds of CPU a request, by thread name, between two `cpu_ticks` readings.
+fn cpu_report(
+    before: &BTreeMap<String, (u64, u64)>,
+    after: &BTreeMap<String, (u64, u64)>,
+    requests: u64,
+    seconds: f64,
+) -> String {
+    // SAFETY-free: sysconf is not reachable without libc; Linux has used 100 ticks a second
+    // (USER_HZ) on every architecture since 2.6, whatever the kernel's own HZ.
+    const TICKS_PER_SECOND: f64 = 100.0;
+    let micros = |ticks: u64| ticks as f64 * 1e6 / TICKS_PER_SECOND / requests.max(1) as f64;
+    let mut total = (0, 0);
+    let mut threads = Vec::new();
+    for (name, &(user, system)) in after {
+        let (user0, system0) = before.get(name).copied().unwrap_or_default();
+        let (user, system) = (user.saturating_sub(user0), system.saturating_sub(system0));
+        if user + system == 0 {
+            continue;
+        }
+        total = (total.0 + user, total.1 + system);
+        threads.push(format!("{name} {:.1}", micros(user + system)));
+    }
+    let busy = (total.0 + total.1) as f64 / TICKS_PER_SECOND / seconds;
+    format!(
+        "server CPU: {:.1} us a request (user {:.1}, system {:.1}; by thread: {}), {:.0}% of one core",
+        micros(total.0 + total.1),
+        micros(total.0),
+        micros(total.1),
+        threads.join(", "),
+        busy * 100.0
+    )
+}
+
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -185,6 +246,7 @@ async fn main() {
         })
         .collect();
     let warmup_rss = rss_kib(pid);
+    let cpu_before = cpu_ticks(pid);
     let deadline = Instant::now() + Duration::from_secs(options.seconds);
     let statuses: Arc<std::sync::Mutex<BTreeMap<u16, u64>>> = Arc::default();
     let errors = Arc::new(AtomicU64::new(0));
@@ -243,6 +305,7 @@ async fn main() {
     }
     let elapsed = started.elapsed().as_secs_f64();
     let end_rss = rss_kib(pid);
+    let cpu_after = cpu_ticks(pid);
 
     // Every writer's last acknowledged value must be what the object holds.
     let mut lost = 0;
@@ -290,8 +353,10 @@ async fn main() {
         .sum();
     println!(
         "store: {}",
-        if options.durable {
-            "embedded (redb, fsync per write)"
+        if options.postgres.is_some() {
+            "PostgreSQL (the database's own CPU is not counted below)"
+        } else if options.durable {
+            "embedded (redb, group commit, fsync before each answer)"
         } else {
             "memory"
         }
@@ -326,6 +391,7 @@ async fn main() {
         errors.load(Ordering::Relaxed)
     );
     println!("5xx: {server_errors}");
+    println!("{}", cpu_report(&cpu_before, &cpu_after, total, elapsed));
     println!(
         "lost updates: {lost} (of {} writers checked)",
         expected.len()
