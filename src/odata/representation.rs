@@ -61,10 +61,10 @@ impl Representation {
             None => {
                 let scheme = request.uri().scheme_str().unwrap_or("http");
                 let host = request
-                    .headers()
-                    .get(http::header::HOST)
-                    .and_then(|host| host.to_str().ok())
-                    .or_else(|| request.uri().authority().map(http::uri::Authority::as_str))
+                    .uri()
+                    .authority()
+                    .map(http::uri::Authority::as_str)
+                    .or_else(|| single_host(request.headers()))
                     .filter(|host| is_host(host))
                     .unwrap_or("localhost");
                 let prefix = path_prefix.unwrap_or("");
@@ -176,6 +176,18 @@ impl Representation {
     }
 }
 
+/// The request's `Host`, if it sent exactly one. The target's own authority comes first: an
+/// absolute-form target's (RFC 9112 §3.2.2: the server ignores `Host` then) and HTTP/2's
+/// `:authority` (RFC 9113 §8.3.1). Of two `Host` lines neither is echoed: RFC 9112 §3.2 makes
+/// such a request a 400, and which one a proxy before us read is unknown.
+fn single_host(headers: &http::HeaderMap) -> Option<&str> {
+    let mut hosts = headers.get_all(http::header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(host), None) => host.to_str().ok(),
+        _ => None,
+    }
+}
+
 /// A `Host` value we are willing to echo: host name or address characters and a port.
 fn is_host(host: &str) -> bool {
     !host.is_empty()
@@ -235,6 +247,31 @@ mod tests {
             );
             assert!(representation.context.contains(user_id));
         }
+    }
+
+    /// The host of the context: the target's authority before `Host` (an absolute-form
+    /// target, HTTP/2's `:authority`), one `Host` otherwise, `localhost` when there are two.
+    #[test]
+    fn the_context_host_is_the_targets_then_a_single_host_header() {
+        let host_of = |request: Request<()>| {
+            Representation::new(&request, None, None, "u", QueryOptions::default()).context
+        };
+        let absolute = Request::patch("http://graph.example:8080/me/security")
+            .header("host", "evil.example")
+            .body(())
+            .unwrap();
+        assert!(host_of(absolute).starts_with("http://graph.example:8080/$metadata"));
+        let two = Request::patch("/me/security")
+            .header("host", "a.example")
+            .header("host", "b.example")
+            .body(())
+            .unwrap();
+        assert!(host_of(two).starts_with("http://localhost/$metadata"));
+        let one = Request::patch("/me/security")
+            .header("host", "a.example")
+            .body(())
+            .unwrap();
+        assert!(host_of(one).starts_with("http://a.example/$metadata"));
     }
 
     /// A quote in the key is doubled, as OData writes a quote inside a string literal.
