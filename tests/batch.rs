@@ -344,7 +344,7 @@ async fn a_batch_naming_a_member_twice_is_400_and_changes_nothing() {
     );
     let before = get(&app, "/me/security", "alice").await;
     // serde_json keeps the last of two members, another reader of the same bytes may keep the
-    // first: each of these ran something other than what the first member said.
+    // first (or fold case): each of these is a request another reader reads otherwise.
     let sub = |members: &str| {
         format!(
             r#"{{"requests":[{{"id":"1","url":"/me/security",{members},"body":{{"level":2}}}}]}}"#
@@ -361,6 +361,8 @@ async fn a_batch_naming_a_member_twice_is_400_and_changes_nothing() {
     let cases = [
         // GET, then PATCH.
         sub(&format!(r#""method":"GET","method":"PATCH",{json}"#)),
+        // PATCH, then GET to a reader that folds case.
+        sub(&format!(r#""method":"PATCH","Method":"GET",{json}"#)),
         // Headers with an `If-Match` that fails, then headers without one.
         sub(&format!(
             r#""method":"PATCH","headers":{{"Content-Type":"application/json","If-Match":"\"9\""}},{json}"#

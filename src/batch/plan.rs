@@ -44,10 +44,9 @@ struct RawBody {
 pub(crate) fn parse(bytes: &[u8]) -> Result<Vec<Sub>, GraphError> {
     let document: Value = serde_json::from_slice(bytes)
         .map_err(|error| bad(format!("The batch is not valid JSON: {error}")))?;
-    // Valid JSON is UTF-8.
-    if let Ok(text) = std::str::from_utf8(bytes) {
-        refuse_duplicate_members(text)?;
-    }
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| bad("The batch is not valid JSON: it is not UTF-8."))?;
+    refuse_duplicate_members(text)?;
     let requests = document
         .get("requests")
         .and_then(Value::as_array)
@@ -216,31 +215,29 @@ impl<'a> Members<'a> {
             .map(|(_, value)| *value)
     }
 
-    /// The first name given twice (ASCII case folded with `fold_case`), found with a set: linear,
-    /// as a headers object may have thousands of members.
-    fn named_twice(&self, fold_case: bool) -> Option<&str> {
+    /// The first name given twice, ASCII case folded (a reader that folds case, as .NET's
+    /// readers may, keeps one of two such names; every name of ours is ASCII), found with a
+    /// set: linear, as a headers object may have thousands of members.
+    fn named_twice(&self) -> Option<&str> {
         let mut seen = std::collections::HashSet::with_capacity(self.0.len());
-        self.0.iter().map(|(name, _)| name.as_str()).find(|name| {
-            !seen.insert(if fold_case {
-                std::borrow::Cow::Owned(name.to_ascii_lowercase())
-            } else {
-                std::borrow::Cow::Borrowed(*name)
-            })
-        })
+        self.0
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .find(|name| !seen.insert(name.to_ascii_lowercase()))
     }
 }
 
-/// Refuses a member named twice in the batch's own objects: the document, each request and
-/// each request's headers (there in any case: one header either way). `serde_json` keeps the
-/// last of two where another reader of the same bytes (a proxy, an audit of the request) may
-/// keep the first, so that the `If-Match` one of them saw is not the one that ran. The bodies
-/// are left to the strict patch parser, which refuses a duplicate there as a sub-request's
-/// 400, as it does for a PATCH of its own.
+/// Refuses a member named twice, in any case, in the batch's own objects: the document, each
+/// request and each request's headers. `serde_json` keeps the last of two, where another
+/// reader of the same bytes (a proxy, an audit of the request) may keep the first, so that the
+/// `If-Match` one of them saw is not the one that ran. The bodies are left to the strict patch
+/// parser, which refuses a duplicate there as a sub-request's 400, as it does for a PATCH of
+/// its own.
 fn refuse_duplicate_members(text: &str) -> Result<(), GraphError> {
     let Some(document) = Members::of(text) else {
         return Ok(());
     };
-    if let Some(name) = document.named_twice(false) {
+    if let Some(name) = document.named_twice() {
         return Err(bad(format!(
             "The batch has the member '{}' twice.",
             short(name)
@@ -257,7 +254,7 @@ fn refuse_duplicate_members(text: &str) -> Result<(), GraphError> {
             continue;
         };
         let place = index + 1;
-        if let Some(name) = request.named_twice(false) {
+        if let Some(name) = request.named_twice() {
             return Err(bad(format!(
                 "Request {place} of the batch has the member '{}' twice.",
                 short(name)
@@ -266,10 +263,7 @@ fn refuse_duplicate_members(text: &str) -> Result<(), GraphError> {
         let headers = request
             .get("headers")
             .and_then(|headers| Members::of(headers.get()));
-        if let Some(name) = headers
-            .as_ref()
-            .and_then(|headers| headers.named_twice(true))
-        {
+        if let Some(name) = headers.as_ref().and_then(|headers| headers.named_twice()) {
             return Err(bad(format!(
                 "Request {place} of the batch names the header '{}' twice.",
                 short(name)
@@ -359,6 +353,11 @@ mod tests {
             (
                 r#"{"requests":[{"id":"1","method":"GET","url":"/a","headers":{"If-Match":"\"1\"","if-match":"*"}}]}"#.into(),
                 "names the header 'if-match' twice",
+            ),
+            (
+                // A reader folding case keeps one of the two.
+                r#"{"requests":[{"id":"1","method":"PATCH","Method":"GET","url":"/a"}]}"#.into(),
+                "Request 1 of the batch has the member 'Method' twice",
             ),
         ];
         for (json, needle) in cases {
