@@ -40,18 +40,22 @@ impl<S> WithClientAddress<S> {
     }
 }
 
-/// `request`'s target made absolute with `https` and its `Host`, when it has no scheme yet and
-/// the `Host` is a valid authority (else it stays as it is).
+/// `request`'s target made absolute with `https`, when it has no scheme yet: with its own
+/// authority if it has one, else with its `Host` if it sent exactly one and that is a valid
+/// authority (else it stays as it is). Of two `Host` lines neither is taken: RFC 9112 §3.2
+/// makes such a request a 400, and which one a proxy before us read is unknown.
 fn mark_https<B>(request: &mut Request<B>) {
     if request.uri().scheme().is_some() {
         return;
     }
-    let Some(host) = request
-        .headers()
-        .get(http::header::HOST)
-        .and_then(|host| http::uri::Authority::try_from(host.as_bytes()).ok())
-    else {
-        return;
+    let mut hosts = request.headers().get_all(http::header::HOST).iter();
+    let host = match (request.uri().authority(), hosts.next(), hosts.next()) {
+        (Some(authority), _, _) => authority.clone(),
+        (None, Some(host), None) => match http::uri::Authority::try_from(host.as_bytes()) {
+            Ok(host) => host,
+            Err(_) => return,
+        },
+        _ => return,
     };
     let mut parts = request.uri().clone().into_parts();
     parts.scheme = Some(http::uri::Scheme::HTTPS);
@@ -174,6 +178,14 @@ mod tests {
         // A Host that is not an authority leaves the target alone.
         let mut request = Request::get("/beta/me/security")
             .header("host", "bad host/x")
+            .body(())
+            .unwrap();
+        mark_https(&mut request);
+        assert_eq!(request.uri().to_string(), "/beta/me/security");
+        // Nor do two.
+        let mut request = Request::get("/beta/me/security")
+            .header("host", "a.contoso.com")
+            .header("host", "b.contoso.com")
             .body(())
             .unwrap();
         mark_https(&mut request);
