@@ -186,12 +186,14 @@ pub(crate) fn check_json_content_type(headers: &HeaderMap) -> Result<(), GraphEr
 fn check_identity_coding(headers: &HeaderMap) -> Result<(), GraphError> {
     for value in &headers.get_all(header::CONTENT_ENCODING) {
         let Ok(text) = value.to_str() else {
-            return Err(unsupported("Content-Encoding is not valid ASCII"));
+            return Err(GraphError::unsupported_coding(
+                "Content-Encoding is not valid ASCII",
+            ));
         };
         let mut codings = text.split(',').map(str::trim).filter(|c| !c.is_empty());
         if let Some(coding) = codings.find(|coding| !coding.eq_ignore_ascii_case("identity")) {
             let coding: String = coding.chars().take(64).collect();
-            return Err(unsupported(format!(
+            return Err(GraphError::unsupported_coding(format!(
                 "Content-Encoding '{coding}' is not supported; send the body unencoded"
             )));
         }
@@ -264,6 +266,19 @@ mod tests {
                 assert_eq!(response.headers()["accept-encoding"], "identity");
             }
         }
+        // A 415 for the media type does not say it, so a client can tell the two apart.
+        let response = ContentTypeLayer::new()
+            .layer(service_fn(echo_marker))
+            .oneshot(
+                Request::patch("/me/security")
+                    .header("content-type", "text/plain")
+                    .body(())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 415);
+        assert!(!response.headers().contains_key("accept-encoding"));
     }
 
     #[tokio::test]

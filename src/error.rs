@@ -234,6 +234,9 @@ pub struct GraphError {
     challenge: Option<HeaderValue>,
     retry_after_secs: Option<u32>,
     detail: Option<std::sync::Arc<str>>,
+    /// A 415 for the body's content coding, not its media type: answered with
+    /// `Accept-Encoding: identity`, which tells the two apart (RFC 9110 §12.5.3, §15.5.16).
+    unsupported_coding: bool,
 }
 
 /// The media types a PATCH body may have, as advertised in `Accept-Patch`.
@@ -250,6 +253,15 @@ impl GraphError {
             challenge: None,
             retry_after_secs: None,
             detail: None,
+            unsupported_coding: false,
+        }
+    }
+
+    /// A 415 for a body's content coding (see `unsupported_coding`).
+    pub(crate) fn unsupported_coding(message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            unsupported_coding: true,
+            ..Self::new(ErrorKind::UnsupportedMediaType, message)
         }
     }
 
@@ -344,8 +356,9 @@ impl GraphError {
             }
             ErrorKind::UnsupportedMediaType => {
                 headers.insert("accept-patch", HeaderValue::from_static(ACCEPT_PATCH));
-                // The only content coding a body may have (RFC 9110 §15.5.16).
-                headers.insert("accept-encoding", HeaderValue::from_static("identity"));
+                if self.unsupported_coding {
+                    headers.insert("accept-encoding", HeaderValue::from_static("identity"));
+                }
             }
             _ => {}
         }
