@@ -100,30 +100,38 @@ fn token(signer: &EphemeralSigner, user: &str) -> String {
 
 /// CPU time each thread of process `pid` has used so far, in clock ticks (user, system), by
 /// thread name: what a store costs the server a request, and whether it had the core to itself.
+/// The whole process under the name "" (threads that ended included), each live thread under
+/// its own.
 fn cpu_ticks(pid: u32) -> BTreeMap<String, (u64, u64)> {
     let mut by_name: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    if let Some((_, ticks)) = stat_ticks(&format!("/proc/{pid}/stat")) {
+        by_name.insert(String::new(), ticks);
+    }
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return by_name;
     };
     for task in tasks.flatten() {
-        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
-            continue;
-        };
-        // `pid (comm) state ...`: the name may hold spaces, so split after its last ')'.
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        let name = stat[open + 1..close].to_owned();
-        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        // Fields 14 and 15 of proc_pid_stat(5), counted from the state (field 3) here.
-        let (Some(user), Some(system)) = (fields.get(11), fields.get(12)) else {
+        let Some((name, (user, system))) = stat_ticks(&task.path().join("stat").to_string_lossy())
+        else {
             continue;
         };
         let entry = by_name.entry(name).or_default();
-        entry.0 += user.parse::<u64>().unwrap_or(0);
-        entry.1 += system.parse::<u64>().unwrap_or(0);
+        entry.0 += user;
+        entry.1 += system;
     }
     by_name
+}
+
+/// The name and the (user, system) ticks in a `stat` file of `proc_pid_stat(5)`.
+fn stat_ticks(path: &str) -> Option<(String, (u64, u64))> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    // `pid (comm) state ...`: the name may hold spaces, so split after its last ')'.
+    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+    // Fields 14 and 15, counted here from the state (field 3).
+    let user = fields.get(11)?.parse().ok()?;
+    let system = fields.get(12)?.parse().ok()?;
+    Some((stat[open + 1..close].to_owned(), (user, system)))
 }
 
 /// Microseconds of CPU a request, by thread name, between two `cpu_ticks` readings.
@@ -133,20 +141,26 @@ fn cpu_report(
     requests: u64,
     seconds: f64,
 ) -> String {
-    // SAFETY-free: sysconf is not reachable without libc; Linux has used 100 ticks a second
-    // (USER_HZ) on every architecture since 2.6, whatever the kernel's own HZ.
+    // sysconf is not reachable without libc; Linux has reported 100 ticks a second (USER_HZ)
+    // on every architecture since 2.6, whatever the kernel's own HZ.
     const TICKS_PER_SECOND: f64 = 100.0;
     let micros = |ticks: u64| ticks as f64 * 1e6 / TICKS_PER_SECOND / requests.max(1) as f64;
-    let mut total = (0, 0);
-    let mut threads = Vec::new();
-    for (name, &(user, system)) in after {
+    let spent = |name: &str, &(user, system): &(u64, u64)| {
         let (user0, system0) = before.get(name).copied().unwrap_or_default();
-        let (user, system) = (user.saturating_sub(user0), system.saturating_sub(system0));
-        if user + system == 0 {
-            continue;
+        (user.saturating_sub(user0), system.saturating_sub(system0))
+    };
+    // The process's own count keeps the time of threads that ended (tokio's blocking
+    // threads leave after 10 s idle); the threads' are the breakdown.
+    let total = after
+        .get("")
+        .map(|ticks| spent("", ticks))
+        .unwrap_or_default();
+    let mut threads = Vec::new();
+    for (name, ticks) in after.iter().filter(|(name, _)| !name.is_empty()) {
+        let (user, system) = spent(name, ticks);
+        if user + system > 0 {
+            threads.push(format!("{name} {:.1}", micros(user + system)));
         }
-        total = (total.0 + user, total.1 + system);
-        threads.push(format!("{name} {:.1}", micros(user + system)));
     }
     let busy = (total.0 + total.1) as f64 / TICKS_PER_SECOND / seconds;
     format!(
