@@ -280,12 +280,10 @@ fn a_keep_alive_connection_busy_past_the_header_timeout_is_kept() {
     );
 }
 
-#[test]
-fn an_http2_peer_that_takes_no_response_is_dropped() {
-    let dir = TempDir::new("front-door-h2-window");
-    // The request deadline far past the read bound: the write-stall deadline alone counts
-    // from the moment the answer is ready (it once counted from the request's arrival, and
-    // waited for the request deadline as well).
+/// A server whose HTTP/2 write-stall deadline (1 s) is the only one a test can meet: the
+/// request and idle deadlines are 60 s. The directory goes after the server.
+fn h2_stall_server(name: &str) -> (Server, TempDir) {
+    let dir = TempDir::new(name);
     let server = Server::start(
         &[
             "--memory",
@@ -298,6 +296,15 @@ fn an_http2_peer_that_takes_no_response_is_dropped() {
         ],
         &dir.0,
     );
+    (server, dir)
+}
+
+#[test]
+fn an_http2_peer_that_takes_no_response_is_dropped() {
+    // The request deadline far past the read bound: the write-stall deadline alone counts
+    // from the moment the answer is ready (it once counted from the request's arrival, and
+    // waited for the request deadline as well).
+    let (server, _dir) = h2_stall_server("front-door-h2-window");
     let mut stream = connect_from("127.0.0.1", server.addr);
     stream.write_all(PREFACE).unwrap();
     // SETTINGS_INITIAL_WINDOW_SIZE (0x4) = 0: the server may send no DATA on any stream.
@@ -353,19 +360,7 @@ fn hpack_literal(block: &mut Vec<u8>, name: &str, value: &str) {
 /// that counted open streams dropped it at 1 s.)
 #[test]
 fn an_http2_request_still_being_answered_is_no_stall() {
-    let dir = TempDir::new("front-door-h2-slow-body");
-    let server = Server::start(
-        &[
-            "--memory",
-            "--request-timeout",
-            "60",
-            "--write-stall-timeout",
-            "1",
-            "--h2-idle-timeout",
-            "60",
-        ],
-        &dir.0,
-    );
+    let (server, _dir) = h2_stall_server("front-door-h2-slow-body");
     let mut stream = connect_from("127.0.0.1", server.addr);
     stream.write_all(PREFACE).unwrap();
     stream.write_all(&frame(4, 0, 0, &[])).unwrap();
