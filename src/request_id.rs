@@ -91,14 +91,14 @@ impl RequestIds {
     pub(crate) fn take<B>(request: &mut Request<B>) -> Self {
         match request.extensions_mut().remove::<Self>() {
             Some(ids) => ids,
-            None => Self::generate(single_header(request.headers(), &CLIENT_REQUEST_ID)),
+            None => Self::generate(single_header(request.headers(), &CLIENT_REQUEST_ID).cloned()),
         }
     }
 
     pub(crate) fn from_parts(headers: &HeaderMap, extensions: &http::Extensions) -> Self {
         match extensions.get::<Self>() {
             Some(ids) => ids.clone(),
-            None => Self::generate(single_header(headers, &CLIENT_REQUEST_ID)),
+            None => Self::generate(single_header(headers, &CLIENT_REQUEST_ID).cloned()),
         }
     }
 
@@ -195,7 +195,8 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let ids = RequestIds::generate(single_header(request.headers(), &CLIENT_REQUEST_ID));
+        let ids =
+            RequestIds::generate(single_header(request.headers(), &CLIENT_REQUEST_ID).cloned());
         // The outermost layer of the stack: room for what the layers inside put there.
         crate::make_extension_room(request.extensions_mut());
         request.extensions_mut().insert(RequestIds {
@@ -236,10 +237,13 @@ where
 }
 
 /// The value of a header sent exactly once; a repeated header counts as absent.
-pub(crate) fn single_header(headers: &HeaderMap, name: &HeaderName) -> Option<HeaderValue> {
+pub(crate) fn single_header<'a>(
+    headers: &'a HeaderMap,
+    name: &HeaderName,
+) -> Option<&'a HeaderValue> {
     let mut values = headers.get_all(name).iter();
     let first = values.next()?;
-    values.next().is_none().then(|| first.clone())
+    values.next().is_none().then_some(first)
 }
 
 fn is_echoable(value: &HeaderValue) -> bool {

@@ -14,6 +14,7 @@ use http::Request;
 use serde_json::{Map, Value};
 
 use super::query::{INFORMATION_PROTECTION, QueryOptions};
+use crate::request_id::single_header;
 use crate::store::Snapshot;
 
 /// Namespace of the expanded `informationProtection` ids (stable per object).
@@ -60,11 +61,18 @@ impl Representation {
             }
             None => {
                 let scheme = request.uri().scheme_str().unwrap_or("http");
+                // The target's own authority first: an absolute-form target's (RFC 9112
+                // §3.2.2: the server ignores `Host` then) and HTTP/2's `:authority` (RFC 9113
+                // §8.3.1). Then `Host`, if sent once: RFC 9112 §3.2 makes two a 400, and which
+                // one a proxy before us read is unknown.
                 let host = request
                     .uri()
                     .authority()
                     .map(http::uri::Authority::as_str)
-                    .or_else(|| single_host(request.headers()))
+                    .or_else(|| {
+                        single_header(request.headers(), &http::header::HOST)
+                            .and_then(|host| host.to_str().ok())
+                    })
                     .filter(|host| is_host(host))
                     .unwrap_or("localhost");
                 let prefix = path_prefix.unwrap_or("");
@@ -173,18 +181,6 @@ impl Representation {
             );
         }
         Bytes::from(Value::Object(shaped).to_string())
-    }
-}
-
-/// The request's `Host`, if it sent exactly one. The target's own authority comes first: an
-/// absolute-form target's (RFC 9112 §3.2.2: the server ignores `Host` then) and HTTP/2's
-/// `:authority` (RFC 9113 §8.3.1). Of two `Host` lines neither is echoed: RFC 9112 §3.2 makes
-/// such a request a 400, and which one a proxy before us read is unknown.
-fn single_host(headers: &http::HeaderMap) -> Option<&str> {
-    let mut hosts = headers.get_all(http::header::HOST).iter();
-    match (hosts.next(), hosts.next()) {
-        (Some(host), None) => host.to_str().ok(),
-        _ => None,
     }
 }
 
