@@ -76,12 +76,12 @@ impl Precondition {
         Ok(Self::OneOf(tags.into_iter().flatten().collect()))
     }
 
-    /// For `If-None-Match`: whether the current object matches, so a read answers 304. `*`
-    /// matches an object that has been saved, as everywhere here (see `check`).
+    /// For `If-None-Match`: whether the current object matches, so a read answers 304 and a
+    /// write 412. `*` matches always, as in `check`.
     pub(crate) fn matches_weakly(&self, current: &Snapshot) -> bool {
         match self {
             Self::None => false,
-            Self::Any => current.version() > 0,
+            Self::Any => true,
             Self::OneOf(tags) => {
                 let etag = current.etag();
                 let current_tag = etag.to_str().unwrap_or_default().trim_matches('"');
@@ -90,9 +90,8 @@ impl Precondition {
         }
     }
 
-    /// For `If-None-Match` on a write (RFC 9110 §13.1.2): 412 when it matches. `*` matches an
-    /// object that has been saved (a `PATCH` with `If-None-Match: *` creates only); a tag
-    /// matches weakly.
+    /// For `If-None-Match` on a write (RFC 9110 §13.1.2): 412 when it matches; a tag matches
+    /// weakly, `*` always (see `check`).
     pub(crate) fn check_none_match(&self, current: &Snapshot) -> Result<(), GraphError> {
         if self.matches_weakly(current) {
             Err(GraphError::new(
@@ -107,21 +106,13 @@ impl Precondition {
         }
     }
 
-    /// For `If-Match` (RFC 9110 §13.1.1): 412 unless a tag matches strongly. `*` matches an
-    /// object that has been saved: one never saved has no current representation of its own
-    /// (reads answer the default one), so `If-Match: *` fails where `If-None-Match: *` passes,
-    /// and the two never both pass on one state.
+    /// For `If-Match` (RFC 9110 §13.1.1): 412 unless a tag matches strongly. `*` matches
+    /// always: a user's security object always has a current representation, as in Graph (a
+    /// `GET` of one never saved answers the default object, `ETag: "0"`). So `If-Match: *`
+    /// always passes and `If-None-Match: *` never does, on reads and writes alike.
     pub(crate) fn check(&self, current: &Snapshot) -> Result<(), GraphError> {
-        let tags = match self {
-            Self::None => return Ok(()),
-            Self::Any if current.version() > 0 => return Ok(()),
-            Self::Any => {
-                return Err(GraphError::new(
-                    ErrorKind::PreconditionFailed,
-                    "If-Match: * needs an object that has been saved; this one never was.",
-                ));
-            }
-            Self::OneOf(tags) => tags,
+        let Self::OneOf(tags) = self else {
+            return Ok(());
         };
         let etag = current.etag();
         let current_tag = etag.to_str().unwrap_or_default().trim_matches('"');
