@@ -216,16 +216,20 @@ mod tests {
         Ok(Response::new(format!("marked={marked}")))
     }
 
+    async fn through_the_layer(request: Request<()>) -> Response<ResponseBody<String>> {
+        ContentTypeLayer::new()
+            .layer(service_fn(echo_marker))
+            .oneshot(request)
+            .await
+            .unwrap()
+    }
+
     async fn status_for(method: Method, content_types: &[&str]) -> (u16, Option<String>) {
         let mut builder = Request::builder().method(method).uri("/me/security");
         for value in content_types {
             builder = builder.header("content-type", *value);
         }
-        let response = ContentTypeLayer::new()
-            .layer(service_fn(echo_marker))
-            .oneshot(builder.body(()).unwrap())
-            .await
-            .unwrap();
+        let response = through_the_layer(builder.body(()).unwrap()).await;
         let status = response.status().as_u16();
         let accept_patch = response
             .headers()
@@ -252,11 +256,7 @@ mod tests {
             for coding in *codings {
                 builder = builder.header("content-encoding", *coding);
             }
-            let response = ContentTypeLayer::new()
-                .layer(service_fn(echo_marker))
-                .oneshot(builder.body(()).unwrap())
-                .await
-                .unwrap();
+            let response = through_the_layer(builder.body(()).unwrap()).await;
             assert_eq!(
                 response.status(),
                 *expected,
@@ -267,16 +267,11 @@ mod tests {
             }
         }
         // A 415 for the media type does not say it, so a client can tell the two apart.
-        let response = ContentTypeLayer::new()
-            .layer(service_fn(echo_marker))
-            .oneshot(
-                Request::patch("/me/security")
-                    .header("content-type", "text/plain")
-                    .body(())
-                    .unwrap(),
-            )
-            .await
+        let plain = Request::patch("/me/security")
+            .header("content-type", "text/plain")
+            .body(())
             .unwrap();
+        let response = through_the_layer(plain).await;
         assert_eq!(response.status(), 415);
         assert!(!response.headers().contains_key("accept-encoding"));
     }
@@ -329,11 +324,7 @@ mod tests {
 
     #[tokio::test]
     async fn get_without_body_passes_unmarked() {
-        let response = ContentTypeLayer::new()
-            .layer(service_fn(echo_marker))
-            .oneshot(Request::get("/me/security").body(()).unwrap())
-            .await
-            .unwrap();
+        let response = through_the_layer(Request::get("/me/security").body(()).unwrap()).await;
         assert_eq!(response.status(), 200);
         let body = http_body_util::BodyExt::collect(response.into_body())
             .await
@@ -348,11 +339,7 @@ mod tests {
             .header("content-length", "5")
             .body(())
             .unwrap();
-        let response = ContentTypeLayer::new()
-            .layer(service_fn(echo_marker))
-            .oneshot(request)
-            .await
-            .unwrap();
+        let response = through_the_layer(request).await;
         assert_eq!(response.status(), 415);
     }
 
@@ -362,11 +349,7 @@ mod tests {
             .header("content-type", "application/json")
             .body(())
             .unwrap();
-        let response = ContentTypeLayer::new()
-            .layer(service_fn(echo_marker))
-            .oneshot(request)
-            .await
-            .unwrap();
+        let response = through_the_layer(request).await;
         let body = http_body_util::BodyExt::collect(response.into_body())
             .await
             .unwrap()
