@@ -124,6 +124,18 @@ pub(crate) struct Cli {
     #[arg(long)]
     pub(crate) max_connections_per_ip: Option<usize>,
 
+    /// Bytes of answers clients have not taken yet that the server holds at most, in all:
+    /// past it, every request is answered 503 (Retry-After) before it runs, until clients read
+    /// (or their connections are cut). 0 for no limit.
+    #[arg(long, default_value_t = 1024 * 1024 * 1024)]
+    pub(crate) max_held_bytes: u64,
+
+    /// Bytes of answers one client (IPv6 clients grouped by /64) has not taken yet that the
+    /// server holds at most: past it, that client's requests are answered 503 (Retry-After)
+    /// before they run, until it reads. 0 for no limit.
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    pub(crate) max_held_bytes_per_client: u64,
+
     /// Failed authentications a client address may make at once before it gets 429 (its
     /// tokens are then not checked until the bucket refills).
     #[arg(long, default_value_t = 100)]

@@ -43,6 +43,7 @@ use access_log::AccessLog;
 use any_store::AnyStore;
 use cli::Cli;
 use front_door::conn_limits::{ConnectionLimits, ConnectionTracker};
+use front_door::held_answers::{AnswerBudget, HeldAnswers};
 
 /// Exit code for usage errors, as clap uses.
 const USAGE: u8 = 2;
@@ -237,8 +238,14 @@ async fn run(cli: Cli, log_lines: direct_lines::DirectLines) -> ExitCode {
             cli.auth_failure_rate,
         ))
         .build(validator);
+    // Answers not taken are counted from here in; past the budget a request is refused here,
+    // logged and measured, before the stack runs it.
+    let budget = Arc::new(AnswerBudget::new(
+        cli.max_held_bytes,
+        cli.max_held_bytes_per_client,
+    ));
+    let logged = AccessLog::new(HeldAnswers::new(stack, budget), log_lines);
     // Probes first: no access-log line, no token, no rate limit, no metrics for them.
-    let logged = AccessLog::new(stack, log_lines);
     let measured = match &metrics {
         Some(metrics) => {
             tower::util::Either::Left(MetricsLayer::new(metrics.clone()).layer(logged))

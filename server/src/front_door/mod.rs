@@ -11,6 +11,9 @@
 //! | a peer that stops reading our response | `--write-stall-timeout` ([`write_stall`]) |
 //! | HTTP/2 peer that takes no response (zero flow-control window) | an answer ready and no stream finished for `--write-stall-timeout`: dropped |
 //! | HTTP/2 peer that stops answering | keep-alive PING every 20 s, closed if unanswered for 20 s |
+//!
+//! And one bound that is not a deadline: the bytes of answers clients have not taken, per client
+//! and in all ([`held_answers`]).
 
 pub(crate) mod conn_limits;
 #[cfg(test)]
@@ -18,6 +21,8 @@ mod counting_waker;
 pub(crate) mod detect;
 mod drain_signal;
 mod header_timer;
+pub(crate) mod held_answers;
+mod held_body;
 mod in_place;
 mod ip_net;
 mod linger;

@@ -1,0 +1,246 @@
+//! A budget for answers clients have not taken: the bytes of response bodies that are ready
+//! and still in this process, per client and in all.
+//!
+//! The write-stall deadline bounds how long a peer that does not read keeps its answers, not
+//! how many bytes it keeps meanwhile. With an open `--schema`, objects of `--max-object-bytes`
+//! and `$batch` answers of twenty of them, one caller within its rate limit once held 4.3 GB
+//! this way; over HTTP/2, where a stream that finishes restarts the stall clock for the others,
+//! for longer still. So every answer is counted while it waits ([`HeldBody`]), and a request
+//! is refused before anything of it runs when:
+//!
+//! - its client (an IPv4 address or an IPv6 /64, as for the connection caps; behind a
+//!   `--trusted-proxy`, the client the proxy names) holds `--max-held-bytes-per-client` or
+//!   more, or
+//! - all clients together hold `--max-held-bytes` or more.
+//!
+//! The refusal is 503 `serviceNotAvailable` with `Retry-After` (Graph's answer when it cannot
+//! serve a request for now), small, and counted nowhere. Requests already running are answered:
+//! a client passes its budget by at most the answers of the requests it had in flight when
+//! it reached it, and then gets nothing more until it reads. Probes are not counted.
+//!
+//! What the count does not see: the pieces hyper has taken (see [`HeldBody`]) and answers of
+//! one piece or less. Both are bounded by hyper's own buffers, per HTTP/1 connection and per
+//! HTTP/2 stream.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use pin_project_lite::pin_project;
+use security_update::auth::ClientAddress;
+use security_update::{ErrorKind, GraphError, RequestIds, ResponseBody};
+use tower::Service;
+
+use super::conn_limits::ClientKey;
+use super::held_body::{Charge, HeldBody};
+
+/// Seconds a refused client is told to wait: answers leave as fast as their reader takes
+/// them, so the budget frees up as soon as the client reads.
+const RETRY_AFTER_SECS: u32 = 1;
+
+/// The bytes held by answers not yet taken, against their limits; shared by every connection.
+///
+/// One atomic for the total, read on every request (when nothing is held, that is all a
+/// request costs); a `Mutex<HashMap>` per client, touched only while some answer is held.
+#[derive(Debug)]
+pub(crate) struct AnswerBudget {
+    max_in_all: u64,
+    max_per_client: u64,
+    total: AtomicU64,
+    per_client: Mutex<HashMap<ClientKey, u64>>,
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Over {
+    /// All clients together hold the server's budget.
+    Server,
+    /// This client holds its own budget.
+    Client,
+}
+
+impl AnswerBudget {
+    /// At most `max_in_all` bytes held in all and `max_per_client` by one client before
+    /// requests are refused; 0 for no limit.
+    #[must_use]
+    pub(crate) fn new(max_in_all: u64, max_per_client: u64) -> Self {
+        let limit = |max: u64| if max == 0 { u64::MAX } else { max };
+        Self {
+            max_in_all: limit(max_in_all),
+            max_per_client: limit(max_per_client),
+            total: AtomicU64::new(0),
+            per_client: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether a request of `client` may run now.
+    pub(crate) fn admit(&self, client: Option<ClientKey>) -> Result<(), Over> {
+        let total = self.total.load(Ordering::Acquire);
+        if total == 0 {
+            return Ok(());
+        }
+        if total >= self.max_in_all {
+            return Err(Over::Server);
+        }
+        let Some(client) = client else {
+            return Ok(());
+        };
+        let held = self.clients().get(&client).copied().unwrap_or(0);
+        if held >= self.max_per_client {
+            return Err(Over::Client);
+        }
+        Ok(())
+    }
+
+    /// `bytes` more are held for `client`.
+    pub(crate) fn hold(&self, client: Option<ClientKey>, bytes: u64) {
+        if let Some(client) = client {
+            *self.clients().entry(client).or_default() += bytes;
+        }
+        self.total.fetch_add(bytes, Ordering::AcqRel);
+    }
+
+    /// `bytes` held for `client` are gone (taken by hyper, or dropped).
+    pub(crate) fn release(&self, client: Option<ClientKey>, bytes: u64) {
+        self.total.fetch_sub(bytes, Ordering::AcqRel);
+        let Some(client) = client else {
+            return;
+        };
+        let mut clients = self.clients();
+        if let Some(held) = clients.get_mut(&client) {
+            *held -= bytes;
+            if *held == 0 {
+                clients.remove(&client);
+            }
+        }
+    }
+
+    /// Bytes held in all.
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> u64 {
+        self.total.load(Ordering::Acquire)
+    }
+
+    fn clients(&self) -> std::sync::MutexGuard<'_, HashMap<ClientKey, u64>> {
+        // The map is consistent after every statement: a panic elsewhere cannot leave it torn.
+        self.per_client
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Wraps a service so that its answers are counted against an [`AnswerBudget`], and requests
+/// past the budget are refused; see the module documentation.
+#[derive(Debug, Clone)]
+pub(crate) struct HeldAnswers<S> {
+    inner: S,
+    budget: Arc<AnswerBudget>,
+}
+
+impl<S> HeldAnswers<S> {
+    pub(crate) fn new(inner: S, budget: Arc<AnswerBudget>) -> Self {
+        Self { inner, budget }
+    }
+}
+
+impl<S, B, ResBody> Service<Request<B>> for HeldAnswers<S>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+    ResBody: hyper::body::Body,
+{
+    type Response = Response<ResponseBody<HeldBody<ResBody>>>;
+    type Error = S::Error;
+    type Future = HeldFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let client = request
+            .extensions()
+            .get::<ClientAddress>()
+            .map(|&ClientAddress(address)| ClientKey::of(address));
+        match self.budget.admit(client) {
+            Ok(()) => HeldFuture::Running {
+                future: self.inner.call(request),
+                budget: Some(self.budget.clone()),
+                client,
+            },
+            Err(over) => {
+                tracing::debug!(?over, "request refused: answers not taken hold the budget");
+                HeldFuture::Refused {
+                    response: Some(refusal(&request, over)),
+                }
+            }
+        }
+    }
+}
+
+/// The 503 for a request past the budget.
+fn refusal<B>(request: &Request<B>, over: Over) -> Response<Full<Bytes>> {
+    let message = match over {
+        Over::Client => {
+            "answers this client has not read yet hold all the memory it may use; read them, \
+             then retry"
+        }
+        Over::Server => {
+            "answers clients have not read yet hold all the memory the server keeps \
+                         for them; retry later"
+        }
+    };
+    GraphError::new(ErrorKind::ServiceUnavailable, message)
+        .with_retry_after(RETRY_AFTER_SECS)
+        .into_response(&RequestIds::of(request))
+}
+
+pin_project! {
+    /// The answer of [`HeldAnswers`]: the inner service's, counted, or a refusal.
+    #[project = HeldFutureProj]
+    pub(crate) enum HeldFuture<F> {
+        Running {
+            #[pin]
+            future: F,
+            budget: Option<Arc<AnswerBudget>>,
+            client: Option<ClientKey>,
+        },
+        Refused {
+            response: Option<Response<Full<Bytes>>>,
+        },
+    }
+}
+
+impl<F, ResBody, E> Future for HeldFuture<F>
+where
+    F: Future<Output = Result<Response<ResBody>, E>>,
+    ResBody: hyper::body::Body,
+{
+    type Output = Result<Response<ResponseBody<HeldBody<ResBody>>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            HeldFutureProj::Running {
+                future,
+                budget,
+                client,
+            } => {
+                let response = ready!(future.poll(cx))?;
+                let budget = budget.take().expect("polled after completion");
+                let charge = Charge::new(budget, *client);
+                Poll::Ready(Ok(
+                    response.map(|body| ResponseBody::inner(HeldBody::new(body, charge)))
+                ))
+            }
+            HeldFutureProj::Refused { response } => {
+                let response = response.take().expect("polled after completion");
+                Poll::Ready(Ok(response.map(ResponseBody::error)))
+            }
+        }
+    }
+}
