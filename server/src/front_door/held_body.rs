@@ -6,8 +6,8 @@
 //! most ~400 KiB (hyper's `max_buf_size`) before it waits for the socket; over HTTP/2 a stream
 //! polls its next piece once the peer's flow-control window had room for the one before, and
 //! holds that piece until it has. A body of one frame of 80 MB would be taken whole at the
-//! first poll, into buffers no one counts; cut into [`PIECE`]s, all but a piece or two stay here,
-//! counted, until the peer reads them.
+//! first poll, into buffers no one counts; cut into [`PIECE`]s, all but what hyper's buffers
+//! hold stay here, counted, until the peer reads them.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -20,9 +20,11 @@ use pin_project_lite::pin_project;
 use super::conn_limits::ClientKey;
 use super::held_answers::AnswerBudget;
 
-/// The most a body hands hyper at once: HTTP/2's default largest DATA frame (RFC 9113 §4.2),
-/// so a piece is one frame.
-pub(crate) const PIECE: usize = 16 * 1024;
+/// The most a body hands hyper at once. What hyper holds uncounted is two pieces an open
+/// HTTP/2 stream (one waiting for the window, one in h2's send buffer; h2 counts a stream
+/// against the connection's 256 until its last byte is written), so the piece is small; half
+/// of HTTP/2's default largest DATA frame (RFC 9113 §4.2), so each is still one frame.
+pub(crate) const PIECE: usize = 8 * 1024;
 
 /// What one body has counted against the budget.
 #[derive(Debug)]
