@@ -143,9 +143,38 @@ where
     }
 }
 
+/// `text` as an answer's bytes, without the spare room its growth left when that is large:
+/// a `String` grows by doubling, and an answer a slow reader holds keeps its whole allocation,
+/// up to twice its length, where a server's budget for such answers counts the length.
+pub(crate) fn answer_bytes(mut text: String) -> Bytes {
+    if text.capacity() - text.len() > 4096 {
+        text.shrink_to_fit();
+    }
+    Bytes::from(text)
+}
+
 /// What a rejected future yields if polled again: an empty 500 rather than a panic.
 pub(crate) fn polled_after_completion() -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::new()));
     *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::answer_bytes;
+
+    #[test]
+    fn a_large_answer_keeps_no_spare_room_and_a_small_one_is_not_moved() {
+        let mut large = String::with_capacity(200_000);
+        large.push_str(&"x".repeat(100_000));
+        let bytes = answer_bytes(large);
+        let kept = bytes.try_into_mut().expect("the only owner").capacity();
+        assert!(kept < 100_000 + 4096, "kept {kept} bytes for 100,000");
+
+        let mut small = String::with_capacity(1024);
+        small.push_str("{}");
+        let address = small.as_ptr();
+        assert_eq!(answer_bytes(small).as_ptr(), address);
+    }
 }

@@ -10,6 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::binary::Server;
+use common::h2_frames::{frame, header_block};
 use common::process::TempDir;
 
 /// Longest any read here waits before the test fails instead of hanging.
@@ -49,14 +50,6 @@ fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
             Err(error) => panic!("the server kept the connection open: {error}"),
         }
     }
-}
-
-fn frame(kind: u8, flags: u8, stream_id: u32, payload: &[u8]) -> Vec<u8> {
-    let len = payload.len() as u32;
-    let mut out = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
-    out.extend_from_slice(&stream_id.to_be_bytes());
-    out.extend_from_slice(payload);
-    out
 }
 
 /// The frame types the server sent, in order.
@@ -331,29 +324,6 @@ fn an_http2_peer_that_takes_no_response_is_dropped() {
     );
 }
 
-/// HPACK (RFC 7541 §6.2.2): a header field as a literal, not indexed, with a literal name.
-fn hpack_literal(block: &mut Vec<u8>, name: &str, value: &str) {
-    fn length(block: &mut Vec<u8>, mut n: usize) {
-        // A 7-bit prefix (no Huffman coding), then 7 bits a byte (§5.1).
-        if n < 127 {
-            block.push(n as u8);
-            return;
-        }
-        block.push(127);
-        n -= 127;
-        while n >= 128 {
-            block.push((n % 128) as u8 | 0x80);
-            n /= 128;
-        }
-        block.push(n as u8);
-    }
-    block.push(0);
-    length(block, name.len());
-    block.extend_from_slice(name.as_bytes());
-    length(block, value.len());
-    block.extend_from_slice(value.as_bytes());
-}
-
 /// The write-stall clock of HTTP/2 runs for answers the peer does not take, not for a request
 /// still being answered: a PATCH whose body comes slowly (longer than the stall deadline, well
 /// within the request deadline) is answered 200, on a connection that stays open. (A clock
@@ -364,17 +334,14 @@ fn an_http2_request_still_being_answered_is_no_stall() {
     let mut stream = connect_from("127.0.0.1", server.addr);
     stream.write_all(PREFACE).unwrap();
     stream.write_all(&frame(4, 0, 0, &[])).unwrap();
-    let mut block = Vec::new();
-    for (name, value) in [
+    let block = header_block(&[
         (":method", "PATCH"),
         (":scheme", "http"),
         (":path", "/beta/me/security"),
         (":authority", "x"),
         ("authorization", &format!("Bearer {}", server.dev_token())),
         ("content-type", "application/json"),
-    ] {
-        hpack_literal(&mut block, name, value);
-    }
+    ]);
     // END_HEADERS, the body to follow: half of it now, the rest after three stall deadlines.
     stream.write_all(&frame(1, 0x4, 1, &block)).unwrap();
     stream.write_all(&frame(0, 0, 1, b"{")).unwrap();

@@ -1,9 +1,10 @@
 //! The budget for answers clients have not taken, against the real binary over real sockets.
 //! A client holds answers by not reading them: over HTTP/2 with a flow-control window of 0
-//! (the server may send no byte of any body), over HTTP/1 with a small receive buffer it does
-//! not read. Past the budget its requests are refused with 503 before they run (a refused
-//! PATCH changes nothing), other clients are served, and once it lets go it is served again.
-//! Every wait is bounded; nothing sleeps and hopes.
+//! (the server may send no byte of any body) or one byte short of each answer (all but one
+//! byte sent, the answer still in memory), over HTTP/1 with a small receive buffer it does not
+//! read. Past the budget its requests are refused with 503 before they run (a refused PATCH
+//! changes nothing), other clients and probes are served, and once it reads or lets go it is
+//! served again. Every wait is bounded by `PATIENCE`; nothing sleeps and hopes.
 
 mod common;
 
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::binary::Server;
+use common::h2_frames::{frame, header_block};
 use common::process::{PATIENCE, TempDir};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -24,6 +26,7 @@ use serde_json::Value;
 const OBJECT_BYTES: usize = 700_000;
 /// Budget of the tests: more than one such answer, less than two.
 const BUDGET: &str = "1000000";
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 fn start(dir: &TempDir, budget_flags: &[&str]) -> Server {
     let schema = dir.file("schema.json", r#"{"type": "object"}"#);
@@ -68,23 +71,33 @@ fn object(fill: char) -> String {
     format!(r##"{{"@odata.type": "#microsoft.graph.security.security", "blob": "{blob}"}}"##)
 }
 
+/// `future`, or a panic once it has taken `PATIENCE`.
+async fn bounded<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(PATIENCE, future)
+        .await
+        .expect("no answer within PATIENCE")
+}
+
 /// One request over a fresh HTTP/1 connection from `source`, read to its end.
 async fn send(
     source: &str,
     addr: SocketAddr,
     request: Request<Full<Bytes>>,
 ) -> (StatusCode, http::HeaderMap, Bytes) {
-    let stream = connect(source, addr, None).await;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    let (parts, body) = sender.send_request(request).await.unwrap().into_parts();
-    (
-        parts.status,
-        parts.headers,
-        body.collect().await.unwrap().to_bytes(),
-    )
+    bounded(async {
+        let stream = connect(source, addr, None).await;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let (parts, body) = sender.send_request(request).await.unwrap().into_parts();
+        (
+            parts.status,
+            parts.headers,
+            body.collect().await.unwrap().to_bytes(),
+        )
+    })
+    .await
 }
 
 /// An HTTP/2 connection from `source` that takes no byte of any answer's body.
@@ -92,14 +105,17 @@ async fn closed_window(
     source: &str,
     addr: SocketAddr,
 ) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
-    let stream = connect(source, addr, None).await;
-    let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-        .initial_stream_window_size(0)
-        .handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    sender
+    bounded(async {
+        let stream = connect(source, addr, None).await;
+        let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .initial_stream_window_size(0)
+            .handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        sender
+    })
+    .await
 }
 
 /// Sends a GET on `sender` and returns its answer, headers only: the body stays in the server.
@@ -107,11 +123,14 @@ async fn held_get(
     sender: &mut hyper::client::conn::http2::SendRequest<Full<Bytes>>,
     token: &str,
 ) -> Response<Incoming> {
-    sender.ready().await.unwrap();
-    sender
-        .send_request(request("GET", token, None))
-        .await
-        .unwrap()
+    bounded(async {
+        sender.ready().await.unwrap();
+        sender
+            .send_request(request("GET", token, None))
+            .await
+            .unwrap()
+    })
+    .await
 }
 
 /// Waits, within `PATIENCE`, until a GET from `source` is answered 200.
@@ -195,7 +214,7 @@ async fn a_client_holding_its_budget_is_refused_until_it_lets_go_and_others_are_
 }
 
 #[tokio::test]
-async fn all_clients_together_holding_the_server_budget_are_refused() {
+async fn a_server_budget_past_half_serves_clients_under_their_share_and_full_serves_none() {
     let dir = TempDir::new("held-in-all");
     let server = start(
         &dir,
@@ -215,20 +234,29 @@ async fn all_clients_together_holding_the_server_budget_are_refused() {
     .await;
     assert!(status.is_success(), "{status}");
 
+    // One answer held (700 KB): past half the server's budget, that client holds its share
+    // and is refused; a client holding nothing is still served.
     let mut h2 = closed_window("127.0.0.1", addr).await;
     let first = held_get(&mut h2, &token).await;
-    let second = held_get(&mut h2, &token).await;
-    assert_eq!(
-        (first.status(), second.status()),
-        (StatusCode::OK, StatusCode::OK)
-    );
-
-    // Every client is refused now: the server's budget is full.
-    let (status, headers, body) = send("127.0.0.2", addr, request("GET", &token, None)).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    let (status, headers, body) = send("127.0.0.1", addr, request("GET", &token, None)).await;
     assert_refused(status, &headers, &body, "the server");
+    let mut other = closed_window("127.0.0.2", addr).await;
+    let second = held_get(&mut other, &token).await;
+    assert_eq!(second.status(), StatusCode::OK);
+
+    // 1.4 MB held: the budget is full, and every client is refused.
+    let (status, headers, body) = send("127.0.0.3", addr, request("GET", &token, None)).await;
+    assert_refused(status, &headers, &body, "the server");
+    // Probes are not refused: a full budget is not a dead server.
+    let probe = Request::get("http://x/healthz")
+        .body(Full::default())
+        .unwrap();
+    let (status, _, _) = send("127.0.0.3", addr, probe).await;
+    assert_eq!(status, StatusCode::OK);
 
     drop((first, second));
-    served_again("127.0.0.2", addr, &token).await;
+    served_again("127.0.0.3", addr, &token).await;
 }
 
 #[tokio::test]
@@ -279,5 +307,109 @@ async fn an_http1_answer_not_read_is_counted_until_its_connection_ends() {
     assert_refused(status, &headers, &body, "this client");
 
     drop(stream);
+    served_again("127.0.0.1", addr, &token).await;
+}
+
+/// Reads frames from `stream` until `want` bytes of DATA have come, answering nothing;
+/// panics on a reset, a GOAWAY, a closed connection, or after `PATIENCE` without a byte.
+fn read_data(stream: &mut std::net::TcpStream, pending: &mut Vec<u8>, want: usize) {
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut got = 0;
+    let mut buffer = vec![0_u8; 64 * 1024];
+    loop {
+        while pending.len() >= 9 {
+            let len = usize::from(pending[0]) << 16
+                | usize::from(pending[1]) << 8
+                | usize::from(pending[2]);
+            if pending.len() < 9 + len {
+                break;
+            }
+            match pending[3] {
+                0 => got += len,
+                3 | 7 => panic!("the server reset or went away: {:?}", &pending[..9 + len]),
+                _ => {}
+            }
+            pending.drain(..9 + len);
+        }
+        if got >= want {
+            assert_eq!(got, want, "more than the window allows");
+            return;
+        }
+        let n = stream
+            .read(&mut buffer)
+            .expect("the server sent nothing more");
+        assert!(n > 0, "the server closed the connection");
+        pending.extend_from_slice(&buffer[..n]);
+    }
+}
+
+/// A peer that opens each stream's window to one byte less than its answer, and reads all the
+/// server sends: every answer but its last byte leaves the server, and the answer stays in
+/// memory for that byte (hyper keeps the buffer it slices the byte from). It stays counted
+/// until the byte is taken.
+#[tokio::test]
+async fn an_answer_read_all_but_one_byte_stays_counted_until_it_is_read() {
+    let dir = TempDir::new("held-one-byte-short");
+    let server = start(
+        &dir,
+        &[
+            "--max-held-bytes-per-client",
+            BUDGET,
+            "--max-held-bytes",
+            "0",
+        ],
+    );
+    let (addr, token) = (server.addr, server.dev_token());
+    let (status, _, _) = send(
+        "127.0.0.1",
+        addr,
+        request("PATCH", &token, Some(object('a'))),
+    )
+    .await;
+    assert!(status.is_success(), "{status}");
+    let (_, _, body) = send("127.0.0.2", addr, request("GET", &token, None)).await;
+    let size = body.len();
+    let short = u32::try_from(size - 1).unwrap();
+
+    let stream = connect("127.0.0.1", addr, None).await;
+    let mut stream = stream.into_std().unwrap();
+    stream.set_nonblocking(false).unwrap();
+    stream.write_all(PREFACE).unwrap();
+    // SETTINGS_INITIAL_WINDOW_SIZE (0x4) = 0; the connection's window room for both answers.
+    stream
+        .write_all(&frame(4, 0, 0, &[0, 4, 0, 0, 0, 0]))
+        .unwrap();
+    let room = u32::try_from(2 * size).unwrap();
+    stream
+        .write_all(&frame(8, 0, 0, &room.to_be_bytes()))
+        .unwrap();
+    let block = header_block(&[
+        (":method", "GET"),
+        (":scheme", "http"),
+        (":path", "/beta/me/security"),
+        (":authority", "x"),
+        ("authorization", &format!("Bearer {token}")),
+    ]);
+    let mut pending = Vec::new();
+    for stream_id in [1, 3] {
+        // HEADERS with END_STREAM and END_HEADERS, then the window, one byte short.
+        stream.write_all(&frame(1, 0x5, stream_id, &block)).unwrap();
+        stream
+            .write_all(&frame(8, 0, stream_id, &short.to_be_bytes()))
+            .unwrap();
+        read_data(&mut stream, &mut pending, size - 1);
+    }
+
+    // Two answers of 700 KB are in memory for 2 bytes: over the budget of 1 MB.
+    let (status, headers, body) = send("127.0.0.1", addr, request("GET", &token, None)).await;
+    assert_refused(status, &headers, &body, "this client");
+
+    // The last bytes read, the answers are gone, and the client is served again.
+    for stream_id in [1, 3] {
+        stream
+            .write_all(&frame(8, 0, stream_id, &1_u32.to_be_bytes()))
+            .unwrap();
+    }
+    read_data(&mut stream, &mut pending, 2);
     served_again("127.0.0.1", addr, &token).await;
 }

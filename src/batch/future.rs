@@ -200,7 +200,8 @@ where
             })
             .collect();
         let body = json!({ "responses": responses }).to_string();
-        let mut response = Response::new(ResponseBody::error(Full::new(Bytes::from(body))));
+        let body = crate::body::answer_bytes(body);
+        let mut response = Response::new(ResponseBody::error(Full::new(body)));
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),

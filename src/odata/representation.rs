@@ -180,7 +180,7 @@ impl Representation {
                 }),
             );
         }
-        Bytes::from(Value::Object(shaped).to_string())
+        crate::body::answer_bytes(Value::Object(shaped).to_string())
     }
 }
 

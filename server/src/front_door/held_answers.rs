@@ -5,28 +5,31 @@
 //! how many bytes it keeps meanwhile. With an open `--schema`, objects of `--max-object-bytes`
 //! and `$batch` answers of twenty of them, one caller within its rate limit once held 4.3 GB
 //! this way; over HTTP/2, where a stream that finishes restarts the stall clock for the others,
-//! for longer still. So every answer is counted while it waits ([`HeldBody`]), and a request
-//! is refused before anything of it runs when:
+//! for longer still. So every answer is counted while any byte of it is in memory
+//! ([`HeldBody`]), and a request is refused before anything of it runs when:
 //!
 //! - its client (an IPv4 address or an IPv6 /64, as for the connection caps; behind a
-//!   `--trusted-proxy`, the client the proxy names) holds `--max-held-bytes-per-client` or
-//!   more, or
-//! - all clients together hold `--max-held-bytes` or more.
+//!   `--trusted-proxy`, the client the proxy names) holds `--max-held-bytes-per-client`;
+//! - all clients together hold `--max-held-bytes`;
+//! - all clients together hold half of `--max-held-bytes` and this client at least an even
+//!   share of that half (or it cannot be told apart: a proxy named no client). A few addresses
+//!   that fill the server's budget then shut out each other, not every other client, until the
+//!   budget is full.
 //!
 //! The refusal is 503 `serviceNotAvailable` with `Retry-After` (Graph's answer when it cannot
-//! serve a request for now), small, and counted nowhere. Requests already running are answered:
+//! serve a request for now), small, and not counted. Requests already running are answered:
 //! a client passes its budget by at most the answers of the requests it had in flight when
 //! it reached it, and then gets nothing more until it reads. Probes are not counted.
 //!
-//! What the count does not see: the pieces hyper has taken (see [`HeldBody`]) and answers of
-//! one piece or less. Both are bounded by hyper's own buffers, per HTTP/1 connection and per
-//! HTTP/2 stream.
+//! Answers and frames of 4 KiB or less are not counted
+//! ([`COUNTED_ABOVE`](super::held_body::COUNTED_ABOVE)), nor are the
+//! response headers: they are bounded by the streams and connections a client may hold.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
@@ -44,14 +47,20 @@ use super::held_body::{Charge, HeldBody};
 /// them, so the budget frees up as soon as the client reads.
 const RETRY_AFTER_SECS: u32 = 1;
 
-/// The bytes held by answers not yet taken, against their limits; shared by every connection.
+/// The bytes held by answers not yet taken, against their limits; shared by every connection
+/// (made once and leaked: it lives as long as the process, and requests hold no count of it).
 ///
-/// One atomic for the total, read on every request (when nothing is held, that is all a
-/// request costs); a `Mutex<HashMap>` per client, touched only while some answer is held.
+/// One atomic for the total, read on every request (while less than either limit is held in
+/// all, no client can be over its own, and that is all a request costs); a `Mutex<HashMap>`
+/// per client, touched only by answers larger than
+/// [`COUNTED_ABOVE`](super::held_body::COUNTED_ABOVE) and by requests once that
+/// much is held.
 #[derive(Debug)]
 pub(crate) struct AnswerBudget {
     max_in_all: u64,
     max_per_client: u64,
+    /// Below this total every request is admitted without a look at its client.
+    admit_all_below: u64,
     total: AtomicU64,
     per_client: Mutex<HashMap<ClientKey, u64>>,
 }
@@ -59,7 +68,7 @@ pub(crate) struct AnswerBudget {
 /// Why a request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Over {
-    /// All clients together hold the server's budget.
+    /// All clients together hold the server's budget, or half of it and this client its share.
     Server,
     /// This client holds its own budget.
     Client,
@@ -71,9 +80,11 @@ impl AnswerBudget {
     #[must_use]
     pub(crate) fn new(max_in_all: u64, max_per_client: u64) -> Self {
         let limit = |max: u64| if max == 0 { u64::MAX } else { max };
+        let (max_in_all, max_per_client) = (limit(max_in_all), limit(max_per_client));
         Self {
-            max_in_all: limit(max_in_all),
-            max_per_client: limit(max_per_client),
+            max_in_all,
+            max_per_client,
+            admit_all_below: max_per_client.min(max_in_all / 2),
             total: AtomicU64::new(0),
             per_client: Mutex::new(HashMap::new()),
         }
@@ -82,18 +93,25 @@ impl AnswerBudget {
     /// Whether a request of `client` may run now.
     pub(crate) fn admit(&self, client: Option<ClientKey>) -> Result<(), Over> {
         let total = self.total.load(Ordering::Acquire);
-        if total == 0 {
+        if total < self.admit_all_below {
             return Ok(());
         }
         if total >= self.max_in_all {
             return Err(Over::Server);
         }
+        let busy = total >= self.max_in_all / 2;
         let Some(client) = client else {
-            return Ok(());
+            return if busy { Err(Over::Server) } else { Ok(()) };
         };
-        let held = self.clients().get(&client).copied().unwrap_or(0);
+        let clients = self.clients();
+        let held = clients.get(&client).copied().unwrap_or(0);
         if held >= self.max_per_client {
             return Err(Over::Client);
+        }
+        // An even share of half the budget among the clients holding anything.
+        let holding = u64::try_from(clients.len()).unwrap_or(u64::MAX).max(1);
+        if busy && held >= (self.max_in_all / 2 / holding).max(1) {
+            return Err(Over::Server);
         }
         Ok(())
     }
@@ -140,11 +158,11 @@ impl AnswerBudget {
 #[derive(Debug, Clone)]
 pub(crate) struct HeldAnswers<S> {
     inner: S,
-    budget: Arc<AnswerBudget>,
+    budget: &'static AnswerBudget,
 }
 
 impl<S> HeldAnswers<S> {
-    pub(crate) fn new(inner: S, budget: Arc<AnswerBudget>) -> Self {
+    pub(crate) fn new(inner: S, budget: &'static AnswerBudget) -> Self {
         Self { inner, budget }
     }
 }
@@ -170,7 +188,7 @@ where
         match self.budget.admit(client) {
             Ok(()) => HeldFuture::Running {
                 future: self.inner.call(request),
-                budget: Some(self.budget.clone()),
+                budget: self.budget,
                 client,
             },
             Err(over) => {
@@ -207,7 +225,7 @@ pin_project! {
         Running {
             #[pin]
             future: F,
-            budget: Option<Arc<AnswerBudget>>,
+            budget: &'static AnswerBudget,
             client: Option<ClientKey>,
         },
         Refused {
@@ -231,7 +249,6 @@ where
                 client,
             } => {
                 let response = ready!(future.poll(cx))?;
-                let budget = budget.take().expect("polled after completion");
                 let charge = Charge::new(budget, *client);
                 Poll::Ready(Ok(
                     response.map(|body| ResponseBody::inner(HeldBody::new(body, charge)))
@@ -242,5 +259,79 @@ where
                 Poll::Ready(Ok(response.map(ResponseBody::error)))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    use super::*;
+
+    fn v4(last: u8) -> Option<ClientKey> {
+        Some(ClientKey::of(IpAddr::V4(Ipv4Addr::new(192, 0, 2, last))))
+    }
+
+    #[test]
+    fn a_client_over_its_budget_is_refused_and_others_are_not() {
+        let budget = AnswerBudget::new(0, 1000);
+        budget.hold(v4(1), 1000);
+        assert_eq!(budget.admit(v4(1)), Err(Over::Client));
+        assert_eq!(budget.admit(v4(2)), Ok(()));
+        assert_eq!(
+            budget.admit(None),
+            Ok(()),
+            "no client: only the server's budget"
+        );
+        budget.release(v4(1), 1);
+        assert_eq!(budget.admit(v4(1)), Ok(()));
+    }
+
+    #[test]
+    fn an_ipv6_client_is_its_64() {
+        let budget = AnswerBudget::new(0, 1000);
+        let address = |last: u16| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 0, 0, 0, last));
+        budget.hold(Some(ClientKey::of(address(1))), 1000);
+        assert_eq!(
+            budget.admit(Some(ClientKey::of(address(2)))),
+            Err(Over::Client)
+        );
+        let other = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 3, 0, 0, 0, 1));
+        assert_eq!(budget.admit(Some(ClientKey::of(other))), Ok(()));
+    }
+
+    #[test]
+    fn a_full_server_budget_refuses_everyone() {
+        let budget = AnswerBudget::new(1000, 0);
+        budget.hold(v4(1), 600);
+        budget.hold(None, 400);
+        for anyone in [v4(1), v4(2), None] {
+            assert_eq!(budget.admit(anyone), Err(Over::Server));
+        }
+        budget.release(None, 400);
+        assert_eq!(budget.admit(v4(2)), Ok(()));
+    }
+
+    #[test]
+    fn past_half_the_server_budget_only_clients_under_an_even_share_are_served() {
+        let budget = AnswerBudget::new(1000, 0);
+        // Two clients hold 600 of 1000: the share of the half is 250 each.
+        budget.hold(v4(1), 550);
+        budget.hold(v4(2), 50);
+        assert_eq!(
+            budget.admit(v4(1)),
+            Err(Over::Server),
+            "holds more than its share"
+        );
+        assert_eq!(budget.admit(v4(2)), Ok(()), "holds less");
+        assert_eq!(budget.admit(v4(3)), Ok(()), "holds nothing");
+        assert_eq!(
+            budget.admit(None),
+            Err(Over::Server),
+            "cannot be told apart"
+        );
+        // Under half, nobody's share is looked at.
+        budget.release(v4(1), 150);
+        assert_eq!(budget.admit(v4(1)), Ok(()));
     }
 }

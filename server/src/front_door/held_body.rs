@@ -1,16 +1,16 @@
-//! [`HeldBody`]: a response body that counts the bytes it still holds against the
-//! [`AnswerBudget`], and hands them to hyper in pieces, so that what it holds is what the peer
-//! has not taken yet.
+//! [`HeldBody`]: a response body whose bytes are counted against the [`AnswerBudget`] for as
+//! long as they are in memory, wherever they are.
 //!
-//! hyper polls a body only when it has room for more: over HTTP/1 its write buffer takes at
-//! most ~400 KiB (hyper's `max_buf_size`) before it waits for the socket; over HTTP/2 a stream
-//! polls its next piece once the peer's flow-control window had room for the one before, and
-//! holds that piece until it has. A body of one frame of 80 MB would be taken whole at the
-//! first poll, into buffers no one counts; cut into [`PIECE`]s, all but what hyper's buffers
-//! hold stay here, counted, until the peer reads them.
+//! An answer is counted from the moment it is ready (by its size hint), and each of its data
+//! frames from the moment hyper takes it until the last byte of it is freed. hyper does not
+//! free a frame when it takes it: it queues it, whole or in slices, in its HTTP/1 write buffer
+//! or an HTTP/2 stream's send buffer, until the peer has read all of it, and any slice of a
+//! buffer keeps the whole buffer alive. So a frame hyper takes becomes a `Bytes` whose owner
+//! carries the count ([`Bytes::from_owner`]): the bytes are released when the last slice of
+//! them is dropped, however the peer reads (a window one byte short of the answer leaves the
+//! answer counted, as it leaves it in memory).
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes};
@@ -20,23 +20,22 @@ use pin_project_lite::pin_project;
 use super::conn_limits::ClientKey;
 use super::held_answers::AnswerBudget;
 
-/// The most a body hands hyper at once. What hyper holds uncounted is two pieces an open
-/// HTTP/2 stream (one waiting for the window, one in h2's send buffer; h2 counts a stream
-/// against the connection's 256 until its last byte is written), so the piece is small; half
-/// of HTTP/2's default largest DATA frame (RFC 9113 §4.2), so each is still one frame.
-pub(crate) const PIECE: usize = 8 * 1024;
+/// Answers and frames of at most this many bytes are not counted: the common answer (a few
+/// hundred bytes) never touches the budget's lock. What they hold is bounded by the streams
+/// and connections a client may have (HTTP/2: 256 streams a connection).
+pub(crate) const COUNTED_ABOVE: usize = 4 * 1024;
 
-/// What one body has counted against the budget.
+/// Bytes counted against the budget for one client, given back when dropped.
 #[derive(Debug)]
 pub(crate) struct Charge {
-    budget: Arc<AnswerBudget>,
+    budget: &'static AnswerBudget,
     client: Option<ClientKey>,
     counted: u64,
 }
 
 impl Charge {
     /// Nothing counted yet, for `client`.
-    pub(crate) fn new(budget: Arc<AnswerBudget>, client: Option<ClientKey>) -> Self {
+    pub(crate) fn new(budget: &'static AnswerBudget, client: Option<ClientKey>) -> Self {
         Self {
             budget,
             client,
@@ -44,11 +43,9 @@ impl Charge {
         }
     }
 
-    /// The body now holds `held` bytes. A body of one piece or less counts nothing: hyper
-    /// takes it whole at the first poll, as it takes the headers, and the budget is not
-    /// touched at all on the common path (answers of a few hundred bytes).
+    /// Counts `held` bytes from now on (nothing if that is [`COUNTED_ABOVE`] or less).
     fn set(&mut self, held: u64) {
-        let held = if held > PIECE as u64 { held } else { 0 };
+        let held = if held > COUNTED_ABOVE as u64 { held } else { 0 };
         if held > self.counted {
             self.budget.hold(self.client, held - self.counted);
         } else if held < self.counted {
@@ -64,27 +61,35 @@ impl Drop for Charge {
     }
 }
 
+/// The owner of a counted frame's bytes: the frame and its charge, dropped together when the
+/// last slice of the frame is.
+struct CountedFrame {
+    data: Bytes,
+    _charge: Charge,
+}
+
+impl AsRef<[u8]> for CountedFrame {
+    fn as_ref(&self) -> &[u8] {
+        &self.data
+    }
+}
+
 pin_project! {
-    /// A response body counted while it is held; see the module documentation.
+    /// A response body counted while any of it is in memory; see the module documentation.
     #[derive(Debug)]
     pub(crate) struct HeldBody<B> {
         #[pin]
         inner: B,
-        // The part of the inner body's last frame not handed to hyper yet.
-        rest: Bytes,
-        charge: Charge,
+        // What the inner body has not handed over yet.
+        ahead: Charge,
     }
 }
 
 impl<B: Body> HeldBody<B> {
-    /// `inner`, counted under `charge` from now on.
-    pub(crate) fn new(inner: B, mut charge: Charge) -> Self {
-        charge.set(inner.size_hint().lower());
-        Self {
-            inner,
-            rest: Bytes::new(),
-            charge,
-        }
+    /// `inner`, counted from now on under `charge`'s budget and client.
+    pub(crate) fn new(inner: B, mut ahead: Charge) -> Self {
+        ahead.set(inner.size_hint().lower());
+        Self { inner, ahead }
     }
 }
 
@@ -97,49 +102,36 @@ impl<B: Body> Body for HeldBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let mut this = self.project();
-        if this.rest.is_empty() {
-            match ready!(this.inner.as_mut().poll_frame(cx)) {
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(mut data) => *this.rest = data.copy_to_bytes(data.remaining()),
-                    Err(trailers) => {
-                        this.charge.set(this.inner.size_hint().lower());
-                        let trailers = trailers.map_data(|mut data| data.copy_to_bytes(0));
-                        return Poll::Ready(Some(Ok(trailers)));
+        let frame = ready!(this.inner.as_mut().poll_frame(cx));
+        let (budget, client) = (this.ahead.budget, this.ahead.client);
+        // The frame's own count starts before the count ahead of it shrinks: the client's total
+        // never dips while the bytes are still here.
+        let frame = frame.map(|frame| {
+            frame.map(|frame| {
+                frame.map_data(|mut data| {
+                    let data = data.copy_to_bytes(data.remaining());
+                    if data.len() <= COUNTED_ABOVE {
+                        return data;
                     }
-                },
-                Some(Err(error)) => {
-                    this.charge.set(0);
-                    return Poll::Ready(Some(Err(error)));
-                }
-                None => {
-                    this.charge.set(0);
-                    return Poll::Ready(None);
-                }
-            }
-        }
-        let piece = if this.rest.len() > PIECE {
-            this.rest.split_to(PIECE)
-        } else {
-            std::mem::take(this.rest)
-        };
-        this.charge
-            .set(this.inner.size_hint().lower() + this.rest.len() as u64);
-        Poll::Ready(Some(Ok(Frame::data(piece))))
+                    let mut charge = Charge::new(budget, client);
+                    charge.set(data.len() as u64);
+                    Bytes::from_owner(CountedFrame {
+                        data,
+                        _charge: charge,
+                    })
+                })
+            })
+        });
+        this.ahead.set(this.inner.size_hint().lower());
+        Poll::Ready(frame)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.rest.is_empty() && self.inner.is_end_stream()
+        self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        let inner = self.inner.size_hint();
-        let rest = self.rest.len() as u64;
-        let mut hint = SizeHint::new();
-        hint.set_lower(inner.lower() + rest);
-        if let Some(upper) = inner.upper() {
-            hint.set_upper(upper + rest);
-        }
-        hint
+        self.inner.size_hint()
     }
 }
 
@@ -151,14 +143,13 @@ mod tests {
     use http_body_util::Full;
 
     use super::*;
-    use crate::front_door::held_answers::Over;
 
     fn client(last: u8) -> Option<ClientKey> {
         Some(ClientKey::of(IpAddr::V4(Ipv4Addr::new(192, 0, 2, last))))
     }
 
-    fn budget() -> Arc<AnswerBudget> {
-        Arc::new(AnswerBudget::new(0, 0))
+    fn budget() -> &'static AnswerBudget {
+        Box::leak(Box::new(AnswerBudget::new(0, 0)))
     }
 
     /// Polls one frame, which must be ready (the bodies here are in memory).
@@ -174,31 +165,26 @@ mod tests {
     }
 
     #[test]
-    fn a_large_answer_is_counted_until_hyper_takes_its_last_piece() {
+    fn an_answer_is_counted_until_the_last_slice_of_it_is_dropped() {
         let budget = budget();
-        let size = 5 * PIECE + 100;
+        let size = 100_000;
         let answer = Bytes::from(vec![7_u8; size]);
-        let mut body = HeldBody::new(
-            Full::new(answer.clone()),
-            Charge::new(budget.clone(), client(1)),
-        );
+        let mut body = HeldBody::new(Full::new(answer.clone()), Charge::new(budget, client(1)));
         assert_eq!(
             budget.held(),
             size as u64,
             "counted from the moment it is ready"
         );
-        assert_eq!(budget.admit(client(1)), Ok(()), "no limit here");
-        let mut taken = Vec::new();
-        while let Some(frame) = next(&mut body) {
-            let data = frame.into_data().unwrap();
-            assert!(data.len() <= PIECE, "a piece of {} bytes", data.len());
-            taken.extend_from_slice(&data);
-            let left = (size - taken.len()) as u64;
-            let counted = if left > PIECE as u64 { left } else { 0 };
-            assert_eq!(budget.held(), counted, "after {} bytes", taken.len());
-        }
-        assert_eq!(taken, answer, "every byte, in order");
-        assert!(body.is_end_stream());
+        let mut data = next(&mut body).unwrap().into_data().unwrap();
+        assert!(next(&mut body).is_none());
+        drop(body);
+        assert_eq!(data, answer, "every byte, in order");
+        assert_eq!(budget.held(), size as u64, "still in memory: still counted");
+        // hyper writes a frame in slices as the peer reads; one byte left keeps all of it.
+        let last = data.split_off(size - 1);
+        drop(data);
+        assert_eq!(budget.held(), size as u64);
+        drop(last);
         assert_eq!(budget.held(), 0);
     }
 
@@ -206,25 +192,24 @@ mod tests {
     fn an_answer_dropped_before_it_is_taken_gives_its_bytes_back() {
         let budget = budget();
         let body = HeldBody::new(
-            Full::new(Bytes::from(vec![0_u8; 3 * PIECE])),
-            Charge::new(budget.clone(), client(1)),
+            Full::new(Bytes::from(vec![0_u8; 3 * COUNTED_ABOVE])),
+            Charge::new(budget, client(1)),
         );
-        assert_eq!(budget.held(), 3 * PIECE as u64);
+        assert_eq!(budget.held(), 3 * COUNTED_ABOVE as u64);
         drop(body);
         assert_eq!(budget.held(), 0);
-        assert_eq!(budget.admit(client(1)), Ok(()));
     }
 
     #[test]
-    fn an_answer_of_one_piece_is_not_counted() {
-        let budget = Arc::new(AnswerBudget::new(1, 1));
-        let body = HeldBody::new(
-            Full::new(Bytes::from(vec![0_u8; PIECE])),
-            Charge::new(budget.clone(), client(1)),
+    fn small_answers_are_not_counted() {
+        let budget = budget();
+        let mut body = HeldBody::new(
+            Full::new(Bytes::from(vec![0_u8; COUNTED_ABOVE])),
+            Charge::new(budget, client(1)),
         );
         assert_eq!(budget.held(), 0);
-        assert_eq!(budget.admit(client(1)), Ok(()));
-        drop(body);
+        let data = next(&mut body).unwrap().into_data().unwrap();
+        assert_eq!((data.len(), budget.held()), (COUNTED_ABOVE, 0));
     }
 
     /// A body of ready frames that does not say its size.
@@ -243,62 +228,19 @@ mod tests {
     }
 
     #[test]
-    fn a_streamed_answer_is_counted_as_its_frames_arrive() {
-        // Nothing is counted until a frame larger than a piece is in hand, then what is left
-        // of it.
+    fn a_streamed_answer_is_counted_frame_by_frame() {
         let budget = budget();
-        let frames = vec![
-            Bytes::from(vec![1_u8; 10]),
-            Bytes::from(vec![2_u8; 3 * PIECE]),
-        ];
-        let mut body = HeldBody::new(
-            Frames(frames.into_iter()),
-            Charge::new(budget.clone(), client(1)),
-        );
-        assert_eq!(budget.held(), 0);
-        assert_eq!(next(&mut body).unwrap().into_data().unwrap().len(), 10);
-        assert_eq!(budget.held(), 0);
-        assert_eq!(next(&mut body).unwrap().into_data().unwrap().len(), PIECE);
-        assert_eq!(budget.held(), 2 * PIECE as u64);
+        let big = 3 * COUNTED_ABOVE;
+        let frames = vec![Bytes::from(vec![1_u8; 10]), Bytes::from(vec![2_u8; big])];
+        let mut body = HeldBody::new(Frames(frames.into_iter()), Charge::new(budget, client(1)));
+        assert_eq!(budget.held(), 0, "its size is unknown");
+        let small = next(&mut body).unwrap().into_data().unwrap();
+        assert_eq!((small.len(), budget.held()), (10, 0));
+        let large = next(&mut body).unwrap().into_data().unwrap();
+        assert_eq!((large.len(), budget.held()), (big, big as u64));
         drop(body);
+        assert_eq!(budget.held(), big as u64);
+        drop(large);
         assert_eq!(budget.held(), 0);
-    }
-
-    #[test]
-    fn a_client_over_its_budget_is_refused_and_others_are_not() {
-        let budget = Arc::new(AnswerBudget::new(0, 4 * PIECE as u64));
-        let body = HeldBody::new(
-            Full::new(Bytes::from(vec![0_u8; 4 * PIECE])),
-            Charge::new(budget.clone(), client(1)),
-        );
-        assert_eq!(budget.admit(client(1)), Err(Over::Client));
-        assert_eq!(budget.admit(client(2)), Ok(()));
-        assert_eq!(
-            budget.admit(None),
-            Ok(()),
-            "no client: only the global budget"
-        );
-        drop(body);
-        assert_eq!(budget.admit(client(1)), Ok(()));
-    }
-
-    #[test]
-    fn all_clients_together_over_the_global_budget_are_refused() {
-        let budget = Arc::new(AnswerBudget::new(5 * PIECE as u64, 0));
-        let first = HeldBody::new(
-            Full::new(Bytes::from(vec![0_u8; 3 * PIECE])),
-            Charge::new(budget.clone(), client(1)),
-        );
-        assert_eq!(budget.admit(client(2)), Ok(()));
-        let second = HeldBody::new(
-            Full::new(Bytes::from(vec![0_u8; 2 * PIECE])),
-            Charge::new(budget.clone(), None),
-        );
-        for anyone in [client(1), client(2), None] {
-            assert_eq!(budget.admit(anyone), Err(Over::Server));
-        }
-        drop(first);
-        assert_eq!(budget.admit(client(2)), Ok(()));
-        drop(second);
     }
 }

@@ -2,6 +2,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod binary;
+pub mod h2_frames;
 #[path = "../../../tests/common/mod.rs"]
 mod library;
 
