@@ -27,6 +27,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -91,7 +92,7 @@ impl AnswerBudget {
     }
 
     /// Whether a request of `client` may run now.
-    pub(crate) fn admit(&self, client: Option<ClientKey>) -> Result<(), Over> {
+    pub(crate) fn admit(&self, client: Option<IpAddr>) -> Result<(), Over> {
         let total = self.total.load(Ordering::Acquire);
         if total < self.admit_all_below {
             return Ok(());
@@ -104,7 +105,7 @@ impl AnswerBudget {
             return if busy { Err(Over::Server) } else { Ok(()) };
         };
         let clients = self.clients();
-        let held = clients.get(&client).copied().unwrap_or(0);
+        let held = clients.get(&ClientKey::of(client)).copied().unwrap_or(0);
         if held >= self.max_per_client {
             return Err(Over::Client);
         }
@@ -117,19 +118,20 @@ impl AnswerBudget {
     }
 
     /// `bytes` more are held for `client`.
-    pub(crate) fn hold(&self, client: Option<ClientKey>, bytes: u64) {
+    pub(crate) fn hold(&self, client: Option<IpAddr>, bytes: u64) {
         if let Some(client) = client {
-            *self.clients().entry(client).or_default() += bytes;
+            *self.clients().entry(ClientKey::of(client)).or_default() += bytes;
         }
         self.total.fetch_add(bytes, Ordering::AcqRel);
     }
 
     /// `bytes` held for `client` are gone (taken by hyper, or dropped).
-    pub(crate) fn release(&self, client: Option<ClientKey>, bytes: u64) {
+    pub(crate) fn release(&self, client: Option<IpAddr>, bytes: u64) {
         self.total.fetch_sub(bytes, Ordering::AcqRel);
         let Some(client) = client else {
             return;
         };
+        let client = ClientKey::of(client);
         let mut clients = self.clients();
         if let Some(held) = clients.get_mut(&client) {
             *held -= bytes;
@@ -184,7 +186,7 @@ where
         let client = request
             .extensions()
             .get::<ClientAddress>()
-            .map(|&ClientAddress(address)| ClientKey::of(address));
+            .map(|&ClientAddress(address)| address);
         match self.budget.admit(client) {
             Ok(()) => HeldFuture::Running {
                 future: self.inner.call(request),
@@ -226,7 +228,7 @@ pin_project! {
             #[pin]
             future: F,
             budget: &'static AnswerBudget,
-            client: Option<ClientKey>,
+            client: Option<IpAddr>,
         },
         Refused {
             response: Option<Response<Full<Bytes>>>,
@@ -264,12 +266,12 @@ where
 
 #[cfg(test)]
 mod tests {
-    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     use super::*;
 
-    fn v4(last: u8) -> Option<ClientKey> {
-        Some(ClientKey::of(IpAddr::V4(Ipv4Addr::new(192, 0, 2, last))))
+    fn v4(last: u8) -> Option<IpAddr> {
+        Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, last)))
     }
 
     #[test]
@@ -291,13 +293,10 @@ mod tests {
     fn an_ipv6_client_is_its_64() {
         let budget = AnswerBudget::new(0, 1000);
         let address = |last: u16| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 0, 0, 0, last));
-        budget.hold(Some(ClientKey::of(address(1))), 1000);
-        assert_eq!(
-            budget.admit(Some(ClientKey::of(address(2)))),
-            Err(Over::Client)
-        );
+        budget.hold(Some(address(1)), 1000);
+        assert_eq!(budget.admit(Some(address(2))), Err(Over::Client));
         let other = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 3, 0, 0, 0, 1));
-        assert_eq!(budget.admit(Some(ClientKey::of(other))), Ok(()));
+        assert_eq!(budget.admit(Some(other)), Ok(()));
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! them is dropped, however the peer reads (a window one byte short of the answer leaves the
 //! answer counted, as it leaves it in memory).
 
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
@@ -17,7 +18,6 @@ use bytes::{Buf, Bytes};
 use hyper::body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use super::conn_limits::ClientKey;
 use super::held_answers::AnswerBudget;
 
 /// Answers and frames of at most this many bytes are not counted: the common answer (a few
@@ -29,13 +29,13 @@ pub(crate) const COUNTED_ABOVE: usize = 4 * 1024;
 #[derive(Debug)]
 pub(crate) struct Charge {
     budget: &'static AnswerBudget,
-    client: Option<ClientKey>,
+    client: Option<IpAddr>,
     counted: u64,
 }
 
 impl Charge {
     /// Nothing counted yet, for `client`.
-    pub(crate) fn new(budget: &'static AnswerBudget, client: Option<ClientKey>) -> Self {
+    pub(crate) fn new(budget: &'static AnswerBudget, client: Option<IpAddr>) -> Self {
         Self {
             budget,
             client,
@@ -44,8 +44,18 @@ impl Charge {
     }
 
     /// Counts `held` bytes from now on (nothing if that is [`COUNTED_ABOVE`] or less).
+    #[inline]
     fn set(&mut self, held: u64) {
         let held = if held > COUNTED_ABOVE as u64 { held } else { 0 };
+        if held != self.counted {
+            self.recount(held);
+        }
+    }
+
+    /// [`Charge::set`] when the count changes: off the common path (an answer too small to
+    /// count), which is then a comparison.
+    #[cold]
+    fn recount(&mut self, held: u64) {
         if held > self.counted {
             self.budget.hold(self.client, held - self.counted);
         } else if held < self.counted {
@@ -138,14 +148,14 @@ impl<B: Body> Body for HeldBody<B> {
 #[cfg(test)]
 mod tests {
     use std::convert::Infallible;
-    use std::net::{IpAddr, Ipv4Addr};
+    use std::net::Ipv4Addr;
 
     use http_body_util::Full;
 
     use super::*;
 
-    fn client(last: u8) -> Option<ClientKey> {
-        Some(ClientKey::of(IpAddr::V4(Ipv4Addr::new(192, 0, 2, last))))
+    fn client(last: u8) -> Option<IpAddr> {
+        Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, last)))
     }
 
     fn budget() -> &'static AnswerBudget {
