@@ -244,7 +244,7 @@ async fn run(cli: Cli, log_lines: direct_lines::DirectLines) -> ExitCode {
         cli.max_held_bytes,
         cli.max_held_bytes_per_client,
     )));
-    let logged = AccessLog::new(HeldAnswers::new(stack, budget), log_lines);
+    let logged = AccessLog::new(HeldAnswers::new(stack, budget, metrics.clone()), log_lines);
     // Probes first: no access-log line, no token, no rate limit, no metrics for them.
     let measured = match &metrics {
         Some(metrics) => {
@@ -264,7 +264,7 @@ async fn run(cli: Cli, log_lines: direct_lines::DirectLines) -> ExitCode {
     };
     if let (Some(metrics), Some(metrics_addr)) = (&metrics, cli.metrics_listen) {
         let service = probes::Probes::new(
-            metrics_endpoint::MetricsEndpoint::new(metrics.clone()),
+            metrics_endpoint::MetricsEndpoint::new(metrics.clone(), budget),
             readiness.clone(),
         );
         match metrics_endpoint::serve(metrics_addr, service).await {

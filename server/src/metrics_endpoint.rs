@@ -13,15 +13,20 @@ use security_update::ResponseBody;
 use security_update::metrics::{CONTENT_TYPE, PrometheusMetrics};
 use tower::Service;
 
+use crate::front_door::held_answers::AnswerBudget;
+
 /// Answers `GET /metrics`; anything else is 404 (the probes are answered before it).
 #[derive(Debug, Clone)]
 pub(crate) struct MetricsEndpoint {
     metrics: Arc<PrometheusMetrics>,
+    /// Read at each scrape: the held bytes change with every large answer, and are counted
+    /// once, by the budget.
+    budget: &'static AnswerBudget,
 }
 
 impl MetricsEndpoint {
-    pub(crate) fn new(metrics: Arc<PrometheusMetrics>) -> Self {
-        Self { metrics }
+    pub(crate) fn new(metrics: Arc<PrometheusMetrics>, budget: &'static AnswerBudget) -> Self {
+        Self { metrics, budget }
     }
 }
 
@@ -38,6 +43,7 @@ impl<B> Service<Request<B>> for MetricsEndpoint {
         let scrape = request.uri().path() == "/metrics"
             && matches!(*request.method(), Method::GET | Method::HEAD);
         let (status, content_type, body) = if scrape {
+            self.metrics.set_held_answer_bytes(self.budget.held());
             (
                 StatusCode::OK,
                 CONTENT_TYPE,

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::binary::Server;
 use common::h2_frames::{frame, header_block};
+use common::metrics::{metrics_addr, scrape, value};
 use common::process::{PATIENCE, TempDir};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -169,6 +170,8 @@ async fn a_client_holding_its_budget_is_refused_until_it_lets_go_and_others_are_
             BUDGET,
             "--max-held-bytes",
             "0",
+            "--metrics-listen",
+            "127.0.0.1:0",
         ],
     );
     let (addr, token) = (server.addr, server.dev_token());
@@ -209,6 +212,18 @@ async fn a_client_holding_its_budget_is_refused_until_it_lets_go_and_others_are_
     assert!(object["blob"].as_str().unwrap().starts_with('a'));
 
     // Letting go of the answers (the streams are reset) gives the client its budget back.
+    // Operators see it: the bytes held, and the three refusals, as the client's.
+    let samples = bounded(scrape(metrics_addr(&server))).await;
+    let held = value(&samples, "security_update_held_answer_bytes", &[]);
+    assert!(held >= 2.0 * OBJECT_BYTES as f64, "{held}");
+    let whose = [("whose", "client")];
+    let refused = value(
+        &samples,
+        "security_update_held_answer_refusals_total",
+        &whose,
+    );
+    assert_eq!(refused, 3.0);
+
     drop((first, second, third));
     served_again("127.0.0.1", addr, &token).await;
 }

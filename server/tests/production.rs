@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::binary::{Server, run_to_exit};
+use common::metrics::{metrics_addr, scrape, value};
 use common::process::TempDir;
 use common::send_http1;
 use http::Request;
@@ -331,75 +332,6 @@ fn a_certificate_and_key_that_cannot_be_used_stop_the_start_with_exit_2() {
     }
     let (code, _, err) = run_to_exit(&["--memory", "--tls-cert", cert_path.to_str().unwrap()]);
     assert_eq!(code, Some(2), "--tls-cert alone: {err}");
-}
-
-/// The `metrics on ADDR` address from the banner.
-fn metrics_addr(server: &Server) -> SocketAddr {
-    server
-        .banner
-        .iter()
-        .find_map(|line| line.strip_prefix("metrics on "))
-        .expect("a 'metrics on' line")
-        .parse()
-        .unwrap()
-}
-
-/// Scrapes `/metrics` and parses it with a Prometheus text parser: (name, labels) → value.
-async fn scrape(
-    addr: SocketAddr,
-) -> Vec<(String, std::collections::BTreeMap<String, String>, f64)> {
-    let reply = send_http1(
-        addr,
-        Request::get("/metrics").body(Full::default()).unwrap(),
-    )
-    .await;
-    assert_eq!(reply.status, 200);
-    let content_type = reply.headers["content-type"].to_str().unwrap();
-    assert!(
-        content_type.starts_with("application/openmetrics-text"),
-        "{content_type}"
-    );
-    let text = String::from_utf8(reply.body.to_vec()).unwrap();
-    let lines = text.lines().map(|l| Ok(l.to_owned()));
-    let scrape = prometheus_parse::Scrape::parse(lines).expect("the Prometheus parser reads it");
-    scrape
-        .samples
-        .into_iter()
-        .map(|sample| {
-            let value = match sample.value {
-                prometheus_parse::Value::Counter(v)
-                | prometheus_parse::Value::Gauge(v)
-                | prometheus_parse::Value::Untyped(v) => v,
-                prometheus_parse::Value::Histogram(buckets) => {
-                    buckets.last().map_or(0.0, |b| b.count)
-                }
-                prometheus_parse::Value::Summary(_) => f64::NAN,
-            };
-            let labels = sample
-                .labels
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            (sample.metric, labels, value)
-        })
-        .collect()
-}
-
-fn value(
-    samples: &[(String, std::collections::BTreeMap<String, String>, f64)],
-    name: &str,
-    labels: &[(&str, &str)],
-) -> f64 {
-    samples
-        .iter()
-        .filter(|(metric, have, _)| {
-            metric == name
-                && labels
-                    .iter()
-                    .all(|(k, v)| have.get(*k).map(String::as_str) == Some(*v))
-        })
-        .map(|(_, _, value)| value)
-        .sum()
 }
 
 #[tokio::test]

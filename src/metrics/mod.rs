@@ -89,6 +89,8 @@ pub struct PrometheusMetrics {
     connections_open: Gauge,
     connections_accepted: Counter,
     connections_refused: Family<[(&'static str, &'static str); 1], Counter>,
+    held_answer_bytes: Gauge,
+    held_answer_refusals: Family<[(&'static str, &'static str); 1], Counter>,
     store_seconds: Family<Labels2, Histogram, fn() -> Histogram>,
     store_errors: Family<Labels2, Counter>,
     write_conflicts: Counter,
@@ -152,6 +154,18 @@ impl PrometheusMetrics {
             "Client connections closed at once, by reason (global_cap, per_client_cap)",
             connections_refused.clone(),
         );
+        let held_answer_bytes = Gauge::default();
+        registry.register(
+            "held_answer_bytes",
+            "Bytes of answers their clients have not taken yet, as the server's budget counts them",
+            held_answer_bytes.clone(),
+        );
+        let held_answer_refusals = Family::default();
+        registry.register(
+            "held_answer_refusals",
+            "Requests refused (503) because answers not taken held the budget, by whose (client, server)",
+            held_answer_refusals.clone(),
+        );
         let store_seconds: Family<Labels2, Histogram, fn() -> Histogram> =
             Family::new_with_constructor(latency_histogram);
         registry.register(
@@ -197,6 +211,8 @@ impl PrometheusMetrics {
             connections_open,
             connections_accepted,
             connections_refused,
+            held_answer_bytes,
+            held_answer_refusals,
             store_seconds,
             store_errors,
             write_conflicts,
@@ -249,6 +265,20 @@ impl PrometheusMetrics {
     pub fn connection_refused(&self, reason: &'static str) {
         self.connections_refused
             .get_or_create(&[("reason", reason)])
+            .inc();
+    }
+
+    /// The bytes of answers their clients have not taken yet (set at each scrape).
+    pub fn set_held_answer_bytes(&self, bytes: u64) {
+        self.held_answer_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
+    /// A request was refused because answers not taken held a budget; `whose` is a short
+    /// fixed label (`client`, `server`).
+    pub fn held_answer_refused(&self, whose: &'static str) {
+        self.held_answer_refusals
+            .get_or_create(&[("whose", whose)])
             .inc();
     }
 }

@@ -30,7 +30,7 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
@@ -38,6 +38,7 @@ use http::{Request, Response};
 use http_body_util::Full;
 use pin_project_lite::pin_project;
 use security_update::auth::ClientAddress;
+use security_update::metrics::PrometheusMetrics;
 use security_update::{ErrorKind, GraphError, RequestIds, ResponseBody};
 use tower::Service;
 
@@ -73,6 +74,16 @@ pub(crate) enum Over {
     Server,
     /// This client holds its own budget.
     Client,
+}
+
+impl Over {
+    /// The metric label of the refusal.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::Server => "server",
+            Self::Client => "client",
+        }
+    }
 }
 
 impl AnswerBudget {
@@ -142,7 +153,6 @@ impl AnswerBudget {
     }
 
     /// Bytes held in all.
-    #[cfg(test)]
     pub(crate) fn held(&self) -> u64 {
         self.total.load(Ordering::Acquire)
     }
@@ -161,11 +171,21 @@ impl AnswerBudget {
 pub(crate) struct HeldAnswers<S> {
     inner: S,
     budget: &'static AnswerBudget,
+    metrics: Option<Arc<PrometheusMetrics>>,
 }
 
 impl<S> HeldAnswers<S> {
-    pub(crate) fn new(inner: S, budget: &'static AnswerBudget) -> Self {
-        Self { inner, budget }
+    /// `inner`, under `budget`; refusals are counted in `metrics`, if any.
+    pub(crate) fn new(
+        inner: S,
+        budget: &'static AnswerBudget,
+        metrics: Option<Arc<PrometheusMetrics>>,
+    ) -> Self {
+        Self {
+            inner,
+            budget,
+            metrics,
+        }
     }
 }
 
@@ -195,6 +215,9 @@ where
             },
             Err(over) => {
                 tracing::debug!(?over, "request refused: answers not taken hold the budget");
+                if let Some(metrics) = &self.metrics {
+                    metrics.held_answer_refused(over.label());
+                }
                 HeldFuture::Refused {
                     response: Some(refusal(&request, over)),
                 }

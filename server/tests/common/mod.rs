@@ -5,5 +5,6 @@ pub mod binary;
 pub mod h2_frames;
 #[path = "../../../tests/common/mod.rs"]
 mod library;
+pub mod metrics;
 
 pub use library::*;
