@@ -125,12 +125,13 @@ pub(crate) struct Cli {
     pub(crate) max_connections_per_ip: Option<usize>,
 
     /// Bytes of answers clients have not taken yet that the server holds at most, in all:
-    /// past it, every request is answered 503 (Retry-After) before it runs, until clients read
-    /// (or their connections are cut). 0 for no limit.
+    /// past half of it, clients holding an even share of that half are answered 503
+    /// (Retry-After) before their requests run; past all of it, everyone is, until clients
+    /// read (or their connections are cut). 0 for no limit.
     #[arg(long, default_value_t = 1024 * 1024 * 1024)]
     pub(crate) max_held_bytes: u64,
 
-    /// Bytes of answers one client (IPv6 clients grouped by /64) has not taken yet that the
+    /// Bytes of answers one client (IPv6 clients grouped by /48) has not taken yet that the
     /// server holds at most: past it, that client's requests are answered 503 (Retry-After)
     /// before they run, until it reads. 0 for no limit.
     #[arg(long, default_value_t = 64 * 1024 * 1024)]

@@ -151,6 +151,21 @@ async fn served_again(source: &str, addr: SocketAddr, token: &str) {
     }
 }
 
+/// Waits, within `PATIENCE`, until the server's count of held bytes is back to 0: every
+/// answer counted was given back, none leaked.
+async fn nothing_held(server: &Server) {
+    let started = Instant::now();
+    loop {
+        let samples = bounded(scrape(metrics_addr(server))).await;
+        let held = value(&samples, "security_update_held_answer_bytes", &[]);
+        if held == 0.0 {
+            return;
+        }
+        assert!(started.elapsed() < PATIENCE, "{held} bytes still held");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn assert_refused(status: StatusCode, headers: &http::HeaderMap, body: &[u8], says: &str) {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(headers["retry-after"], "1");
@@ -226,6 +241,7 @@ async fn a_client_holding_its_budget_is_refused_until_it_lets_go_and_others_are_
 
     drop((first, second, third));
     served_again("127.0.0.1", addr, &token).await;
+    nothing_held(&server).await;
 }
 
 #[tokio::test]
@@ -238,6 +254,8 @@ async fn a_server_budget_past_half_serves_clients_under_their_share_and_full_ser
             BUDGET,
             "--max-held-bytes-per-client",
             "0",
+            "--metrics-listen",
+            "127.0.0.1:0",
         ],
     );
     let (addr, token) = (server.addr, server.dev_token());
@@ -270,8 +288,18 @@ async fn a_server_budget_past_half_serves_clients_under_their_share_and_full_ser
     let (status, _, _) = send("127.0.0.3", addr, probe).await;
     assert_eq!(status, StatusCode::OK);
 
+    let samples = bounded(scrape(metrics_addr(&server))).await;
+    let whose = [("whose", "server")];
+    let refused = value(
+        &samples,
+        "security_update_held_answer_refusals_total",
+        &whose,
+    );
+    assert_eq!(refused, 2.0);
+
     drop((first, second));
     served_again("127.0.0.3", addr, &token).await;
+    nothing_held(&server).await;
 }
 
 #[tokio::test]
@@ -372,6 +400,8 @@ async fn an_answer_read_all_but_one_byte_stays_counted_until_it_is_read() {
             BUDGET,
             "--max-held-bytes",
             "0",
+            "--metrics-listen",
+            "127.0.0.1:0",
         ],
     );
     let (addr, token) = (server.addr, server.dev_token());
@@ -427,4 +457,5 @@ async fn an_answer_read_all_but_one_byte_stays_counted_until_it_is_read() {
     }
     read_data(&mut stream, &mut pending, 2);
     served_again("127.0.0.1", addr, &token).await;
+    nothing_held(&server).await;
 }

@@ -183,14 +183,14 @@ struct Counts {
 
 /// One client for the per-client cap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum ClientKey {
+enum ClientKey {
     V4(Ipv4Addr),
     /// The first four 16-bit groups (the /64 prefix) of an IPv6 address.
     V6Prefix([u16; 4]),
 }
 
 impl ClientKey {
-    pub(crate) fn of(ip: IpAddr) -> Self {
+    fn of(ip: IpAddr) -> Self {
         match ip.to_canonical() {
             IpAddr::V4(v4) => Self::V4(v4),
             IpAddr::V6(v6) => {

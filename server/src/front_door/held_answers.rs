@@ -8,13 +8,13 @@
 //! for longer still. So every answer is counted while any byte of it is in memory
 //! ([`HeldBody`]), and a request is refused before anything of it runs when:
 //!
-//! - its client (an IPv4 address or an IPv6 /64, as for the connection caps; behind a
-//!   `--trusted-proxy`, the client the proxy names) holds `--max-held-bytes-per-client`;
+//! - its client (an IPv4 address or an IPv6 /48, see [`Holder`]; behind a `--trusted-proxy`,
+//!   the client the proxy names) holds `--max-held-bytes-per-client`;
 //! - all clients together hold `--max-held-bytes`;
 //! - all clients together hold half of `--max-held-bytes` and this client at least an even
-//!   share of that half (or it cannot be told apart: a proxy named no client). A few addresses
-//!   that fill the server's budget then shut out each other, not every other client, until the
-//!   budget is full.
+//!   share of that half (and at least a sixteenth of its own budget), or it cannot be told
+//!   apart (a proxy named no client). A few addresses that fill the server's budget then shut
+//!   out each other, not every other client, until the budget is full.
 //!
 //! The refusal is 503 `serviceNotAvailable` with `Retry-After` (Graph's answer when it cannot
 //! serve a request for now), small, and not counted. Requests already running are answered:
@@ -27,7 +27,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -42,7 +42,6 @@ use security_update::metrics::PrometheusMetrics;
 use security_update::{ErrorKind, GraphError, RequestIds, ResponseBody};
 use tower::Service;
 
-use super::conn_limits::ClientKey;
 use super::held_body::{Charge, HeldBody};
 
 /// Seconds a refused client is told to wait: answers leave as fast as their reader takes
@@ -64,7 +63,32 @@ pub(crate) struct AnswerBudget {
     /// Below this total every request is admitted without a look at its client.
     admit_all_below: u64,
     total: AtomicU64,
-    per_client: Mutex<HashMap<ClientKey, u64>>,
+    per_client: Mutex<HashMap<Holder, u64>>,
+}
+
+/// One client for the budget: an IPv4 address, or an IPv6 /48 (an IPv4-mapped address is the
+/// IPv4 address it maps).
+///
+/// Coarser than the connection caps' /64: a site or home is handed a /48 or a /56, so one
+/// holder of such a prefix could take 65,536 or 256 /64s, each admitted with a first answer
+/// of up to `$batch` size before any count sees it, and fill the server's budget alone. A /48
+/// is to IPv6 what a NAT address is to IPv4: the clients behind it share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Holder {
+    V4(Ipv4Addr),
+    V6Prefix([u16; 3]),
+}
+
+impl Holder {
+    fn of(ip: IpAddr) -> Self {
+        match ip.to_canonical() {
+            IpAddr::V4(v4) => Self::V4(v4),
+            IpAddr::V6(v6) => {
+                let [a, b, c, ..] = v6.segments();
+                Self::V6Prefix([a, b, c])
+            }
+        }
+    }
 }
 
 /// Why a request was refused.
@@ -116,13 +140,16 @@ impl AnswerBudget {
             return if busy { Err(Over::Server) } else { Ok(()) };
         };
         let clients = self.clients();
-        let held = clients.get(&ClientKey::of(client)).copied().unwrap_or(0);
+        let held = clients.get(&Holder::of(client)).copied().unwrap_or(0);
         if held >= self.max_per_client {
             return Err(Over::Client);
         }
-        // An even share of half the budget among the clients holding anything.
+        // An even share of half the budget among the clients holding anything, never below a
+        // sixteenth of what a client may hold (its own budget, or that half if less): many
+        // holders of a few KiB each cannot shrink everyone's share to nothing.
         let holding = u64::try_from(clients.len()).unwrap_or(u64::MAX).max(1);
-        if busy && held >= (self.max_in_all / 2 / holding).max(1) {
+        let share = (self.max_in_all / 2 / holding).max(self.admit_all_below / 16);
+        if busy && held >= share.max(1) {
             return Err(Over::Server);
         }
         Ok(())
@@ -131,7 +158,7 @@ impl AnswerBudget {
     /// `bytes` more are held for `client`.
     pub(crate) fn hold(&self, client: Option<IpAddr>, bytes: u64) {
         if let Some(client) = client {
-            *self.clients().entry(ClientKey::of(client)).or_default() += bytes;
+            *self.clients().entry(Holder::of(client)).or_default() += bytes;
         }
         self.total.fetch_add(bytes, Ordering::AcqRel);
     }
@@ -142,7 +169,7 @@ impl AnswerBudget {
         let Some(client) = client else {
             return;
         };
-        let client = ClientKey::of(client);
+        let client = Holder::of(client);
         let mut clients = self.clients();
         if let Some(held) = clients.get_mut(&client) {
             *held -= bytes;
@@ -157,7 +184,17 @@ impl AnswerBudget {
         self.total.load(Ordering::Acquire)
     }
 
-    fn clients(&self) -> std::sync::MutexGuard<'_, HashMap<ClientKey, u64>> {
+    /// Bytes held by `client`, and how many clients hold anything.
+    #[cfg(test)]
+    pub(crate) fn held_by(&self, client: IpAddr) -> (u64, usize) {
+        let clients = self.clients();
+        (
+            clients.get(&Holder::of(client)).copied().unwrap_or(0),
+            clients.len(),
+        )
+    }
+
+    fn clients(&self) -> std::sync::MutexGuard<'_, HashMap<Holder, u64>> {
         // The map is consistent after every statement: a panic elsewhere cannot leave it torn.
         self.per_client
             .lock()
@@ -313,13 +350,84 @@ mod tests {
     }
 
     #[test]
-    fn an_ipv6_client_is_its_64() {
+    fn an_ipv6_client_is_its_48_and_a_mapped_address_its_ipv4_one() {
         let budget = AnswerBudget::new(0, 1000);
-        let address = |last: u16| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 0, 0, 0, last));
-        budget.hold(Some(address(1)), 1000);
-        assert_eq!(budget.admit(Some(address(2))), Err(Over::Client));
-        let other = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 3, 0, 0, 0, 1));
+        let v6 = |subnet: u16, host: u16| {
+            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, subnet, 0, 0, 0, host))
+        };
+        budget.hold(Some(v6(2, 1)), 1000);
+        // Another /64 of the same /48 is the same client.
+        assert_eq!(budget.admit(Some(v6(0xffff, 9))), Err(Over::Client));
+        let other = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 2, 2, 0, 0, 0, 1));
         assert_eq!(budget.admit(Some(other)), Ok(()));
+        budget.hold(v4(7), 1000);
+        let mapped = IpAddr::V6(Ipv4Addr::new(192, 0, 2, 7).to_ipv6_mapped());
+        assert_eq!(budget.admit(Some(mapped)), Err(Over::Client));
+        assert_eq!(budget.held_by(mapped), (1000, 2));
+    }
+
+    #[test]
+    fn a_client_whose_answers_are_gone_holds_nothing_and_is_no_holder() {
+        let budget = AnswerBudget::new(0, 0);
+        budget.hold(v4(1), 300);
+        budget.hold(v4(1), 200);
+        budget.hold(v4(2), 100);
+        assert_eq!(budget.held_by(v4(1).unwrap()), (500, 2));
+        budget.release(v4(1), 500);
+        assert_eq!(budget.held_by(v4(1).unwrap()), (0, 1), "its entry is gone");
+        budget.release(v4(2), 100);
+        assert_eq!((budget.held(), budget.held_by(v4(2).unwrap())), (0, (0, 0)));
+    }
+
+    #[test]
+    fn many_small_holders_do_not_shrink_a_share_below_a_sixteenth_of_what_one_may_hold() {
+        let budget = AnswerBudget::new(1000, 320);
+        // 200 holders of 3 bytes each past half: an even share would be 2 bytes.
+        for last in 0..200 {
+            budget.hold(v4(last), 3);
+        }
+        budget.hold(v4(250), 19);
+        assert_eq!(budget.admit(v4(250)), Ok(()), "19 is under 320 / 16");
+        budget.hold(v4(250), 1);
+        assert_eq!(budget.admit(v4(250)), Err(Over::Server));
+    }
+
+    /// The client is the request's `ClientAddress`: the peer, or the client a trusted proxy
+    /// names (`client_address.rs` decides which); a request refused is not run.
+    #[tokio::test]
+    async fn answers_are_counted_for_the_client_address_the_request_carries() {
+        use tower::ServiceExt;
+        let budget: &'static AnswerBudget = Box::leak(Box::new(AnswerBudget::new(0, 10_000)));
+        let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = runs.clone();
+        let inner = tower::service_fn(move |_: Request<()>| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(Ok::<_, std::convert::Infallible>(Response::new(Full::new(
+                Bytes::from(vec![b'x'; 20_000]),
+            ))))
+        });
+        let service = HeldAnswers::new(inner, budget, None);
+        let from = |last: u8| {
+            let mut request = Request::new(());
+            request
+                .extensions_mut()
+                .insert(ClientAddress(v4(last).unwrap()));
+            request
+        };
+        let held = service.clone().oneshot(from(1)).await.unwrap();
+        assert_eq!(budget.held_by(v4(1).unwrap()), (20_000, 1));
+        let refused = service.clone().oneshot(from(1)).await.unwrap();
+        assert_eq!(refused.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(refused.headers()["retry-after"], "1");
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            1,
+            "the refused request did not run"
+        );
+        let other = service.clone().oneshot(from(2)).await.unwrap();
+        assert_eq!(other.status(), http::StatusCode::OK);
+        drop((held, other));
+        assert_eq!(budget.held(), 0);
     }
 
     #[test]

@@ -114,6 +114,7 @@ impl<B: Body> Body for HeldBody<B> {
         let mut this = self.project();
         let frame = ready!(this.inner.as_mut().poll_frame(cx));
         let (budget, client) = (this.ahead.budget, this.ahead.client);
+        let mut ahead_counted = this.ahead.counted;
         // The frame's own count starts before the count ahead of it shrinks: the client's total
         // never dips while the bytes are still here.
         let frame = frame.map(|frame| {
@@ -124,6 +125,11 @@ impl<B: Body> Body for HeldBody<B> {
                         return data;
                     }
                     let mut charge = Charge::new(budget, client);
+                    // The count ahead already holds these bytes when the body said its size:
+                    // they move to the frame's count without a trip to the budget.
+                    let moved = ahead_counted.min(data.len() as u64);
+                    ahead_counted -= moved;
+                    charge.counted = moved;
                     charge.set(data.len() as u64);
                     Bytes::from_owner(CountedFrame {
                         data,
@@ -132,6 +138,7 @@ impl<B: Body> Body for HeldBody<B> {
                 })
             })
         });
+        this.ahead.counted = ahead_counted;
         this.ahead.set(this.inner.size_hint().lower());
         Poll::Ready(frame)
     }

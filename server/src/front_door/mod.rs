@@ -155,7 +155,13 @@ async fn serve_io<I, S, B>(
     match protocol {
         Protocol::Http1 => {
             // One request at a time, on this task either way: called in place, no clone.
+            // `writev(true)`: hyper queues the body's frames as they are (its "queue" writes)
+            // instead of copying them into a buffer of its own, which it would do for an IO
+            // that is not vectored: the held-answer budget counts a frame until its last slice
+            // is dropped, and a copy would outlive the count. (Never `pipeline_flush`: it
+            // copies too.)
             let connection = http1::Builder::new()
+                .writev(true)
                 .timer(header_timer::HeaderTimer::default())
                 .keep_alive(true)
                 .header_read_timeout(deadlines.header_read)
