@@ -240,10 +240,7 @@ async fn run(cli: Cli, log_lines: direct_lines::DirectLines) -> ExitCode {
         .build(validator);
     // Answers not taken are counted from here in; past the budget a request is refused here,
     // logged and measured, before the stack runs it.
-    let budget: &'static AnswerBudget = Box::leak(Box::new(AnswerBudget::new(
-        cli.max_held_bytes,
-        cli.max_held_bytes_per_client,
-    )));
+    let budget = AnswerBudget::for_process(cli.max_held_bytes, cli.max_held_bytes_per_client);
     let logged = AccessLog::new(HeldAnswers::new(stack, budget, metrics.clone()), log_lines);
     // Probes first: no access-log line, no token, no rate limit, no metrics for them.
     let measured = match &metrics {
