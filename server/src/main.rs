@@ -7,6 +7,7 @@ mod access_log;
 mod any_store;
 mod audit_lines;
 mod backup;
+mod banner;
 mod cli;
 mod client_address;
 mod dev;
@@ -284,7 +285,7 @@ async fn run(cli: Cli, log_lines: direct_lines::DirectLines) -> ExitCode {
             hup.subscribe(),
         ));
     }
-    announce(addr, dev_token.as_deref(), &cli, tls.is_some());
+    banner::announce(addr, dev_token.as_deref(), &cli, tls.is_some());
 
     let deadlines = front_door::Deadlines {
         first_bytes: Duration::from_secs(cli.first_bytes_timeout.max(1)),
@@ -396,40 +397,6 @@ async fn run(cli: Cli, log_lines: direct_lines::DirectLines) -> ExitCode {
     drop(app);
     tracing::info!("store closed; bye");
     ExitCode::SUCCESS
-}
-
-fn announce(addr: std::net::SocketAddr, dev_token: Option<&str>, cli: &Cli, tls: bool) {
-    let scheme = if tls { "https" } else { "http" };
-    let mut out = std::io::stdout().lock();
-    if let Some(token) = dev_token {
-        let _ = writeln!(
-            out,
-            "WARNING: dev mode (no --jwks): tokens are signed by an ephemeral key that dies with \
-             this process. Do not expose this server; give --jwks, --issuer and --audience in production."
-        );
-        let _ = writeln!(
-            out,
-            "token for tenant {} user {} (scope SecurityEvents.ReadWrite.All, valid 1 hour):",
-            dev::TENANT,
-            dev::USER
-        );
-        let _ = writeln!(out, "{token}");
-        let _ = writeln!(
-            out,
-            "try: curl -i -X PATCH {scheme}://{addr}/beta/me/security -H 'Authorization: Bearer {token}' \
-             -H 'Content-Type: application/json' -d '{{\"@odata.type\": \"#microsoft.graph.security.security\"}}'"
-        );
-    }
-    let store = if cli.memory {
-        "memory (nothing is kept)".to_owned()
-    } else if cli.postgres.is_some() {
-        "PostgreSQL".to_owned()
-    } else {
-        format!("embedded, in {}", cli.data.display())
-    };
-    let _ = writeln!(out, "store: {store}");
-    let _ = writeln!(out, "listening on {addr}");
-    let _ = out.flush();
 }
 
 /// Resolves with the name of the first of SIGTERM or SIGINT. The handlers are installed here,
