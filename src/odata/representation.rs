@@ -120,26 +120,24 @@ impl Representation {
         }
     }
 
-    /// Appends `@odata.context` to `out` as a JSON string literal.
-    fn put_context_json(&self, out: &mut BytesMut) {
-        // Plain text (the usual case: a GUID, a validated host) needs no escaping.
-        if self.plain {
-            out.put_u8(b'"');
-            out.put_slice(self.context.as_bytes());
-            out.put_u8(b'"');
-        } else {
-            out.put_slice(Value::String(self.context.clone()).to_string().as_bytes());
-        }
-    }
-
     /// The JSON body for `snapshot`.
     pub(crate) fn render(&self, snapshot: &Snapshot) -> Bytes {
         if self.options == QueryOptions::default() {
-            // The stored bytes, with the context spliced in front: no re-serialization.
+            // The stored bytes, with the context spliced in front: no re-serialization. Plain
+            // text (the usual case: a GUID, a validated host) needs no escaping; escaped, the
+            // context is longer, and the buffer is sized for it, not grown (doubled) past it.
             let json = snapshot.json();
-            let mut out = BytesMut::with_capacity(json.len() + self.context.len() + 24);
+            let escaped = (!self.plain).then(|| Value::String(self.context.clone()).to_string());
+            let context_len = escaped.as_ref().map_or(self.context.len() + 2, String::len);
+            let mut out = BytesMut::with_capacity(json.len() + context_len + 20);
             out.put_slice(b"{\"@odata.context\":");
-            self.put_context_json(&mut out);
+            if let Some(escaped) = &escaped {
+                out.put_slice(escaped.as_bytes());
+            } else {
+                out.put_u8(b'"');
+                out.put_slice(self.context.as_bytes());
+                out.put_u8(b'"');
+            }
             if json.len() > 2 {
                 out.put_u8(b',');
                 out.put_slice(&json[1..]);
@@ -221,6 +219,13 @@ mod tests {
             (None, Some("/be\\ta"), "example.com", "0a1b"),
             (None, None, "bad\"host", "0a1b"),
             (None, None, "example.com", "quote\"back\\slash\u{1}é"),
+            // Escaped six bytes each: longer than the room the buffer once kept.
+            (
+                None,
+                None,
+                "example.com",
+                "\u{1}\u{2}\u{3}\u{4}\u{5}\u{6}\u{7}\u{8}",
+            ),
             (
                 Some("https://graph.example/v\"1"),
                 None,
@@ -236,10 +241,19 @@ mod tests {
                 user_id,
                 QueryOptions::default(),
             );
-            let body: Value = serde_json::from_slice(&representation.render(&snapshot)).unwrap();
+            let rendered = representation.render(&snapshot);
+            let body: Value = serde_json::from_slice(&rendered).unwrap();
             assert_eq!(
                 body["@odata.context"], *representation.context,
                 "{root:?} {prefix:?} {host:?} {user_id:?}"
+            );
+            // Sized for what it holds: an answer held for a slow reader keeps its whole
+            // buffer (an escaped context once overflowed it, and the buffer doubled).
+            let length = rendered.len();
+            let capacity = rendered.try_into_mut().expect("the only owner").capacity();
+            assert!(
+                capacity <= length + 24,
+                "{capacity} for {length}: {user_id:?}"
             );
             assert!(representation.context.contains(user_id));
         }
