@@ -29,14 +29,40 @@ const OBJECT_BYTES: usize = 700_000;
 const BUDGET: &str = "1000000";
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-fn start(dir: &TempDir, budget_flags: &[&str]) -> Server {
+/// A server whose only held-answer limit is the per-client budget, with metrics.
+const PER_CLIENT: &[&str] = &[
+    "--max-held-bytes-per-client",
+    BUDGET,
+    "--max-held-bytes",
+    "0",
+    "--metrics-listen",
+    "127.0.0.1:0",
+];
+
+/// A server whose only held-answer limit is the server's budget, with metrics.
+const IN_ALL: &[&str] = &[
+    "--max-held-bytes",
+    BUDGET,
+    "--max-held-bytes-per-client",
+    "0",
+    "--metrics-listen",
+    "127.0.0.1:0",
+];
+
+/// A server with an open schema and `flags` (objects up to 4 MiB unless they say otherwise)
+/// whose dev user's object is `object`: the server, its address and the dev token.
+async fn seeded(dir: &TempDir, flags: &[&str], object: String) -> (Server, SocketAddr, String) {
     let schema = dir.file("schema.json", r#"{"type": "object"}"#);
     let mut args = vec!["--memory", "--schema", schema.to_str().unwrap()];
-    args.extend_from_slice(budget_flags);
-    if !budget_flags.contains(&"--max-body") {
+    args.extend_from_slice(flags);
+    if !flags.contains(&"--max-body") {
         args.extend_from_slice(&["--max-body", "4194304"]);
     }
-    Server::start(&args, &dir.0)
+    let server = Server::start(&args, &dir.0);
+    let (addr, token) = (server.addr, server.dev_token());
+    let (status, _, body) = send("127.0.0.1", addr, request("PATCH", &token, Some(object))).await;
+    assert!(status.is_success(), "{status} {body:?}");
+    (server, addr, token)
 }
 
 async fn connect(
@@ -68,7 +94,12 @@ fn request(method: &str, token: &str, body: Option<String>) -> Request<Full<Byte
 
 /// The object with a `blob` of `fill` bytes, about `OBJECT_BYTES` long.
 fn object(fill: char) -> String {
-    let blob: String = std::iter::repeat_n(fill, OBJECT_BYTES).collect();
+    object_of(fill, OBJECT_BYTES)
+}
+
+/// The object with a `blob` of `bytes` times `fill`.
+fn object_of(fill: char, bytes: usize) -> String {
+    let blob: String = std::iter::repeat_n(fill, bytes).collect();
     format!(r##"{{"@odata.type": "#microsoft.graph.security.security", "blob": "{blob}"}}"##)
 }
 
@@ -178,25 +209,7 @@ fn assert_refused(status: StatusCode, headers: &http::HeaderMap, body: &[u8], sa
 #[tokio::test]
 async fn a_client_holding_its_budget_is_refused_until_it_lets_go_and_others_are_served() {
     let dir = TempDir::new("held-per-client");
-    let server = start(
-        &dir,
-        &[
-            "--max-held-bytes-per-client",
-            BUDGET,
-            "--max-held-bytes",
-            "0",
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ],
-    );
-    let (addr, token) = (server.addr, server.dev_token());
-    let (status, _, _) = send(
-        "127.0.0.1",
-        addr,
-        request("PATCH", &token, Some(object('a'))),
-    )
-    .await;
-    assert!(status.is_success(), "{status}");
+    let (server, addr, token) = seeded(&dir, PER_CLIENT, object('a')).await;
     let (_, before, _) = send("127.0.0.2", addr, request("GET", &token, None)).await;
 
     // Two answers held (1.4 MB, over the budget); each is admitted while the client holds less.
@@ -247,25 +260,7 @@ async fn a_client_holding_its_budget_is_refused_until_it_lets_go_and_others_are_
 #[tokio::test]
 async fn a_server_budget_past_half_serves_clients_under_their_share_and_full_serves_none() {
     let dir = TempDir::new("held-in-all");
-    let server = start(
-        &dir,
-        &[
-            "--max-held-bytes",
-            BUDGET,
-            "--max-held-bytes-per-client",
-            "0",
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ],
-    );
-    let (addr, token) = (server.addr, server.dev_token());
-    let (status, _, _) = send(
-        "127.0.0.1",
-        addr,
-        request("PATCH", &token, Some(object('a'))),
-    )
-    .await;
-    assert!(status.is_success(), "{status}");
+    let (server, addr, token) = seeded(&dir, IN_ALL, object('a')).await;
 
     // One answer held (700 KB): past half the server's budget, that client holds its share
     // and is refused; a client holding nothing is still served.
@@ -305,29 +300,15 @@ async fn a_server_budget_past_half_serves_clients_under_their_share_and_full_ser
 #[tokio::test]
 async fn an_http1_answer_not_read_is_counted_until_its_connection_ends() {
     let dir = TempDir::new("held-http1");
-    let server = start(
-        &dir,
-        &[
-            "--max-held-bytes-per-client",
-            BUDGET,
-            "--max-held-bytes",
-            "0",
-            "--max-body",
-            "16777216",
-            "--max-object-bytes",
-            "16777216",
-        ],
-    );
-    let (addr, token) = (server.addr, server.dev_token());
     // An object of 12 MB: the kernel's send buffer (up to `net.ipv4.tcp_wmem`'s largest, 4 MiB
-    // here) and hyper's (about 400 KiB) take part of the answer; the rest, well over the
-    // budget, waits in the server.
-    let big = {
-        let blob: String = std::iter::repeat_n('c', 12_000_000).collect();
-        format!(r##"{{"@odata.type": "#microsoft.graph.security.security", "blob": "{blob}"}}"##)
-    };
-    let (status, _, body) = send("127.0.0.1", addr, request("PATCH", &token, Some(big))).await;
-    assert!(status.is_success(), "{status} {body:?}");
+    // here) takes part of the answer; the rest, well over the budget, waits in the server.
+    let objects = ["--max-body", "16777216", "--max-object-bytes", "16777216"];
+    let (server, addr, token) = seeded(
+        &dir,
+        &[PER_CLIENT, &objects].concat(),
+        object_of('c', 12_000_000),
+    )
+    .await;
 
     let stream = connect("127.0.0.1", addr, Some(4096)).await;
     let mut stream = stream.into_std().unwrap();
@@ -351,6 +332,7 @@ async fn an_http1_answer_not_read_is_counted_until_its_connection_ends() {
 
     drop(stream);
     served_again("127.0.0.1", addr, &token).await;
+    nothing_held(&server).await;
 }
 
 /// Reads frames from `stream` until `want` bytes of DATA have come, answering nothing;
@@ -393,25 +375,7 @@ fn read_data(stream: &mut std::net::TcpStream, pending: &mut Vec<u8>, want: usiz
 #[tokio::test]
 async fn an_answer_read_all_but_one_byte_stays_counted_until_it_is_read() {
     let dir = TempDir::new("held-one-byte-short");
-    let server = start(
-        &dir,
-        &[
-            "--max-held-bytes-per-client",
-            BUDGET,
-            "--max-held-bytes",
-            "0",
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ],
-    );
-    let (addr, token) = (server.addr, server.dev_token());
-    let (status, _, _) = send(
-        "127.0.0.1",
-        addr,
-        request("PATCH", &token, Some(object('a'))),
-    )
-    .await;
-    assert!(status.is_success(), "{status}");
+    let (server, addr, token) = seeded(&dir, PER_CLIENT, object('a')).await;
     let (_, _, body) = send("127.0.0.2", addr, request("GET", &token, None)).await;
     let size = body.len();
     let short = u32::try_from(size - 1).unwrap();

@@ -96,7 +96,7 @@ pin_project! {
 }
 
 impl<B: Body> HeldBody<B> {
-    /// `inner`, counted from now on under `charge`'s budget and client.
+    /// `inner`, counted from now on under `ahead`'s budget and client.
     pub(crate) fn new(inner: B, mut ahead: Charge) -> Self {
         ahead.set(inner.size_hint().lower());
         Self { inner, ahead }
