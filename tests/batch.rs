@@ -310,13 +310,16 @@ async fn the_batch_layer_works_around_an_axum_router() {
 #[tokio::test]
 async fn sub_request_bodies_meet_the_strict_patch_parser_and_batches_never_nest() {
     let (app, store) = open_app();
-    // The body travels as the batch carried it: duplicate members and integers past 64 bits
-    // are refused as they are for a PATCH of its own, not silently re-serialized.
+    // The body travels as the batch carried it: duplicate members, integers past 64 bits and
+    // numbers that underflow are refused as they are for a PATCH of its own, not silently
+    // re-serialized.
     let body = r#"{"requests": [
         {"id": "dup", "method": "PATCH", "url": "/me/security",
          "headers": {"Content-Type": "application/json"}, "body": {"a": 1, "a": 2}},
         {"id": "big", "method": "PATCH", "url": "/me/security",
-         "headers": {"Content-Type": "application/json"}, "body": {"n": 18446744073709551616}}
+         "headers": {"Content-Type": "application/json"}, "body": {"n": 18446744073709551616}},
+        {"id": "tiny", "method": "PATCH", "url": "/me/security",
+         "headers": {"Content-Type": "application/json"}, "body": {"n": 1e-400}}
     ]}"#;
     let request = request(Method::POST, "/$batch", Some("alice"))
         .header("content-type", "application/json")
@@ -325,6 +328,7 @@ async fn sub_request_bodies_meet_the_strict_patch_parser_and_batches_never_nest(
     let json = send(app.clone(), request).await.json();
     assert_eq!(by_id(&json, "dup")["status"], 400);
     assert_eq!(by_id(&json, "big")["status"], 400);
+    assert_eq!(by_id(&json, "tiny")["status"], 400);
     assert!(store.is_empty());
     for url in ["/%24batch", "/$BATCH/", "/beta/$batch"] {
         let nested = json!({"requests": [{"id": "n", "method": "POST", "url": url}]});

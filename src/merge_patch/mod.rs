@@ -176,13 +176,17 @@ impl MergePatch {
         // scan is stricter about.
         match parse::parse_value_noting_floats(&raw, depth) {
             Ok((Value::Object(document), saw_float)) => match saw_float
-                .then(|| parse::out_of_range_integer(&raw))
+                .then(|| parse::out_of_range_number(&raw))
                 .flatten()
             {
                 None => Ok(Self::of_document(raw, document)),
-                Some((member, literal)) => Err(bad_request(format!(
+                Some((member, literal, parse::Lost::Rounded)) => Err(bad_request(format!(
                     "the integer {literal} of member {member:?} is outside the 64-bit range and \
                      would be rounded; send it as a string"
+                ))),
+                Some((member, literal, parse::Lost::Zeroed)) => Err(bad_request(format!(
+                    "the number {literal} of member {member:?} is too small for a 64-bit float \
+                     and would be stored as 0; send it as a string"
                 ))),
             },
             Ok((other, _)) => Err(bad_request(format!(

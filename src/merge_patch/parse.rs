@@ -20,8 +20,9 @@ pub(crate) fn parse_value(bytes: &[u8], max_depth: usize) -> Result<Value, serde
 }
 
 /// Parses `bytes` as one JSON value nested at most `max_depth` containers deep, and says
-/// whether any number arrived as a float: only then can the text hold an
-/// integer literal past 64 bits (see [`out_of_range_integer`]), so only then is it scanned.
+/// whether any number arrived as a float: only then can the text hold an integer literal past
+/// 64 bits or a number that underflows (see [`out_of_range_number`]), so only then is it
+/// scanned.
 ///
 /// # Errors
 /// `serde_json`'s error, whose message names the problem and its line and column.
@@ -195,13 +196,23 @@ mod tests {
     }
 }
 
-/// The first integer literal in `bytes` (a JSON text that already parsed) that fits neither
-/// `i64` nor `u64`, with the member it belongs to. `serde_json` (without
-/// `arbitrary_precision`) hands such literals to `visit_f64`, exactly like `1.5`, and keeps a
-/// rounded approximation: `2^64` would be stored as `18446744073709552000`. Only the text tells
-/// them apart, so this scans it once, linearly — and only when the parse saw a float
-/// ([`parse_value_noting_floats`]): an out-of-range integer always arrives as one.
-pub(crate) fn out_of_range_integer(bytes: &[u8]) -> Option<(String, String)> {
+/// How a number literal would change if it were stored as parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lost {
+    /// An integer past 64 bits, rounded to the nearest `f64`.
+    Rounded,
+    /// A number other than zero too small for an `f64`, stored as 0 (`1e-400`).
+    Zeroed,
+}
+
+/// The first number literal in `bytes` (a JSON text that already parsed) whose value would
+/// change if stored, with the member it belongs to and how: an integer that fits neither `i64`
+/// nor `u64`, or a number other than zero that underflows to 0. `serde_json` (without
+/// `arbitrary_precision`) hands the first to `visit_f64`, exactly like `1.5`, and keeps a
+/// rounded approximation: `2^64` would be stored as `18446744073709552000`; the second arrives
+/// as `0.0`. Only the text tells them apart, so this scans it once, linearly — and only when
+/// the parse saw a float ([`parse_value_noting_floats`]): both always arrive as one.
+pub(crate) fn out_of_range_number(bytes: &[u8]) -> Option<(String, String, Lost)> {
     let mut i = 0;
     let mut last_string: (usize, usize) = (0, 0);
     let mut member: (usize, usize) = (0, 0);
@@ -230,9 +241,15 @@ pub(crate) fn out_of_range_integer(bytes: &[u8]) -> Option<(String, String)> {
                 }
                 let literal = std::str::from_utf8(&bytes[start..i]).unwrap_or_default();
                 let integer = !literal.contains(['.', 'e', 'E']);
-                if integer && literal.parse::<i64>().is_err() && literal.parse::<u64>().is_err() {
+                let lost = if integer {
+                    (literal.parse::<i64>().is_err() && literal.parse::<u64>().is_err())
+                        .then_some(Lost::Rounded)
+                } else {
+                    underflows(literal).then_some(Lost::Zeroed)
+                };
+                if let Some(lost) = lost {
                     let name = String::from_utf8_lossy(&bytes[member.0..member.1]).into_owned();
-                    return Some((name, literal.chars().take(40).collect()));
+                    return Some((name, literal.chars().take(40).collect(), lost));
                 }
             }
             _ => i += 1,
@@ -241,13 +258,20 @@ pub(crate) fn out_of_range_integer(bytes: &[u8]) -> Option<(String, String)> {
     None
 }
 
+/// Whether the float literal `literal` names a number other than zero that an `f64` cannot
+/// hold, so that it would be read as 0 (`1e-400`; `0e-999` is a zero).
+pub(crate) fn underflows(literal: &str) -> bool {
+    let mantissa = literal.split(['e', 'E']).next().unwrap_or_default();
+    literal.parse::<f64>() == Ok(0.0) && mantissa.bytes().any(|digit| matches!(digit, b'1'..=b'9'))
+}
+
 #[cfg(test)]
 mod range_tests {
-    use super::out_of_range_integer;
+    use super::{Lost, out_of_range_number};
 
     #[test]
     fn integers_past_64_bits_are_found_with_their_member() {
-        let found = |text: &str| out_of_range_integer(text.as_bytes());
+        let found = |text: &str| out_of_range_number(text.as_bytes());
         assert_eq!(found(r#"{"n": 1, "m": -5, "f": 1.5e300}"#), None);
         assert_eq!(
             found(r#"{"max": 18446744073709551615, "min": -9223372036854775808}"#),
@@ -255,12 +279,33 @@ mod range_tests {
         );
         assert_eq!(
             found(r#"{"a": "x:1", "n": 18446744073709551616}"#),
-            Some(("n".into(), "18446744073709551616".into()))
+            Some(("n".into(), "18446744073709551616".into(), Lost::Rounded))
         );
         assert_eq!(
             found(r#"{"o": {"deep\"er": [1, -9223372036854775809]}}"#),
-            Some(("deep\\\"er".into(), "-9223372036854775809".into()))
+            Some((
+                "deep\\\"er".into(),
+                "-9223372036854775809".into(),
+                Lost::Rounded
+            ))
         );
         assert_eq!(found(r#"{"s": "123456789012345678901234567890"}"#), None);
+    }
+
+    #[test]
+    fn numbers_that_underflow_to_zero_are_found_and_zeros_are_not() {
+        let found = |text: &str| out_of_range_number(text.as_bytes());
+        assert_eq!(
+            found(r#"{"z": 0.0, "e": 0e-999, "n": -0.000E+5, "s": 5e-324, "x": 1.5e-300}"#),
+            None
+        );
+        assert_eq!(
+            found(r#"{"a": 1, "tiny": 1e-400}"#),
+            Some(("tiny".into(), "1e-400".into(), Lost::Zeroed))
+        );
+        assert_eq!(
+            found(r#"{"neg": -0.0001E-330}"#),
+            Some(("neg".into(), "-0.0001E-330".into(), Lost::Zeroed))
+        );
     }
 }

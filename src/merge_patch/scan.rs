@@ -277,7 +277,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// Past the number at `at`: JSON's grammar, an integer that `i64` or `u64` holds, or a
-    /// finite float.
+    /// finite float that is not a number other than zero read as 0.
     fn number(&mut self) -> Option<()> {
         let text = self.text;
         let start = self.at;
@@ -311,8 +311,10 @@ impl<'a> Scanner<'a> {
         }
         let literal = &text[start..i];
         let exact = if float {
-            // serde_json's own reading of the literal: it refuses what overflows to infinity.
+            // serde_json's own reading of the literal: it refuses what overflows to infinity,
+            // and reads what underflows as 0, which the parse then refuses by name.
             serde_json::from_slice::<serde_json::Number>(literal).is_ok()
+                && !std::str::from_utf8(literal).is_ok_and(super::parse::underflows)
         } else {
             let digits = std::str::from_utf8(literal).ok()?;
             if literal[0] == b'-' {

@@ -64,6 +64,7 @@ async fn bad_bodies_are_400_with_a_precise_message() {
         ("{\"a\":1,\"a\":2}", r#"duplicate member \"a\""#),
         ("{nope}", "not valid JSON"),
         ("{\"n\":18446744073709551616}", "outside the 64-bit range"),
+        ("{\"n\":1e-400}", "would be stored as 0"),
         (
             "{\"n\":-123456789012345678901234567890}",
             "of member \\\"n\\\"",
