@@ -12,8 +12,8 @@
 //!   the client the proxy names) holds `--max-held-bytes-per-client`;
 //! - all clients together hold `--max-held-bytes`;
 //! - all clients together hold half of `--max-held-bytes` and this client at least an even
-//!   share of that half (and at least a sixteenth of its own budget), or it cannot be told
-//!   apart (a proxy named no client). A few addresses that fill the server's budget then shut
+//!   share of that half (and at least a sixteenth of what one client may hold), or it cannot
+//!   be told apart (a proxy named no client). A few addresses that fill the server's budget then shut
 //!   out each other, not every other client, until the budget is full.
 //!
 //! The refusal is 503 `serviceNotAvailable` with `Retry-After` (Graph's answer when it cannot
@@ -51,11 +51,10 @@ const RETRY_AFTER_SECS: u32 = 1;
 /// The bytes held by answers not yet taken, against their limits; shared by every connection
 /// (made once and leaked: it lives as long as the process, and requests hold no count of it).
 ///
-/// One atomic for the total, read on every request (while less than either limit is held in
-/// all, no client can be over its own, and that is all a request costs); a `Mutex<HashMap>`
-/// per client, touched only by answers larger than
-/// [`COUNTED_ABOVE`](super::held_body::COUNTED_ABOVE) and by requests once that
-/// much is held.
+/// One atomic for the total, read on every request (while less than a client's budget and
+/// half the server's is held in all, no limit can refuse, and that is all a request costs); a
+/// `Mutex<HashMap>` per client, touched only by answers larger than
+/// [`COUNTED_ABOVE`](super::held_body::COUNTED_ABOVE) and by requests once that much is held.
 #[derive(Debug)]
 pub(crate) struct AnswerBudget {
     max_in_all: u64,
