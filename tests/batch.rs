@@ -329,6 +329,11 @@ async fn sub_request_bodies_meet_the_strict_patch_parser_and_batches_never_nest(
     assert_eq!(by_id(&json, "dup")["status"], 400);
     assert_eq!(by_id(&json, "big")["status"], 400);
     assert_eq!(by_id(&json, "tiny")["status"], 400);
+    let tiny = by_id(&json, "tiny")["body"]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(tiny.contains("1e-400 of member \"n\""), "{tiny}");
     assert!(store.is_empty());
     for url in ["/%24batch", "/$BATCH/", "/beta/$batch"] {
         let nested = json!({"requests": [{"id": "n", "method": "POST", "url": url}]});

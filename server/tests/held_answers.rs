@@ -29,7 +29,9 @@ const OBJECT_BYTES: usize = 700_000;
 const BUDGET: &str = "1000000";
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// A server whose only held-answer limit is the per-client budget, with metrics.
+/// A server whose only held-answer limit is the per-client budget, with metrics. (`0` turns a
+/// limit off: were it a limit of 0 bytes, the seeding PATCH's answer would make the next
+/// request a 503.)
 const PER_CLIENT: &[&str] = &[
     "--max-held-bytes-per-client",
     BUDGET,

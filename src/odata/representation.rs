@@ -259,6 +259,29 @@ mod tests {
         }
     }
 
+    /// A `$select`ed answer is written anew; its buffer keeps at most 4 KiB of spare room
+    /// (a `String` grown by doubling kept up to its length again).
+    #[test]
+    fn a_selected_answer_keeps_little_spare_room() {
+        let mut document = Map::new();
+        document.insert("big".to_owned(), Value::String("x".repeat(300_000)));
+        let snapshot = crate::store::Snapshot::new(1, document).unwrap();
+        let request = Request::patch("/me/security")
+            .header("host", "example.com")
+            .body(())
+            .unwrap();
+        let options = QueryOptions {
+            select: Some(vec!["big".to_owned()]),
+            expand_information_protection: false,
+        };
+        let representation = Representation::new(&request, None, None, "0a1b", options);
+        let rendered = representation.render(&snapshot);
+        let length = rendered.len();
+        assert!(length > 300_000);
+        let capacity = rendered.try_into_mut().expect("the only owner").capacity();
+        assert!(capacity <= length + 4096, "{capacity} for {length}");
+    }
+
     /// The host of the context: the target's authority before `Host` (an absolute-form
     /// target, HTTP/2's `:authority`), one `Host` otherwise, `localhost` when there are two.
     #[test]
