@@ -30,10 +30,21 @@ impl Drop for Scratch {
     }
 }
 
-type Answer = oneshot::Receiver<Result<SwapOutcome, StoreError>>;
+/// A writer's side of its reply, as `GroupCommit::swap` reads it: its own outcome, the
+/// others' handed on.
+struct Answer(oneshot::Receiver<Reply>);
+
+impl Answer {
+    fn try_recv(&mut self) -> Result<Outcome, oneshot::error::TryRecvError> {
+        let Reply { outcome, others } = self.0.try_recv()?;
+        drop(others);
+        Ok(outcome)
+    }
+}
 
 fn pending(key: &ObjectKey, expected: u64) -> (Pending, Answer) {
     let (reply, answer) = oneshot::channel();
+    let answer = Answer(answer);
     let new = Snapshot::new(
         expected + 1,
         json!({"n": expected + 1}).as_object().unwrap().clone(),
@@ -244,4 +255,95 @@ async fn an_io_error_in_a_commit_stops_the_committer() {
     let (failed, cache, doomed) = a_failing_commit(IO_ERROR_IN_COMMIT).await;
     assert_eq!(failed.kind(), StoreErrorKind::Unavailable, "{failed:?}");
     assert!(cache.get(&doomed).is_err());
+}
+
+/// `n` reply channels, each with an outcome of its own (`Swapped`, or a conflict whose
+/// current object is absent for odd ones), to tell which answer reached whom.
+fn replies(n: usize) -> (Vec<(oneshot::Sender<Reply>, Outcome)>, Vec<Answer>) {
+    (0..n)
+        .map(|i| {
+            let (reply, answer) = oneshot::channel();
+            let outcome = if i % 2 == 0 {
+                Ok(SwapOutcome::Swapped)
+            } else {
+                Ok(SwapOutcome::Conflict { current: None })
+            };
+            ((reply, outcome), Answer(answer))
+        })
+        .unzip()
+}
+
+fn expected(i: usize) -> Outcome {
+    replies(i + 1).0.pop().unwrap().1
+}
+
+/// A batch is answered with one wake-up: only the first writer hears from the committer,
+/// and the others hear their own outcomes once it has read its reply.
+#[test]
+fn a_batch_is_answered_through_its_first_writer() {
+    let (sent, mut answers) = replies(4);
+    answer(sent);
+    for later in &mut answers[1..] {
+        assert_eq!(
+            later.0.try_recv().err(),
+            Some(oneshot::error::TryRecvError::Empty),
+            "answered before the first writer read its reply"
+        );
+    }
+    for (i, answer) in answers.iter_mut().enumerate() {
+        assert_eq!(answer.try_recv(), Ok(expected(i)), "writer {i}");
+    }
+}
+
+/// Writers that left before the batch was answered are passed over: the first one still
+/// waiting hands the answers on.
+#[test]
+fn writers_that_left_do_not_hold_up_the_others() {
+    let (sent, mut answers) = replies(4);
+    let mut kept: Vec<(usize, Answer)> = answers.drain(..).enumerate().skip(2).collect();
+    answer(sent);
+    for (i, answer) in &mut kept {
+        assert_eq!(answer.try_recv(), Ok(expected(*i)), "writer {i}");
+    }
+}
+
+/// A writer that leaves after the answers were handed to it, without reading them, still
+/// delivers them: dropping its reply hands them on.
+#[test]
+fn a_writer_that_leaves_with_the_answers_hands_them_on() {
+    let (sent, mut answers) = replies(3);
+    answer(sent);
+    drop(answers.remove(0));
+    for (i, answer) in answers.iter_mut().enumerate() {
+        assert_eq!(answer.try_recv(), Ok(expected(i + 1)), "writer {}", i + 1);
+    }
+}
+
+/// Through the committer thread and a runtime: many writers at once, each its own object,
+/// all hear `Swapped` and all land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_all_hear_their_commit() {
+    let scratch = Scratch::new("concurrent");
+    let committer =
+        Arc::new(GroupCommit::start(scratch.1.clone(), Arc::new(ReadCache::new())).unwrap());
+    let keys: Vec<ObjectKey> = (0..64)
+        .map(|i| ObjectKey::new("t", &format!("u{i}")))
+        .collect();
+    let writers: Vec<_> = keys
+        .iter()
+        .cloned()
+        .map(|key| {
+            let committer = committer.clone();
+            tokio::spawn(async move {
+                let new = pending(&key, 0).0.new;
+                committer.swap(key, 0, new).await
+            })
+        })
+        .collect();
+    for writer in writers {
+        assert_eq!(writer.await.unwrap(), Ok(SwapOutcome::Swapped));
+    }
+    for key in &keys {
+        assert_eq!(scratch.stored(key), Some(1), "{key:?}");
+    }
 }
