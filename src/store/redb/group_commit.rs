@@ -90,7 +90,9 @@ impl Drop for Relay {
 /// core the woken worker preempts this thread at once, runs the one writer, and parks again
 /// before the next is sent: answering each writer from here made ~10 such round trips (20
 /// context switches) a commit of 64 (`perf stat` of `soak --durable --server-cpu 0`). A
-/// wake-up from inside the runtime is a push on the worker's own queue.
+/// wake-up from inside the runtime is a push on the worker's own queue. The others hear
+/// theirs when that writer's task next runs: the outcome is the same, only who wakes whom
+/// differs (a store shared by two runtimes lets a writer on one wake those on the other).
 fn answer(answers: impl IntoIterator<Item = (oneshot::Sender<Reply>, Outcome)>) {
     let mut answers: VecDeque<_> = answers.into_iter().collect();
     while let Some((reply, outcome)) = answers.pop_front() {
