@@ -7,9 +7,9 @@
 //! flight share the next one, so throughput grows with concurrency instead of queueing on the
 //! disk. Nothing is answered before it is on disk: a writer hears `Swapped` only after the
 //! commit that holds its write returned, and if that commit fails, every writer of the batch
-//! gets the error (none of their writes happened). The committer wakes one writer of a batch,
-//! which wakes the others from its own task (see `answer`): one thread switch a commit
-//! instead of one a writer on a busy core.
+//! gets the error (none of their writes happened). The answers of a batch reach its writers
+//! through one task spawned on their runtime (see `answer`): one wake-up from the committer a
+//! commit instead of one a writer.
 //!
 //! Swaps in one batch are applied in arrival order, each against what the ones before it left:
 //! two writers racing from the same version get `Swapped` and `Conflict` exactly as with one
@@ -29,13 +29,13 @@
 //! shut down past `--shutdown-timeout`) is not applied: nobody would audit it. A write is
 //! audited by its writer once it hears `Swapped`; a write nobody hears of must not land.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
 use redb::{Database, ReadableTable};
+use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
 use super::read_cache::ReadCache;
@@ -54,55 +54,58 @@ struct Pending {
     key: ObjectKey,
     expected: u64,
     new: Snapshot,
-    reply: oneshot::Sender<Reply>,
+    reply: oneshot::Sender<Outcome>,
+    /// The tokio runtime the writer runs on, if any: its answer is delivered from there.
+    runtime: Option<Handle>,
 }
 
 type Outcome = Result<SwapOutcome, StoreError>;
 
-/// What one writer of a batch hears: its own outcome, and the outcomes of the writers after
-/// it, which it hands on (see [`answer`]).
-struct Reply {
-    outcome: Outcome,
-    others: Relay,
-}
+/// A writer's runtime, its reply channel and its outcome: one answer for [`answer`].
+type Answer = (Option<Handle>, oneshot::Sender<Outcome>, Outcome);
 
-/// Outcomes still to deliver. Dropping it delivers them, wherever that happens: in the
-/// writer that heard them, or, if that writer left before reading its reply, wherever its
-/// receiver (and the reply in it) is dropped. No outcome is lost with a writer that left.
+/// Answers still to deliver. Dropping it delivers them on the dropping thread: in a task of
+/// their runtime, or here if that runtime is gone (a task spawned on a runtime that has shut
+/// down is dropped at once, by the thread that spawned it). No answer is lost with its task.
 #[derive(Default)]
-struct Relay(VecDeque<(oneshot::Sender<Reply>, Outcome)>);
+struct Relay(Vec<(oneshot::Sender<Outcome>, Outcome)>);
 
 impl Drop for Relay {
     fn drop(&mut self) {
-        while let Some((reply, outcome)) = self.0.pop_front() {
-            let _ = reply.send(Reply {
-                outcome,
-                others: Relay::default(),
-            });
+        for (reply, outcome) in self.0.drain(..) {
+            let _ = reply.send(outcome);
         }
     }
 }
 
-/// Answers a batch with one wake-up from this thread: the first writer still waiting gets
-/// its outcome and everyone else's, and delivers those from its own task.
+/// Answers a batch with one wake-up from this thread for each runtime its writers run on: a
+/// task spawned there delivers that runtime's answers, and writers that run on none are
+/// answered from here.
 ///
-/// A wake-up from outside the runtime is a write to an idle worker's eventfd, and on a busy
-/// core the woken worker preempts this thread at once, runs the one writer, and parks again
-/// before the next is sent: answering each writer from here made ~10 such round trips (20
-/// context switches) a commit of 64 (`perf stat` of `soak --durable --server-cpu 0`). A
-/// wake-up from inside the runtime is a push on the worker's own queue. The others hear
-/// theirs when that writer's task next runs: the outcome is the same, only who wakes whom
-/// differs (a store shared by two runtimes lets a writer on one wake those on the other).
-fn answer(answers: impl IntoIterator<Item = (oneshot::Sender<Reply>, Outcome)>) {
-    let mut answers: VecDeque<_> = answers.into_iter().collect();
-    while let Some((reply, outcome)) = answers.pop_front() {
-        let others = Relay(answers);
-        match reply.send(Reply { outcome, others }) {
-            Ok(()) => return,
-            // Its writer has left: the next one hands the rest on.
-            Err(mut back) => answers = std::mem::take(&mut back.others.0),
+/// A wake-up from outside a runtime is a write to an idle worker's eventfd, and on a busy core
+/// the woken worker preempts this thread at once, runs the one writer, and parks again before
+/// the next answer is sent: answering each writer from here made ~10 such round trips a
+/// commit of ~61 (`perf stat` of `soak --durable --server-cpu 0`; benches/README.md). A
+/// wake-up from a task of the runtime is a push on its worker's own queue. The task depends on
+/// no writer being polled, only on its runtime running tasks, as every store's futures do.
+fn answer(answers: impl IntoIterator<Item = Answer>) {
+    let mut by_runtime: Vec<(Handle, Relay)> = Vec::new();
+    let mut here = Relay::default();
+    for (runtime, reply, outcome) in answers {
+        let Some(runtime) = runtime else {
+            here.0.push((reply, outcome));
+            continue;
+        };
+        let id = runtime.id();
+        match by_runtime.iter_mut().find(|(known, _)| known.id() == id) {
+            Some((_, relay)) => relay.0.push((reply, outcome)),
+            None => by_runtime.push((runtime, Relay(vec![(reply, outcome)]))),
         }
     }
+    for (runtime, relay) in by_runtime {
+        drop(runtime.spawn(async move { drop(relay) }));
+    }
+    drop(here);
 }
 
 /// The committer thread and the queue to it. Dropping the last handle closes the queue and
@@ -152,6 +155,7 @@ impl GroupCommit {
             expected,
             new,
             reply,
+            runtime: Handle::try_current().ok(),
         };
         match self.queue.as_ref().ok_or_else(stopped)?.try_send(pending) {
             Ok(()) => {}
@@ -165,10 +169,7 @@ impl GroupCommit {
         }
         // Dropping this future withdraws the swap only while it is queued: once its batch is
         // taken, it is committed (or failed) all the same.
-        let Reply { outcome, others } = answer.await.map_err(|_| stopped())?;
-        // The other writers of the batch hear theirs from here (see `answer`).
-        drop(others);
-        outcome
+        answer.await.map_err(|_| stopped())?
     }
 }
 
@@ -222,7 +223,12 @@ fn run(db: &Database, cache: &ReadCache, queue: &Receiver<Pending>) {
                         cache.committed(&pending.key, &pending.new);
                     }
                 }
-                answer(batch.drain(..).map(|pending| pending.reply).zip(outcomes));
+                answer(
+                    batch
+                        .drain(..)
+                        .zip(outcomes)
+                        .map(|(pending, outcome)| (pending.runtime, pending.reply, outcome)),
+                );
             }
             Err(error) => {
                 // After an I/O error redb refuses every later write until the file is
@@ -240,7 +246,7 @@ fn run(db: &Database, cache: &ReadCache, queue: &Receiver<Pending>) {
                 answer(
                     batch
                         .drain(..)
-                        .map(|pending| (pending.reply, Err(error.clone()))),
+                        .map(|pending| (pending.runtime, pending.reply, Err(error.clone()))),
                 );
                 if fatal {
                     return;
@@ -283,7 +289,12 @@ fn settle_after_panic(db: &Database, cache: &ReadCache, batch: &mut Vec<Pending>
             outcomes.push(Err(failed()));
         }
     }
-    answer(batch.drain(..).map(|pending| pending.reply).zip(outcomes));
+    answer(
+        batch
+            .drain(..)
+            .zip(outcomes)
+            .map(|(pending, outcome)| (pending.runtime, pending.reply, outcome)),
+    );
 }
 
 /// The version and JSON stored for `key`, read in a transaction of its own.

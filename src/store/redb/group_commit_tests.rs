@@ -30,21 +30,10 @@ impl Drop for Scratch {
     }
 }
 
-/// A writer's side of its reply, as `GroupCommit::swap` reads it: its own outcome, the
-/// others' handed on.
-struct Answer(oneshot::Receiver<Reply>);
-
-impl Answer {
-    fn try_recv(&mut self) -> Result<Outcome, oneshot::error::TryRecvError> {
-        let Reply { outcome, others } = self.0.try_recv()?;
-        drop(others);
-        Ok(outcome)
-    }
-}
+type Answer = oneshot::Receiver<Outcome>;
 
 fn pending(key: &ObjectKey, expected: u64) -> (Pending, Answer) {
     let (reply, answer) = oneshot::channel();
-    let answer = Answer(answer);
     let new = Snapshot::new(
         expected + 1,
         json!({"n": expected + 1}).as_object().unwrap().clone(),
@@ -55,6 +44,7 @@ fn pending(key: &ObjectKey, expected: u64) -> (Pending, Answer) {
         expected,
         new,
         reply,
+        runtime: None,
     };
     (pending, answer)
 }
@@ -257,65 +247,113 @@ async fn an_io_error_in_a_commit_stops_the_committer() {
     assert!(cache.get(&doomed).is_err());
 }
 
-/// `n` reply channels, each with an outcome of its own (`Swapped`, or a conflict whose
-/// current object is absent for odd ones), to tell which answer reached whom.
-fn replies(n: usize) -> (Vec<(oneshot::Sender<Reply>, Outcome)>, Vec<Answer>) {
+/// `n` answers for writers on `runtime`, each its own outcome (a conflict with a stored
+/// object of version `i`), and their receivers.
+fn answers(runtime: Option<&Handle>, n: u64) -> (Vec<super::Answer>, Vec<Answer>) {
     (0..n)
         .map(|i| {
             let (reply, answer) = oneshot::channel();
-            let outcome = if i % 2 == 0 {
-                Ok(SwapOutcome::Swapped)
-            } else {
-                Ok(SwapOutcome::Conflict { current: None })
-            };
-            ((reply, outcome), Answer(answer))
+            let outcome = expected(i);
+            ((runtime.cloned(), reply, outcome), answer)
         })
         .unzip()
 }
 
-fn expected(i: usize) -> Outcome {
-    replies(i + 1).0.pop().unwrap().1
+fn expected(i: u64) -> Outcome {
+    let current = Snapshot::new(i + 1, json!({"n": i}).as_object().unwrap().clone()).unwrap();
+    Ok(SwapOutcome::Conflict {
+        current: Some(current),
+    })
 }
 
-/// A batch is answered with one wake-up: only the first writer hears from the committer,
-/// and the others hear their own outcomes once it has read its reply.
+fn not_yet(answer: &mut Answer) -> bool {
+    answer.try_recv() == Err(oneshot::error::TryRecvError::Empty)
+}
+
+fn idle_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+}
+
+/// The answers of writers on a runtime are delivered by a task of that runtime, not by the
+/// committer's thread: nothing arrives until the runtime runs, then each writer gets its own,
+/// whether or not another writer has read its answer.
 #[test]
-fn a_batch_is_answered_through_its_first_writer() {
-    let (sent, mut answers) = replies(4);
+fn answers_reach_writers_through_their_runtime() {
+    let runtime = idle_runtime();
+    let (sent, mut heard) = answers(Some(runtime.handle()), 4);
     answer(sent);
-    for later in &mut answers[1..] {
+    for answer in &mut heard {
+        assert!(not_yet(answer), "answered from the committer's thread");
+    }
+    runtime.block_on(tokio::task::yield_now());
+    // Read last first: no writer waits on another's being read (or polled).
+    for (i, answer) in heard.iter_mut().enumerate().rev() {
+        assert_eq!(answer.try_recv(), Ok(expected(i as u64)), "writer {i}");
+    }
+}
+
+/// Writers of two runtimes each hear through their own; a writer on none hears at once.
+#[test]
+fn each_runtime_delivers_its_own_writers_answers() {
+    let (first, second) = (idle_runtime(), idle_runtime());
+    let (mut sent, mut on_first) = answers(Some(first.handle()), 2);
+    let (more, mut on_second) = answers(Some(second.handle()), 2);
+    let (none, mut on_none) = answers(None, 2);
+    sent.extend(more);
+    sent.extend(none);
+    answer(sent);
+    for (i, answer) in (0..).zip(&mut on_none) {
         assert_eq!(
-            later.0.try_recv().err(),
-            Some(oneshot::error::TryRecvError::Empty),
-            "answered before the first writer read its reply"
+            answer.try_recv(),
+            Ok(expected(i)),
+            "writer {i} on no runtime"
         );
     }
-    for (i, answer) in answers.iter_mut().enumerate() {
+    assert!(on_first.iter_mut().chain(&mut on_second).all(not_yet));
+    second.block_on(tokio::task::yield_now());
+    assert!(
+        on_first.iter_mut().all(not_yet),
+        "delivered by the other runtime"
+    );
+    for (i, answer) in (0..).zip(&mut on_second) {
+        assert_eq!(
+            answer.try_recv(),
+            Ok(expected(i)),
+            "writer {i} on the second"
+        );
+    }
+    first.block_on(tokio::task::yield_now());
+    for (i, answer) in (0..).zip(&mut on_first) {
+        assert_eq!(
+            answer.try_recv(),
+            Ok(expected(i)),
+            "writer {i} on the first"
+        );
+    }
+}
+
+/// A runtime gone before its writers' answers could be delivered there (shut down past its
+/// drain, or dropped) loses none of them: the task is dropped and its drop delivers them.
+#[test]
+fn answers_outlive_their_runtime() {
+    let runtime = idle_runtime();
+    let handle = runtime.handle().clone();
+    let (sent, mut heard) = answers(Some(&handle), 3);
+    drop(runtime);
+    answer(sent);
+    for (i, answer) in (0..).zip(&mut heard) {
         assert_eq!(answer.try_recv(), Ok(expected(i)), "writer {i}");
     }
-}
-
-/// Writers that left before the batch was answered are passed over: the first one still
-/// waiting hands the answers on.
-#[test]
-fn writers_that_left_do_not_hold_up_the_others() {
-    let (sent, mut answers) = replies(4);
-    let mut kept: Vec<(usize, Answer)> = answers.drain(..).enumerate().skip(2).collect();
+    // Spawned, then the runtime dropped with the task still queued.
+    let runtime = idle_runtime();
+    let (sent, mut heard) = answers(Some(runtime.handle()), 3);
     answer(sent);
-    for (i, answer) in &mut kept {
-        assert_eq!(answer.try_recv(), Ok(expected(*i)), "writer {i}");
-    }
-}
-
-/// A writer that leaves after the answers were handed to it, without reading them, still
-/// delivers them: dropping its reply hands them on.
-#[test]
-fn a_writer_that_leaves_with_the_answers_hands_them_on() {
-    let (sent, mut answers) = replies(3);
-    answer(sent);
-    drop(answers.remove(0));
-    for (i, answer) in answers.iter_mut().enumerate() {
-        assert_eq!(answer.try_recv(), Ok(expected(i + 1)), "writer {}", i + 1);
+    assert!(heard.iter_mut().all(not_yet));
+    drop(runtime);
+    for (i, answer) in (0..).zip(&mut heard) {
+        assert_eq!(answer.try_recv(), Ok(expected(i)), "writer {i}");
     }
 }
 

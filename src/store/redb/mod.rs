@@ -7,7 +7,9 @@
 //! one writer process per file: a second server on the same directory fails to start with
 //! [`RedbOpenError::InUse`].
 //!
-//! Reads are short and run inline; writes wait on the committer without holding a worker.
+//! Reads are short and run inline; writes wait on the committer without holding a worker, and
+//! hear their commit's outcome from a task it spawns on their tokio runtime (one wake-up a
+//! commit), so that runtime must be running tasks, as for any I/O future of it.
 
 mod group_commit;
 mod read_cache;
