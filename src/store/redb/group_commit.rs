@@ -7,9 +7,10 @@
 //! flight share the next one, so throughput grows with concurrency instead of queueing on the
 //! disk. Nothing is answered before it is on disk: a writer hears `Swapped` only after the
 //! commit that holds its write returned, and if that commit fails, every writer of the batch
-//! gets the error (none of their writes happened). The answers of a batch reach its writers
-//! through one task spawned on their runtime (see `answer`): one wake-up from the committer a
-//! commit instead of one a writer.
+//! gets the error (none of their writes happened). The outcomes of a batch reach its writers
+//! through one task spawned on each multi-thread runtime they run on, and directly for the
+//! others (see `answers`): one wake-up from the committer a commit and runtime, instead of
+//! one a writer.
 //!
 //! Swaps in one batch are applied in arrival order, each against what the ones before it left:
 //! two writers racing from the same version get `Swapped` and `Conflict` exactly as with one
@@ -30,14 +31,15 @@
 //! audited by its writer once it hears `Swapped`; a write nobody hears of must not land.
 
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
 use redb::{Database, ReadableTable};
-use tokio::runtime::Handle;
+use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::oneshot;
 
+use super::answers::{GRACE, Handed, Outcome};
 use super::read_cache::ReadCache;
 use super::{OBJECTS, TENANTS, storage};
 use crate::store::{ObjectKey, Snapshot, StoreError, StoreErrorKind, SwapOutcome};
@@ -55,57 +57,9 @@ struct Pending {
     expected: u64,
     new: Snapshot,
     reply: oneshot::Sender<Outcome>,
-    /// The tokio runtime the writer runs on, if any: its answer is delivered from there.
+    /// The multi-thread tokio runtime the writer runs on, if any: its outcome is delivered
+    /// from there (see `answers`).
     runtime: Option<Handle>,
-}
-
-type Outcome = Result<SwapOutcome, StoreError>;
-
-/// A writer's runtime, its reply channel and its outcome: one answer for [`answer`].
-type Answer = (Option<Handle>, oneshot::Sender<Outcome>, Outcome);
-
-/// Answers still to deliver. Dropping it delivers them on the dropping thread: in a task of
-/// their runtime, or here if that runtime is gone (a task spawned on a runtime that has shut
-/// down is dropped at once, by the thread that spawned it). No answer is lost with its task.
-#[derive(Default)]
-struct Relay(Vec<(oneshot::Sender<Outcome>, Outcome)>);
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        for (reply, outcome) in self.0.drain(..) {
-            let _ = reply.send(outcome);
-        }
-    }
-}
-
-/// Answers a batch with one wake-up from this thread for each runtime its writers run on: a
-/// task spawned there delivers that runtime's answers, and writers that run on none are
-/// answered from here.
-///
-/// A wake-up from outside a runtime is a write to an idle worker's eventfd, and on a busy core
-/// the woken worker preempts this thread at once, runs the one writer, and parks again before
-/// the next answer is sent: answering each writer from here made ~10 such round trips a
-/// commit of ~61 (`perf stat` of `soak --durable --server-cpu 0`; benches/README.md). A
-/// wake-up from a task of the runtime is a push on its worker's own queue. The task depends on
-/// no writer being polled, only on its runtime running tasks, as every store's futures do.
-fn answer(answers: impl IntoIterator<Item = Answer>) {
-    let mut by_runtime: Vec<(Handle, Relay)> = Vec::new();
-    let mut here = Relay::default();
-    for (runtime, reply, outcome) in answers {
-        let Some(runtime) = runtime else {
-            here.0.push((reply, outcome));
-            continue;
-        };
-        let id = runtime.id();
-        match by_runtime.iter_mut().find(|(known, _)| known.id() == id) {
-            Some((_, relay)) => relay.0.push((reply, outcome)),
-            None => by_runtime.push((runtime, Relay(vec![(reply, outcome)]))),
-        }
-    }
-    for (runtime, relay) in by_runtime {
-        drop(runtime.spawn(async move { drop(relay) }));
-    }
-    drop(here);
 }
 
 /// The committer thread and the queue to it. Dropping the last handle closes the queue and
@@ -155,7 +109,12 @@ impl GroupCommit {
             expected,
             new,
             reply,
-            runtime: Handle::try_current().ok(),
+            // Only a multi-thread runtime's: its other workers run the answering task while
+            // one blocks; a current-thread runtime may not be driven at all while its
+            // handle is current (`Runtime::enter` under another executor).
+            runtime: Handle::try_current()
+                .ok()
+                .filter(|runtime| runtime.runtime_flavor() == RuntimeFlavor::MultiThread),
         };
         match self.queue.as_ref().ok_or_else(stopped)?.try_send(pending) {
             Ok(()) => {}
@@ -190,7 +149,9 @@ impl Drop for GroupCommit {
 /// [`MAX_BATCH`]), commits them together, answers each. Ends when the queue closes.
 fn run(db: &Database, cache: &ReadCache, queue: &Receiver<Pending>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Ok(first) = queue.recv() {
+    // Outcomes handed to runtimes' tasks; whatever is left when this returns is delivered.
+    let mut handed = Handed::new(GRACE);
+    while let Some(first) = next_swap(queue, &mut handed) {
         batch.push(first);
         // The writer that queued `first` woke this thread, which the scheduler tends to run
         // at once: on a busy core (the server's workers and this thread on one) the batch
@@ -212,7 +173,7 @@ fn run(db: &Database, cache: &ReadCache, queue: &Receiver<Pending>) {
         let committed =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| commit(db, &batch)));
         let Ok(committed) = committed else {
-            settle_after_panic(db, cache, &mut batch);
+            settle_after_panic(db, cache, &mut batch, &mut handed);
             return;
         };
         match committed {
@@ -223,7 +184,7 @@ fn run(db: &Database, cache: &ReadCache, queue: &Receiver<Pending>) {
                         cache.committed(&pending.key, &pending.new);
                     }
                 }
-                answer(
+                handed.answer(
                     batch
                         .drain(..)
                         .zip(outcomes)
@@ -243,7 +204,7 @@ fn run(db: &Database, cache: &ReadCache, queue: &Receiver<Pending>) {
                         cache.forget(&pending.key);
                     }
                 }
-                answer(
+                handed.answer(
                     batch
                         .drain(..)
                         .map(|pending| (pending.runtime, pending.reply, Err(error.clone()))),
@@ -259,7 +220,12 @@ fn run(db: &Database, cache: &ReadCache, queue: &Receiver<Pending>) {
 /// Answers each swap of a batch whose commit panicked, by what the file holds now: `Swapped`
 /// for the first swap of a key whose object is now the one it wrote (version and bytes),
 /// an error for the others.
-fn settle_after_panic(db: &Database, cache: &ReadCache, batch: &mut Vec<Pending>) {
+fn settle_after_panic(
+    db: &Database,
+    cache: &ReadCache,
+    batch: &mut Vec<Pending>,
+    handed: &mut Handed,
+) {
     let failed = || {
         StoreError::new(
             StoreErrorKind::Other,
@@ -289,12 +255,29 @@ fn settle_after_panic(db: &Database, cache: &ReadCache, batch: &mut Vec<Pending>
             outcomes.push(Err(failed()));
         }
     }
-    answer(
+    handed.answer(
         batch
             .drain(..)
             .zip(outcomes)
             .map(|(pending, outcome)| (pending.runtime, pending.reply, outcome)),
     );
+}
+
+/// The next swap to commit, once one is queued; `None` once the queue is closed. While it
+/// waits, it delivers the outcomes handed to runtimes whose tasks have not run by their due
+/// time (see `answers`).
+fn next_swap(queue: &Receiver<Pending>, handed: &mut Handed) -> Option<Pending> {
+    loop {
+        handed.sweep(std::time::Instant::now());
+        let Some(due) = handed.next_due() else {
+            return queue.recv().ok();
+        };
+        match queue.recv_timeout(due.saturating_duration_since(std::time::Instant::now())) {
+            Ok(pending) => return Some(pending),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return None,
+        }
+    }
 }
 
 /// The version and JSON stored for `key`, read in a transaction of its own.

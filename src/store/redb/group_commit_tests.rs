@@ -247,116 +247,6 @@ async fn an_io_error_in_a_commit_stops_the_committer() {
     assert!(cache.get(&doomed).is_err());
 }
 
-/// `n` answers for writers on `runtime`, each its own outcome (a conflict with a stored
-/// object of version `i`), and their receivers.
-fn answers(runtime: Option<&Handle>, n: u64) -> (Vec<super::Answer>, Vec<Answer>) {
-    (0..n)
-        .map(|i| {
-            let (reply, answer) = oneshot::channel();
-            let outcome = expected(i);
-            ((runtime.cloned(), reply, outcome), answer)
-        })
-        .unzip()
-}
-
-fn expected(i: u64) -> Outcome {
-    let current = Snapshot::new(i + 1, json!({"n": i}).as_object().unwrap().clone()).unwrap();
-    Ok(SwapOutcome::Conflict {
-        current: Some(current),
-    })
-}
-
-fn not_yet(answer: &mut Answer) -> bool {
-    answer.try_recv() == Err(oneshot::error::TryRecvError::Empty)
-}
-
-fn idle_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap()
-}
-
-/// The answers of writers on a runtime are delivered by a task of that runtime, not by the
-/// committer's thread: nothing arrives until the runtime runs, then each writer gets its own,
-/// whether or not another writer has read its answer.
-#[test]
-fn answers_reach_writers_through_their_runtime() {
-    let runtime = idle_runtime();
-    let (sent, mut heard) = answers(Some(runtime.handle()), 4);
-    answer(sent);
-    for answer in &mut heard {
-        assert!(not_yet(answer), "answered from the committer's thread");
-    }
-    runtime.block_on(tokio::task::yield_now());
-    // Read last first: no writer waits on another's being read (or polled).
-    for (i, answer) in heard.iter_mut().enumerate().rev() {
-        assert_eq!(answer.try_recv(), Ok(expected(i as u64)), "writer {i}");
-    }
-}
-
-/// Writers of two runtimes each hear through their own; a writer on none hears at once.
-#[test]
-fn each_runtime_delivers_its_own_writers_answers() {
-    let (first, second) = (idle_runtime(), idle_runtime());
-    let (mut sent, mut on_first) = answers(Some(first.handle()), 2);
-    let (more, mut on_second) = answers(Some(second.handle()), 2);
-    let (none, mut on_none) = answers(None, 2);
-    sent.extend(more);
-    sent.extend(none);
-    answer(sent);
-    for (i, answer) in (0..).zip(&mut on_none) {
-        assert_eq!(
-            answer.try_recv(),
-            Ok(expected(i)),
-            "writer {i} on no runtime"
-        );
-    }
-    assert!(on_first.iter_mut().chain(&mut on_second).all(not_yet));
-    second.block_on(tokio::task::yield_now());
-    assert!(
-        on_first.iter_mut().all(not_yet),
-        "delivered by the other runtime"
-    );
-    for (i, answer) in (0..).zip(&mut on_second) {
-        assert_eq!(
-            answer.try_recv(),
-            Ok(expected(i)),
-            "writer {i} on the second"
-        );
-    }
-    first.block_on(tokio::task::yield_now());
-    for (i, answer) in (0..).zip(&mut on_first) {
-        assert_eq!(
-            answer.try_recv(),
-            Ok(expected(i)),
-            "writer {i} on the first"
-        );
-    }
-}
-
-/// A runtime gone before its writers' answers could be delivered there (shut down past its
-/// drain, or dropped) loses none of them: the task is dropped and its drop delivers them.
-#[test]
-fn answers_outlive_their_runtime() {
-    let runtime = idle_runtime();
-    let handle = runtime.handle().clone();
-    let (sent, mut heard) = answers(Some(&handle), 3);
-    drop(runtime);
-    answer(sent);
-    for (i, answer) in (0..).zip(&mut heard) {
-        assert_eq!(answer.try_recv(), Ok(expected(i)), "writer {i}");
-    }
-    // Spawned, then the runtime dropped with the task still queued.
-    let runtime = idle_runtime();
-    let (sent, mut heard) = answers(Some(runtime.handle()), 3);
-    answer(sent);
-    assert!(heard.iter_mut().all(not_yet));
-    drop(runtime);
-    for (i, answer) in (0..).zip(&mut heard) {
-        assert_eq!(answer.try_recv(), Ok(expected(i)), "writer {i}");
-    }
-}
-
 /// Through the committer thread and a runtime: many writers at once, each its own object,
 /// all hear `Swapped` and all land.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -384,4 +274,85 @@ async fn concurrent_writers_all_hear_their_commit() {
     for key in &keys {
         assert_eq!(scratch.stored(key), Some(1), "{key:?}");
     }
+}
+
+/// The runtime a swap's outcome is to go through: a multi-thread runtime's, whose other
+/// workers run the answering task while one blocks; none for a current-thread runtime (which
+/// may not be driven while its handle is current) or outside any runtime.
+#[test]
+fn a_swap_names_only_a_multi_thread_runtime() {
+    let queued = |enter: Option<&tokio::runtime::Runtime>| {
+        let (queue, receiver) = std::sync::mpsc::sync_channel(1);
+        let committer = GroupCommit {
+            queue: Some(queue),
+            thread: None,
+        };
+        let key = ObjectKey::new("t", "u");
+        let _entered = enter.map(tokio::runtime::Runtime::enter);
+        let swap = std::pin::pin!(committer.swap(key.clone(), 0, pending(&key, 0).0.new));
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(swap.poll(&mut context).is_pending());
+        receiver
+            .try_recv()
+            .unwrap()
+            .runtime
+            .map(|runtime| runtime.id())
+    };
+    let multi = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .unwrap();
+    assert_eq!(queued(Some(&multi)), Some(multi.handle().id()));
+    let current = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    assert_eq!(queued(Some(&current)), None);
+    assert_eq!(queued(None), None);
+}
+
+/// A writer that blocks its runtime's only worker waiting for its own swap (another
+/// executor's `block_on` inside a task) still hears its outcome: the task meant to answer it
+/// cannot run there, and the committer answers it once the grace period has passed.
+#[test]
+fn a_writer_that_blocks_its_runtime_still_hears() {
+    /// A minimal `block_on`: polls on this thread, parks between wake-ups.
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        struct Unpark(std::thread::Thread);
+        impl std::task::Wake for Unpark {
+            fn wake(self: Arc<Self>) {
+                self.0.unpark();
+            }
+        }
+        let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+        let mut context = std::task::Context::from_waker(&waker);
+        let mut future = std::pin::pin!(future);
+        loop {
+            if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut context) {
+                return output;
+            }
+            std::thread::park();
+        }
+    }
+    let scratch = Scratch::new("blocked");
+    let committer =
+        Arc::new(GroupCommit::start(scratch.1.clone(), Arc::new(ReadCache::new())).unwrap());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .unwrap();
+    let key = ObjectKey::new("t", "blocked");
+    let new = pending(&key, 0).0.new;
+    let (done, heard) = std::sync::mpsc::channel();
+    let writer = committer.clone();
+    runtime.spawn(async move {
+        let _ = done.send(block_on(writer.swap(key, 0, new)));
+    });
+    let outcome = heard.recv_timeout(std::time::Duration::from_secs(30));
+    // Not waiting for the worker: if the writer never heard, it is blocked for good.
+    runtime.shutdown_background();
+    assert_eq!(
+        outcome.expect("the blocked writer never heard"),
+        Ok(SwapOutcome::Swapped)
+    );
+    assert_eq!(scratch.stored(&ObjectKey::new("t", "blocked")), Some(1));
 }

@@ -7,10 +7,12 @@
 //! one writer process per file: a second server on the same directory fails to start with
 //! [`RedbOpenError::InUse`].
 //!
-//! Reads are short and run inline; writes wait on the committer without holding a worker, and
-//! hear their commit's outcome from a task it spawns on their tokio runtime (one wake-up a
-//! commit), so that runtime must be running tasks, as for any I/O future of it.
+//! Reads are short and run inline; writes wait on the committer without holding a worker. A
+//! writer on a multi-thread tokio runtime hears its commit's outcome from a task the committer
+//! spawns there (one wake-up a commit for all its writers); if the runtime has not run that
+//! task 0.1 s after the commit (every worker blocked), the committer answers it itself.
 
+mod answers;
 mod group_commit;
 mod read_cache;
 
