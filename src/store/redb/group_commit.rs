@@ -7,10 +7,10 @@
 //! flight share the next one, so throughput grows with concurrency instead of queueing on the
 //! disk. Nothing is answered before it is on disk: a writer hears `Swapped` only after the
 //! commit that holds its write returned, and if that commit fails, every writer of the batch
-//! gets the error (none of their writes happened). The outcomes of a batch reach its writers
-//! through one task spawned on each multi-thread runtime they run on, and directly for the
-//! others (see `answers`): one wake-up from the committer a commit and runtime, instead of
-//! one a writer.
+//! gets the error (none of their writes happened). The outcomes of a batch reach the writers
+//! of a one-worker runtime through one task spawned there, and the others directly (see
+//! `answers` and `answered_through`): one wake-up from the committer a commit, instead of one
+//! a writer, where every wake-up would preempt it.
 //!
 //! Swaps in one batch are applied in arrival order, each against what the ones before it left:
 //! two writers racing from the same version get `Swapped` and `Conflict` exactly as with one
@@ -57,8 +57,7 @@ struct Pending {
     expected: u64,
     new: Snapshot,
     reply: oneshot::Sender<Outcome>,
-    /// The multi-thread tokio runtime the writer runs on, if any: its outcome is delivered
-    /// from there (see `answers`).
+    /// The runtime whose task delivers the writer's outcome, if any (see `answered_through`).
     runtime: Option<Handle>,
 }
 
@@ -109,12 +108,7 @@ impl GroupCommit {
             expected,
             new,
             reply,
-            // Only a multi-thread runtime's: its other workers run the answering task while
-            // one blocks; a current-thread runtime may not be driven at all while its
-            // handle is current (`Runtime::enter` under another executor).
-            runtime: Handle::try_current()
-                .ok()
-                .filter(|runtime| runtime.runtime_flavor() == RuntimeFlavor::MultiThread),
+            runtime: Handle::try_current().ok().filter(answered_through),
         };
         match self.queue.as_ref().ok_or_else(stopped)?.try_send(pending) {
             Ok(()) => {}
@@ -130,6 +124,20 @@ impl GroupCommit {
         // taken, it is committed (or failed) all the same.
         answer.await.map_err(|_| stopped())?
     }
+}
+
+/// Whether a writer on `runtime` hears its outcome through a task the committer spawns there
+/// (see `answers`) rather than from the committer itself: on a multi-thread runtime with one
+/// worker. Every wake-up from the committer lands on that worker, parked between batches, and
+/// where the two share a core (a server pinned to one) each preempts the committer: ~10 round
+/// trips a commit. With several workers the committer's wake-ups spread over them as they
+/// come, and one task answering a whole batch from one worker showed no gain (two unpinned
+/// cores, nine alternating `soak --durable` rounds: 0.96× the throughput, within the noise of
+/// those runs); where nothing was measured to gain, the writers keep the direct answer. A
+/// current-thread runtime may not be driven at all while its handle is current
+/// (`Runtime::enter` under another executor).
+fn answered_through(runtime: &Handle) -> bool {
+    runtime.runtime_flavor() == RuntimeFlavor::MultiThread && runtime.metrics().num_workers() == 1
 }
 
 fn stopped() -> StoreError {

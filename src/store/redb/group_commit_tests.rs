@@ -276,11 +276,12 @@ async fn concurrent_writers_all_hear_their_commit() {
     }
 }
 
-/// The runtime a swap's outcome is to go through: a multi-thread runtime's, whose other
-/// workers run the answering task while one blocks; none for a current-thread runtime (which
-/// may not be driven while its handle is current) or outside any runtime.
+/// The runtime a swap's outcome is to go through: a one-worker multi-thread runtime's; none
+/// for a runtime of more workers (they take the committer's wake-ups as they come), for a
+/// current-thread runtime (which may not be driven while its handle is current) or outside
+/// any runtime.
 #[test]
-fn a_swap_names_only_a_multi_thread_runtime() {
+fn a_swap_names_only_a_one_worker_multi_thread_runtime() {
     let queued = |enter: Option<&tokio::runtime::Runtime>| {
         let (queue, receiver) = std::sync::mpsc::sync_channel(1);
         let committer = GroupCommit {
@@ -303,6 +304,11 @@ fn a_swap_names_only_a_multi_thread_runtime() {
         .build()
         .unwrap();
     assert_eq!(queued(Some(&multi)), Some(multi.handle().id()));
+    let two = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    assert_eq!(queued(Some(&two)), None);
     let current = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();

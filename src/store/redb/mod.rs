@@ -8,9 +8,10 @@
 //! [`RedbOpenError::InUse`].
 //!
 //! Reads are short and run inline; writes wait on the committer without holding a worker. A
-//! writer on a multi-thread tokio runtime hears its commit's outcome from a task the committer
-//! spawns there (one wake-up a commit for all its writers); if the runtime has not run that
-//! task 0.1 s after the commit (every worker blocked), the committer answers it itself.
+//! writer on a multi-thread tokio runtime of one worker hears its commit's outcome from a task
+//! the committer spawns there (one wake-up a commit for all its writers); if the runtime has
+//! not run that task 0.1 s after the commit (its worker blocked), the committer answers it
+//! itself. Other writers hear from the committer directly.
 
 mod answers;
 mod group_commit;
