@@ -1,14 +1,15 @@
-//! How a committed batch's outcomes reach its writers: with one wake-up from the committer
-//! thread for each tokio runtime they run on, and never later than a grace period after the
-//! commit.
+//! How a committed batch's outcomes reach the writers of a one-worker tokio runtime: with
+//! one wake-up from the committer thread, or, if that runtime does not run the task it was
+//! given, from the committer about a grace period after the commit (once the commit then in
+//! flight, if any, has returned).
 //!
 //! A wake-up from outside a runtime is a write to an idle worker's eventfd, and on a busy core
 //! the woken worker preempts the committer at once, runs the one writer, and parks again
 //! before the next outcome is sent: answering each writer from the committer made ~10 such
 //! round trips a commit of ~61 (`perf stat` of `soak --durable --server-cpu 0`;
-//! benches/README.md). So the committer spawns one task on each runtime a batch's writers run
-//! on, and that task delivers their outcomes: from inside the runtime a wake-up is a push on
-//! the worker's own queue. Which writers go through a task is `group_commit`'s choice
+//! benches/README.md). So the committer spawns one task on the runtime, and that task
+//! delivers their outcomes: from inside the runtime a wake-up is a push on the worker's own
+//! queue (one task for each such runtime a batch's writers run on). Which writers go through a task is `group_commit`'s choice
 //! (`answered_through`: those of one-worker runtimes); the others are answered directly.
 //!
 //! A task depends on its runtime running it. One whose threads are all blocked (a writer that

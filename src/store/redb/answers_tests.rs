@@ -104,8 +104,11 @@ fn outcomes_outlive_their_runtime() {
     let handle = runtime.handle().clone();
     let (sent, mut heard) = answers(Some(&handle), 3);
     drop(runtime);
-    Handed::new(GRACE).answer(sent);
+    let mut handed = Handed::new(GRACE);
+    handed.answer(sent);
+    // Heard while the committer still holds its slot: the spawn itself delivered.
     each_heard(&mut heard, "a dropped runtime's");
+    drop(handed);
     // Spawned, then the runtime dropped with the task still queued; the committer keeps
     // waiting for nothing.
     let runtime = idle_runtime();

@@ -33,6 +33,7 @@
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use bytes::Bytes;
 use redb::{Database, ReadableTable};
@@ -77,10 +78,20 @@ impl std::fmt::Debug for GroupCommit {
 impl GroupCommit {
     /// Starts the committer of `db`.
     pub(super) fn start(db: Arc<Database>, cache: Arc<ReadCache>) -> std::io::Result<Self> {
+        Self::start_with_grace(db, cache, GRACE)
+    }
+
+    /// [`start`](Self::start), with how long outcomes handed to a runtime's task wait for it
+    /// before the committer delivers them itself.
+    fn start_with_grace(
+        db: Arc<Database>,
+        cache: Arc<ReadCache>,
+        grace: Duration,
+    ) -> std::io::Result<Self> {
         let (queue, receiver) = std::sync::mpsc::sync_channel(MAX_QUEUED);
         let thread = std::thread::Builder::new()
             .name("redb-commit".to_owned())
-            .spawn(move || run(&db, &cache, &receiver))?;
+            .spawn(move || run(&db, &cache, &receiver, grace))?;
         Ok(Self {
             queue: Some(queue),
             thread: Some(thread),
@@ -133,9 +144,11 @@ impl GroupCommit {
 /// trips a commit. With several workers the committer's wake-ups spread over them as they
 /// come, and one task answering a whole batch from one worker showed no gain (two unpinned
 /// cores, nine alternating `soak --durable` rounds: 0.96× the throughput, within the noise of
-/// those runs); where nothing was measured to gain, the writers keep the direct answer. A
-/// current-thread runtime may not be driven at all while its handle is current
-/// (`Runtime::enter` under another executor).
+/// those runs), so those writers keep the direct answer. A one-worker runtime with cores to
+/// spare (`--worker-threads 1` on a larger machine, a CPU quota) takes the task too, unmeasured:
+/// there it costs a spawn a commit and saves the committer's wake-ups. A current-thread
+/// runtime may not be driven at all while its handle is current (`Runtime::enter` under
+/// another executor).
 fn answered_through(runtime: &Handle) -> bool {
     runtime.runtime_flavor() == RuntimeFlavor::MultiThread && runtime.metrics().num_workers() == 1
 }
@@ -155,10 +168,10 @@ impl Drop for GroupCommit {
 
 /// The committer: waits for a swap, takes every other one already queued (up to
 /// [`MAX_BATCH`]), commits them together, answers each. Ends when the queue closes.
-fn run(db: &Database, cache: &ReadCache, queue: &Receiver<Pending>) {
+fn run(db: &Database, cache: &ReadCache, queue: &Receiver<Pending>, grace: Duration) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     // Outcomes handed to runtimes' tasks; whatever is left when this returns is delivered.
-    let mut handed = Handed::new(GRACE);
+    let mut handed = Handed::new(grace);
     while let Some(first) = next_swap(queue, &mut handed) {
         batch.push(first);
         // The writer that queued `first` woke this thread, which the scheduler tends to run

@@ -56,7 +56,7 @@ fn commit_as_one_batch(db: &Database, swaps: Vec<Pending>) {
         queue.send(swap).unwrap();
     }
     drop(queue);
-    run(db, &ReadCache::new(), &receiver);
+    run(db, &ReadCache::new(), &receiver, GRACE);
 }
 
 /// A writer whose future was dropped before its batch was taken (a runtime shut down
@@ -143,7 +143,7 @@ fn a_panicked_batch_is_answered_by_what_landed() {
             queue.send(swap).unwrap();
         }
         drop(queue);
-        run(&scratch.1, &cache, &receiver);
+        run(&scratch.1, &cache, &receiver, GRACE);
         let expected = if landed { Some(1) } else { None };
         for (key, answer) in [(&a, &mut answer_a), (&b, &mut answer_b)] {
             assert_eq!(scratch.stored(key), expected, "{tenant}");
@@ -361,4 +361,45 @@ fn a_writer_that_blocks_its_runtime_still_hears() {
         Ok(SwapOutcome::Swapped)
     );
     assert_eq!(scratch.stored(&ObjectKey::new("t", "blocked")), Some(1));
+}
+
+/// Writers on a one-worker runtime hear their commits through the committer's task, not its
+/// fallback: with a grace of an hour, every one of many concurrent writers hears.
+#[test]
+fn writers_of_a_one_worker_runtime_hear_through_its_task() {
+    let scratch = Scratch::new("one-worker");
+    let committer = Arc::new(
+        GroupCommit::start_with_grace(
+            scratch.1.clone(),
+            Arc::new(ReadCache::new()),
+            Duration::from_secs(3600),
+        )
+        .unwrap(),
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .unwrap();
+    let keys: Vec<ObjectKey> = (0..64)
+        .map(|i| ObjectKey::new("t", &format!("u{i}")))
+        .collect();
+    let (done, heard) = std::sync::mpsc::channel();
+    for key in keys.iter().cloned() {
+        let (committer, done) = (committer.clone(), done.clone());
+        runtime.spawn(async move {
+            let new = pending(&key, 0).0.new;
+            let _ = done.send(committer.swap(key, 0, new).await);
+        });
+    }
+    for _ in &keys {
+        let outcome = heard.recv_timeout(Duration::from_secs(30));
+        assert_eq!(
+            outcome.expect("a writer did not hear within 30 s"),
+            Ok(SwapOutcome::Swapped)
+        );
+    }
+    runtime.shutdown_background();
+    for key in &keys {
+        assert_eq!(scratch.stored(key), Some(1), "{key:?}");
+    }
 }
