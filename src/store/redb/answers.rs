@@ -9,8 +9,9 @@
 //! round trips a commit of ~61 (`perf stat` of `soak --durable --server-cpu 0`;
 //! benches/README.md). So the committer spawns one task on the runtime, and that task
 //! delivers their outcomes: from inside the runtime a wake-up is a push on the worker's own
-//! queue (one task for each such runtime a batch's writers run on). Which writers go through a task is `group_commit`'s choice
-//! (`answered_through`: those of one-worker runtimes); the others are answered directly.
+//! queue (one task for each such runtime a batch's writers run on). Which writers go through
+//! a task is `group_commit`'s choice (`answered_through`: those of one-worker runtimes); the
+//! others are answered directly.
 //!
 //! A task depends on its runtime running it. One whose threads are all blocked (a writer that
 //! blocks a worker waiting for its own swap, with another executor's `block_on`) would never

@@ -33,7 +33,7 @@
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use redb::{Database, ReadableTable};
@@ -289,11 +289,11 @@ fn settle_after_panic(
 /// time (see `answers`).
 fn next_swap(queue: &Receiver<Pending>, handed: &mut Handed) -> Option<Pending> {
     loop {
-        handed.sweep(std::time::Instant::now());
+        handed.sweep(Instant::now());
         let Some(due) = handed.next_due() else {
             return queue.recv().ok();
         };
-        match queue.recv_timeout(due.saturating_duration_since(std::time::Instant::now())) {
+        match queue.recv_timeout(due.saturating_duration_since(Instant::now())) {
             Ok(pending) => return Some(pending),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return None,
