@@ -86,10 +86,9 @@ impl Handed {
     /// Delivers `answers`: through one task for each runtime named, directly for the others.
     pub(super) fn answer(&mut self, answers: impl IntoIterator<Item = Answer>) {
         let mut by_runtime: Vec<(Handle, Relay)> = Vec::new();
-        let mut here = Relay::default();
         for (runtime, reply, outcome) in answers {
             let Some(runtime) = runtime else {
-                here.0.push((reply, outcome));
+                let _ = reply.send(outcome);
                 continue;
             };
             let id = runtime.id();
@@ -98,7 +97,6 @@ impl Handed {
                 None => by_runtime.push((runtime, Relay(vec![(reply, outcome)]))),
             }
         }
-        drop(here);
         let due = Instant::now() + self.grace;
         for (runtime, relay) in by_runtime {
             let slot: Slot = Arc::new(Mutex::new(Some(relay)));

@@ -45,23 +45,30 @@ fn idle_runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// Outcomes for `n` writers on `runtime`, handed to a committer's side that keeps them: the
+/// committer's side and the writers' receivers, none of which has heard yet.
+fn handed_to(runtime: &tokio::runtime::Runtime, n: u64) -> (Handed, Vec<Heard>) {
+    let (sent, mut heard) = answers(Some(runtime.handle()), n);
+    let mut handed = Handed::new(GRACE);
+    handed.answer(sent);
+    assert!(
+        heard.iter_mut().all(not_yet),
+        "answered from the committer's thread"
+    );
+    (handed, heard)
+}
+
 /// The outcomes of writers on a runtime are delivered by one task of that runtime, not by
 /// the committer's thread: nothing arrives until the runtime runs, then each writer gets
 /// its own, whether or not another writer has read its answer.
 #[test]
 fn outcomes_reach_writers_through_one_task_of_their_runtime() {
     let runtime = idle_runtime();
-    let (sent, mut heard) = answers(Some(runtime.handle()), 4);
-    let mut handed = Handed::new(GRACE);
-    handed.answer(sent);
+    let (mut handed, mut heard) = handed_to(&runtime, 4);
     assert_eq!(
         runtime.metrics().num_alive_tasks(),
         1,
         "one task, not one a writer"
-    );
-    assert!(
-        heard.iter_mut().all(not_yet),
-        "answered from the committer's thread"
     );
     runtime.block_on(tokio::task::yield_now());
     // Read last first: no writer waits on another's being read (or polled).
@@ -112,10 +119,7 @@ fn outcomes_outlive_their_runtime() {
     // Spawned, then the runtime dropped with the task still queued; the committer keeps
     // waiting for nothing.
     let runtime = idle_runtime();
-    let (sent, mut heard) = answers(Some(runtime.handle()), 3);
-    let mut handed = Handed::new(GRACE);
-    handed.answer(sent);
-    assert!(heard.iter_mut().all(not_yet));
+    let (mut handed, mut heard) = handed_to(&runtime, 3);
     drop(runtime);
     each_heard(&mut heard, "a runtime dropped later's");
     handed.sweep(Instant::now());
@@ -151,10 +155,7 @@ fn the_committer_delivers_what_a_runtime_did_not() {
 #[test]
 fn a_committer_that_stops_delivers_what_it_holds() {
     let runtime = idle_runtime();
-    let (sent, mut heard) = answers(Some(runtime.handle()), 2);
-    let mut handed = Handed::new(GRACE);
-    handed.answer(sent);
-    assert!(heard.iter_mut().all(not_yet));
+    let (handed, mut heard) = handed_to(&runtime, 2);
     drop(handed);
     each_heard(&mut heard, "a stopped committer's");
 }
