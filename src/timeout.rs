@@ -61,13 +61,22 @@ const TIMED_OUT: u8 = 2;
 /// The race between a request's deadline and its write; see the [module docs](self).
 #[derive(Debug, Clone)]
 pub struct WriteDeadline {
-    state: Arc<AtomicU8>,
+    // One allocation for all of it: the layer's future holds a clone, and that future sits
+    // inside every outer layer's, moved as each is made.
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    state: AtomicU8,
     limit: Duration,
     /// When the limit runs out, on tokio's clock (the one its timers keep, paused in tests
     /// with `test-util`). A request may carry several writes (the sub-requests of a batch
     /// share their batch's deadline): once one has started, the deadline no longer answers
     /// 408, so a write that has not started yet checks the time itself.
     at: tokio::time::Instant,
+    /// The request's ids, for its 408.
+    ids: RequestIds,
 }
 
 /// As far as a limit too long for the clock reaches: thirty years, as tokio's own
@@ -75,12 +84,15 @@ pub struct WriteDeadline {
 const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
 
 impl WriteDeadline {
-    fn new(limit: Duration) -> Self {
+    fn new(limit: Duration, ids: RequestIds) -> Self {
         let now = tokio::time::Instant::now();
         Self {
-            state: Arc::new(AtomicU8::new(OPEN)),
-            limit,
-            at: now.checked_add(limit).unwrap_or_else(|| now + FAR_FUTURE),
+            shared: Arc::new(Shared {
+                state: AtomicU8::new(OPEN),
+                limit,
+                at: now.checked_add(limit).unwrap_or_else(|| now + FAR_FUTURE),
+                ids,
+            }),
         }
     }
 
@@ -98,18 +110,19 @@ impl WriteDeadline {
         // made on the request's first wait, and a request may be polled first only after its
         // limit (hyper polls a pipelined request once it can write its answer). A write that
         // would start late does not, whoever else has started.
-        if tokio::time::Instant::now() >= self.at {
+        if tokio::time::Instant::now() >= self.shared.at {
             self.expire();
-            return Err(timed_out(self.limit));
+            return Err(timed_out(self.shared.limit));
         }
         match self
+            .shared
             .state
             .compare_exchange(OPEN, WRITING, Ordering::AcqRel, Ordering::Acquire)
         {
             // Or another write of the same request (a batch) holds the deadline off; this one
             // starts, within the limit.
             Ok(_) | Err(WRITING) => Ok(()),
-            Err(_) => Err(timed_out(self.limit)),
+            Err(_) => Err(timed_out(self.shared.limit)),
         }
     }
 
@@ -119,8 +132,8 @@ impl WriteDeadline {
     /// # Errors
     /// 408 when the deadline has passed.
     pub fn check(&self) -> Result<(), GraphError> {
-        if self.state.load(Ordering::Acquire) == TIMED_OUT {
-            Err(timed_out(self.limit))
+        if self.shared.state.load(Ordering::Acquire) == TIMED_OUT {
+            Err(timed_out(self.shared.limit))
         } else {
             Ok(())
         }
@@ -132,8 +145,12 @@ impl WriteDeadline {
     /// answer 408 for whatever else the request is still doing (a batch's other parts).
     fn expire(&self) -> bool {
         matches!(
-            self.state
-                .compare_exchange(OPEN, TIMED_OUT, Ordering::AcqRel, Ordering::Acquire),
+            self.shared.state.compare_exchange(
+                OPEN,
+                TIMED_OUT,
+                Ordering::AcqRel,
+                Ordering::Acquire
+            ),
             Ok(_) | Err(TIMED_OUT)
         )
     }
@@ -209,12 +226,10 @@ where
                 inner: self.inner.call(request),
                 sleep: None,
                 deadline: None,
-                ids: None,
             };
         };
-        let deadline = WriteDeadline::new(limit);
+        let deadline = WriteDeadline::new(limit, RequestIds::of(&request));
         request.extensions_mut().insert(deadline.clone());
-        let ids = RequestIds::of(&request);
         ResponseFuture {
             inner: self.inner.call(request),
             // Made the first time the inner future is not ready: most requests are answered
@@ -222,7 +237,6 @@ where
             // at once), and a timer made for nothing costs a clock read and a runtime lookup.
             sleep: None,
             deadline: Some(deadline),
-            ids: Some(ids),
         }
     }
 }
@@ -237,8 +251,8 @@ pin_project! {
         // nothing next to the wait; inline, tokio's timer entry (~240 bytes) made every
         // request's whole future that much bigger, copied at each move of it.
         sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+        // Holds the request's ids for the 408 as well.
         deadline: Option<WriteDeadline>,
-        ids: Option<RequestIds>,
     }
 }
 
@@ -258,7 +272,7 @@ where
             let Some(deadline) = this.deadline.as_ref() else {
                 return Poll::Pending;
             };
-            *this.sleep = Some(Box::pin(tokio::time::sleep_until(deadline.at)));
+            *this.sleep = Some(Box::pin(tokio::time::sleep_until(deadline.shared.at)));
         }
         let Some(sleep) = this.sleep.as_mut() else {
             return Poll::Pending;
@@ -276,12 +290,9 @@ where
         if !deadline.expire() {
             return Poll::Pending;
         }
-        let ids = this
-            .ids
-            .take()
-            .unwrap_or_else(|| RequestIds::generate(None));
-        let error = timed_out(deadline.limit);
-        Poll::Ready(Ok(error.into_response(&ids).map(ResponseBody::error)))
+        let error = timed_out(deadline.shared.limit);
+        let response = error.into_response(&deadline.shared.ids);
+        Poll::Ready(Ok(response.map(ResponseBody::error)))
     }
 }
 
@@ -318,14 +329,16 @@ mod tests {
     /// A limit too long for the clock is a deadline far away, not a panic.
     #[tokio::test]
     async fn a_limit_past_the_clock_is_far_away() {
-        let deadline = WriteDeadline::new(Duration::MAX);
-        assert!(deadline.at > tokio::time::Instant::now() + Duration::from_secs(86_400 * 365));
+        let deadline = WriteDeadline::new(Duration::MAX, RequestIds::generate(None));
+        assert!(
+            deadline.shared.at > tokio::time::Instant::now() + Duration::from_secs(86_400 * 365)
+        );
         assert!(deadline.begin_write(false).is_ok());
     }
 
     #[test]
     fn a_write_that_claims_first_is_never_timed_out() {
-        let deadline = WriteDeadline::new(Duration::from_secs(1));
+        let deadline = WriteDeadline::new(Duration::from_secs(1), RequestIds::generate(None));
         assert!(deadline.begin_write(false).is_ok());
         assert!(
             !deadline.expire(),
@@ -342,7 +355,7 @@ mod tests {
     /// then taken: the request is timed out.
     #[tokio::test(start_paused = true)]
     async fn a_write_after_the_limit_never_starts_before_the_timer_fires() {
-        let deadline = WriteDeadline::new(Duration::from_secs(30));
+        let deadline = WriteDeadline::new(Duration::from_secs(30), RequestIds::generate(None));
         tokio::time::advance(Duration::from_secs(29)).await;
         assert!(deadline.check().is_ok());
         tokio::time::advance(Duration::from_secs(1)).await;
@@ -377,7 +390,7 @@ mod tests {
 
     #[test]
     fn a_write_after_the_deadline_never_starts() {
-        let deadline = WriteDeadline::new(Duration::from_secs(1));
+        let deadline = WriteDeadline::new(Duration::from_secs(1), RequestIds::generate(None));
         assert!(deadline.expire());
         let error = deadline.begin_write(false).unwrap_err();
         assert_eq!(error.status(), http::StatusCode::REQUEST_TIMEOUT);
@@ -385,7 +398,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_second_write_of_the_request_does_not_start_after_the_limit() {
-        let deadline = WriteDeadline::new(Duration::from_secs(1));
+        let deadline = WriteDeadline::new(Duration::from_secs(1), RequestIds::generate(None));
         // The first write claims the request (its deadline then never answers 408)...
         assert!(deadline.begin_write(false).is_ok());
         assert!(

@@ -366,3 +366,20 @@ async fn the_preflights_decision_holds_only_for_the_request_it_was_made_for() {
         assert_eq!(times, if decided_once { 1 } else { 2 }, "{between:?}");
     }
 }
+
+/// What a request in flight holds in the stack's own future, the same whatever it waits for.
+/// The parts only some requests need while they wait (a body being read, a token being
+/// checked, the ids for a 408) are boxed or shared, so a request does not carry room for them
+/// all; inline they made this future 632 bytes, and each outer layer's future (a server adds
+/// its own) held it and copied it as it was made.
+#[test]
+fn a_request_in_flight_holds_a_small_future() {
+    fn future_size<S: tower::Service<R>, R>(_: &S) -> usize {
+        std::mem::size_of::<S::Future>()
+    }
+    let app = StackBuilder::new(MemoryStore::new())
+        .with_timeout(Duration::from_secs(30))
+        .build(tokens());
+    let size = future_size::<_, http::Request<Full<Bytes>>>(&app);
+    assert!(size <= 320, "the stack's future is {size} bytes");
+}

@@ -239,11 +239,13 @@ where
                 let inner = std::mem::replace(&mut self.inner, clone);
                 ResponseFuture {
                     state: State::Validating {
-                        validation,
-                        inner: Some(inner),
-                        request: Some(request),
-                        realm: self.shared.realm.clone(),
-                        throttled,
+                        validating: Box::new(Validating {
+                            validation,
+                            inner: Some(inner),
+                            request: Some(request),
+                            realm: self.shared.realm.clone(),
+                            throttled,
+                        }),
                     },
                 }
             }
@@ -276,16 +278,22 @@ pin_project! {
 pin_project! {
     #[project = StateProj]
     enum State<S, F, Fut, B> {
-        Validating {
-            validation: Fut,
-            inner: Option<S>,
-            request: Option<Request<B>>,
-            realm: Arc<str>,
-            throttled: Option<(Arc<FailureThrottle>, std::net::IpAddr)>,
-        },
+        // Boxed: only a token not yet known good waits here, and its check costs far more than
+        // an allocation; inline, the request and the service (~350 bytes) made this future,
+        // and every outer layer's around it, that much bigger, copied at each move.
+        Validating { validating: Box<Validating<S, Fut, B>> },
         Inner { #[pin] future: F },
         Rejected { response: Option<Response<Full<Bytes>>> },
     }
+}
+
+/// A request whose token is being checked.
+struct Validating<S, Fut, B> {
+    validation: Fut,
+    inner: Option<S>,
+    request: Option<Request<B>>,
+    realm: Arc<str>,
+    throttled: Option<(Arc<FailureThrottle>, std::net::IpAddr)>,
 }
 
 impl<S, F, Fut, B> ResponseFuture<S, F, Fut, B> {
@@ -321,13 +329,14 @@ where
                     let response = response.take().unwrap_or_else(polled_after_completion);
                     return Poll::Ready(Ok(response.map(ResponseBody::error)));
                 }
-                StateProj::Validating {
-                    validation,
-                    inner,
-                    request,
-                    realm,
-                    throttled,
-                } => {
+                StateProj::Validating { validating } => {
+                    let Validating {
+                        validation,
+                        inner,
+                        request,
+                        realm,
+                        throttled,
+                    } = &mut **validating;
                     let outcome = ready!(Pin::new(validation).poll(cx));
                     let (Some(mut inner), Some(mut request)) = (inner.take(), request.take())
                     else {
