@@ -51,6 +51,34 @@ def baseline(name):
     return [os.path.join(ROOT, "target/release/bench_servers"), name, "127.0.0.1:0", "1"]
 
 
+def client(out, server, path, err=None):
+    """Waits for the server writing to `out` to listen; returns `patch(revision)`, which sends
+    it one PATCH over a keep-alive connection and checks the 200."""
+    deadline = time.monotonic() + 120
+    while True:
+        lines = open(out).read().splitlines()
+        started = any(line.startswith("listening on ") for line in lines)
+        if started and (path != "/beta/me/security" or len(lines) >= 3):
+            break
+        if time.monotonic() > deadline or server.poll() is not None:
+            raise SystemExit("the server did not start:\n" + (open(err).read() if err else ""))
+        time.sleep(0.2)
+    address = next(line.split()[2] for line in lines if line.startswith("listening on "))
+    token = lines[2].strip() if path == "/beta/me/security" else BASELINE_TOKEN
+    host, port = address.rsplit(":", 1)
+    connection = http.client.HTTPConnection(host, int(port), timeout=60)
+
+    def patch(revision):
+        connection.request("PATCH", path, body=BODY % revision, headers={
+            "Authorization": "Bearer " + token, "Content-Type": "application/json"})
+        response = connection.getresponse()
+        response.read()
+        if response.status != 200:
+            raise SystemExit(f"PATCH answered {response.status}")
+
+    return patch
+
+
 def per_request(command, rust_log="info", path="/beta/me/security"):
     work = tempfile.mkdtemp()
     if command is OURS and os.environ.get("STORE", "memory") == "embedded":
@@ -65,28 +93,7 @@ def per_request(command, rust_log="info", path="/beta/me/security"):
              "--callgrind-out-file=" + os.path.join(work, "cg")] + ATOMICS + command,
             stdout=stdout, stderr=stderr, env=env, cwd=ROOT)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            lines = open(out).read().splitlines()
-            started = any(line.startswith("listening on ") for line in lines)
-            if started and (path != "/beta/me/security" or len(lines) >= 3):
-                break
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise SystemExit("the server did not start:\n" + open(err).read())
-            time.sleep(0.2)
-        address = next(line.split()[2] for line in lines if line.startswith("listening on "))
-        token = lines[2].strip() if path == "/beta/me/security" else BASELINE_TOKEN
-        host, port = address.rsplit(":", 1)
-        connection = http.client.HTTPConnection(host, int(port), timeout=60)
-
-        def patch(revision):
-            connection.request("PATCH", path, body=BODY % revision, headers={
-                "Authorization": "Bearer " + token, "Content-Type": "application/json"})
-            response = connection.getresponse()
-            response.read()
-            if response.status != 200:
-                raise SystemExit(f"PATCH answered {response.status}")
-
+        patch = client(out, server, path, err)
         for revision in range(WARM_UP):
             patch(revision)
         control = ["callgrind_control", "-i"]
