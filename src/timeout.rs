@@ -59,14 +59,13 @@ const WRITING: u8 = 1;
 const TIMED_OUT: u8 = 2;
 
 /// The race between a request's deadline and its write; see the [module docs](self).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct WriteDeadline {
     // One allocation for all of it: the layer's future holds a clone, and that future sits
     // inside every outer layer's, moved as each is made.
     shared: Arc<Shared>,
 }
 
-#[derive(Debug)]
 struct Shared {
     state: AtomicU8,
     limit: Duration,
@@ -77,6 +76,17 @@ struct Shared {
     at: tokio::time::Instant,
     /// The request's ids, for its 408.
     ids: RequestIds,
+}
+
+impl std::fmt::Debug for WriteDeadline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The ids it keeps for the 408 are the request's, not the deadline's: not shown.
+        f.debug_struct("WriteDeadline")
+            .field("state", &self.shared.state)
+            .field("limit", &self.shared.limit)
+            .field("at", &self.shared.at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// As far as a limit too long for the clock reaches: thirty years, as tokio's own
@@ -334,6 +344,21 @@ mod tests {
             deadline.shared.at > tokio::time::Instant::now() + Duration::from_secs(86_400 * 365)
         );
         assert!(deadline.begin_write(false).is_ok());
+    }
+
+    /// The deadline keeps the request's ids for its 408, but printing the deadline (an
+    /// extension someone logs) shows the deadline only, not the client's ids.
+    #[tokio::test]
+    async fn a_deadline_prints_without_the_requests_ids() {
+        let client_id = http::HeaderValue::from_static("client-chosen-id-0123");
+        let deadline = WriteDeadline::new(
+            Duration::from_secs(30),
+            RequestIds::generate(Some(client_id)),
+        );
+        let printed = format!("{deadline:?}");
+        assert!(printed.starts_with("WriteDeadline {"), "{printed}");
+        assert!(printed.contains("limit: 30s"), "{printed}");
+        assert!(!printed.contains("client-chosen-id-0123"), "{printed}");
     }
 
     #[test]
