@@ -28,25 +28,27 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 
 import server_instructions
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PIPELINE = os.environ.get("PIPELINE", os.path.join(ROOT, "target/release/profile_pipeline"))
 LIBC = "/lib/x86_64-linux-gnu/libc.so.6"
-# glibc's x86-64 memmove variants; memcpy's are aliases of these (the same code).
-VARIANTS = ["__memmove_avx_unaligned_erms", "__memmove_avx_unaligned",
-            "__memmove_sse2_unaligned_erms", "__memmove_sse2_unaligned",
-            "__memmove_evex_unaligned_erms", "__memmove_evex_unaligned",
-            "__memmove_avx512_unaligned_erms", "__memmove_avx512_unaligned",
-            "__memmove_ssse3"]
+# glibc's memmove entry points (memcpy's are aliases of them: the same code) are found in
+# its debug symbols: which one runs depends on the CPU and on GLIBC_TUNABLES. The fortified
+# `_chk` ones jump into these and are left out, so that no copy counts twice.
+def variants():
+    listed = subprocess.run(["perf", "probe", "-F", "-x", LIBC, "--filter", "__memmove_*"],
+                            check=True, capture_output=True, text=True).stdout.split()
+    return [name for name in listed if name.startswith("__memmove_") and "_chk" not in name]
+
+
 LOW, HIGH = 10_000, 20_000
 
 
 def add_probes():
     events = []
-    for n, symbol in enumerate(VARIANTS):
+    for n, symbol in enumerate(variants()):
         name = f"su_mm{n}"
         done = subprocess.run(["perf", "probe", "-q", "-x", LIBC, "-a",
                                f"{name}={symbol} len=%dx:u64"],
@@ -75,38 +77,69 @@ def copies(contender, requests, events):
         record = ["perf", "record", "-q", "-o", data]
         for event in events:
             record += ["-e", event]
-        subprocess.run(record + [PIPELINE, contender, str(requests)], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        done = subprocess.run(record + [PIPELINE, contender, str(requests)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        checked(done.returncode, done.stderr)
         found = lengths(data)
+    if not found:
+        sys.exit(f"no copy counted for {contender}: are the probes on the variant this CPU runs?")
     return len(found), sum(found)
 
 
+def checked(returncode, stderr):
+    """Stops the script when perf failed or lost events: a count short of some is wrong.
+    perf ends on the SIGINT it is stopped with by raising it again once its data is out."""
+    if returncode not in (0, -signal.SIGINT) or "lost" in stderr.lower():
+        sys.exit(f"perf failed ({returncode}) or lost events:\n" + stderr)
+
+
 def served(command, events, rust_log="info", path="/beta/me/security"):
-    """(calls, bytes) a PATCH costs the server started with `command`."""
+    """(calls, bytes) a PATCH costs the server started with `command`. perf attaches with its
+    events off and turns them on and off through its control FIFO, acknowledged, so exactly
+    the measured PATCHes are counted."""
     with tempfile.TemporaryDirectory() as work:
-        out = os.path.join(work, "out")
-        with open(out, "w") as stdout:
-            server = subprocess.Popen(command, stdout=stdout, stderr=subprocess.DEVNULL,
+        out, err = os.path.join(work, "out"), os.path.join(work, "err")
+        with open(out, "w") as stdout, open(err, "w") as stderr:
+            server = subprocess.Popen(command, stdout=stdout, stderr=stderr,
                                       env=dict(os.environ, RUST_LOG=rust_log), cwd=ROOT)
         try:
-            patch = server_instructions.client(out, server, path)
+            patch = server_instructions.client(out, server, path, err)
             for revision in range(server_instructions.WARM_UP):
                 patch(revision)
             data = os.path.join(work, "perf.data")
-            record = ["perf", "record", "-q", "-o", data, "-p", str(server.pid)]
+            control, ack = os.path.join(work, "control"), os.path.join(work, "ack")
+            os.mkfifo(control)
+            os.mkfifo(ack)
+            record = ["perf", "record", "-q", "-o", data, "-D", "-1",
+                      f"--control=fifo:{control},{ack}", "-p", str(server.pid)]
             for event in events:
                 record += ["-e", event]
-            perf = subprocess.Popen(record, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(1)  # perf attaches
+            perf = subprocess.Popen(record, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                    text=True)
+            # Read-write: opening either end of a FIFO so does not wait for the other.
+            to_perf = os.open(control, os.O_RDWR)
+            from_perf = os.open(ack, os.O_RDWR)
+
+            def tell(command):
+                os.write(to_perf, command + b"\n")
+                answer = os.read(from_perf, 16)
+                if answer.strip(b"\0\n ") != b"ack":
+                    sys.exit(f"perf did not acknowledge {command!r}: {answer!r}")
+
+            tell(b"enable")
             first = server_instructions.WARM_UP
             for revision in range(first, first + server_instructions.MEASURED):
                 patch(revision)
+            tell(b"disable")
             perf.send_signal(signal.SIGINT)
-            perf.wait(timeout=60)
+            _, perf_err = perf.communicate(timeout=60)
+            checked(perf.returncode, perf_err)
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=60)
         found = lengths(data)
+    if not found:
+        sys.exit("no copy counted: are the probes on the variant this CPU runs?")
     return len(found) / server_instructions.MEASURED, sum(found) / server_instructions.MEASURED
 
 
