@@ -42,11 +42,15 @@ where
         tracing::debug!(method = %request.method(), "request started");
         // With every level off (`RUST_LOG=off`, set once at start-up) no line can be written
         // for this request: its path is not copied, the clock not read, the sink not shared.
-        let record = (LevelFilter::current() >= LevelFilter::WARN).then(|| Record {
-            lines: self.lines.clone(),
-            method: request.method().clone(),
-            path: ShownPath::of(request.uri().path()),
-            started: Instant::now(),
+        // Boxed: inline, its ~136 bytes (the path is kept in place) were in every request's
+        // future, and in each of the futures around it, copied as each was made.
+        let record = (LevelFilter::current() >= LevelFilter::WARN).then(|| {
+            Box::new(Record {
+                lines: self.lines.clone(),
+                method: request.method().clone(),
+                path: ShownPath::of(request.uri().path()),
+                started: Instant::now(),
+            })
         });
         LogFuture {
             record,
@@ -67,7 +71,7 @@ pin_project! {
     pub(crate) struct LogFuture<F> {
         #[pin]
         inner: F,
-        record: Option<Record>,
+        record: Option<Box<Record>>,
     }
 }
 
