@@ -106,14 +106,21 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        if has_body(&request) {
-            if let Err(error) = check_json_content_type(request.headers()) {
-                return ResponseFuture::rejected(error.into_response(&RequestIds::of(&request)));
-            }
-            request.extensions_mut().insert(JsonContentType);
+        match admit(&mut request) {
+            Ok(()) => ResponseFuture::inner(self.inner.call(request)),
+            Err(error) => ResponseFuture::rejected(error.into_response(&RequestIds::of(&request))),
         }
-        ResponseFuture::inner(self.inner.call(request))
     }
+}
+
+/// The layer's check of `request` (and the stack's [`Checks`](crate::checks::Checks)'): a
+/// body whose media type matters must be JSON, and the request then says it was checked.
+pub(crate) fn admit<B>(request: &mut Request<B>) -> Result<(), GraphError> {
+    if has_body(request) {
+        check_json_content_type(request.headers())?;
+        request.extensions_mut().insert(JsonContentType);
+    }
+    Ok(())
 }
 
 /// Whether `request` carries (or, being a `PATCH`, must carry) a body whose media type

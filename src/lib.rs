@@ -82,6 +82,7 @@ pub mod audit;
 pub mod auth;
 pub mod batch;
 mod body;
+pub mod checks;
 pub mod content_type;
 mod error;
 mod extension_room;

@@ -383,3 +383,62 @@ fn a_request_in_flight_holds_a_small_future() {
     let size = future_size::<_, http::Request<Full<Bytes>>>(&app);
     assert!(size <= 320, "the stack's future is {size} bytes");
 }
+
+/// The checks before the body (one service in the built stack) keep their layers' order: the
+/// rate limit first, then the route and the permission, then the content type; and a request
+/// any of them refuses changes nothing.
+#[tokio::test]
+async fn the_checks_before_the_body_refuse_in_order_and_change_nothing() {
+    let store = MemoryStore::new();
+    let app = StackBuilder::new(store.clone())
+        .with_schema(ResourceSchema::open_type())
+        .with_rate_limit(
+            security_update::RateLimitLayer::new(1, Duration::from_secs(3600)).with_burst(1),
+        )
+        .build(common::tokens());
+    let text = |path: &str, token: &str| {
+        http::Request::patch(path)
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "text/plain")
+            .body(Full::from(revision(1)))
+            .unwrap()
+    };
+    // Without the permission, with a body that is not JSON: the permission is checked first.
+    assert_eq!(
+        send(app.clone(), text("/me/security", "noscope"))
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    // No such route, a body that is not JSON: the route first.
+    assert_eq!(
+        send(app.clone(), text("/nowhere", "app")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    // Routed and permitted, not JSON: 415. (Each caller has one request an hour: `noscope`
+    // is Alice, the others are users and an application of their own.)
+    assert_eq!(
+        send(app.clone(), text("/me/security", "admin"))
+            .await
+            .status,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE
+    );
+    // Bob's one request of the hour is taken; his next is 429 before its route or its
+    // content type is looked at.
+    assert_eq!(
+        patch(&app, "/me/security", "bob", &revision(1))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let limited = send(app.clone(), text("/nowhere", "bob")).await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(limited.headers.contains_key(http::header::RETRY_AFTER));
+    // Nothing refused was written; Bob's one write was.
+    for user in [ALICE, common::ADMIN] {
+        let stored = store.load(&ObjectKey::new(TENANT, user)).await.unwrap();
+        assert!(stored.is_none(), "{user}: {stored:?}");
+    }
+    let bob = store.load(&ObjectKey::new(TENANT, common::BOB)).await;
+    assert_eq!(bob.unwrap().unwrap().version(), 1);
+}

@@ -14,6 +14,7 @@ use tower::Service;
 use super::Config;
 use super::endpoint::Decided;
 use crate::body::{ResponseBody, ResponseFuture};
+use crate::error::GraphError;
 use crate::request_id::RequestIds;
 
 /// Routes and authorizes before the body is read; made by
@@ -28,6 +29,13 @@ pub struct PreflightLayer {
 impl fmt::Debug for PreflightLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PreflightLayer").finish_non_exhaustive()
+    }
+}
+
+impl PreflightLayer {
+    /// The layer's check of `request`, for [`Checks`](crate::checks::Checks).
+    pub(crate) fn admit<B>(&self, request: &mut Request<B>) -> Result<(), GraphError> {
+        admit(&self.config, request)
     }
 }
 
@@ -75,15 +83,20 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        match self.config.authorize(&request) {
-            Ok(decision) => {
-                // The service takes this decision instead of making it again.
-                if let Some(decided) = Decided::new(&self.config, &request, decision) {
-                    request.extensions_mut().insert(decided);
-                }
-                ResponseFuture::inner(self.inner.call(request))
-            }
+        match admit(&self.config, &mut request) {
+            Ok(()) => ResponseFuture::inner(self.inner.call(request)),
             Err(error) => ResponseFuture::rejected(error.into_response(&RequestIds::of(&request))),
         }
     }
+}
+
+/// The preflight's check of `request` under `config` (the layer's and the stack's
+/// [`Checks`](crate::checks::Checks)'): routed and authorized, it carries the decision on.
+pub(crate) fn admit<B>(config: &Config, request: &mut Request<B>) -> Result<(), GraphError> {
+    let decision = config.authorize(request)?;
+    // The service takes this decision instead of making it again.
+    if let Some(decided) = Decided::new(config, request, decision) {
+        request.extensions_mut().insert(decided);
+    }
+    Ok(())
 }
