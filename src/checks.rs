@@ -10,12 +10,40 @@
 //! through costs ~1.5% of the whole stack's time (benches/README.md, nineteenth session).
 //! Three checks in one service pay that once.
 //!
-//! | request                                              | answer |
-//! |------------------------------------------------------|--------|
-//! | over its caller's rate                               | 429 with `Retry-After` |
-//! | to no route, a method the route does not take, or without the permission it needs | 404, 405 or 403, as the preflight |
-//! | with a body that is not JSON                         | 415 |
-//! | anything else                                        | the inner service's |
+//! A request one of them refuses gets that check's answer, as its layer documents it:
+//! 429 from the rate limit ([`rate_limit`](crate::rate_limit)), 404 / 405 / 403 / 401 / 400
+//! from the preflight ([`PreflightLayer`]), 415 or 400 from the content type
+//! ([`content_type`](crate::content_type)); the first in the order answers, and the body is
+//! not read.
+//!
+//! ```
+//! use std::time::Duration;
+//! use http_body_util::Full;
+//! use security_update::{MemoryStore, Principal, RateLimitLayer, StackBuilder, StaticTokens};
+//! use tower::ServiceExt;
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let tokens = StaticTokens::new().with_token(
+//!     "t",
+//!     Principal::delegated("72f988bf-86f1-41af-91ab-2d7cd011db47", "aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa")
+//!         .with_scopes(["SecurityEvents.ReadWrite.All"]),
+//! );
+//! let app = StackBuilder::new(MemoryStore::new())
+//!     .with_rate_limit(RateLimitLayer::new(1, Duration::from_secs(60)).with_burst(1))
+//!     .build(tokens);
+//! let text = || {
+//!     http::Request::patch("/me/security")
+//!         .header("authorization", "Bearer t")
+//!         .header("content-type", "text/plain")
+//!         .body(Full::from("notes"))
+//!         .unwrap()
+//! };
+//! // Within the rate, not JSON: the content type's 415.
+//! assert_eq!(app.clone().oneshot(text()).await.unwrap().status(), 415);
+//! // Over the rate: the rate limit's 429, before the content type is looked at.
+//! assert_eq!(app.clone().oneshot(text()).await.unwrap().status(), 429);
+//! # }
+//! ```
 
 use std::task::{Context, Poll};
 
@@ -39,8 +67,11 @@ pub struct Checks<S> {
 }
 
 impl<S> Checks<S> {
-    /// `inner` behind `rate_limit` and then `preflight`, and then the content-type check.
-    pub(crate) fn new(inner: S, rate_limit: RateLimitLayer, preflight: PreflightLayer) -> Self {
+    /// `inner` behind `rate_limit`, then `preflight` (made by
+    /// [`SecurityUpdateService::preflight_layer`](crate::SecurityUpdateService::preflight_layer)
+    /// from the service `inner` leads to), then the content-type check: what
+    /// [`StackBuilder`](crate::StackBuilder) builds, for a stack otherwise composed by hand.
+    pub fn new(inner: S, rate_limit: RateLimitLayer, preflight: PreflightLayer) -> Self {
         Self {
             inner,
             rate_limit,

@@ -11,7 +11,8 @@
 //!                   (off by default) (401)         (off by default) (404/405/403)                                             swap
 //! ```
 //!
-//! [`StackBuilder`] owns the configuration and puts them together in that order; [`stack`]
+//! [`StackBuilder`] owns the configuration and puts them together in that order, the rate
+//! limit, the preflight and the content type as one service ([`checks::Checks`]); [`stack`]
 //! does it with defaults. Every failure is a Graph error response
 //! (`{"error":{"code","message","innerError":{...}}}`); the service's error type is
 //! `Infallible`.

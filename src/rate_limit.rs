@@ -186,8 +186,9 @@ where
 }
 
 impl RateLimitLayer {
-    /// Takes one token for `request`'s principal, as the layer's service does: for a request
-    /// that does not go through it (a `$batch` envelope, whose sub-requests do).
+    /// Takes one token for `request`'s principal, as the layer's service does: for the stack's
+    /// [`Checks`](crate::checks::Checks), and for a request that goes through neither (a
+    /// `$batch` envelope, whose sub-requests do).
     ///
     /// # Errors
     /// The 429 to answer when the caller is over budget.

@@ -385,22 +385,28 @@ fn a_request_in_flight_holds_a_small_future() {
 }
 
 /// The checks before the body (one service in the built stack) keep their layers' order: the
-/// rate limit first, then the route and the permission, then the content type; and a request
-/// any of them refuses changes nothing.
+/// rate limit first, then the route and the permission, then the content type, all before
+/// the body is read; a request any of them refuses changes nothing; and the preflight's
+/// decision still reaches the service, which does not ask the policy again.
 #[tokio::test]
 async fn the_checks_before_the_body_refuse_in_order_and_change_nothing() {
     let store = MemoryStore::new();
+    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let policy_asked = || asked.load(std::sync::atomic::Ordering::SeqCst);
     let app = StackBuilder::new(store.clone())
         .with_schema(ResourceSchema::open_type())
+        .with_policy(Counted(DefaultPolicy::new(), asked.clone()))
         .with_rate_limit(
             security_update::RateLimitLayer::new(1, Duration::from_secs(3600)).with_burst(1),
         )
         .build(common::tokens());
+    // Not JSON in either sense: were the content type not checked before the body is read,
+    // the body's parse would answer 400.
     let text = |path: &str, token: &str| {
         http::Request::patch(path)
             .header("authorization", format!("Bearer {token}"))
             .header("content-type", "text/plain")
-            .body(Full::from(revision(1)))
+            .body(Full::from("plain words, not JSON"))
             .unwrap()
     };
     // Without the permission, with a body that is not JSON: the permission is checked first.
@@ -423,17 +429,20 @@ async fn the_checks_before_the_body_refuse_in_order_and_change_nothing() {
             .status,
         StatusCode::UNSUPPORTED_MEDIA_TYPE
     );
-    // Bob's one request of the hour is taken; his next is 429 before its route or its
-    // content type is looked at.
-    assert_eq!(
-        patch(&app, "/me/security", "bob", &revision(1))
-            .await
-            .status,
-        StatusCode::OK
-    );
-    let limited = send(app.clone(), text("/nowhere", "bob")).await;
-    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
-    assert!(limited.headers.contains_key(http::header::RETRY_AFTER));
+    // Bob's one request of the hour: the policy is asked once, by the preflight; the service
+    // takes its decision.
+    let before = policy_asked();
+    let written = patch(&app, "/me/security", "bob", &revision(1)).await;
+    assert_eq!(written.status, StatusCode::OK);
+    assert_eq!(policy_asked() - before, 1);
+    // His next are 429 before their route, permission or content type is looked at.
+    let before = policy_asked();
+    for path in ["/nowhere", "/me/security"] {
+        let limited = send(app.clone(), text(path, "bob")).await;
+        assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+        assert!(limited.headers.contains_key(http::header::RETRY_AFTER));
+    }
+    assert_eq!(policy_asked(), before, "the policy was not asked");
     // Nothing refused was written; Bob's one write was.
     for user in [ALICE, common::ADMIN] {
         let stored = store.load(&ObjectKey::new(TENANT, user)).await.unwrap();

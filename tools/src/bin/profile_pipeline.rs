@@ -123,7 +123,7 @@ fn main() {
                 assert_merged("ours-jwt", status, &body);
             }
         }
-        "ours-core" | "ours-upto-preflight" | "ours-upto-batch" | "ours-upto-auth" => {
+        "ours-core" | "ours-upto-checks" | "ours-upto-batch" | "ours-upto-auth" => {
             upto(&rt, &contender, count);
         }
         "floor-every" => {
@@ -172,14 +172,15 @@ fn main() {
 /// the whole stack). Each makes room in the request's extensions first, as the stack's
 /// outermost layer does. `ours-core`: the merge-patch layer and the service, with the
 /// principal put in by hand (the service still checks the content type and authorizes, as
-/// it does without the layers); `ours-upto-preflight` adds the content-type layer and the
-/// preflight; `ours-upto-batch` the rate limit (unlimited, as in `stack`) and batching;
+/// it does without the layers); `ours-upto-checks` adds the checks before the body (the rate
+/// limit, unlimited as in `stack`, the preflight and the content type, one service as the
+/// stack runs them); `ours-upto-batch` batching;
 /// `ours-upto-auth` the auth layer with the cached ES256 token instead of the hand-made
 /// principal. Left for ours-jwt: the timeout (off) and the request ids.
 fn upto(rt: &tokio::runtime::Runtime, contender: &str, count: usize) {
     use security_update::{
-        AuthLayer, BatchLayer, ContentTypeLayer, MemoryStore, MergePatchLayer, RateLimitLayer,
-        StackBuilder,
+        AuthLayer, BatchLayer, MemoryStore, MergePatchLayer, RateLimitLayer, StackBuilder,
+        checks::Checks,
     };
     use tower::{Layer, ServiceBuilder};
     let service = StackBuilder::new(MemoryStore::new())
@@ -200,15 +201,9 @@ fn upto(rt: &tokio::runtime::Runtime, contender: &str, count: usize) {
             assert_merged(contender, status, &body);
         }
     };
-    let inner = || {
-        preflight
-            .clone()
-            .layer(ContentTypeLayer::new().layer(core.clone()))
-    };
-    let batched = || {
-        let limited = RateLimitLayer::unlimited().layer(inner());
-        BatchLayer::with_prefix("", security_update::merge_patch::DEFAULT_LIMIT).layer(limited)
-    };
+    let inner = || Checks::new(core.clone(), RateLimitLayer::unlimited(), preflight.clone());
+    let batched =
+        || BatchLayer::with_prefix("", security_update::merge_patch::DEFAULT_LIMIT).layer(inner());
     match contender {
         "ours-core" => {
             let service = ServiceBuilder::new()
@@ -216,7 +211,7 @@ fn upto(rt: &tokio::runtime::Runtime, contender: &str, count: usize) {
                 .service(core.clone());
             run(&|request| rt.block_on(answer(&service, request)));
         }
-        "ours-upto-preflight" => {
+        "ours-upto-checks" => {
             let service = ServiceBuilder::new().map_request(given).service(inner());
             run(&|request| rt.block_on(answer(&service, request)));
         }
