@@ -52,7 +52,6 @@ use tower::Service;
 
 use crate::body::{ResponseBody, ResponseFuture};
 use crate::rate_limit::RateLimitLayer;
-use crate::request_id::RequestIds;
 use crate::service::PreflightLayer;
 
 /// The rate limit, the preflight and the content-type check in one service; see the
@@ -111,7 +110,7 @@ where
             .and_then(|()| crate::content_type::admit(&mut request));
         match checked {
             Ok(()) => ResponseFuture::inner(self.inner.call(request)),
-            Err(error) => ResponseFuture::rejected(error.into_response(&RequestIds::of(&request))),
+            Err(error) => ResponseFuture::rejected(error.into_refusal(&request)),
         }
     }
 }

@@ -48,7 +48,6 @@ use tower::{Layer, Service};
 
 use crate::body::{ResponseBody, ResponseFuture};
 use crate::error::{ErrorKind, GraphError};
-use crate::request_id::RequestIds;
 
 /// Marker in request extensions: the body's media type was checked and is JSON in UTF-8.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,7 +107,7 @@ where
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         match admit(&mut request) {
             Ok(()) => ResponseFuture::inner(self.inner.call(request)),
-            Err(error) => ResponseFuture::rejected(error.into_response(&RequestIds::of(&request))),
+            Err(error) => ResponseFuture::rejected(error.into_refusal(&request)),
         }
     }
 }

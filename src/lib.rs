@@ -95,6 +95,7 @@ pub mod metrics;
 pub mod observe;
 pub mod odata;
 pub mod rate_limit;
+pub mod refusal;
 pub mod request_id;
 mod route;
 pub mod schema;

@@ -33,7 +33,6 @@ use tower::{Layer, Service};
 use crate::auth::Principal;
 use crate::body::{ResponseBody, ResponseFuture};
 use crate::error::{ErrorKind, GraphError};
-use crate::request_id::RequestIds;
 
 /// Independent locks, so callers rarely wait on each other.
 const SHARDS: usize = 32;
@@ -179,7 +178,7 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         if let Err(error) = charge(self.limiter.as_deref(), self.observer.as_ref(), &request) {
-            return ResponseFuture::rejected(error.into_response(&RequestIds::of(&request)));
+            return ResponseFuture::rejected(error.into_refusal(&request));
         }
         ResponseFuture::inner(self.inner.call(request))
     }

@@ -139,7 +139,9 @@ where
                 ProbeFuture::answer(Box::pin(self.readiness.clone().ready()), "ready")
             }
             // RFC 9110 §15.5.6: the probes exist and answer GET and HEAD only.
-            "/healthz" | "/readyz" => ProbeFuture::MethodNotAllowed,
+            "/healthz" | "/readyz" => ProbeFuture::MethodNotAllowed {
+                response: Some(method_not_allowed(&request)),
+            },
             _ => ProbeFuture::Inner {
                 future: self.inner.call(request),
             },
@@ -152,8 +154,21 @@ pin_project! {
     pub(crate) enum ProbeFuture<F> {
         Inner { #[pin] future: F },
         Probe { check: Check, ok: &'static str },
-        MethodNotAllowed,
+        MethodNotAllowed { response: Option<Response<Bytes>> },
     }
+}
+
+/// 405 for a probe asked with another method than GET or HEAD; its body (if any) unread.
+fn method_not_allowed<B>(request: &Request<B>) -> Response<Bytes> {
+    let mut response = Response::new(Bytes::from_static(b"method not allowed: GET or HEAD\n"));
+    *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    let headers = response.headers_mut();
+    headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    security_update::refusal::close_if_body_unread(response, request.version(), request.headers())
 }
 
 impl<F> ProbeFuture<F> {
@@ -173,19 +188,16 @@ where
             ProbeFutureProj::Inner { future } => {
                 Poll::Ready(ready!(future.poll(cx)).map(|r| r.map(ResponseBody::inner)))
             }
-            ProbeFutureProj::MethodNotAllowed => {
-                let mut response = Response::new(ResponseBody::bytes(Bytes::from_static(
-                    b"method not allowed: GET or HEAD\n",
-                )));
-                *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-                let headers = response.headers_mut();
-                headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-                headers.insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/plain; charset=utf-8"),
-                );
-                Poll::Ready(Ok(response))
-            }
+            ProbeFutureProj::MethodNotAllowed { response } => match response.take() {
+                Some(response) => Poll::Ready(Ok(response.map(ResponseBody::bytes))),
+                // Polled again after its answer: an empty 500 rather than a panic, as the
+                // library's futures do.
+                None => {
+                    let mut again = Response::new(ResponseBody::bytes(Bytes::new()));
+                    *again.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                    Poll::Ready(Ok(again))
+                }
+            },
             ProbeFutureProj::Probe { check, ok } => {
                 let ready = ready!(check.as_mut().poll(cx));
                 let (status, text) = if ready {

@@ -230,6 +230,10 @@ async fn a_client_holding_its_budget_is_refused_until_it_lets_go_and_others_are_
     assert_eq!(third.status(), StatusCode::SERVICE_UNAVAILABLE);
     let (status, headers, body) = send("127.0.0.1", addr, request("GET", &token, None)).await;
     assert_refused(status, &headers, &body, "this client");
+    assert!(
+        !headers.contains_key("connection"),
+        "no body: the connection is kept"
+    );
     let (status, headers, body) = send(
         "127.0.0.1",
         addr,
@@ -237,6 +241,10 @@ async fn a_client_holding_its_budget_is_refused_until_it_lets_go_and_others_are_
     )
     .await;
     assert_refused(status, &headers, &body, "this client");
+    assert_eq!(
+        headers["connection"], "close",
+        "its body unread: the connection ends"
+    );
 
     // Another client is served, and sees the object the refused PATCH did not change.
     let (status, after, body) = send("127.0.0.2", addr, request("GET", &token, None)).await;

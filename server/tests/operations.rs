@@ -61,6 +61,16 @@ async fn probes_answer_get_and_head_only() {
             let reply = send_http1(server.addr, request).await;
             assert_eq!(reply.status, 405, "{method} {path}");
             assert_eq!(reply.headers["allow"], "GET, HEAD", "{method} {path}");
+            assert!(!reply.headers.contains_key("connection"), "{method} {path}");
+            // With a body, which the 405 leaves unread: the connection closes, and says so.
+            let request = Request::builder()
+                .method(method)
+                .uri(path)
+                .body(Full::from("unread"))
+                .unwrap();
+            let reply = send_http1(server.addr, request).await;
+            assert_eq!(reply.status, 405, "{method} {path}");
+            assert_eq!(reply.headers["connection"], "close", "{method} {path}");
         }
         let head = Request::head(path).body(Full::default()).unwrap();
         assert_eq!(

@@ -67,7 +67,6 @@ use tower::{Layer, Service};
 
 use crate::body::{ResponseBody, polled_after_completion};
 use crate::error::{ErrorKind, GraphError};
-use crate::request_id::RequestIds;
 #[cfg(test)]
 use bearer::bearer_token;
 use bearer::{bearer_bytes, sanitize_quoted, token_text};
@@ -261,7 +260,7 @@ impl<S, V> Auth<S, V> {
     ) -> ResponseFuture<S, F, Fut, B> {
         ResponseFuture {
             state: State::Rejected {
-                response: Some(error.into_response(&RequestIds::of(request))),
+                response: Some(error.into_refusal(request)),
             },
         }
     }
@@ -355,7 +354,7 @@ where
                             }
                             let error = AuthFailure::Rejected(rejection).into_error(realm);
                             State::Rejected {
-                                response: Some(error.into_response(&RequestIds::of(&request))),
+                                response: Some(error.into_refusal(&request)),
                             }
                         }
                     }

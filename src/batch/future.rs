@@ -121,7 +121,7 @@ where
             Err(error) => {
                 let error = crate::merge_patch::read_error(&error, config.limit);
                 let response =
-                    crate::merge_patch::close_after(error.into_response(&ids), parts.version);
+                    crate::refusal::close_after(error.into_response(&ids), parts.version);
                 return Ok(response.map(ResponseBody::error));
             }
         };

@@ -192,23 +192,17 @@ where
         }
         // First, as the rate limit does for any request: before the body is read.
         if let Err(error) = self.config.rate_limit.charge(&request) {
-            let ids = crate::request_id::RequestIds::of(&request);
-            let response =
-                crate::merge_patch::close_after(error.into_response(&ids), request.version());
+            let response = error.into_refusal(&request);
             return ResponseFuture::batch(Box::pin(std::future::ready(Ok(
                 response.map(ResponseBody::error)
             ))));
         }
         let refuse = |error: crate::error::GraphError, allow: Option<&'static str>| {
-            let ids = crate::request_id::RequestIds::of(&request);
-            let mut response = error.into_response(&ids);
+            let mut response = error.into_refusal(&request);
             if let Some(allow) = allow {
                 response
                     .headers_mut()
                     .insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
-            } else {
-                // Refused with its body unread.
-                response = crate::merge_patch::close_after(response, request.version());
             }
             ResponseFuture::batch(Box::pin(std::future::ready(Ok(
                 response.map(ResponseBody::error)

@@ -21,9 +21,10 @@ use http_body_util::{Full, Limited};
 use pin_project_lite::pin_project;
 use tower::Service;
 
-use super::{BoxError, MergePatch, RequestBody, close_after, read_error};
+use super::{BoxError, MergePatch, RequestBody, read_error};
 use crate::body::{ResponseBody, polled_after_completion};
 use crate::error::GraphError;
+use crate::refusal::close_after;
 use crate::request_id::RequestIds;
 
 pin_project! {
@@ -75,12 +76,18 @@ impl<S, F, B> ResponseFuture<S, F, B> {
         }
     }
 
-    /// Refused before its body was read: the response closes an HTTP/1 connection.
+    /// Refused before its body was read: the response closes an HTTP/1 connection when the
+    /// request declares a body ([`crate::refusal`]); every refusal of this layer's does.
     pub(super) fn rejected(error: GraphError, parts: &Parts) -> Self {
         let ids = RequestIds::from_parts(&parts.headers, &parts.extensions);
+        let response = error.into_response(&ids);
         Self {
             state: State::Rejected {
-                response: Some(close_after(error.into_response(&ids), parts.version)),
+                response: Some(crate::refusal::close_if_body_unread(
+                    response,
+                    parts.version,
+                    &parts.headers,
+                )),
             },
         }
     }

@@ -318,24 +318,6 @@ pub(crate) fn declared_length(parts: &Parts) -> Option<u64> {
         .ok()
 }
 
-/// Marks `response` as the last on its HTTP/1 connection: it refuses a request whose body was
-/// not (or not wholly) read, and the unread rest of that body would otherwise be taken for the
-/// next request, or make the close reset the connection under a client that still sends. The
-/// client learns from `Connection: close` not to reuse the connection (RFC 9112 §9.6).
-/// HTTP/2 streams are independent: nothing to do there.
-pub(crate) fn close_after<B>(
-    mut response: http::Response<B>,
-    version: http::Version,
-) -> http::Response<B> {
-    if version <= http::Version::HTTP_11 {
-        response.headers_mut().insert(
-            http::header::CONNECTION,
-            http::HeaderValue::from_static("close"),
-        );
-    }
-    response
-}
-
 pub(crate) fn read_error(error: &BoxError, limit: usize) -> GraphError {
     if error.downcast_ref::<LengthLimitError>().is_some() {
         too_large(limit)

@@ -15,7 +15,6 @@ use super::Config;
 use super::endpoint::Decided;
 use crate::body::{ResponseBody, ResponseFuture};
 use crate::error::GraphError;
-use crate::request_id::RequestIds;
 
 /// Routes and authorizes before the body is read; made by
 /// [`SecurityUpdateService::preflight_layer`](super::SecurityUpdateService::preflight_layer)
@@ -85,7 +84,7 @@ where
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         match admit(&self.config, &mut request) {
             Ok(()) => ResponseFuture::inner(self.inner.call(request)),
-            Err(error) => ResponseFuture::rejected(error.into_response(&RequestIds::of(&request))),
+            Err(error) => ResponseFuture::rejected(error.into_refusal(&request)),
         }
     }
 }

@@ -39,7 +39,7 @@ use http_body_util::Full;
 use pin_project_lite::pin_project;
 use security_update::auth::ClientAddress;
 use security_update::metrics::PrometheusMetrics;
-use security_update::{ErrorKind, GraphError, RequestIds, ResponseBody};
+use security_update::{ErrorKind, GraphError, ResponseBody};
 use tower::Service;
 
 use super::held_body::{Charge, HeldBody};
@@ -281,7 +281,7 @@ fn refusal<B>(request: &Request<B>, over: Over) -> Response<Full<Bytes>> {
     };
     GraphError::new(ErrorKind::ServiceUnavailable, message)
         .with_retry_after(RETRY_AFTER_SECS)
-        .into_response(&RequestIds::of(request))
+        .into_refusal(request)
 }
 
 pin_project! {

@@ -1,0 +1,152 @@
+//! A refusal made before the request's body is read, and the connection it leaves behind.
+//!
+//! The rate limit, the preflight (401, 403, 404, 405), the content type (415), the transfer
+//! coding (501), the timeout (408) and the server's own limits refuse a request from its head
+//! and never read its body. On HTTP/1 that body still sits on the connection, ahead of any
+//! next request. hyper reads what has arrived of it; when that is not all of it, hyper closes
+//! the connection after the answer without saying so in the answer, and a client that pools
+//! connections sends its next request on a connection that is closing (measured: the answer
+//! came back without `Connection: close` and the next request on the socket got no answer).
+//!
+//! So every such refusal follows one rule, [`GraphError::into_refusal`]: when the request
+//! declares a body (`Transfer-Encoding`, or a `Content-Length` other than 0; RFC 9112 §6.3),
+//! the answer says `Connection: close` (RFC 9112 §9.6) and the client opens a new connection
+//! for what it sends next. A request that declares no body keeps its connection. HTTP/2
+//! streams end on their own: nothing to add there.
+
+use bytes::Bytes;
+use http::header::{CONNECTION, CONTENT_LENGTH, HeaderMap, HeaderValue, TRANSFER_ENCODING};
+use http::{Request, Response, Version};
+use http_body_util::Full;
+
+use crate::error::GraphError;
+use crate::request_id::RequestIds;
+
+impl GraphError {
+    /// The answer to `request`, refused before its body was read: the error's response (see
+    /// [`into_response`](Self::into_response)) with the request's ids and, on HTTP/1 when the
+    /// request declares a body (`Transfer-Encoding`, or a `Content-Length` other than 0),
+    /// `Connection: close`; see the [module docs](crate::refusal).
+    ///
+    /// ```
+    /// use security_update::{ErrorKind, GraphError};
+    ///
+    /// let upload = http::Request::patch("/me/security")
+    ///     .header("content-length", "1000000")
+    ///     .body(())
+    ///     .unwrap();
+    /// let refused = GraphError::new(ErrorKind::MissingToken, "Access token is empty.");
+    /// let response = refused.into_refusal(&upload);
+    /// assert_eq!(response.status(), 401);
+    /// assert_eq!(response.headers()["connection"], "close");
+    ///
+    /// // No body: the connection stays open for the next request.
+    /// let probe = http::Request::get("/me/security").body(()).unwrap();
+    /// let refused = GraphError::new(ErrorKind::MissingToken, "Access token is empty.");
+    /// assert!(!refused.into_refusal(&probe).headers().contains_key("connection"));
+    /// ```
+    pub fn into_refusal<B>(self, request: &Request<B>) -> Response<Full<Bytes>> {
+        let response = self.into_response(&RequestIds::of(request));
+        close_if_body_unread(response, request.version(), request.headers())
+    }
+}
+
+/// Whether a request with these headers carries a body (RFC 9112 §6.3): a transfer coding,
+/// or a length other than 0. A length that is not a number counts as a body (hyper refuses
+/// such a request before any service sees it).
+pub(crate) fn declares_body(headers: &HeaderMap) -> bool {
+    if headers.contains_key(TRANSFER_ENCODING) {
+        return true;
+    }
+    headers
+        .get(CONTENT_LENGTH)
+        .is_some_and(|length| length.as_bytes().trim_ascii() != b"0")
+}
+
+/// The same rule for an answer that is not a [`GraphError`]: `response` refuses a request
+/// with these `request_headers` and `version` without reading its body, so on HTTP/1 it
+/// closes the connection when the request declares a body (see the [module docs](self)).
+///
+/// ```
+/// use security_update::refusal::close_if_body_unread;
+///
+/// let upload = http::Request::post("/healthz")
+///     .header("transfer-encoding", "chunked")
+///     .body(())
+///     .unwrap();
+/// let refused = http::Response::builder().status(405).body(()).unwrap();
+/// let refused = close_if_body_unread(refused, upload.version(), upload.headers());
+/// assert_eq!(refused.headers()["connection"], "close");
+/// ```
+pub fn close_if_body_unread<B>(
+    response: Response<B>,
+    version: Version,
+    request_headers: &HeaderMap,
+) -> Response<B> {
+    if declares_body(request_headers) {
+        close_after(response, version)
+    } else {
+        response
+    }
+}
+
+/// Marks `response` as the last on its HTTP/1 connection: for a refusal that left the body
+/// unread, or read it only in part (the rest would otherwise be taken for the next request),
+/// and for a 408, after which the server does not wait for the client (RFC 9110 §15.5.9).
+/// The client learns from `Connection: close` not to reuse the connection (RFC 9112 §9.6).
+/// HTTP/2 streams are independent: nothing to do there.
+pub(crate) fn close_after<B>(mut response: Response<B>, version: Version) -> Response<B> {
+    if version <= Version::HTTP_11 {
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(name, value)| {
+                (
+                    http::header::HeaderName::from_static(name),
+                    HeaderValue::from_static(value),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_body_is_a_transfer_coding_or_a_length_other_than_zero() {
+        assert!(declares_body(&headers(&[("transfer-encoding", "chunked")])));
+        assert!(declares_body(&headers(&[("content-length", "1")])));
+        assert!(declares_body(&headers(&[("content-length", "x")])));
+        assert!(!declares_body(&headers(&[("content-length", "0")])));
+        assert!(!declares_body(&headers(&[("content-length", " 0 ")])));
+        assert!(!declares_body(&headers(&[(
+            "content-type",
+            "application/json"
+        )])));
+    }
+
+    #[test]
+    fn only_http1_is_told_to_close() {
+        for (version, closes) in [
+            (Version::HTTP_10, true),
+            (Version::HTTP_11, true),
+            (Version::HTTP_2, false),
+            (Version::HTTP_3, false),
+        ] {
+            let response = close_after(Response::new(()), version);
+            assert_eq!(
+                response.headers().contains_key(CONNECTION),
+                closes,
+                "{version:?}"
+            );
+        }
+    }
+}
