@@ -125,14 +125,7 @@ pub(crate) fn admit<B>(request: &mut Request<B>) -> Result<(), GraphError> {
 /// Whether `request` carries (or, being a `PATCH`, must carry) a body whose media type
 /// matters. A bare `POST` or `DELETE` is not checked, so the service can answer 405.
 pub(crate) fn has_body<B>(request: &Request<B>) -> bool {
-    if request.method() == Method::PATCH {
-        return true;
-    }
-    let headers = request.headers();
-    headers.contains_key(header::TRANSFER_ENCODING)
-        || headers
-            .get(header::CONTENT_LENGTH)
-            .is_some_and(|length| length.as_bytes() != b"0")
+    request.method() == Method::PATCH || crate::refusal::declares_body(request.headers())
 }
 
 /// Checks the `Content-Type` of a request with a body.

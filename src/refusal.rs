@@ -1,9 +1,9 @@
 //! A refusal made before the request's body is read, and the connection it leaves behind.
 //!
-//! The rate limit, the preflight (401, 403, 404, 405), the content type (415), the transfer
-//! coding (501), the timeout (408) and the server's own limits refuse a request from its head
-//! and never read its body. On HTTP/1 that body still sits on the connection, ahead of any
-//! next request. hyper reads what has arrived of it; when that is not all of it, hyper closes
+//! The auth layer (401), the rate limit (429), the preflight (403, 404, 405), the content
+//! type (415), the transfer coding (501) and the server's own limits (503) refuse a request
+//! from its head and never read its body; the service answers a GET without reading one it
+//! may declare. On HTTP/1 that body still sits on the connection, ahead of any next request. hyper reads what has arrived of it; when that is not all of it, hyper closes
 //! the connection after the answer without saying so in the answer, and a client that pools
 //! connections sends its next request on a connection that is closing (measured: the answer
 //! came back without `Connection: close` and the next request on the socket got no answer).
@@ -13,6 +13,11 @@
 //! the answer says `Connection: close` (RFC 9112 §9.6) and the client opens a new connection
 //! for what it sends next. A request that declares no body keeps its connection. HTTP/2
 //! streams end on their own: nothing to add there.
+//!
+//! The timeout's 408 closes an HTTP/1 connection whatever the request declared: it may come
+//! while the body is still arriving, when the connection's framing is out of step with the
+//! requests (RFC 9110 §15.5.9; RFC 7231 §6.5.7, which it replaced, had the server send
+//! `close` with every 408).
 
 use bytes::Bytes;
 use http::header::{CONNECTION, CONTENT_LENGTH, HeaderMap, HeaderValue, TRANSFER_ENCODING};
@@ -54,7 +59,17 @@ impl GraphError {
 /// Whether a request with these headers carries a body (RFC 9112 §6.3): a transfer coding,
 /// or a length other than 0. A length that is not a number counts as a body (hyper refuses
 /// such a request before any service sees it).
-pub(crate) fn declares_body(headers: &HeaderMap) -> bool {
+///
+/// ```
+/// use security_update::refusal::declares_body;
+///
+/// let upload = http::Request::patch("/me/security").header("content-length", "2").body(()).unwrap();
+/// assert!(declares_body(upload.headers()));
+/// let probe = http::Request::get("/healthz").header("content-length", "0").body(()).unwrap();
+/// assert!(!declares_body(probe.headers()));
+/// ```
+#[must_use]
+pub fn declares_body(headers: &HeaderMap) -> bool {
     if headers.contains_key(TRANSFER_ENCODING) {
         return true;
     }
@@ -92,14 +107,29 @@ pub fn close_if_body_unread<B>(
 
 /// Marks `response` as the last on its HTTP/1 connection: for a refusal that left the body
 /// unread, or read it only in part (the rest would otherwise be taken for the next request),
-/// and for a 408, after which the server does not wait for the client (RFC 9110 §15.5.9).
+/// and for a 408, which may come mid-body (see the [module docs](self)).
 /// The client learns from `Connection: close` not to reuse the connection (RFC 9112 §9.6).
 /// HTTP/2 streams are independent: nothing to do there.
-pub(crate) fn close_after<B>(mut response: Response<B>, version: Version) -> Response<B> {
+///
+/// ```
+/// use security_update::refusal::close_after;
+///
+/// let response = close_after(http::Response::new(()), http::Version::HTTP_11);
+/// assert_eq!(response.headers()["connection"], "close");
+/// let response = close_after(http::Response::new(()), http::Version::HTTP_2);
+/// assert!(response.headers().get("connection").is_none());
+/// ```
+pub fn close_after<B>(mut response: Response<B>, version: Version) -> Response<B> {
     if version <= Version::HTTP_11 {
         response
             .headers_mut()
             .insert(CONNECTION, HeaderValue::from_static("close"));
+        // To an HTTP/1.0 client that asked to keep the connection, hyper adds `keep-alive`
+        // to an HTTP/1.1 answer that lacks it (`Connection: close, keep-alive`); an answer
+        // in the request's version is closed as it says.
+        if version < Version::HTTP_11 {
+            *response.version_mut() = version;
+        }
     }
     response
 }
@@ -147,6 +177,13 @@ mod tests {
                 closes,
                 "{version:?}"
             );
+            // An HTTP/1.0 answer stays in its request's version (hyper would add keep-alive).
+            let answered = if version == Version::HTTP_10 {
+                version
+            } else {
+                Version::HTTP_11
+            };
+            assert_eq!(response.version(), answered, "{version:?}");
         }
     }
 }

@@ -303,7 +303,7 @@ where
             return Poll::Pending;
         }
         let error = timed_out(deadline.shared.limit);
-        // RFC 9110 §15.5.9: a 408 closes the connection (the body may be part sent).
+        // A 408 may come mid-body: it closes an HTTP/1 connection (`crate::refusal`).
         let response = error.into_response(&deadline.shared.ids);
         let response = crate::refusal::close_after(response, deadline.shared.version);
         Poll::Ready(Ok(response.map(ResponseBody::error)))

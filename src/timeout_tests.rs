@@ -150,3 +150,31 @@ async fn a_second_write_of_the_request_does_not_start_after_the_limit() {
         "the started one finishes"
     );
 }
+
+/// A 408 closes an HTTP/1 connection whether or not the request declared a body (it may come
+/// mid-body; `crate::refusal`); HTTP/2 has no such header.
+#[tokio::test(start_paused = true)]
+async fn a_408_closes_an_http1_connection_even_without_a_body() {
+    use tower::{Layer, ServiceExt};
+    for (version, closes) in [
+        (http::Version::HTTP_11, true),
+        (http::Version::HTTP_2, false),
+    ] {
+        let never = tower::service_fn(|_: Request<()>| async {
+            std::future::pending::<Result<Response<String>, std::convert::Infallible>>().await
+        });
+        let app = TimeoutLayer::new(Duration::from_secs(30)).layer(never);
+        let request = Request::get("/me/security")
+            .version(version)
+            .body(())
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), http::StatusCode::REQUEST_TIMEOUT);
+        let connection = response.headers().get(http::header::CONNECTION);
+        assert_eq!(
+            connection.is_some_and(|value| value == "close"),
+            closes,
+            "{version:?}"
+        );
+    }
+}

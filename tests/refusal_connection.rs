@@ -14,8 +14,9 @@ use tokio::net::TcpStream;
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
-/// The stack; with `rate_limited`, a caller's second request in a minute is over the rate.
-async fn serve(store: &MemoryStore, rate_limited: bool) -> std::net::SocketAddr {
+/// The stack with a request timeout of `timeout`; with `rate_limited`, a caller's second
+/// request in a minute is over the rate.
+async fn serve(store: &MemoryStore, rate_limited: bool, timeout: Duration) -> std::net::SocketAddr {
     let rate_limit = if rate_limited {
         RateLimitLayer::new(1, Duration::from_secs(60)).with_burst(1)
     } else {
@@ -25,7 +26,7 @@ async fn serve(store: &MemoryStore, rate_limited: bool) -> std::net::SocketAddr 
         .with_schema(ResourceSchema::open_type())
         .with_path_prefix("/beta")
         .with_rate_limit(rate_limit)
-        .with_timeout(Duration::from_millis(300))
+        .with_timeout(timeout)
         .build(tokens());
     serve_on_loopback(app).await
 }
@@ -61,17 +62,23 @@ async fn read_answer(stream: &mut TcpStream) -> String {
     head + &String::from_utf8(body).unwrap()
 }
 
-/// Sends `head` and `part` of a body, reads the answer, then expects the connection to end.
+/// Sends `head` and `part` of a body (in one write, so the server has read all of it when it
+/// closes), reads the answer, then expects the connection to end.
 async fn refused_and_closed(addr: std::net::SocketAddr, head: &str, part: &[u8]) -> String {
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(part).await.unwrap();
+    stream
+        .write_all(&[head.as_bytes(), part].concat())
+        .await
+        .unwrap();
     let answer = read_answer(&mut stream).await;
     let mut rest = Vec::new();
-    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut rest))
+    let ended = tokio::time::timeout(PATIENCE, stream.read_to_end(&mut rest))
         .await
-        .expect("the connection ends after the answer")
-        .unwrap();
+        .expect("the connection ends after the answer");
+    // The end of the connection, or its reset (this test server does not linger on close).
+    if let Err(error) = ended {
+        assert_eq!(error.kind(), std::io::ErrorKind::ConnectionReset, "{error}");
+    }
     assert!(rest.is_empty(), "nothing after the answer: {rest:?}");
     answer
 }
@@ -86,7 +93,7 @@ fn patch_head(headers: &str, length: &str) -> String {
 #[tokio::test]
 async fn a_refusal_that_leaves_a_body_unread_closes_the_connection_and_says_so() {
     let store = MemoryStore::new();
-    let addr = serve(&store, false).await;
+    let addr = serve(&store, false, PATIENCE).await;
     let alice = "authorization: Bearer alice\r\n";
     // Each: the head, a part of the body (or all of it), and the status it is refused with.
     let cases: Vec<(&str, String, &[u8], &str)> = vec![
@@ -146,25 +153,41 @@ async fn a_refusal_that_leaves_a_body_unread_closes_the_connection_and_says_so()
             b"{",
             "415",
         ),
-        // The body stalls: the timeout's 408 closes whatever the request declared
-        // (RFC 9110 §15.5.9).
         (
-            "a body that stalls",
-            patch_head(alice, "100"),
-            b"{\"a\":",
-            "408",
+            "a batch asked with another method",
+            format!("GET /beta/$batch HTTP/1.1\r\nhost: x\r\n{alice}content-length: 10\r\n\r\n"),
+            b"{",
+            "405",
+        ),
+        (
+            "HTTP/1.0 asking to keep the connection, no token",
+            "PATCH /beta/me/security HTTP/1.0\r\nhost: x\r\nconnection: keep-alive\r\n\
+             content-type: application/json\r\ncontent-length: 1000\r\n\r\n"
+                .to_owned(),
+            b"{",
+            "401",
+        ),
+        (
+            "HTTP/1.0, no token",
+            "PATCH /beta/me/security HTTP/1.0\r\nhost: x\r\ncontent-type: application/json\r\n\
+             content-length: 1000\r\n\r\n"
+                .to_owned(),
+            b"{",
+            "401",
         ),
     ];
     for (case, head, part, status) in cases {
         let answer = refused_and_closed(addr, &head, part).await;
+        // HTTP/1.1 or, to the HTTP/1.0 request, HTTP/1.0.
         assert!(
-            answer.starts_with(&format!("http/1.1 {status} ")),
+            answer.starts_with("http/1.") && answer[8..].starts_with(&format!(" {status} ")),
             "{case}: {answer}"
         );
         assert!(
             answer.contains("\r\nconnection: close\r\n"),
             "{case}: {answer}"
         );
+        assert!(!answer.contains("keep-alive"), "{case}: {answer}");
         assert!(
             answer.contains("\"innerError\""),
             "{case}: a Graph error: {answer}"
@@ -172,8 +195,30 @@ async fn a_refusal_that_leaves_a_body_unread_closes_the_connection_and_says_so()
     }
     assert!(store.is_empty(), "nothing refused was written");
 
+    // Not a refusal, but answered without reading the body all the same: a GET with one (in
+    // JSON, or the content-type check refuses it with 415).
+    let answer = refused_and_closed(
+        addr,
+        &format!(
+            "GET /beta/me/security HTTP/1.1\r\nhost: x\r\n{alice}\
+             content-type: application/json\r\ncontent-length: 100\r\n\r\n"
+        ),
+        b"{",
+    )
+    .await;
+    assert!(answer.starts_with("http/1.1 200 "), "{answer}");
+    assert!(answer.contains("\r\nconnection: close\r\n"), "{answer}");
+    assert!(store.is_empty(), "a GET writes nothing");
+
+    // The body stalls: the timeout's 408 closes the connection.
+    let stalled = serve(&store, false, Duration::from_millis(300)).await;
+    let answer = refused_and_closed(stalled, &patch_head(alice, "100"), b"{\"a\":").await;
+    assert!(answer.starts_with("http/1.1 408 "), "{answer}");
+    assert!(answer.contains("\r\nconnection: close\r\n"), "{answer}");
+    assert!(store.is_empty(), "the stalled PATCH wrote nothing");
+
     // Over the rate: the first PATCH is written, the second refused with its body unread.
-    let addr = serve(&store, true).await;
+    let addr = serve(&store, true, PATIENCE).await;
     let first = "{\"n\":1}";
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream
@@ -182,6 +227,18 @@ async fn a_refusal_that_leaves_a_body_unread_closes_the_connection_and_says_so()
         .unwrap();
     assert!(read_answer(&mut stream).await.starts_with("http/1.1 200 "));
     let answer = refused_and_closed(addr, &patch_head(alice, "100"), b"{").await;
+    assert!(answer.starts_with("http/1.1 429 "), "{answer}");
+    assert!(answer.contains("\r\nconnection: close\r\n"), "{answer}");
+    // A batch takes a token of its own before its body is read: over the rate as well.
+    let answer = refused_and_closed(
+        addr,
+        &format!(
+            "POST /beta/$batch HTTP/1.1\r\nhost: x\r\n{alice}\
+             content-type: application/json\r\ncontent-length: 1000\r\n\r\n"
+        ),
+        b"{",
+    )
+    .await;
     assert!(answer.starts_with("http/1.1 429 "), "{answer}");
     assert!(answer.contains("\r\nconnection: close\r\n"), "{answer}");
     let entries = store.entries();
@@ -196,7 +253,7 @@ async fn a_refusal_that_leaves_a_body_unread_closes_the_connection_and_says_so()
 #[tokio::test]
 async fn a_refusal_of_a_request_without_a_body_keeps_the_connection() {
     let store = MemoryStore::new();
-    let addr = serve(&store, false).await;
+    let addr = serve(&store, false, PATIENCE).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let refusals = [
         ("GET /beta/me/security HTTP/1.1\r\nhost: x\r\n\r\n", "401"),

@@ -64,7 +64,12 @@ impl<B> Service<Request<B>> for MetricsEndpoint {
         response
             .headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        ready(Ok(response))
+        // Answered without reading a body the request may declare.
+        ready(Ok(security_update::refusal::close_if_body_unread(
+            response,
+            request.version(),
+            request.headers(),
+        )))
     }
 }
 

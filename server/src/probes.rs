@@ -12,8 +12,9 @@ use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use pin_project_lite::pin_project;
+use security_update::refusal::{close_after, declares_body};
 use security_update::{ObjectKey, ResponseBody, SecurityStore};
 use tower::Service;
 
@@ -132,19 +133,23 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
+        let path = request.uri().path();
+        if path != "/healthz" && path != "/readyz" {
+            return ProbeFuture::Inner {
+                future: self.inner.call(request),
+            };
+        }
+        // A probe answers without reading a body the request may declare: then its answer
+        // closes an HTTP/1 connection, as a refusal's does (`security_update::refusal`).
+        let unread = declares_body(request.headers()).then_some(request.version());
         let probe = matches!(*request.method(), Method::GET | Method::HEAD);
-        match request.uri().path() {
-            "/healthz" if probe => ProbeFuture::answer(Box::pin(async { true }), "ok"),
+        match path {
+            "/healthz" if probe => ProbeFuture::answer(Box::pin(async { true }), "ok", unread),
             "/readyz" if probe => {
-                ProbeFuture::answer(Box::pin(self.readiness.clone().ready()), "ready")
+                ProbeFuture::answer(Box::pin(self.readiness.clone().ready()), "ready", unread)
             }
             // RFC 9110 §15.5.6: the probes exist and answer GET and HEAD only.
-            "/healthz" | "/readyz" => ProbeFuture::MethodNotAllowed {
-                response: Some(method_not_allowed(&request)),
-            },
-            _ => ProbeFuture::Inner {
-                future: self.inner.call(request),
-            },
+            _ => ProbeFuture::MethodNotAllowed { unread },
         }
     }
 }
@@ -153,27 +158,23 @@ pin_project! {
     #[project = ProbeFutureProj]
     pub(crate) enum ProbeFuture<F> {
         Inner { #[pin] future: F },
-        Probe { check: Check, ok: &'static str },
-        MethodNotAllowed { response: Option<Response<Bytes>> },
+        // `unread`: the request's version, when it declared a body.
+        Probe { check: Check, ok: &'static str, unread: Option<Version> },
+        MethodNotAllowed { unread: Option<Version> },
     }
 }
 
-/// 405 for a probe asked with another method than GET or HEAD; its body (if any) unread.
-fn method_not_allowed<B>(request: &Request<B>) -> Response<Bytes> {
-    let mut response = Response::new(Bytes::from_static(b"method not allowed: GET or HEAD\n"));
-    *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-    let headers = response.headers_mut();
-    headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    security_update::refusal::close_if_body_unread(response, request.version(), request.headers())
+/// `response`, closing an HTTP/1 connection when the request's body is `unread`.
+fn closing_if<B>(response: Response<B>, unread: Option<Version>) -> Response<B> {
+    match unread {
+        Some(version) => close_after(response, version),
+        None => response,
+    }
 }
 
 impl<F> ProbeFuture<F> {
-    fn answer(check: Check, ok: &'static str) -> Self {
-        Self::Probe { check, ok }
+    fn answer(check: Check, ok: &'static str, unread: Option<Version>) -> Self {
+        Self::Probe { check, ok, unread }
     }
 }
 
@@ -188,17 +189,20 @@ where
             ProbeFutureProj::Inner { future } => {
                 Poll::Ready(ready!(future.poll(cx)).map(|r| r.map(ResponseBody::inner)))
             }
-            ProbeFutureProj::MethodNotAllowed { response } => match response.take() {
-                Some(response) => Poll::Ready(Ok(response.map(ResponseBody::bytes))),
-                // Polled again after its answer: an empty 500 rather than a panic, as the
-                // library's futures do.
-                None => {
-                    let mut again = Response::new(ResponseBody::bytes(Bytes::new()));
-                    *again.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-                    Poll::Ready(Ok(again))
-                }
-            },
-            ProbeFutureProj::Probe { check, ok } => {
+            ProbeFutureProj::MethodNotAllowed { unread } => {
+                let mut response = Response::new(ResponseBody::bytes(Bytes::from_static(
+                    b"method not allowed: GET or HEAD\n",
+                )));
+                *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+                let headers = response.headers_mut();
+                headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; charset=utf-8"),
+                );
+                Poll::Ready(Ok(closing_if(response, *unread)))
+            }
+            ProbeFutureProj::Probe { check, ok, unread } => {
                 let ready = ready!(check.as_mut().poll(cx));
                 let (status, text) = if ready {
                     (StatusCode::OK, *ok)
@@ -215,7 +219,7 @@ where
                 response
                     .headers_mut()
                     .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                Poll::Ready(Ok(response))
+                Poll::Ready(Ok(closing_if(response, *unread)))
             }
         }
     }

@@ -78,6 +78,40 @@ async fn probes_answer_get_and_head_only() {
             200,
             "HEAD {path}"
         );
+        // A GET that declares a body is answered without reading it: the connection closes.
+        let get = Request::get(path).body(Full::from("unread")).unwrap();
+        let reply = send_http1(server.addr, get).await;
+        assert_eq!(reply.status, 200, "GET {path} with a body");
+        assert_eq!(
+            reply.headers["connection"], "close",
+            "GET {path} with a body"
+        );
+        let reply = send_http1(server.addr, probe(path)).await;
+        assert!(!reply.headers.contains_key("connection"), "GET {path}");
+    }
+}
+
+/// The metrics port answers without reading a body either: one declared closes the
+/// connection, as on the API port.
+#[tokio::test]
+async fn the_metrics_port_closes_a_connection_whose_body_it_did_not_read() {
+    let dir = TempDir::new("metrics-unread");
+    let server = Server::start(&["--memory", "--metrics-listen", ":0"], &dir.0);
+    let metrics = common::metrics::metrics_addr(&server);
+    for (method, path, status) in [("POST", "/elsewhere", 404), ("GET", "/metrics", 200)] {
+        let request = |body: &'static str| {
+            Request::builder()
+                .method(method)
+                .uri(path)
+                .body(Full::from(body))
+                .unwrap()
+        };
+        let reply = send_http1(metrics, request("unread")).await;
+        assert_eq!(reply.status, status, "{method} {path}");
+        assert_eq!(reply.headers["connection"], "close", "{method} {path}");
+        let reply = send_http1(metrics, request("")).await;
+        assert_eq!(reply.status, status, "{method} {path}");
+        assert!(!reply.headers.contains_key("connection"), "{method} {path}");
     }
 }
 
