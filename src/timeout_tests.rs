@@ -2,6 +2,11 @@
 
 use super::*;
 
+/// A deadline of `limit` for an HTTP/1.1 request with fresh ids.
+fn deadline_of(limit: Duration) -> WriteDeadline {
+    WriteDeadline::new(limit, RequestIds::generate(None), http::Version::HTTP_11)
+}
+
 /// The deadline runs on tokio's clock from the request's arrival, also when that clock is
 /// paused and ahead of the real one: a request answered within the limit is answered,
 /// one that is not gets 408 exactly at the limit, not earlier nor later.
@@ -31,11 +36,7 @@ async fn the_deadline_is_kept_on_tokios_clock() {
 /// A limit too long for the clock is a deadline far away, not a panic.
 #[tokio::test]
 async fn a_limit_past_the_clock_is_far_away() {
-    let deadline = WriteDeadline::new(
-        Duration::MAX,
-        RequestIds::generate(None),
-        http::Version::HTTP_11,
-    );
+    let deadline = deadline_of(Duration::MAX);
     assert!(deadline.shared.at > tokio::time::Instant::now() + Duration::from_secs(86_400 * 365));
     assert!(deadline.begin_write(false).is_ok());
 }
@@ -58,11 +59,7 @@ async fn a_deadline_prints_without_the_requests_ids() {
 
 #[test]
 fn a_write_that_claims_first_is_never_timed_out() {
-    let deadline = WriteDeadline::new(
-        Duration::from_secs(1),
-        RequestIds::generate(None),
-        http::Version::HTTP_11,
-    );
+    let deadline = deadline_of(Duration::from_secs(1));
     assert!(deadline.begin_write(false).is_ok());
     assert!(
         !deadline.expire(),
@@ -79,11 +76,7 @@ fn a_write_that_claims_first_is_never_timed_out() {
 /// then taken: the request is timed out.
 #[tokio::test(start_paused = true)]
 async fn a_write_after_the_limit_never_starts_before_the_timer_fires() {
-    let deadline = WriteDeadline::new(
-        Duration::from_secs(30),
-        RequestIds::generate(None),
-        http::Version::HTTP_11,
-    );
+    let deadline = deadline_of(Duration::from_secs(30));
     tokio::time::advance(Duration::from_secs(29)).await;
     assert!(deadline.check().is_ok());
     tokio::time::advance(Duration::from_secs(1)).await;
@@ -118,11 +111,7 @@ async fn a_deadline_taken_by_a_late_write_still_bounds_the_request() {
 
 #[test]
 fn a_write_after_the_deadline_never_starts() {
-    let deadline = WriteDeadline::new(
-        Duration::from_secs(1),
-        RequestIds::generate(None),
-        http::Version::HTTP_11,
-    );
+    let deadline = deadline_of(Duration::from_secs(1));
     assert!(deadline.expire());
     let error = deadline.begin_write(false).unwrap_err();
     assert_eq!(error.status(), http::StatusCode::REQUEST_TIMEOUT);
@@ -130,11 +119,7 @@ fn a_write_after_the_deadline_never_starts() {
 
 #[tokio::test(start_paused = true)]
 async fn a_second_write_of_the_request_does_not_start_after_the_limit() {
-    let deadline = WriteDeadline::new(
-        Duration::from_secs(1),
-        RequestIds::generate(None),
-        http::Version::HTTP_11,
-    );
+    let deadline = deadline_of(Duration::from_secs(1));
     // The first write claims the request (its deadline then never answers 408)...
     assert!(deadline.begin_write(false).is_ok());
     assert!(
