@@ -1,10 +1,13 @@
 //! A refusal made before the request's body is read, and the connection it leaves behind.
 //!
 //! The auth layer (401), the rate limit (429), the preflight (403, 404, 405), the content
-//! type (415), the transfer coding (501) and the server's own limits (503) refuse a request
-//! from its head and never read its body; the service answers a GET without reading one it
-//! may declare. On HTTP/1 that body still sits on the connection, ahead of any next request. hyper reads what has arrived of it; when that is not all of it, hyper closes
-//! the connection after the answer without saying so in the answer, and a client that pools
+//! type (415), the transfer coding (501), the merge patch's and the batch's checks of the
+//! head (413 on a declared length, 400 on two framings, 405, 415, 429) and the server's own
+//! limits (503) refuse a request from its head and never read its body; the service answers
+//! a GET, or refuses a request other than a PATCH, without reading a body it may declare. On
+//! HTTP/1 that body still sits on the connection, ahead of any next request. hyper reads what
+//! has arrived of it; when that is not all of it, hyper closes the connection after the
+//! answer without saying so in the answer, and a client that pools
 //! connections sends its next request on a connection that is closing (measured: the answer
 //! came back without `Connection: close` and the next request on the socket got no answer).
 //!
@@ -63,7 +66,8 @@ impl GraphError {
 /// ```
 /// use security_update::refusal::declares_body;
 ///
-/// let upload = http::Request::patch("/me/security").header("content-length", "2").body(()).unwrap();
+/// let upload = http::Request::patch("/me/security").header("content-length", "2");
+/// let upload = upload.body(()).unwrap();
 /// assert!(declares_body(upload.headers()));
 /// let probe = http::Request::get("/healthz").header("content-length", "0").body(()).unwrap();
 /// assert!(!declares_body(probe.headers()));
@@ -105,11 +109,22 @@ pub fn close_if_body_unread<B>(
     }
 }
 
+/// [`close_after`] with the request's version when its body was left `unread`: for an
+/// answer made after the request itself is gone, which keeps only that.
+pub(crate) fn close_if_unread<B>(response: Response<B>, unread: Option<Version>) -> Response<B> {
+    match unread {
+        Some(version) => close_after(response, version),
+        None => response,
+    }
+}
+
 /// Marks `response` as the last on its HTTP/1 connection: for a refusal that left the body
 /// unread, or read it only in part (the rest would otherwise be taken for the next request),
 /// and for a 408, which may come mid-body (see the [module docs](self)).
 /// The client learns from `Connection: close` not to reuse the connection (RFC 9112 §9.6).
-/// HTTP/2 streams are independent: nothing to do there.
+/// HTTP/2 streams are independent: nothing to do there. To an HTTP/1.0 request the answer
+/// is made an HTTP/1.0 one (hyper answers such a client in 1.0 whatever the answer says, but
+/// adds `keep-alive` to a 1.1 answer's `close` when the client asked to keep the connection).
 ///
 /// ```
 /// use security_update::refusal::close_after;
@@ -124,10 +139,8 @@ pub fn close_after<B>(mut response: Response<B>, version: Version) -> Response<B
         response
             .headers_mut()
             .insert(CONNECTION, HeaderValue::from_static("close"));
-        // To an HTTP/1.0 client that asked to keep the connection, hyper adds `keep-alive`
-        // to an HTTP/1.1 answer that lacks it (`Connection: close, keep-alive`); an answer
-        // in the request's version is closed as it says.
-        if version < Version::HTTP_11 {
+        // See the doc comment: hyper would answer `Connection: close, keep-alive`.
+        if version == Version::HTTP_10 {
             *response.version_mut() = version;
         }
     }
@@ -166,6 +179,7 @@ mod tests {
     #[test]
     fn only_http1_is_told_to_close() {
         for (version, closes) in [
+            (Version::HTTP_09, true),
             (Version::HTTP_10, true),
             (Version::HTTP_11, true),
             (Version::HTTP_2, false),

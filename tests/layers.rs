@@ -163,6 +163,28 @@ async fn merge_patch_layer_around_an_axum_router() {
     );
 }
 
+/// Other methods pass through untouched: a POST whose body the router's handler reads is
+/// answered as the handler answers, the connection kept.
+#[tokio::test]
+async fn merge_patch_layer_passes_other_methods_through_untouched() {
+    use axum::routing::post;
+    let router = Router::new().route(
+        "/thing",
+        post(|body: Bytes| async move { body.len().to_string() }),
+    );
+    let app = MergePatchLayer::new().with_limit(64).layer(router);
+    let request = Request::post("/thing")
+        .header("content-length", "200")
+        .body(Full::from("y".repeat(200)))
+        .unwrap();
+    let response = app.oneshot(request).await.unwrap();
+    assert!(response.headers().get("connection").is_none());
+    assert_eq!(
+        body_text(response).await,
+        (StatusCode::OK, "200".to_owned())
+    );
+}
+
 #[tokio::test]
 async fn merge_patch_layer_around_a_service_fn() {
     let app = MergePatchLayer::new().layer(service_fn(

@@ -154,6 +154,15 @@ async fn a_refusal_that_leaves_a_body_unread_closes_the_connection_and_says_so()
             "415",
         ),
         (
+            "a read the service refuses (an unknown system query option)",
+            format!(
+                "GET /beta/me/security?$nope=1 HTTP/1.1\r\nhost: x\r\n{alice}\
+                 content-type: application/json\r\ncontent-length: 100\r\n\r\n"
+            ),
+            b"{",
+            "400",
+        ),
+        (
             "a batch asked with another method",
             format!("GET /beta/$batch HTTP/1.1\r\nhost: x\r\n{alice}content-length: 10\r\n\r\n"),
             b"{",
@@ -241,6 +250,18 @@ async fn a_refusal_that_leaves_a_body_unread_closes_the_connection_and_says_so()
     .await;
     assert!(answer.starts_with("http/1.1 429 "), "{answer}");
     assert!(answer.contains("\r\nconnection: close\r\n"), "{answer}");
+    // Over the rate with no body declared: refused, the connection kept.
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let empty = format!(
+        "POST /beta/$batch HTTP/1.1\r\nhost: x\r\n{alice}\
+         content-type: application/json\r\ncontent-length: 0\r\n\r\n"
+    );
+    for _ in 0..2 {
+        stream.write_all(empty.as_bytes()).await.unwrap();
+        let answer = read_answer(&mut stream).await;
+        assert!(answer.starts_with("http/1.1 429 "), "{answer}");
+        assert!(!answer.contains("\r\nconnection:"), "{answer}");
+    }
     let entries = store.entries();
     assert_eq!(entries.len(), 1);
     assert_eq!(
@@ -269,6 +290,11 @@ async fn a_refusal_of_a_request_without_a_body_keeps_the_connection() {
         (
             "GET /beta/$batch HTTP/1.1\r\nhost: x\r\nauthorization: Bearer alice\r\n\r\n",
             "405",
+        ),
+        // Not a refusal: a read, answered by the service.
+        (
+            "GET /beta/me/security HTTP/1.1\r\nhost: x\r\nauthorization: Bearer alice\r\n\r\n",
+            "200",
         ),
     ];
     for (request, status) in refusals {

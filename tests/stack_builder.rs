@@ -115,6 +115,23 @@ async fn a_timeout_answers_408_with_the_requests_ids() {
     store.release.notify_waiters();
 }
 
+/// A read that waits for its store answers without reading a body the request declared, as
+/// one answered at once does: the answer closes an HTTP/1 connection (`src/refusal.rs`).
+#[tokio::test]
+async fn a_read_that_waits_for_its_store_closes_over_an_unread_body() {
+    let app = StackBuilder::new(HeldStore::default()).build(tokens());
+    for (body, closes) in [("{}", true), ("", false)] {
+        let request = request(Method::GET, "/me/security", Some("alice"))
+            .header("content-type", "application/json")
+            .header("content-length", body.len().to_string())
+            .body(Full::from(body))
+            .unwrap();
+        let reply = send(app.clone(), request).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(reply.headers.contains_key("connection"), closes, "{body:?}");
+    }
+}
+
 /// A request first polled after its limit (hyper polls a pipelined request only once it can
 /// write its answer) is timed out before any write started: 408, and nothing written.
 #[tokio::test(start_paused = true)]

@@ -164,7 +164,8 @@ pin_project! {
     }
 }
 
-/// `response`, closing an HTTP/1 connection when the request's body is `unread`.
+/// `response`, closing an HTTP/1 connection when the request's body is `unread`: the probe
+/// answers without reading it, and the unread rest would be taken for the next request.
 fn closing_if<B>(response: Response<B>, unread: Option<Version>) -> Response<B> {
     match unread {
         Some(version) => close_after(response, version),

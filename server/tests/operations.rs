@@ -78,14 +78,21 @@ async fn probes_answer_get_and_head_only() {
             200,
             "HEAD {path}"
         );
-        // A GET that declares a body is answered without reading it: the connection closes.
-        let get = Request::get(path).body(Full::from("unread")).unwrap();
-        let reply = send_http1(server.addr, get).await;
-        assert_eq!(reply.status, 200, "GET {path} with a body");
-        assert_eq!(
-            reply.headers["connection"], "close",
-            "GET {path} with a body"
-        );
+        // A GET or HEAD that declares a body is answered without reading it: the connection
+        // closes.
+        for method in ["GET", "HEAD"] {
+            let request = Request::builder()
+                .method(method)
+                .uri(path)
+                .body(Full::from("unread"))
+                .unwrap();
+            let reply = send_http1(server.addr, request).await;
+            assert_eq!(reply.status, 200, "{method} {path} with a body");
+            assert_eq!(
+                reply.headers["connection"], "close",
+                "{method} {path} with a body"
+            );
+        }
         let reply = send_http1(server.addr, probe(path)).await;
         assert!(!reply.headers.contains_key("connection"), "GET {path}");
     }

@@ -43,9 +43,7 @@ pin_project! {
         // layer's future is copied as it is made. With the box a PATCH copies 1.6 KB less in
         // process (`scripts/memmove_bytes.py`), for one allocation and no more instructions.
         Collecting { collecting: Pin<Box<Collecting<S, B>>> },
-        // `unread`: the request's version when it declared a body that nothing reads (a GET
-        // with a body): the answer then closes an HTTP/1 connection, as a refusal's does.
-        Inner { #[pin] future: F, unread: Option<http::Version> },
+        Inner { #[pin] future: F },
         Rejected { response: Option<Response<Full<Bytes>>> },
     }
 }
@@ -74,21 +72,7 @@ impl<S, F, B> std::fmt::Debug for ResponseFuture<S, F, B> {
 impl<S, F, B> ResponseFuture<S, F, B> {
     pub(super) fn inner(future: F) -> Self {
         Self {
-            state: State::Inner {
-                future,
-                unread: None,
-            },
-        }
-    }
-
-    /// The inner service answers a request (not a PATCH) whose body nobody reads: the answer
-    /// follows the rule of a refusal made before the body is read ([`crate::refusal`]).
-    pub(super) fn unread(future: F, version: http::Version) -> Self {
-        Self {
-            state: State::Inner {
-                future,
-                unread: Some(version),
-            },
+            state: State::Inner { future },
         }
     }
 
@@ -143,11 +127,8 @@ where
         loop {
             let mut state = self.as_mut().project().state;
             let next = match state.as_mut().project() {
-                StateProj::Inner { future, unread } => {
-                    let mut response = ready!(future.poll(cx))?;
-                    if let Some(version) = *unread {
-                        response = close_after(response, version);
-                    }
+                StateProj::Inner { future } => {
+                    let response = ready!(future.poll(cx))?;
                     return Poll::Ready(Ok(response.map(ResponseBody::inner)));
                 }
                 StateProj::Rejected { response } => {
@@ -189,7 +170,6 @@ where
                             let request = Request::from_parts(parts, RequestBody::bytes(raw));
                             State::Inner {
                                 future: inner.call(request),
-                                unread: None,
                             }
                         }
                         Err((error, unread)) => {

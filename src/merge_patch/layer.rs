@@ -125,16 +125,8 @@ where
             return ResponseFuture::rejected(error, &parts);
         }
         if request.method() != Method::PATCH {
-            // A GET (or any other method the service answers) that declares a body, which
-            // nothing reads: its answer closes an HTTP/1 connection.
-            let unread = crate::refusal::declares_body(request.headers());
-            let version = request.version();
             let future = self.inner.call(request.map(RequestBody::inner));
-            return if unread {
-                ResponseFuture::unread(future, version)
-            } else {
-                ResponseFuture::inner(future)
-            };
+            return ResponseFuture::inner(future);
         }
         let (parts, body) = request.into_parts();
         // Both framings at once is how request smuggling starts (RFC 9112 §6.3): refuse.

@@ -147,6 +147,8 @@ pin_project_lite::pin_project! {
         operation: F,
         ids: RequestIds,
         entered: Option<super::in_flight::Entered>,
+        // See `Operation::Read`'s `unread`.
+        unread: Option<http::Version>,
     }
 }
 
@@ -156,7 +158,13 @@ impl<F> Answering<F> {
             operation,
             ids,
             entered: Some(entered),
+            unread: None,
         }
+    }
+
+    /// The answer closes an HTTP/1 connection when `unread` (see `Operation::Read`).
+    pub(crate) fn closing_if(self, unread: Option<http::Version>) -> Self {
+        Self { unread, ..self }
     }
 }
 
@@ -175,6 +183,6 @@ where
         };
         // The operation ends with its answer, not when this future is dropped later.
         this.entered.take();
-        Poll::Ready(Ok(response))
+        Poll::Ready(Ok(crate::refusal::close_if_unread(response, *this.unread)))
     }
 }

@@ -51,6 +51,7 @@ use crate::merge_patch::MergePatch;
 use crate::observe::StoreOperation;
 use crate::odata::QueryOptions;
 use crate::odata::representation::Representation;
+use crate::refusal::{close_if_body_unread, close_if_unread, declares_body};
 use crate::request_id::RequestIds;
 use crate::schema::ResourceSchema;
 use crate::store::{ObjectKey, SecurityStore, Snapshot};
@@ -218,15 +219,24 @@ where
         let ids = RequestIds::take(&mut request);
         let operation = match self.prepare(&mut request) {
             Ok(operation) => operation,
-            Err(error) => return ResponseFuture::ready(error.into_response(&ids)),
+            Err(error) => {
+                let response = error.into_response(&ids);
+                // This service reads no body: a PATCH's was read by the merge-patch layer, any
+                // other a request may declare is left unread (`crate::refusal`).
+                if request.method() == Method::PATCH {
+                    return ResponseFuture::ready(response);
+                }
+                let (version, headers) = (request.version(), request.headers());
+                return ResponseFuture::ready(close_if_body_unread(response, version, headers));
+            }
         };
         // A store that answers at once: the operation is done here, or goes on in the
         // response future from where it stopped (see `write_at_once`).
         let (operation, resumed) = match (self.shared.store.at_once(), operation) {
             (Some(store), Operation::Write(write)) => match self.write_at_once(store, write) {
                 Ok(AtOnceOutcome::GoesOn(write, resumed)) => (Operation::Write(write), resumed),
-                Ok(AtOnceOutcome::Answered(reply)) => return answer(Ok(reply), &ids),
-                Err(error) => return answer(Err(error), &ids),
+                Ok(AtOnceOutcome::Answered(reply)) => return answer(Ok(reply), &ids, None),
+                Err(error) => return answer(Err(error), &ids, None),
             },
             (
                 Some(store),
@@ -235,10 +245,11 @@ where
                     representation,
                     conditions,
                     head,
+                    unread,
                 },
             ) => {
                 let outcome = self.read_at_once(store, &key, representation, &conditions, head);
-                return answer(outcome, &ids);
+                return answer(outcome, &ids, unread);
             }
             (None, operation) => (operation, Resumed::default()),
         };
@@ -252,11 +263,15 @@ where
                 representation,
                 conditions,
                 head,
-            } => Box::pin(Answering::new(
-                async move { this.read(&key, representation, &conditions, head).await },
-                ids,
-                entered,
-            )),
+                unread,
+            } => Box::pin(
+                Answering::new(
+                    async move { this.read(&key, representation, &conditions, head).await },
+                    ids,
+                    entered,
+                )
+                .closing_if(unread),
+            ),
             Operation::Write(write) => {
                 Box::pin(Answering::new(this.write(write, resumed), ids, entered))
             }
@@ -265,12 +280,17 @@ where
     }
 }
 
-/// The answer to an operation done within `call`.
-fn answer(outcome: Result<Reply, GraphError>, ids: &RequestIds) -> ResponseFuture {
-    ResponseFuture::ready(match outcome {
+/// The answer to an operation done within `call`; `unread`: see [`Operation::Read`].
+fn answer(
+    outcome: Result<Reply, GraphError>,
+    ids: &RequestIds,
+    unread: Option<http::Version>,
+) -> ResponseFuture {
+    let response = match outcome {
         Ok(reply) => reply.into_response(ids),
         Err(error) => error.into_response(ids),
-    })
+    };
+    ResponseFuture::ready(close_if_unread(response, unread))
 }
 
 /// What a request asks for, once everything that needs no store has been checked.
@@ -281,6 +301,9 @@ enum Operation {
         /// `If-Match`, `If-None-Match`.
         conditions: (Precondition, Precondition),
         head: bool,
+        /// The request's version when it declared a body, which a read leaves unread: the
+        /// answer then closes an HTTP/1 connection (`crate::refusal`).
+        unread: Option<http::Version>,
     },
     Write(Write),
 }
@@ -317,6 +340,7 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
                 representation,
                 conditions: (conditions.if_match, conditions.if_none_match),
                 head: request.method() == Method::HEAD,
+                unread: declares_body(request.headers()).then_some(request.version()),
             });
         }
         if request.extensions().get::<JsonContentType>().is_none() {
