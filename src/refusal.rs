@@ -7,9 +7,9 @@
 //! a GET, or refuses a request other than a PATCH, without reading a body it may declare. On
 //! HTTP/1 that body still sits on the connection, ahead of any next request. hyper reads what
 //! has arrived of it; when that is not all of it, hyper closes the connection after the
-//! answer without saying so in the answer, and a client that pools
-//! connections sends its next request on a connection that is closing (measured: the answer
-//! came back without `Connection: close` and the next request on the socket got no answer).
+//! answer without saying so in the answer, and a client that pools connections sends its
+//! next request on a connection that is closing (measured: the answer came back without
+//! `Connection: close` and the next request on the socket got no answer).
 //!
 //! So every such refusal follows one rule, [`GraphError::into_refusal`]: when the request
 //! declares a body (`Transfer-Encoding`, or a `Content-Length` other than 0; RFC 9112 §6.3),
@@ -109,9 +109,19 @@ pub fn close_if_body_unread<B>(
     }
 }
 
-/// [`close_after`] with the request's version when its body was left `unread`: for an
-/// answer made after the request itself is gone, which keeps only that.
-pub(crate) fn close_if_unread<B>(response: Response<B>, unread: Option<Version>) -> Response<B> {
+/// [`close_after`] with the request's version when its body was left `unread` (the version
+/// when [`declares_body`], kept while the request itself is gone): for an answer made later,
+/// in a future.
+///
+/// ```
+/// use security_update::refusal::{close_if_unread, declares_body};
+///
+/// let upload = http::Request::get("/healthz").header("content-length", "5").body(()).unwrap();
+/// let unread = declares_body(upload.headers()).then_some(upload.version());
+/// let answer = close_if_unread(http::Response::new(()), unread);
+/// assert_eq!(answer.headers()["connection"], "close");
+/// ```
+pub fn close_if_unread<B>(response: Response<B>, unread: Option<Version>) -> Response<B> {
     match unread {
         Some(version) => close_after(response, version),
         None => response,

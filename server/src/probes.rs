@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use pin_project_lite::pin_project;
-use security_update::refusal::{close_after, declares_body};
+use security_update::refusal::{close_if_unread, declares_body};
 use security_update::{ObjectKey, ResponseBody, SecurityStore};
 use tower::Service;
 
@@ -164,15 +164,6 @@ pin_project! {
     }
 }
 
-/// `response`, closing an HTTP/1 connection when the request's body is `unread`: the probe
-/// answers without reading it, and the unread rest would be taken for the next request.
-fn closing_if<B>(response: Response<B>, unread: Option<Version>) -> Response<B> {
-    match unread {
-        Some(version) => close_after(response, version),
-        None => response,
-    }
-}
-
 impl<F> ProbeFuture<F> {
     fn answer(check: Check, ok: &'static str, unread: Option<Version>) -> Self {
         Self::Probe { check, ok, unread }
@@ -201,7 +192,7 @@ where
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("text/plain; charset=utf-8"),
                 );
-                Poll::Ready(Ok(closing_if(response, *unread)))
+                Poll::Ready(Ok(close_if_unread(response, *unread)))
             }
             ProbeFutureProj::Probe { check, ok, unread } => {
                 let ready = ready!(check.as_mut().poll(cx));
@@ -220,7 +211,7 @@ where
                 response
                     .headers_mut()
                     .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                Poll::Ready(Ok(closing_if(response, *unread)))
+                Poll::Ready(Ok(close_if_unread(response, *unread)))
             }
         }
     }
