@@ -1,31 +1,22 @@
-//! [`ResponseFuture`] of the merge-patch service: reads the body (bounded by
-//! `http_body_util::Limited`) into one buffer, parses it, and calls the inner service with the
-//! parsed [`MergePatch`] in the request's extensions — or answers the refusal.
-//!
-//! The body is copied into one contiguous buffer as frames arrive, rather than gathered with
-//! `http_body_util::Collect`: `Collect` keeps one `Bytes` handle per frame (each pinning the
-//! connection's read buffer it points into), so a 1 MiB body sent as 1-byte chunks cost tens of
-//! MiB. Copying costs one memcpy of at most the body limit, and a body that arrives in one
-//! frame is kept without copying.
+//! [`ResponseFuture`] of the merge-patch service: reads the body (see `reading`), parses it,
+//! and calls the inner service with the parsed [`MergePatch`] in the request's extensions —
+//! or answers the refusal.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
-use bytes::BytesMut;
 use http::request::Parts;
 use http::{Request, Response};
 use http_body::Body;
-use http_body_util::{Full, Limited};
+use http_body_util::Full;
 use pin_project_lite::pin_project;
 use tower::Service;
 
-use super::{BoxError, MergePatch, RequestBody, read_error};
+use super::reading::BodyReader;
+use super::{BoxError, RequestBody};
 use crate::body::{ResponseBody, polled_after_completion};
-use crate::error::GraphError;
-use crate::refusal::{close_after, close_if_body_unread};
-use crate::request_id::RequestIds;
 
 pin_project! {
     /// Response future of [`MergePatchService`](super::MergePatchService).
@@ -53,12 +44,9 @@ pin_project! {
     #[project = CollectingProj]
     struct Collecting<S, B> {
         #[pin]
-        body: Limited<B>,
-        first: Option<Bytes>,
-        rest: Option<BytesMut>,
+        body: BodyReader<B>,
         parts: Option<Parts>,
         inner: Option<S>,
-        limit: usize,
         max_depth: usize,
     }
 }
@@ -76,38 +64,27 @@ impl<S, F, B> ResponseFuture<S, F, B> {
         }
     }
 
-    /// Refused before its body was read: the response closes an HTTP/1 connection when the
-    /// request declares a body ([`crate::refusal`]); every refusal of this layer's does.
-    pub(super) fn rejected(error: GraphError, parts: &Parts) -> Self {
-        let ids = RequestIds::from_parts(&parts.headers, &parts.extensions);
-        let response = error.into_response(&ids);
+    /// Refused before its body was read, with `response` (see `crate::refusal`).
+    pub(super) fn rejected(response: Response<Full<Bytes>>) -> Self {
         Self {
             state: State::Rejected {
-                response: Some(close_if_body_unread(
-                    response,
-                    parts.version,
-                    &parts.headers,
-                )),
+                response: Some(response),
             },
         }
     }
 
     pub(super) fn collecting(
-        body: Limited<B>,
+        body: BodyReader<B>,
         parts: Parts,
         inner: S,
-        limit: usize,
         max_depth: usize,
     ) -> Self {
         Self {
             state: State::Collecting {
                 collecting: Box::pin(Collecting {
                     body,
-                    first: None,
-                    rest: None,
                     parts: Some(parts),
                     inner: Some(inner),
-                    limit,
                     max_depth,
                 }),
             },
@@ -137,32 +114,15 @@ where
                 }
                 StateProj::Collecting { collecting } => {
                     let CollectingProj {
-                        mut body,
-                        first,
-                        rest,
+                        body,
                         parts,
                         inner,
-                        limit,
                         max_depth,
                     } = collecting.as_mut().project();
-                    // Err(_, true): the body was not wholly read.
-                    let outcome = loop {
-                        match ready!(body.as_mut().poll_frame(cx)) {
-                            Some(Ok(frame)) => {
-                                if let Ok(data) = frame.into_data() {
-                                    append(first, rest, data);
-                                }
-                            }
-                            Some(Err(error)) => break Err((read_error(&error, *limit), true)),
-                            None => break Ok(take(first, rest)),
-                        }
-                    };
+                    let parsed = ready!(body.poll_patch(cx, *max_depth));
                     let (Some(mut parts), Some(mut inner)) = (parts.take(), inner.take()) else {
                         return Poll::Ready(Ok(polled_after_completion().map(ResponseBody::error)));
                     };
-                    let parsed = outcome.and_then(|raw| {
-                        MergePatch::parse(raw, *max_depth).map_err(|error| (error, false))
-                    });
                     match parsed {
                         Ok(patch) => {
                             let raw = patch.raw().clone();
@@ -172,47 +132,13 @@ where
                                 future: inner.call(request),
                             }
                         }
-                        Err((error, unread)) => {
-                            let ids = RequestIds::from_parts(&parts.headers, &parts.extensions);
-                            let response = error.into_response(&ids);
-                            State::Rejected {
-                                response: Some(if unread {
-                                    close_after(response, parts.version)
-                                } else {
-                                    response
-                                }),
-                            }
-                        }
+                        Err(refused) => State::Rejected {
+                            response: Some(refused.into_response(&parts)),
+                        },
                     }
                 }
             };
             state.set(next);
         }
-    }
-}
-
-/// Adds a data frame: the first is kept as it is, later ones are copied into one buffer.
-fn append(first: &mut Option<Bytes>, rest: &mut Option<BytesMut>, data: Bytes) {
-    if data.is_empty() {
-        return;
-    }
-    match (first.as_ref(), rest.as_mut()) {
-        (None, _) => *first = Some(data),
-        (Some(head), None) => {
-            let mut joined = BytesMut::with_capacity(head.len() + data.len());
-            joined.extend_from_slice(head);
-            joined.extend_from_slice(&data);
-            *rest = Some(joined);
-        }
-        (Some(_), Some(joined)) => joined.extend_from_slice(&data),
-    }
-}
-
-/// The body read so far, as one `Bytes`.
-fn take(first: &mut Option<Bytes>, rest: &mut Option<BytesMut>) -> Bytes {
-    match (first.take(), rest.take()) {
-        (_, Some(joined)) => joined.freeze(),
-        (Some(head), None) => head,
-        (None, None) => Bytes::new(),
     }
 }

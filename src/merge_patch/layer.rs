@@ -4,31 +4,14 @@
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{Method, Request, Response, header};
+use http::{Request, Response};
 use http_body::Body;
-use http_body_util::Limited;
 use tower::{Layer, Service};
 
 use super::future::ResponseFuture;
-use super::{
-    BoxError, DEFAULT_LIMIT, DEFAULT_MAX_DEPTH, RequestBody, bad_request, declared_length, parse,
-    too_large,
-};
+use super::reading::{BodyReader, Head, check_head};
+use super::{BoxError, DEFAULT_LIMIT, DEFAULT_MAX_DEPTH, RequestBody, parse};
 use crate::body::ResponseBody;
-use crate::error::{ErrorKind, GraphError};
-
-/// The first transfer coding other than `chunked`, if any (codings are case-insensitive).
-pub(crate) fn unsupported_transfer_coding(headers: &http::HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .flat_map(|value| value.to_str().unwrap_or("?").split(','))
-        .map(str::trim)
-        // Empty list elements do not count (RFC 9110 §5.6.1).
-        .filter(|coding| !coding.is_empty())
-        .find(|coding| !coding.eq_ignore_ascii_case("chunked"))
-        .map(|coding| coding.chars().take(32).collect())
-}
 
 /// Reads, bounds and parses `PATCH` bodies; see the [module docs](crate::merge_patch).
 #[must_use]
@@ -112,45 +95,23 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        // RFC 9112 §6.1: a transfer coding we do not implement is 501, before any body is read
-        // (`gzip, chunked` read as plain chunked would hand the service compressed bytes).
-        if let Some(coding) = unsupported_transfer_coding(request.headers()) {
-            let (parts, _) = request.into_parts();
-            let error = GraphError::new(
-                ErrorKind::NotImplemented,
-                format!(
-                    "The transfer coding {coding:?} is not supported; send the body with chunked alone."
-                ),
-            );
-            return ResponseFuture::rejected(error, &parts);
-        }
-        if request.method() != Method::PATCH {
-            let future = self.inner.call(request.map(RequestBody::inner));
-            return ResponseFuture::inner(future);
+        match check_head(request.method(), request.headers(), self.limit) {
+            Ok(Head::PassOn) => {
+                return ResponseFuture::inner(self.inner.call(request.map(RequestBody::inner)));
+            }
+            Ok(Head::Read) => {}
+            Err(error) => return ResponseFuture::rejected(error.into_refusal(&request)),
         }
         let (parts, body) = request.into_parts();
-        // Both framings at once is how request smuggling starts (RFC 9112 §6.3): refuse.
-        if parts.headers.contains_key(header::TRANSFER_ENCODING)
-            && parts.headers.contains_key(header::CONTENT_LENGTH)
-        {
-            let error = bad_request("Content-Length and Transfer-Encoding are both present");
-            return ResponseFuture::rejected(error, &parts);
-        }
-        if let Some(length) = declared_length(&parts)
-            && length > self.limit as u64
-        {
-            return ResponseFuture::rejected(too_large(self.limit), &parts);
-        }
         // The future calls the inner service once the body is in, so it must own the service
         // that was polled ready. See "Be careful when cloning inner services" in tower-service's
         // docs (`tower-service/src/lib.rs`): keep the clone, send the ready one.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         ResponseFuture::collecting(
-            Limited::new(body, self.limit),
+            BodyReader::new(body, self.limit),
             parts,
             inner,
-            self.limit,
             self.max_depth,
         )
     }

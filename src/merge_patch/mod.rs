@@ -44,6 +44,7 @@ mod cursor;
 mod future;
 mod layer;
 mod parse;
+pub(crate) mod reading;
 pub(crate) mod scan;
 #[cfg(test)]
 pub(crate) mod scan_tests;
@@ -54,8 +55,8 @@ pub(crate) mod value;
 
 pub use apply::{apply, apply_to_object};
 pub use future::ResponseFuture;
-pub(crate) use layer::unsupported_transfer_coding;
 pub use layer::{MergePatchLayer, MergePatchService};
+pub(crate) use reading::unsupported_transfer_coding;
 pub(crate) use text::{PatchText, PlainNames};
 
 use std::fmt;
@@ -63,7 +64,6 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use http::header;
-use http::request::Parts;
 use http_body_util::LengthLimitError;
 use serde_json::{Map, Value};
 
@@ -307,9 +307,8 @@ impl MergePatch {
     }
 }
 
-pub(crate) fn declared_length(parts: &Parts) -> Option<u64> {
-    parts
-        .headers
+pub(crate) fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
         .get(header::CONTENT_LENGTH)?
         .to_str()
         .ok()?
