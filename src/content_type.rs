@@ -112,12 +112,20 @@ where
     }
 }
 
-/// The layer's check of `request` (and the stack's [`Checks`](crate::checks::Checks)'): a
-/// body whose media type matters must be JSON, and the request then says it was checked.
-pub(crate) fn admit<B>(request: &mut Request<B>) -> Result<(), GraphError> {
+/// The layer's check of `request`: [`check`], and the request then says it was checked.
+fn admit<B>(request: &mut Request<B>) -> Result<(), GraphError> {
+    check(request)?;
+    if has_body(request) {
+        request.extensions_mut().insert(JsonContentType);
+    }
+    Ok(())
+}
+
+/// The check itself (the layer's, and the stack's [`Endpoint`](crate::endpoint::Endpoint)'s):
+/// a body whose media type matters must be JSON.
+pub(crate) fn check<B>(request: &Request<B>) -> Result<(), GraphError> {
     if has_body(request) {
         check_json_content_type(request.headers())?;
-        request.extensions_mut().insert(JsonContentType);
     }
     Ok(())
 }

@@ -12,8 +12,8 @@
 //! ```
 //!
 //! [`StackBuilder`] owns the configuration and puts them together in that order, the rate
-//! limit, the preflight and the content type as one service ([`checks::Checks`]); [`stack`]
-//! does it with defaults. Every failure is a Graph error response
+//! limit, the preflight, the content type, the merge patch and the service as one service
+//! ([`endpoint::Endpoint`]); [`stack`] does it with defaults. Every failure is a Graph error response
 //! (`{"error":{"code","message","innerError":{...}}}`); the service's error type is
 //! `Infallible`.
 //!
@@ -83,8 +83,8 @@ pub mod audit;
 pub mod auth;
 pub mod batch;
 mod body;
-pub mod checks;
 pub mod content_type;
+pub mod endpoint;
 mod error;
 mod extension_room;
 mod macros;

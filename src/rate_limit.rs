@@ -186,7 +186,7 @@ where
 
 impl RateLimitLayer {
     /// Takes one token for `request`'s principal, as the layer's service does: for the stack's
-    /// [`Checks`](crate::checks::Checks), and for a request that goes through neither (a
+    /// [`Endpoint`](crate::endpoint::Endpoint), and for a request that goes through neither (a
     /// `$batch` envelope, whose sub-requests do).
     ///
     /// # Errors

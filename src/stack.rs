@@ -8,8 +8,8 @@ use tower::Layer;
 use crate::audit::AuditSink;
 use crate::auth::{Auth, AuthLayer, FailureThrottle, Policy, TokenValidator};
 use crate::batch::{Batch, BatchLayer};
-use crate::checks::Checks;
-use crate::merge_patch::{MergePatchLayer, MergePatchService};
+use crate::endpoint::Endpoint;
+use crate::merge_patch::MergePatchLayer;
 use crate::rate_limit::RateLimitLayer;
 use crate::request_id::{RequestId, RequestIdLayer};
 use crate::schema::ResourceSchema;
@@ -18,22 +18,22 @@ use crate::store::SecurityStore;
 use crate::timeout::{Timeout, TimeoutLayer};
 
 /// The whole pipeline, outermost first, as [`StackBuilder`] assembles it.
-pub type Stack<S, V> =
-    RequestId<Timeout<Auth<Batch<Checks<MergePatchService<SecurityUpdateService<S>>>>, V>>>;
+pub type Stack<S, V> = RequestId<Timeout<Auth<Batch<Endpoint<S>>, V>>>;
 
 /// [`StackBuilder`]: the one place that owns the configuration and writes down the order of the
 /// layers. [`stack`](crate::stack), the server binary and the benches all build through it.
 ///
 /// ```text
-/// RequestId ─▶ Timeout ─▶ Auth ─▶ Batch ─▶ [RateLimit ─▶ Preflight ─▶ ContentType] ─▶ MergePatch ─▶ SecurityUpdateService
+/// RequestId ─▶ Timeout ─▶ Auth ─▶ Batch ─▶ [RateLimit ─▶ Preflight ─▶ ContentType ─▶ MergePatch ─▶ SecurityUpdateService]
 /// ids first,   408 with    bearer  per caller   route and    415 unless     body → typed    If-Match, merge,
 /// so every     the         → (401) (429; off    authorize    JSON           patch (413 /    validate, compare-
 /// answer has   request's   Principal by default) (404/405/                  400)            and-swap
 /// them         ids (off by default)              403)
 /// ```
 ///
-/// The three in brackets run as one service, [`Checks`](crate::checks::Checks): their layers'
-/// own checks, in this order, at one service's cost.
+/// The pieces in brackets run as one service,
+/// [`Endpoint`](crate::endpoint::Endpoint): their own checks, in this order, at one service's
+/// cost, the decision and the patch handed over as values.
 ///
 /// Configuration is fixed when [`build`](StackBuilder::build) (or
 /// [`into_service`](StackBuilder::into_service)) is called: the preflight and the service are
@@ -254,10 +254,9 @@ fn assemble<S: SecurityStore, V: TokenValidator>(
     rate_limit: RateLimitLayer,
     timeout: TimeoutLayer,
 ) -> Stack<S, V> {
-    let preflight = service.preflight_layer();
-    let inner = merge_patch.layer(service);
-    // The rate limit, then the preflight, then the content type: one service, `Checks`.
-    let inner = Checks::new(inner, rate_limit, preflight);
+    // The rate limit, the preflight, the content type, the merge patch and the operation:
+    // one service, `Endpoint`.
+    let inner = Endpoint::new(service, rate_limit, merge_patch);
     let inner = batch.layer(inner);
     let inner = auth.layer(inner);
     let inner = timeout.layer(inner);

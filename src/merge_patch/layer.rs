@@ -48,6 +48,11 @@ impl MergePatchLayer {
         self.limit
     }
 
+    /// How many arrays and objects may nest.
+    pub(crate) fn max_depth(&self) -> usize {
+        self.max_depth
+    }
+
     /// Sets how many arrays and objects may nest (at most 128, `serde_json`'s own bound).
     pub fn with_max_depth(mut self, max_depth: usize) -> Self {
         self.max_depth = max_depth.min(parse::SERDE_JSON_DEPTH_LIMIT);

@@ -1,6 +1,6 @@
 //! What the merge-patch layer checks of a request's head, and how it reads and parses the
-//! body, for [`MergePatchService`](super::MergePatchService) and whatever else must refuse
-//! and read as it does.
+//! body: shared by [`MergePatchService`](super::MergePatchService) and the stack's
+//! [`Endpoint`](crate::endpoint::Endpoint), which must refuse and read alike.
 //!
 //! The body is copied into one contiguous buffer as frames arrive, rather than gathered with
 //! `http_body_util::Collect`: `Collect` keeps one `Bytes` handle per frame (each pinning the

@@ -2,8 +2,8 @@
 //! merges, validates and saves.
 //!
 //! It expects the layers of [`stack`](crate::stack) outside it and fails closed without them:
-//! no [`Principal`] is 401, a `PATCH` whose content type was not checked is checked here (415),
-//! and a `PATCH` without a parsed [`MergePatch`] is 400.
+//! no [`Principal`](crate::Principal) is 401, a `PATCH` whose content type was not checked is
+//! checked here (415), and a `PATCH` without a parsed [`MergePatch`](crate::MergePatch) is 400.
 //!
 //! | request                                        | status |
 //! |------------------------------------------------|--------|
@@ -24,6 +24,7 @@ mod endpoint;
 mod future;
 mod in_flight;
 mod preflight;
+mod prepare;
 mod reply;
 mod write;
 mod write_at_once;
@@ -44,23 +45,20 @@ use http_body_util::Full;
 use tower::Service;
 
 use crate::audit::{AuditSink, TracingAudit};
-use crate::auth::{Access, DefaultPolicy, Policy, Principal};
-use crate::content_type::{JsonContentType, check_json_content_type};
-use crate::error::{ErrorKind, GraphError};
-use crate::merge_patch::MergePatch;
+use crate::auth::{DefaultPolicy, Policy};
+use crate::error::GraphError;
 use crate::observe::StoreOperation;
-use crate::odata::QueryOptions;
 use crate::odata::representation::Representation;
-use crate::refusal::{close_if_body_unread, close_if_unread, declares_body};
+use crate::refusal::{close_if_body_unread, close_if_unread};
 use crate::request_id::RequestIds;
 use crate::schema::ResourceSchema;
 use crate::store::{ObjectKey, SecurityStore, Snapshot};
-use crate::timeout::WriteDeadline;
-use conditional::{Conditions, Precondition};
-use endpoint::{Decided, missing_principal};
+use conditional::Precondition;
 use future::{Answering, BoxFuture};
+pub(crate) use prepare::Handed;
+use prepare::Operation;
 use reply::{Reply, default_snapshot};
-use write::{Resumed, Write};
+use write::Resumed;
 use write_at_once::AtOnceOutcome;
 
 /// Compare-and-swap attempts before answering 503; each lost race means another write landed.
@@ -180,6 +178,11 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
         }
     }
 
+    /// The configuration the service (and its preflight) decide with.
+    pub(crate) fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
     pub(crate) fn config_path_prefix(&self) -> &str {
         self.shared.config.path_prefix.as_deref().unwrap_or("")
     }
@@ -215,9 +218,20 @@ where
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        self.call_handed(request, Handed::InExtensions)
+    }
+}
+
+impl<S: SecurityStore> SecurityUpdateService<S> {
+    /// [`call`](Service::call), with what the layers before decided found where `handed` says.
+    pub(crate) fn call_handed<B>(
+        &mut self,
+        mut request: Request<B>,
+        handed: Handed,
+    ) -> ResponseFuture {
         let ids = RequestIds::take(&mut request);
-        let operation = match self.prepare(&mut request) {
+        let operation = match self.prepare(&mut request, handed) {
             Ok(operation) => operation,
             Err(error) => {
                 let response = error.into_response(&ids);
@@ -293,91 +307,7 @@ fn answer(
     ResponseFuture::ready(close_if_unread(response, unread))
 }
 
-/// What a request asks for, once everything that needs no store has been checked.
-enum Operation {
-    Read {
-        key: ObjectKey,
-        representation: Representation,
-        /// `If-Match`, `If-None-Match`.
-        conditions: (Precondition, Precondition),
-        head: bool,
-        /// The request's version when it declared a body, which a read leaves unread: the
-        /// answer then closes an HTTP/1 connection (`crate::refusal`).
-        unread: Option<http::Version>,
-    },
-    Write(Write),
-}
-
 impl<S: SecurityStore> SecurityUpdateService<S> {
-    /// Routing, authentication, authorization, content type, patch presence, `If-Match`
-    /// syntax and the patch-only schema rules: everything that needs no store.
-    fn prepare<B>(&self, request: &mut Request<B>) -> Result<Operation, GraphError> {
-        let config = &*self.shared.config;
-        // The preflight's decision, if it holds for this request; else decided here.
-        let decided = request
-            .extensions_mut()
-            .remove::<Decided>()
-            .and_then(|decided| decided.for_request(&self.shared.config, request));
-        let (access, key, actor) = match decided {
-            Some((access, key, actor)) => (access, key, Some(actor)),
-            None => {
-                let (access, key) = config.authorize(request)?;
-                (access, key, None)
-            }
-        };
-        let options = QueryOptions::parse(request.uri().query(), &config.schema)?;
-        let representation = Representation::new(
-            request,
-            config.service_root.as_deref(),
-            config.path_prefix.as_deref(),
-            key.user_id(),
-            options,
-        );
-        if access == Access::Read {
-            let conditions = Conditions::parse(request.headers())?;
-            return Ok(Operation::Read {
-                key,
-                representation,
-                conditions: (conditions.if_match, conditions.if_none_match),
-                head: request.method() == Method::HEAD,
-                unread: declares_body(request.headers()).then_some(request.version()),
-            });
-        }
-        if request.extensions().get::<JsonContentType>().is_none() {
-            check_json_content_type(request.headers())?;
-        }
-        let mut patch = request
-            .extensions_mut()
-            .remove::<MergePatch>()
-            .ok_or_else(|| {
-                GraphError::new(
-                    ErrorKind::BadRequest,
-                    "The request body was not read as a merge patch (is MergePatchLayer mounted?).",
-                )
-            })?;
-        patch.strip_annotations()?;
-        config.schema.check_patch_alone(&patch)?;
-        let actor = match actor {
-            Some(actor) => actor,
-            None => request
-                .extensions()
-                .get::<Principal>()
-                .cloned()
-                .ok_or_else(missing_principal)?,
-        };
-        let conditions = Conditions::parse(request.headers())?;
-        Ok(Operation::Write(Write {
-            key,
-            actor,
-            patch,
-            precondition: conditions.if_match,
-            unless: conditions.if_none_match,
-            minimal: conditions.minimal,
-            deadline: request.extensions().get::<WriteDeadline>().cloned(),
-            representation,
-        }))
-    }
-
     /// A read, with RFC 9110 §13.2.2's order: `If-Match` (412), then `If-None-Match` (304).
     async fn read(
         &self,

@@ -31,13 +31,6 @@ impl fmt::Debug for PreflightLayer {
     }
 }
 
-impl PreflightLayer {
-    /// The layer's check of `request`, for [`Checks`](crate::checks::Checks).
-    pub(crate) fn admit<B>(&self, request: &mut Request<B>) -> Result<(), GraphError> {
-        admit(&self.config, request)
-    }
-}
-
 impl<S> tower::Layer<S> for PreflightLayer {
     type Service = Preflight<S>;
 
@@ -89,9 +82,9 @@ where
     }
 }
 
-/// The preflight's check of `request` under `config` (the layer's and the stack's
-/// [`Checks`](crate::checks::Checks)'): routed and authorized, it carries the decision on.
-pub(crate) fn admit<B>(config: &Config, request: &mut Request<B>) -> Result<(), GraphError> {
+/// The preflight's check of `request` under `config`: routed and authorized, it carries the
+/// decision on.
+fn admit<B>(config: &Config, request: &mut Request<B>) -> Result<(), GraphError> {
     let decision = config.authorize(request)?;
     // The service takes this decision instead of making it again.
     if let Some(decided) = Decided::new(config, request, decision) {

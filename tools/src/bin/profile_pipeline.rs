@@ -172,22 +172,21 @@ fn main() {
 /// the whole stack). Each makes room in the request's extensions first, as the stack's
 /// outermost layer does. `ours-core`: the merge-patch layer and the service, with the
 /// principal put in by hand (the service still checks the content type and authorizes, as
-/// it does without the layers); `ours-upto-checks` adds the checks before the body (the rate
-/// limit, unlimited as in `stack`, the preflight and the content type, one service as the
-/// stack runs them); `ours-upto-batch` batching;
+/// it does without the layers); `ours-upto-checks` the stack's `Endpoint` instead (the rate
+/// limit, unlimited as in `stack`, the preflight, the content type, the merge patch and the
+/// service, one service as the stack runs them); `ours-upto-batch` batching;
 /// `ours-upto-auth` the auth layer with the cached ES256 token instead of the hand-made
 /// principal. Left for ours-jwt: the timeout (off) and the request ids.
 fn upto(rt: &tokio::runtime::Runtime, contender: &str, count: usize) {
     use security_update::{
         AuthLayer, BatchLayer, MemoryStore, MergePatchLayer, RateLimitLayer, StackBuilder,
-        checks::Checks,
+        endpoint::Endpoint,
     };
     use tower::{Layer, ServiceBuilder};
     let service = StackBuilder::new(MemoryStore::new())
         .with_schema(schema())
         .into_service();
-    let preflight = service.preflight_layer();
-    let core = MergePatchLayer::new().layer(service);
+    let core = MergePatchLayer::new().layer(service.clone());
     let by_hand = principal();
     let given = move |mut request: http::Request<_>| {
         // As the stack's outermost layer does.
@@ -201,7 +200,13 @@ fn upto(rt: &tokio::runtime::Runtime, contender: &str, count: usize) {
             assert_merged(contender, status, &body);
         }
     };
-    let inner = || Checks::new(core.clone(), RateLimitLayer::unlimited(), preflight.clone());
+    let inner = || {
+        Endpoint::new(
+            service.clone(),
+            RateLimitLayer::unlimited(),
+            MergePatchLayer::new(),
+        )
+    };
     let batched =
         || BatchLayer::with_prefix("", security_update::merge_patch::DEFAULT_LIMIT).layer(inner());
     match contender {
