@@ -468,3 +468,24 @@ async fn the_checks_before_the_body_refuse_in_order_and_change_nothing() {
     let bob = store.load(&ObjectKey::new(TENANT, common::BOB)).await;
     assert_eq!(bob.unwrap().unwrap().version(), 1);
 }
+
+/// The built stack asks the policy once a request, before the body is read, whatever the
+/// path's length (a percent-encoded user id makes a path of 124 bytes; a preflight's decision
+/// carried in the extensions kept only 96).
+#[tokio::test]
+async fn the_built_stack_asks_the_policy_once_for_a_long_path() {
+    let store = MemoryStore::new();
+    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let app = StackBuilder::new(store.clone())
+        .with_schema(ResourceSchema::open_type())
+        .with_policy(Counted(DefaultPolicy::new(), asked.clone()))
+        .build(common::tokens());
+    let encoded: String = ALICE.bytes().map(|byte| format!("%{byte:02X}")).collect();
+    let path = format!("/users/{encoded}/security");
+    assert!(path.len() > 96, "{}", path.len());
+    let written = patch(&app, &path, "admin", &revision(1)).await;
+    assert_eq!(written.status, StatusCode::OK);
+    assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let stored = store.load(&ObjectKey::new(TENANT, ALICE)).await.unwrap();
+    assert_eq!(stored.map(|snapshot| snapshot.version()), Some(1));
+}

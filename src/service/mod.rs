@@ -195,10 +195,11 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
 
     /// A layer that routes and authorizes requests exactly as this service will, before any
     /// body is read: `PATCH /nowhere` is 404 and a caller without the write permission is 403
-    /// without uploading a megabyte first. [`stack`](crate::stack) mounts it between the auth
-    /// and content-type layers. The service takes the layer's decision for the request it was
-    /// made for (not after a layer in between changed the path or the principal) and makes it
-    /// itself otherwise, so it stays fail-closed without the layer.
+    /// without uploading a megabyte first, in a stack composed by hand (between the auth and
+    /// content-type layers; [`stack`](crate::stack)'s [`Endpoint`](crate::endpoint::Endpoint)
+    /// makes the same decision itself). The service takes the layer's decision for the request
+    /// it was made for (not after a layer in between changed the path or the principal) and
+    /// makes it itself otherwise, so it stays fail-closed without the layer.
     pub fn preflight_layer(&self) -> PreflightLayer {
         PreflightLayer {
             config: self.shared.config.clone(),

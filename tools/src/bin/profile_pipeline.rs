@@ -123,7 +123,7 @@ fn main() {
                 assert_merged("ours-jwt", status, &body);
             }
         }
-        "ours-core" | "ours-upto-checks" | "ours-upto-batch" | "ours-upto-auth" => {
+        "ours-core" | "ours-upto-endpoint" | "ours-upto-batch" | "ours-upto-auth" => {
             upto(&rt, &contender, count);
         }
         "floor-every" => {
@@ -172,7 +172,7 @@ fn main() {
 /// the whole stack). Each makes room in the request's extensions first, as the stack's
 /// outermost layer does. `ours-core`: the merge-patch layer and the service, with the
 /// principal put in by hand (the service still checks the content type and authorizes, as
-/// it does without the layers); `ours-upto-checks` the stack's `Endpoint` instead (the rate
+/// it does without the layers); `ours-upto-endpoint` the stack's `Endpoint` instead (the rate
 /// limit, unlimited as in `stack`, the preflight, the content type, the merge patch and the
 /// service, one service as the stack runs them); `ours-upto-batch` batching;
 /// `ours-upto-auth` the auth layer with the cached ES256 token instead of the hand-made
@@ -216,7 +216,7 @@ fn upto(rt: &tokio::runtime::Runtime, contender: &str, count: usize) {
                 .service(core.clone());
             run(&|request| rt.block_on(answer(&service, request)));
         }
-        "ours-upto-checks" => {
+        "ours-upto-endpoint" => {
             let service = ServiceBuilder::new().map_request(given).service(inner());
             run(&|request| rt.block_on(answer(&service, request)));
         }
