@@ -150,6 +150,7 @@ mod tests {
         assert_send_sync_clone::<AuthLayer<StaticTokens>>();
         assert_send_sync_clone::<SecurityUpdateService<MemoryStore>>();
         assert_send_sync_clone::<Stack<MemoryStore, StaticTokens>>();
+        assert_send_sync_clone::<endpoint::Endpoint<MemoryStore>>();
         assert_send_sync_clone::<MemoryStore>();
         assert_send_sync_clone::<ResourceSchema>();
         assert_send_sync_clone::<Principal>();

@@ -69,7 +69,36 @@ use crate::service::{Handed, SecurityUpdateService};
 use crate::store::SecurityStore;
 
 /// The checks before the body, the merge patch and the operation in one service; see the
-/// [module docs](self). [`StackBuilder`](crate::StackBuilder) makes it, inside the batch layer.
+/// [module docs](self). [`StackBuilder`](crate::StackBuilder) makes it, inside the batch layer;
+/// a stack composed by hand mounts it behind its own outer layers:
+///
+/// ```
+/// use security_update::endpoint::Endpoint;
+/// use security_update::{
+///     AuthLayer, MemoryStore, MergePatchLayer, Principal, RateLimitLayer, RequestIdLayer,
+///     StackBuilder, StaticTokens,
+/// };
+/// use tower::{ServiceBuilder, ServiceExt};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let tokens = StaticTokens::new().with_token(
+///     "t",
+///     Principal::delegated("72f988bf-86f1-41af-91ab-2d7cd011db47", "aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa")
+///         .with_scopes(["SecurityEvents.ReadWrite.All"]),
+/// );
+/// let service = StackBuilder::new(MemoryStore::new()).into_service();
+/// let app = ServiceBuilder::new()
+///     .layer(RequestIdLayer::new())
+///     .layer(AuthLayer::new(tokens))
+///     .service(Endpoint::new(service, RateLimitLayer::unlimited(), MergePatchLayer::new()));
+/// let patch = http::Request::patch("/me/security")
+///     .header("authorization", "Bearer t")
+///     .header("content-type", "application/json")
+///     .body(http_body_util::Full::from(r##"{"@odata.type": "#microsoft.graph.security.security"}"##))
+///     .unwrap();
+/// assert_eq!(app.oneshot(patch).await.unwrap().status(), 200);
+/// # }
+/// ```
 #[must_use]
 pub struct Endpoint<S> {
     service: SecurityUpdateService<S>,
