@@ -713,7 +713,8 @@ async fn graph_cases_from_data() {
 }
 
 /// Without the layers, the service fails closed: 401 without a principal, 415 without a
-/// checked content type, 400 without a parsed patch.
+/// checked content type, 400 without a parsed patch (closing the connection when the request
+/// declared a body it leaves unread).
 #[tokio::test]
 async fn bare_service_fails_closed() {
     let store = MemoryStore::new();
@@ -739,10 +740,26 @@ async fn bare_service_fails_closed() {
         .header("content-type", "application/json")
         .body(Full::from("{}"))
         .unwrap();
-    request.extensions_mut().insert(principal);
-    let reply = send(service, request).await;
+    request.extensions_mut().insert(principal.clone());
+    let reply = send(service.clone(), request).await;
     assert_eq!(reply.status, 400);
     assert!(reply.error_message().contains("MergePatchLayer"));
+    // No body was declared: the connection is kept.
+    assert!(!reply.headers.contains_key("connection"), "{reply:?}");
+
+    // A body declared and never read (no merge-patch layer read it): the refusal closes an
+    // HTTP/1 connection, or the unread body would be taken for the next request.
+    for content_type in ["application/json", "text/plain"] {
+        let mut request = Request::patch("/me/security")
+            .header("content-type", content_type)
+            .header("content-length", "2")
+            .body(Full::from("{}"))
+            .unwrap();
+        request.extensions_mut().insert(principal.clone());
+        let reply = send(service.clone(), request).await;
+        assert!(matches!(reply.status.as_u16(), 400 | 415), "{reply:?}");
+        assert_eq!(reply.header("connection"), "close", "{content_type}");
+    }
     assert!(store.is_empty());
 }
 

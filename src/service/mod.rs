@@ -232,13 +232,21 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
         handed: Handed,
     ) -> ResponseFuture {
         let ids = RequestIds::take(&mut request);
+        // This service reads no body. A PATCH's was read before it when its patch came with
+        // it (from the merge-patch layer or the endpoint); any other body a request declares
+        // is left unread, and a refusal then closes the connection (`crate::refusal`).
+        let body_read = match &handed {
+            Handed::Direct { patch, .. } => patch.is_some(),
+            Handed::InExtensions => {
+                request.method() == Method::PATCH
+                    && request.extensions().get::<crate::MergePatch>().is_some()
+            }
+        };
         let operation = match self.prepare(&mut request, handed) {
             Ok(operation) => operation,
             Err(error) => {
                 let response = error.into_response(&ids);
-                // This service reads no body: a PATCH's was read by the merge-patch layer, any
-                // other a request may declare is left unread (`crate::refusal`).
-                if request.method() == Method::PATCH {
+                if body_read {
                     return ResponseFuture::ready(response);
                 }
                 let (version, headers) = (request.version(), request.headers());
