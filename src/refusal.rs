@@ -4,7 +4,9 @@
 //! type (415), the transfer coding (501), the merge patch's and the batch's checks of the
 //! head (413 on a declared length, 400 on two framings, 405, 415, 429) and the server's own
 //! limits (503) refuse a request from its head and never read its body; the service answers
-//! a GET, or refuses a request other than a PATCH, without reading a body it may declare. On
+//! a GET, or refuses a request that came without a merge patch (any method but a PATCH, or a
+//! PATCH no merge-patch layer read: it takes a [`MergePatch`](crate::MergePatch) in the
+//! request's extensions to mean the body was read), without reading a body it may declare. On
 //! HTTP/1 that body still sits on the connection, ahead of any next request. hyper reads what
 //! has arrived of it; when that is not all of it, hyper closes the connection after the
 //! answer without saying so in the answer, and a client that pools connections sends its

@@ -749,7 +749,7 @@ async fn bare_service_fails_closed() {
 
     // A body declared and never read (no merge-patch layer read it): the refusal closes an
     // HTTP/1 connection, or the unread body would be taken for the next request.
-    for content_type in ["application/json", "text/plain"] {
+    for (content_type, status) in [("application/json", 400), ("text/plain", 415)] {
         let mut request = Request::patch("/me/security")
             .header("content-type", content_type)
             .header("content-length", "2")
@@ -757,9 +757,23 @@ async fn bare_service_fails_closed() {
             .unwrap();
         request.extensions_mut().insert(principal.clone());
         let reply = send(service.clone(), request).await;
-        assert!(matches!(reply.status.as_u16(), 400 | 415), "{reply:?}");
+        assert_eq!(reply.status, status, "{reply:?}");
         assert_eq!(reply.header("connection"), "close", "{content_type}");
     }
+
+    // The merge-patch layer read the body: the service's refusal keeps the connection.
+    let read_first = tower::Layer::layer(&security_update::MergePatchLayer::new(), service);
+    let body = r#"{"@odata.type":"x"}"#;
+    let mut request = Request::patch("/me/security")
+        .header("content-type", "application/json")
+        .header("content-length", body.len())
+        .body(Full::from(body))
+        .unwrap();
+    request.extensions_mut().insert(principal);
+    let reply = send(read_first, request).await;
+    assert_eq!(reply.status, 400, "{reply:?}");
+    assert!(reply.error_message().contains("@odata.type"), "{reply:?}");
+    assert!(!reply.headers.contains_key("connection"), "{reply:?}");
     assert!(store.is_empty());
 }
 
