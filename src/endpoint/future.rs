@@ -51,7 +51,6 @@ pin_project! {
         parts: Option<Parts>,
         service: SecurityUpdateService<S>,
         decided: Option<(Access, ObjectKey)>,
-        max_depth: usize,
     }
 }
 
@@ -79,7 +78,6 @@ impl<S, B> ResponseFuture<S, B> {
         parts: Parts,
         service: SecurityUpdateService<S>,
         decided: (Access, ObjectKey),
-        max_depth: usize,
     ) -> Self {
         Self {
             state: State::Reading {
@@ -88,7 +86,6 @@ impl<S, B> ResponseFuture<S, B> {
                     parts: Some(parts),
                     service,
                     decided: Some(decided),
-                    max_depth,
                 }),
             },
         }
@@ -114,9 +111,8 @@ where
                         parts,
                         service,
                         decided,
-                        max_depth,
                     } = reading.as_mut().project();
-                    let parsed = ready!(body.poll_patch(cx, *max_depth));
+                    let parsed = ready!(body.poll_patch(cx));
                     let (Some(parts), Some((access, key))) = (parts.take(), decided.take()) else {
                         return Poll::Ready(Ok(polled_after_completion()));
                     };

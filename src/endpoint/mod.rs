@@ -190,13 +190,8 @@ where
             }
             Head::Read => {
                 let (parts, body) = request.into_parts();
-                ResponseFuture::reading(
-                    BodyReader::new(body, limit),
-                    parts,
-                    self.service.clone(),
-                    (access, key),
-                    self.merge_patch.max_depth(),
-                )
+                let body = BodyReader::new(body, limit, self.merge_patch.max_depth());
+                ResponseFuture::reading(body, parts, self.service.clone(), (access, key))
             }
         }
     }

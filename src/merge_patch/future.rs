@@ -47,7 +47,6 @@ pin_project! {
         body: BodyReader<B>,
         parts: Option<Parts>,
         inner: Option<S>,
-        max_depth: usize,
     }
 }
 
@@ -73,19 +72,13 @@ impl<S, F, B> ResponseFuture<S, F, B> {
         }
     }
 
-    pub(super) fn collecting(
-        body: BodyReader<B>,
-        parts: Parts,
-        inner: S,
-        max_depth: usize,
-    ) -> Self {
+    pub(super) fn collecting(body: BodyReader<B>, parts: Parts, inner: S) -> Self {
         Self {
             state: State::Collecting {
                 collecting: Box::pin(Collecting {
                     body,
                     parts: Some(parts),
                     inner: Some(inner),
-                    max_depth,
                 }),
             },
         }
@@ -113,13 +106,8 @@ where
                     return Poll::Ready(Ok(response.map(ResponseBody::error)));
                 }
                 StateProj::Collecting { collecting } => {
-                    let CollectingProj {
-                        body,
-                        parts,
-                        inner,
-                        max_depth,
-                    } = collecting.as_mut().project();
-                    let parsed = ready!(body.poll_patch(cx, *max_depth));
+                    let CollectingProj { body, parts, inner } = collecting.as_mut().project();
+                    let parsed = ready!(body.poll_patch(cx));
                     let (Some(mut parts), Some(mut inner)) = (parts.take(), inner.take()) else {
                         return Poll::Ready(Ok(polled_after_completion().map(ResponseBody::error)));
                     };

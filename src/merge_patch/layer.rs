@@ -114,10 +114,9 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         ResponseFuture::collecting(
-            BodyReader::new(body, self.limit),
+            BodyReader::new(body, self.limit, self.max_depth),
             parts,
             inner,
-            self.max_depth,
         )
     }
 }

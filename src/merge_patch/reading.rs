@@ -82,19 +82,21 @@ pub(crate) fn check_head(
 }
 
 pin_project! {
-    /// A `PATCH` body being read into one buffer, bounded by `limit`.
+    /// A `PATCH` body being read into one buffer, bounded by `limit`, to be parsed as a
+    /// merge patch nested at most `max_depth` deep.
     pub(crate) struct BodyReader<B> {
         #[pin]
         body: Limited<B>,
         first: Option<Bytes>,
         rest: Option<BytesMut>,
         limit: usize,
+        max_depth: usize,
     }
 }
 
 /// Why a body gave no patch, and whether it was left partly unread (the answer then closes
 /// an HTTP/1 connection: the rest would be taken for the next request).
-pub(crate) struct Unread {
+pub(crate) struct NoPatch {
     pub(crate) error: GraphError,
     pub(crate) unread: bool,
 }
@@ -104,22 +106,21 @@ where
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    pub(crate) fn new(body: B, limit: usize) -> Self {
+    pub(crate) fn new(body: B, limit: usize, max_depth: usize) -> Self {
         Self {
             body: Limited::new(body, limit),
             first: None,
             rest: None,
             limit,
+            max_depth,
         }
     }
 
-    /// Reads to the end of the body and parses it as a merge patch nested at most
-    /// `max_depth` deep.
+    /// Reads to the end of the body and parses it.
     pub(crate) fn poll_patch(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        max_depth: usize,
-    ) -> Poll<Result<MergePatch, Unread>> {
+    ) -> Poll<Result<MergePatch, NoPatch>> {
         let mut this = self.project();
         loop {
             match ready!(this.body.as_mut().poll_frame(cx)) {
@@ -129,15 +130,15 @@ where
                     }
                 }
                 Some(Err(error)) => {
-                    return Poll::Ready(Err(Unread {
+                    return Poll::Ready(Err(NoPatch {
                         error: read_error(&error, *this.limit),
                         unread: true,
                     }));
                 }
                 None => {
                     let raw = take(this.first, this.rest);
-                    return Poll::Ready(MergePatch::parse(raw, max_depth).map_err(|error| {
-                        Unread {
+                    return Poll::Ready(MergePatch::parse(raw, *this.max_depth).map_err(|error| {
+                        NoPatch {
                             error,
                             unread: false,
                         }
@@ -148,7 +149,7 @@ where
     }
 }
 
-impl Unread {
+impl NoPatch {
     /// The answer to the request whose head is `parts`.
     pub(crate) fn into_response(self, parts: &Parts) -> Response<Full<Bytes>> {
         let ids = RequestIds::from_parts(&parts.headers, &parts.extensions);
