@@ -114,20 +114,20 @@ where
 
 /// The layer's check of `request`: [`check`], and the request then says it was checked.
 fn admit<B>(request: &mut Request<B>) -> Result<(), GraphError> {
-    check(request)?;
-    if has_body(request) {
+    if check(request)? {
         request.extensions_mut().insert(JsonContentType);
     }
     Ok(())
 }
 
 /// The check itself (the layer's, and the stack's [`Endpoint`](crate::endpoint::Endpoint)'s):
-/// a body whose media type matters must be JSON.
-pub(crate) fn check<B>(request: &Request<B>) -> Result<(), GraphError> {
-    if has_body(request) {
+/// a body whose media type matters must be JSON. `Ok(true)`: there was one, and it is.
+pub(crate) fn check<B>(request: &Request<B>) -> Result<bool, GraphError> {
+    let checked = has_body(request);
+    if checked {
         check_json_content_type(request.headers())?;
     }
-    Ok(())
+    Ok(checked)
 }
 
 /// Whether `request` carries (or, being a `PATCH`, must carry) a body whose media type
