@@ -117,6 +117,7 @@ impl<F> ResponseFuture<F> {
         Self::Inner { future }
     }
 
+    #[cold]
     pub(crate) fn rejected(response: Response<Full<Bytes>>) -> Self {
         Self::Rejected {
             response: Some(response),

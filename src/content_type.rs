@@ -208,6 +208,7 @@ fn check_identity_coding(headers: &HeaderMap) -> Result<(), GraphError> {
     Ok(())
 }
 
+#[cold]
 fn unsupported(message: impl Into<std::borrow::Cow<'static, str>>) -> GraphError {
     GraphError::new(ErrorKind::UnsupportedMediaType, message)
 }

@@ -246,6 +246,7 @@ pub(crate) const ALLOW: &str = "GET, HEAD, PATCH";
 
 impl GraphError {
     /// An error of `kind` with a message for the caller.
+    #[cold]
     pub fn new(kind: ErrorKind, message: impl Into<Cow<'static, str>>) -> Self {
         Self {
             kind,
@@ -258,6 +259,7 @@ impl GraphError {
     }
 
     /// A 415 for a body's content coding (see `unsupported_coding`).
+    #[cold]
     pub(crate) fn unsupported_coding(message: impl Into<Cow<'static, str>>) -> Self {
         Self {
             unsupported_coding: true,
@@ -319,6 +321,7 @@ impl GraphError {
 
     /// Renders the error as Graph does, stamping the request's ids into `innerError` and the
     /// `request-id` / `client-request-id` headers.
+    #[cold]
     pub fn into_response(self, ids: &RequestIds) -> Response<Full<Bytes>> {
         let body = serde_json::json!({
             "error": {

@@ -55,6 +55,7 @@ impl GraphError {
     /// let refused = GraphError::new(ErrorKind::MissingToken, "Access token is empty.");
     /// assert!(!refused.into_refusal(&probe).headers().contains_key("connection"));
     /// ```
+    #[cold]
     pub fn into_refusal<B>(self, request: &Request<B>) -> Response<Full<Bytes>> {
         let response = self.into_response(&RequestIds::of(request));
         close_if_body_unread(response, request.version(), request.headers())

@@ -168,6 +168,7 @@ impl WriteDeadline {
     }
 }
 
+#[cold]
 fn timed_out(limit: Duration) -> GraphError {
     GraphError::new(
         ErrorKind::RequestTimeout,

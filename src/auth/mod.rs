@@ -253,6 +253,7 @@ where
 }
 
 impl<S, V> Auth<S, V> {
+    #[cold]
     fn reject<F, Fut, B>(
         &self,
         error: GraphError,
@@ -379,6 +380,7 @@ enum AuthFailure {
 }
 
 impl AuthFailure {
+    #[cold]
     fn into_error(self, realm: &str) -> GraphError {
         let (kind, message, error, description): (_, std::borrow::Cow<'static, str>, _, _) =
             match self {

@@ -300,6 +300,7 @@ fn short(text: &str) -> String {
     text.chars().take(64).collect()
 }
 
+#[cold]
 fn bad(message: impl Into<std::borrow::Cow<'static, str>>) -> GraphError {
     GraphError::new(ErrorKind::BadRequest, message)
 }

@@ -62,6 +62,7 @@ impl<S, B> std::fmt::Debug for ResponseFuture<S, B> {
 
 impl<S, B> ResponseFuture<S, B> {
     /// Refused before the body was read, with `response` (see `crate::refusal`).
+    #[cold]
     pub(super) fn refused(response: Response<Full<Bytes>>) -> Self {
         Self::answering(service::ResponseFuture::ready(response))
     }

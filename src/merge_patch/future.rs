@@ -64,6 +64,7 @@ impl<S, F, B> ResponseFuture<S, F, B> {
     }
 
     /// Refused before its body was read, with `response` (see `crate::refusal`).
+    #[cold]
     pub(super) fn rejected(response: Response<Full<Bytes>>) -> Self {
         Self {
             state: State::Rejected {

@@ -317,6 +317,7 @@ pub(crate) fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
         .ok()
 }
 
+#[cold]
 pub(crate) fn read_error(error: &BoxError, limit: usize) -> GraphError {
     if error.downcast_ref::<LengthLimitError>().is_some() {
         too_large(limit)
@@ -325,6 +326,7 @@ pub(crate) fn read_error(error: &BoxError, limit: usize) -> GraphError {
     }
 }
 
+#[cold]
 pub(crate) fn too_large(limit: usize) -> GraphError {
     GraphError::new(
         ErrorKind::PayloadTooLarge,
@@ -332,6 +334,7 @@ pub(crate) fn too_large(limit: usize) -> GraphError {
     )
 }
 
+#[cold]
 pub(crate) fn bad_request(message: impl Into<std::borrow::Cow<'static, str>>) -> GraphError {
     GraphError::new(ErrorKind::BadRequest, message)
 }

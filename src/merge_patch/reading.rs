@@ -151,6 +151,7 @@ where
 
 impl NoPatch {
     /// The answer to the request whose head is `parts`.
+    #[cold]
     pub(crate) fn into_response(self, parts: &Parts) -> Response<Full<Bytes>> {
         let ids = RequestIds::from_parts(&parts.headers, &parts.extensions);
         let response = self.error.into_response(&ids);

@@ -167,6 +167,7 @@ fn shorten(text: &str) -> String {
     text.chars().take(64).collect()
 }
 
+#[cold]
 fn bad(message: impl Into<Cow<'static, str>>) -> GraphError {
     GraphError::new(ErrorKind::BadRequest, message)
 }

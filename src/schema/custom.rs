@@ -51,6 +51,7 @@ const MEMBER_LOCAL: &[&str] = &[
 const CHECK_TEXT_UP_TO: usize = 4 * 1024;
 
 /// 400 naming the first offending property (its JSON pointer below the object).
+#[cold]
 fn refusal(error: &jsonschema::ValidationError<'_>) -> GraphError {
     let path = error.instance_path().to_string();
     let property = path.trim_start_matches('/');

@@ -391,6 +391,7 @@ impl ResourceSchema {
     }
 }
 
+#[cold]
 pub(crate) fn invalid(property: &str, problem: impl Into<Cow<'static, str>>) -> GraphError {
     let problem = problem.into();
     GraphError::new(
@@ -399,6 +400,7 @@ pub(crate) fn invalid(property: &str, problem: impl Into<Cow<'static, str>>) -> 
     )
 }
 
+#[cold]
 fn undeclared(property: &str) -> GraphError {
     let message = if NAVIGATION_PROPERTIES.contains(&property) {
         format!(

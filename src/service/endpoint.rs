@@ -127,12 +127,14 @@ impl Decided {
     }
 }
 
+#[cold]
 pub(crate) fn missing_principal() -> GraphError {
     GraphError::new(ErrorKind::MissingToken, "Access token is empty.")
 }
 
 /// 404, naming the routes as the caller must write them (with the mount prefix, such as
 /// `/beta`, that a caller who left it out needs to hear about).
+#[cold]
 fn no_route(prefix: &str) -> GraphError {
     GraphError::new(
         ErrorKind::NotFound,

@@ -189,6 +189,7 @@ pub(crate) fn begin_write(write: &Write, started: &mut bool) -> Result<(), Graph
 }
 
 /// 503 once every attempt lost its race.
+#[cold]
 pub(crate) fn too_many_writers() -> GraphError {
     GraphError::new(
         ErrorKind::ServiceUnavailable,

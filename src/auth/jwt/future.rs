@@ -27,6 +27,7 @@ impl Unverified {
     }
 }
 
+#[cold]
 pub(super) fn reject(reason: &'static str, description: &'static str) -> Unverified {
     Unverified::Rejected(TokenRejection::new(description).with_reason(reason))
 }
