@@ -276,6 +276,20 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
             }
             (None, operation) => (operation, Resumed::default()),
         };
+        self.run_to_the_end(operation, resumed, ids)
+    }
+
+    /// An operation that goes on after `call`: a store that does not answer at once, or a
+    /// write that waits for its turn. Out of line: on a store that answers at once, a PATCH
+    /// that does not wait never runs it, and its code stays out of the lines that PATCH
+    /// runs (the instruction cache; benches/README.md, twenty-second session).
+    #[inline(never)]
+    fn run_to_the_end(
+        &self,
+        operation: Operation,
+        resumed: Resumed,
+        ids: RequestIds,
+    ) -> ResponseFuture {
         let this = self.clone();
         let entered = self.shared.config.in_flight.enter();
         // Each operation's future held once, in a named future that answers with its outcome
