@@ -125,12 +125,18 @@ impl Representation {
         if self.options == QueryOptions::default() {
             // The stored bytes, with the context spliced in front: no re-serialization. Plain
             // text (the usual case: a GUID, a validated host) needs no escaping; escaped, the
-            // context is longer, and the buffer is sized for it, not grown (doubled) past it.
+            // context is longer. The buffer is sized to the byte: a `Bytes` made of a buffer
+            // with room to spare allocates a second block to share it (`From<Vec<u8>>`), one
+            // of exactly its length does not.
+            const OPENING: &[u8] = b"{\"@odata.context\":";
             let json = snapshot.json();
             let escaped = (!self.plain).then(|| Value::String(self.context.clone()).to_string());
             let context_len = escaped.as_ref().map_or(self.context.len() + 2, String::len);
-            let mut out = BytesMut::with_capacity(json.len() + context_len + 20);
-            out.put_slice(b"{\"@odata.context\":");
+            // The members after the context: `,` and the stored object without its `{`, or
+            // the closing `}` alone.
+            let rest_len = if json.len() > 2 { json.len() } else { 1 };
+            let mut out = BytesMut::with_capacity(OPENING.len() + context_len + rest_len);
+            out.put_slice(OPENING);
             if let Some(escaped) = &escaped {
                 out.put_slice(escaped.as_bytes());
             } else {
@@ -144,6 +150,11 @@ impl Representation {
             } else {
                 out.put_u8(b'}');
             }
+            debug_assert_eq!(
+                out.len(),
+                out.capacity(),
+                "the answer's size, reckoned before"
+            );
             return out.freeze();
         }
         let document = snapshot.document();
