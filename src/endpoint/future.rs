@@ -13,7 +13,7 @@ use http_body::Body;
 use http_body_util::Full;
 use pin_project_lite::pin_project;
 
-use crate::auth::Access;
+use crate::auth::{Access, Principal};
 use crate::body::polled_after_completion;
 use crate::merge_patch::BoxError;
 use crate::merge_patch::reading::BodyReader;
@@ -50,7 +50,7 @@ pin_project! {
         body: BodyReader<B>,
         parts: Option<Parts>,
         service: SecurityUpdateService<S>,
-        decided: Option<(Access, ObjectKey)>,
+        decided: Option<(Access, ObjectKey, Principal)>,
     }
 }
 
@@ -78,7 +78,7 @@ impl<S, B> ResponseFuture<S, B> {
         body: BodyReader<B>,
         parts: Parts,
         service: SecurityUpdateService<S>,
-        decided: (Access, ObjectKey),
+        decided: (Access, ObjectKey, Principal),
     ) -> Self {
         Self {
             state: State::Reading {
@@ -114,7 +114,8 @@ where
                         decided,
                     } = reading.as_mut().project();
                     let parsed = ready!(body.poll_patch(cx));
-                    let (Some(parts), Some((access, key))) = (parts.take(), decided.take()) else {
+                    let (Some(parts), Some((access, key, actor))) = (parts.take(), decided.take())
+                    else {
                         return Poll::Ready(Ok(polled_after_completion()));
                     };
                     match parsed {
@@ -122,6 +123,7 @@ where
                             let handed = Handed::Direct {
                                 access,
                                 key,
+                                actor,
                                 patch: Some(patch),
                             };
                             service.call_handed(Request::from_parts(parts, ()), handed)

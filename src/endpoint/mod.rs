@@ -175,15 +175,17 @@ where
                 let head = check_head(request.method(), request.headers(), limit)?;
                 Ok((decision, head))
             });
-        let ((access, key), head) = match checked {
+        let (decided, head) = match checked {
             Ok(checked) => checked,
             Err(error) => return ResponseFuture::refused(error.into_refusal(&request)),
         };
         match head {
             Head::PassOn => {
+                let (access, key, actor) = decided;
                 let handed = Handed::Direct {
                     access,
                     key,
+                    actor,
                     patch: None,
                 };
                 ResponseFuture::answering(self.service.call_handed(request, handed))
@@ -191,7 +193,7 @@ where
             Head::Read => {
                 let (parts, body) = request.into_parts();
                 let body = BodyReader::new(body, limit, self.merge_patch.max_depth());
-                ResponseFuture::reading(body, parts, self.service.clone(), (access, key))
+                ResponseFuture::reading(body, parts, self.service.clone(), decided)
             }
         }
     }

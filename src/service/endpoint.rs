@@ -14,11 +14,12 @@ use crate::store::ObjectKey;
 
 impl Config {
     /// Routing, method, principal and policy. Both the preflight and the service call this
-    /// with the same `Config`, so they can never disagree.
+    /// with the same `Config`, so they can never disagree. With the decision comes the
+    /// principal it was made for, which a write records as its actor.
     pub(crate) fn authorize<B>(
         &self,
         request: &Request<B>,
-    ) -> Result<(Access, ObjectKey), GraphError> {
+    ) -> Result<(Access, ObjectKey, Principal), GraphError> {
         let path = request.uri().path();
         let prefix = self.path_prefix.as_deref().unwrap_or("");
         let no_route = || no_route(prefix);
@@ -60,7 +61,7 @@ impl Config {
                     ));
                 }
             })?;
-        Ok((access, key))
+        Ok((access, key, principal.clone()))
     }
 }
 
@@ -91,7 +92,7 @@ impl Decided {
     pub(crate) fn new<B>(
         config: &Config,
         request: &Request<B>,
-        (access, key): (Access, ObjectKey),
+        (access, key, principal): (Access, ObjectKey, Principal),
     ) -> Option<Self> {
         // A longer path (none of ours is) is decided again by the service.
         let path = request.uri().path().as_bytes();
@@ -102,7 +103,7 @@ impl Decided {
         kept[..path.len()].copy_from_slice(path);
         Some(Self {
             config: config.id,
-            principal: request.extensions().get::<Principal>()?.clone(),
+            principal,
             method: request.method().clone(),
             path: (kept, len),
             access,
@@ -128,7 +129,7 @@ impl Decided {
 }
 
 #[cold]
-pub(crate) fn missing_principal() -> GraphError {
+fn missing_principal() -> GraphError {
     GraphError::new(ErrorKind::MissingToken, "Access token is empty.")
 }
 

@@ -5,7 +5,7 @@ use http::{Method, Request};
 
 use super::SecurityUpdateService;
 use super::conditional::{Conditions, Precondition};
-use super::endpoint::{Decided, missing_principal};
+use super::endpoint::Decided;
 use super::write::Write;
 use crate::auth::{Access, Principal};
 use crate::content_type::{JsonContentType, check_json_content_type};
@@ -29,6 +29,8 @@ pub(crate) enum Handed {
     Direct {
         access: Access,
         key: ObjectKey,
+        /// The principal the decision was made for.
+        actor: Principal,
         patch: Option<MergePatch>,
     },
 }
@@ -59,7 +61,12 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
         let config = &*self.shared.config;
         // The preflight's decision, if it holds for this request; else decided here.
         let (access, key, actor, handed_patch, content_checked) = match handed {
-            Handed::Direct { access, key, patch } => (access, key, None, patch, true),
+            Handed::Direct {
+                access,
+                key,
+                actor,
+                patch,
+            } => (access, key, actor, patch, true),
             Handed::InExtensions => {
                 let (access, key, actor, checked) = self.decided_in_extensions(request)?;
                 (access, key, actor, None, checked)
@@ -92,10 +99,6 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
         };
         patch.strip_annotations()?;
         config.schema.check_patch_alone(&patch)?;
-        let actor = match actor {
-            Some(actor) => actor,
-            None => principal_in_extensions(request)?,
-        };
         let conditions = Conditions::parse(request.headers())?;
         Ok(Operation::Write(Write {
             key,
@@ -113,7 +116,7 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
 impl<S: SecurityStore> SecurityUpdateService<S> {
     /// The preflight's decision as a stack composed by hand leaves it in the extensions (if it
     /// holds for this request; else decided here), its principal, and whether the
-    /// content-type layer ran. Out of line, and so are the two helpers below: the built
+    /// content-type layer ran. Out of line, and so is the helper below: the built
     /// stack's [`Endpoint`](crate::endpoint::Endpoint) hands all of it over directly, and
     /// code a PATCH there never runs is kept out of the lines it does run (the instruction
     /// cache; benches/README.md, twenty-second session).
@@ -121,32 +124,19 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
     fn decided_in_extensions<B>(
         &self,
         request: &mut Request<B>,
-    ) -> Result<(Access, ObjectKey, Option<Principal>, bool), GraphError> {
+    ) -> Result<(Access, ObjectKey, Principal, bool), GraphError> {
         let config = &self.shared.config;
         let decided = request
             .extensions_mut()
             .remove::<Decided>()
             .and_then(|decided| decided.for_request(config, request));
         let (access, key, actor) = match decided {
-            Some((access, key, actor)) => (access, key, Some(actor)),
-            None => {
-                let (access, key) = config.authorize(request)?;
-                (access, key, None)
-            }
+            Some(decided) => decided,
+            None => config.authorize(request)?,
         };
         let checked = request.extensions().get::<JsonContentType>().is_some();
         Ok((access, key, actor, checked))
     }
-}
-
-/// The caller a stack composed by hand left in the extensions; 401 without one.
-#[inline(never)]
-fn principal_in_extensions<B>(request: &Request<B>) -> Result<Principal, GraphError> {
-    request
-        .extensions()
-        .get::<Principal>()
-        .cloned()
-        .ok_or_else(missing_principal)
 }
 
 /// The patch a [`MergePatchLayer`](crate::MergePatchLayer) left in the extensions; 400
