@@ -157,6 +157,14 @@ impl Representation {
             );
             return out.freeze();
         }
+        self.render_shaped(snapshot)
+    }
+
+    /// The object as `$select` / `$expand` shape it: parsed and serialized again. Out of line:
+    /// an answer without query options never runs it, and its code stays out of the lines
+    /// that answer runs (the instruction cache; benches/README.md, twenty-second session).
+    #[inline(never)]
+    fn render_shaped(&self, snapshot: &Snapshot) -> Bytes {
         let document = snapshot.document();
         let mut shaped = Map::new();
         shaped.insert(
