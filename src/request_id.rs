@@ -265,19 +265,17 @@ fn new_request_id() -> HeaderValue {
     // Version 4 / variant 1 bits, so the id reads as a random GUID.
     let hi = (hi & 0xffff_ffff_ffff_0fff) | 0x0000_0000_0000_4000;
     let lo = (lo & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
-    // Hex by hand: `format!` here cost more than the rest of the layer (callgrind).
-    let mut text = [0u8; 36];
-    let mut at = 0;
-    for (value, bits) in [(hi, 64u32), (lo, 64)] {
-        let mut shift = bits;
-        while shift > 0 {
-            if matches!(at, 8 | 13 | 18 | 23) {
-                text[at] = b'-';
-                at += 1;
-            }
-            shift -= 4;
-            text[at] = HEX[((value >> shift) & 0xf) as usize];
-            at += 1;
+    // Hex by hand, a byte's two digits at a time from a table, into the GUID's groups
+    // (`8-4-4-4-12` digits): `format!` here cost more than the rest of the layer, a digit at
+    // a time ~320 instructions (callgrind).
+    let mut text = [b'-'; 36];
+    let mut bytes = ((u128::from(hi) << 64) | u128::from(lo))
+        .to_be_bytes()
+        .into_iter();
+    for (start, byte_count) in [(0, 4), (9, 2), (14, 2), (19, 2), (24, 6)] {
+        let group = &mut text[start..start + 2 * byte_count];
+        for (digits, byte) in group.chunks_exact_mut(2).zip(&mut bytes) {
+            digits.copy_from_slice(&HEX_PAIRS[usize::from(byte)]);
         }
     }
     // One allocation holding the count and the text: the id is cloned into the request's
@@ -287,7 +285,17 @@ fn new_request_id() -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
+/// Each byte's two lowercase hex digits.
+static HEX_PAIRS: [[u8; 2]; 256] = {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut pairs = [[0; 2]; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        pairs[byte] = [HEX[byte >> 4], HEX[byte & 0xf]];
+        byte += 1;
+    }
+    pairs
+};
 
 fn random_u64() -> u64 {
     let mut hasher = RandomState::new().build_hasher();
@@ -329,6 +337,12 @@ mod tests {
             let text = id.to_str().unwrap();
             assert_eq!(text.len(), 36);
             assert_eq!(text.as_bytes()[14], b'4');
+            // A GUID as `uuid` writes one: its digits and dashes in their places, a random
+            // (version 4, RFC 9562 variant) id.
+            let parsed = uuid::Uuid::parse_str(text).unwrap();
+            assert_eq!(parsed.hyphenated().to_string(), text);
+            assert_eq!(parsed.get_version(), Some(uuid::Version::Random));
+            assert_eq!(parsed.get_variant(), uuid::Variant::RFC4122);
             assert!(seen.insert(text.to_owned()), "duplicate id {text}");
         }
     }
