@@ -65,6 +65,9 @@ impl Config {
     }
 }
 
+/// Longest path a decision keeps: `/beta/users/{id}/security` with a GUID and a prefix fits.
+const KEPT_PATH: usize = 96;
+
 /// The preflight's decision, carried to the service in the request's extensions so that it
 /// is not made twice. Only this crate can make one (the type is private), and the service
 /// takes it only for the request it was made for: the same configuration (its process-unique
@@ -73,9 +76,6 @@ impl Config {
 /// without one, or with one that does not hold, the service decides itself: fail closed.
 /// What the policy decides from (principal, method, path) is all compared, so the policy is
 /// asked once per request, before its body is read.
-/// Longest path a decision keeps: `/beta/users/{id}/security` with a GUID and a prefix fits.
-const KEPT_PATH: usize = 96;
-
 #[derive(Clone)]
 pub(crate) struct Decided {
     config: u64,
