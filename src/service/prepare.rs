@@ -111,9 +111,7 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
             representation,
         }))
     }
-}
 
-impl<S: SecurityStore> SecurityUpdateService<S> {
     /// The preflight's decision as a stack composed by hand leaves it in the extensions (if it
     /// holds for this request; else decided here), its principal, and whether the
     /// content-type layer ran. Out of line, and so is the helper below: the built
