@@ -177,7 +177,11 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        if let Err(error) = charge(self.limiter.as_deref(), self.observer.as_ref(), &request) {
+        if let Err(error) = charge(
+            self.limiter.as_deref(),
+            self.observer.as_ref(),
+            request.extensions().get::<Principal>(),
+        ) {
             return ResponseFuture::rejected(error.into_refusal(&request));
         }
         ResponseFuture::inner(self.inner.call(request))
@@ -192,19 +196,24 @@ impl RateLimitLayer {
     /// # Errors
     /// The 429 to answer when the caller is over budget.
     pub(crate) fn charge<B>(&self, request: &Request<B>) -> Result<(), GraphError> {
-        charge(self.limiter.as_deref(), self.observer.as_ref(), request)
+        let principal = request.extensions().get::<Principal>();
+        charge(self.limiter.as_deref(), self.observer.as_ref(), principal)
+    }
+
+    /// [`charge`](Self::charge) for a request made by `principal` (none: it passes).
+    pub(crate) fn charge_principal(&self, principal: Option<&Principal>) -> Result<(), GraphError> {
+        charge(self.limiter.as_deref(), self.observer.as_ref(), principal)
     }
 }
 
 /// One token for `request`'s principal from `limiter`, or the 429 (`Retry-After`: whole
 /// seconds until the next token). Requests without a principal pass.
-fn charge<B>(
+fn charge(
     limiter: Option<&Limiter>,
     observer: Option<&SharedObserver>,
-    request: &Request<B>,
+    principal: Option<&Principal>,
 ) -> Result<(), GraphError> {
-    let (Some(limiter), Some(principal)) = (limiter, request.extensions().get::<Principal>())
-    else {
+    let (Some(limiter), Some(principal)) = (limiter, principal) else {
         return Ok(());
     };
     let Err(wait) = limiter.take(principal, Instant::now()) else {

@@ -57,7 +57,18 @@ impl GraphError {
     /// ```
     #[cold]
     pub fn into_refusal<B>(self, request: &Request<B>) -> Response<Full<Bytes>> {
-        let response = self.into_response(&RequestIds::of(request));
+        self.into_refusal_with(&RequestIds::of(request), request)
+    }
+
+    /// [`into_refusal`](Self::into_refusal) with `ids` the caller holds: for the stack's own
+    /// services, which carry a request's ids as a value rather than in its extensions.
+    #[cold]
+    pub(crate) fn into_refusal_with<B>(
+        self,
+        ids: &RequestIds,
+        request: &Request<B>,
+    ) -> Response<Full<Bytes>> {
+        let response = self.into_response(ids);
         close_if_body_unread(response, request.version(), request.headers())
     }
 }

@@ -17,8 +17,10 @@ use crate::auth::{Access, Principal};
 use crate::body::polled_after_completion;
 use crate::merge_patch::BoxError;
 use crate::merge_patch::reading::BodyReader;
+use crate::request_id::RequestIds;
 use crate::service::{self, Handed, SecurityUpdateService};
 use crate::store::{ObjectKey, SecurityStore};
+use crate::timeout::WriteDeadline;
 
 pin_project! {
     /// Response future of [`Endpoint`](super::Endpoint).
@@ -50,8 +52,17 @@ pin_project! {
         body: BodyReader<B>,
         parts: Option<Parts>,
         service: SecurityUpdateService<S>,
-        decided: Option<(Access, ObjectKey, Principal)>,
+        handover: Option<Handover>,
     }
+}
+
+/// What the endpoint decided of a request whose body is being read, and what it carries.
+pub(super) struct Handover {
+    pub(super) access: Access,
+    pub(super) key: ObjectKey,
+    pub(super) actor: Principal,
+    pub(super) deadline: Option<WriteDeadline>,
+    pub(super) ids: RequestIds,
 }
 
 impl<S, B> std::fmt::Debug for ResponseFuture<S, B> {
@@ -78,7 +89,7 @@ impl<S, B> ResponseFuture<S, B> {
         body: BodyReader<B>,
         parts: Parts,
         service: SecurityUpdateService<S>,
-        decided: (Access, ObjectKey, Principal),
+        handover: Handover,
     ) -> Self {
         Self {
             state: State::Reading {
@@ -86,7 +97,7 @@ impl<S, B> ResponseFuture<S, B> {
                     body,
                     parts: Some(parts),
                     service,
-                    decided: Some(decided),
+                    handover: Some(handover),
                 }),
             },
         }
@@ -111,26 +122,33 @@ where
                         body,
                         parts,
                         service,
-                        decided,
+                        handover,
                     } = reading.as_mut().project();
                     let parsed = ready!(body.poll_patch(cx));
-                    let (Some(parts), Some((access, key, actor))) = (parts.take(), decided.take())
-                    else {
+                    let (Some(parts), Some(handover)) = (parts.take(), handover.take()) else {
                         return Poll::Ready(Ok(polled_after_completion()));
                     };
+                    let Handover {
+                        access,
+                        key,
+                        actor,
+                        deadline,
+                        ids,
+                    } = handover;
                     match parsed {
                         Ok(patch) => {
                             let handed = Handed::Direct {
                                 access,
                                 key,
                                 actor,
+                                deadline,
                                 patch: Some(patch),
                             };
-                            service.call_handed(Request::from_parts(parts, ()), handed)
+                            service.call_handed(Request::from_parts(parts, ()), ids, handed)
                         }
-                        Err(refused) => {
-                            service::ResponseFuture::ready(refused.into_response(&parts))
-                        }
+                        Err(refused) => service::ResponseFuture::ready(
+                            refused.into_response_with(&ids, parts.version),
+                        ),
                     }
                 }
             };

@@ -52,6 +52,7 @@
 mod future;
 
 pub use future::ResponseFuture;
+use future::Handover;
 
 use std::convert::Infallible;
 use std::task::{Context, Poll};
@@ -64,9 +65,12 @@ use tower::Service;
 
 use crate::merge_patch::MergePatchLayer;
 use crate::merge_patch::reading::{BodyReader, Head, check_head};
+use crate::auth::Principal;
 use crate::rate_limit::RateLimitLayer;
+use crate::request_id::RequestIds;
 use crate::service::{Handed, SecurityUpdateService};
 use crate::store::SecurityStore;
+use crate::timeout::WriteDeadline;
 
 /// The checks before the body, the merge patch and the operation in one service; see the
 /// [module docs](self). [`StackBuilder`](crate::StackBuilder) makes it, inside the batch layer;
@@ -163,37 +167,91 @@ where
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let carried = Carried::take_from(&mut request);
+        self.call_carried(request, carried)
+    }
+}
+
+/// What the layers outside the endpoint know of a request: its ids, its caller and its
+/// deadline. The built [`Stack`](crate::Stack) hands them over as values; behind layers
+/// composed by hand, they are taken from the request's extensions, where those layers put
+/// them.
+pub(crate) struct Carried {
+    pub(crate) ids: RequestIds,
+    pub(crate) principal: Option<Principal>,
+    pub(crate) deadline: Option<WriteDeadline>,
+}
+
+impl Carried {
+    /// What the layers outside put into `request`'s extensions, taken out: nothing inside the
+    /// endpoint looks there again.
+    fn take_from<B>(request: &mut Request<B>) -> Self {
+        let ids = RequestIds::take(request);
+        let extensions = request.extensions_mut();
+        Self {
+            ids,
+            principal: extensions.remove::<Principal>(),
+            deadline: extensions.remove::<WriteDeadline>(),
+        }
+    }
+}
+
+impl<S: SecurityStore> Endpoint<S> {
+    /// [`call`](Service::call) for a request whose ids, caller and deadline are `carried`.
+    pub(crate) fn call_carried<B>(
+        &mut self,
+        request: Request<B>,
+        carried: Carried,
+    ) -> ResponseFuture<S, B>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<crate::merge_patch::BoxError>,
+    {
+        let Carried {
+            ids,
+            principal,
+            deadline,
+        } = carried;
         let limit = self.merge_patch.limit();
         // The order of the pieces: rate limit, preflight, content type, the patch's head.
         let checked = self
             .rate_limit
-            .charge(&request)
-            .and_then(|()| self.service.config().authorize(&request))
+            .charge_principal(principal.as_ref())
+            .and_then(|()| self.service.config().authorize_as(&request, principal))
             .and_then(|decision| {
                 crate::content_type::check(&request)?;
                 let head = check_head(request.method(), request.headers(), limit)?;
                 Ok((decision, head))
             });
-        let (decided, head) = match checked {
+        let ((access, key, actor), head) = match checked {
             Ok(checked) => checked,
-            Err(error) => return ResponseFuture::refused(error.into_refusal(&request)),
+            Err(error) => {
+                return ResponseFuture::refused(error.into_refusal_with(&ids, &request));
+            }
         };
         match head {
             Head::PassOn => {
-                let (access, key, actor) = decided;
                 let handed = Handed::Direct {
                     access,
                     key,
                     actor,
+                    deadline,
                     patch: None,
                 };
-                ResponseFuture::answering(self.service.call_handed(request, handed))
+                ResponseFuture::answering(self.service.call_handed(request, ids, handed))
             }
             Head::Read => {
                 let (parts, body) = request.into_parts();
                 let body = BodyReader::new(body, limit, self.merge_patch.max_depth());
-                ResponseFuture::reading(body, parts, self.service.clone(), decided)
+                let handover = Handover {
+                    access,
+                    key,
+                    actor,
+                    deadline,
+                    ids,
+                };
+                ResponseFuture::reading(body, parts, self.service.clone(), handover)
             }
         }
     }

@@ -154,9 +154,20 @@ impl NoPatch {
     #[cold]
     pub(crate) fn into_response(self, parts: &Parts) -> Response<Full<Bytes>> {
         let ids = RequestIds::from_parts(&parts.headers, &parts.extensions);
-        let response = self.error.into_response(&ids);
+        self.into_response_with(&ids, parts.version)
+    }
+
+    /// [`into_response`](Self::into_response) with the ids the caller holds, for a request
+    /// of `version`.
+    #[cold]
+    pub(crate) fn into_response_with(
+        self,
+        ids: &RequestIds,
+        version: http::Version,
+    ) -> Response<Full<Bytes>> {
+        let response = self.error.into_response(ids);
         if self.unread {
-            close_after(response, parts.version)
+            close_after(response, version)
         } else {
             response
         }

@@ -20,6 +20,16 @@ impl Config {
         &self,
         request: &Request<B>,
     ) -> Result<(Access, ObjectKey, Principal), GraphError> {
+        self.authorize_as(request, request.extensions().get::<Principal>().cloned())
+    }
+
+    /// [`authorize`](Self::authorize) for a request made by `principal`, which the caller
+    /// holds as a value rather than in the request's extensions (the stack's own services).
+    pub(crate) fn authorize_as<B>(
+        &self,
+        request: &Request<B>,
+        principal: Option<Principal>,
+    ) -> Result<(Access, ObjectKey, Principal), GraphError> {
         let path = request.uri().path();
         let prefix = self.path_prefix.as_deref().unwrap_or("");
         let no_route = || no_route(prefix);
@@ -38,20 +48,17 @@ impl Config {
                 ));
             }
         };
-        let principal = request
-            .extensions()
-            .get::<Principal>()
-            .ok_or_else(missing_principal)?;
+        let principal = principal.ok_or_else(missing_principal)?;
         let key = self
             .policy
-            .authorize(principal, access, &target)
+            .authorize(&principal, access, &target)
             .inspect_err(|error| {
                 // Refused attempts at a user object by id are audited; `/me` is always the caller.
                 if let Target::User(user) = &target
                     && error.status() == StatusCode::FORBIDDEN
                 {
                     self.audit.record(&AuditRecord::new(
-                        principal,
+                        &principal,
                         principal.tenant_id(),
                         &user.to_ascii_lowercase(),
                         AuditOutcome::Denied {
@@ -61,7 +68,7 @@ impl Config {
                     ));
                 }
             })?;
-        Ok((access, key, principal.clone()))
+        Ok((access, key, principal))
     }
 }
 

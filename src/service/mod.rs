@@ -219,19 +219,21 @@ where
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        self.call_handed(request, Handed::InExtensions)
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let ids = RequestIds::take(&mut request);
+        self.call_handed(request, ids, Handed::InExtensions)
     }
 }
 
 impl<S: SecurityStore> SecurityUpdateService<S> {
-    /// [`call`](Service::call), with what the layers before decided found where `handed` says.
+    /// [`call`](Service::call) for a request with `ids`, with what the layers before decided
+    /// found where `handed` says.
     pub(crate) fn call_handed<B>(
         &mut self,
         mut request: Request<B>,
+        ids: RequestIds,
         handed: Handed,
     ) -> ResponseFuture {
-        let ids = RequestIds::take(&mut request);
         // This service reads no body. A PATCH's was read before it when its patch came with
         // it (from the merge-patch layer or the endpoint); any other body a request declares
         // is left unread, and a refusal then closes the connection (`crate::refusal`).

@@ -31,6 +31,8 @@ pub(crate) enum Handed {
         key: ObjectKey,
         /// The principal the decision was made for.
         actor: Principal,
+        /// The timeout's deadline, if one runs.
+        deadline: Option<WriteDeadline>,
         patch: Option<MergePatch>,
     },
 }
@@ -60,16 +62,18 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
     ) -> Result<Operation, GraphError> {
         let config = &*self.shared.config;
         // The preflight's decision, if it holds for this request; else decided here.
-        let (access, key, actor, handed_patch, content_checked) = match handed {
+        let (access, key, actor, handed_patch, deadline, content_checked) = match handed {
             Handed::Direct {
                 access,
                 key,
                 actor,
+                deadline,
                 patch,
-            } => (access, key, actor, patch, true),
+            } => (access, key, actor, patch, deadline, true),
             Handed::InExtensions => {
                 let (access, key, actor, checked) = self.decided_in_extensions(request)?;
-                (access, key, actor, None, checked)
+                let deadline = request.extensions().get::<WriteDeadline>().cloned();
+                (access, key, actor, None, deadline, checked)
             }
         };
         let options = QueryOptions::parse(request.uri().query(), &config.schema)?;
@@ -107,7 +111,7 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
             precondition: conditions.if_match,
             unless: conditions.if_none_match,
             minimal: conditions.minimal,
-            deadline: request.extensions().get::<WriteDeadline>().cloned(),
+            deadline,
             representation,
         }))
     }
