@@ -75,7 +75,7 @@ fn refuse<T>(bytes: &[u8], failure: AuthFailure) -> Result<T, AuthFailure> {
 /// Bearer tokens are ~1-2 KB and this runs on every request: the check is branch-free per
 /// byte and folded over chunks, which the compiler turns into vector instructions (a table
 /// lookup per byte cost ~3 instructions a byte).
-fn is_token68(token: &[u8]) -> bool {
+pub(super) fn is_token68(token: &[u8]) -> bool {
     fn allowed(b: u8) -> bool {
         let letter = (b | 0x20).wrapping_sub(b'a') < 26;
         let digit = b.wrapping_sub(b'0') < 10;

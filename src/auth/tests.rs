@@ -264,3 +264,24 @@ fn challenge_of<B>(response: &Response<B>) -> String {
         .unwrap()
         .to_owned()
 }
+
+/// A static table knows its tokens good at no cost, but only those of a bearer token's form:
+/// a malformed entry is still refused for its form, as before the table was asked first.
+#[tokio::test]
+async fn a_static_token_is_known_good_when_it_is_well_formed() {
+    let tokens = tokens().with_token("bad token", Principal::delegated("t", "bob"));
+    let known = tokens.cached(b"good.token").unwrap();
+    assert_eq!(known.object_id(), "alice");
+    assert!(tokens.cached(b"good.tokenx").is_none());
+    assert!(tokens.cached(b"good.toke").is_none());
+    assert!(tokens.cached(b"bad token").is_none());
+    assert!(tokens.is_known_good("bad token"));
+    let svc = AuthLayer::new(tokens).layer(service_fn(who));
+    let request = Request::get("/")
+        .header("authorization", "Bearer bad token")
+        .body(())
+        .unwrap();
+    let response = svc.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 401);
+    assert!(challenge_of(&response).contains("not well formed"));
+}
