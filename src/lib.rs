@@ -123,7 +123,7 @@ pub use request_id::{RequestIdLayer, RequestIds};
 pub use route::Target;
 pub use schema::{ODATA_TYPE, ResourceSchema, SchemaError, SchemaReloader};
 pub use service::{Preflight, PreflightLayer, ResponseFuture, SecurityUpdateService};
-pub use stack::{Stack, StackBuilder, stack};
+pub use stack::{Stack, StackBody, StackBuilder, StackFuture, stack};
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use store::PostgresStore;

@@ -95,7 +95,7 @@ impl std::fmt::Debug for WriteDeadline {
 const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
 
 impl WriteDeadline {
-    fn new(limit: Duration, ids: RequestIds, version: http::Version) -> Self {
+    pub(crate) fn new(limit: Duration, ids: RequestIds, version: http::Version) -> Self {
         let now = tokio::time::Instant::now();
         Self {
             shared: Arc::new(Shared {
@@ -219,6 +219,11 @@ pub struct Timeout<S> {
 
 impl<S> Timeout<S> {
     crate::macros::inner_service_accessors!();
+
+    /// The limit of a request's time, if there is one.
+    pub(crate) fn limit(&self) -> Option<Duration> {
+        self.limit
+    }
 }
 
 impl<S, B, ResBody> Service<Request<B>> for Timeout<S>
@@ -235,21 +240,24 @@ where
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let Some(limit) = self.limit else {
-            return ResponseFuture {
-                inner: self.inner.call(request),
-                sleep: None,
-                deadline: None,
-            };
+            return ResponseFuture::new(self.inner.call(request), None);
         };
         let deadline = WriteDeadline::new(limit, RequestIds::of(&request), request.version());
         request.extensions_mut().insert(deadline.clone());
-        ResponseFuture {
-            inner: self.inner.call(request),
+        ResponseFuture::new(self.inner.call(request), Some(deadline))
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    /// `inner`'s answer, or 408 when `deadline` runs out first (none: `inner`'s answer).
+    pub(crate) fn new(inner: F, deadline: Option<WriteDeadline>) -> Self {
+        Self {
+            inner,
             // Made the first time the inner future is not ready: most requests are answered
             // within their first poll (a body that came with its head, a store that answers
             // at once), and a timer made for nothing costs a clock read and a runtime lookup.
             sleep: None,
-            deadline: Some(deadline),
+            deadline,
         }
     }
 }

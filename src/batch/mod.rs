@@ -166,6 +166,11 @@ pub struct Batch<S> {
 
 impl<S> Batch<S> {
     crate::macros::inner_service_accessors!();
+
+    /// Whether a request to `path` is a batch this service answers (else it passes on).
+    pub(crate) fn serves(&self, path: &str) -> bool {
+        self.config.path.as_deref() == Some(path)
+    }
 }
 
 impl<S, B, ResBody> Service<Request<B>> for Batch<S>
@@ -187,7 +192,7 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        if self.config.path.as_deref() != Some(request.uri().path()) {
+        if !self.serves(request.uri().path()) {
             return ResponseFuture::inner(self.inner.call(request.map(ResponseBody::inner)));
         }
         // First, as the rate limit does for any request: before the body is read.

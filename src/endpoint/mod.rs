@@ -51,8 +51,8 @@
 
 mod future;
 
-pub use future::ResponseFuture;
 use future::Handover;
+pub use future::ResponseFuture;
 
 use std::convert::Infallible;
 use std::task::{Context, Poll};
@@ -63,9 +63,9 @@ use http_body::Body;
 use http_body_util::Full;
 use tower::Service;
 
+use crate::auth::Principal;
 use crate::merge_patch::MergePatchLayer;
 use crate::merge_patch::reading::{BodyReader, Head, check_head};
-use crate::auth::Principal;
 use crate::rate_limit::RateLimitLayer;
 use crate::request_id::RequestIds;
 use crate::service::{Handed, SecurityUpdateService};

@@ -6,19 +6,20 @@ use std::time::Duration;
 use tower::Layer;
 
 use crate::audit::AuditSink;
-use crate::auth::{Auth, AuthLayer, FailureThrottle, Policy, TokenValidator};
-use crate::batch::{Batch, BatchLayer};
+use crate::auth::{AuthLayer, FailureThrottle, Policy, TokenValidator};
+use crate::batch::BatchLayer;
 use crate::endpoint::Endpoint;
 use crate::merge_patch::MergePatchLayer;
 use crate::rate_limit::RateLimitLayer;
-use crate::request_id::{RequestId, RequestIdLayer};
+use crate::request_id::RequestIdLayer;
 use crate::schema::ResourceSchema;
 use crate::service::{Config, SecurityUpdateService};
 use crate::store::SecurityStore;
-use crate::timeout::{Timeout, TimeoutLayer};
+use crate::timeout::TimeoutLayer;
 
-/// The whole pipeline, outermost first, as [`StackBuilder`] assembles it.
-pub type Stack<S, V> = RequestId<Timeout<Auth<Batch<Endpoint<S>>, V>>>;
+mod service;
+
+pub use service::{Stack, StackBody, StackFuture};
 
 /// [`StackBuilder`]: the one place that owns the configuration and writes down the order of the
 /// layers. [`stack`](crate::stack), the server binary and the benches all build through it.
@@ -33,7 +34,11 @@ pub type Stack<S, V> = RequestId<Timeout<Auth<Batch<Endpoint<S>>, V>>>;
 ///
 /// The pieces in brackets run as one service,
 /// [`Endpoint`](crate::endpoint::Endpoint): their own checks, in this order, at one service's
-/// cost, the decision and the patch handed over as values.
+/// cost, the decision and the patch handed over as values. The layers outside it are nested
+/// as written, and [`Stack`] takes one shortcut through them: a request with a token the
+/// validator knows good at no cost ([`TokenValidator::cached`]), outside a `$batch`, goes
+/// straight to the endpoint with its ids, deadline and caller as values, answered as the
+/// layers would answer it (see [`Stack`]).
 ///
 /// Configuration is fixed when [`build`](StackBuilder::build) (or
 /// [`into_service`](StackBuilder::into_service)) is called: the preflight and the service are
@@ -260,7 +265,7 @@ fn assemble<S: SecurityStore, V: TokenValidator>(
     let inner = batch.layer(inner);
     let inner = auth.layer(inner);
     let inner = timeout.layer(inner);
-    RequestIdLayer::new().layer(inner)
+    Stack::new(RequestIdLayer::new().layer(inner))
 }
 
 /// Wraps an already built `service` in the default layers, authenticating with `validator`:
