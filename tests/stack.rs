@@ -254,3 +254,56 @@ async fn a_stalled_body_is_the_same_408() {
         assert_eq!(nested_validator.hits.load(Ordering::SeqCst), 2);
     }
 }
+
+/// A stack built without a timeout of its own honours one mounted outside it: a write first
+/// polled after that limit does not start, whichever way through the stack it goes (Bob's
+/// token is new: through the layers; Alice's was validated by her read: the shortcut).
+#[tokio::test(start_paused = true)]
+async fn a_timeout_outside_the_stack_holds_its_writes_too() {
+    use tower::{Layer, Service};
+    let (side, builder) = Side::new();
+    let validator = Remembering::new();
+    let mut app = TimeoutLayer::new(TIMEOUT).layer(builder.build(validator.clone()));
+    let get = case(Method::GET, ME, Some("alice"), &[], "", 200);
+    let read = app.clone().oneshot(request_of(&get, Version::HTTP_11));
+    assert_eq!(read.await.unwrap().status(), 200);
+    for (token, user) in [("alice", ALICE), ("bob", BOB)] {
+        let write = case(
+            Method::PATCH,
+            ME,
+            Some(token),
+            JSON,
+            r#"{"revision": 1}"#,
+            408,
+        );
+        let late = ServiceExt::<http::Request<TestBody>>::ready(&mut app)
+            .await
+            .unwrap()
+            .call(request_of(&write, Version::HTTP_11));
+        tokio::time::advance(TIMEOUT).await;
+        assert_eq!(late.await.unwrap().status(), 408, "{token}");
+        let stored = side
+            .store
+            .load(&ObjectKey::new(TENANT, user))
+            .await
+            .unwrap();
+        assert!(stored.is_none(), "{token}: {stored:?}");
+    }
+    assert!(side.audit.0.lock().unwrap().is_empty());
+    // Alice's write went by the shortcut; polled in time, the same write is made.
+    assert_eq!(validator.hits.load(Ordering::SeqCst), 1);
+    let write = case(
+        Method::PATCH,
+        ME,
+        Some("alice"),
+        JSON,
+        r#"{"revision": 1}"#,
+        200,
+    );
+    let made = app
+        .oneshot(request_of(&write, Version::HTTP_11))
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 200);
+    assert_eq!(validator.hits.load(Ordering::SeqCst), 2);
+}

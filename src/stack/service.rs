@@ -145,7 +145,7 @@ where
         self.layered.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let timeout = self.layered.get_mut();
         let limit = timeout.limit();
         let auth = timeout.get_mut();
@@ -166,16 +166,25 @@ where
         // outside does).
         let client_request_id = single_header(request.headers(), &CLIENT_REQUEST_ID).cloned();
         let ids = RequestIds::generate(client_request_id);
-        let deadline = limit.map(|limit| WriteDeadline::new(limit, ids.clone(), request.version()));
+        // As the timeout layer does: its own deadline, raced by its future; with no limit of
+        // its own, a deadline a timeout layer outside the stack put there still holds for the
+        // write (its 408 is that layer's).
+        let (raced, deadline) = match limit {
+            Some(limit) => {
+                let deadline = WriteDeadline::new(limit, ids.clone(), request.version());
+                (Some(deadline.clone()), Some(deadline))
+            }
+            None => (None, request.extensions_mut().remove::<WriteDeadline>()),
+        };
         let carried = Carried {
             ids,
             principal: Some(principal),
-            deadline: deadline.clone(),
+            deadline,
         };
         let future = auth.get_mut().get_mut().call_carried(request, carried);
         StackFuture {
             kind: Kind::Direct {
-                future: timeout::ResponseFuture::new(Inward { future }, deadline),
+                future: timeout::ResponseFuture::new(Inward { future }, raced),
             },
         }
     }
