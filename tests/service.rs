@@ -867,9 +867,21 @@ async fn a_store_that_panics_mid_write_is_a_500_not_a_lost_connection() {
         .with_schema(ResourceSchema::open_type())
         .into_service();
     let app = security_update::stack(service, tokens());
-    let reply = patch(&app, "/me/security", "alice", &revision(1)).await;
+    let sent = request(Method::PATCH, "/me/security", Some("alice"))
+        .header("client-request-id", "my-id")
+        .body(Full::from(revision(1)))
+        .unwrap();
+    let reply = send(app.clone(), sent).await;
     assert_eq!(reply.status, 500);
     assert_eq!(reply.json()["error"]["code"], "generalException");
+    // The request's own ids, in the headers and the body alike.
+    let inner = &reply.json()["error"]["innerError"];
+    assert_eq!(reply.headers["client-request-id"], "my-id");
+    assert_eq!(inner["client-request-id"], "my-id");
+    assert_eq!(
+        inner["request-id"],
+        reply.headers["request-id"].to_str().unwrap()
+    );
     assert_eq!(get(&app, "/me/security", "alice").await.status, 200);
     let stored = memory.load(&ObjectKey::new(TENANT, ALICE)).await.unwrap();
     assert!(stored.is_none(), "nothing was saved");

@@ -296,26 +296,26 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
         let entered = self.shared.config.in_flight.enter();
         // Each operation's future held once, in a named future that answers with its outcome
         // (an `async` block awaiting it would hold it twice).
-        let future: BoxFuture = match operation {
+        let (future, unread): (BoxFuture, _) = match operation {
             Operation::Read {
                 key,
                 representation,
                 conditions,
                 head,
                 unread,
-            } => Box::pin(
-                Answering::new(
+            } => (
+                Box::pin(Answering::new(
                     async move { this.read(&key, representation, &conditions, head).await },
-                    ids,
                     entered,
-                )
-                .closing_if(unread),
+                )),
+                unread,
             ),
-            Operation::Write(write) => {
-                Box::pin(Answering::new(this.write(write, resumed), ids, entered))
-            }
+            Operation::Write(write) => (
+                Box::pin(Answering::new(this.write(write, resumed), entered)),
+                None,
+            ),
         };
-        ResponseFuture::run_to_the_end(future)
+        ResponseFuture::run_to_the_end(future, ids, unread)
     }
 }
 
@@ -326,10 +326,10 @@ fn answer(
     unread: Option<http::Version>,
 ) -> ResponseFuture {
     let response = match outcome {
-        Ok(reply) => reply.into_response(ids),
-        Err(error) => error.into_response(ids),
+        Ok(reply) => reply.into_response(ids, unread),
+        Err(error) => close_if_unread(error.into_response(ids), unread),
     };
-    ResponseFuture::ready(close_if_unread(response, unread))
+    ResponseFuture::ready(response)
 }
 
 impl<S: SecurityStore> SecurityUpdateService<S> {

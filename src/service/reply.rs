@@ -44,7 +44,14 @@ impl Reply {
         }
     }
 
-    pub(crate) fn into_response(self, ids: &RequestIds) -> Response<Full<Bytes>> {
+    /// The answer, closing an HTTP/1 connection when the request's body was left `unread`
+    /// (its version; see `crate::refusal`). The ids go last, where a
+    /// [`RequestIdLayer`](crate::RequestIdLayer) outside puts them when it stamps them.
+    pub(crate) fn into_response(
+        self,
+        ids: &RequestIds,
+        unread: Option<http::Version>,
+    ) -> Response<Full<Bytes>> {
         let mut response = if self.not_modified {
             let mut response = Response::new(Full::new(Bytes::new()));
             *response.status_mut() = StatusCode::NOT_MODIFIED;
@@ -74,7 +81,8 @@ impl Reply {
         let headers = response.headers_mut();
         headers.insert(ODATA_VERSION, HeaderValue::from_static("4.0"));
         headers.insert(header::ETAG, self.snapshot.etag());
-        ids.stamp_unless_layered(headers);
+        let mut response = crate::refusal::close_if_unread(response, unread);
+        ids.stamp_unless_layered(response.headers_mut());
         response
     }
 }
@@ -112,14 +120,14 @@ mod tests {
             )
         };
         let alone = RequestIds::generate(Some(HeaderValue::from_static("client-1")));
-        let response = reply().into_response(&alone);
+        let response = reply().into_response(&alone, None);
         assert_eq!(response.headers()["request-id"], alone.request_id());
         assert_eq!(response.headers()["client-request-id"], "client-1");
 
         let layered = crate::RequestIdLayer::new().layer(tower::service_fn(
             move |request: http::Request<()>| async move {
                 let ids = request.extensions().get::<RequestIds>().cloned().unwrap();
-                let mut response = reply().into_response(&ids);
+                let mut response = reply().into_response(&ids, None);
                 // Not stamped here: the layer does.
                 assert!(response.headers().get("request-id").is_none());
                 response.extensions_mut().insert(ids);

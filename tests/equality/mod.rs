@@ -280,13 +280,19 @@ where
         assert_eq!(inner["request-id"], request_id, "{error}");
         assert_eq!(inner["client-request-id"], CLIENT_ID, "{error}");
     }
-    let mut headers: Vec<(String, String)> = parts
+    // In their order: the order they go on the wire in.
+    let headers: Vec<(String, String)> = parts
         .headers
         .iter()
-        .filter(|(name, _)| *name != "request-id")
-        .map(|(name, value)| (name.to_string(), value.to_str().unwrap().to_owned()))
+        .map(|(name, value)| {
+            let value = if name == "request-id" {
+                "(fresh)"
+            } else {
+                value.to_str().unwrap()
+            };
+            (name.to_string(), value.to_owned())
+        })
         .collect();
-    headers.sort();
     let mut body = if body.is_empty() {
         Value::Null
     } else {
