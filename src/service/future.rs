@@ -12,13 +12,11 @@ use bytes::Bytes;
 use http::Response;
 use http_body_util::Full;
 
-use super::reply::Reply;
 use crate::error::{ErrorKind, GraphError};
-use crate::refusal::close_if_unread;
 use crate::request_id::RequestIds;
 
-/// An operation that waits for its store: its outcome, answered by [`ResponseFuture`].
-pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = Result<Reply, GraphError>> + Send>>;
+pub(crate) type BoxFuture =
+    Pin<Box<dyn Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send>>;
 
 /// Response future of [`SecurityUpdateService`](super::SecurityUpdateService).
 ///
@@ -39,12 +37,6 @@ enum Kind {
     Running {
         operation: BoxFuture,
         runtime: Option<tokio::runtime::Handle>,
-        /// The request's ids, for its answer whatever the operation's end (a panic's 500
-        /// too: no layer outside may be there to stamp them).
-        ids: RequestIds,
-        /// The request's version when it declared a body the operation leaves unread (a
-        /// read): the answer then closes an HTTP/1 connection (`crate::refusal`).
-        unread: Option<http::Version>,
     },
     /// The operation ended (answered or panicked).
     Done,
@@ -71,17 +63,11 @@ impl ResponseFuture {
     /// (benches/README.md, tenth session). An operation polled here and finished elsewhere
     /// is sound: a future registers the waker of its latest poll. Made outside a tokio
     /// runtime, there is nowhere to move it, and dropping this future drops the operation.
-    pub(crate) fn run_to_the_end(
-        operation: BoxFuture,
-        ids: RequestIds,
-        unread: Option<http::Version>,
-    ) -> Self {
+    pub(crate) fn run_to_the_end(operation: BoxFuture) -> Self {
         Self {
             kind: Kind::Running {
                 operation,
                 runtime: tokio::runtime::Handle::try_current().ok(),
-                ids,
-                unread,
             },
         }
     }
@@ -103,7 +89,6 @@ impl Drop for ResponseFuture {
         if let Kind::Running {
             operation,
             runtime: Some(runtime),
-            ..
         } = std::mem::replace(&mut self.kind, Kind::Done)
         {
             // A runtime shutting down drops the task at once, as it would have dropped this.
@@ -129,29 +114,13 @@ impl Future for ResponseFuture {
                     .unwrap_or_else(crate::body::polled_after_completion)));
             }
             Kind::Done => crate::body::polled_after_completion(),
-            Kind::Running {
-                operation,
-                ids,
-                unread,
-                ..
-            } => {
-                // A panicking operation answers 500, as a panicking task of its own did, and
-                // takes neither the connection's task nor anything else down with it.
-                let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    operation.as_mut().poll(cx)
-                }));
-                match polled {
-                    Ok(Poll::Pending) => return Poll::Pending,
-                    Ok(Poll::Ready(Ok(reply))) => reply.into_response(ids, *unread),
-                    Ok(Poll::Ready(Err(error))) => {
-                        close_if_unread(error.into_response(ids), *unread)
-                    }
-                    Err(_) => {
-                        GraphError::new(ErrorKind::Internal, "the request's operation failed")
-                            .into_response(ids)
-                    }
-                }
-            }
+            // A panicking operation is answered 500 by its own future (`Answering`), with the
+            // request's ids.
+            Kind::Running { operation, .. } => match operation.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(response)) => response,
+                Poll::Ready(Err(never)) => match never {},
+            },
         };
         // Ended: nothing for `drop` to move on.
         self.kind = Kind::Done;
@@ -160,37 +129,61 @@ impl Future for ResponseFuture {
 }
 
 pin_project_lite::pin_project! {
-    /// An operation that waits for its store, ending with its outcome; the operation counts
-    /// as running ([`InFlight`](super::InFlight)) until it ends. A named future, so that the
-    /// operation's future is held once: an `async` block awaiting it keeps it twice (as
-    /// captured and as awaited), and this is boxed for every such request.
+    /// An operation that waits for its store, answering with its outcome; the operation counts
+    /// as running ([`InFlight`](super::InFlight)) until the answer is made. A named future, so
+    /// that the operation's future is held once: an `async` block awaiting it keeps it twice
+    /// (as captured and as awaited), and this is boxed for every such request.
     pub(crate) struct Answering<F> {
         #[pin]
         operation: F,
+        ids: RequestIds,
         entered: Option<super::in_flight::Entered>,
+        // See `Operation::Read`'s `unread`.
+        unread: Option<http::Version>,
     }
 }
 
 impl<F> Answering<F> {
-    pub(crate) fn new(operation: F, entered: super::in_flight::Entered) -> Self {
+    pub(crate) fn new(operation: F, ids: RequestIds, entered: super::in_flight::Entered) -> Self {
         Self {
             operation,
+            ids,
             entered: Some(entered),
+            unread: None,
         }
+    }
+
+    /// The answer closes an HTTP/1 connection when `unread` (see `Operation::Read`).
+    pub(crate) fn closing_if(self, unread: Option<http::Version>) -> Self {
+        Self { unread, ..self }
     }
 }
 
 impl<F> Future for Answering<F>
 where
-    F: Future<Output = Result<Reply, GraphError>>,
+    F: Future<Output = Result<super::reply::Reply, GraphError>>,
 {
-    type Output = Result<Reply, GraphError>;
+    type Output = Result<Response<Full<Bytes>>, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let outcome = std::task::ready!(this.operation.poll(cx));
-        // The operation ends with its outcome, not when this future is dropped later.
+        // A panicking operation answers 500, as a panicking task of its own did, and takes
+        // neither the connection's task nor anything else down with it. The answer carries
+        // the request's ids: no layer outside may be there to stamp them (the built stack's
+        // shortcut), and the ids of an error's body are the headers' ones.
+        let polled =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| this.operation.poll(cx)));
+        let response = match polled {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(Ok(reply))) => reply.into_response(this.ids, *this.unread),
+            Ok(Poll::Ready(Err(error))) => {
+                crate::refusal::close_if_unread(error.into_response(this.ids), *this.unread)
+            }
+            Err(_) => GraphError::new(ErrorKind::Internal, "the request's operation failed")
+                .into_response(this.ids),
+        };
+        // The operation ends with its answer, not when this future is dropped later.
         this.entered.take();
-        Poll::Ready(outcome)
+        Poll::Ready(Ok(response))
     }
 }

@@ -296,26 +296,26 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
         let entered = self.shared.config.in_flight.enter();
         // Each operation's future held once, in a named future that answers with its outcome
         // (an `async` block awaiting it would hold it twice).
-        let (future, unread): (BoxFuture, _) = match operation {
+        let future: BoxFuture = match operation {
             Operation::Read {
                 key,
                 representation,
                 conditions,
                 head,
                 unread,
-            } => (
-                Box::pin(Answering::new(
+            } => Box::pin(
+                Answering::new(
                     async move { this.read(&key, representation, &conditions, head).await },
+                    ids,
                     entered,
-                )),
-                unread,
+                )
+                .closing_if(unread),
             ),
-            Operation::Write(write) => (
-                Box::pin(Answering::new(this.write(write, resumed), entered)),
-                None,
-            ),
+            Operation::Write(write) => {
+                Box::pin(Answering::new(this.write(write, resumed), ids, entered))
+            }
         };
-        ResponseFuture::run_to_the_end(future, ids, unread)
+        ResponseFuture::run_to_the_end(future)
     }
 }
 
