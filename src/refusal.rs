@@ -159,6 +159,12 @@ pub fn close_if_unread<B>(response: Response<B>, unread: Option<Version>) -> Res
 /// assert!(response.headers().get("connection").is_none());
 /// ```
 pub fn close_after<B>(mut response: Response<B>, version: Version) -> Response<B> {
+    mark_last(&mut response, version);
+    response
+}
+
+/// [`close_after`] in place: an answer is a few hundred bytes, copied at each move.
+pub(crate) fn mark_last<B>(response: &mut Response<B>, version: Version) {
     if version <= Version::HTTP_11 {
         response
             .headers_mut()
@@ -168,7 +174,6 @@ pub fn close_after<B>(mut response: Response<B>, version: Version) -> Response<B
             *response.version_mut() = version;
         }
     }
-    response
 }
 
 #[cfg(test)]

@@ -81,7 +81,9 @@ impl Reply {
         let headers = response.headers_mut();
         headers.insert(ODATA_VERSION, HeaderValue::from_static("4.0"));
         headers.insert(header::ETAG, self.snapshot.etag());
-        let mut response = crate::refusal::close_if_unread(response, unread);
+        if let Some(version) = unread {
+            crate::refusal::mark_last(&mut response, version);
+        }
         ids.stamp_unless_layered(response.headers_mut());
         response
     }
