@@ -200,7 +200,7 @@ impl Carried {
 impl<S: SecurityStore> Endpoint<S> {
     /// [`call`](Service::call) for a request whose ids, caller and deadline are `carried`.
     pub(crate) fn call_carried<B>(
-        &mut self,
+        &self,
         request: Request<B>,
         carried: Carried,
     ) -> ResponseFuture<S, B>

@@ -229,7 +229,7 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
     /// [`call`](Service::call) for a request with `ids`, with what the layers before decided
     /// found where `handed` says.
     pub(crate) fn call_handed<B>(
-        &mut self,
+        &self,
         mut request: Request<B>,
         ids: RequestIds,
         handed: Handed,

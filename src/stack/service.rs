@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -77,12 +78,19 @@ pub type StackBody = ResponseBody<ResponseBody<ResponseBody<Full<Bytes>>>>;
 /// ```
 #[must_use]
 pub struct Stack<S, V> {
-    layered: Layered<S, V>,
+    /// Shared: a service is cloned for every request (hyper-util's adapter does), and the
+    /// layers hold an `Arc` each (the auth layer's, the batch layer's, the service's): one
+    /// here instead, two atomic instructions a request for each saved (`scripts/atomics.py`).
+    /// The shortcut needs the layers by reference only; a request that goes through them
+    /// gets a clone of its own.
+    layered: Arc<Layered<S, V>>,
 }
 
 impl<S, V> Stack<S, V> {
     pub(super) fn new(layered: Layered<S, V>) -> Self {
-        Self { layered }
+        Self {
+            layered: Arc::new(layered),
+        }
     }
 
     /// The endpoint at the inner end of the stack: the operation's service and its store.
@@ -141,14 +149,16 @@ where
     type Error = Infallible;
     type Future = StackFuture<S, V::Future, B>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.layered.poll_ready(cx)
+    /// Always ready: so are the layers, each ready when the one inside it is, down to the
+    /// endpoint, which is always ready.
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let timeout = self.layered.get_mut();
+        let timeout = self.layered.get_ref();
         let limit = timeout.limit();
-        let auth = timeout.get_mut();
+        let auth = timeout.get_ref();
         // As the auth layer lets such a request in, and the batch layer passes it on.
         let principal = if auth.get_ref().serves(request.uri().path()) {
             None
@@ -158,7 +168,7 @@ where
         let Some(principal) = principal else {
             return StackFuture {
                 kind: Kind::Layered {
-                    future: self.layered.call(request),
+                    future: self.call_layered(request),
                 },
             };
         };
@@ -181,12 +191,32 @@ where
             principal: Some(principal),
             deadline,
         };
-        let future = auth.get_mut().get_mut().call_carried(request, carried);
+        let future = auth.get_ref().get_ref().call_carried(request, carried);
         StackFuture {
             kind: Kind::Direct {
                 future: timeout::ResponseFuture::new(Inward { future }, raced),
             },
         }
+    }
+}
+
+impl<S, V> Stack<S, V> {
+    /// `request` through the layers, on a clone of them of its own: the layers' `call`
+    /// takes them mutably (the auth layer's, waiting for a token's check, takes its inner
+    /// service with it).
+    #[inline(never)]
+    fn call_layered<B>(&self, request: Request<B>) -> <Layered<S, V> as Service<Request<B>>>::Future
+    where
+        Layered<S, V>: Service<Request<B>>,
+    {
+        let mut layered = Layered::clone(&self.layered);
+        // Ready at once, as `poll_ready` says of the stack.
+        debug_assert!(
+            layered
+                .poll_ready(&mut Context::from_waker(std::task::Waker::noop()))
+                .is_ready()
+        );
+        layered.call(request)
     }
 }
 
