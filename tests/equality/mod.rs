@@ -376,3 +376,54 @@ pub fn merge_patch() -> MergePatchLayer {
         .with_limit(LIMIT)
         .with_max_depth(MAX_DEPTH)
 }
+
+/// Sends every case of [`cases`] to `one` and to `other`, in `version`, and requires the same
+/// answer of both, and of `one` the status `expected` names.
+pub async fn answer_alike<A, B, RA, RB>(
+    one: &A,
+    other: &B,
+    version: Version,
+    expected: impl Fn(&Case) -> u16,
+) where
+    A: tower::Service<Request<TestBody>, Response = http::Response<RA>> + Clone,
+    A::Error: std::fmt::Debug,
+    B: tower::Service<Request<TestBody>, Response = http::Response<RB>> + Clone,
+    B::Error: std::fmt::Debug,
+    RA: http_body::Body,
+    RA::Error: std::fmt::Debug,
+    RB: http_body::Body,
+    RB::Error: std::fmt::Debug,
+{
+    use tower::ServiceExt;
+    for case in cases() {
+        let what = format!(
+            "{version:?} {} {} {:?}",
+            case.method, case.path, case.headers
+        );
+        let from_one = one.clone().oneshot(request_of(&case, version)).await;
+        let from_one = comparable(from_one.unwrap()).await;
+        let from_other = other.clone().oneshot(request_of(&case, version)).await;
+        let from_other = comparable(from_other.unwrap()).await;
+        assert_eq!(from_one.0.as_u16(), expected(&case), "{what}: {from_one:?}");
+        assert_eq!(from_one, from_other, "{what}");
+    }
+}
+
+/// Requires that the two sides stored the same objects, audited the same records and asked
+/// the policy as often; returns the records and the count.
+pub async fn same_effects(one: &Side, other: &Side) -> (Vec<AuditRecord>, usize) {
+    use super::common::{ALICE, BOB, TENANT};
+    use security_update::SecurityStore;
+    for user in [ALICE, BOB] {
+        let key = ObjectKey::new(TENANT, user);
+        let from_one = one.store.load(&key).await.unwrap().unwrap();
+        let from_other = other.store.load(&key).await.unwrap().unwrap();
+        assert_eq!(from_one.version(), from_other.version(), "{user}");
+        assert_eq!(from_one.document(), from_other.document(), "{user}");
+    }
+    let audited = one.audit.0.lock().unwrap().clone();
+    assert_eq!(audited, *other.audit.0.lock().unwrap());
+    let asked = one.asked.load(Ordering::SeqCst);
+    assert_eq!(asked, other.asked.load(Ordering::SeqCst));
+    (audited, asked)
+}
