@@ -849,6 +849,10 @@ async fn a_store_that_panics_mid_write_is_a_500_not_a_lost_connection() {
             &self,
             key: &ObjectKey,
         ) -> Result<Option<security_update::Snapshot>, security_update::StoreError> {
+            if key.user_id() == BOB {
+                tokio::task::yield_now().await;
+                panic!("a bug in a store's read");
+            }
             self.0.load(key).await
         }
         async fn compare_and_swap(
@@ -885,4 +889,13 @@ async fn a_store_that_panics_mid_write_is_a_500_not_a_lost_connection() {
     assert_eq!(get(&app, "/me/security", "alice").await.status, 200);
     let stored = memory.load(&ObjectKey::new(TENANT, ALICE)).await.unwrap();
     assert!(stored.is_none(), "nothing was saved");
+    // A read that panics, its declared body unread: 500, and the HTTP/1 connection closes.
+    let read = request(Method::GET, "/me/security", Some("bob"))
+        .header("content-type", "application/json")
+        .header("content-length", "2")
+        .body(Full::from("{}"))
+        .unwrap();
+    let reply = send(app.clone(), read).await;
+    assert_eq!(reply.status, 500);
+    assert_eq!(reply.headers["connection"], "close");
 }

@@ -167,20 +167,25 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        // A panicking operation answers 500, as a panicking task of its own did, and takes
-        // neither the connection's task nor anything else down with it. The answer carries
-        // the request's ids: no layer outside may be there to stamp them (the built stack's
-        // shortcut), and the ids of an error's body are the headers' ones.
-        let polled =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| this.operation.poll(cx)));
-        let response = match polled {
+        let (ids, unread) = (&*this.ids, *this.unread);
+        // A panicking operation, or a panic in the making of its answer, answers 500, as a
+        // panicking task of its own did, and takes neither the connection's task nor anything
+        // else down with it. The answer carries the request's ids: no layer outside may be
+        // there to stamp them (the built stack's shortcut), and the ids of an error's body are
+        // the headers' ones.
+        let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            this.operation.poll(cx).map(|outcome| match outcome {
+                Ok(reply) => reply.into_response(ids, unread),
+                Err(error) => crate::refusal::close_if_unread(error.into_response(ids), unread),
+            })
+        }));
+        let response = match answered {
             Ok(Poll::Pending) => return Poll::Pending,
-            Ok(Poll::Ready(Ok(reply))) => reply.into_response(this.ids, *this.unread),
-            Ok(Poll::Ready(Err(error))) => {
-                crate::refusal::close_if_unread(error.into_response(this.ids), *this.unread)
+            Ok(Poll::Ready(response)) => response,
+            Err(_) => {
+                let error = GraphError::new(ErrorKind::Internal, "the request's operation failed");
+                crate::refusal::close_if_unread(error.into_response(ids), unread)
             }
-            Err(_) => GraphError::new(ErrorKind::Internal, "the request's operation failed")
-                .into_response(this.ids),
         };
         // The operation ends with its answer, not when this future is dropped later.
         this.entered.take();
