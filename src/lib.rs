@@ -13,8 +13,8 @@
 //!
 //! [`StackBuilder`] owns the configuration and puts them together in that order, the rate
 //! limit, the preflight, the content type, the merge patch and the service as one service
-//! ([`endpoint::Endpoint`]), and the whole as one [`Stack`], which takes the request of a
-//! caller whose token is known good straight to the endpoint with its ids, deadline and
+//! ([`endpoint::Endpoint`]), and the whole as one [`Stack`], which takes a request outside a
+//! `$batch` whose token is known good straight to the endpoint with its ids, deadline and
 //! principal as values; [`stack`] does it with defaults. Every failure is a Graph error response
 //! (`{"error":{"code","message","innerError":{...}}}`); the service's error type is
 //! `Infallible`.

@@ -35,10 +35,10 @@ pub type StackBody = ResponseBody<ResponseBody<ResponseBody<Full<Bytes>>>>;
 ///
 /// The layers hand each other what they learn of a request in its extensions: the request-id
 /// layer its ids, the timeout its deadline, the auth layer the caller's
-/// [`Principal`](crate::Principal). That is a map made for each request, three boxed values
-/// put into it and taken out again, and the map's drop: about 1,100 instructions of a PATCH
-/// that took 24,000 in process (benches/README.md). A layer generic over the service inside it
-/// has no other way to pass them on.
+/// [`Principal`](crate::Principal). That is a map made for each request, a boxed value for
+/// each put into it and taken out again (the deadline only with a timeout), and the map's
+/// drop: about 1,100 instructions of a PATCH that took 24,000 in process (benches/README.md).
+/// A layer generic over the service inside it has no other way to pass them on.
 ///
 /// `Stack` knows every layer it holds, so for the request most requests are (not a `$batch`,
 /// with a bearer token the validator knows good at no cost, [`TokenValidator::cached`]) it
@@ -298,6 +298,35 @@ mod tests {
         }
         let future = stack().call(request.body(Full::new(Bytes::new())).unwrap());
         matches!(future.kind, Kind::Direct { .. })
+    }
+
+    /// `Stack::poll_ready` answers for its layers without asking them: they must be ready
+    /// whatever they have seen, a rate limit spent and a throttle dry included.
+    #[tokio::test]
+    async fn the_layers_are_ready_whatever_they_have_seen() {
+        use std::time::Duration;
+        let alice = Principal::delegated("t", "a").with_scopes(["SecurityEvents.ReadWrite.All"]);
+        let stack = StackBuilder::new(MemoryStore::new())
+            .with_rate_limit(crate::RateLimitLayer::new(1, Duration::from_secs(3600)).with_burst(1))
+            .with_failure_throttle(crate::auth::FailureThrottle::new(1, 1))
+            .with_timeout(Duration::from_secs(30))
+            .build(StaticTokens::new().with_token("a1", alice));
+        let mut statuses = Vec::new();
+        for authorization in ["Bearer a1", "Bearer a1", "Bearer guess", "Bearer guess"] {
+            let mut request = Request::get("/me/security")
+                .header("authorization", authorization)
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            let client = crate::auth::ClientAddress(std::net::Ipv4Addr::LOCALHOST.into());
+            request.extensions_mut().insert(client);
+            let mut layered = Layered::clone(&stack.layered);
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            let ready = Service::<Request<Full<Bytes>>>::poll_ready(&mut layered, &mut cx);
+            assert!(ready.is_ready(), "{authorization}");
+            statuses.push(layered.call(request).await.unwrap().status().as_u16());
+        }
+        // Spent and dry: the second of each was refused.
+        assert_eq!(statuses, [200, 429, 401, 429]);
     }
 
     /// The shortcut is taken exactly where the layers would let a request straight through

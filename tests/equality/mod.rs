@@ -17,7 +17,8 @@ use http_body_util::BodyExt;
 use security_update::audit::{AuditRecord, AuditSink};
 use security_update::{
     Access, DefaultPolicy, GraphError, MemoryStore, MergePatchLayer, ObjectKey, Policy, Principal,
-    RateLimitLayer, ResourceSchema, StackBuilder, Target,
+    RateLimitLayer, ResourceSchema, SecurityStore, Snapshot, StackBuilder, StoreError, SwapOutcome,
+    Target,
 };
 use serde_json::Value;
 
@@ -353,17 +354,51 @@ pub struct Side {
 impl Side {
     /// The side, and a builder configured for it (schema, prefix, audit, policy).
     pub fn new() -> (Self, StackBuilder<MemoryStore>) {
+        Self::with_store(|store| store)
+    }
+
+    /// [`new`](Self::new), its store seen through `wrap`.
+    pub fn with_store<S: SecurityStore>(
+        wrap: impl Fn(MemoryStore) -> S,
+    ) -> (Self, StackBuilder<S>) {
         let side = Self {
             store: MemoryStore::new(),
             audit: Arc::default(),
             asked: Arc::default(),
         };
-        let service = StackBuilder::new(side.store.clone())
+        let service = StackBuilder::new(wrap(side.store.clone()))
             .with_schema(ResourceSchema::open_type())
             .with_path_prefix(PREFIX)
             .with_audit(side.audit.clone())
             .with_policy(Counted(DefaultPolicy::new(), side.asked.clone()));
         (side, service)
+    }
+}
+
+/// A memory store that waits once before each answer and does not answer at once
+/// ([`SecurityStore::at_once`] is `None`), as a store over a network: its operations run in
+/// the service's response future rather than in its `call`.
+#[derive(Debug, Clone)]
+pub struct Waiting(pub MemoryStore);
+
+impl SecurityStore for Waiting {
+    async fn load(&self, key: &ObjectKey) -> Result<Option<Snapshot>, StoreError> {
+        tokio::task::yield_now().await;
+        self.0.load(key).await
+    }
+
+    async fn compare_and_swap(
+        &self,
+        key: &ObjectKey,
+        expected_version: u64,
+        new: Snapshot,
+    ) -> Result<SwapOutcome, StoreError> {
+        tokio::task::yield_now().await;
+        self.0.compare_and_swap(key, expected_version, new).await
+    }
+
+    async fn count_tenant(&self, tenant_id: &str) -> Result<Option<u64>, StoreError> {
+        self.0.count_tenant(tenant_id).await
     }
 }
 
@@ -413,7 +448,6 @@ pub async fn answer_alike<A, B, RA, RB>(
 /// the policy as often; returns the records and the count.
 pub async fn same_effects(one: &Side, other: &Side) -> (Vec<AuditRecord>, usize) {
     use super::common::{ALICE, BOB, TENANT};
-    use security_update::SecurityStore;
     for user in [ALICE, BOB] {
         let key = ObjectKey::new(TENANT, user);
         let from_one = one.store.load(&key).await.unwrap().unwrap();
