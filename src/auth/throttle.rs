@@ -8,8 +8,10 @@
 //! caller is never throttled by failures from elsewhere, nor by its own neighbours' once it
 //! has been validated.
 //!
-//! The address comes from the request's [`ClientAddress`] extension, which the server sets
-//! (the peer address, or the client a trusted proxy names). Without it nothing is throttled.
+//! The address comes from the request's [`ClientAddress`] extension, or, for a request that
+//! has none, from the built stack's [`Stack::for_client`](crate::Stack::for_client): the server
+//! makes its stack for each connection's peer, and inserts the client a trusted proxy names
+//! into each of that proxy's requests. Without either nothing is throttled.
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -14,7 +15,7 @@ use http_body_util::Full;
 use pin_project_lite::pin_project;
 use tower::Service;
 
-use crate::auth::{self, Auth, TokenValidator};
+use crate::auth::{self, Auth, ClientAddress, TokenValidator};
 use crate::batch::{self, Batch};
 use crate::body::ResponseBody;
 use crate::endpoint::{self, Carried, Endpoint};
@@ -84,13 +85,59 @@ pub struct Stack<S, V> {
     /// The shortcut needs the layers by reference only; a request that goes through them
     /// gets a clone of its own.
     layered: Arc<Layered<S, V>>,
+    /// The client of the requests that name none ([`for_client`](Self::for_client)).
+    client: Option<IpAddr>,
 }
 
 impl<S, V> Stack<S, V> {
     pub(super) fn new(layered: Layered<S, V>) -> Self {
         Self {
             layered: Arc::new(layered),
+            client: None,
         }
+    }
+
+    /// This stack for the requests of one client, at `address`: those that carry no
+    /// [`ClientAddress`] of their own are taken to come from it (the failed-authentication
+    /// throttle counts their failures under it, and a `$batch`'s requests carry it).
+    ///
+    /// For a server that makes a service for each connection: inserting a `ClientAddress`
+    /// into every request does the same, but a request's extensions are a map made for that
+    /// request, and the stack's shortcut needs no address (only a refused or pending token
+    /// is throttled, and those go through the layers): given here, the address is put in the
+    /// requests that go through the layers, and only in those. A request's own
+    /// `ClientAddress` (a proxy's client, say) still wins.
+    ///
+    /// ```
+    /// use std::net::{IpAddr, Ipv4Addr};
+    /// use http_body_util::Full;
+    /// use security_update::auth::FailureThrottle;
+    /// use security_update::{MemoryStore, StackBuilder, StaticTokens};
+    /// use tower::ServiceExt;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// // One failed token a client, then 429 until its bucket refills (a second).
+    /// let stack = StackBuilder::new(MemoryStore::new())
+    ///     .with_failure_throttle(FailureThrottle::new(1, 1))
+    ///     .build(StaticTokens::new());
+    /// let guess = || {
+    ///     http::Request::get("/me/security")
+    ///         .header("authorization", "Bearer guess")
+    ///         .body(Full::<bytes::Bytes>::default())
+    ///         .unwrap()
+    /// };
+    /// let peer = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
+    /// let connection = stack.clone().for_client(peer);
+    /// assert_eq!(connection.clone().oneshot(guess()).await.unwrap().status(), 401);
+    /// assert_eq!(connection.oneshot(guess()).await.unwrap().status(), 429);
+    /// // Another connection's client has its own bucket.
+    /// let other = stack.for_client(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 8)));
+    /// assert_eq!(other.oneshot(guess()).await.unwrap().status(), 401);
+    /// # }
+    /// ```
+    pub fn for_client(mut self, address: IpAddr) -> Self {
+        self.client = Some(address);
+        self
     }
 
     /// The endpoint at the inner end of the stack: the operation's service and its store.
@@ -103,6 +150,7 @@ impl<S, V> Clone for Stack<S, V> {
     fn clone(&self) -> Self {
         Self {
             layered: self.layered.clone(),
+            client: self.client,
         }
     }
 }
@@ -112,6 +160,7 @@ impl<S, V> std::fmt::Debug for Stack<S, V> {
         f.debug_struct("Stack")
             .field("endpoint", self.endpoint())
             .field("timeout", &self.layered.get_ref().limit())
+            .field("client", &self.client)
             .finish_non_exhaustive()
     }
 }
@@ -166,6 +215,11 @@ where
             auth.cached_principal(request.headers())
         };
         let Some(principal) = principal else {
+            if let Some(address) = self.client
+                && request.extensions().get::<ClientAddress>().is_none()
+            {
+                request.extensions_mut().insert(ClientAddress(address));
+            }
             return StackFuture {
                 kind: Kind::Layered {
                     future: self.call_layered(request),
@@ -327,6 +381,46 @@ mod tests {
         }
         // Spent and dry: the second of each was refused.
         assert_eq!(statuses, [200, 429, 401, 429]);
+    }
+
+    /// `for_client`: a request naming no client of its own is counted under the stack's,
+    /// one that names its own under that one; a token known good still takes the shortcut.
+    #[tokio::test]
+    async fn a_stack_for_a_client_counts_that_clients_failures() {
+        use std::net::Ipv4Addr;
+        use tower::ServiceExt;
+        let alice = Principal::delegated("t", "a").with_scopes(["SecurityEvents.ReadWrite.All"]);
+        let stack = StackBuilder::new(MemoryStore::new())
+            .with_failure_throttle(crate::auth::FailureThrottle::new(1, 1))
+            .build(StaticTokens::new().with_token("a1", alice));
+        let request = |token: &str, own: Option<Ipv4Addr>| {
+            let mut request = Request::get("/me/security")
+                .header("authorization", format!("Bearer {token}"))
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            if let Some(own) = own {
+                request.extensions_mut().insert(ClientAddress(own.into()));
+            }
+            request
+        };
+        let status = |stack: &Stack<MemoryStore, StaticTokens>, request| {
+            let stack = stack.clone();
+            async move { stack.oneshot(request).await.unwrap().status().as_u16() }
+        };
+        let (peer, other) = (Ipv4Addr::new(192, 0, 2, 7), Ipv4Addr::new(192, 0, 2, 8));
+        let connection = stack.clone().for_client(peer.into());
+        assert_eq!(status(&connection, request("guess", None)).await, 401);
+        assert_eq!(status(&connection, request("guess", None)).await, 429);
+        assert_eq!(
+            status(&connection, request("guess", Some(other))).await,
+            401
+        );
+        assert_eq!(status(&connection, request("a1", None)).await, 200);
+        // The peer's bucket was the one spent: named, it is dry too.
+        assert_eq!(status(&stack, request("guess", Some(peer))).await, 429);
+        // A stack for no client counts no failure of a request that names none.
+        assert_eq!(status(&stack, request("guess", None)).await, 401);
+        assert_eq!(status(&stack, request("guess", None)).await, 401);
     }
 
     /// The shortcut is taken exactly where the layers would let a request straight through
