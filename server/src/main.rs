@@ -242,15 +242,27 @@ async fn run(cli: Cli, log_lines: direct_lines::DirectLines) -> ExitCode {
     // Answers not taken are counted from here in; past the budget a request is refused here,
     // logged and measured, before the stack runs it.
     let budget = AnswerBudget::for_process(cli.max_held_bytes, cli.max_held_bytes_per_client);
-    let logged = AccessLog::new(HeldAnswers::new(stack, budget, metrics.clone()), log_lines);
-    // Probes first: no access-log line, no token, no rate limit, no metrics for them.
-    let measured = match &metrics {
-        Some(metrics) => {
-            tower::util::Either::Left(MetricsLayer::new(metrics.clone()).layer(logged))
+    // Made for each connection: the stack and the budget know its client, if the peer is
+    // one (`client_address`), so that no request carries it.
+    let app_for = {
+        let (metrics, readiness) = (metrics.clone(), readiness.clone());
+        move |client: Option<std::net::IpAddr>| {
+            let stack = match client {
+                Some(address) => stack.clone().for_client(address),
+                None => stack.clone(),
+            };
+            let held = HeldAnswers::new(stack, budget, metrics.clone()).for_client(client);
+            let logged = AccessLog::new(held, log_lines.clone());
+            // Probes first: no access-log line, no token, no rate limit, no metrics for them.
+            let measured = match &metrics {
+                Some(metrics) => {
+                    tower::util::Either::Left(MetricsLayer::new(metrics.clone()).layer(logged))
+                }
+                None => tower::util::Either::Right(logged),
+            };
+            probes::Probes::new(measured, readiness.clone())
         }
-        None => tower::util::Either::Right(logged),
     };
-    let app = probes::Probes::new(measured, readiness.clone());
 
     let listener = match tokio::net::TcpListener::bind(cli.listen).await {
         Ok(listener) => listener,
@@ -349,8 +361,9 @@ async fn run(cli: Cli, log_lines: direct_lines::DirectLines) -> ExitCode {
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                let client = client_address::connection_client(peer.ip(), &is_trusted);
                 let service = client_address::WithClientAddress::new(
-                    app.clone(),
+                    app_for(client),
                     peer.ip(),
                     is_trusted.clone(),
                     tls.is_some(),
@@ -394,7 +407,7 @@ async fn run(cli: Cli, log_lines: direct_lines::DirectLines) -> ExitCode {
         tracing::warn!("shutdown timeout reached; closing the remaining connections");
     }
     // The last reference to the store goes here: redb closes its file cleanly.
-    drop(app);
+    drop(app_for);
     tracing::info!("store closed; bye");
     ExitCode::SUCCESS
 }

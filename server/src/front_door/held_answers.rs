@@ -213,6 +213,8 @@ pub(crate) struct HeldAnswers<S> {
     inner: S,
     budget: &'static AnswerBudget,
     metrics: Option<Arc<PrometheusMetrics>>,
+    /// The client of the requests that name none ([`for_client`](Self::for_client)).
+    client: Option<IpAddr>,
 }
 
 impl<S> HeldAnswers<S> {
@@ -226,7 +228,15 @@ impl<S> HeldAnswers<S> {
             inner,
             budget,
             metrics,
+            client: None,
         }
+    }
+
+    /// For the requests of one connection, whose client is `client` unless a request names
+    /// its own [`ClientAddress`] (a trusted proxy's; `crate::client_address`).
+    pub(crate) fn for_client(mut self, client: Option<IpAddr>) -> Self {
+        self.client = client;
+        self
     }
 }
 
@@ -247,7 +257,8 @@ where
         let client = request
             .extensions()
             .get::<ClientAddress>()
-            .map(|&ClientAddress(address)| address);
+            .map(|&ClientAddress(address)| address)
+            .or(self.client);
         match self.budget.admit(client) {
             Ok(()) => HeldFuture::Running {
                 future: self.inner.call(request),
