@@ -16,7 +16,9 @@ of the server; BASELINES=0 leaves the baselines out; STORE=embedded serves from 
 store, in a new data directory for each run, instead of memory: every PATCH is then one
 commit of one write, the group commit's worst case, committer thread included; ATOMICS=1 also
 counts the atomic instructions a PATCH executes, which cost far more than their count here;
-KEEP=1 prints where each run's callgrind output is, for callgrind_annotate)
+CACHE=1 simulates the caches and prints their misses a PATCH, CACHE_ARGS="--I1=65536,8,64"
+and the like giving other caches than this machine's; KEEP=1 prints where each run's
+callgrind output is, for callgrind_annotate)
 """
 import http.client
 import os
@@ -38,6 +40,10 @@ BODY = ('{"riskProfile":{"level":"medium","score":42,"reasons":["mfa-missing","l
 WARM_UP, MEASURED = 200, 2000
 # ATOMICS=1 also counts the locked instructions a PATCH executes (scripts/atomics.py).
 ATOMICS = ["--dump-instr=yes"] if os.environ.get("ATOMICS") == "1" else []
+# CACHE=1 also simulates the caches and prints the misses a PATCH (first-level instruction and
+# data caches, last level), where the time that instructions miss goes.
+CACHE = (["--cache-sim=yes"] + os.environ.get("CACHE_ARGS", "").split()
+         if os.environ.get("CACHE") == "1" else [])
 
 
 OURS = [os.environ.get("SERVER", os.path.join(ROOT, "target/release/security-update-server")),
@@ -90,7 +96,7 @@ def per_request(command, rust_log="info", path="/beta/me/security"):
     with open(out, "w") as stdout, open(err, "w") as stderr:
         server = subprocess.Popen(
             ["valgrind", "--tool=callgrind", "--instr-atstart=no",
-             "--callgrind-out-file=" + os.path.join(work, "cg")] + ATOMICS + command,
+             "--callgrind-out-file=" + os.path.join(work, "cg")] + ATOMICS + CACHE + command,
             stdout=stdout, stderr=stderr, env=env, cwd=ROOT)
     try:
         patch = client(out, server, path, err)
@@ -107,6 +113,14 @@ def per_request(command, rust_log="info", path="/beta/me/security"):
     if os.environ.get("KEEP") == "1":
         print(f"  (callgrind output: {os.path.join(work, 'cg')})")
     refs = re.findall(r"I\s+refs:\s+([\d,]+)", open(err).read())
+    if CACHE:
+        log = open(err).read()
+        misses = []
+        for name in ["I1", "D1", "LLi", "LLd"]:
+            found = re.findall(name + r"\s+misses:\s+([\d,]+)", log)
+            if found:
+                misses.append(f"{name} {int(found[-1].replace(',', '')) / MEASURED:,.0f}")
+        print(f"  (cache misses per PATCH: {', '.join(misses)})")
     if ATOMICS:
         locked, _ = atomics.count(os.path.join(work, "cg"))
         print(f"  ({locked / MEASURED:.1f} atomic instructions per PATCH)")

@@ -1,0 +1,196 @@
+#!/usr/bin/env python3
+"""How many distinct cache lines of code and of data one PATCH touches, server by server.
+
+Where `server_instructions.py` counts instructions, this counts the memory a request runs
+through: every 64-byte line of code it executes and of data it reads or writes, each once.
+A core's first-level caches hold 32 KiB each (512 lines); a request whose lines do not fit
+fetches them again from the next level every time, and that is time the instruction count
+does not show (benches/README.md, twenty-fourth session: the server at 1.05x the floor's
+instructions ran at 0.88x its speed).
+
+Each server runs under `valgrind --tool=lackey --trace-mem=yes` (memory store, one worker
+thread, logging off, the bench schema, as `server_instructions.py` runs it) and gets WARM_UP
+PATCHes, then MEASURED more, over one keep-alive connection, every one changing the object.
+The trace is cut into requests at an instruction that ran exactly once a PATCH; the figures
+are the median over the measured requests. Code lines are named by the function they lie in
+(the binary's symbols; the shared libraries as one), data lines by the mapping they lie in.
+The baselines `floor` and `axum` (tools/src/bin/bench_servers.rs) are measured the same way.
+
+Usage: scripts/request_footprint.py   (needs valgrind and the release builds of
+security-update-server and bench_servers; SERVER=path measures another build of the server;
+BASELINES=0 leaves the baselines out; TOP=n functions listed, 25 by default)
+"""
+import bisect
+import collections
+import http.client
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BODY = ('{"riskProfile":{"level":"medium","score":42,"reasons":["mfa-missing","legacy-auth"],'
+        '"reviewedBy":null},"notes":"quarterly review of sign-in risk for this account, '
+        'revision %d","lastReviewed":"2026-11-29T01:02:03Z","obsolete":null}')
+WARM_UP, MEASURED = 40, 12
+LINE = 64
+BASELINE_TOKEN = "bench-token-0123456789abcdef"
+SERVER = os.environ.get("SERVER", os.path.join(ROOT, "target/release/security-update-server"))
+BENCH_SERVERS = os.path.join(ROOT, "target/release/bench_servers")
+
+
+def run(command, ours, work):
+    """Runs `command` under lackey, sends it the PATCHes; returns (trace path, mappings)."""
+    trace = os.path.join(work, "trace")
+    out = os.path.join(work, "out")
+    env = dict(os.environ, RUST_LOG="off,security_update::audit=off")
+    with open(out, "w") as stdout, open(os.path.join(work, "err"), "w") as stderr:
+        server = subprocess.Popen(
+            ["valgrind", "--tool=lackey", "--trace-mem=yes", "--log-file=" + trace] + command,
+            stdout=stdout, stderr=stderr, env=env, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            lines = open(out).read().splitlines()
+            if any(line.startswith("listening on ") for line in lines) and (
+                    len(lines) >= 3 or not ours):
+                break
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise SystemExit("the server did not start: " + " ".join(command))
+            time.sleep(0.2)
+        address = next(line.split()[2] for line in lines if line.startswith("listening on "))
+        token = lines[2].strip() if ours else BASELINE_TOKEN
+        path = "/beta/me/security" if ours else "/me/security"
+        host, port = address.rsplit(":", 1)
+        connection = http.client.HTTPConnection(host, int(port), timeout=600)
+        for revision in range(WARM_UP + MEASURED):
+            connection.request("PATCH", path, body=BODY % revision, headers={
+                "Authorization": "Bearer " + token, "Content-Type": "application/json"})
+            response = connection.getresponse()
+            response.read()
+            if response.status != 200:
+                raise SystemExit(f"PATCH answered {response.status}")
+        mappings = open(f"/proc/{server.pid}/maps").read().splitlines()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=300)
+    return trace, mappings
+
+
+def trace_events(trace):
+    """The trace's accesses in order: (True, address) for code, (False, address) for data."""
+    with open(trace) as lines:
+        for line in lines:
+            if line.startswith("I"):
+                yield True, int(line[3:].split(",", 1)[0], 16)
+            elif line[:2] in (" L", " S", " M"):
+                yield False, int(line[3:].split(",", 1)[0], 16)
+
+
+def requests(trace):
+    """The measured requests, each as (code lines, data lines): the trace cut at an
+    instruction that ran once a PATCH, the one first run latest (not start-up's). Three
+    passes over the trace (hundreds of megabytes), none holding it."""
+    total = WARM_UP + MEASURED
+    counts = collections.Counter(address for is_code, address in trace_events(trace) if is_code)
+    once = {address for address, count in counts.items() if count == total}
+    if not once:
+        raise SystemExit("no instruction ran exactly once a PATCH")
+    first = {}
+    for index, (is_code, address) in enumerate(trace_events(trace)):
+        if is_code and address in once and address not in first:
+            first[address] = index
+    marker = max(first, key=first.get)
+    measured, seen, current = [], 0, None
+    for is_code, address in trace_events(trace):
+        if is_code and address == marker:
+            if current is not None:
+                measured.append(current)
+            seen += 1
+            current = (set(), set()) if seen > WARM_UP else None
+        if current is not None:
+            current[0 if is_code else 1].add(address // LINE)
+    # The last request's lines run on past its end (to the shutdown): left out.
+    return measured
+
+
+def symbols(binary, mappings):
+    """Start addresses and names of `binary`'s functions, where they were loaded."""
+    name = os.path.realpath(binary)
+    base = min(int(line.split("-")[0], 16) for line in mappings
+               if line.endswith(name) or line.endswith(os.path.basename(binary)))
+    text = subprocess.run(["nm", "-n", "-C", binary], capture_output=True, text=True).stdout
+    table = []
+    for line in text.splitlines():
+        parts = line.split(" ", 2)
+        if len(parts) == 3 and parts[0] and parts[1] in "tTwW":
+            table.append((int(parts[0], 16) + base, parts[2]))
+    return table, base
+
+
+def region(address, mappings, binary):
+    for line in mappings:
+        fields = line.split()
+        low, high = (int(x, 16) for x in fields[0].split("-"))
+        if low <= address < high:
+            path = fields[5] if len(fields) > 5 else ""
+            if path.endswith(os.path.basename(binary)):
+                return "the binary's statics"
+            if path == "[heap]":
+                return "the main heap"
+            if path.startswith("/"):
+                return "shared libraries' data"
+            return "anonymous (thread stacks, allocator arenas)"
+    return "unmapped at the end"
+
+
+def report(label, binary, command, ours):
+    with tempfile.TemporaryDirectory() as work:
+        trace, mappings = run(command, ours, work)
+        measured = requests(trace)
+    code = statistics.median(len(c) for c, _ in measured)
+    data = statistics.median(len(d) for _, d in measured)
+    print(f"{label}: {code:,.0f} code lines ({code * LINE / 1024:,.0f} KiB), "
+          f"{data:,.0f} data lines ({data * LINE / 1024:,.0f} KiB) a PATCH "
+          f"(median of {len(measured)})")
+    code_lines, data_lines = measured[len(measured) // 2]
+    table, _ = symbols(binary, mappings)
+    starts = [start for start, _ in table]
+    end_of_binary = max(int(line.split("-")[1].split()[0], 16) for line in mappings
+                        if line.endswith(os.path.basename(binary)))
+    by_function = collections.Counter()
+    for line in code_lines:
+        address = line * LINE
+        if address >= end_of_binary:
+            by_function["(shared libraries)"] += 1
+            continue
+        index = bisect.bisect_right(starts, address) - 1
+        by_function[table[index][1] if index >= 0 else "?"] += 1
+    by_region = collections.Counter(region(line * LINE, mappings, binary) for line in data_lines)
+    print("  data lines by mapping: " + ", ".join(f"{name} {n}" for name, n in
+                                                  by_region.most_common()))
+    print("  code lines by function:")
+    for name, n in by_function.most_common(int(os.environ.get("TOP", "25"))):
+        print(f"    {n:5d}  {name[:140]}")
+    return code, data
+
+
+def main():
+    ours = [SERVER, "--memory", "--listen", "127.0.0.1:0", "--worker-threads", "1",
+            "--rate-limit", "0", "--schema", os.path.join(ROOT, "scripts/bench-schema.json")]
+    figures = {"ours (logging off)": report("ours (logging off)", SERVER, ours, True)}
+    if os.environ.get("BASELINES", "1") != "0":
+        for name in ["floor", "axum"]:
+            figures[name] = report(name, BENCH_SERVERS,
+                                   [BENCH_SERVERS, name, "127.0.0.1:0", "1"], False)
+        code, data = figures["ours (logging off)"]
+        for name in ["floor", "axum"]:
+            print(f"ours against {name}: code {code / figures[name][0]:.2f}x, "
+                  f"data {data / figures[name][1]:.2f}x")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
