@@ -406,7 +406,9 @@ async fn run(cli: Cli, log_lines: direct_lines::DirectLines) -> ExitCode {
     if drained.is_err() {
         tracing::warn!("shutdown timeout reached; closing the remaining connections");
     }
-    // The last reference to the store goes here: redb closes its file cleanly.
+    // The accept loop's share of the store goes here; the runtime's tasks (readiness, the
+    // metrics port, backups) drop theirs as `main` drops the runtime, and the last one
+    // closes redb's file cleanly.
     drop(app_for);
     tracing::info!("store closed; bye");
     ExitCode::SUCCESS

@@ -18,8 +18,10 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Instant;
 
-/// The address a request came from, for per-client limits: set by the server (or an
-/// embedder) in the request's extensions.
+/// The address a request came from, for per-client limits, in the request's extensions: put
+/// there by an embedder or a server (ours, for a trusted proxy's requests), or by a stack made
+/// for a connection's client ([`Stack::for_client`](crate::Stack::for_client)) for a request
+/// that names none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ClientAddress(pub IpAddr);
 

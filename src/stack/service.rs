@@ -218,6 +218,9 @@ where
             if let Some(address) = self.client
                 && request.extensions().get::<ClientAddress>().is_none()
             {
+                // Room for what the layers put there too, as the request-id layer would
+                // make in an empty map (`make_extension_room`).
+                crate::make_extension_room(request.extensions_mut());
                 request.extensions_mut().insert(ClientAddress(address));
             }
             return StackFuture {

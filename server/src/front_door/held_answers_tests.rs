@@ -65,8 +65,8 @@ fn many_small_holders_do_not_shrink_a_share_below_a_sixteenth_of_what_one_may_ho
     assert_eq!(budget.admit(v4(250)), Err(Over::Server));
 }
 
-/// The client is the request's `ClientAddress`: the peer, or the client a trusted proxy
-/// names (`client_address.rs` decides which); a request refused is not run.
+/// The client is the request's `ClientAddress` (on a trusted proxy's connection, the client
+/// it names; `client_address.rs`); a request refused is not run.
 #[tokio::test]
 async fn answers_are_counted_for_the_client_address_the_request_carries() {
     use tower::ServiceExt;
@@ -136,4 +136,35 @@ fn past_half_the_server_budget_only_clients_under_an_even_share_are_served() {
     // Under half, nobody's share is looked at.
     budget.release(v4(1), 150);
     assert_eq!(budget.admit(v4(1)), Ok(()));
+}
+
+/// On a direct connection no request names its client: the budget made for the connection
+/// (`for_client`) counts them under its peer; a request that names its own is counted under
+/// that one.
+#[tokio::test]
+async fn a_budget_for_a_connection_counts_its_requests_under_its_client() {
+    use tower::ServiceExt;
+    let budget: &'static AnswerBudget = Box::leak(Box::new(AnswerBudget::new(0, 10_000)));
+    let inner = tower::service_fn(|_: Request<()>| {
+        std::future::ready(Ok::<_, std::convert::Infallible>(Response::new(Full::new(
+            Bytes::from(vec![b'x'; 20_000]),
+        ))))
+    });
+    let service = HeldAnswers::new(inner, budget, None).for_client(v4(1));
+    let held = service.clone().oneshot(Request::new(())).await.unwrap();
+    assert_eq!(budget.held_by(v4(1).unwrap()), (20_000, 1));
+    let refused = service.clone().oneshot(Request::new(())).await.unwrap();
+    assert_eq!(refused.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+    let mut named = Request::new(());
+    named.extensions_mut().insert(ClientAddress(v4(2).unwrap()));
+    let other = service.clone().oneshot(named).await.unwrap();
+    assert_eq!(other.status(), http::StatusCode::OK);
+    // What the client holds, and how many clients hold anything.
+    assert_eq!(budget.held_by(v4(2).unwrap()), (20_000, 2));
+    assert_eq!(
+        budget.held_by(v4(1).unwrap()),
+        (20_000, 2),
+        "not the peer's"
+    );
+    drop((held, other));
 }
