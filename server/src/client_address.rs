@@ -26,7 +26,8 @@ pub(crate) type IsTrusted = Arc<dyn Fn(IpAddr) -> bool + Send + Sync>;
 #[derive(Clone)]
 pub(crate) struct WithClientAddress<S> {
     inner: S,
-    peer: IpAddr,
+    /// The peer is a trusted proxy (decided once: the proxies are fixed at start).
+    from_proxy: bool,
     is_trusted: IsTrusted,
     /// The connection is TLS: HTTP/1 requests (whose target carries no scheme) get `https`,
     /// so `@odata.context` names the scheme the client used.
@@ -37,7 +38,7 @@ impl<S> WithClientAddress<S> {
     pub(crate) fn new(inner: S, peer: IpAddr, is_trusted: IsTrusted, tls: bool) -> Self {
         Self {
             inner,
-            peer,
+            from_proxy: is_trusted(peer),
             is_trusted,
             tls,
         }
@@ -91,7 +92,7 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        if (self.is_trusted)(self.peer)
+        if self.from_proxy
             && let Some(address) = forwarded_client(&request, &*self.is_trusted)
         {
             // The first thing a request's extensions get: room for the stack's too.
