@@ -22,22 +22,18 @@ BASELINES=0 leaves the baselines out; TOP=n functions listed, 25 by default)
 """
 import bisect
 import collections
-import http.client
 import os
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
+
+import server_instructions
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BODY = ('{"riskProfile":{"level":"medium","score":42,"reasons":["mfa-missing","legacy-auth"],'
-        '"reviewedBy":null},"notes":"quarterly review of sign-in risk for this account, '
-        'revision %d","lastReviewed":"2026-11-29T01:02:03Z","obsolete":null}')
 WARM_UP, MEASURED = 40, 12
 LINE = 64
-BASELINE_TOKEN = "bench-token-0123456789abcdef"
 SERVER = os.environ.get("SERVER", os.path.join(ROOT, "target/release/security-update-server"))
 BENCH_SERVERS = os.path.join(ROOT, "target/release/bench_servers")
 
@@ -45,34 +41,17 @@ BENCH_SERVERS = os.path.join(ROOT, "target/release/bench_servers")
 def run(command, ours, work):
     """Runs `command` under lackey, sends it the PATCHes; returns (trace path, mappings)."""
     trace = os.path.join(work, "trace")
-    out = os.path.join(work, "out")
+    out, err = os.path.join(work, "out"), os.path.join(work, "err")
     env = dict(os.environ, RUST_LOG="off,security_update::audit=off")
-    with open(out, "w") as stdout, open(os.path.join(work, "err"), "w") as stderr:
+    with open(out, "w") as stdout, open(err, "w") as stderr:
         server = subprocess.Popen(
             ["valgrind", "--tool=lackey", "--trace-mem=yes", "--log-file=" + trace] + command,
             stdout=stdout, stderr=stderr, env=env, cwd=ROOT)
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            lines = open(out).read().splitlines()
-            if any(line.startswith("listening on ") for line in lines) and (
-                    len(lines) >= 3 or not ours):
-                break
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise SystemExit("the server did not start: " + " ".join(command))
-            time.sleep(0.2)
-        address = next(line.split()[2] for line in lines if line.startswith("listening on "))
-        token = lines[2].strip() if ours else BASELINE_TOKEN
-        path = "/beta/me/security" if ours else "/me/security"
-        host, port = address.rsplit(":", 1)
-        connection = http.client.HTTPConnection(host, int(port), timeout=600)
+        patch = server_instructions.client(
+            out, server, "/beta/me/security" if ours else "/me/security", err)
         for revision in range(WARM_UP + MEASURED):
-            connection.request("PATCH", path, body=BODY % revision, headers={
-                "Authorization": "Bearer " + token, "Content-Type": "application/json"})
-            response = connection.getresponse()
-            response.read()
-            if response.status != 200:
-                raise SystemExit(f"PATCH answered {response.status}")
+            patch(revision)
         mappings = open(f"/proc/{server.pid}/maps").read().splitlines()
     finally:
         server.send_signal(signal.SIGTERM)
