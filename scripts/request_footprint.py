@@ -17,8 +17,13 @@ are the median over the measured requests. Code lines are named by the function 
 The baselines `floor` and `axum` (tools/src/bin/bench_servers.rs) are measured the same way.
 
 Usage: scripts/request_footprint.py   (needs valgrind and the release builds of
-security-update-server and bench_servers; SERVER=path measures another build of the server;
-BASELINES=0 leaves the baselines out; TOP=n functions listed, 25 by default)
+security-update-server and bench_servers; SERVER=path and BENCH_SERVERS=path measure other
+builds; BASELINES=0 leaves the baselines out; TOP=n functions listed, 25 by default; SOURCES=1
+also names each code line by the source file its instructions come from, inlined code
+included, and each data line by its mapping and the file of the code that first touched it:
+it needs builds with line tables, e.g. CARGO_TARGET_DIR=/tmp/lines
+CARGO_PROFILE_RELEASE_DEBUG=line-tables-only cargo build --release -p security-update-server
+-p security-update-tools)
 """
 import bisect
 import collections
@@ -35,7 +40,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WARM_UP, MEASURED = 40, 12
 LINE = 64
 SERVER = os.environ.get("SERVER", os.path.join(ROOT, "target/release/security-update-server"))
-BENCH_SERVERS = os.path.join(ROOT, "target/release/bench_servers")
+BENCH_SERVERS = os.environ.get("BENCH_SERVERS",
+                               os.path.join(ROOT, "target/release/bench_servers"))
 
 
 def run(command, ours, work):
@@ -70,7 +76,8 @@ def trace_events(trace):
 
 
 def requests(trace):
-    """The measured requests, each as (code lines, data lines): the trace cut at an
+    """The measured requests, each as (code lines, data lines with the instruction that first
+    touched each), and every code address they ran: the trace cut at an
     instruction that ran once a PATCH, the one first run latest (not start-up's). Three
     passes over the trace (hundreds of megabytes), none holding it."""
     total = WARM_UP + MEASURED
@@ -83,17 +90,24 @@ def requests(trace):
         if is_code and address in once and address not in first:
             first[address] = index
     marker = max(first, key=first.get)
-    measured, seen, current = [], 0, None
+    measured, seen, current, addresses, last = [], 0, None, set(), None
     for is_code, address in trace_events(trace):
         if is_code and address == marker:
             if current is not None:
                 measured.append(current)
             seen += 1
-            current = (set(), set()) if seen > WARM_UP else None
+            current = (set(), {}) if seen > WARM_UP else None
+        if is_code:
+            last = address
         if current is not None:
-            current[0 if is_code else 1].add(address // LINE)
+            if is_code:
+                current[0].add(address // LINE)
+                addresses.add(address)
+            else:
+                # Each data line with the instruction that touched it first.
+                current[1].setdefault(address // LINE, last)
     # The last request's lines run on past its end (to the shutdown): left out.
-    return measured
+    return measured, addresses
 
 
 def symbols(binary, mappings):
@@ -122,14 +136,16 @@ def region(address, mappings, binary):
                 return "the main heap"
             if path.startswith("/"):
                 return "shared libraries' data"
-            return "anonymous (thread stacks, allocator arenas)"
+            if high - low == 2 << 20:
+                return "a thread's stack (a 2 MiB mapping: tokio's workers)"
+            return "anonymous (allocator arenas; the main heap, under valgrind)"
     return "unmapped at the end"
 
 
 def report(label, binary, command, ours):
     with tempfile.TemporaryDirectory() as work:
         trace, mappings = run(command, ours, work)
-        measured = requests(trace)
+        measured, addresses = requests(trace)
     code = statistics.median(len(c) for c, _ in measured)
     data = statistics.median(len(d) for _, d in measured)
     print(f"{label}: {code:,.0f} code lines ({code * LINE / 1024:,.0f} KiB), "
@@ -154,7 +170,76 @@ def report(label, binary, command, ours):
     print("  code lines by function:")
     for name, n in by_function.most_common(int(os.environ.get("TOP", "25"))):
         print(f"    {n:5d}  {name[:140]}")
+    if os.environ.get("SOURCES") == "1":
+        by_source(binary, code_lines, data_lines, addresses, mappings)
     return code, data
+
+
+def source_of(frames):
+    """The file an instruction is counted to: its innermost frame outside Rust's standard
+    library (whose inlined helpers belong to the code that called them)."""
+    for path in frames:
+        if not path.startswith("/rustc/"):
+            return path
+    return frames[-1] if frames else "?"
+
+
+def short(path):
+    """A source path as `crate-version/src/...` or the path inside this repository."""
+    if "/registry/src/" in path:
+        return path.split("/registry/src/", 1)[1].split("/", 1)[1]
+    if path.startswith(ROOT + "/"):
+        return path[len(ROOT) + 1:]
+    if path.startswith("/rustc/"):
+        return "std: " + path.split("/library/", 1)[-1]
+    return path
+
+
+def by_source(binary, code_lines, data_lines, addresses, mappings):
+    """Each code line of `binary` named by the source file most of its instructions come from,
+    printed by file and by crate; each data line by its mapping and the source file of the
+    instruction that first touched it (another library's code: "(shared libraries)")."""
+    _, base = symbols(binary, mappings)
+    end = max(int(line.split("-")[1].split()[0], 16) for line in mappings
+              if line.endswith(os.path.basename(binary)))
+    in_lines = collections.defaultdict(list)
+    for address in addresses:
+        if address // LINE in code_lines and address < end:
+            in_lines[address // LINE].append(address)
+    touchers = {a for a in data_lines.values() if a is not None and a < end}
+    wanted = sorted({a for found in in_lines.values() for a in found} | touchers)
+    text = subprocess.run(["addr2line", "-i", "-a", "-e", binary] +
+                          [hex(a - base) for a in wanted], capture_output=True, text=True).stdout
+    frames, current = {}, None
+    for line in text.splitlines():
+        if line.startswith("0x"):
+            current = int(line, 16) + base
+            frames[current] = []
+        elif current is not None:
+            frames[current].append(line.rsplit(":", 1)[0].split(" (discriminator")[0])
+    by_file, by_crate = collections.Counter(), collections.Counter()
+    for line, found in in_lines.items():
+        votes = collections.Counter(short(source_of(frames.get(a, []))) for a in found)
+        name = votes.most_common(1)[0][0]
+        by_file[name] += 1
+        crate = name.split("/", 1)[0] if not name.startswith("std: ") else "std"
+        by_crate["ours: " + name if name.startswith("src/") or name.startswith("server/")
+                 else crate] += 1
+    print("  code lines by crate (ours by file):")
+    for name, n in by_crate.most_common(int(os.environ.get("TOP", "25"))):
+        print(f"    {n:5d}  {name}")
+    print("  code lines by file:")
+    for name, n in by_file.most_common(int(os.environ.get("TOP", "25"))):
+        print(f"    {n:5d}  {name}")
+    by_data = collections.defaultdict(collections.Counter)
+    for line, toucher in data_lines.items():
+        kind = region(line * LINE, mappings, binary)
+        by_data[kind][short(source_of(frames[toucher])) if toucher in frames
+                      else "(shared libraries)"] += 1
+    for kind, files in sorted(by_data.items(), key=lambda item: -sum(item[1].values())):
+        print(f"  data lines in {kind} ({sum(files.values())}), by the file first touching them:")
+        for name, n in files.most_common(int(os.environ.get("TOP", "25")) // 2):
+            print(f"    {n:5d}  {name}")
 
 
 def main():
