@@ -49,38 +49,9 @@ server=""
 cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$scratch"; }
 trap cleanup EXIT
 
-train() { # store arguments...: one training run; the counts are written when the server exits
-  "$work/instrumented" "$@" --listen 127.0.0.1:0 --worker-threads 1 --rate-limit 0 \
-    --schema scripts/bench-schema.json >"$scratch/out" 2>/dev/null &
-  server=$!
-  for _ in $(seq 1 150); do
-    [ "$(grep -c '' "$scratch/out" 2>/dev/null)" -ge 3 ] && break
-    sleep 0.1
-  done
-  local address token
-  address=$(awk '/^listening on / {print $3; exit}' "$scratch/out")
-  token=$(sed -n '3p' "$scratch/out")
-  if [ -z "$address" ] || [ -z "$token" ]; then
-    echo "training: the server did not start" >&2
-    exit 1
-  fi
-  TOKEN="$token" wrk -t1 -c32 -d"$TRAIN" -s scripts/patch.lua \
-    "http://$address/beta/me/security" >"$scratch/wrk"
-  if grep '^status ' "$scratch/wrk" | grep -v '^status 200' >&2; then
-    echo "training: answers other than 200 (above)" >&2
-    exit 1
-  fi
-  python3 scripts/pgo_requests.py "$address" "$token"
-  kill -TERM "$server"
-  if ! wait "$server"; then
-    echo "training: the server did not exit cleanly, so wrote no counts" >&2
-    exit 1
-  fi
-  server=""
-}
-
-train --memory
-train --data "$scratch/data"
+source scripts/trained_build.sh
+train_server "$work/instrumented" --memory
+train_server "$work/instrumented" --data "$scratch/data"
 counts=("$work"/profile/counts.*)
 if [ "${#counts[@]}" -ne 2 ] || [ ! -s "${counts[0]}" ]; then
   echo "training: expected two counts files in $work/profile" >&2
@@ -95,12 +66,4 @@ fi
   -split-eh -icf=1 -use-gnu-stack -dyno-stats >"$work/optimize.log" 2>&1
 grep -E 'functions in the binary .* have non-empty execution profile|splitting separates' \
   "$work/optimize.log" || true
-echo "built $work/security-update-server"
-# The same binary in every way a test can see: the server's integration tests, run against it.
-SECURITY_UPDATE_SERVER_BINARY="$work/security-update-server" \
-  cargo test --quiet -p security-update-server --tests >"$scratch/tests" 2>&1 || {
-  cat "$scratch/tests" >&2
-  echo "the integration tests failed against the BOLT build (above)" >&2
-  exit 1
-}
-echo "the server's integration tests pass against it"
+check_server "$work/security-update-server" BOLT

@@ -51,61 +51,34 @@ server=""
 cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$scratch"; }
 trap cleanup EXIT
 
-train() { # store arguments...: one training run; the profile is written when the server exits
-  "$work/generate/release/security-update-server" "$@" --listen 127.0.0.1:0 \
-    --worker-threads 1 --rate-limit 0 --schema scripts/bench-schema.json \
-    >"$scratch/out" 2>/dev/null &
-  server=$!
-  for _ in $(seq 1 150); do
-    [ "$(grep -c '' "$scratch/out" 2>/dev/null)" -ge 3 ] && break
-    sleep 0.1
-  done
-  local address token
-  address=$(awk '/^listening on / {print $3; exit}' "$scratch/out")
-  token=$(sed -n '3p' "$scratch/out")
-  if [ -z "$address" ] || [ -z "$token" ]; then
-    echo "training: the server did not start" >&2
-    exit 1
-  fi
-  TOKEN="$token" wrk -t1 -c32 -d"$TRAIN" -s scripts/patch.lua \
-    "http://$address/beta/me/security" >"$scratch/wrk"
-  if grep '^status ' "$scratch/wrk" | grep -v '^status 200' >&2; then
-    echo "training: answers other than 200 (above)" >&2
-    exit 1
-  fi
-  python3 scripts/pgo_requests.py "$address" "$token"
-  kill -TERM "$server"
-  stopped "$server"
-}
-
-stopped() { # pid: waits for a training server's clean exit, which is when it writes its profile
-  if ! wait "$1"; then
-    echo "training: the server did not exit cleanly, so wrote no profile" >&2
-    exit 1
-  fi
-  server=""
+# The profile of a run is written when the training server exits; checked after each.
+profiled() {
   if ! compgen -G "$work/raw/*.profraw" >/dev/null; then
     echo "training: no profile in $work/raw" >&2
     exit 1
   fi
 }
 
-train --memory
-train --data "$scratch/data"
+stopped() { # pid: waits for a training baseline's clean exit, which is when it writes its profile
+  if ! wait "$1"; then
+    echo "training: the server did not exit cleanly, so wrote no profile" >&2
+    exit 1
+  fi
+  server=""
+  profiled
+}
+
+source scripts/trained_build.sh
+train_server "$work/generate/release/security-update-server" --memory
+profiled
+train_server "$work/generate/release/security-update-server" --data "$scratch/data"
+profiled
 
 "$profdata" merge -o "$work/server.profdata" "$work/raw"
 RUSTFLAGS="-Cprofile-use=$work/server.profdata" CARGO_TARGET_DIR="$work/use" \
   cargo build --release --quiet -p security-update-server
 cp "$work/use/release/security-update-server" "$work/security-update-server"
-echo "built $work/security-update-server"
-# The same binary in every way a test can see: the server's integration tests, run against it.
-SECURITY_UPDATE_SERVER_BINARY="$work/security-update-server" \
-  cargo test --quiet -p security-update-server --tests >"$scratch/tests" 2>&1 || {
-  cat "$scratch/tests" >&2
-  echo "the integration tests failed against the PGO build (above)" >&2
-  exit 1
-}
-echo "the server's integration tests pass against it"
+check_server "$work/security-update-server" PGO
 
 [ "${BASELINES:-0}" = 1 ] || exit 0
 RUSTFLAGS="-Cprofile-generate=$work/raw" CARGO_TARGET_DIR="$work/generate" \
