@@ -17,12 +17,25 @@
 # Behaviour is the plain build's: BOLT moves code, nothing else. Nothing here is part of the
 # test command or CI.
 #
-# Usage: scripts/bolt_build.sh   (env: TRAIN=8s; needs Debian's bolt-19 and wrk, installed if
-# missing, and Python 3)
+# PGO=1 lays out the profile-guided build instead: compiled with scripts/pgo_build.sh's
+# profile (make it first), everything else as above, into target/bolt-pgo/.
+#
+# Usage: scripts/bolt_build.sh   (env: TRAIN=8s PGO=0; needs Debian's bolt-19 and wrk,
+# installed if missing, and Python 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TRAIN="${TRAIN:-8s}"
 work="$PWD/target/bolt"
+flags="-Clink-arg=-Wl,--emit-relocs"
+if [ "${PGO:-0}" = 1 ]; then
+  profile="$PWD/target/pgo/server.profdata"
+  if [ ! -s "$profile" ]; then
+    echo "PGO=1 lays out the PGO build: run scripts/pgo_build.sh first ($profile)" >&2
+    exit 1
+  fi
+  flags="$flags -Cprofile-use=$profile"
+  work="$PWD/target/bolt-pgo"
+fi
 bolt=/usr/lib/llvm-19/bin
 
 if [ ! -x "$bolt/llvm-bolt" ]; then
@@ -34,7 +47,7 @@ if ! command -v wrk >/dev/null; then
   apt-get update -qq >/dev/null && apt-get install -y -qq wrk >/dev/null
 fi
 
-RUSTFLAGS="-Clink-arg=-Wl,--emit-relocs" CARGO_TARGET_DIR="$work/build" \
+RUSTFLAGS="$flags" CARGO_TARGET_DIR="$work/build" \
   cargo build --release --quiet -p security-update-server
 plain="$work/build/release/security-update-server"
 rm -rf "$work/profile"
