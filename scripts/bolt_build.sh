@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # A release build of security-update-server laid out by LLVM's BOLT, for operators who build the
-# binary they deploy. A PATCH runs ~115 KiB of machine code against a 32 KiB instruction cache
-# and uses about two thirds of each 64-byte line it fetches (benches/README.md, twenty-fifth
-# session); BOLT rewrites the linked binary so that the blocks a request runs sit together, in
-# the order they run, and the rest apart. Unlike PGO it needs no second compilation, and it
+# binary they deploy. A PATCH runs through ~115 KiB of machine code, in 64-byte lines it uses
+# only part of, against a 32 KiB instruction cache (benches/README.md, twenty-fifth session);
+# BOLT rewrites the linked binary so that the blocks a request runs sit together, in the order
+# they run, and the rest apart. Unlike PGO it needs no second compilation, and it
 # works on any build linked with its relocations.
 #
 # 1. builds the server with its relocations kept (-Wl,--emit-relocs), in target/bolt/build;
