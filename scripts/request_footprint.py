@@ -152,7 +152,7 @@ def report(label, binary, command, ours):
           f"{data:,.0f} data lines ({data * LINE / 1024:,.0f} KiB) a PATCH "
           f"(median of {len(measured)})")
     code_lines, data_lines = measured[len(measured) // 2]
-    table, _ = symbols(binary, mappings)
+    table, base = symbols(binary, mappings)
     starts = [start for start, _ in table]
     end_of_binary = max(int(line.split("-")[1].split()[0], 16) for line in mappings
                         if line.endswith(os.path.basename(binary)))
@@ -171,7 +171,7 @@ def report(label, binary, command, ours):
     for name, n in by_function.most_common(int(os.environ.get("TOP", "25"))):
         print(f"    {n:5d}  {name[:140]}")
     if os.environ.get("SOURCES") == "1":
-        by_source(binary, code_lines, data_lines, addresses, mappings)
+        by_source(binary, (base, end_of_binary), code_lines, data_lines, addresses, mappings)
     return code, data
 
 
@@ -195,13 +195,12 @@ def short(path):
     return path
 
 
-def by_source(binary, code_lines, data_lines, addresses, mappings):
+def by_source(binary, extent, code_lines, data_lines, addresses, mappings):
     """Each code line of `binary` named by the source file most of its instructions come from,
     printed by file and by crate; each data line by its mapping and the source file of the
-    instruction that first touched it (another library's code: "(shared libraries)")."""
-    _, base = symbols(binary, mappings)
-    end = max(int(line.split("-")[1].split()[0], 16) for line in mappings
-              if line.endswith(os.path.basename(binary)))
+    instruction that first touched it (another library's code: "(shared libraries)").
+    `extent`: where the binary was loaded, start and end."""
+    base, end = extent
     in_lines = collections.defaultdict(list)
     for address in addresses:
         if address // LINE in code_lines and address < end:
