@@ -60,13 +60,13 @@ impl Reply {
             let length = self.representation.render(&self.snapshot).len();
             let mut response = Response::new(Full::new(Bytes::new()));
             let headers = response.headers_mut();
-            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(ODATA_JSON));
-            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+            headers.append(header::CONTENT_TYPE, HeaderValue::from_static(ODATA_JSON));
+            headers.append(header::CONTENT_LENGTH, HeaderValue::from(length));
             response
         } else if self.minimal {
             let mut response = Response::new(Full::new(Bytes::new()));
             *response.status_mut() = StatusCode::NO_CONTENT;
-            response.headers_mut().insert(
+            response.headers_mut().append(
                 PREFERENCE_APPLIED,
                 HeaderValue::from_static("return=minimal"),
             );
@@ -75,12 +75,14 @@ impl Reply {
             let mut response = Response::new(Full::new(self.representation.render(&self.snapshot)));
             response
                 .headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static(ODATA_JSON));
+                .append(header::CONTENT_TYPE, HeaderValue::from_static(ODATA_JSON));
             response
         };
         let headers = response.headers_mut();
-        headers.insert(ODATA_VERSION, HeaderValue::from_static("4.0"));
-        headers.insert(header::ETAG, self.snapshot.etag());
+        // Appended: the response is new, with no value to replace (see
+        // `RequestIds::stamp_unless_layered`).
+        headers.append(ODATA_VERSION, HeaderValue::from_static("4.0"));
+        headers.append(header::ETAG, self.snapshot.etag());
         if let Some(version) = unread {
             crate::refusal::mark_last(&mut response, version);
         }
