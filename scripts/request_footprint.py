@@ -39,6 +39,7 @@ import server_instructions
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WARM_UP, MEASURED = 40, 12
 LINE = 64
+PAGE = 4096
 SERVER = os.environ.get("SERVER", os.path.join(ROOT, "target/release/security-update-server"))
 BENCH_SERVERS = os.environ.get("BENCH_SERVERS",
                                os.path.join(ROOT, "target/release/bench_servers"))
@@ -65,12 +66,17 @@ def run(command, ours, work):
     return trace, mappings
 
 
-def trace_events(trace):
-    """The trace's accesses in order: (True, address) for code, (False, address) for data."""
+def trace_events(trace, sizes=None):
+    """The trace's accesses in order: (True, address) for code, (False, address) for data;
+    each instruction's length into `sizes`, if given."""
     with open(trace) as lines:
         for line in lines:
             if line.startswith("I"):
-                yield True, int(line[3:].split(",", 1)[0], 16)
+                address, size = line[3:].split(",", 1)
+                address = int(address, 16)
+                if sizes is not None:
+                    sizes[address] = int(size)
+                yield True, address
             elif line[:2] in (" L", " S", " M"):
                 yield False, int(line[3:].split(",", 1)[0], 16)
 
@@ -90,8 +96,8 @@ def requests(trace):
         if is_code and address in once and address not in first:
             first[address] = index
     marker = max(first, key=first.get)
-    measured, seen, current, addresses, last = [], 0, None, set(), None
-    for is_code, address in trace_events(trace):
+    measured, seen, current, addresses, last, sizes = [], 0, None, set(), None, {}
+    for is_code, address in trace_events(trace, sizes):
         if is_code and address == marker:
             if current is not None:
                 measured.append(current)
@@ -107,7 +113,7 @@ def requests(trace):
                 # Each data line with the instruction that touched it first.
                 current[1].setdefault(address // LINE, last)
     # The last request's lines run on past its end (to the shutdown): left out.
-    return measured, addresses
+    return measured, {address: sizes[address] for address in addresses}
 
 
 def symbols(binary, mappings):
@@ -152,6 +158,10 @@ def report(label, binary, command, ours):
           f"{data:,.0f} data lines ({data * LINE / 1024:,.0f} KiB) a PATCH "
           f"(median of {len(measured)})")
     code_lines, data_lines = measured[len(measured) // 2]
+    print(f"  density: {density(code_lines, addresses):.0%} of the bytes of those code lines "
+          "are instructions the PATCH runs (the rest: code it jumps over, padding); they lie "
+          f"in {len({line * LINE // PAGE for line in code_lines})} pages of 4 KiB (the data "
+          f"lines in {len({line * LINE // PAGE for line in data_lines})})")
     table, base = symbols(binary, mappings)
     starts = [start for start, _ in table]
     end_of_binary = max(int(line.split("-")[1].split()[0], 16) for line in mappings
@@ -173,6 +183,13 @@ def report(label, binary, command, ours):
     if os.environ.get("SOURCES") == "1":
         by_source(binary, (base, end_of_binary), code_lines, data_lines, addresses, mappings)
     return code, data
+
+
+def density(lines, addresses):
+    """The share of the bytes of `lines` taken by instructions run (`addresses`: address to
+    length, of every instruction run in a measured request)."""
+    run = sum(size for address, size in addresses.items() if address // LINE in lines)
+    return run / (len(lines) * LINE) if lines else 0.0
 
 
 def source_of(frames):
@@ -217,19 +234,21 @@ def by_source(binary, extent, code_lines, data_lines, addresses, mappings):
         elif current is not None:
             frames[current].append(line.rsplit(":", 1)[0].split(" (discriminator")[0])
     by_file, by_crate = collections.Counter(), collections.Counter()
+    file_bytes = collections.Counter()
     for line, found in in_lines.items():
         votes = collections.Counter(short(source_of(frames.get(a, []))) for a in found)
         name = votes.most_common(1)[0][0]
         by_file[name] += 1
+        file_bytes[name] += sum(addresses[a] for a in found)
         crate = name.split("/", 1)[0] if not name.startswith("std: ") else "std"
         by_crate["ours: " + name if name.startswith("src/") or name.startswith("server/")
                  else crate] += 1
     print("  code lines by crate (ours by file):")
     for name, n in by_crate.most_common(int(os.environ.get("TOP", "25"))):
         print(f"    {n:5d}  {name}")
-    print("  code lines by file:")
+    print("  code lines by file (and the share of their bytes run):")
     for name, n in by_file.most_common(int(os.environ.get("TOP", "25"))):
-        print(f"    {n:5d}  {name}")
+        print(f"    {n:5d}  {file_bytes[name] / (n * LINE):4.0%}  {name}")
     by_data = collections.defaultdict(collections.Counter)
     for line, toucher in data_lines.items():
         kind = region(line * LINE, mappings, binary)
