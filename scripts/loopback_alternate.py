@@ -75,7 +75,7 @@ def ours(work, name, binary, rust_log):
                  env={"RUST_LOG": rust_log})
 
 
-def measure(work, name, server):
+def measure(name, server):
     """One wrk run against `server`; its requests/s."""
     _, address, path, token = server
     result = subprocess.run(
@@ -110,7 +110,7 @@ def main():
                 servers[label + "_off"] = ours(work, label + "_off", path, LOGGING_OFF)
             cycles = []
             for cycle in range(CYCLES):
-                figures = {name: measure(work, name, server) for name, server in servers.items()}
+                figures = {name: measure(name, server) for name, server in servers.items()}
                 print(f"cycle {cycle + 1}: " + ", ".join(f"{name} {rps:,.0f}"
                                                          for name, rps in figures.items()),
                       flush=True)
