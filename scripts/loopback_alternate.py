@@ -134,7 +134,8 @@ def main():
     if "shipped" in names:
         rows["shipped / off (the logs' cost)"] = [c["shipped"] / c["off"] for c in cycles]
     for label, values in rows.items():
-        quartiles = statistics.quantiles(values, n=4) if len(values) > 1 else values * 3
+        quartiles = (statistics.quantiles(values, n=4, method="inclusive") if len(values) > 1
+                     else values * 3)
         print(f"{label:32s} median {statistics.median(values):.3f}   "
               f"(quartiles {quartiles[0]:.3f}-{quartiles[2]:.3f}, "
               f"range {min(values):.3f}-{max(values):.3f})")
