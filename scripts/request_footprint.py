@@ -23,7 +23,11 @@ also names each code line by the source file its instructions come from, inlined
 included, and each data line by its mapping and the file of the code that first touched it:
 it needs builds with line tables, e.g. CARGO_TARGET_DIR=/tmp/lines
 CARGO_PROFILE_RELEASE_DEBUG=line-tables-only cargo build --release -p security-update-server
--p security-update-tools)
+-p security-update-tools; with SOURCES=1, FUNCTIONS_OF=text also lists the functions whose
+code lines come from source files whose path contains text, e.g. header/map.rs: which callers
+inlined that file's code; TOUCHERS=1 lists the data lines of each mapping by the function
+whose instruction first touched them, the shared libraries' code as one: which code a
+thread's stack or the statics are touched by)
 """
 import bisect
 import collections
@@ -166,14 +170,17 @@ def report(label, binary, command, ours):
     starts = [start for start, _ in table]
     end_of_binary = max(int(line.split("-")[1].split()[0], 16) for line in mappings
                         if line.endswith(os.path.basename(binary)))
-    by_function = collections.Counter()
-    for line in code_lines:
-        address = line * LINE
+
+    def functions(address):
+        """The function `address` lies in, the shared libraries as one."""
+        if address is None:
+            return "?"
         if address >= end_of_binary:
-            by_function["(shared libraries)"] += 1
-            continue
+            return "(shared libraries)"
         index = bisect.bisect_right(starts, address) - 1
-        by_function[table[index][1] if index >= 0 else "?"] += 1
+        return table[index][1] if index >= 0 else "?"
+
+    by_function = collections.Counter(functions(line * LINE) for line in code_lines)
     by_region = collections.Counter(region(line * LINE, mappings, binary) for line in data_lines)
     print("  data lines by mapping: " + ", ".join(f"{name} {n}" for name, n in
                                                   by_region.most_common()))
@@ -181,7 +188,8 @@ def report(label, binary, command, ours):
     for name, n in by_function.most_common(int(os.environ.get("TOP", "25"))):
         print(f"    {n:5d}  {name[:140]}")
     if os.environ.get("SOURCES") == "1":
-        by_source(binary, (base, end_of_binary), code_lines, data_lines, addresses, mappings)
+        by_source(binary, (base, end_of_binary), code_lines, data_lines, addresses, mappings,
+                  functions)
     return code, data
 
 
@@ -212,11 +220,12 @@ def short(path):
     return path
 
 
-def by_source(binary, extent, code_lines, data_lines, addresses, mappings):
+def by_source(binary, extent, code_lines, data_lines, addresses, mappings, function_of):
     """Each code line of `binary` named by the source file most of its instructions come from,
     printed by file and by crate; each data line by its mapping and the source file of the
     instruction that first touched it (another library's code: "(shared libraries)").
-    `extent`: where the binary was loaded, start and end."""
+    `extent`: where the binary was loaded, start and end; `function_of`: an address's
+    function (FUNCTIONS_OF and TOUCHERS, see the module docs)."""
     base, end = extent
     in_lines = collections.defaultdict(list)
     for address in addresses:
@@ -235,10 +244,14 @@ def by_source(binary, extent, code_lines, data_lines, addresses, mappings):
             frames[current].append(line.rsplit(":", 1)[0].split(" (discriminator")[0])
     by_file, by_crate = collections.Counter(), collections.Counter()
     file_bytes = collections.Counter()
+    functions_of = os.environ.get("FUNCTIONS_OF")
+    holding = collections.Counter()
     for line, found in in_lines.items():
         votes = collections.Counter(short(source_of(frames.get(a, []))) for a in found)
         name = votes.most_common(1)[0][0]
         by_file[name] += 1
+        if functions_of and functions_of in name:
+            holding[function_of(line * LINE)] += 1
         file_bytes[name] += sum(addresses[a] for a in found)
         crate = name.split("/", 1)[0] if not name.startswith("std: ") else "std"
         by_crate["ours: " + name if name.startswith("src/") or name.startswith("server/")
@@ -249,6 +262,11 @@ def by_source(binary, extent, code_lines, data_lines, addresses, mappings):
     print("  code lines by file (and the share of their bytes run):")
     for name, n in by_file.most_common(int(os.environ.get("TOP", "25"))):
         print(f"    {n:5d}  {file_bytes[name] / (n * LINE):4.0%}  {name}")
+    if functions_of:
+        print(f"  code lines from files named like {functions_of!r}, by the function they "
+              f"lie in ({sum(holding.values())}):")
+        for name, n in holding.most_common(int(os.environ.get("TOP", "25"))):
+            print(f"    {n:5d}  {name[:140]}")
     by_data = collections.defaultdict(collections.Counter)
     for line, toucher in data_lines.items():
         kind = region(line * LINE, mappings, binary)
@@ -258,6 +276,15 @@ def by_source(binary, extent, code_lines, data_lines, addresses, mappings):
         print(f"  data lines in {kind} ({sum(files.values())}), by the file first touching them:")
         for name, n in files.most_common(int(os.environ.get("TOP", "25")) // 2):
             print(f"    {n:5d}  {name}")
+    if os.environ.get("TOUCHERS") == "1":
+        touched_by = collections.defaultdict(collections.Counter)
+        for line, toucher in data_lines.items():
+            touched_by[region(line * LINE, mappings, binary)][function_of(toucher)] += 1
+        for kind, names in sorted(touched_by.items(), key=lambda item: -sum(item[1].values())):
+            print(f"  data lines in {kind} ({sum(names.values())}), by the function first "
+                  "touching them:")
+            for name, n in names.most_common(int(os.environ.get("TOP", "25"))):
+                print(f"    {n:5d}  {name[:140]}")
 
 
 def main():
