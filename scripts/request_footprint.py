@@ -44,6 +44,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WARM_UP, MEASURED = 40, 12
 LINE = 64
 PAGE = 4096
+# A first-level cache of 32 KiB, 8-way (this machine's, instructions and data alike).
+SETS, WAYS = 64, 8
 SERVER = os.environ.get("SERVER", os.path.join(ROOT, "target/release/security-update-server"))
 BENCH_SERVERS = os.environ.get("BENCH_SERVERS",
                                os.path.join(ROOT, "target/release/bench_servers"))
@@ -166,6 +168,9 @@ def report(label, binary, command, ours):
           "are instructions the PATCH runs (the rest: code it jumps over, padding); they lie "
           f"in {len({line * LINE // PAGE for line in code_lines})} pages of 4 KiB (the data "
           f"lines in {len({line * LINE // PAGE for line in data_lines})})")
+    print(f"  past a first-level cache's ways ({SETS} sets of {WAYS}, 32 KiB): code "
+          f"{past_ways(code_lines)}, data {past_ways(data_lines)} lines, in "
+          f"{sets_over(code_lines)} and {sets_over(data_lines)} sets")
     table, base = symbols(binary, mappings)
     starts = [start for start, _ in table]
     end_of_binary = max(int(line.split("-")[1].split()[0], 16) for line in mappings
@@ -191,6 +196,25 @@ def report(label, binary, command, ours):
         by_source(binary, (base, end_of_binary), code_lines, data_lines, addresses, mappings,
                   functions)
     return code, data
+
+
+def occupancy(lines):
+    """How many of `lines` fall in each set of a first-level cache of SETS sets."""
+    return collections.Counter(line % SETS for line in lines).values()
+
+
+def past_ways(lines):
+    """The lines the sets hold beyond their WAYS. A set with more lines than ways loses some
+    between requests (all of them, under LRU, when a request runs through them in the same
+    order each time); one with no more keeps them. Placement cannot help a request whose
+    lines outnumber the cache's; it can when only some sets overflow (benches/README.md,
+    twenty-seventh session)."""
+    return sum(max(0, n - WAYS) for n in occupancy(lines))
+
+
+def sets_over(lines):
+    """How many sets hold more of `lines` than WAYS."""
+    return sum(1 for n in occupancy(lines) if n > WAYS)
 
 
 def density(lines, addresses):
