@@ -17,9 +17,10 @@ instructions; a frame over a page is reserved a page at a time in a probing loop
 `sub`. The sum is the frame; pushes of saved registers (8 bytes each) are left out.
 
 Usage: scripts/frame_sizes.py [BINARY ...]   (objdump; target/release's security-update-server
-and bench_servers by default; env: PATTERN=regex on the demangled name (by default the
-functions the request path of either runs through: the connection task, hyper's HTTP/1
-connection, the server's layers, the stack, the service), MIN=bytes (1024), TOP=n (25))
+and bench_servers by default; env: PATTERN=regex on the demangled name (by default tokio's
+task polls, the connections' code (`serve_io`, the baselines' `serve`, hyper's HTTP/1, hyper-
+util's service glue) and every function of ours, start-up's included), MIN=bytes (1024),
+TOP=n (25))
 """
 import os
 import re

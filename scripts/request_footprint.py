@@ -25,9 +25,9 @@ it needs builds with line tables, e.g. CARGO_TARGET_DIR=/tmp/lines
 CARGO_PROFILE_RELEASE_DEBUG=line-tables-only cargo build --release -p security-update-server
 -p security-update-tools; with SOURCES=1, FUNCTIONS_OF=text also lists the functions whose
 code lines come from source files whose path contains text, e.g. header/map.rs: which callers
-inlined that file's code; TOUCHERS=1 lists the data lines of each mapping by the function
+inlined that file's code); TOUCHERS=1 lists the data lines of each mapping by the function
 whose instruction first touched them, the shared libraries' code as one: which code a
-thread's stack or the statics are touched by)
+thread's stack or the statics are touched by
 """
 import bisect
 import collections
@@ -176,7 +176,7 @@ def report(label, binary, command, ours):
     end_of_binary = max(int(line.split("-")[1].split()[0], 16) for line in mappings
                         if line.endswith(os.path.basename(binary)))
 
-    def functions(address):
+    def function_of(address):
         """The function `address` lies in, the shared libraries as one."""
         if address is None:
             return "?"
@@ -185,7 +185,7 @@ def report(label, binary, command, ours):
         index = bisect.bisect_right(starts, address) - 1
         return table[index][1] if index >= 0 else "?"
 
-    by_function = collections.Counter(functions(line * LINE) for line in code_lines)
+    by_function = collections.Counter(function_of(line * LINE) for line in code_lines)
     by_region = collections.Counter(region(line * LINE, mappings, binary) for line in data_lines)
     print("  data lines by mapping: " + ", ".join(f"{name} {n}" for name, n in
                                                   by_region.most_common()))
@@ -194,7 +194,16 @@ def report(label, binary, command, ours):
         print(f"    {n:5d}  {name[:140]}")
     if os.environ.get("SOURCES") == "1":
         by_source(binary, (base, end_of_binary), code_lines, data_lines, addresses, mappings,
-                  functions)
+                  function_of)
+    if os.environ.get("TOUCHERS") == "1":
+        touched_by = collections.defaultdict(collections.Counter)
+        for line, toucher in data_lines.items():
+            touched_by[region(line * LINE, mappings, binary)][function_of(toucher)] += 1
+        for kind, names in sorted(touched_by.items(), key=lambda item: -sum(item[1].values())):
+            print(f"  data lines in {kind} ({sum(names.values())}), by the function first "
+                  "touching them:")
+            for name, n in names.most_common(int(os.environ.get("TOP", "25"))):
+                print(f"    {n:5d}  {name[:140]}")
     return code, data
 
 
@@ -249,7 +258,7 @@ def by_source(binary, extent, code_lines, data_lines, addresses, mappings, funct
     printed by file and by crate; each data line by its mapping and the source file of the
     instruction that first touched it (another library's code: "(shared libraries)").
     `extent`: where the binary was loaded, start and end; `function_of`: an address's
-    function (FUNCTIONS_OF and TOUCHERS, see the module docs)."""
+    function (for FUNCTIONS_OF, see the module docs)."""
     base, end = extent
     in_lines = collections.defaultdict(list)
     for address in addresses:
@@ -300,15 +309,6 @@ def by_source(binary, extent, code_lines, data_lines, addresses, mappings, funct
         print(f"  data lines in {kind} ({sum(files.values())}), by the file first touching them:")
         for name, n in files.most_common(int(os.environ.get("TOP", "25")) // 2):
             print(f"    {n:5d}  {name}")
-    if os.environ.get("TOUCHERS") == "1":
-        touched_by = collections.defaultdict(collections.Counter)
-        for line, toucher in data_lines.items():
-            touched_by[region(line * LINE, mappings, binary)][function_of(toucher)] += 1
-        for kind, names in sorted(touched_by.items(), key=lambda item: -sum(item[1].values())):
-            print(f"  data lines in {kind} ({sum(names.values())}), by the function first "
-                  "touching them:")
-            for name, n in names.most_common(int(os.environ.get("TOP", "25"))):
-                print(f"    {n:5d}  {name[:140]}")
 
 
 def main():
