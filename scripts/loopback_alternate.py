@@ -34,6 +34,8 @@ import sys
 import tempfile
 import time
 
+import server_instructions
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CYCLES = int(os.environ.get("CYCLES", "12"))
 DURATION = os.environ.get("DURATION", "2s")
@@ -42,7 +44,6 @@ SERVER = os.environ.get("SERVER", os.path.join(ROOT, "target/release/security-up
 BENCH_SERVERS = os.environ.get("BENCH_SERVERS",
                                os.path.join(ROOT, "target/release/bench_servers"))
 LOGGING_OFF = "off,security_update::audit=off"
-BASELINE_TOKEN = "bench-token-0123456789abcdef"
 
 
 def start(work, name, command, env=None):
@@ -60,7 +61,7 @@ def start(work, name, command, env=None):
             address = listening[0].split()[2]
             if ours:
                 return process, address, "/beta/me/security", lines[2].strip()
-            return process, address, "/me/security", BASELINE_TOKEN
+            return process, address, "/me/security", server_instructions.BASELINE_TOKEN
         if process.poll() is not None:
             break
         time.sleep(0.1)
@@ -69,10 +70,8 @@ def start(work, name, command, env=None):
 
 
 def ours(work, name, binary, rust_log):
-    return start(work, name, [binary, "--memory", "--listen", "127.0.0.1:0",
-                              "--worker-threads", "1", "--rate-limit", "0",
-                              "--schema", os.path.join(ROOT, "scripts/bench-schema.json")],
-                 env={"RUST_LOG": rust_log})
+    # The server as server_instructions.py runs it, from `binary`.
+    return start(work, name, [binary] + server_instructions.OURS[1:], env={"RUST_LOG": rust_log})
 
 
 def measure(name, server):

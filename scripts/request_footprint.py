@@ -312,8 +312,7 @@ def by_source(binary, extent, code_lines, data_lines, addresses, mappings, funct
 
 
 def main():
-    ours = [SERVER, "--memory", "--listen", "127.0.0.1:0", "--worker-threads", "1",
-            "--rate-limit", "0", "--schema", os.path.join(ROOT, "scripts/bench-schema.json")]
+    ours = [SERVER] + server_instructions.OURS[1:]
     figures = {"ours (logging off)": report("ours (logging off)", SERVER, ours, True)}
     if os.environ.get("BASELINES", "1") != "0":
         for name in ["floor", "axum"]:
