@@ -11,8 +11,9 @@ instructions ran at 0.88x its speed).
 Each server runs under `valgrind --tool=lackey --trace-mem=yes` (memory store, one worker
 thread, logging off, the bench schema, as `server_instructions.py` runs it) and gets WARM_UP
 PATCHes, then MEASURED more, over one keep-alive connection, every one changing the object.
-The trace is cut into requests at an instruction that ran exactly once a PATCH; the figures
-are the median over the measured requests. Code lines are named by the function they lie in
+The trace is cut into requests at an instruction of hyper's `recv_msg` (which takes each
+request) that ran exactly once a PATCH; the figures are the median over the measured
+requests. Code lines are named by the function they lie in
 (the binary's symbols; the shared libraries as one), data lines by the mapping they lie in.
 The baselines `floor` and `axum` (tools/src/bin/bench_servers.rs) are measured the same way.
 
@@ -42,6 +43,9 @@ import server_instructions
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WARM_UP, MEASURED = 40, 12
+# Where the trace is cut into requests: hyper's HTTP/1 server hands each request to the
+# service here (a function of its own in every server measured, not inlined).
+MARKER_FUNCTION = ("<hyper::proto::h1::dispatch::Server<", "Dispatch>::recv_msg")
 LINE = 64
 PAGE = 4096
 # A first-level cache of 32 KiB, 8-way (this machine's, instructions and data alike).
@@ -87,16 +91,20 @@ def trace_events(trace, sizes=None):
                 yield False, int(line[3:].split(",", 1)[0], 16)
 
 
-def requests(trace):
+def requests(trace, in_marker_function):
     """The measured requests, each as (code lines, data lines with the instruction that first
     touched each), and every code address they ran: the trace cut at an
-    instruction that ran once a PATCH, the one first run latest (not start-up's). Three
-    passes over the trace (hundreds of megabytes), none holding it."""
+    instruction that ran once a PATCH, the one first run latest (not start-up's), taken in
+    the function that takes each request (`in_marker_function`): elsewhere, a timer's
+    or the runtime's instruction that happened to run as many times could be taken, and the
+    trace cut at the wrong places. Three passes over the trace (hundreds of megabytes), none
+    holding it."""
     total = WARM_UP + MEASURED
     counts = collections.Counter(address for is_code, address in trace_events(trace) if is_code)
-    once = {address for address, count in counts.items() if count == total}
+    once = {address for address, count in counts.items()
+            if count == total and in_marker_function(address)}
     if not once:
-        raise SystemExit("no instruction ran exactly once a PATCH")
+        raise SystemExit("no instruction of hyper's recv_msg ran exactly once a PATCH")
     first = {}
     for index, (is_code, address) in enumerate(trace_events(trace)):
         if is_code and address in once and address not in first:
@@ -136,6 +144,17 @@ def symbols(binary, mappings):
     return table, base
 
 
+def marker_function(binary, mappings):
+    """Whether an address lies in the function of hyper's HTTP/1 server that takes each
+    request ([`MARKER_FUNCTION`]), which every server measured here runs once a request."""
+    table, _ = symbols(binary, mappings)
+    ranges = [(start, table[index + 1][0]) for index, (start, name) in enumerate(table[:-1])
+              if name.startswith(MARKER_FUNCTION[0]) and name.endswith(MARKER_FUNCTION[1])]
+    if not ranges:
+        raise SystemExit(f"{binary}: no function named like {MARKER_FUNCTION}")
+    return lambda address: any(low <= address < high for low, high in ranges)
+
+
 def region(address, mappings, binary):
     for line in mappings:
         fields = line.split()
@@ -157,7 +176,7 @@ def region(address, mappings, binary):
 def report(label, binary, command, ours):
     with tempfile.TemporaryDirectory() as work:
         trace, mappings = run(command, ours, work)
-        measured, addresses = requests(trace)
+        measured, addresses = requests(trace, marker_function(binary, mappings))
     code = statistics.median(len(c) for c, _ in measured)
     data = statistics.median(len(d) for _, d in measured)
     print(f"{label}: {code:,.0f} code lines ({code * LINE / 1024:,.0f} KiB), "
