@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""The code that lies in the lines a PATCH runs but does not run itself, by the source line
+of ours that put it there: what splitting hot from cold code by hand could take out.
+
+Why: a PATCH of ours runs ~1,300 lines of code in process against the floor's ~670, and a
+third of the bytes in those lines are instructions it jumps over (`footprint.py`,
+`request_footprint.py`). Those bytes cost instruction-cache lines only if they sit in lines
+the PATCH runs; moved out of line (a `#[cold]` function, `std::hint::cold_path`), each 64 of
+them is a line less. This finds them: callgrind gives the instructions that ran at least once
+a request on average (as `footprint.py` counts them), objdump the instructions of the lines
+they lie in, and addr2line the source of each instruction that did not run, inlining
+included: they are listed by function and by the outermost source line of this repository's
+code in their inlining chain (what to change to move them).
+
+Usage: scripts/cold_in_hot_lines.py [CONTENDER]   (ours-jwt-every by default; needs a build
+of profile_pipeline with line tables: CARGO_TARGET_DIR=/tmp/lines
+CARGO_PROFILE_RELEASE_DEBUG=line-tables-only cargo build --release -p security-update-tools
+--bin profile_pipeline, given as PIPELINE=/tmp/lines/release/profile_pipeline; TOP=n rows,
+40 by default)
+"""
+import bisect
+import collections
+import os
+import re
+import subprocess
+import sys
+
+import atomics
+import footprint
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def instructions(binary):
+    """Every instruction of `binary`: sorted (address, text)."""
+    out = subprocess.run(["objdump", "-d", "--no-show-raw-insn", binary],
+                         capture_output=True, text=True, check=True).stdout
+    found = []
+    for line in out.splitlines():
+        match = re.match(r"\s+([0-9a-f]+):\t(.*)", line)
+        if match:
+            found.append((int(match.group(1), 16), match.group(2)))
+    found.sort()
+    return found
+
+
+def sources(binary, addresses):
+    """Each address's inlining chain, innermost first, as `file:line`."""
+    chains, current = {}, None
+    for start in range(0, len(addresses), 5000):
+        out = subprocess.run(
+            ["addr2line", "-e", binary, "-a", "-i"] + [hex(a) for a in addresses[start:start + 5000]],
+            capture_output=True, text=True, check=True).stdout
+        for line in out.splitlines():
+            if line.startswith("0x"):
+                current = int(line, 16)
+                chains[current] = []
+            else:
+                chains[current].append(line.split(" (discriminator")[0])
+    return chains
+
+
+def main():
+    contender = sys.argv[1] if len(sys.argv) > 1 else "ours-jwt-every"
+    top = int(os.environ.get("TOP", "40"))
+    binary = os.path.realpath(os.environ.get(
+        "PIPELINE", os.path.join(ROOT, "target/release/profile_pipeline")))
+    os.environ["PIPELINE"] = binary
+    once, _ = footprint.per_address(atomics.callgrind_in_process(contender, footprint.N))
+    twice, owners = footprint.per_address(
+        atomics.callgrind_in_process(contender, 2 * footprint.N))
+    ran, owner_of_line = set(), {}
+    for (path, address), executed in twice.items():
+        if os.path.realpath(path) != binary:
+            continue
+        if (executed - once.get((path, address), 0)) / footprint.N >= 0.5:
+            ran.add(address)
+            owner_of_line.setdefault(address // footprint.LINE, owners[(path, address)])
+    listing = instructions(binary)
+    starts = [address for address, _ in listing]
+    skipped = []
+    for line in owner_of_line:
+        index = bisect.bisect_left(starts, line * footprint.LINE)
+        while index < len(listing) and listing[index][0] < (line + 1) * footprint.LINE:
+            address, text = listing[index]
+            size = listing[index + 1][0] - address if index + 1 < len(listing) else 0
+            padding = "nop" in text or text.startswith("int3")
+            if address not in ran and not padding:
+                skipped.append((address, size, owner_of_line[line]))
+            index += 1
+    chains = sources(binary, [address for address, _, _ in skipped])
+    by_place = collections.Counter()
+    for address, size, function in skipped:
+        ours = [re.sub(r".*/(src|benches|tools)/", r"\1/", place)
+                for place in chains.get(address, []) if place.startswith(ROOT)]
+        by_place[(function, ours[-1] if ours else "-")] += size
+    total = sum(size for _, size, _ in skipped)
+    print(f"{contender}: {len(owner_of_line)} lines of the binary's code a PATCH, "
+          f"{total:,} bytes in them it does not run ({total / footprint.LINE:.0f} lines' worth)")
+    ours = {key: size for key, size in by_place.items() if key[1] != "-"}
+    print(f"  of them under a source line of this repository: {sum(ours.values()):,} bytes "
+          f"({sum(ours.values()) / footprint.LINE:.0f} lines' worth) from {len(ours)} source "
+          f"lines, the most from one {max(ours.values(), default=0)} bytes")
+    print("  bytes  function (where the line's first instruction that ran lies)  "
+          "outermost source line of ours")
+    for (function, place), size in by_place.most_common(top):
+        print(f"  {size:5}  {function[:64]:64}  {place}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
