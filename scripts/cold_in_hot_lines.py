@@ -10,7 +10,8 @@ them is a line less. This finds them: callgrind gives the instructions that ran 
 a request on average (as `footprint.py` counts them), objdump the instructions of the lines
 they lie in, and addr2line the source of each instruction that did not run, inlining
 included: they are listed by function and by the outermost source line of this repository's
-code in their inlining chain (what to change to move them).
+code in their inlining chain (what to change to move them). Padding (`nop`, `int3`) is
+counted apart.
 
 Usage: scripts/cold_in_hot_lines.py [CONTENDER]   (ours-jwt-every by default; needs a build
 of profile_pipeline with line tables: CARGO_TARGET_DIR=/tmp/lines
@@ -78,31 +79,34 @@ def main():
             owner_of_line.setdefault(address // footprint.LINE, owners[(path, address)])
     listing = instructions(binary)
     starts = [address for address, _ in listing]
-    skipped = []
+    skipped, padding = [], 0
     for line in owner_of_line:
         index = bisect.bisect_left(starts, line * footprint.LINE)
         while index < len(listing) and listing[index][0] < (line + 1) * footprint.LINE:
             address, text = listing[index]
             size = listing[index + 1][0] - address if index + 1 < len(listing) else 0
-            padding = "nop" in text or text.startswith("int3")
-            if address not in ran and not padding:
+            if "nop" in text or text.startswith("int3"):
+                padding += size
+            elif address not in ran:
                 skipped.append((address, size, owner_of_line[line]))
             index += 1
     chains = sources(binary, [address for address, _, _ in skipped])
-    by_place = collections.Counter()
+    by_place, by_source = collections.Counter(), collections.Counter()
     for address, size, function in skipped:
-        ours = [re.sub(r".*/(src|benches|tools)/", r"\1/", place)
-                for place in chains.get(address, []) if place.startswith(ROOT)]
+        ours = [os.path.relpath(place, ROOT)
+                for place in chains.get(address, []) if place.startswith(ROOT + "/")]
         by_place[(function, ours[-1] if ours else "-")] += size
+        if ours:
+            by_source[ours[-1]] += size
     total = sum(size for _, size, _ in skipped)
     print(f"{contender}: {len(owner_of_line)} lines of the binary's code a PATCH, "
-          f"{total:,} bytes in them it does not run ({total / footprint.LINE:.0f} lines' worth)")
-    ours = {key: size for key, size in by_place.items() if key[1] != "-"}
-    print(f"  of them under a source line of this repository: {sum(ours.values()):,} bytes "
-          f"({sum(ours.values()) / footprint.LINE:.0f} lines' worth) from {len(ours)} source "
-          f"lines, the most from one {max(ours.values(), default=0)} bytes")
-    print("  bytes  function (where the line's first instruction that ran lies)  "
-          "outermost source line of ours")
+          f"{total:,} bytes in them it does not run ({total / footprint.LINE:.0f} lines' worth; "
+          f"padding, not counted, {padding:,} bytes more)")
+    print(f"  of them under a source line of this repository: {sum(by_source.values()):,} bytes "
+          f"({sum(by_source.values()) / footprint.LINE:.0f} lines' worth) from {len(by_source)} "
+          f"source lines, the most from one {max(by_source.values(), default=0)} bytes; the ten "
+          f"with the most {sum(size for _, size in by_source.most_common(10)):,} bytes")
+    print("  bytes  function callgrind names for the line  outermost source line of ours")
     for (function, place), size in by_place.most_common(top):
         print(f"  {size:5}  {function[:64]:64}  {place}")
 
