@@ -6,7 +6,9 @@
 //! member to a counter, so the last acknowledged value of every writer must be in the object
 //! at the end; anything else is a lost update. It reports requests/s, latency percentiles,
 //! status counts (5xx must be 0), lost updates (must be 0) and the server's memory growth,
-//! then stops the server and exits non-zero if an invariant broke.
+//! then stops the server and exits non-zero if an invariant broke. With a durable store
+//! (`--durable`, `--postgres`) it also times synced 4 KiB writes in the temporary directory's
+//! file system before and after the load: what the store's commits wait on, in the same run.
 //!
 //! ```text
 //! cargo build --release -p security-update-server -p security-update-tools
@@ -18,8 +20,9 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -185,6 +188,37 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// Synced writes [`sync_latency`] times.
+const SYNC_SAMPLES: usize = 50;
+
+/// How long a 4 KiB write and its `fdatasync` take in `dir`'s file system: the median and the
+/// 90th percentile of [`SYNC_SAMPLES`] appended to a new file (as `dd oflag=dsync` does), in
+/// microseconds. A durable store answers a write only once it is synced, so its throughput
+/// follows this figure.
+fn sync_latency(dir: &Path) -> std::io::Result<(u64, u64)> {
+    let path = dir.join("sync-probe");
+    let mut file = std::fs::File::create(&path)?;
+    let block = [0x5a_u8; 4096];
+    let mut times = Vec::with_capacity(SYNC_SAMPLES);
+    for _ in 0..SYNC_SAMPLES {
+        let start = Instant::now();
+        file.write_all(&block)?;
+        file.sync_data()?;
+        times.push(u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX));
+    }
+    drop(file);
+    std::fs::remove_file(&path)?;
+    times.sort_unstable();
+    Ok((times[SYNC_SAMPLES / 2], times[SYNC_SAMPLES * 9 / 10]))
+}
+
+fn shown_sync(measured: &std::io::Result<(u64, u64)>) -> String {
+    match measured {
+        Ok((median, p90)) => format!("p50 {median} us, p90 {p90} us"),
+        Err(error) => format!("not measured ({error})"),
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let options = options();
@@ -259,6 +293,9 @@ async fn main() {
             )
         })
         .collect();
+    // The disk a durable store waits on, measured beside the run (before and after it): its
+    // speed moves from hour to hour on a shared machine, and the store's with it.
+    let disk_before = (options.durable || options.postgres.is_some()).then(|| sync_latency(&dir));
     let warmup_rss = rss_kib(pid);
     let cpu_before = cpu_ticks(pid);
     let deadline = Instant::now() + Duration::from_secs(options.seconds);
@@ -320,6 +357,7 @@ async fn main() {
     let elapsed = started.elapsed().as_secs_f64();
     let end_rss = rss_kib(pid);
     let cpu_after = cpu_ticks(pid);
+    let disk_after = disk_before.is_some().then(|| sync_latency(&dir));
 
     // Every writer's last acknowledged value must be what the object holds.
     let mut lost = 0;
@@ -400,6 +438,15 @@ async fn main() {
         pct(0.99),
         latencies.last().copied().unwrap_or(0)
     );
+    if let (Some(before), Some(after)) = (&disk_before, &disk_after) {
+        println!(
+            "disk: a 4 KiB write and its fdatasync in {}'s file system ({SYNC_SAMPLES} each) \
+             {} before the run, {} after",
+            std::env::temp_dir().display(),
+            shown_sync(before),
+            shown_sync(after)
+        );
+    }
     println!(
         "statuses: {statuses:?}; transport errors: {}",
         errors.load(Ordering::Relaxed)
