@@ -13,8 +13,8 @@ thread, logging off, the bench schema, as `server_instructions.py` runs it) and 
 PATCHes, then MEASURED more, over one keep-alive connection, every one changing the object.
 The trace is cut into requests at an instruction of hyper's `recv_msg` (which takes each
 request) that ran exactly once a PATCH; the figures are the median over the measured
-requests. Code lines are named by the function they lie in
-(the binary's symbols; the shared libraries as one), data lines by the mapping they lie in.
+requests. Code lines are named by the function they lie in (the binary's symbols; the
+shared libraries as one), data lines by the mapping they lie in.
 The baselines `floor` and `axum` (tools/src/bin/bench_servers.rs) are measured the same way.
 
 Usage: scripts/request_footprint.py   (needs valgrind and the release builds of

@@ -212,6 +212,7 @@ fn sync_latency(dir: &Path) -> std::io::Result<(u64, u64)> {
     Ok((times[SYNC_SAMPLES / 2], times[SYNC_SAMPLES * 9 / 10]))
 }
 
+/// A [`sync_latency`] figure as the report prints it.
 fn shown_sync(measured: &std::io::Result<(u64, u64)>) -> String {
     match measured {
         Ok((median, p90)) => format!("p50 {median} us, p90 {p90} us"),
