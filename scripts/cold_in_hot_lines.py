@@ -26,10 +26,11 @@ import re
 import subprocess
 import sys
 
-import atomics
 import footprint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Padding between functions and before aligned loops, as objdump writes it.
+PADDING = re.compile(r"((data16|cs|ds)\s+)*nop|int3")
 
 
 def instructions(binary):
@@ -67,16 +68,11 @@ def main():
     binary = os.path.realpath(os.environ.get(
         "PIPELINE", os.path.join(ROOT, "target/release/profile_pipeline")))
     os.environ["PIPELINE"] = binary
-    once, _ = footprint.per_address(atomics.callgrind_in_process(contender, footprint.N))
-    twice, owners = footprint.per_address(
-        atomics.callgrind_in_process(contender, 2 * footprint.N))
     ran, owner_of_line = set(), {}
-    for (path, address), executed in twice.items():
-        if os.path.realpath(path) != binary:
-            continue
-        if (executed - once.get((path, address), 0)) / footprint.N >= 0.5:
+    for (path, address), function in footprint.hot_addresses(contender, 0.5).items():
+        if os.path.realpath(path) == binary:
             ran.add(address)
-            owner_of_line.setdefault(address // footprint.LINE, owners[(path, address)])
+            owner_of_line.setdefault(address // footprint.LINE, function)
     listing = instructions(binary)
     starts = [address for address, _ in listing]
     skipped, padding = [], 0
@@ -85,7 +81,7 @@ def main():
         while index < len(listing) and listing[index][0] < (line + 1) * footprint.LINE:
             address, text = listing[index]
             size = listing[index + 1][0] - address if index + 1 < len(listing) else 0
-            if "nop" in text or text.startswith("int3"):
+            if PADDING.match(text):
                 padding += size
             elif address not in ran:
                 skipped.append((address, size, owner_of_line[line]))

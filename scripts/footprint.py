@@ -34,20 +34,23 @@ def per_address(cg_file):
     return counts, owners
 
 
-def footprint(contender, threshold):
+def hot_addresses(contender, threshold):
+    """The addresses that ran at least `threshold` times a request on average, as
+    {(object path, address): function}."""
     once, _ = per_address(atomics.callgrind_in_process(contender, N))
     twice, owners = per_address(atomics.callgrind_in_process(contender, 2 * N))
+    return {key: owners[key] for key, executed in twice.items()
+            if (executed - once.get(key, 0)) / N >= threshold}
+
+
+def footprint(contender, threshold):
     lines, by_function = set(), collections.defaultdict(set)
-    instructions = 0
-    for key, executed in twice.items():
-        per_request = (executed - once.get(key, 0)) / N
-        if per_request >= threshold:
-            path, address = key
-            line = (path, address // LINE)
-            lines.add(line)
-            by_function[owners[key]].add(line)
-            instructions += 1
-    return lines, by_function, instructions
+    hot = hot_addresses(contender, threshold)
+    for (path, address), function in hot.items():
+        line = (path, address // LINE)
+        lines.add(line)
+        by_function[function].add(line)
+    return lines, by_function, len(hot)
 
 
 def main():
