@@ -27,6 +27,7 @@ import subprocess
 import sys
 
 import footprint
+import source_lines
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Padding between functions and before aligned loops, as objdump writes it.
@@ -44,22 +45,6 @@ def instructions(binary):
             found.append((int(match.group(1), 16), match.group(2)))
     found.sort()
     return found
-
-
-def sources(binary, addresses):
-    """Each address's inlining chain, innermost first, as `file:line`."""
-    chains, current = {}, None
-    for start in range(0, len(addresses), 5000):
-        out = subprocess.run(
-            ["addr2line", "-e", binary, "-a", "-i"] + [hex(a) for a in addresses[start:start + 5000]],
-            capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            if line.startswith("0x"):
-                current = int(line, 16)
-                chains[current] = []
-            else:
-                chains[current].append(line.split(" (discriminator")[0])
-    return chains
 
 
 def main():
@@ -86,7 +71,7 @@ def main():
             elif address not in ran:
                 skipped.append((address, size, owner_of_line[line]))
             index += 1
-    chains = sources(binary, [address for address, _, _ in skipped])
+    chains = source_lines.inlining_chains(binary, [address for address, _, _ in skipped])
     by_place, by_source = collections.Counter(), collections.Counter()
     for address, size, function in skipped:
         ours = [os.path.relpath(place, ROOT)

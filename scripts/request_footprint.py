@@ -40,6 +40,7 @@ import sys
 import tempfile
 
 import server_instructions
+import source_lines
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WARM_UP, MEASURED = 40, 12
@@ -144,14 +145,14 @@ def symbols(binary, mappings):
     return table, base
 
 
-def marker_function(binary, mappings):
+def marker_function(table):
     """Whether an address lies in the function of hyper's HTTP/1 server that takes each
-    request ([`MARKER_FUNCTION`]), which every server measured here runs once a request."""
-    table, _ = symbols(binary, mappings)
+    request ([`MARKER_FUNCTION`]), which every server measured here runs once a request;
+    `table`: the binary's functions ([`symbols`])."""
     ranges = [(start, table[index + 1][0]) for index, (start, name) in enumerate(table[:-1])
               if name.startswith(MARKER_FUNCTION[0]) and name.endswith(MARKER_FUNCTION[1])]
     if not ranges:
-        raise SystemExit(f"{binary}: no function named like {MARKER_FUNCTION}")
+        raise SystemExit(f"no function named like {MARKER_FUNCTION}")
     return lambda address: any(low <= address < high for low, high in ranges)
 
 
@@ -176,7 +177,8 @@ def region(address, mappings, binary):
 def report(label, binary, command, ours):
     with tempfile.TemporaryDirectory() as work:
         trace, mappings = run(command, ours, work)
-        measured, addresses = requests(trace, marker_function(binary, mappings))
+        table, base = symbols(binary, mappings)
+        measured, addresses = requests(trace, marker_function(table))
     code = statistics.median(len(c) for c, _ in measured)
     data = statistics.median(len(d) for _, d in measured)
     print(f"{label}: {code:,.0f} code lines ({code * LINE / 1024:,.0f} KiB), "
@@ -190,7 +192,6 @@ def report(label, binary, command, ours):
     print(f"  past a first-level cache's ways ({SETS} sets of {WAYS}, 32 KiB): code "
           f"{past_ways(code_lines)}, data {past_ways(data_lines)} lines, in "
           f"{sets_over(code_lines)} and {sets_over(data_lines)} sets")
-    table, base = symbols(binary, mappings)
     starts = [start for start, _ in table]
     end_of_binary = max(int(line.split("-")[1].split()[0], 16) for line in mappings
                         if line.endswith(os.path.basename(binary)))
@@ -285,15 +286,8 @@ def by_source(binary, extent, code_lines, data_lines, addresses, mappings, funct
             in_lines[address // LINE].append(address)
     touchers = {a for a in data_lines.values() if a is not None and a < end}
     wanted = sorted({a for found in in_lines.values() for a in found} | touchers)
-    text = subprocess.run(["addr2line", "-i", "-a", "-e", binary] +
-                          [hex(a - base) for a in wanted], capture_output=True, text=True).stdout
-    frames, current = {}, None
-    for line in text.splitlines():
-        if line.startswith("0x"):
-            current = int(line, 16) + base
-            frames[current] = []
-        elif current is not None:
-            frames[current].append(line.rsplit(":", 1)[0].split(" (discriminator")[0])
+    frames = {address: [place.rsplit(":", 1)[0] for place in chain] for address, chain
+              in source_lines.inlining_chains(binary, wanted, base).items()}
     by_file, by_crate = collections.Counter(), collections.Counter()
     file_bytes = collections.Counter()
     functions_of = os.environ.get("FUNCTIONS_OF")
