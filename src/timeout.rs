@@ -155,6 +155,12 @@ impl WriteDeadline {
     /// again when the deadline was taken already: by a write that found the limit run out
     /// ([`begin_write`](Self::begin_write)) before the timer fired, and the layer must then
     /// answer 408 for whatever else the request is still doing (a batch's other parts).
+    /// Whether a write has claimed the deadline: then it never answers 408 (a started write
+    /// finishes), and the layer needs no timer.
+    fn write_started(&self) -> bool {
+        self.shared.state.load(Ordering::Acquire) == WRITING
+    }
+
     fn expire(&self) -> bool {
         matches!(
             self.shared.state.compare_exchange(
@@ -289,10 +295,17 @@ where
             return Poll::Ready(result.map(|response| response.map(ResponseBody::inner)));
         }
         if this.sleep.is_none() {
-            // The first time the request waits: the timer, to the deadline set in `call`.
+            // The first time the request waits: the timer, to the deadline set in `call`;
+            // none while a write has started, since from then on the deadline can no longer
+            // answer (the write wins). Most writes to a store that waits (the embedded
+            // store's commit, PostgreSQL) start before their first wait, and a timer is an
+            // allocation, a timer-wheel entry made and removed, and a waker kept.
             let Some(deadline) = this.deadline.as_ref() else {
                 return Poll::Pending;
             };
+            if deadline.write_started() {
+                return Poll::Pending;
+            }
             *this.sleep = Some(Box::pin(tokio::time::sleep_until(deadline.shared.at)));
         }
         let Some(sleep) = this.sleep.as_mut() else {

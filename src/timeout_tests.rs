@@ -109,6 +109,60 @@ async fn a_deadline_taken_by_a_late_write_still_bounds_the_request() {
     assert_eq!(answered.status(), http::StatusCode::REQUEST_TIMEOUT);
 }
 
+/// A request whose write claimed the deadline before the request first waited gets no timer:
+/// the deadline could no longer answer, so nothing wakes the request as the limit passes,
+/// and it is answered by its write, once the write ends.
+#[tokio::test(start_paused = true)]
+async fn a_write_started_before_the_first_wait_makes_no_timer() {
+    use std::sync::atomic::AtomicUsize;
+    use std::task::{Wake, Waker};
+    use tower::{ServiceExt, service_fn};
+
+    #[derive(Default)]
+    struct Wakes(AtomicUsize);
+    impl Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    let (commit, committed) = tokio::sync::oneshot::channel::<()>();
+    let mut committed = Some(committed);
+    let mut service =
+        TimeoutLayer::new(Duration::from_secs(30)).layer(service_fn(move |request: Request<()>| {
+            let committed = committed.take().expect("one request");
+            async move {
+                let deadline = request.extensions().get::<WriteDeadline>().unwrap();
+                deadline.begin_write(false).unwrap();
+                // The store's commit.
+                committed.await.unwrap();
+                Ok::<_, std::convert::Infallible>(Response::new(String::new()))
+            }
+        }));
+    let mut response = std::pin::pin!(service.ready().await.unwrap().call(Request::new(())));
+    let wakes = Arc::new(Wakes::default());
+    let waker = Waker::from(wakes.clone());
+    let mut cx = Context::from_waker(&waker);
+    assert!(
+        response.as_mut().poll(&mut cx).is_pending(),
+        "the write waits"
+    );
+
+    tokio::time::advance(Duration::from_secs(60)).await;
+    assert_eq!(
+        wakes.0.load(Ordering::SeqCst),
+        0,
+        "no timer woke the request"
+    );
+
+    commit.send(()).unwrap();
+    assert_eq!(wakes.0.load(Ordering::SeqCst), 1, "the commit woke it");
+    match response.poll(&mut cx) {
+        Poll::Ready(Ok(answered)) => assert_eq!(answered.status(), 200, "the write's answer"),
+        other => panic!("not answered: {:?}", other.map(|r| r.map(|r| r.status()))),
+    }
+}
+
 #[test]
 fn a_write_after_the_deadline_never_starts() {
     let deadline = deadline_of(Duration::from_secs(1));
