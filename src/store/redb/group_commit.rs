@@ -31,7 +31,6 @@
 //! audited by its writer once it hears `Swapped`; a write nobody hears of must not land.
 
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -41,6 +40,7 @@ use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::oneshot;
 
 use super::answers::{GRACE, Handed, Outcome};
+use super::queue::{Queue, Refused};
 use super::read_cache::ReadCache;
 use super::{OBJECTS, TENANTS, storage};
 use crate::store::{ObjectKey, Snapshot, StoreError, StoreErrorKind, SwapOutcome};
@@ -65,7 +65,7 @@ struct Pending {
 /// The committer thread and the queue to it. Dropping the last handle closes the queue and
 /// waits for the thread to finish what it holds, so the file is closed cleanly.
 pub(super) struct GroupCommit {
-    queue: Option<SyncSender<Pending>>,
+    queue: Arc<Queue<Pending>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -88,12 +88,20 @@ impl GroupCommit {
         cache: Arc<ReadCache>,
         grace: Duration,
     ) -> std::io::Result<Self> {
-        let (queue, receiver) = std::sync::mpsc::sync_channel(MAX_QUEUED);
-        let thread = std::thread::Builder::new()
-            .name("redb-commit".to_owned())
-            .spawn(move || run(&db, &cache, &receiver, grace))?;
+        let queue = Arc::new(Queue::new(MAX_QUEUED));
+        let thread = {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name("redb-commit".to_owned())
+                .spawn(move || {
+                    // However the committer ends, writes queued then hear that it stopped, and
+                    // later ones are refused at once.
+                    let _stopped = Stopped(&queue);
+                    run(&db, &cache, &queue, grace);
+                })?
+        };
         Ok(Self {
-            queue: Some(queue),
+            queue,
             thread: Some(thread),
         })
     }
@@ -121,15 +129,15 @@ impl GroupCommit {
             reply,
             runtime: Handle::try_current().ok().filter(answered_through),
         };
-        match self.queue.as_ref().ok_or_else(stopped)?.try_send(pending) {
+        match self.queue.push(pending) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
+            Err((Refused::Full, _)) => {
                 return Err(StoreError::new(
                     StoreErrorKind::Unavailable,
                     "redb: too many writes are waiting for the disk",
                 ));
             }
-            Err(TrySendError::Disconnected(_)) => return Err(stopped()),
+            Err((Refused::Closed, _)) => return Err(stopped()),
         }
         // Dropping this future withdraws the swap only while it is queued: once its batch is
         // taken, it is committed (or failed) all the same.
@@ -159,34 +167,30 @@ fn stopped() -> StoreError {
 
 impl Drop for GroupCommit {
     fn drop(&mut self) {
-        self.queue = None;
+        self.queue.close();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }
 }
 
-/// The committer: waits for a swap, takes every other one already queued (up to
-/// [`MAX_BATCH`]), commits them together, answers each. Ends when the queue closes.
-fn run(db: &Database, cache: &ReadCache, queue: &Receiver<Pending>, grace: Duration) {
+/// Closes the queue when the committer ends, dropping what waits in it: their writers hear
+/// that the committer stopped (their reply channels close).
+struct Stopped<'a>(&'a Queue<Pending>);
+
+impl Drop for Stopped<'_> {
+    fn drop(&mut self) {
+        drop(self.0.close_and_empty());
+    }
+}
+
+/// The committer: waits for a swap, takes every one queued by then (up to [`MAX_BATCH`]),
+/// commits them together, answers each. Ends when the queue is closed and empty.
+fn run(db: &Database, cache: &ReadCache, queue: &Queue<Pending>, grace: Duration) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     // Outcomes handed to runtimes' tasks; whatever is left when this returns is delivered.
     let mut handed = Handed::new(grace);
-    while let Some(first) = next_swap(queue, &mut handed) {
-        batch.push(first);
-        // The writer that queued `first` woke this thread, which the scheduler tends to run
-        // at once: on a busy core (the server's workers and this thread on one) the batch
-        // would be that writer and whoever queued during the last fsync. Yielding once lets
-        // the runnable workers queue what they hold first, so one commit (its pages and its
-        // fsync) serves more writers; with a core to spare it returns at once. (`soak
-        // --durable`, one core: 5-16% more writes a second, p99 lower; benches/README.md.)
-        std::thread::yield_now();
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-            }
-        }
+    while next_batch(queue, &mut batch, &mut handed) {
         batch.retain(|pending| !pending.reply.is_closed());
         if batch.is_empty() {
             continue;
@@ -284,21 +288,25 @@ fn settle_after_panic(
     );
 }
 
-/// The next swap to commit, once one is queued; `None` once the queue is closed. While it
-/// waits, it delivers the outcomes handed to runtimes whose tasks have not run by their due
-/// time (see `answers`).
-fn next_swap(queue: &Receiver<Pending>, handed: &mut Handed) -> Option<Pending> {
-    loop {
+/// Fills `batch` with the swaps to commit next, once one is queued: `false` once the queue
+/// is closed and empty. Before each wait it delivers the outcomes handed to runtimes whose
+/// tasks have not run by their due time, and forgets those delivered (see `answers`).
+fn next_batch(queue: &Queue<Pending>, batch: &mut Vec<Pending>, handed: &mut Handed) -> bool {
+    while batch.is_empty() {
         handed.sweep(Instant::now());
-        let Some(due) = handed.next_due() else {
-            return queue.recv().ok();
-        };
-        match queue.recv_timeout(due.saturating_duration_since(Instant::now())) {
-            Ok(pending) => return Some(pending),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return None,
+        if !queue.wait(handed.next_due()) {
+            return false;
         }
+        // The writer that queued first woke this thread, which the scheduler tends to run at
+        // once: on a busy core (the server's workers and this thread on one) the batch would
+        // be that writer and whoever queued during the last fsync. Yielding once lets the
+        // runnable workers queue what they hold first, so one commit (its pages and its
+        // fsync) serves more writers; with a core to spare it returns at once. (`soak
+        // --durable`, one core: 5-16% more writes a second, p99 lower; benches/README.md.)
+        std::thread::yield_now();
+        queue.take(batch, MAX_BATCH);
     }
+    true
 }
 
 /// The version and JSON stored for `key`, read in a transaction of its own.

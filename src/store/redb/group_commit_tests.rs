@@ -51,12 +51,17 @@ fn pending(key: &ObjectKey, expected: u64) -> (Pending, Answer) {
 
 /// Runs the committer over `swaps`, queued before it starts: one batch.
 fn commit_as_one_batch(db: &Database, swaps: Vec<Pending>) {
-    let (queue, receiver) = std::sync::mpsc::sync_channel(swaps.len());
+    run(db, &ReadCache::new(), &queued(swaps), GRACE);
+}
+
+/// A closed queue holding `swaps`.
+fn queued(swaps: Vec<Pending>) -> Queue<Pending> {
+    let queue = Queue::new(MAX_QUEUED);
     for swap in swaps {
-        queue.send(swap).unwrap();
+        assert!(queue.push(swap).is_ok());
     }
-    drop(queue);
-    run(db, &ReadCache::new(), &receiver, GRACE);
+    queue.close();
+    queue
 }
 
 /// A writer whose future was dropped before its batch was taken (a runtime shut down
@@ -138,12 +143,12 @@ fn a_panicked_batch_is_answered_by_what_landed() {
         let (swap_b, mut answer_b) = pending(&b, 0);
         // From the same version as the one before it: loses its race inside the batch.
         let (late_b, mut answer_late_b) = pending(&b, 0);
-        let (queue, receiver) = std::sync::mpsc::sync_channel(3);
-        for swap in [swap_a, swap_b, late_b] {
-            queue.send(swap).unwrap();
-        }
-        drop(queue);
-        run(&scratch.1, &cache, &receiver, GRACE);
+        run(
+            &scratch.1,
+            &cache,
+            &queued(vec![swap_a, swap_b, late_b]),
+            GRACE,
+        );
         let expected = if landed { Some(1) } else { None };
         for (key, answer) in [(&a, &mut answer_a), (&b, &mut answer_b)] {
             assert_eq!(scratch.stored(key), expected, "{tenant}");
@@ -283,9 +288,8 @@ async fn concurrent_writers_all_hear_their_commit() {
 #[test]
 fn a_swap_names_only_a_one_worker_multi_thread_runtime() {
     let queued = |enter: Option<&tokio::runtime::Runtime>| {
-        let (queue, receiver) = std::sync::mpsc::sync_channel(1);
         let committer = GroupCommit {
-            queue: Some(queue),
+            queue: Arc::new(Queue::new(1)),
             thread: None,
         };
         let key = ObjectKey::new("t", "u");
@@ -293,11 +297,9 @@ fn a_swap_names_only_a_one_worker_multi_thread_runtime() {
         let swap = std::pin::pin!(committer.swap(key.clone(), 0, pending(&key, 0).0.new));
         let mut context = std::task::Context::from_waker(std::task::Waker::noop());
         assert!(swap.poll(&mut context).is_pending());
-        receiver
-            .try_recv()
-            .unwrap()
-            .runtime
-            .map(|runtime| runtime.id())
+        let mut taken = Vec::new();
+        committer.queue.take(&mut taken, 1);
+        taken.pop().unwrap().runtime.map(|runtime| runtime.id())
     };
     let multi = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -402,4 +404,29 @@ fn writers_of_a_one_worker_runtime_hear_through_its_task() {
     for key in &keys {
         assert_eq!(scratch.stored(key), Some(1), "{key:?}");
     }
+}
+
+/// Past `MAX_QUEUED` writes waiting for the disk (one here), a write is refused at once as
+/// unavailable (503), and is not queued: only the first is there for the committer.
+#[test]
+fn a_write_past_the_queues_bound_is_refused_at_once() {
+    let committer = GroupCommit {
+        queue: Arc::new(Queue::new(1)),
+        thread: None,
+    };
+    let (first, second) = (ObjectKey::new("t", "first"), ObjectKey::new("t", "second"));
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    let waiting = std::pin::pin!(committer.swap(first.clone(), 0, pending(&first, 0).0.new));
+    assert!(waiting.poll(&mut context).is_pending());
+    let refused = std::pin::pin!(committer.swap(second.clone(), 0, pending(&second, 0).0.new));
+    match refused.poll(&mut context) {
+        std::task::Poll::Ready(Err(error)) => {
+            assert_eq!(error.kind(), StoreErrorKind::Unavailable, "{error:?}");
+        }
+        other => panic!("not refused at once: {other:?}"),
+    }
+    let mut taken = Vec::new();
+    committer.queue.take(&mut taken, 8);
+    let keys: Vec<_> = taken.iter().map(|pending| pending.key.clone()).collect();
+    assert_eq!(keys, [first]);
 }

@@ -15,6 +15,7 @@
 
 mod answers;
 mod group_commit;
+mod queue;
 mod read_cache;
 
 use std::path::{Path, PathBuf};
