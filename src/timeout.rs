@@ -22,7 +22,8 @@
 //! Mount it inside [`RequestIdLayer`](crate::RequestIdLayer) so the 408 carries the request's
 //! ids; [`StackBuilder`](crate::StackBuilder) does. It needs a tokio runtime with timers
 //! (`enable_time`, or `enable_all` as `#[tokio::main]` has): a request's timer is made the
-//! first time it waits, on tokio's clock (paused with it in tests).
+//! first time it waits, on tokio's clock (paused with it in tests), unless a write of it has
+//! started by then (the deadline could no longer answer).
 //!
 //! ```
 //! use std::time::Duration;
@@ -151,16 +152,16 @@ impl WriteDeadline {
         }
     }
 
-    /// Claims the request for the deadline; false when a write has already started. True
-    /// again when the deadline was taken already: by a write that found the limit run out
-    /// ([`begin_write`](Self::begin_write)) before the timer fired, and the layer must then
-    /// answer 408 for whatever else the request is still doing (a batch's other parts).
     /// Whether a write has claimed the deadline: then it never answers 408 (a started write
     /// finishes), and the layer needs no timer.
     fn write_started(&self) -> bool {
         self.shared.state.load(Ordering::Acquire) == WRITING
     }
 
+    /// Claims the request for the deadline; false when a write has already started. True
+    /// again when the deadline was taken already: by a write that found the limit run out
+    /// ([`begin_write`](Self::begin_write)) before the timer fired, and the layer must then
+    /// answer 408 for whatever else the request is still doing (a batch's other parts).
     fn expire(&self) -> bool {
         matches!(
             self.shared.state.compare_exchange(
@@ -259,9 +260,10 @@ impl<F> ResponseFuture<F> {
     pub(crate) fn new(inner: F, deadline: Option<WriteDeadline>) -> Self {
         Self {
             inner,
-            // Made the first time the inner future is not ready: most requests are answered
-            // within their first poll (a body that came with its head, a store that answers
-            // at once), and a timer made for nothing costs a clock read and a runtime lookup.
+            // Made the first time the inner future is not ready, unless a write has started
+            // by then: most requests are answered within their first poll (a body that came
+            // with its head, a store that answers at once), and a timer made for nothing
+            // costs a clock read and a runtime lookup.
             sleep: None,
             deadline,
         }
