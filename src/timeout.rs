@@ -299,9 +299,11 @@ where
         if this.sleep.is_none() {
             // The first time the request waits: the timer, to the deadline set in `call`;
             // none while a write has started, since from then on the deadline can no longer
-            // answer (the write wins). Most writes to a store that waits (the embedded
-            // store's commit, PostgreSQL) start before their first wait, and a timer is an
-            // allocation, a timer-wheel entry made and removed, and a waker kept.
+            // answer (the write wins). A write to the embedded store starts before its first
+            // wait (its object is read in place, from the cache or the file; the commit is
+            // the wait), and a timer is an allocation, a timer-wheel entry made and removed,
+            // and a waker kept. (One to PostgreSQL waits for its read first: it keeps its
+            // timer.)
             let Some(deadline) = this.deadline.as_ref() else {
                 return Poll::Pending;
             };
