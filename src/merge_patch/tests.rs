@@ -1,7 +1,7 @@
 //! Unit tests of the merge-patch layer: what reaches the inner service, and every refusal.
 
 use super::*;
-use http::{Request, Response};
+use http::{Method, Request, Response};
 use http_body::{Body, Frame};
 use http_body_util::BodyExt;
 use http_body_util::Full;
@@ -171,6 +171,36 @@ async fn transfer_codings_other_than_chunked_are_501_before_the_body_is_read() {
         .body(Full::from(""))
         .unwrap();
     assert_eq!(send(MergePatchLayer::new(), request).await.0, 501);
+}
+
+/// The head's refusals of a request that names a transfer coding, in their order: a coding
+/// we do not implement is 501 whatever else is wrong (both framings, a length over the
+/// limit); both framings on a PATCH are 400 before its length is judged; a request of
+/// another method, whose body this layer never reads, passes on with both.
+#[tokio::test]
+async fn a_coded_requests_refusals_come_in_their_order() {
+    let over = (DEFAULT_LIMIT + 1).to_string();
+    for (method, coding, length, status) in [
+        (Method::PATCH, "gzip", "2", 501),
+        (Method::PATCH, "gzip", over.as_str(), 501),
+        (Method::PATCH, "chunked", over.as_str(), 400),
+        (Method::PATCH, "chunked", "2", 400),
+        (Method::GET, "chunked", "2", 200),
+        (Method::POST, "chunked", "2", 200),
+    ] {
+        let request = Request::builder()
+            .method(method.clone())
+            .uri("/me/security")
+            .header("transfer-encoding", coding)
+            .header("content-length", length)
+            .body(Full::from("{}"))
+            .unwrap();
+        let (got, text) = send(MergePatchLayer::new(), request).await;
+        assert_eq!(got, status, "{method} {coding} {length}: {text}");
+        if status == 200 {
+            assert_eq!(text, "no patch", "{method}: passed on unread");
+        }
+    }
 }
 
 /// A clone shares the parsed patch; changing one (stripping its annotations) leaves the other
