@@ -19,16 +19,21 @@
 //!
 //! A commit that panics (a bug in redb or here: nothing known does) stops the committer: the
 //! state of a database whose writer panicked mid-transaction is not worth betting the next
-//! writes on. The panic may have come before the commit or after it was on disk, so each swap
-//! of the batch is settled by reading its object back: `Swapped` if the object is now what
-//! it wrote (its writer audits it, the cache gets it), an error if not or if the read fails
-//! (then the cache forgets the object). From then on every write fails at once, and the store
-//! says it is not writable ([`SecurityStore::writable`](crate::SecurityStore::writable)), so a
-//! readiness probe takes the process out of rotation until it is restarted.
+//! writes on. The panic may have come before the commit or after it was on disk, so the batch
+//! is settled by reading back an object it wrote: if the transaction landed, each swap gets
+//! the outcome it had in it (a `Swapped` writer audits its write, the cache gets it); if not,
+//! or if that cannot be told, every swap gets an error and the cache forgets their objects.
+//! A commit that fails stops the committer too (see `BatchFailed`). From then on every write
+//! fails at once, and the store says it is not writable
+//! ([`SecurityStore::writable`](crate::SecurityStore::writable)), so a readiness probe takes
+//! the process out of rotation until it is restarted.
 //!
-//! A swap whose writer has gone by the time its batch is taken (its future dropped: a runtime
-//! shut down past `--shutdown-timeout`) is not applied: nobody would audit it. A write is
-//! audited by its writer once it hears `Swapped`; a write nobody hears of must not land.
+//! A write is audited by its writer once it hears `Swapped`, so a write nobody will hear of
+//! should not land. A swap whose writer has gone by the time its batch is taken (its future
+//! dropped) is not applied. One whose writer goes while its batch commits lands unaudited:
+//! the service never drops a write that has started (it moves it to a task of its own, see
+//! `ResponseFuture::run_to_the_end`), so only a runtime shut down past `--shutdown-timeout`
+//! in that window leaves one.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -195,14 +200,17 @@ fn run(db: &Database, cache: &ReadCache, queue: &Queue<Pending>, grace: Duration
         if batch.is_empty() {
             continue;
         }
-        let committed =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| commit(db, &batch)));
+        // Filled as the batch is applied, so that a panic leaves what each swap did.
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let committed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            commit(db, &batch, &mut outcomes)
+        }));
         let Ok(committed) = committed else {
-            settle_after_panic(db, cache, &mut batch, &mut handed);
+            settle_after_panic(db, cache, &mut batch, outcomes, &mut handed);
             return;
         };
         match committed {
-            Ok(outcomes) => {
+            Ok(()) => {
                 // The cache first: once a writer is answered, every read sees its write.
                 for (pending, outcome) in batch.iter().zip(&outcomes) {
                     if matches!(outcome, Ok(SwapOutcome::Swapped)) {
@@ -216,15 +224,13 @@ fn run(db: &Database, cache: &ReadCache, queue: &Queue<Pending>, grace: Duration
                         .map(|(pending, outcome)| (pending.runtime, pending.reply, outcome)),
                 );
             }
-            Err(error) => {
-                // After an I/O error redb refuses every later write until the file is
-                // opened again (`PreviousIo`), and whether this batch reached the disk is not
-                // known (an fsync that failed says nothing of what it wrote): no swap of it
-                // is answered as written, none is left in the cache, and the committer
-                // stops, so that the store says it cannot write (`/readyz` 503) instead of
-                // failing every write while it looks ready.
-                let fatal = error.kind() == StoreErrorKind::Unavailable;
-                if fatal {
+            Err(BatchFailed { error, stops }) => {
+                // A commit that failed may have reached the disk or not (an fsync that failed
+                // says nothing of what it wrote): no swap of it is answered as written, and
+                // none is left in the cache. The committer stops (see `BatchFailed`), so that
+                // the store says it cannot write (`/readyz` 503) instead of failing every
+                // write while it looks ready.
+                if stops {
                     for pending in &batch {
                         cache.forget(&pending.key);
                     }
@@ -234,7 +240,7 @@ fn run(db: &Database, cache: &ReadCache, queue: &Queue<Pending>, grace: Duration
                         .drain(..)
                         .map(|pending| (pending.runtime, pending.reply, Err(error.clone()))),
                 );
-                if fatal {
+                if stops {
                     return;
                 }
             }
@@ -242,13 +248,49 @@ fn run(db: &Database, cache: &ReadCache, queue: &Queue<Pending>, grace: Duration
     }
 }
 
-/// Answers each swap of a batch whose commit panicked, by what the file holds now: `Swapped`
-/// for the first swap of a key whose object is now the one it wrote (version and bytes),
-/// an error for the others.
+/// Why a batch failed, and whether the committer stops. It stops when the transaction could
+/// not begin or its commit failed, and on any I/O error: redb then refuses every later write
+/// until the file is opened again (an I/O error latches as `PreviousIo`; a failed commit of
+/// any kind discards redb's allocator state, after which `begin_write` fails as `Corrupted`:
+/// `AllocatorStateLatch` in redb 4's `transactions.rs`). A swap that fails to read or write
+/// its own entry fails its batch, whose transaction is dropped unwritten, and the next batch
+/// goes on.
+struct BatchFailed {
+    error: StoreError,
+    stops: bool,
+}
+
+impl BatchFailed {
+    fn stopping(error: impl Into<redb::Error>) -> Self {
+        Self {
+            error: storage(error),
+            stops: true,
+        }
+    }
+}
+
+impl From<StoreError> for BatchFailed {
+    fn from(error: StoreError) -> Self {
+        let stops = error.kind() == StoreErrorKind::Unavailable;
+        Self { error, stops }
+    }
+}
+
+/// Answers each swap of a batch whose commit panicked, by whether its transaction landed:
+/// what `commit` recorded of each swap before the panic (`outcomes`) if it did, an error to
+/// every swap if it did not or if that cannot be told.
+///
+/// A transaction lands whole or not at all, so it landed exactly when one swap it applied is
+/// found in the file: a swap applied over version `v` writes a later version, and nothing
+/// else writes to the file once the committer has stopped. The last swap applied to a key is
+/// the one to look for (a batch may write a key twice). A swap that lost its race is never
+/// taken for one that landed, even when its object equals what is stored (a client retrying
+/// the same change): its writer hears the conflict it had, or an error, and audits nothing.
 fn settle_after_panic(
     db: &Database,
     cache: &ReadCache,
     batch: &mut Vec<Pending>,
+    outcomes: Vec<Result<SwapOutcome, StoreError>>,
     handed: &mut Handed,
 ) {
     let failed = || {
@@ -257,29 +299,42 @@ fn settle_after_panic(
             "redb: a commit panicked; the store takes no more writes until restarted",
         )
     };
-    let mut settled: Vec<&ObjectKey> = Vec::new();
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for pending in batch.iter() {
-        if settled.contains(&&pending.key) {
-            // A later swap of a key an earlier one wrote: it lost its race.
-            outcomes.push(Err(failed()));
-            continue;
+    let applied = |index: usize| matches!(outcomes.get(index), Some(Ok(SwapOutcome::Swapped)));
+    let last_applied = |index: usize| {
+        applied(index)
+            && !batch[index + 1..]
+                .iter()
+                .enumerate()
+                .any(|(later, pending)| {
+                    pending.key == batch[index].key && applied(index + 1 + later)
+                })
+    };
+    // The outcomes are complete only if the panic came after every swap was applied.
+    let landed = outcomes.len() == batch.len()
+        && (0..batch.len())
+            .filter(|&index| last_applied(index))
+            .any(|index| {
+                let pending = &batch[index];
+                stored(db, &pending.key).is_ok_and(|stored| {
+                    stored.is_some_and(|(version, json)| {
+                        version == pending.new.version() && json == pending.new.json().as_ref()
+                    })
+                })
+            });
+    let outcomes: Vec<_> = if landed {
+        for (pending, outcome) in batch.iter().zip(&outcomes) {
+            if matches!(outcome, Ok(SwapOutcome::Swapped)) {
+                cache.committed(&pending.key, &pending.new);
+            }
         }
-        let landed = stored(db, &pending.key).is_ok_and(|stored| {
-            stored.is_some_and(|(version, json)| {
-                version == pending.new.version() && json == pending.new.json().as_ref()
-            })
-        });
-        if landed {
-            settled.push(&pending.key);
-            cache.committed(&pending.key, &pending.new);
-            outcomes.push(Ok(SwapOutcome::Swapped));
-        } else {
-            // Not written, or not known: the next read goes to the file.
+        outcomes
+    } else {
+        // Not written, or not known: the next read goes to the file.
+        for pending in batch.iter() {
             cache.forget(&pending.key);
-            outcomes.push(Err(failed()));
         }
-    }
+        batch.iter().map(|_| Err(failed())).collect()
+    };
     handed.answer(
         batch
             .drain(..)
@@ -327,15 +382,15 @@ fn stored(db: &Database, key: &ObjectKey) -> Result<Option<(u64, Vec<u8>)>, Stor
     }))
 }
 
-/// Applies `batch` in order in one write transaction, and commits it if anything changed: an
-/// outcome per swap (a stored object that cannot be read fails its swap alone), or the error
-/// that failed the transaction (every swap of it).
+/// Applies `batch` in order in one write transaction, and commits it if anything changed:
+/// an outcome per swap in `outcomes`, pushed as each is applied (a stored object that cannot
+/// be read fails its swap alone), or the error that failed the transaction (every swap of it).
 fn commit(
     db: &Database,
     batch: &[Pending],
-) -> Result<Vec<Result<SwapOutcome, StoreError>>, StoreError> {
-    let write = db.begin_write().map_err(storage)?;
-    let mut outcomes = Vec::with_capacity(batch.len());
+    outcomes: &mut Vec<Result<SwapOutcome, StoreError>>,
+) -> Result<(), BatchFailed> {
+    let write = db.begin_write().map_err(BatchFailed::stopping)?;
     let mut changed = false;
     {
         let mut table = write.open_table(OBJECTS).map_err(storage)?;
@@ -405,13 +460,13 @@ fn commit(
     if changed {
         // redb's default durability: the commit returns once the data is on disk.
         #[cfg(test)]
-        if batch
-            .iter()
-            .any(|p| p.key.tenant_id() == IO_ERROR_IN_COMMIT)
-        {
-            return Err(storage(std::io::Error::other("a fault the tests inject")));
-        }
-        write.commit().map_err(storage)?;
+        let committed = match injected_commit_error(batch) {
+            Some(error) => Err(error),
+            None => write.commit(),
+        };
+        #[cfg(not(test))]
+        let committed = write.commit();
+        committed.map_err(BatchFailed::stopping)?;
         #[cfg(test)]
         assert!(
             batch
@@ -420,9 +475,9 @@ fn commit(
             "a fault the tests inject"
         );
     } else {
-        write.abort().map_err(storage)?;
+        write.abort().map_err(BatchFailed::stopping)?;
     }
-    Ok(outcomes)
+    Ok(())
 }
 
 /// A tenant whose swaps make a commit panic before it is committed, in this crate's tests.
@@ -434,6 +489,24 @@ const PANICS_AFTER_COMMIT: &str = "panics-after-commit";
 /// A tenant whose swaps make a commit fail with an I/O error, in this crate's tests.
 #[cfg(test)]
 const IO_ERROR_IN_COMMIT: &str = "io-error-in-commit";
+/// A tenant whose swaps make a commit fail as redb does on finding the file corrupt, in this
+/// crate's tests.
+#[cfg(test)]
+const CORRUPT_IN_COMMIT: &str = "corrupt-in-commit";
+
+/// The error a commit of `batch` fails with in place of committing, if the tests inject one.
+#[cfg(test)]
+fn injected_commit_error(batch: &[Pending]) -> Option<redb::CommitError> {
+    let injected = |tenant| batch.iter().any(|p| p.key.tenant_id() == tenant);
+    let fault = "a fault the tests inject";
+    if injected(IO_ERROR_IN_COMMIT) {
+        Some(redb::StorageError::Io(std::io::Error::other(fault)).into())
+    } else if injected(CORRUPT_IN_COMMIT) {
+        Some(redb::StorageError::Corrupted(fault.to_owned()).into())
+    } else {
+        None
+    }
+}
 
 #[cfg(test)]
 #[path = "group_commit_tests.rs"]

@@ -129,35 +129,95 @@ async fn a_panicking_commit_stops_the_committer_and_every_later_write() {
 }
 
 /// A batch whose commit panicked is settled by what the file holds: a panic before the
-/// commit fails every swap of it (none landed); one after the commit answers `Swapped`
-/// to each swap that landed, so its writer audits it, and an error to a swap of the
-/// batch that lost its race. The cache holds what the file holds.
+/// commit fails every swap of it (none landed); one after the commit answers each swap with
+/// the outcome it had in the transaction: `Swapped` to each that wrote, so its writer audits
+/// it (two successive writes to one key included), and the conflict to one that lost its
+/// race. The cache holds what the file holds.
 #[test]
 fn a_panicked_batch_is_answered_by_what_landed() {
     for (tenant, landed) in [(PANICS_IN_COMMIT, false), (PANICS_AFTER_COMMIT, true)] {
         // A directory of this test's own: `a_failing_commit` may run beside it with `tenant`.
         let scratch = Scratch::new(&format!("settled-{tenant}"));
         let cache = ReadCache::new();
-        let (a, b) = (ObjectKey::new("t", "a"), ObjectKey::new(tenant, "b"));
+        let (a, b, c) = (
+            ObjectKey::new("t", "a"),
+            ObjectKey::new(tenant, "b"),
+            ObjectKey::new("t", "c"),
+        );
         let (swap_a, mut answer_a) = pending(&a, 0);
         let (swap_b, mut answer_b) = pending(&b, 0);
         // From the same version as the one before it: loses its race inside the batch.
         let (late_b, mut answer_late_b) = pending(&b, 0);
+        // Two writes to one key, the second over the first.
+        let (first_c, mut answer_first_c) = pending(&c, 0);
+        let (second_c, mut answer_second_c) = pending(&c, 1);
         run(
             &scratch.1,
             &cache,
-            &queued(vec![swap_a, swap_b, late_b]),
+            &queued(vec![swap_a, swap_b, late_b, first_c, second_c]),
             GRACE,
         );
-        let expected = if landed { Some(1) } else { None };
-        for (key, answer) in [(&a, &mut answer_a), (&b, &mut answer_b)] {
-            assert_eq!(scratch.stored(key), expected, "{tenant}");
-            let answer = answer.try_recv().unwrap();
-            assert_eq!(answer.is_ok(), landed, "{tenant}: {answer:?}");
-            assert_eq!(cache.get(key).is_ok(), landed, "{tenant}: cached");
+        for (key, version) in [(&a, 1), (&b, 1), (&c, 2)] {
+            let expected = landed.then_some(version);
+            assert_eq!(scratch.stored(key), expected, "{tenant}: {key:?}");
+            let cached = cache.get(key).ok().map(|snapshot| snapshot.version());
+            assert_eq!(cached, expected, "{tenant}: {key:?} cached");
         }
-        assert!(answer_late_b.try_recv().unwrap().is_err(), "{tenant}");
+        for answer in [
+            &mut answer_a,
+            &mut answer_b,
+            &mut answer_first_c,
+            &mut answer_second_c,
+        ] {
+            let answer = answer.try_recv().unwrap();
+            if landed {
+                assert_eq!(answer, Ok(SwapOutcome::Swapped), "{tenant}");
+            } else {
+                assert!(answer.is_err(), "{tenant}: {answer:?}");
+            }
+        }
+        let late_b = answer_late_b.try_recv().unwrap();
+        if landed {
+            let Ok(SwapOutcome::Conflict {
+                current: Some(current),
+            }) = late_b
+            else {
+                panic!("not a conflict: {late_b:?}");
+            };
+            assert_eq!(current.version(), 1);
+        } else {
+            assert!(late_b.is_err(), "{tenant}: {late_b:?}");
+        }
     }
+}
+
+/// A client that retries a change it already made sends a swap from the same version with
+/// the same result: in a batch whose commit panicked once on disk, that swap is answered with
+/// its conflict, not taken for the write the file holds (which an earlier batch made), so
+/// nobody audits that write twice.
+#[test]
+fn a_retry_that_lost_is_not_taken_for_a_landed_write() {
+    let scratch = Scratch::new("retry-after-panic");
+    let cache = ReadCache::new();
+    let (retried, other) = (
+        ObjectKey::new("t", "retried"),
+        ObjectKey::new(PANICS_AFTER_COMMIT, "other"),
+    );
+    let (first, mut first_answer) = pending(&retried, 0);
+    commit_as_one_batch(&scratch.1, vec![first]);
+    assert_eq!(first_answer.try_recv().unwrap(), Ok(SwapOutcome::Swapped));
+    let (retry, mut retry_answer) = pending(&retried, 0);
+    let (swap, mut answer) = pending(&other, 0);
+    run(&scratch.1, &cache, &queued(vec![retry, swap]), GRACE);
+    assert_eq!(answer.try_recv().unwrap(), Ok(SwapOutcome::Swapped));
+    match retry_answer.try_recv().unwrap() {
+        Ok(SwapOutcome::Conflict {
+            current: Some(current),
+        }) => assert_eq!(current.version(), 1),
+        other => panic!("not a conflict: {other:?}"),
+    }
+    assert_eq!(scratch.stored(&retried), Some(1));
+    assert_eq!(scratch.stored(&other), Some(1));
 }
 
 /// A swap that loses its race leaves nothing of its write: the stored object stays as it
@@ -249,6 +309,20 @@ fn an_unreadable_object_fails_its_own_swap_not_its_batch() {
 async fn an_io_error_in_a_commit_stops_the_committer() {
     let (failed, cache, doomed) = a_failing_commit(IO_ERROR_IN_COMMIT).await;
     assert_eq!(failed.kind(), StoreErrorKind::Unavailable, "{failed:?}");
+    assert!(cache.get(&doomed).is_err());
+}
+
+/// A commit that fails in any other way stops the committer as well: redb refuses every
+/// later write after a failed commit (it discards its allocator state), so a committer that
+/// went on would fail every write while the store said it could write.
+#[tokio::test]
+async fn a_commit_that_finds_the_file_corrupt_stops_the_committer() {
+    let (failed, cache, doomed) = a_failing_commit(CORRUPT_IN_COMMIT).await;
+    assert_eq!(failed.kind(), StoreErrorKind::Corrupt, "{failed:?}");
+    assert!(
+        failed.message().contains("a fault the tests inject"),
+        "{failed:?}"
+    );
     assert!(cache.get(&doomed).is_err());
 }
 
