@@ -45,6 +45,8 @@ const MIGRATIONS: &[&str] = &[
 ];
 /// Arbitrary, fixed key of the advisory lock that serializes migrations.
 const MIGRATION_LOCK: i64 = 0x005e_c0b1_ec75;
+/// Longest one statement of the migration may run, waiting for another process's included.
+const MIGRATION_TIMEOUT: Duration = Duration::from_secs(600);
 
 const LOAD: &str =
     "SELECT version, document::text FROM security_objects WHERE tenant_id = $1 AND user_id = $2";
@@ -111,9 +113,9 @@ impl PostgresStore {
                 format!("invalid PostgreSQL URL: {e}"),
             )
         })?;
-        let timeout_ms = options.statement_timeout.as_millis();
+        let startup = session_options(config.get_options(), options.statement_timeout);
         config
-            .options(format!("-c statement_timeout={timeout_ms}"))
+            .options(startup)
             .connect_timeout(options.connect_timeout)
             .application_name("security-update");
         let manager = Manager::from_config(
@@ -139,6 +141,14 @@ impl PostgresStore {
     async fn migrate(&self) -> Result<(), StoreError> {
         let mut client = self.pool.get().await.map_err(pool_error)?;
         let tx = client.transaction().await.map_err(db_error)?;
+        // A migration may count a big table, or wait for another process's: the request
+        // statements' timeout would fail every start; it gets its own, longer bound.
+        tx.batch_execute(&format!(
+            "SET LOCAL statement_timeout = {}",
+            MIGRATION_TIMEOUT.as_millis()
+        ))
+        .await
+        .map_err(db_error)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .await
             .map_err(db_error)?;
@@ -281,17 +291,42 @@ fn with_causes(error: &dyn std::error::Error) -> String {
 }
 
 fn db_error(error: tokio_postgres::Error) -> StoreError {
-    // A closed connection, an I/O error or a timeout means "try again later"; a statement the
-    // database refused for its content would be a bug, but is not the caller's fault either.
-    let transient = error.is_closed()
-        || error.code().is_none()
-        || error.code() == Some(&tokio_postgres::error::SqlState::QUERY_CANCELED);
+    // A closed connection, an I/O error, a timeout, or a database going away, out of room or
+    // taking no writes means "try again later" (503); a statement the database refused for
+    // its content would be a bug, but is not the caller's fault either (500).
+    let transient = error.is_closed() || error.code().is_none_or(|code| transient(code.code()));
     let kind = if transient {
         StoreErrorKind::Unavailable
     } else {
         StoreErrorKind::Other
     };
     StoreError::new(kind, format!("PostgreSQL: {}", with_causes(&error)))
+}
+
+/// Whether an SQLSTATE says the database cannot serve now but may soon (PostgreSQL's
+/// "Appendix A. Error Codes"): a connection exception (class 08), a transaction rolled back
+/// for a conflict or a deadlock (40), insufficient resources (53: a full disk, too many
+/// connections), operator intervention (57: a statement cancelled by its timeout, a server
+/// shutting down or restarting, `pg_terminate_backend`), a system error (58: I/O), and a
+/// read-only transaction (25006: a standby after a failover).
+fn transient(code: &str) -> bool {
+    matches!(code.get(..2), Some("08" | "40" | "53" | "57" | "58")) || code == "25006"
+}
+
+/// The startup options of every session: the URL's own (`?options=...`), then the settings
+/// the store relies on, which win over the URL's, the role's and the database's defaults:
+/// the statements' timeout; `read committed`, under which a compare-and-swap that waited
+/// for another writer's row finds no row of its version instead of failing (stricter
+/// levels fail it with a serialization error); and `synchronous_commit = on`, under which a
+/// commit returns once it is on disk (and on the synchronous standbys), as the store answers.
+fn session_options(url_options: Option<&str>, statement_timeout: Duration) -> String {
+    let mut startup = url_options.map_or_else(String::new, |options| format!("{options} "));
+    startup.push_str(&format!(
+        "-c statement_timeout={} -c default_transaction_isolation=read\\ committed \
+         -c synchronous_commit=on",
+        statement_timeout.as_millis()
+    ));
+    startup
 }
 
 impl SecurityStore for PostgresStore {
@@ -366,3 +401,7 @@ impl SecurityStore for PostgresStore {
         Ok(SwapOutcome::Conflict { current })
     }
 }
+
+#[cfg(test)]
+#[path = "postgres_tests.rs"]
+mod tests;

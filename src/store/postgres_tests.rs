@@ -1,0 +1,239 @@
+//! Tests of `postgres` against a real server (`SECURITY_UPDATE_TEST_POSTGRES`; CI sets it,
+//! elsewhere they say they skipped), where the store's own sessions must be looked at: what
+//! a session is set to, and what a statement cut or held up by another session answers.
+//! Each test has a database of its own.
+
+use std::time::Instant;
+
+use serde_json::json;
+
+use super::*;
+
+#[allow(dead_code, unreachable_pub)]
+#[path = "../../tests/common/pg.rs"]
+mod pg;
+
+fn snapshot(version: u64, document: &Value) -> Snapshot {
+    Snapshot::new(version, document.as_object().unwrap().clone()).unwrap()
+}
+
+/// `url` with startup `options` (spaces and `=` escaped for the URL).
+fn with_options(url: &str, options: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let escaped = options.replace(' ', "%20").replace('=', "%3D");
+    format!("{url}{separator}options={escaped}")
+}
+
+/// Waits until a session of the store is blocked by the session `blocker` (its pid), for
+/// at least `waited`; its pid.
+async fn blocked_by(admin: &tokio_postgres::Client, blocker: i32, waited: Duration) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let row = admin
+            .query_opt(
+                "SELECT pid FROM pg_stat_activity
+                 WHERE application_name = 'security-update' AND $1 = ANY(pg_blocking_pids(pid))
+                   AND now() - query_start >= make_interval(secs => $2)",
+                &[&blocker, &waited.as_secs_f64()],
+            )
+            .await
+            .unwrap();
+        if let Some(row) = row {
+            return row.get(0);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no session of the store waited on the blocker"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn backend_pid(client: &tokio_postgres::Client) -> i32 {
+    client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// The URL's own startup options are kept (here its schema), and the settings the store
+/// relies on win over the URL's: statements' timeout, `read committed`, a commit on disk
+/// before it returns.
+#[tokio::test]
+async fn a_session_keeps_the_urls_options_and_pins_what_the_store_relies_on() {
+    let Some(db) = pg::TestDb::create("pg-session-options").await else {
+        return;
+    };
+    let admin = pg::connect(&db.url).await;
+    admin.batch_execute("CREATE SCHEMA custom").await.unwrap();
+    let url = with_options(
+        &db.url,
+        "-c search_path=custom -c default_transaction_isolation=serializable \
+         -c synchronous_commit=off -c statement_timeout=0",
+    );
+    let store = PostgresStore::connect(&url, PostgresOptions::default())
+        .await
+        .unwrap();
+    let session = store.pool.get().await.unwrap();
+    for (setting, expected) in [
+        ("search_path", "custom"),
+        ("default_transaction_isolation", "read committed"),
+        ("synchronous_commit", "on"),
+        ("statement_timeout", "5s"),
+    ] {
+        let row = session
+            .query_one(&format!("SHOW {setting}"), &[])
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, String>(0), expected, "{setting}");
+    }
+    let key = ObjectKey::new("t", "u");
+    store
+        .compare_and_swap(&key, 0, snapshot(1, &json!({"n": 1})))
+        .await
+        .unwrap();
+    let rows: i64 = admin
+        .query_one("SELECT count(*) FROM custom.security_objects", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 1);
+}
+
+/// A swap that waited for another writer's uncommitted change of its row is a conflict
+/// with that writer's object once it commits, even where the database's default isolation
+/// is stricter (there the waiting `UPDATE` would fail with a serialization error).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swap_that_waited_for_another_writer_is_a_conflict_under_any_default_isolation() {
+    let Some(db) = pg::TestDb::create("pg-waited-swap").await else {
+        return;
+    };
+    let url = with_options(&db.url, "-c default_transaction_isolation=serializable");
+    let store = PostgresStore::connect(&url, PostgresOptions::default())
+        .await
+        .unwrap();
+    let key = ObjectKey::new("t", "u");
+    store
+        .compare_and_swap(&key, 0, snapshot(1, &json!({"n": 1})))
+        .await
+        .unwrap();
+    let (admin, blocker) = (pg::connect(&db.url).await, pg::connect(&db.url).await);
+    blocker
+        .batch_execute(
+            "BEGIN; UPDATE security_objects SET version = 2, document = '{\"n\": 2}'
+             WHERE tenant_id = 't' AND user_id = 'u'",
+        )
+        .await
+        .unwrap();
+    let swap = tokio::spawn({
+        let (store, key) = (store.clone(), key.clone());
+        async move {
+            store
+                .compare_and_swap(&key, 1, snapshot(2, &json!({"n": 3})))
+                .await
+        }
+    });
+    blocked_by(&admin, backend_pid(&blocker).await, Duration::ZERO).await;
+    blocker.batch_execute("COMMIT").await.unwrap();
+    match swap.await.unwrap() {
+        Ok(SwapOutcome::Conflict {
+            current: Some(current),
+        }) => {
+            assert_eq!(current.version(), 2);
+            assert_eq!(current.document()["n"], 2);
+        }
+        other => panic!("not a conflict with the other writer's object: {other:?}"),
+    }
+}
+
+/// A statement cut by its session's end (a server shutting down, `pg_terminate_backend`)
+/// is 503 (the client may retry), not 500, and changes nothing; the store goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swap_whose_session_is_terminated_is_unavailable_and_the_store_goes_on() {
+    let Some(db) = pg::TestDb::create("pg-terminated-swap").await else {
+        return;
+    };
+    let store = PostgresStore::connect(&db.url, PostgresOptions::default())
+        .await
+        .unwrap();
+    let key = ObjectKey::new("t", "u");
+    store
+        .compare_and_swap(&key, 0, snapshot(1, &json!({"n": 1})))
+        .await
+        .unwrap();
+    let (admin, blocker) = (pg::connect(&db.url).await, pg::connect(&db.url).await);
+    // Holds the row, changing nothing, so that the store's statement is in flight.
+    blocker
+        .batch_execute(
+            "BEGIN; UPDATE security_objects SET updated_at = now()
+             WHERE tenant_id = 't' AND user_id = 'u'",
+        )
+        .await
+        .unwrap();
+    let swap = tokio::spawn({
+        let (store, key) = (store.clone(), key.clone());
+        async move {
+            store
+                .compare_and_swap(&key, 1, snapshot(2, &json!({"n": 2})))
+                .await
+        }
+    });
+    let waiting = blocked_by(&admin, backend_pid(&blocker).await, Duration::ZERO).await;
+    admin
+        .execute("SELECT pg_terminate_backend($1)", &[&waiting])
+        .await
+        .unwrap();
+    let refused = swap.await.unwrap().unwrap_err();
+    blocker.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(refused.kind(), StoreErrorKind::Unavailable, "{refused:?}");
+    assert_eq!(store.load(&key).await.unwrap().unwrap().version(), 1);
+    assert_eq!(
+        store
+            .compare_and_swap(&key, 1, snapshot(2, &json!({"n": 2})))
+            .await,
+        Ok(SwapOutcome::Swapped)
+    );
+}
+
+/// A process starting while another migrates waits for it past the statements' timeout
+/// (a migration may count a big table): its start does not fail for the wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_waits_for_another_processs_migration_past_the_statement_timeout() {
+    let Some(db) = pg::TestDb::create("pg-migration-wait").await else {
+        return;
+    };
+    let (admin, blocker) = (pg::connect(&db.url).await, pg::connect(&db.url).await);
+    blocker
+        .batch_execute(&format!(
+            "BEGIN; SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"
+        ))
+        .await
+        .unwrap();
+    let options = PostgresOptions {
+        statement_timeout: Duration::from_millis(100),
+        ..PostgresOptions::default()
+    };
+    let start = tokio::spawn({
+        let url = db.url.clone();
+        async move { PostgresStore::connect(&url, options).await }
+    });
+    // Ten times the statements' timeout: a wait bounded by it would have failed by now.
+    blocked_by(&admin, backend_pid(&blocker).await, Duration::from_secs(1)).await;
+    blocker.batch_execute("COMMIT").await.unwrap();
+    let store = start.await.unwrap().unwrap();
+    assert_eq!(store.migration_version().await.unwrap(), 2);
+}
+
+/// The SQLSTATEs that say "not now" are told from those that say "never".
+#[test]
+fn transient_codes_are_the_ones_that_may_pass() {
+    for code in [
+        "08006", "40001", "40P01", "53100", "53300", "57014", "57P01", "57P03", "58030", "25006",
+    ] {
+        assert!(transient(code), "{code}");
+    }
+    for code in ["23505", "42P01", "22P02", "25001", "XX000", "0"] {
+        assert!(!transient(code), "{code}");
+    }
+}
