@@ -4,9 +4,9 @@ mod common;
 
 use std::sync::Arc;
 
-use common::pg::TestDb;
+use common::pg::{Proxy, TestDb};
 use common::process::TempDir;
-use security_update::store::PostgresOptions;
+use security_update::store::{PostgresOptions, StoreErrorKind};
 use security_update::{
     MemoryStore, ObjectKey, PostgresStore, RedbStore, SecurityStore, Snapshot, SwapOutcome,
 };
@@ -554,4 +554,62 @@ async fn postgres_down_at_start_is_a_clear_error() {
         security_update::store::StoreErrorKind::Unavailable
     );
     assert!(error.message().contains("onnect"), "{}", error.message());
+}
+
+/// A database that stops answering without closing anything (a host gone, packets dropped)
+/// cannot enforce its statement timeout: each call has a deadline of its own and is then
+/// unavailable (503), a write whose answer never came is settled by reading back (here it
+/// never reached the database: nothing changed), and the session left waiting is closed, not
+/// handed to the next call, which goes on at once on a new one (one connection in the pool).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_calls_to_a_database_that_stops_answering_end_at_their_deadline() {
+    let Some(db) = TestDb::create("pg-no-answer").await else {
+        return;
+    };
+    let proxy = Proxy::start(db.upstream()).await;
+    let options = PostgresOptions {
+        max_connections: 1,
+        statement_timeout: std::time::Duration::from_millis(300),
+        connect_timeout: std::time::Duration::from_millis(500),
+    };
+    let store = PostgresStore::connect(&db.url_via(proxy.addr), options)
+        .await
+        .unwrap();
+    let key = ObjectKey::new("t", "u");
+    store
+        .compare_and_swap(&key, 0, snapshot(1, json!({"n": 1})))
+        .await
+        .unwrap();
+    // Without a deadline of their own these calls would wait for ever: the test's bound.
+    async fn bounded<F: std::future::Future>(call: F) -> F::Output {
+        tokio::time::timeout(std::time::Duration::from_secs(30), call)
+            .await
+            .expect("a call to a database that stopped answering never ended")
+    }
+
+    proxy.hang();
+    let refused = bounded(store.load(&key)).await.unwrap_err();
+    assert_eq!(refused.kind(), StoreErrorKind::Unavailable, "{refused:?}");
+    assert!(refused.message().contains("no answer"), "{refused:?}");
+    assert_eq!(
+        bounded(store.load(&key)).await.unwrap().unwrap().version(),
+        1
+    );
+
+    proxy.hang();
+    let refused = bounded(store.compare_and_swap(&key, 1, snapshot(2, json!({"n": 2}))))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind(), StoreErrorKind::Unavailable, "{refused:?}");
+    let stored = bounded(store.load(&key)).await.unwrap().unwrap();
+    assert_eq!((stored.version(), &stored.document()["n"]), (1, &json!(1)));
+
+    proxy.hang();
+    let refused = bounded(store.count_tenant("t")).await.unwrap_err();
+    assert_eq!(refused.kind(), StoreErrorKind::Unavailable, "{refused:?}");
+    assert_eq!(
+        bounded(store.compare_and_swap(&key, 1, snapshot(2, json!({"n": 2})))).await,
+        Ok(SwapOutcome::Swapped)
+    );
+    assert_eq!(bounded(store.count_tenant("t")).await, Ok(Some(1)));
 }

@@ -12,7 +12,10 @@
 //!
 //! A database that goes away makes requests fail fast with a 503 (pool wait and statement
 //! timeouts bound every call); broken connections are dropped on recycle, so service resumes
-//! by itself when the database is back. Connections are plain TCP (`NoTls`): put TLS in front
+//! by itself when the database is back. A database that stops answering without closing
+//! anything (a host gone, a network dropping packets) cannot enforce its statement timeout:
+//! every call also has a deadline of its own, past which it is 503 and its connection is
+//! closed rather than handed to the next call, which would queue behind what it waits for. Connections are plain TCP (`NoTls`): put TLS in front
 //! (a local proxy or a service mesh) when the database is remote.
 
 use std::time::Duration;
@@ -89,6 +92,8 @@ impl Default for PostgresOptions {
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
+    /// Longest a call waits for the database's answer (see [`PostgresStore::answered`]).
+    deadline: Duration,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -133,8 +138,15 @@ impl PostgresStore {
             .recycle_timeout(Some(options.connect_timeout))
             .build()
             .map_err(|e| StoreError::new(StoreErrorKind::Other, format!("connection pool: {e}")))?;
-        let store = Self { pool };
-        store.migrate().await?;
+        let store = Self {
+            pool,
+            // The statement timeout, and as long again as a connection may take for the
+            // answer saying it ran out to come back.
+            deadline: options.statement_timeout + options.connect_timeout,
+        };
+        tokio::time::timeout(MIGRATION_TIMEOUT + options.connect_timeout, store.migrate())
+            .await
+            .map_err(|_| no_answer(MIGRATION_TIMEOUT))??;
         Ok(store)
     }
 
@@ -232,13 +244,13 @@ impl PostgresStore {
         &self,
         key: &ObjectKey,
         new: &Snapshot,
-        error: tokio_postgres::Error,
+        original: StoreError,
     ) -> Result<SwapOutcome, StoreError> {
-        let original = db_error(error);
         let Ok(client) = self.pool.get().await else {
             return Err(original);
         };
-        match Self::load_with(&client, key).await {
+        let read = tokio::time::timeout(self.deadline, Self::load_with(&client, key)).await;
+        match self.answered(client, read) {
             Ok(Some(current))
                 if current.version() == new.version() && current.document() == new.document() =>
             {
@@ -265,6 +277,32 @@ fn snapshot_from_jsonb(version: i64, text: &str) -> Result<Snapshot, StoreError>
     }
     document.extend(stored);
     Snapshot::new(version, document).map_err(|e| corrupt(e.to_string()))
+}
+
+impl PostgresStore {
+    /// `answer`, or 503 when the database gave none within the deadline: then the session is
+    /// taken out of the pool and closed, since its statement may still be pending there.
+    fn answered<T>(
+        &self,
+        client: deadpool_postgres::Client,
+        answer: Result<Result<T, StoreError>, tokio::time::error::Elapsed>,
+    ) -> Result<T, StoreError> {
+        answer.unwrap_or_else(|_| Err(self.abandon(client)))
+    }
+
+    /// Takes a session whose answer did not come out of the pool, closing it; the error.
+    fn abandon(&self, client: deadpool_postgres::Client) -> StoreError {
+        drop(deadpool_postgres::Client::take(client));
+        no_answer(self.deadline)
+    }
+}
+
+/// The database did not answer within `deadline`.
+fn no_answer(deadline: Duration) -> StoreError {
+    StoreError::new(
+        StoreErrorKind::Unavailable,
+        format!("PostgreSQL: no answer within {} ms", deadline.as_millis()),
+    )
 }
 
 fn pool_error(error: PoolError) -> StoreError {
@@ -337,21 +375,26 @@ impl SecurityStore for PostgresStore {
     /// One row of `security_tenant_counts`, kept by the statement that creates objects.
     async fn count_tenant(&self, tenant_id: &str) -> Result<Option<u64>, StoreError> {
         let client = self.pool.get().await.map_err(pool_error)?;
-        let statement = client
-            .prepare_cached("SELECT objects FROM security_tenant_counts WHERE tenant_id = $1")
-            .await
-            .map_err(db_error)?;
-        let row = client
-            .query_opt(&statement, &[&tenant_id])
-            .await
-            .map_err(db_error)?;
-        let count: i64 = row.map_or(0, |row| row.get(0));
-        Ok(Some(u64::try_from(count).unwrap_or(0)))
+        let read = tokio::time::timeout(self.deadline, async {
+            let statement = client
+                .prepare_cached("SELECT objects FROM security_tenant_counts WHERE tenant_id = $1")
+                .await
+                .map_err(db_error)?;
+            let row = client
+                .query_opt(&statement, &[&tenant_id])
+                .await
+                .map_err(db_error)?;
+            let count: i64 = row.map_or(0, |row| row.get(0));
+            Ok(Some(u64::try_from(count).unwrap_or(0)))
+        })
+        .await;
+        self.answered(client, read)
     }
 
     async fn load(&self, key: &ObjectKey) -> Result<Option<Snapshot>, StoreError> {
         let client = self.pool.get().await.map_err(pool_error)?;
-        Self::load_with(&client, key).await
+        let read = tokio::time::timeout(self.deadline, Self::load_with(&client, key)).await;
+        self.answered(client, read)
     }
 
     async fn compare_and_swap(
@@ -368,36 +411,46 @@ impl SecurityStore for PostgresStore {
         let json = std::str::from_utf8(new.json())
             .map_err(|_| StoreError::new(StoreErrorKind::Other, "document is not UTF-8"))?;
         let (tenant, user) = (key.tenant_id(), key.user_id());
-        let sent = if expected_version == 0 {
-            match client.prepare_cached(INSERT_FIRST).await {
-                Ok(statement) => {
-                    client
-                        .execute(&statement, &[&tenant, &user, &version, &json])
-                        .await
-                }
-                Err(error) => return Err(db_error(error)),
-            }
-        } else {
-            match client.prepare_cached(UPDATE_IF_VERSION).await {
-                Ok(statement) => {
-                    client
-                        .execute(&statement, &[&tenant, &user, &version, &json, &expected])
-                        .await
-                }
-                Err(error) => return Err(db_error(error)),
-            }
-        };
-        let changed = match sent {
-            Ok(changed) => changed,
-            Err(error) => {
+        let (sql, params): (&str, &[&(dyn tokio_postgres::types::ToSql + Sync)]) =
+            if expected_version == 0 {
+                (INSERT_FIRST, &[&tenant, &user, &version, &json])
+            } else {
+                (
+                    UPDATE_IF_VERSION,
+                    &[&tenant, &user, &version, &json, &expected],
+                )
+            };
+        // `Err((sent, error))`: whether the write may have reached the database.
+        let write = tokio::time::timeout(self.deadline, async {
+            let statement = client
+                .prepare_cached(sql)
+                .await
+                .map_err(|error| (false, error))?;
+            client
+                .execute(&statement, params)
+                .await
+                .map_err(|error| (true, error))
+        })
+        .await;
+        let changed = match write {
+            Ok(Ok(changed)) => changed,
+            Ok(Err((false, error))) => return Err(db_error(error)),
+            Ok(Err((true, error))) => {
                 drop(client);
-                return self.settle_ambiguous_write(key, &new, error).await;
+                return self
+                    .settle_ambiguous_write(key, &new, db_error(error))
+                    .await;
+            }
+            Err(_) => {
+                let original = self.abandon(client);
+                return self.settle_ambiguous_write(key, &new, original).await;
             }
         };
         if changed == 1 {
             return Ok(SwapOutcome::Swapped);
         }
-        let current = Self::load_with(&client, key).await?;
+        let read = tokio::time::timeout(self.deadline, Self::load_with(&client, key)).await;
+        let current = self.answered(client, read)?;
         Ok(SwapOutcome::Conflict { current })
     }
 }

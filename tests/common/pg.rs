@@ -122,11 +122,13 @@ fn user_of(url: &str) -> String {
         .to_owned()
 }
 
-/// A TCP proxy the test owns, to cut the database away and bring it back.
+/// A TCP proxy the test owns, to cut the database away and bring it back, or to leave the
+/// connections open now hanging.
 pub struct Proxy {
     pub addr: std::net::SocketAddr,
     cut: Arc<AtomicBool>,
     connections: Arc<std::sync::Mutex<Vec<JoinHandle<()>>>>,
+    hung: Arc<tokio::sync::Notify>,
 }
 
 impl Proxy {
@@ -135,7 +137,8 @@ impl Proxy {
         let addr = listener.local_addr().unwrap();
         let cut = Arc::new(AtomicBool::new(false));
         let connections = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (is_cut, tasks) = (cut.clone(), connections.clone());
+        let hung = Arc::new(tokio::sync::Notify::new());
+        let (is_cut, tasks, hangs) = (cut.clone(), connections.clone(), hung.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((mut client, _)) = listener.accept().await else {
@@ -145,10 +148,18 @@ impl Proxy {
                     drop(client);
                     continue;
                 }
-                let upstream = upstream.clone();
+                let (upstream, hangs) = (upstream.clone(), hangs.clone());
                 let task = tokio::spawn(async move {
                     if let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        let hang = hangs.notified();
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                            () = hang => {
+                                // Both sockets stay open and nothing more passes: a host
+                                // gone, or a network dropping packets, as a client sees it.
+                                std::future::pending::<()>().await;
+                            }
+                        }
                     }
                 });
                 tasks.lock().unwrap().push(task);
@@ -158,7 +169,14 @@ impl Proxy {
             addr,
             cut,
             connections,
+            hung,
         }
+    }
+
+    /// Stops relaying on every connection open now, holding them open; later connections
+    /// are relayed.
+    pub fn hang(&self) {
+        self.hung.notify_waiters();
     }
 
     /// Closes every proxied connection and refuses new ones.
