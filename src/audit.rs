@@ -185,6 +185,13 @@ impl AuditRecord {
 
 /// Where audit records go. Called synchronously on the request path: keep it quick (hand off
 /// to a channel for slow sinks).
+///
+/// A sink must not panic. An accepted change is recorded after it is stored, so a panic
+/// there leaves the change stored and unrecorded whatever happens next; where the request
+/// waited for its store, the service answers it 500, and where it did not (a store that
+/// answers at once, such as [`MemoryStore`](crate::MemoryStore), and a refused attempt
+/// recorded by the preflight) the panic unwinds out of `call` or `poll` as any service's
+/// does: put `tower-http`'s `CatchPanicLayer` outside the stack to answer those 500 too.
 pub trait AuditSink: Debug + Send + Sync + 'static {
     /// Records one event.
     fn record(&self, record: &AuditRecord);

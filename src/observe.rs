@@ -34,7 +34,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Receives what happens inside the stack. Implementations must be cheap and must not block:
-/// they run on the request's task.
+/// they run on the request's task. Nor may they panic: a panic unwinds out of the layer's
+/// `call` or `poll` (see [`AuditSink`](crate::audit::AuditSink) for what the service answers
+/// when it can, and `tower-http`'s `CatchPanicLayer` for the rest).
 pub trait Observer: Send + Sync + 'static {
     /// A bearer token was checked.
     fn token(&self, outcome: TokenOutcome) {
