@@ -205,6 +205,41 @@ async fn a_patch_that_would_grow_the_object_past_its_limit_is_413_and_changes_no
     );
 }
 
+/// Preconditions are evaluated before the patch is applied to the object ("just before it
+/// would process the request content", RFC 9110 §13.2.2): a stale `If-Match` is 412 where
+/// applying the patch would have been 413 (the merged object past its size), and nothing
+/// changes; with the current `ETag` the same patch is 413. (The checks of the patch alone,
+/// its syntax and the names it may set, are request checks, made before.)
+#[tokio::test]
+async fn a_stale_if_match_is_412_whatever_applying_the_patch_would_come_to() {
+    let store = MemoryStore::new();
+    let app = StackBuilder::new(store.clone())
+        .with_schema(ResourceSchema::open_type())
+        .with_max_object_bytes(120)
+        .build(tokens());
+    assert_eq!(
+        patch(&app, "/me/security", "alice", r#"{"notes": "short"}"#)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let too_big = r#"{"notes": "a long note that grows the object past its limit of one hundred and twenty bytes"}"#;
+    let with_if_match = |etag: &str| {
+        request(Method::PATCH, "/me/security", Some("alice"))
+            .header("if-match", etag)
+            .body(Full::from(too_big))
+            .unwrap()
+    };
+    let stale = send(app.clone(), with_if_match("\"0\"")).await;
+    assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED);
+    let current = send(app.clone(), with_if_match("\"1\"")).await;
+    assert_eq!(current.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let stored = store.load(&ObjectKey::new(TENANT, ALICE)).await.unwrap();
+    let stored = stored.unwrap();
+    assert_eq!(stored.version(), 1);
+    assert_eq!(stored.document()["notes"], "short");
+}
+
 #[tokio::test]
 async fn a_first_save_past_the_tenant_quota_is_507_and_updates_go_on() {
     let store = MemoryStore::new();

@@ -165,18 +165,20 @@ pub(crate) struct Resumed {
     pub(crate) loaded: Option<Snapshot>,
 }
 
-/// Whether `next` changes the object, once the request's preconditions hold for `current`. A
-/// patch that changes nothing writes nothing: the answer is the current object with its
-/// current `ETag`, and no audit record (nothing changed), as Kubernetes answers a no-op patch
-/// without a new resourceVersion.
-pub(crate) fn changes(
-    write: &Write,
-    current: &Snapshot,
-    next: &Snapshot,
-) -> Result<bool, GraphError> {
+/// 412 unless the request's preconditions hold for `current`: checked before the patch is
+/// applied to it, since a server evaluates preconditions "just before it would process the
+/// request content" (RFC 9110 §13.2.2), so a stale `If-Match` is 412 whatever the patch
+/// would have come to (a 400 from the schema, a 413 from the object's size).
+pub(crate) fn preconditions_hold(write: &Write, current: &Snapshot) -> Result<(), GraphError> {
     write.precondition.check(current)?;
-    write.unless.check_none_match(current)?;
-    Ok(next.version() != current.version())
+    write.unless.check_none_match(current)
+}
+
+/// Whether `next` changes the object. A patch that changes nothing writes nothing: the answer
+/// is the current object with its current `ETag`, and no audit record (nothing changed), as
+/// Kubernetes answers a no-op patch without a new resourceVersion.
+pub(crate) fn changes(current: &Snapshot, next: &Snapshot) -> bool {
+    next.version() != current.version()
 }
 
 /// The point of no return: past here the write is never answered 408.
@@ -290,6 +292,7 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
             };
             // A race lost at once counts as an attempt.
             while losses < config.max_attempts {
+                preconditions_hold(&write, &current)?;
                 let limit = config.max_object_bytes;
                 let next = if write.patch.raw().len() + current.json().len() >= OFF_THE_WORKERS_FROM
                 {
@@ -299,7 +302,7 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
                 } else {
                     next_snapshot(&config.schema, &current, &write.patch, limit)?
                 };
-                if !changes(&write, &current, &next)? {
+                if !changes(&current, &next) {
                     return Ok(Reply::of(current, write.minimal, write.representation));
                 }
                 // A first save creates an object: the tenant's quota must have room for it.

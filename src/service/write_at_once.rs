@@ -6,7 +6,9 @@
 
 use super::conditional::Precondition;
 use super::reply::{Reply, default_snapshot};
-use super::write::{OFF_THE_WORKERS_FROM, Resumed, Write, begin_write, changes, next_snapshot};
+use super::write::{
+    OFF_THE_WORKERS_FROM, Resumed, Write, begin_write, changes, next_snapshot, preconditions_hold,
+};
 use super::{Config, SecurityUpdateService};
 use crate::error::GraphError;
 use crate::observe::{StoreOperation, timed_now};
@@ -36,6 +38,7 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
             return Ok(AtOnceOutcome::GoesOn(write, Resumed::default()));
         }
         let current = self.load_at_once(store, &write.key)?;
+        preconditions_hold(&write, &current)?;
         if write.patch.raw().len() + current.json().len() >= OFF_THE_WORKERS_FROM {
             let resumed = Resumed {
                 loaded: Some(current),
@@ -45,7 +48,7 @@ impl<S: SecurityStore> SecurityUpdateService<S> {
         }
         let limit = config.max_object_bytes;
         let next = next_snapshot(&config.schema, &current, &write.patch, limit)?;
-        if !changes(&write, &current, &next)? {
+        if !changes(&current, &next) {
             let reply = Reply::of(current, write.minimal, write.representation);
             return Ok(AtOnceOutcome::Answered(reply));
         }
