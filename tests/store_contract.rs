@@ -499,7 +499,7 @@ async fn postgres_migration_is_versioned_and_idempotent() {
         .collect();
     for start in starts {
         let store = start.await.unwrap().unwrap();
-        assert_eq!(store.migration_version().await.unwrap(), 2);
+        assert_eq!(store.migration_version().await.unwrap(), 3);
     }
     assert_eq!(
         first.load(&key).await.unwrap().unwrap().document()["kept"],
@@ -531,7 +531,7 @@ async fn postgres_counts_tenants_of_a_database_from_before_counting() {
     let store = PostgresStore::connect(&db.url, PostgresOptions::default())
         .await
         .unwrap();
-    assert_eq!(store.migration_version().await.unwrap(), 2);
+    assert_eq!(store.migration_version().await.unwrap(), 3);
     assert_eq!(store.count_tenant("t").await.unwrap(), Some(2));
     assert_eq!(store.count_tenant("other").await.unwrap(), Some(1));
     store

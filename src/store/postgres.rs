@@ -45,6 +45,10 @@ const MIGRATIONS: &[&str] = &[
     INSERT INTO security_tenant_counts (tenant_id, objects)
         SELECT tenant_id, count(*) FROM security_objects GROUP BY tenant_id
         ON CONFLICT (tenant_id) DO UPDATE SET objects = EXCLUDED.objects",
+    // 3: which write made the row's version (see `WriteId`): a write whose answer was lost
+    // is settled by its own id, not by content another writer may have written too. Rows
+    // of earlier builds have none.
+    "ALTER TABLE security_objects ADD COLUMN IF NOT EXISTS write_id bigint",
 ];
 /// Arbitrary, fixed key of the advisory lock that serializes migrations.
 const MIGRATION_LOCK: i64 = 0x005e_c0b1_ec75;
@@ -56,15 +60,21 @@ const LOAD: &str =
 /// The first save and the tenant's count in one statement: it reports one row when the object
 /// was created (and counted), none when it already existed.
 const INSERT_FIRST: &str = "WITH created AS (
-       INSERT INTO security_objects (tenant_id, user_id, version, document)
-       VALUES ($1, $2, $3, $4::text::jsonb) ON CONFLICT (tenant_id, user_id) DO NOTHING
+       INSERT INTO security_objects (tenant_id, user_id, version, document, write_id)
+       VALUES ($1, $2, $3, $4::text::jsonb, $5) ON CONFLICT (tenant_id, user_id) DO NOTHING
        RETURNING tenant_id)
      INSERT INTO security_tenant_counts (tenant_id, objects)
        SELECT tenant_id, 1 FROM created
        ON CONFLICT (tenant_id) DO UPDATE SET objects = security_tenant_counts.objects + 1";
 const UPDATE_IF_VERSION: &str = "UPDATE security_objects
-     SET version = $3, document = $4::text::jsonb, updated_at = now()
+     SET version = $3, document = $4::text::jsonb, write_id = $6, updated_at = now()
      WHERE tenant_id = $1 AND user_id = $2 AND version = $5";
+/// The version and write of a row, once no transaction is changing it: `FOR UPDATE` waits
+/// for one that holds the row (the write being settled may still be committing in a
+/// session the store lost), then releases the lock at once (the statement is its own
+/// transaction).
+const SETTLE: &str = "SELECT version, write_id FROM security_objects
+     WHERE tenant_id = $1 AND user_id = $2 FOR UPDATE";
 
 /// Pool and timeout settings of a [`PostgresStore`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -238,26 +248,60 @@ impl PostgresStore {
 
 impl PostgresStore {
     /// The write was sent but its answer was lost (connection cut, timeout): it may or may not
-    /// have committed. Look: if the row now holds exactly our version and document, it did, and
-    /// the caller must hear "saved" rather than a 503 for a change that happened.
+    /// have committed. Look: if the row now holds our version, made by this very write (its
+    /// id), it did, and the caller must hear "saved" rather than a 503 for a change that
+    /// happened; a row that another writer brought to the same version and content is not
+    /// ours (its writer audits it). The read waits for a transaction that holds the row, so a
+    /// write still committing in the lost session is seen once it has; a first save still
+    /// committing there, or a statement still on its way to the database, is not: then the
+    /// caller hears 503 and the write may land unaudited.
     async fn settle_ambiguous_write(
         &self,
         key: &ObjectKey,
         new: &Snapshot,
+        write_id: WriteId,
         original: StoreError,
     ) -> Result<SwapOutcome, StoreError> {
         let Ok(client) = self.pool.get().await else {
             return Err(original);
         };
-        let read = tokio::time::timeout(self.deadline, Self::load_with(&client, key)).await;
-        match self.answered(client, read) {
-            Ok(Some(current))
-                if current.version() == new.version() && current.document() == new.document() =>
-            {
-                Ok(SwapOutcome::Swapped)
-            }
-            _ => Err(original),
+        let read = tokio::time::timeout(self.deadline, async {
+            let statement = client.prepare_cached(SETTLE).await.map_err(db_error)?;
+            client
+                .query_opt(&statement, &[&key.tenant_id(), &key.user_id()])
+                .await
+                .map_err(db_error)
+        })
+        .await;
+        let Ok(Some(row)) = self.answered(client, read) else {
+            return Err(original);
+        };
+        let version: Option<i64> = row.try_get(0).ok();
+        let written_by: Option<i64> = row.try_get(1).ok().flatten();
+        let ours = version.and_then(|version| u64::try_from(version).ok()) == Some(new.version())
+            && written_by == Some(write_id.0);
+        if ours {
+            Ok(SwapOutcome::Swapped)
+        } else {
+            Err(original)
         }
+    }
+}
+
+/// A write's id, stored with the row it wrote: random, so that no other write (of this
+/// process or another) has it.
+#[derive(Debug, Clone, Copy)]
+struct WriteId(i64);
+
+impl WriteId {
+    fn new() -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static WRITES: AtomicU64 = AtomicU64::new(0);
+        // std's hasher keys are random per process (and per thread), the count unique in it.
+        let mut hasher = std::hash::RandomState::new().build_hasher();
+        hasher.write_u64(WRITES.fetch_add(1, Ordering::Relaxed));
+        Self(hasher.finish().cast_signed())
     }
 }
 
@@ -411,13 +455,17 @@ impl SecurityStore for PostgresStore {
         let json = std::str::from_utf8(new.json())
             .map_err(|_| StoreError::new(StoreErrorKind::Other, "document is not UTF-8"))?;
         let (tenant, user) = (key.tenant_id(), key.user_id());
+        let write_id = WriteId::new();
         let (sql, params): (&str, &[&(dyn tokio_postgres::types::ToSql + Sync)]) =
             if expected_version == 0 {
-                (INSERT_FIRST, &[&tenant, &user, &version, &json])
+                (
+                    INSERT_FIRST,
+                    &[&tenant, &user, &version, &json, &write_id.0],
+                )
             } else {
                 (
                     UPDATE_IF_VERSION,
-                    &[&tenant, &user, &version, &json, &expected],
+                    &[&tenant, &user, &version, &json, &expected, &write_id.0],
                 )
             };
         // `Err((sent, error))`: whether the write may have reached the database.
@@ -436,14 +484,18 @@ impl SecurityStore for PostgresStore {
             Ok(Ok(changed)) => changed,
             Ok(Err((false, error))) => return Err(db_error(error)),
             Ok(Err((true, error))) => {
-                drop(client);
+                // Not handed back: a session whose write failed half-way (often one the
+                // database ended) would be the settling read's next, and fail it too.
+                drop(deadpool_postgres::Client::take(client));
                 return self
-                    .settle_ambiguous_write(key, &new, db_error(error))
+                    .settle_ambiguous_write(key, &new, write_id, db_error(error))
                     .await;
             }
             Err(_) => {
                 let original = self.abandon(client);
-                return self.settle_ambiguous_write(key, &new, original).await;
+                return self
+                    .settle_ambiguous_write(key, &new, write_id, original)
+                    .await;
             }
         };
         if changed == 1 {

@@ -222,7 +222,129 @@ async fn a_start_waits_for_another_processs_migration_past_the_statement_timeout
     blocked_by(&admin, backend_pid(&blocker).await, Duration::from_secs(1)).await;
     blocker.batch_execute("COMMIT").await.unwrap();
     let store = start.await.unwrap().unwrap();
-    assert_eq!(store.migration_version().await.unwrap(), 2);
+    assert_eq!(store.migration_version().await.unwrap(), 3);
+}
+
+/// The store's session other than `except` waiting on the session `blocker` (its pid).
+async fn other_blocked_by(admin: &tokio_postgres::Client, blocker: i32, except: i32) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let row = admin
+            .query_opt(
+                "SELECT pid FROM pg_stat_activity
+                 WHERE application_name = 'security-update' AND $1 = ANY(pg_blocking_pids(pid))
+                   AND pid <> $2",
+                &[&blocker, &except],
+            )
+            .await
+            .unwrap();
+        if let Some(row) = row {
+            return row.get(0);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no other session of the store waited on the blocker"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A write whose session ends before its answer is settled by its own id, not by content:
+/// another writer that brought the row to the same version and content meanwhile made a
+/// change of its own, which this writer must not claim (both would be answered as saved,
+/// and the change audited twice). The settling read waits for that writer's transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_answer_is_settled_by_the_writes_own_id_not_by_equal_content() {
+    let Some(db) = pg::TestDb::create("pg-settle-by-id").await else {
+        return;
+    };
+    let store = PostgresStore::connect(&db.url, PostgresOptions::default())
+        .await
+        .unwrap();
+    let key = ObjectKey::new("t", "u");
+    store
+        .compare_and_swap(&key, 0, snapshot(1, &json!({"n": 1})))
+        .await
+        .unwrap();
+    let (admin, blocker) = (pg::connect(&db.url).await, pg::connect(&db.url).await);
+    // The same change this test's writer makes, by another, not yet committed.
+    blocker
+        .batch_execute(
+            "BEGIN; UPDATE security_objects SET version = 2, document = '{\"n\": 2}'
+             WHERE tenant_id = 't' AND user_id = 'u'",
+        )
+        .await
+        .unwrap();
+    let swap = tokio::spawn({
+        let (store, key) = (store.clone(), key.clone());
+        async move {
+            store
+                .compare_and_swap(&key, 1, snapshot(2, &json!({"n": 2})))
+                .await
+        }
+    });
+    let blocker_pid = backend_pid(&blocker).await;
+    let writing = blocked_by(&admin, blocker_pid, Duration::ZERO).await;
+    admin
+        .execute("SELECT pg_terminate_backend($1)", &[&writing])
+        .await
+        .unwrap();
+    // The store settles the lost answer: its read waits for the other writer.
+    other_blocked_by(&admin, blocker_pid, writing).await;
+    blocker.batch_execute("COMMIT").await.unwrap();
+    let refused = swap.await.unwrap().unwrap_err();
+    assert_eq!(refused.kind(), StoreErrorKind::Unavailable, "{refused:?}");
+    let stored = store.load(&key).await.unwrap().unwrap();
+    assert_eq!((stored.version(), &stored.document()["n"]), (2, &json!(2)));
+}
+
+/// A write that committed while its answer was lost (the connection hung after the
+/// statement reached the database) is settled by reading back its own id: "saved", so its
+/// writer audits it, rather than a 503 for a change that happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_whose_answer_is_lost_after_it_committed_is_saved() {
+    let Some(db) = pg::TestDb::create("pg-settle-saved").await else {
+        return;
+    };
+    let proxy = pg::Proxy::start(db.upstream()).await;
+    // One session, so that the settling read takes a new one.
+    let options = PostgresOptions {
+        max_connections: 1,
+        statement_timeout: Duration::from_secs(2),
+        connect_timeout: Duration::from_secs(1),
+    };
+    let store = PostgresStore::connect(&db.url_via(proxy.addr), options)
+        .await
+        .unwrap();
+    let key = ObjectKey::new("t", "u");
+    store
+        .compare_and_swap(&key, 0, snapshot(1, &json!({"n": 1})))
+        .await
+        .unwrap();
+    let (admin, blocker) = (pg::connect(&db.url).await, pg::connect(&db.url).await);
+    blocker
+        .batch_execute(
+            "BEGIN; UPDATE security_objects SET updated_at = now()
+             WHERE tenant_id = 't' AND user_id = 'u'",
+        )
+        .await
+        .unwrap();
+    let swap = tokio::spawn({
+        let (store, key) = (store.clone(), key.clone());
+        async move {
+            store
+                .compare_and_swap(&key, 1, snapshot(2, &json!({"n": 2})))
+                .await
+        }
+    });
+    // The statement is at the database, waiting for the row: hang its connection, then let
+    // it run. It commits; its answer never comes back.
+    blocked_by(&admin, backend_pid(&blocker).await, Duration::ZERO).await;
+    proxy.hang();
+    blocker.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(swap.await.unwrap(), Ok(SwapOutcome::Swapped));
+    let stored = store.load(&key).await.unwrap().unwrap();
+    assert_eq!((stored.version(), &stored.document()["n"]), (2, &json!(2)));
 }
 
 /// The SQLSTATEs that say "not now" are told from those that say "never".
