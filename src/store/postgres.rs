@@ -1,6 +1,6 @@
 //! [`PostgresStore`]: one `PostgreSQL` database shared by several server processes.
 //!
-//! One row per object — `(tenant_id, user_id)` → `(version, document jsonb)` — and a
+//! One row per object — `(tenant_id, user_id)` → `(version, document json)` — and a
 //! compare-and-swap that is a single statement: `INSERT ... ON CONFLICT DO NOTHING` for the
 //! first save, `UPDATE ... WHERE version = $expected` after. `PostgreSQL`'s row locking makes
 //! each statement atomic, so of several processes racing from the same version exactly one
@@ -49,6 +49,10 @@ const MIGRATIONS: &[&str] = &[
     // is settled by its own id, not by content another writer may have written too. Rows
     // of earlier builds have none.
     "ALTER TABLE security_objects ADD COLUMN IF NOT EXISTS write_id bigint",
+    // 4: the document as its text, not `jsonb`, which orders keys its own way (shortest
+    // first, at every depth): a read answered other bytes than the write that made its
+    // version, under the same strong ETag. Rewrites the table once.
+    "ALTER TABLE security_objects ALTER COLUMN document TYPE json USING document::json",
 ];
 /// Arbitrary, fixed key of the advisory lock that serializes migrations.
 const MIGRATION_LOCK: i64 = 0x005e_c0b1_ec75;
@@ -61,13 +65,13 @@ const LOAD: &str =
 /// was created (and counted), none when it already existed.
 const INSERT_FIRST: &str = "WITH created AS (
        INSERT INTO security_objects (tenant_id, user_id, version, document, write_id)
-       VALUES ($1, $2, $3, $4::text::jsonb, $5) ON CONFLICT (tenant_id, user_id) DO NOTHING
+       VALUES ($1, $2, $3, $4::text::json, $5) ON CONFLICT (tenant_id, user_id) DO NOTHING
        RETURNING tenant_id)
      INSERT INTO security_tenant_counts (tenant_id, objects)
        SELECT tenant_id, 1 FROM created
        ON CONFLICT (tenant_id) DO UPDATE SET objects = security_tenant_counts.objects + 1";
 const UPDATE_IF_VERSION: &str = "UPDATE security_objects
-     SET version = $3, document = $4::text::jsonb, write_id = $6, updated_at = now()
+     SET version = $3, document = $4::text::json, write_id = $6, updated_at = now()
      WHERE tenant_id = $1 AND user_id = $2 AND version = $5";
 /// The version and write of a row, once no transaction is changing it: `FOR UPDATE` waits
 /// for one that holds the row (the write being settled may still be committing in a
@@ -242,7 +246,7 @@ impl PostgresStore {
         };
         let version: i64 = row.try_get(0).map_err(corrupt)?;
         let text: String = row.try_get(1).map_err(corrupt)?;
-        snapshot_from_jsonb(version, &text).map(Some)
+        snapshot_from_text(version, &text).map(Some)
     }
 }
 
@@ -305,9 +309,10 @@ impl WriteId {
     }
 }
 
-/// jsonb keeps its own key order (shortest first); put Graph's `@odata.type` and `id` back in
-/// front so every store answers the same bytes for the same object.
-fn snapshot_from_jsonb(version: i64, text: &str) -> Result<Snapshot, StoreError> {
+/// A stored document: its text as written since migration 4; a row last written before it
+/// has `jsonb`'s key order (shortest first), so Graph's `@odata.type` and `id` go back in
+/// front, as every store answers them (the text of a later write already has them there).
+fn snapshot_from_text(version: i64, text: &str) -> Result<Snapshot, StoreError> {
     let corrupt = |why: String| StoreError::new(StoreErrorKind::Corrupt, why);
     let version =
         u64::try_from(version).map_err(|_| corrupt(format!("negative version {version}")))?;

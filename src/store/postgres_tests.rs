@@ -222,7 +222,7 @@ async fn a_start_waits_for_another_processs_migration_past_the_statement_timeout
     blocked_by(&admin, backend_pid(&blocker).await, Duration::from_secs(1)).await;
     blocker.batch_execute("COMMIT").await.unwrap();
     let store = start.await.unwrap().unwrap();
-    assert_eq!(store.migration_version().await.unwrap(), 3);
+    assert_eq!(store.migration_version().await.unwrap(), 4);
 }
 
 /// The store's session other than `except` waiting on the session `blocker` (its pid).
