@@ -295,6 +295,38 @@ async fn a_lost_race_under_if_match_is_412() {
     }
 }
 
+/// `If-None-Match` is checked again on the retry after a lost race: the object was at `"0"`,
+/// which the request does not name, when it first tried; the rival brought it to `"1"`,
+/// which it names: 412, and nothing of ours lands.
+#[tokio::test]
+async fn a_lost_race_under_if_none_match_is_412() {
+    for at_once in [false, true] {
+        let (app, store, audit, _) = racing_app(at_once, 64);
+        let request = request(http::Method::PATCH, "/me/security", Some("alice"))
+            .header("if-none-match", "\"1\"")
+            .body(http_body_util::Full::from(r#"{"mine":1}"#))
+            .unwrap();
+        let reply = send(app, request).await;
+        assert_eq!(reply.status, 412, "at once: {at_once}");
+        only_the_rival_landed(&store, &audit).await;
+    }
+}
+
+/// A patch that the rival's write made a no-op while they raced (the rival set what it sets)
+/// is answered with the rival's object and `ETag`, and writes and audits nothing: the change
+/// is there, and it is the rival's.
+#[tokio::test]
+async fn a_patch_that_a_lost_race_made_a_no_op_writes_nothing() {
+    for at_once in [false, true] {
+        let (app, store, audit, _) = racing_app(at_once, 64);
+        let reply = patch(&app, "/me/security", "alice", r#"{"rival":true}"#).await;
+        assert_eq!(reply.status, 200, "at once: {at_once}");
+        assert_eq!(reply.header("etag"), "\"1\"", "at once: {at_once}");
+        assert_eq!(reply.object()["rival"], true);
+        only_the_rival_landed(&store, &audit).await;
+    }
+}
+
 /// A merge big enough for the blocking pool goes on asynchronously from the object the attempt
 /// made at once loaded: loaded once, then again only after the lost race.
 #[tokio::test]
