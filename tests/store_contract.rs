@@ -620,3 +620,39 @@ async fn postgres_calls_to_a_database_that_stops_answering_end_at_their_deadline
     );
     assert_eq!(bounded(store.count_tenant("t")).await, Ok(Some(1)));
 }
+
+/// A call its caller gives up on (its future dropped while the database does not answer, as
+/// the readiness probe's own 2-second bound does) leaves its session closed, not in the
+/// pool, where the next call would take it and wait behind the statement pending on it (one
+/// connection in the pool; the store's own deadline here is far past the caller's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_call_given_up_by_its_caller_leaves_no_stuck_session_behind() {
+    let Some(db) = TestDb::create("pg-given-up").await else {
+        return;
+    };
+    let proxy = Proxy::start(db.upstream()).await;
+    let options = PostgresOptions {
+        max_connections: 1,
+        statement_timeout: std::time::Duration::from_secs(20),
+        connect_timeout: std::time::Duration::from_secs(2),
+    };
+    let store = PostgresStore::connect(&db.url_via(proxy.addr), options)
+        .await
+        .unwrap();
+    let key = ObjectKey::new("t", "u");
+    store
+        .compare_and_swap(&key, 0, snapshot(1, json!({"n": 1})))
+        .await
+        .unwrap();
+    proxy.hang();
+    let given_up =
+        tokio::time::timeout(std::time::Duration::from_millis(200), store.load(&key)).await;
+    assert!(
+        given_up.is_err(),
+        "the hung database answered: {given_up:?}"
+    );
+    let loaded = tokio::time::timeout(std::time::Duration::from_secs(15), store.load(&key))
+        .await
+        .expect("the next call waited behind the given-up one");
+    assert_eq!(loaded.unwrap().unwrap().version(), 1);
+}

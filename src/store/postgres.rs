@@ -266,9 +266,10 @@ impl PostgresStore {
         write_id: WriteId,
         original: StoreError,
     ) -> Result<SwapOutcome, StoreError> {
-        let Ok(client) = self.pool.get().await else {
+        let Ok(session) = self.session().await else {
             return Err(original);
         };
+        let client = session.client();
         let read = tokio::time::timeout(self.deadline, async {
             let statement = client.prepare_cached(SETTLE).await.map_err(db_error)?;
             client
@@ -277,7 +278,7 @@ impl PostgresStore {
                 .map_err(db_error)
         })
         .await;
-        let Ok(Some(row)) = self.answered(client, read) else {
+        let Ok(Some(row)) = self.finished(session, read) else {
             return Err(original);
         };
         let version: Option<i64> = row.try_get(0).ok();
@@ -329,20 +330,55 @@ fn snapshot_from_text(version: i64, text: &str) -> Result<Snapshot, StoreError> 
 }
 
 impl PostgresStore {
-    /// `answer`, or 503 when the database gave none within the deadline: then the session is
-    /// taken out of the pool and closed, since its statement may still be pending there.
-    fn answered<T>(
-        &self,
-        client: deadpool_postgres::Client,
-        answer: Result<Result<T, StoreError>, tokio::time::error::Elapsed>,
-    ) -> Result<T, StoreError> {
-        answer.unwrap_or_else(|_| Err(self.abandon(client)))
+    /// A session from the pool, within the connect timeout.
+    async fn session(&self) -> Result<Session, StoreError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        Ok(Session(Some(client)))
     }
 
-    /// Takes a session whose answer did not come out of the pool, closing it; the error.
-    fn abandon(&self, client: deadpool_postgres::Client) -> StoreError {
-        drop(deadpool_postgres::Client::take(client));
-        no_answer(self.deadline)
+    /// `answer`, the session then handed back; or 503 when the database gave none within the
+    /// deadline, the session then closed.
+    fn finished<T>(
+        &self,
+        session: Session,
+        answer: Result<Result<T, StoreError>, tokio::time::error::Elapsed>,
+    ) -> Result<T, StoreError> {
+        match answer {
+            Ok(answer) => {
+                session.done();
+                answer
+            }
+            Err(_) => Err(no_answer(self.deadline)),
+        }
+    }
+}
+
+/// A pooled session while its statements run. Only [`done`](Self::done) hands it back to
+/// the pool: dropped before that (its deadline passed, its write failed half-way, or the
+/// caller's future was dropped while it waited, as a readiness probe's own bound does), it
+/// is closed, since a statement may still be pending on it and the next call to take it
+/// would queue behind that.
+struct Session(Option<deadpool_postgres::Client>);
+
+impl Session {
+    fn client(&self) -> &deadpool_postgres::Client {
+        match &self.0 {
+            Some(client) => client,
+            None => unreachable!("a session is held until it is done or dropped"),
+        }
+    }
+
+    /// Back to the pool (whose recycling drops a session the database closed).
+    fn done(mut self) {
+        drop(self.0.take());
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            drop(deadpool_postgres::Client::take(client));
+        }
     }
 }
 
@@ -394,10 +430,15 @@ fn db_error(error: tokio_postgres::Error) -> StoreError {
 /// "Appendix A. Error Codes"): a connection exception (class 08), a transaction rolled back
 /// for a conflict or a deadlock (40), insufficient resources (53: a full disk, too many
 /// connections), operator intervention (57: a statement cancelled by its timeout, a server
-/// shutting down or restarting, `pg_terminate_backend`), a system error (58: I/O), and a
-/// read-only transaction (25006: a standby after a failover).
+/// shutting down or restarting, `pg_terminate_backend`; not 57P04, the database dropped), a
+/// system or I/O error (58000, 58030; not 58P01 / 58P02, a file missing or already there),
+/// and a read-only transaction (25006: a standby after a failover).
 fn transient(code: &str) -> bool {
-    matches!(code.get(..2), Some("08" | "40" | "53" | "57" | "58")) || code == "25006"
+    match code.get(..2) {
+        Some("08" | "40" | "53") => true,
+        Some("57") => code != "57P04",
+        _ => matches!(code, "58000" | "58030" | "25006"),
+    }
 }
 
 /// The startup options of every session: the URL's own (`?options=...`), then the settings
@@ -423,7 +464,8 @@ impl SecurityStore for PostgresStore {
 
     /// One row of `security_tenant_counts`, kept by the statement that creates objects.
     async fn count_tenant(&self, tenant_id: &str) -> Result<Option<u64>, StoreError> {
-        let client = self.pool.get().await.map_err(pool_error)?;
+        let session = self.session().await?;
+        let client = session.client();
         let read = tokio::time::timeout(self.deadline, async {
             let statement = client
                 .prepare_cached("SELECT objects FROM security_tenant_counts WHERE tenant_id = $1")
@@ -437,13 +479,14 @@ impl SecurityStore for PostgresStore {
             Ok(Some(u64::try_from(count).unwrap_or(0)))
         })
         .await;
-        self.answered(client, read)
+        self.finished(session, read)
     }
 
     async fn load(&self, key: &ObjectKey) -> Result<Option<Snapshot>, StoreError> {
-        let client = self.pool.get().await.map_err(pool_error)?;
-        let read = tokio::time::timeout(self.deadline, Self::load_with(&client, key)).await;
-        self.answered(client, read)
+        let session = self.session().await?;
+        let read =
+            tokio::time::timeout(self.deadline, Self::load_with(session.client(), key)).await;
+        self.finished(session, read)
     }
 
     async fn compare_and_swap(
@@ -452,7 +495,8 @@ impl SecurityStore for PostgresStore {
         expected_version: u64,
         new: Snapshot,
     ) -> Result<SwapOutcome, StoreError> {
-        let client = self.pool.get().await.map_err(pool_error)?;
+        let session = self.session().await?;
+        let client = session.client();
         let version = i64::try_from(new.version())
             .map_err(|_| StoreError::new(StoreErrorKind::Other, "version out of range"))?;
         let expected = i64::try_from(expected_version)
@@ -487,27 +531,33 @@ impl SecurityStore for PostgresStore {
         .await;
         let changed = match write {
             Ok(Ok(changed)) => changed,
-            Ok(Err((false, error))) => return Err(db_error(error)),
+            Ok(Err((false, error))) => {
+                session.done();
+                return Err(db_error(error));
+            }
             Ok(Err((true, error))) => {
-                // Not handed back: a session whose write failed half-way (often one the
-                // database ended) would be the settling read's next, and fail it too.
-                drop(deadpool_postgres::Client::take(client));
+                // Closed, not handed back: a session whose write failed half-way (often one
+                // the database ended) would be the settling read's next, and fail it too.
+                drop(session);
                 return self
                     .settle_ambiguous_write(key, &new, write_id, db_error(error))
                     .await;
             }
             Err(_) => {
-                let original = self.abandon(client);
+                drop(session);
+                let original = no_answer(self.deadline);
                 return self
                     .settle_ambiguous_write(key, &new, write_id, original)
                     .await;
             }
         };
         if changed == 1 {
+            session.done();
             return Ok(SwapOutcome::Swapped);
         }
-        let read = tokio::time::timeout(self.deadline, Self::load_with(&client, key)).await;
-        let current = self.answered(client, read)?;
+        let read =
+            tokio::time::timeout(self.deadline, Self::load_with(session.client(), key)).await;
+        let current = self.finished(session, read)?;
         Ok(SwapOutcome::Conflict { current })
     }
 }

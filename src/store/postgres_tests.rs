@@ -355,7 +355,9 @@ fn transient_codes_are_the_ones_that_may_pass() {
     ] {
         assert!(transient(code), "{code}");
     }
-    for code in ["23505", "42P01", "22P02", "25001", "XX000", "0"] {
+    for code in [
+        "23505", "42P01", "22P02", "25001", "XX000", "0", "57P04", "58P01", "58P02",
+    ] {
         assert!(!transient(code), "{code}");
     }
 }

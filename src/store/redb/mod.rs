@@ -321,8 +321,8 @@ impl SecurityStore for RedbStore {
         "redb"
     }
 
-    /// `Err` once the committer has stopped (a commit panicked or failed with an I/O error):
-    /// every write would fail.
+    /// `Err` once the committer has stopped (a commit panicked or failed): every write would
+    /// fail.
     fn writable(&self) -> Result<(), StoreError> {
         self.committer.running()
     }
