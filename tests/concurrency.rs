@@ -280,35 +280,23 @@ async fn only_the_rival_landed(store: &MemoryStore, audit: &Collect) {
     assert!(audit.0.lock().unwrap().is_empty(), "nothing of ours landed");
 }
 
-/// With `If-Match`, a lost race means the precondition no longer holds: 412, not a blind retry.
+/// A lost race means the request's precondition is checked again on the winner's object: with
+/// `If-Match: "0"` it no longer holds (412, not a blind retry); `If-None-Match: "1"` held for
+/// the object at `"0"` when the request first tried, not for the rival's `"1"`: 412 too. Nothing
+/// of ours lands either way.
 #[tokio::test]
-async fn a_lost_race_under_if_match_is_412() {
-    for at_once in [false, true] {
-        let (app, store, audit, _) = racing_app(at_once, 64);
-        let request = request(http::Method::PATCH, "/me/security", Some("alice"))
-            .header("if-match", "\"0\"")
-            .body(http_body_util::Full::from(r#"{"mine":1}"#))
-            .unwrap();
-        let reply = send(app, request).await;
-        assert_eq!(reply.status, 412, "at once: {at_once}");
-        only_the_rival_landed(&store, &audit).await;
-    }
-}
-
-/// `If-None-Match` is checked again on the retry after a lost race: the object was at `"0"`,
-/// which the request does not name, when it first tried; the rival brought it to `"1"`,
-/// which it names: 412, and nothing of ours lands.
-#[tokio::test]
-async fn a_lost_race_under_if_none_match_is_412() {
-    for at_once in [false, true] {
-        let (app, store, audit, _) = racing_app(at_once, 64);
-        let request = request(http::Method::PATCH, "/me/security", Some("alice"))
-            .header("if-none-match", "\"1\"")
-            .body(http_body_util::Full::from(r#"{"mine":1}"#))
-            .unwrap();
-        let reply = send(app, request).await;
-        assert_eq!(reply.status, 412, "at once: {at_once}");
-        only_the_rival_landed(&store, &audit).await;
+async fn a_lost_race_under_a_precondition_is_412() {
+    for (header, etag) in [("if-match", "\"0\""), ("if-none-match", "\"1\"")] {
+        for at_once in [false, true] {
+            let (app, store, audit, _) = racing_app(at_once, 64);
+            let request = request(http::Method::PATCH, "/me/security", Some("alice"))
+                .header(header, etag)
+                .body(http_body_util::Full::from(r#"{"mine":1}"#))
+                .unwrap();
+            let reply = send(app, request).await;
+            assert_eq!(reply.status, 412, "{header}, at once: {at_once}");
+            only_the_rival_landed(&store, &audit).await;
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 mod common;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::pg::{Proxy, TestDb};
 use common::process::TempDir;
@@ -563,21 +564,20 @@ async fn postgres_down_at_start_is_a_clear_error() {
     assert!(error.message().contains("onnect"), "{}", error.message());
 }
 
-/// A database that stops answering without closing anything (a host gone, packets dropped)
-/// cannot enforce its statement timeout: each call has a deadline of its own and is then
-/// unavailable (503), a write whose answer never came is settled by reading back (here it
-/// never reached the database: nothing changed), and the session left waiting is closed, not
-/// handed to the next call, which goes on at once on a new one (one connection in the pool).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_calls_to_a_database_that_stops_answering_end_at_their_deadline() {
-    let Some(db) = TestDb::create("pg-no-answer").await else {
-        return;
-    };
+/// A PostgreSQL store through the tests' proxy, with one connection and the given statement
+/// and connect timeouts, holding `{"n": 1}` at version 1: the database (dropped with it), the
+/// proxy, the store and the object's key.
+async fn one_object_behind_a_proxy(
+    test: &str,
+    statement_timeout: Duration,
+    connect_timeout: Duration,
+) -> Option<(TestDb, Proxy, PostgresStore, ObjectKey)> {
+    let db = TestDb::create(test).await?;
     let proxy = Proxy::start(db.upstream()).await;
     let options = PostgresOptions {
         max_connections: 1,
-        statement_timeout: std::time::Duration::from_millis(300),
-        connect_timeout: std::time::Duration::from_millis(500),
+        statement_timeout,
+        connect_timeout,
     };
     let store = PostgresStore::connect(&db.url_via(proxy.addr), options)
         .await
@@ -587,9 +587,28 @@ async fn postgres_calls_to_a_database_that_stops_answering_end_at_their_deadline
         .compare_and_swap(&key, 0, snapshot(1, json!({"n": 1})))
         .await
         .unwrap();
+    Some((db, proxy, store, key))
+}
+
+/// A database that stops answering without closing anything (a host gone, packets dropped)
+/// cannot enforce its statement timeout: each call has a deadline of its own and is then
+/// unavailable (503), a write whose answer never came is settled by reading back (here it
+/// never reached the database: nothing changed), and the session left waiting is closed, not
+/// handed to the next call, which goes on at once on a new one (one connection in the pool).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_calls_to_a_database_that_stops_answering_end_at_their_deadline() {
+    let Some((_db, proxy, store, key)) = one_object_behind_a_proxy(
+        "pg-no-answer",
+        Duration::from_millis(300),
+        Duration::from_millis(500),
+    )
+    .await
+    else {
+        return;
+    };
     // Without a deadline of their own these calls would wait for ever: the test's bound.
     async fn bounded<F: std::future::Future>(call: F) -> F::Output {
-        tokio::time::timeout(std::time::Duration::from_secs(30), call)
+        tokio::time::timeout(Duration::from_secs(30), call)
             .await
             .expect("a call to a database that stopped answering never ended")
     }
@@ -627,31 +646,22 @@ async fn postgres_calls_to_a_database_that_stops_answering_end_at_their_deadline
 /// connection in the pool; the store's own deadline here is far past the caller's).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_a_call_given_up_by_its_caller_leaves_no_stuck_session_behind() {
-    let Some(db) = TestDb::create("pg-given-up").await else {
+    let Some((_db, proxy, store, key)) = one_object_behind_a_proxy(
+        "pg-given-up",
+        Duration::from_secs(20),
+        Duration::from_secs(2),
+    )
+    .await
+    else {
         return;
     };
-    let proxy = Proxy::start(db.upstream()).await;
-    let options = PostgresOptions {
-        max_connections: 1,
-        statement_timeout: std::time::Duration::from_secs(20),
-        connect_timeout: std::time::Duration::from_secs(2),
-    };
-    let store = PostgresStore::connect(&db.url_via(proxy.addr), options)
-        .await
-        .unwrap();
-    let key = ObjectKey::new("t", "u");
-    store
-        .compare_and_swap(&key, 0, snapshot(1, json!({"n": 1})))
-        .await
-        .unwrap();
     proxy.hang();
-    let given_up =
-        tokio::time::timeout(std::time::Duration::from_millis(200), store.load(&key)).await;
+    let given_up = tokio::time::timeout(Duration::from_millis(200), store.load(&key)).await;
     assert!(
         given_up.is_err(),
         "the hung database answered: {given_up:?}"
     );
-    let loaded = tokio::time::timeout(std::time::Duration::from_secs(15), store.load(&key))
+    let loaded = tokio::time::timeout(Duration::from_secs(15), store.load(&key))
         .await
         .expect("the next call waited behind the given-up one");
     assert_eq!(loaded.unwrap().unwrap().version(), 1);

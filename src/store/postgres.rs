@@ -15,8 +15,9 @@
 //! by itself when the database is back. A database that stops answering without closing
 //! anything (a host gone, a network dropping packets) cannot enforce its statement timeout:
 //! every call also has a deadline of its own, past which it is 503 and its connection is
-//! closed rather than handed to the next call, which would queue behind what it waits for. Connections are plain TCP (`NoTls`): put TLS in front
-//! (a local proxy or a service mesh) when the database is remote.
+//! closed rather than handed to the next call, which would queue behind what it waits for.
+//! Connections are plain TCP (`NoTls`): put TLS in front (a local proxy or a service mesh)
+//! when the database is remote.
 
 use std::time::Duration;
 
@@ -106,7 +107,7 @@ impl Default for PostgresOptions {
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
-    /// Longest a call waits for the database's answer (see [`PostgresStore::answered`]).
+    /// Longest a call waits for the database's answer (see `Session`).
     deadline: Duration,
 }
 

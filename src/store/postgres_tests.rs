@@ -24,17 +24,22 @@ fn with_options(url: &str, options: &str) -> String {
     format!("{url}{separator}options={escaped}")
 }
 
-/// Waits until a session of the store is blocked by the session `blocker` (its pid), for
-/// at least `waited`; its pid.
-async fn blocked_by(admin: &tokio_postgres::Client, blocker: i32, waited: Duration) -> i32 {
+/// Waits until a session of the store other than `except` (0: none) has waited on the session
+/// `blocker` (its pid) for at least `waited`; its pid.
+async fn waiting_on(
+    admin: &tokio_postgres::Client,
+    blocker: i32,
+    waited: Duration,
+    except: i32,
+) -> i32 {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let row = admin
             .query_opt(
                 "SELECT pid FROM pg_stat_activity
                  WHERE application_name = 'security-update' AND $1 = ANY(pg_blocking_pids(pid))
-                   AND now() - query_start >= make_interval(secs => $2)",
-                &[&blocker, &waited.as_secs_f64()],
+                   AND now() - query_start >= make_interval(secs => $2) AND pid <> $3",
+                &[&blocker, &waited.as_secs_f64(), &except],
             )
             .await
             .unwrap();
@@ -55,6 +60,45 @@ async fn backend_pid(client: &tokio_postgres::Client) -> i32 {
         .await
         .unwrap()
         .get(0)
+}
+
+/// A store on `url` holding one object, `{"n": 1}` at version 1; its key.
+async fn one_object(url: &str, options: PostgresOptions) -> (PostgresStore, ObjectKey) {
+    let store = PostgresStore::connect(url, options).await.unwrap();
+    let key = ObjectKey::new("t", "u");
+    store
+        .compare_and_swap(&key, 0, snapshot(1, &json!({"n": 1})))
+        .await
+        .unwrap();
+    (store, key)
+}
+
+/// Another session on `url` that changes the object's row (`set`) and does not commit: it
+/// holds the row until told to. The session and its pid.
+async fn holding_the_row(url: &str, set: &str) -> (tokio_postgres::Client, i32) {
+    let blocker = pg::connect(url).await;
+    blocker
+        .batch_execute(&format!(
+            "BEGIN; UPDATE security_objects SET {set} WHERE tenant_id = 't' AND user_id = 'u'"
+        ))
+        .await
+        .unwrap();
+    let pid = backend_pid(&blocker).await;
+    (blocker, pid)
+}
+
+/// The store's swap of `key` from version 1 to `{"n": n}` at version 2, in a task of its own.
+fn swap_to_two(
+    store: &PostgresStore,
+    key: &ObjectKey,
+    n: u64,
+) -> tokio::task::JoinHandle<Result<SwapOutcome, StoreError>> {
+    let (store, key) = (store.clone(), key.clone());
+    tokio::spawn(async move {
+        store
+            .compare_and_swap(&key, 1, snapshot(2, &json!({"n": n})))
+            .await
+    })
 }
 
 /// The URL's own startup options are kept (here its schema), and the settings the store
@@ -110,31 +154,11 @@ async fn a_swap_that_waited_for_another_writer_is_a_conflict_under_any_default_i
         return;
     };
     let url = with_options(&db.url, "-c default_transaction_isolation=serializable");
-    let store = PostgresStore::connect(&url, PostgresOptions::default())
-        .await
-        .unwrap();
-    let key = ObjectKey::new("t", "u");
-    store
-        .compare_and_swap(&key, 0, snapshot(1, &json!({"n": 1})))
-        .await
-        .unwrap();
-    let (admin, blocker) = (pg::connect(&db.url).await, pg::connect(&db.url).await);
-    blocker
-        .batch_execute(
-            "BEGIN; UPDATE security_objects SET version = 2, document = '{\"n\": 2}'
-             WHERE tenant_id = 't' AND user_id = 'u'",
-        )
-        .await
-        .unwrap();
-    let swap = tokio::spawn({
-        let (store, key) = (store.clone(), key.clone());
-        async move {
-            store
-                .compare_and_swap(&key, 1, snapshot(2, &json!({"n": 3})))
-                .await
-        }
-    });
-    blocked_by(&admin, backend_pid(&blocker).await, Duration::ZERO).await;
+    let (store, key) = one_object(&url, PostgresOptions::default()).await;
+    let admin = pg::connect(&db.url).await;
+    let (blocker, pid) = holding_the_row(&db.url, "version = 2, document = '{\"n\": 2}'").await;
+    let swap = swap_to_two(&store, &key, 3);
+    waiting_on(&admin, pid, Duration::ZERO, 0).await;
     blocker.batch_execute("COMMIT").await.unwrap();
     match swap.await.unwrap() {
         Ok(SwapOutcome::Conflict {
@@ -154,32 +178,12 @@ async fn a_swap_whose_session_is_terminated_is_unavailable_and_the_store_goes_on
     let Some(db) = pg::TestDb::create("pg-terminated-swap").await else {
         return;
     };
-    let store = PostgresStore::connect(&db.url, PostgresOptions::default())
-        .await
-        .unwrap();
-    let key = ObjectKey::new("t", "u");
-    store
-        .compare_and_swap(&key, 0, snapshot(1, &json!({"n": 1})))
-        .await
-        .unwrap();
-    let (admin, blocker) = (pg::connect(&db.url).await, pg::connect(&db.url).await);
+    let (store, key) = one_object(&db.url, PostgresOptions::default()).await;
+    let admin = pg::connect(&db.url).await;
     // Holds the row, changing nothing, so that the store's statement is in flight.
-    blocker
-        .batch_execute(
-            "BEGIN; UPDATE security_objects SET updated_at = now()
-             WHERE tenant_id = 't' AND user_id = 'u'",
-        )
-        .await
-        .unwrap();
-    let swap = tokio::spawn({
-        let (store, key) = (store.clone(), key.clone());
-        async move {
-            store
-                .compare_and_swap(&key, 1, snapshot(2, &json!({"n": 2})))
-                .await
-        }
-    });
-    let waiting = blocked_by(&admin, backend_pid(&blocker).await, Duration::ZERO).await;
+    let (blocker, pid) = holding_the_row(&db.url, "updated_at = now()").await;
+    let swap = swap_to_two(&store, &key, 2);
+    let waiting = waiting_on(&admin, pid, Duration::ZERO, 0).await;
     admin
         .execute("SELECT pg_terminate_backend($1)", &[&waiting])
         .await
@@ -219,34 +223,16 @@ async fn a_start_waits_for_another_processs_migration_past_the_statement_timeout
         async move { PostgresStore::connect(&url, options).await }
     });
     // Ten times the statements' timeout: a wait bounded by it would have failed by now.
-    blocked_by(&admin, backend_pid(&blocker).await, Duration::from_secs(1)).await;
+    waiting_on(
+        &admin,
+        backend_pid(&blocker).await,
+        Duration::from_secs(1),
+        0,
+    )
+    .await;
     blocker.batch_execute("COMMIT").await.unwrap();
     let store = start.await.unwrap().unwrap();
     assert_eq!(store.migration_version().await.unwrap(), 4);
-}
-
-/// The store's session other than `except` waiting on the session `blocker` (its pid).
-async fn other_blocked_by(admin: &tokio_postgres::Client, blocker: i32, except: i32) -> i32 {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let row = admin
-            .query_opt(
-                "SELECT pid FROM pg_stat_activity
-                 WHERE application_name = 'security-update' AND $1 = ANY(pg_blocking_pids(pid))
-                   AND pid <> $2",
-                &[&blocker, &except],
-            )
-            .await
-            .unwrap();
-        if let Some(row) = row {
-            return row.get(0);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no other session of the store waited on the blocker"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// A write whose session ends before its answer is settled by its own id, not by content:
@@ -258,39 +244,18 @@ async fn a_lost_answer_is_settled_by_the_writes_own_id_not_by_equal_content() {
     let Some(db) = pg::TestDb::create("pg-settle-by-id").await else {
         return;
     };
-    let store = PostgresStore::connect(&db.url, PostgresOptions::default())
-        .await
-        .unwrap();
-    let key = ObjectKey::new("t", "u");
-    store
-        .compare_and_swap(&key, 0, snapshot(1, &json!({"n": 1})))
-        .await
-        .unwrap();
-    let (admin, blocker) = (pg::connect(&db.url).await, pg::connect(&db.url).await);
+    let (store, key) = one_object(&db.url, PostgresOptions::default()).await;
+    let admin = pg::connect(&db.url).await;
     // The same change this test's writer makes, by another, not yet committed.
-    blocker
-        .batch_execute(
-            "BEGIN; UPDATE security_objects SET version = 2, document = '{\"n\": 2}'
-             WHERE tenant_id = 't' AND user_id = 'u'",
-        )
-        .await
-        .unwrap();
-    let swap = tokio::spawn({
-        let (store, key) = (store.clone(), key.clone());
-        async move {
-            store
-                .compare_and_swap(&key, 1, snapshot(2, &json!({"n": 2})))
-                .await
-        }
-    });
-    let blocker_pid = backend_pid(&blocker).await;
-    let writing = blocked_by(&admin, blocker_pid, Duration::ZERO).await;
+    let (blocker, pid) = holding_the_row(&db.url, "version = 2, document = '{\"n\": 2}'").await;
+    let swap = swap_to_two(&store, &key, 2);
+    let writing = waiting_on(&admin, pid, Duration::ZERO, 0).await;
     admin
         .execute("SELECT pg_terminate_backend($1)", &[&writing])
         .await
         .unwrap();
     // The store settles the lost answer: its read waits for the other writer.
-    other_blocked_by(&admin, blocker_pid, writing).await;
+    waiting_on(&admin, pid, Duration::ZERO, writing).await;
     blocker.batch_execute("COMMIT").await.unwrap();
     let refused = swap.await.unwrap().unwrap_err();
     assert_eq!(refused.kind(), StoreErrorKind::Unavailable, "{refused:?}");
@@ -313,33 +278,13 @@ async fn a_write_whose_answer_is_lost_after_it_committed_is_saved() {
         statement_timeout: Duration::from_secs(2),
         connect_timeout: Duration::from_secs(1),
     };
-    let store = PostgresStore::connect(&db.url_via(proxy.addr), options)
-        .await
-        .unwrap();
-    let key = ObjectKey::new("t", "u");
-    store
-        .compare_and_swap(&key, 0, snapshot(1, &json!({"n": 1})))
-        .await
-        .unwrap();
-    let (admin, blocker) = (pg::connect(&db.url).await, pg::connect(&db.url).await);
-    blocker
-        .batch_execute(
-            "BEGIN; UPDATE security_objects SET updated_at = now()
-             WHERE tenant_id = 't' AND user_id = 'u'",
-        )
-        .await
-        .unwrap();
-    let swap = tokio::spawn({
-        let (store, key) = (store.clone(), key.clone());
-        async move {
-            store
-                .compare_and_swap(&key, 1, snapshot(2, &json!({"n": 2})))
-                .await
-        }
-    });
+    let (store, key) = one_object(&db.url_via(proxy.addr), options).await;
+    let admin = pg::connect(&db.url).await;
+    let (blocker, pid) = holding_the_row(&db.url, "updated_at = now()").await;
+    let swap = swap_to_two(&store, &key, 2);
     // The statement is at the database, waiting for the row: hang its connection, then let
     // it run. It commits; its answer never comes back.
-    blocked_by(&admin, backend_pid(&blocker).await, Duration::ZERO).await;
+    waiting_on(&admin, pid, Duration::ZERO, 0).await;
     proxy.hang();
     blocker.batch_execute("ROLLBACK").await.unwrap();
     assert_eq!(swap.await.unwrap(), Ok(SwapOutcome::Swapped));

@@ -225,11 +225,12 @@ fn run(db: &Database, cache: &ReadCache, queue: &Queue<Pending>, grace: Duration
                 );
             }
             Err(BatchFailed { error, stops }) => {
-                // A commit that failed may have reached the disk or not (an fsync that failed
-                // says nothing of what it wrote): no swap of it is answered as written, and
-                // none is left in the cache. The committer stops (see `BatchFailed`), so that
-                // the store says it cannot write (`/readyz` 503) instead of failing every
-                // write while it looks ready.
+                // Every swap of the batch is answered with the error. A batch that failed
+                // before its commit changed nothing, and the next goes on. One whose commit
+                // failed may have reached the disk or not (an fsync that failed says nothing
+                // of what it wrote): none of its objects is left in the cache, and the
+                // committer stops (see `BatchFailed`), so that the store says it cannot write
+                // (`/readyz` 503) instead of failing every write while it looks ready.
                 if stops {
                     for pending in &batch {
                         cache.forget(&pending.key);
