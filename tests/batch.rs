@@ -128,6 +128,34 @@ async fn a_request_whose_dependency_failed_is_424_and_not_run() {
     assert_eq!(stored.document()["note"], "x");
 }
 
+/// A conditional read answered 304 (the object is as the caller has it) did not fail: a
+/// request depending on it runs, where one depending on a failed request is 424.
+#[tokio::test]
+async fn a_request_depending_on_a_304_runs() {
+    let (app, store) = open_app();
+    let first = json!({"requests": [{"id": "w", "method": "PATCH", "url": "/me/security",
+        "headers": {"Content-Type": "application/json"}, "body": {"level": 1}}]});
+    let json = send(app.clone(), batch(Some("alice"), &first)).await.json();
+    let etag = by_id(&json, "w")["headers"]["etag"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let body = json!({"requests": [
+        {"id": "r", "method": "GET", "url": "/me/security", "headers": {"If-None-Match": etag}},
+        {"id": "after", "method": "PATCH", "url": "/me/security", "dependsOn": ["r"],
+         "headers": {"Content-Type": "application/json"}, "body": {"level": 2}}
+    ]});
+    let json = send(app, batch(Some("alice"), &body)).await.json();
+    assert_eq!(by_id(&json, "r")["status"], 304);
+    assert_eq!(by_id(&json, "after")["status"], 200, "{json}");
+    let stored = store
+        .load(&ObjectKey::new(TENANT, ALICE))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.document()["level"], 2);
+}
+
 #[tokio::test]
 async fn the_batch_resource_takes_json_posts_only() {
     let (app, store) = open_app();
@@ -162,6 +190,15 @@ async fn the_batch_resource_takes_json_posts_only() {
     assert!(store.is_empty(), "a refused batch ran");
 }
 
+/// A batch of `patch` and a read naming `count` distinct headers.
+fn many_headers(patch: &Value, count: usize) -> Value {
+    let headers: serde_json::Map<String, Value> = (0..count)
+        .map(|i| (format!("x-{i}"), Value::from("")))
+        .collect();
+    json!({"requests": [patch.clone(),
+        {"id": "h", "method": "GET", "url": "/me/security", "headers": headers}]})
+}
+
 #[tokio::test]
 async fn malformed_batches_are_400_and_change_nothing() {
     let (app, store) = open_app();
@@ -183,6 +220,15 @@ async fn malformed_batches_are_400_and_change_nothing() {
             "not in the batch",
         ),
         (json!({"nope": []}), "requests"),
+        // Past what a request's own head may hold at the front door: a header map holds at
+        // most 24,576 entries and panics past that, taking the connection down.
+        (many_headers(&patch, 101), "at most 100"),
+        (many_headers(&patch, 30_000), "at most 100"),
+        (
+            json!({"requests": [patch.clone(), {"id": "h", "method": "GET", "url": "/me/security",
+                "headers": {"x-big": "x".repeat(17 * 1024)}}]}),
+            "more than 16384 bytes",
+        ),
     ] {
         let reply = send(app.clone(), batch(Some("alice"), &body)).await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{body}");

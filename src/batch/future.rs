@@ -292,11 +292,14 @@ where
     }
 }
 
-/// 424 for `sub` if one of the requests it depends on failed.
+/// 424 for `sub` if one of the requests it depends on failed: answered 4xx or 5xx (Graph's
+/// JSON batching: a request whose dependency fails fails with 424). A 304 to a conditional
+/// read did not fail.
 fn failed_dependency_of(sub: &Sub, subs: &[Sub], outcomes: &[Option<Outcome>]) -> Option<Outcome> {
+    let failed = |o: &Outcome| o.status.is_client_error() || o.status.is_server_error();
     sub.depends_on
         .iter()
-        .find(|&&d| outcomes[d].as_ref().is_some_and(|o| !o.status.is_success()))
+        .find(|&&d| outcomes[d].as_ref().is_some_and(failed))
         .map(|&failed| failed_dependency(&subs[failed].id))
 }
 

@@ -9,6 +9,12 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::MAX_REQUESTS;
+
+/// Most headers one request of a batch may name: hyper's bound on an HTTP/1 request's head.
+const MOST_HEADERS: usize = 100;
+/// Most bytes of header names and values one request of a batch may carry: hyper's bound on
+/// an HTTP/2 request's header list (16 KiB).
+const MOST_HEADER_BYTES: usize = 16 * 1024;
 use crate::error::{ErrorKind, GraphError};
 
 /// One sub-request, checked.
@@ -133,6 +139,15 @@ fn sub(
         let map = map
             .as_object()
             .ok_or_else(|| context("has headers that are not an object."))?;
+        // The bounds a request's own head has at the front door; past them `http`'s header
+        // map would panic (it holds at most 24,576 entries).
+        if map.len() > MOST_HEADERS {
+            return Err(context(&format!(
+                "has {} headers; at most {MOST_HEADERS} are allowed.",
+                map.len()
+            )));
+        }
+        let mut bytes = 0;
         for (name, value) in map {
             let name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| context("has a header name that is not valid."))?;
@@ -140,6 +155,12 @@ fn sub(
                 .as_str()
                 .and_then(|v| HeaderValue::from_str(v).ok())
                 .ok_or_else(|| context("has a header value that is not a valid string."))?;
+            bytes += name.as_str().len() + value.len();
+            if bytes > MOST_HEADER_BYTES {
+                return Err(context(&format!(
+                    "has headers of more than {MOST_HEADER_BYTES} bytes."
+                )));
+            }
             headers.push((name, value));
         }
     }
