@@ -9,13 +9,13 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::MAX_REQUESTS;
+use crate::error::{ErrorKind, GraphError};
 
 /// Most headers one request of a batch may name: hyper's bound on an HTTP/1 request's head.
 const MOST_HEADERS: usize = 100;
 /// Most bytes of header names and values one request of a batch may carry: hyper's bound on
 /// an HTTP/2 request's header list (16 KiB).
 const MOST_HEADER_BYTES: usize = 16 * 1024;
-use crate::error::{ErrorKind, GraphError};
 
 /// One sub-request, checked.
 #[derive(Debug)]
@@ -32,10 +32,6 @@ pub(crate) struct Sub {
     pub(crate) depends_on: Vec<usize>,
 }
 
-/// Parses and checks a batch body.
-///
-/// # Errors
-/// 400 naming what is wrong.
 /// The requests' bodies, untouched.
 #[derive(Deserialize)]
 struct RawBodies {
@@ -47,6 +43,10 @@ struct RawBody {
     body: Option<Box<RawValue>>,
 }
 
+/// Parses and checks a batch body.
+///
+/// # Errors
+/// 400 naming what is wrong.
 pub(crate) fn parse(bytes: &[u8]) -> Result<Vec<Sub>, GraphError> {
     let document: Value = serde_json::from_slice(bytes)
         .map_err(|error| bad(format!("The batch is not valid JSON: {error}")))?;
