@@ -294,3 +294,79 @@ async fn concurrent_writers_of_one_object_are_each_audited_once_in_version_order
     let last = get(&app, "/me/security", "alice").await;
     assert_eq!(last.header("etag"), format!("\"{}\"", WRITERS + 1));
 }
+
+/// Each request of a `$batch` is audited as a request of its own would be: an accepted
+/// change once (in the order its `dependsOn` gives), a refused attempt at another user's
+/// object once; a refused body, a no-op and a read not at all.
+#[tokio::test]
+async fn a_batchs_requests_are_audited_each_as_a_request_of_its_own() {
+    let sink = Arc::new(Collect::default());
+    let app = StackBuilder::new(MemoryStore::new())
+        .with_schema(ResourceSchema::open_type())
+        .with_audit(sink.clone())
+        .build(tokens());
+    let json = serde_json::json!({"Content-Type": "application/json"});
+    let patch_of = |id: &str, depends: &[&str], url: &str, body: serde_json::Value| {
+        serde_json::json!({"id": id, "method": "PATCH", "url": url, "dependsOn": depends,
+            "headers": json, "body": body})
+    };
+    let bob = format!("/users/{BOB}/security");
+    let body = serde_json::json!({"requests": [
+        patch_of("first", &[], "/me/security", serde_json::json!({"revision": 1})),
+        patch_of("second", &["first"], "/me/security", serde_json::json!({"revision": 2})),
+        patch_of("no-op", &["second"], "/me/security", serde_json::json!({"revision": 2})),
+        patch_of("refused", &[], "/me/security", serde_json::json!({"id": "not-the-id"})),
+        patch_of("bobs", &[], &bob, serde_json::json!({"revision": 1})),
+        {"id": "read", "method": "GET", "url": "/me/security"}
+    ]});
+    let request = request(http::Method::POST, "/$batch", Some("alice"))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::from(body.to_string()))
+        .unwrap();
+    let reply = send(app, request).await;
+    assert_eq!(reply.status, 200);
+    let statuses: Vec<_> = reply.json()["responses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap().to_owned(),
+                r["status"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    for (id, status) in [
+        ("first", 200),
+        ("second", 200),
+        ("no-op", 200),
+        ("refused", 400),
+        ("bobs", 403),
+        ("read", 200),
+    ] {
+        assert!(
+            statuses.contains(&(id.to_owned(), status)),
+            "{id}: {statuses:?}"
+        );
+    }
+    let records = sink.0.lock().unwrap().clone();
+    let accepted: Vec<_> = records
+        .iter()
+        .filter_map(|record| match &record.outcome {
+            AuditOutcome::Accepted {
+                etag_before,
+                etag_after,
+                ..
+            } => Some((etag_before.as_str(), etag_after.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(accepted, [("\"0\"", "\"1\""), ("\"1\"", "\"2\"")]);
+    let denied: Vec<_> = records
+        .iter()
+        .filter(|record| matches!(record.outcome, AuditOutcome::Denied { status: 403, .. }))
+        .collect();
+    assert_eq!(denied.len(), 1, "{records:?}");
+    assert_eq!(denied[0].target_user, BOB);
+    assert_eq!(records.len(), 3, "{records:?}");
+}
