@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use serde_json::json;
 
+use super::session::transient;
 use super::*;
 
 #[allow(dead_code, unreachable_pub)]

@@ -1,5 +1,6 @@
 //! Tests of `group_commit`: the committer run over hand-built batches.
 
+use super::settle::stored;
 use super::*;
 use redb::ReadableDatabase;
 use serde_json::json;
