@@ -16,12 +16,15 @@
 //! anything (a host gone, a network dropping packets) cannot enforce its statement timeout:
 //! every call also has a deadline of its own, past which it is 503 and its connection is
 //! closed rather than handed to the next call, which would queue behind what it waits for.
+//! A write whose answer was lost is settled once its session's backend process has ended
+//! (see `postgres_settle.rs`): the store assumes one backend per connection for the
+//! connection's life, which a pooler in transaction mode does not give.
 //! Connections are plain TCP (`NoTls`): put TLS in front (a local proxy or a service mesh)
 //! when the database is remote.
 
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod, Runtime};
 use serde_json::{Map, Value};
 use tokio_postgres::NoTls;
 
@@ -29,7 +32,10 @@ use super::{ObjectKey, SecurityStore, Snapshot, StoreError, StoreErrorKind, Swap
 
 #[path = "postgres_session.rs"]
 mod session;
-use session::{db_error, no_answer, pool_error, session_options};
+use session::{Backends, Pool, db_error, no_answer, pool_error, session_options};
+#[path = "postgres_settle.rs"]
+mod settle;
+use settle::WriteId;
 
 /// Each migration, in order; the index + 1 is its version.
 const MIGRATIONS: &[&str] = &[
@@ -78,13 +84,6 @@ const INSERT_FIRST: &str = "WITH created AS (
 const UPDATE_IF_VERSION: &str = "UPDATE security_objects
      SET version = $3, document = $4::text::json, write_id = $6, updated_at = now()
      WHERE tenant_id = $1 AND user_id = $2 AND version = $5";
-/// The version and write of a row, once no transaction is changing it: `FOR UPDATE` waits
-/// for one that holds the row (the write being settled may still be committing in a
-/// session the store lost), then releases the lock at once (the statement is its own
-/// transaction).
-const SETTLE: &str = "SELECT version, write_id FROM security_objects
-     WHERE tenant_id = $1 AND user_id = $2 FOR UPDATE";
-
 /// Pool and timeout settings of a [`PostgresStore`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PostgresOptions {
@@ -149,7 +148,7 @@ impl PostgresStore {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
-        let pool = Pool::builder(manager)
+        let pool = Pool::builder(Backends(manager))
             .max_size(options.max_connections.max(1))
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(options.connect_timeout))
@@ -170,8 +169,8 @@ impl PostgresStore {
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        let mut client = self.pool.get().await.map_err(pool_error)?;
-        let tx = client.transaction().await.map_err(db_error)?;
+        let mut backend = self.pool.get().await.map_err(pool_error)?;
+        let tx = backend.client.transaction().await.map_err(db_error)?;
         // A migration may count a big table, or wait for another process's: the request
         // statements' timeout would fail every start; it gets its own, longer bound.
         tx.batch_execute(&format!(
@@ -223,8 +222,9 @@ impl PostgresStore {
     /// # Errors
     /// When the database cannot be reached.
     pub async fn migration_version(&self) -> Result<i32, StoreError> {
-        let client = self.pool.get().await.map_err(pool_error)?;
-        let row = client
+        let backend = self.pool.get().await.map_err(pool_error)?;
+        let row = backend
+            .client
             .query_one("SELECT max(version) FROM security_update_migrations", &[])
             .await
             .map_err(db_error)?;
@@ -232,7 +232,7 @@ impl PostgresStore {
     }
 
     async fn load_with(
-        client: &deadpool_postgres::Client,
+        client: &deadpool_postgres::ClientWrapper,
         key: &ObjectKey,
     ) -> Result<Option<Snapshot>, StoreError> {
         let statement = client.prepare_cached(LOAD).await.map_err(db_error)?;
@@ -252,66 +252,6 @@ impl PostgresStore {
         let version: i64 = row.try_get(0).map_err(corrupt)?;
         let text: String = row.try_get(1).map_err(corrupt)?;
         snapshot_from_text(version, &text).map(Some)
-    }
-}
-
-impl PostgresStore {
-    /// The write was sent but its answer was lost (connection cut, timeout): it may or may not
-    /// have committed. Look: if the row now holds our version, made by this very write (its
-    /// id), it did, and the caller must hear "saved" rather than a 503 for a change that
-    /// happened; a row that another writer brought to the same version and content is not
-    /// ours (its writer audits it). The read waits for a transaction that holds the row, so a
-    /// write still committing in the lost session is seen once it has; a first save still
-    /// committing there, or a statement still on its way to the database, is not: then the
-    /// caller hears 503 and the write may land unaudited.
-    async fn settle_ambiguous_write(
-        &self,
-        key: &ObjectKey,
-        new: &Snapshot,
-        write_id: WriteId,
-        original: StoreError,
-    ) -> Result<SwapOutcome, StoreError> {
-        let Ok(session) = self.session().await else {
-            return Err(original);
-        };
-        let client = session.client();
-        let read = tokio::time::timeout(self.deadline, async {
-            let statement = client.prepare_cached(SETTLE).await.map_err(db_error)?;
-            client
-                .query_opt(&statement, &[&key.tenant_id(), &key.user_id()])
-                .await
-                .map_err(db_error)
-        })
-        .await;
-        let Ok(Some(row)) = self.finished(session, read) else {
-            return Err(original);
-        };
-        let version: Option<i64> = row.try_get(0).ok();
-        let written_by: Option<i64> = row.try_get(1).ok().flatten();
-        let ours = version.and_then(|version| u64::try_from(version).ok()) == Some(new.version())
-            && written_by == Some(write_id.0);
-        if ours {
-            Ok(SwapOutcome::Swapped)
-        } else {
-            Err(original)
-        }
-    }
-}
-
-/// A write's id, stored with the row it wrote: random, so that no other write (of this
-/// process or another) has it.
-#[derive(Debug, Clone, Copy)]
-struct WriteId(i64);
-
-impl WriteId {
-    fn new() -> Self {
-        use std::hash::{BuildHasher, Hasher};
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static WRITES: AtomicU64 = AtomicU64::new(0);
-        // std's hasher keys are random per process (and per thread), the count unique in it.
-        let mut hasher = std::hash::RandomState::new().build_hasher();
-        hasher.write_u64(WRITES.fetch_add(1, Ordering::Relaxed));
-        Self(hasher.finish().cast_signed())
     }
 }
 
@@ -381,7 +321,7 @@ impl SecurityStore for PostgresStore {
         let json = std::str::from_utf8(new.json())
             .map_err(|_| StoreError::new(StoreErrorKind::Other, "document is not UTF-8"))?;
         let (tenant, user) = (key.tenant_id(), key.user_id());
-        let write_id = WriteId::new();
+        let (write_id, backend) = (WriteId::new(), session.backend_id());
         let (sql, params): (&str, &[&(dyn tokio_postgres::types::ToSql + Sync)]) =
             if expected_version == 0 {
                 (
@@ -417,14 +357,14 @@ impl SecurityStore for PostgresStore {
                 // the database ended) would be the settling read's next, and fail it too.
                 drop(session);
                 return self
-                    .settle_ambiguous_write(key, &new, write_id, db_error(error))
+                    .settle_ambiguous_write(key, &new, write_id, backend, db_error(error))
                     .await;
             }
             Err(_) => {
                 drop(session);
                 let original = no_answer(self.deadline);
                 return self
-                    .settle_ambiguous_write(key, &new, write_id, original)
+                    .settle_ambiguous_write(key, &new, write_id, backend, original)
                     .await;
             }
         };

@@ -4,16 +4,77 @@
 
 use std::time::Duration;
 
-use deadpool_postgres::PoolError;
+use deadpool::managed::{Metrics, Object, RecycleResult};
+use deadpool_postgres::{ClientWrapper, PoolError};
 
 use super::PostgresStore;
 use crate::store::{StoreError, StoreErrorKind};
 
+/// The store's pool: sessions that know their backend process.
+pub(super) type Pool = deadpool::managed::Pool<Backends>;
+
+/// Makes and recycles sessions as deadpool-postgres does, and asks each new one which
+/// backend process serves it: a write whose answer is lost is settled only once that
+/// process has ended (see `settle`), which takes its pid.
+pub(super) struct Backends(pub(super) deadpool_postgres::Manager);
+
+/// One session and the backend process serving it.
+pub(super) struct Backend {
+    pub(super) client: ClientWrapper,
+    pub(super) id: BackendId,
+}
+
+/// A backend process: its pid, and when it started, in microseconds since the epoch (a pid
+/// may be reused by a later backend; the pair is not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct BackendId {
+    pub(super) pid: i32,
+    pub(super) started: i64,
+}
+
+/// The start of the backend `pid` (an `int4`) in `pg_stat_activity`, as a `BackendId` has it.
+pub(super) const BACKEND_STARTED: &str = "(extract(epoch FROM backend_start) * 1000000)::int8";
+
+impl deadpool::managed::Manager for Backends {
+    type Type = Backend;
+    type Error = tokio_postgres::Error;
+
+    async fn create(&self) -> Result<Backend, tokio_postgres::Error> {
+        let client = self.0.create().await?;
+        let row = client
+            .query_one(
+                &format!(
+                    "SELECT pid, {BACKEND_STARTED} FROM pg_stat_activity \
+                     WHERE pid = pg_backend_pid()"
+                ),
+                &[],
+            )
+            .await?;
+        let id = BackendId {
+            pid: row.try_get(0)?,
+            started: row.try_get(1)?,
+        };
+        Ok(Backend { client, id })
+    }
+
+    async fn recycle(
+        &self,
+        backend: &mut Backend,
+        metrics: &Metrics,
+    ) -> RecycleResult<tokio_postgres::Error> {
+        self.0.recycle(&mut backend.client, metrics).await
+    }
+
+    fn detach(&self, backend: &mut Backend) {
+        self.0.detach(&mut backend.client);
+    }
+}
+
 impl PostgresStore {
     /// A session from the pool, within the connect timeout.
     pub(super) async fn session(&self) -> Result<Session, StoreError> {
-        let client = self.pool.get().await.map_err(pool_error)?;
-        Ok(Session(Some(client)))
+        let backend = self.pool.get().await.map_err(pool_error)?;
+        Ok(Session(Some(backend)))
     }
 
     /// `answer`, the session then handed back; or 503 when the database gave none within the
@@ -38,12 +99,21 @@ impl PostgresStore {
 /// caller's future was dropped while it waited, as a readiness probe's own bound does), it
 /// is closed, since a statement may still be pending on it and the next call to take it
 /// would queue behind that.
-pub(super) struct Session(Option<deadpool_postgres::Client>);
+pub(super) struct Session(Option<Object<Backends>>);
 
 impl Session {
-    pub(super) fn client(&self) -> &deadpool_postgres::Client {
+    pub(super) fn client(&self) -> &ClientWrapper {
+        &self.backend().client
+    }
+
+    /// The backend process serving this session.
+    pub(super) fn backend_id(&self) -> BackendId {
+        self.backend().id
+    }
+
+    fn backend(&self) -> &Backend {
         match &self.0 {
-            Some(client) => client,
+            Some(backend) => backend,
             None => unreachable!("a session is held until it is done or dropped"),
         }
     }
@@ -56,8 +126,8 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        if let Some(client) = self.0.take() {
-            drop(deadpool_postgres::Client::take(client));
+        if let Some(backend) = self.0.take() {
+            drop(Object::take(backend));
         }
     }
 }

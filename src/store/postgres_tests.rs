@@ -120,7 +120,7 @@ async fn a_session_keeps_the_urls_options_and_pins_what_the_store_relies_on() {
     let store = PostgresStore::connect(&url, PostgresOptions::default())
         .await
         .unwrap();
-    let session = store.pool.get().await.unwrap();
+    let session = store.session().await.unwrap();
     for (setting, expected) in [
         ("search_path", "custom"),
         ("default_transaction_isolation", "read committed"),
@@ -128,6 +128,7 @@ async fn a_session_keeps_the_urls_options_and_pins_what_the_store_relies_on() {
         ("statement_timeout", "5s"),
     ] {
         let row = session
+            .client()
             .query_one(&format!("SHOW {setting}"), &[])
             .await
             .unwrap();
@@ -236,32 +237,100 @@ async fn a_start_waits_for_another_processs_migration_past_the_statement_timeout
     assert_eq!(store.migration_version().await.unwrap(), 4);
 }
 
-/// A write whose session ends before its answer is settled by its own id, not by content:
-/// another writer that brought the row to the same version and content meanwhile made a
-/// change of its own, which this writer must not claim (both would be answered as saved,
-/// and the change audited twice). The settling read waits for that writer's transaction.
+/// Options under which the store holds one session, so that settling a lost answer takes
+/// a new one, and waits at most 3 s for an answer.
+const ONE_SESSION: PostgresOptions = PostgresOptions {
+    max_connections: 1,
+    statement_timeout: Duration::from_secs(2),
+    connect_timeout: Duration::from_secs(1),
+};
+
+/// A write whose answer is lost is settled by its own id, not by content: another writer
+/// that brought the row to the same version and content made a change of its own, which
+/// this writer must not claim (both would be answered as saved, and the change audited
+/// twice).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_answer_is_settled_by_the_writes_own_id_not_by_equal_content() {
     let Some(db) = pg::TestDb::create("pg-settle-by-id").await else {
         return;
     };
-    let (store, key) = one_object(&db.url, PostgresOptions::default()).await;
+    let proxy = pg::Proxy::start(db.upstream()).await;
+    let (store, key) = one_object(&db.url_via(proxy.addr), ONE_SESSION).await;
     let admin = pg::connect(&db.url).await;
     // The same change this test's writer makes, by another, not yet committed.
     let (blocker, pid) = holding_the_row(&db.url, "version = 2, document = '{\"n\": 2}'").await;
     let swap = swap_to_two(&store, &key, 2);
-    let writing = waiting_on(&admin, pid, Duration::ZERO, 0).await;
-    admin
-        .execute("SELECT pg_terminate_backend($1)", &[&writing])
-        .await
-        .unwrap();
-    // The store settles the lost answer: its read waits for the other writer.
-    waiting_on(&admin, pid, Duration::ZERO, writing).await;
+    // The store's statement waits for the other writer: hang its connection, then let the
+    // other writer commit. The statement finds no row of version 1; that answer is lost.
+    waiting_on(&admin, pid, Duration::ZERO, 0).await;
+    proxy.hang();
     blocker.batch_execute("COMMIT").await.unwrap();
     let refused = swap.await.unwrap().unwrap_err();
     assert_eq!(refused.kind(), StoreErrorKind::Unavailable, "{refused:?}");
     let stored = store.load(&key).await.unwrap().unwrap();
     assert_eq!((stored.version(), &stored.document()["n"]), (2, &json!(2)));
+}
+
+/// The store's sessions on `db` as the database lists them: their backends' pids.
+async fn store_backends(admin: &tokio_postgres::Client, db: &pg::TestDb) -> Vec<i32> {
+    admin
+        .query(
+            "SELECT pid FROM pg_stat_activity
+             WHERE application_name = 'security-update' AND datname = $1 ORDER BY pid",
+            &[&db.name],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
+/// A write whose statement is held on its way to the database is answered 503 only once
+/// it can never land: the backend of its session has been ended, so the statement is never
+/// read (else the caller would hear 503 for a change made later, and never audited).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_held_on_its_way_is_refused_only_once_it_can_never_land() {
+    let Some(db) = pg::TestDb::create("pg-settle-held").await else {
+        return;
+    };
+    let proxy = pg::Proxy::start(db.upstream()).await;
+    let (store, key) = one_object(&db.url_via(proxy.addr), ONE_SESSION).await;
+    let admin = pg::connect(&db.url).await;
+    // A first swap prepares the statement on the session, so the next sends only its run.
+    swap_to_two(&store, &key, 2).await.unwrap().unwrap();
+    let lost = store_backends(&admin, &db).await;
+    assert_eq!(lost.len(), 1, "one session: {lost:?}");
+    // Nothing more passes on the session: the statement is held on its way.
+    proxy.hang();
+    let refused = store
+        .compare_and_swap(&key, 2, snapshot(3, &json!({"n": 3})))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind(), StoreErrorKind::Unavailable, "{refused:?}");
+    let left = store_backends(&admin, &db).await;
+    assert!(
+        !left.contains(&lost[0]),
+        "the lost session's backend is still there: {left:?}"
+    );
+    let stored = store.load(&key).await.unwrap().unwrap();
+    assert_eq!((stored.version(), &stored.document()["n"]), (2, &json!(2)));
+    // The same for a first save (another statement, which also counts the tenant's objects).
+    let lost = store_backends(&admin, &db).await;
+    proxy.hang();
+    let other = ObjectKey::new("t", "other");
+    let refused = store
+        .compare_and_swap(&other, 0, snapshot(1, &json!({"n": 1})))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind(), StoreErrorKind::Unavailable, "{refused:?}");
+    let left = store_backends(&admin, &db).await;
+    assert!(
+        !left.contains(&lost[0]),
+        "the lost session's backend is still there: {left:?}"
+    );
+    assert_eq!(store.load(&other).await.unwrap(), None);
+    assert_eq!(store.count_tenant("t").await.unwrap(), Some(1));
 }
 
 /// A write that committed while its answer was lost (the connection hung after the
@@ -273,13 +342,7 @@ async fn a_write_whose_answer_is_lost_after_it_committed_is_saved() {
         return;
     };
     let proxy = pg::Proxy::start(db.upstream()).await;
-    // One session, so that the settling read takes a new one.
-    let options = PostgresOptions {
-        max_connections: 1,
-        statement_timeout: Duration::from_secs(2),
-        connect_timeout: Duration::from_secs(1),
-    };
-    let (store, key) = one_object(&db.url_via(proxy.addr), options).await;
+    let (store, key) = one_object(&db.url_via(proxy.addr), ONE_SESSION).await;
     let admin = pg::connect(&db.url).await;
     let (blocker, pid) = holding_the_row(&db.url, "updated_at = now()").await;
     let swap = swap_to_two(&store, &key, 2);
