@@ -36,6 +36,14 @@ impl SecurityStore for AnyStore {
         }
     }
 
+    async fn check_ready(&self) -> Result<(), StoreError> {
+        match self {
+            Self::Memory(store) => store.check_ready().await,
+            Self::Redb(store) => store.check_ready().await,
+            Self::Postgres(store) => Box::pin(store.check_ready()).await,
+        }
+    }
+
     fn at_once(&self) -> Option<&dyn AtOnce> {
         match self {
             Self::Memory(store) => store.at_once(),

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use pin_project_lite::pin_project;
 use security_update::refusal::{close_if_unread, declares_body};
-use security_update::{ObjectKey, ResponseBody, SecurityStore};
+use security_update::{ResponseBody, SecurityStore};
 use tower::Service;
 
 /// How long a readiness answer is reused.
@@ -44,24 +44,30 @@ impl std::fmt::Debug for Readiness {
 }
 
 impl Readiness {
-    /// Ready while `store` answers a read within the deadline and does not know itself
-    /// unable to write ([`SecurityStore::writable`]: the embedded store whose committer has
-    /// stopped still reads, and would fail every `PATCH`).
+    /// Ready while `store` says so within the deadline ([`SecurityStore::check_ready`]: it
+    /// answers a read and takes writes; the embedded store whose committer has stopped, or a
+    /// PostgreSQL standby, still reads, and would fail every `PATCH`). A store that is not
+    /// ready says why in one log line a check, so at most one a second.
     pub(crate) fn new<S: SecurityStore + Clone>(store: S) -> Self {
         Self {
             draining: AtomicBool::new(false),
             check: Box::new(move || {
                 let store = store.clone();
                 Box::pin(async move {
-                    if let Err(error) = store.writable() {
-                        tracing::error!(%error, "not ready: the store cannot write");
-                        return false;
+                    match tokio::time::timeout(CHECK_DEADLINE, store.check_ready()).await {
+                        Ok(Ok(())) => true,
+                        Ok(Err(error)) => {
+                            tracing::error!(%error, "not ready: the store cannot serve");
+                            false
+                        }
+                        Err(_) => {
+                            tracing::error!(
+                                deadline_ms = CHECK_DEADLINE.as_millis(),
+                                "not ready: the store did not answer in time"
+                            );
+                            false
+                        }
                     }
-                    let probe = ObjectKey::new("readiness-probe", "readiness-probe");
-                    matches!(
-                        tokio::time::timeout(CHECK_DEADLINE, store.load(&probe)).await,
-                        Ok(Ok(_))
-                    )
                 })
             }),
             cached: Mutex::new(None),
@@ -221,7 +227,7 @@ where
 mod tests {
     use super::*;
     use security_update::store::StoreErrorKind;
-    use security_update::{MemoryStore, Snapshot, StoreError, SwapOutcome};
+    use security_update::{MemoryStore, ObjectKey, Snapshot, StoreError, SwapOutcome};
     use std::sync::atomic::AtomicBool;
 
     /// The memory store, able to write until told otherwise (as the embedded store is until

@@ -395,6 +395,22 @@ pub trait SecurityStore: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Whether the store can serve now, asking its backend: readiness probes call it (the
+    /// server's `/readyz`). By default, [`writable`](Self::writable), then a read of an
+    /// object nobody has; the `PostgreSQL` store also asks whether the database takes
+    /// writes (a standby after a failover answers reads and refuses every write).
+    ///
+    /// # Errors
+    /// Why the store cannot serve now.
+    fn check_ready(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async move {
+            self.writable()?;
+            self.load(&ObjectKey::new("readiness-probe", "readiness-probe"))
+                .await
+                .map(|_| ())
+        }
+    }
+
     /// The same operations done on the caller's thread, for a store that never waits (see
     /// [`AtOnce`]); the service then makes a write's first attempt without its async
     /// machinery, calling these instead of `load` and `compare_and_swap`. By default, `None`:
@@ -411,6 +427,10 @@ impl<S: SecurityStore> SecurityStore for Arc<S> {
 
     fn writable(&self) -> Result<(), StoreError> {
         (**self).writable()
+    }
+
+    fn check_ready(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).check_ready()
     }
 
     fn at_once(&self) -> Option<&dyn AtOnce> {

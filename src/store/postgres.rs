@@ -299,6 +299,35 @@ impl SecurityStore for PostgresStore {
         self.finished(session, read)
     }
 
+    /// A read, on a session that takes writes: a standby after a failover (or a database
+    /// set to `default_transaction_read_only`) answers reads and refuses every write.
+    async fn check_ready(&self) -> Result<(), StoreError> {
+        let session = self.session().await?;
+        let client = session.client();
+        let answer = tokio::time::timeout(self.deadline, async {
+            let statement = client
+                .prepare_cached("SELECT current_setting('transaction_read_only')")
+                .await
+                .map_err(db_error)?;
+            let read_only: String = client
+                .query_one(&statement, &[])
+                .await
+                .map_err(db_error)?
+                .get(0);
+            if read_only == "on" {
+                return Err(StoreError::new(
+                    StoreErrorKind::Unavailable,
+                    "PostgreSQL: the database takes no writes (transaction_read_only = on: \
+                     a standby, or default_transaction_read_only)",
+                ));
+            }
+            let probe = ObjectKey::new("readiness-probe", "readiness-probe");
+            Self::load_with(client, &probe).await.map(|_| ())
+        })
+        .await;
+        self.finished(session, answer)
+    }
+
     async fn load(&self, key: &ObjectKey) -> Result<Option<Snapshot>, StoreError> {
         let session = self.session().await?;
         let read =
@@ -349,8 +378,9 @@ impl SecurityStore for PostgresStore {
         let changed = match write {
             Ok(Ok(changed)) => changed,
             Ok(Err((false, error))) => {
-                session.done();
-                return Err(db_error(error));
+                let refused = Err(db_error(error));
+                session.done_after(&refused);
+                return refused;
             }
             Ok(Err((true, error))) => {
                 // Closed, not handed back: a session whose write failed half-way (often one

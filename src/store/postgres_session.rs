@@ -77,8 +77,8 @@ impl PostgresStore {
         Ok(Session(Some(backend)))
     }
 
-    /// `answer`, the session then handed back; or 503 when the database gave none within the
-    /// deadline, the session then closed.
+    /// `answer`, the session then handed back (see [`Session::done_after`]); or 503 when the
+    /// database gave none within the deadline, the session then closed.
     pub(super) fn finished<T>(
         &self,
         session: Session,
@@ -86,7 +86,7 @@ impl PostgresStore {
     ) -> Result<T, StoreError> {
         match answer {
             Ok(answer) => {
-                session.done();
+                session.done_after(&answer);
                 answer
             }
             Err(_) => Err(no_answer(self.deadline)),
@@ -121,6 +121,16 @@ impl Session {
     /// Back to the pool (whose recycling drops a session the database closed).
     pub(super) fn done(mut self) {
         drop(self.0.take());
+    }
+
+    /// Back to the pool after `answer`, unless it says the database could not serve (503): a
+    /// session that a failover or a restart ended answers so, and the pool may not know it
+    /// closed yet; handed back, it would fail the next call too. Closing one that was fine
+    /// costs a new connection, on a path that is already failing.
+    pub(super) fn done_after<T>(self, answer: &Result<T, StoreError>) {
+        if !matches!(answer, Err(error) if error.kind() == StoreErrorKind::Unavailable) {
+            self.done();
+        }
     }
 }
 

@@ -333,6 +333,57 @@ async fn a_write_held_on_its_way_is_refused_only_once_it_can_never_land() {
     assert_eq!(store.count_tenant("t").await.unwrap(), Some(1));
 }
 
+/// Ends every session of the store on `db` (as a failover does) and changes whether the
+/// database takes writes for the sessions that come after.
+async fn fail_over(admin: &tokio_postgres::Client, db: &pg::TestDb, read_only: bool) {
+    let setting = if read_only { "on" } else { "off" };
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {} SET default_transaction_read_only = {setting}",
+            db.name
+        ))
+        .await
+        .unwrap();
+    for pid in store_backends(admin, db).await {
+        admin
+            .execute("SELECT pg_terminate_backend($1)", &[&pid])
+            .await
+            .unwrap();
+    }
+}
+
+/// The store's readiness after its sessions were ended: the first check may still take the
+/// ended session from the pool before the pool knows it closed (it fails, and is closed);
+/// the next has a new one.
+async fn ready_after_failover(store: &PostgresStore) -> Result<(), StoreError> {
+    match store.check_ready().await {
+        Ok(()) => Ok(()),
+        Err(_) => store.check_ready().await,
+    }
+}
+
+/// A database that answers reads and takes no writes (a standby after a failover) is not
+/// ready, though every read still works; once it takes writes again, it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_takes_no_writes_is_not_ready() {
+    let Some(db) = pg::TestDb::create("pg-read-only").await else {
+        return;
+    };
+    let (store, key) = one_object(&db.url, ONE_SESSION).await;
+    let admin = pg::connect(&db.url).await;
+    assert_eq!(store.check_ready().await, Ok(()));
+    fail_over(&admin, &db, true).await;
+    let refused = ready_after_failover(&store).await.unwrap_err();
+    assert_eq!(refused.kind(), StoreErrorKind::Unavailable, "{refused:?}");
+    assert!(refused.to_string().contains("takes no writes"), "{refused}");
+    assert_eq!(store.load(&key).await.unwrap().unwrap().version(), 1);
+    let write = swap_to_two(&store, &key, 2).await.unwrap().unwrap_err();
+    assert_eq!(write.kind(), StoreErrorKind::Unavailable, "{write:?}");
+    fail_over(&admin, &db, false).await;
+    assert_eq!(ready_after_failover(&store).await, Ok(()));
+    assert_eq!(store.load(&key).await.unwrap().unwrap().version(), 1);
+}
+
 /// A write that committed while its answer was lost (the connection hung after the
 /// statement reached the database) is settled by reading back its own id: "saved", so its
 /// writer audits it, rather than a 503 for a change that happened.
