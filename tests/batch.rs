@@ -353,6 +353,14 @@ async fn the_batch_layer_works_around_an_axum_router() {
     assert_eq!(by_id(&json, "2")["status"], 404);
 }
 
+/// The text of the body of request `id` in the batch `text`, as written there.
+fn body_of(text: &str, id: &str) -> String {
+    let start = text.find(&format!(r#""id": "{id}""#)).unwrap();
+    let body = start + text[start..].find(r#""body": "#).unwrap() + r#""body": "#.len();
+    let end = body + text[body..].find('}').unwrap() + 1;
+    text[body..end].to_owned()
+}
+
 #[tokio::test]
 async fn sub_request_bodies_meet_the_strict_patch_parser_and_batches_never_nest() {
     let (app, store) = open_app();
@@ -365,7 +373,12 @@ async fn sub_request_bodies_meet_the_strict_patch_parser_and_batches_never_nest(
         {"id": "big", "method": "PATCH", "url": "/me/security",
          "headers": {"Content-Type": "application/json"}, "body": {"n": 18446744073709551616}},
         {"id": "tiny", "method": "PATCH", "url": "/me/security",
-         "headers": {"Content-Type": "application/json"}, "body": {"n": 1e-400}}
+         "headers": {"Content-Type": "application/json"}, "body": {"n": 1e-400}},
+        {"id": "huge", "method": "PATCH", "url": "/me/security",
+         "headers": {"Content-Type": "application/json"}, "body": {"n": 1e400}},
+        {"id": "surrogate", "method": "PATCH", "url": "/me/security",
+         "headers": {"Content-Type": "application/json"}, "body": {"s": "\ud800"}},
+        {"id": "read", "method": "GET", "url": "/me/security"}
     ]}"#;
     let request = request(Method::POST, "/$batch", Some("alice"))
         .header("content-type", "application/json")
@@ -380,6 +393,20 @@ async fn sub_request_bodies_meet_the_strict_patch_parser_and_batches_never_nest(
         .unwrap()
         .to_owned();
     assert!(tiny.contains("1e-400 of member \"n\""), "{tiny}");
+    // JSON this parser cannot hold inside one request's body is that request's 400, as for
+    // a PATCH of its own; the batch and its other requests run.
+    for id in ["huge", "surrogate"] {
+        let reply = by_id(&json, id);
+        assert_eq!(reply["status"], 400, "{reply}");
+        let alone = patch(&app, "/me/security", "alice", &body_of(body, id)).await;
+        assert_eq!(alone.status, StatusCode::BAD_REQUEST, "{id}");
+        assert_eq!(
+            reply["body"]["error"]["message"].as_str(),
+            Some(alone.error_message().as_str()),
+            "{id}"
+        );
+    }
+    assert_eq!(by_id(&json, "read")["status"], 200);
     assert!(store.is_empty());
     for url in ["/%24batch", "/$BATCH/", "/beta/$batch"] {
         let nested = json!({"requests": [{"id": "n", "method": "POST", "url": url}]});

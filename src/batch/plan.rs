@@ -5,8 +5,8 @@
 use http::uri::PathAndQuery;
 use http::{HeaderName, HeaderValue, Method};
 use serde::Deserialize;
-use serde_json::Value;
 use serde_json::value::RawValue;
+use serde_json::{Map, Value};
 
 use super::MAX_REQUESTS;
 use crate::error::{ErrorKind, GraphError};
@@ -32,15 +32,57 @@ pub(crate) struct Sub {
     pub(crate) depends_on: Vec<usize>,
 }
 
-/// The requests' bodies, untouched.
-#[derive(Deserialize)]
-struct RawBodies {
-    requests: Vec<RawBody>,
+/// One request of the batch as read: its members but the body, parsed; the body as the
+/// batch carried it.
+struct Request {
+    members: Map<String, Value>,
+    body: Option<Box<RawValue>>,
 }
 
-#[derive(Deserialize)]
-struct RawBody {
-    body: Option<Box<RawValue>>,
+impl Request {
+    /// Reads the request at `place` (from 1). A body is not parsed here: one JSON may write
+    /// but this parser cannot hold (a number past `f64`, a lone surrogate) is its request's
+    /// 400, given by the patch parser, not the whole batch's. A member named twice in the
+    /// request or its headers is the batch's 400 (see [`refuse_named_twice`]). A request
+    /// that is not an object has no members: the checks that follow name what it lacks.
+    fn read(raw: &RawValue, place: usize) -> Result<Self, GraphError> {
+        let whose = || format!("Request {place} of the batch");
+        let Some(members) = Members::of(raw.get(), whose)? else {
+            return Ok(Self {
+                members: Map::new(),
+                body: None,
+            });
+        };
+        refuse_named_twice(&members, whose)?;
+        let headers = match members.get("headers") {
+            Some(headers) => Members::of(headers.get(), whose)?,
+            None => None,
+        };
+        if let Some(name) = headers.as_ref().and_then(Members::named_twice) {
+            return Err(bad(format!(
+                "Request {place} of the batch names the header '{}' twice.",
+                short(name)
+            )));
+        }
+        let mut request = Self {
+            members: Map::with_capacity(members.0.len()),
+            body: None,
+        };
+        for (name, value) in members.0 {
+            if name == "body" {
+                request.body = Some(value.to_owned());
+                continue;
+            }
+            let value = serde_json::from_str(value.get()).map_err(|error| {
+                bad(format!(
+                    "Request {place} of the batch has a member '{}' that cannot be read: {error}",
+                    short(&name)
+                ))
+            })?;
+            request.members.insert(name, value);
+        }
+        Ok(request)
+    }
 }
 
 /// Parses and checks a batch body.
@@ -48,15 +90,19 @@ struct RawBody {
 /// # Errors
 /// 400 naming what is wrong.
 pub(crate) fn parse(bytes: &[u8]) -> Result<Vec<Sub>, GraphError> {
-    let document: Value = serde_json::from_slice(bytes)
+    // The syntax of the whole; what is inside the bodies is their requests' to judge.
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
         .map_err(|error| bad(format!("The batch is not valid JSON: {error}")))?;
     let text = std::str::from_utf8(bytes)
         .map_err(|_| bad("The batch is not valid JSON: it is not UTF-8."))?;
-    refuse_duplicate_members(text)?;
-    let requests = document
+    let not_a_batch = || bad("The batch must be an object with a \"requests\" array.");
+    let whose = || "The batch".to_owned();
+    let document = Members::of(text, whose)?.ok_or_else(not_a_batch)?;
+    refuse_named_twice(&document, whose)?;
+    let requests: Vec<&RawValue> = document
         .get("requests")
-        .and_then(Value::as_array)
-        .ok_or_else(|| bad("The batch must be an object with a \"requests\" array."))?;
+        .and_then(|requests| serde_json::from_str(requests.get()).ok())
+        .ok_or_else(not_a_batch)?;
     if requests.is_empty() {
         return Err(bad("The batch has no requests."));
     }
@@ -66,11 +112,17 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Vec<Sub>, GraphError> {
             requests.len()
         )));
     }
+    let requests = requests
+        .iter()
+        .enumerate()
+        .map(|(index, raw)| Request::read(raw, index + 1))
+        .collect::<Result<Vec<_>, _>>()?;
     let ids: Vec<&str> = requests
         .iter()
         .enumerate()
         .map(|(index, request)| {
             request
+                .members
                 .get("id")
                 .and_then(Value::as_str)
                 .filter(|id| !id.is_empty())
@@ -85,22 +137,16 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Vec<Sub>, GraphError> {
             )));
         }
     }
-    let raw: RawBodies = serde_json::from_slice(bytes)
-        .map_err(|error| bad(format!("The batch is not valid JSON: {error}")))?;
     let mut subs = Vec::with_capacity(requests.len());
-    for ((request, id), raw) in requests.iter().zip(&ids).zip(raw.requests) {
-        subs.push(sub(request, id, &ids, raw.body)?);
+    for (request, id) in requests.iter().zip(&ids) {
+        subs.push(sub(request, id, &ids)?);
     }
     check_acyclic(&subs)?;
     Ok(subs)
 }
 
-fn sub(
-    request: &Value,
-    id: &str,
-    ids: &[&str],
-    raw_body: Option<Box<RawValue>>,
-) -> Result<Sub, GraphError> {
+fn sub(request: &Request, id: &str, ids: &[&str]) -> Result<Sub, GraphError> {
+    let (body, request) = (&request.body, &request.members);
     let context = |what: &str| bad(format!("Request '{}' of the batch {what}", short(id)));
     let method = request
         .get("method")
@@ -164,7 +210,7 @@ fn sub(
             headers.push((name, value));
         }
     }
-    let body = raw_body.filter(|raw| raw.get() != "null");
+    let body = body.clone().filter(|raw| raw.get() != "null");
     if body.is_some() && !headers.iter().any(|(n, _)| n == http::header::CONTENT_TYPE) {
         return Err(context("has a body but no Content-Type header."));
     }
@@ -223,10 +269,19 @@ impl<'de> Deserialize<'de> for Members<'de> {
 }
 
 impl<'a> Members<'a> {
-    /// The members of `json` if it is an object; `None` leaves naming what is wrong with it
-    /// to the checks that follow.
-    fn of(json: &'a str) -> Option<Self> {
-        serde_json::from_str(json).ok()
+    /// The members of `json` if it is an object, `None` if it is another value (the checks
+    /// that follow name what it lacks); 400 for an object with a name this parser cannot hold
+    /// (a lone surrogate), naming `what` it is.
+    fn of(json: &'a str, what: impl Fn() -> String) -> Result<Option<Self>, GraphError> {
+        if !json.trim_start().starts_with('{') {
+            return Ok(None);
+        }
+        serde_json::from_str(json).map(Some).map_err(|error| {
+            bad(format!(
+                "{} has a member name that cannot be read: {error}",
+                what()
+            ))
+        })
     }
 
     fn get(&self, name: &str) -> Option<&'a RawValue> {
@@ -248,50 +303,21 @@ impl<'a> Members<'a> {
     }
 }
 
-/// Refuses a member named twice, in any case, in the batch's own objects: the document, each
-/// request and each request's headers. `serde_json` keeps the last of two, where another
-/// reader of the same bytes (a proxy, an audit of the request) may keep the first, so that the
-/// `If-Match` one of them saw is not the one that ran. The bodies are left to the strict patch
-/// parser, which refuses a duplicate there as a sub-request's 400, as it does for a PATCH of
-/// its own.
-fn refuse_duplicate_members(text: &str) -> Result<(), GraphError> {
-    let Some(document) = Members::of(text) else {
-        return Ok(());
-    };
-    if let Some(name) = document.named_twice() {
-        return Err(bad(format!(
-            "The batch has the member '{}' twice.",
+/// Refuses a member named twice, in any case, in one of the batch's own objects (the
+/// document, a request, a request's headers): `serde_json` keeps the last of two, where
+/// another reader of the same bytes (a proxy, an audit of the request) may keep the first,
+/// so that the `If-Match` one of them saw is not the one that ran. The bodies are left to
+/// the strict patch parser, which refuses a duplicate there as a sub-request's 400, as it
+/// does for a PATCH of its own. `whose` names the object ("The batch").
+fn refuse_named_twice(object: &Members<'_>, whose: impl Fn() -> String) -> Result<(), GraphError> {
+    match object.named_twice() {
+        Some(name) => Err(bad(format!(
+            "{} has the member '{}' twice.",
+            whose(),
             short(name)
-        )));
+        ))),
+        None => Ok(()),
     }
-    let Some(requests) = document
-        .get("requests")
-        .and_then(|requests| serde_json::from_str::<Vec<&RawValue>>(requests.get()).ok())
-    else {
-        return Ok(());
-    };
-    for (index, request) in requests.iter().enumerate() {
-        let Some(request) = Members::of(request.get()) else {
-            continue;
-        };
-        let place = index + 1;
-        if let Some(name) = request.named_twice() {
-            return Err(bad(format!(
-                "Request {place} of the batch has the member '{}' twice.",
-                short(name)
-            )));
-        }
-        let headers = request
-            .get("headers")
-            .and_then(|headers| Members::of(headers.get()));
-        if let Some(name) = headers.as_ref().and_then(|headers| headers.named_twice()) {
-            return Err(bad(format!(
-                "Request {place} of the batch names the header '{}' twice.",
-                short(name)
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// Kahn's algorithm: every request must be reachable in dependency order.
@@ -327,77 +353,5 @@ fn bad(message: impl Into<std::borrow::Cow<'static, str>>) -> GraphError {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn error(json: &str) -> String {
-        parse(json.as_bytes()).unwrap_err().message().to_owned()
-    }
-
-    #[test]
-    fn malformed_batches_are_named() {
-        assert!(error("nope").contains("not valid JSON"));
-        assert!(error(r#"{"requests":[]}"#).contains("no requests"));
-        assert!(error(r#"{"requests":[{"method":"GET","url":"/me/security"}]}"#).contains("no id"));
-        assert!(error(r#"{"requests":[{"id":"1","url":"/me/security"}]}"#).contains("method"));
-        let two = r#"{"requests":[{"id":"1","method":"GET","url":"/a"},{"id":"1","method":"GET","url":"/b"}]}"#;
-        assert!(error(two).contains("used twice"));
-        let absolute = r#"{"requests":[{"id":"1","method":"GET","url":"https://evil/me"}]}"#;
-        assert!(error(absolute).contains("relative"));
-        let nested = r#"{"requests":[{"id":"1","method":"POST","url":"/$batch"}]}"#;
-        assert!(error(nested).contains("do not nest"));
-        let unknown = r#"{"requests":[{"id":"1","method":"GET","url":"/a","dependsOn":["9"]}]}"#;
-        assert!(error(unknown).contains("not in the batch"));
-        let cycle = r#"{"requests":[{"id":"1","method":"GET","url":"/a","dependsOn":["2"]},{"id":"2","method":"GET","url":"/b","dependsOn":["1"]}]}"#;
-        assert!(error(cycle).contains("cycle"));
-        let no_type = r#"{"requests":[{"id":"1","method":"PATCH","url":"/a","body":{}}]}"#;
-        assert!(error(no_type).contains("Content-Type"));
-        let many: Vec<String> = (0..21)
-            .map(|i| format!(r#"{{"id":"{i}","method":"GET","url":"/me/security"}}"#))
-            .collect();
-        assert!(error(&format!(r#"{{"requests":[{}]}}"#, many.join(","))).contains("at most 20"));
-    }
-
-    #[test]
-    fn a_member_named_twice_in_the_batchs_own_objects_is_refused() {
-        let get = r#"{"id":"1","method":"GET","url":"/me/security"}"#;
-        let cases = [
-            (format!(r#"{{"requests":[{get}],"requests":[{get}]}}"#), "member 'requests' twice"),
-            (
-                r#"{"requests":[{"id":"1","method":"GET","method":"PATCH","url":"/a"}]}"#.into(),
-                "Request 1 of the batch has the member 'method' twice",
-            ),
-            (
-                // An escape spells the same name.
-                format!(r#"{{"requests":[{get},{{"id":"2","url":"/a","method":"GET","\u0075rl":"/b"}}]}}"#),
-                "Request 2 of the batch has the member 'url' twice",
-            ),
-            (
-                r#"{"requests":[{"id":"1","method":"GET","url":"/a","headers":{"If-Match":"\"1\"","if-match":"*"}}]}"#.into(),
-                "names the header 'if-match' twice",
-            ),
-            (
-                // A reader folding case keeps one of the two.
-                r#"{"requests":[{"id":"1","method":"PATCH","Method":"GET","url":"/a"}]}"#.into(),
-                "Request 1 of the batch has the member 'Method' twice",
-            ),
-        ];
-        for (json, needle) in cases {
-            assert!(error(&json).contains(needle), "{json}: {}", error(&json));
-        }
-        // In a body, a duplicate is the patch parser's to refuse, as that sub-request's 400.
-        let body = r#"{"requests":[{"id":"1","method":"PATCH","url":"/a","headers":{"content-type":"application/json"},"body":{"a":1,"a":2}}]}"#;
-        assert_eq!(parse(body.as_bytes()).unwrap().len(), 1);
-    }
-
-    #[test]
-    fn a_good_batch_is_planned() {
-        let subs = parse(
-            br#"{"requests":[{"id":"a","method":"patch","url":"me/security","headers":{"content-type":"application/json"},"body":{}},{"id":"b","method":"GET","url":"/me/security","dependsOn":["a"]}]}"#,
-        )
-        .unwrap();
-        assert_eq!(subs[0].method, Method::PATCH);
-        assert_eq!(subs[0].url, "/me/security");
-        assert_eq!(subs[1].depends_on, [0]);
-    }
-}
+#[path = "plan_tests.rs"]
+mod tests;
