@@ -299,38 +299,40 @@ async fn a_write_held_on_its_way_is_refused_only_once_it_can_never_land() {
     let admin = pg::connect(&db.url).await;
     // A first swap prepares the statement on the session, so the next sends only its run.
     swap_to_two(&store, &key, 2).await.unwrap().unwrap();
-    let lost = store_backends(&admin, &db).await;
-    assert_eq!(lost.len(), 1, "one session: {lost:?}");
-    // Nothing more passes on the session: the statement is held on its way.
-    proxy.hang();
-    let refused = store
-        .compare_and_swap(&key, 2, snapshot(3, &json!({"n": 3})))
-        .await
-        .unwrap_err();
-    assert_eq!(refused.kind(), StoreErrorKind::Unavailable, "{refused:?}");
-    let left = store_backends(&admin, &db).await;
-    assert!(
-        !left.contains(&lost[0]),
-        "the lost session's backend is still there: {left:?}"
-    );
+    held_and_refused(&store, &admin, &db, &proxy, &key, 2, json!({"n": 3})).await;
     let stored = store.load(&key).await.unwrap().unwrap();
     assert_eq!((stored.version(), &stored.document()["n"]), (2, &json!(2)));
     // The same for a first save (another statement, which also counts the tenant's objects).
-    let lost = store_backends(&admin, &db).await;
-    proxy.hang();
     let other = ObjectKey::new("t", "other");
+    held_and_refused(&store, &admin, &db, &proxy, &other, 0, json!({"n": 1})).await;
+    assert_eq!(store.load(&other).await.unwrap(), None);
+    assert_eq!(store.count_tenant("t").await.unwrap(), Some(1));
+}
+
+/// Holds every statement on the store's one session (`proxy.hang()`), then swaps `key` from
+/// `expected` to `document`: the swap must be 503, and the session's backend gone by then.
+async fn held_and_refused(
+    store: &PostgresStore,
+    admin: &tokio_postgres::Client,
+    db: &pg::TestDb,
+    proxy: &pg::Proxy,
+    key: &ObjectKey,
+    expected: u64,
+    document: Value,
+) {
+    let lost = store_backends(admin, db).await;
+    assert_eq!(lost.len(), 1, "one session: {lost:?}");
+    proxy.hang();
     let refused = store
-        .compare_and_swap(&other, 0, snapshot(1, &json!({"n": 1})))
+        .compare_and_swap(key, expected, snapshot(expected + 1, &document))
         .await
         .unwrap_err();
     assert_eq!(refused.kind(), StoreErrorKind::Unavailable, "{refused:?}");
-    let left = store_backends(&admin, &db).await;
+    let left = store_backends(admin, db).await;
     assert!(
         !left.contains(&lost[0]),
         "the lost session's backend is still there: {left:?}"
     );
-    assert_eq!(store.load(&other).await.unwrap(), None);
-    assert_eq!(store.count_tenant("t").await.unwrap(), Some(1));
 }
 
 /// Ends every session of the store on `db` (as a failover does) and changes whether the
